@@ -1,0 +1,115 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "ditto-mqtt-bridge",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "ditto-mqtt-bridge", targets: ["ditto-mqtt-bridge"]),
+        .library(name: "Mosquitto", targets: ["Mosquitto"]),
+        .library(name: "DittoProtocol", targets: ["DittoProtocol"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
+    ],
+    targets: [
+        // C layer: Debian's libmosquitto-dev, nothing but two #includes.
+        .systemLibrary(
+            name: "CMosquitto",
+            pkgConfig: "libmosquitto",
+            providers: [.apt(["libmosquitto-dev"])]
+        ),
+        // Swift MQTT client over libmosquitto; hides every C pointer.
+        .target(
+            name: "Mosquitto",
+            dependencies: ["CMosquitto", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        // Private mosquitto brokers for tests and benchmarks.
+        .target(
+            name: "MosquittoTestSupport",
+            dependencies: ["Mosquitto"],
+            swiftSettings: strict
+        ),
+        // Ditto Protocol model: pure, no I/O.
+        .target(name: "DittoProtocol", swiftSettings: strict),
+        // The config file: YAML -> typed, located, validated configuration. Pure.
+        .target(
+            name: "BridgeConfig",
+            dependencies: ["DittoProtocol", .product(name: "Yams", package: "Yams")],
+            swiftSettings: strict
+        ),
+        // The mapping: config -> rules -> envelopes, both directions, plus the header mapper. Pure.
+        .target(
+            name: "BridgeMapping",
+            dependencies: ["DittoProtocol", "BridgeConfig"],
+            swiftSettings: strict
+        ),
+        // Wires MQTT clients, mapper, pending requests and metrics into services.
+        .target(
+            name: "BridgeRuntime",
+            dependencies: [
+                "Mosquitto", "DittoProtocol", "BridgeConfig", "BridgeMapping",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "ditto-mqtt-bridge",
+            dependencies: [
+                "BridgeRuntime", "BridgeConfig", "BridgeMapping", "DittoProtocol",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        // Prints numbers; run with `swift run -c release bridge-bench`.
+        .executableTarget(
+            name: "bridge-bench",
+            dependencies: [
+                "Mosquitto", "MosquittoTestSupport", "DittoProtocol", "BridgeConfig", "BridgeMapping",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "MosquittoTests",
+            dependencies: ["Mosquitto", "MosquittoTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "DittoProtocolTests",
+            dependencies: ["DittoProtocol"],
+            resources: [.copy("Resources")],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "BridgeConfigTests",
+            dependencies: ["BridgeConfig"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "BridgeMappingTests",
+            dependencies: ["BridgeMapping", "BridgeConfig", "DittoProtocol"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "BridgeRuntimeTests",
+            dependencies: [
+                "BridgeRuntime", "BridgeConfig", "BridgeMapping", "DittoProtocol", "Mosquitto",
+                "MosquittoTestSupport",
+            ],
+            swiftSettings: strict
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

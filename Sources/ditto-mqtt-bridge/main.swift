@@ -1,0 +1,1 @@
+print("ditto-mqtt-bridge")

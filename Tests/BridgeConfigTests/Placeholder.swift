@@ -1,0 +1,5 @@
+import Testing
+
+@Test func bridgeConfigTestsBuilds() {
+    #expect(Bool(true))
+}

@@ -1,0 +1,5 @@
+import Testing
+
+@Test func bridgeMappingTestsBuilds() {
+    #expect(Bool(true))
+}

@@ -1,0 +1,5 @@
+import Testing
+
+@Test func bridgeRuntimeTestsBuilds() {
+    #expect(Bool(true))
+}

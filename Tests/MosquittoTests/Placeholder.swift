@@ -1,0 +1,5 @@
+import Testing
+
+@Test func mosquittoTestsBuilds() {
+    #expect(Bool(true))
+}
