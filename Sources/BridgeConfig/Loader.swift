@@ -1,0 +1,504 @@
+import Foundation
+import Yams
+
+extension BridgeConfiguration {
+    /// Reads and validates a config file.
+    ///
+    /// Relative `password-file` and TLS paths are resolved against the config file's directory.
+    /// - throws: every error in the file (never only the first), each naming file, line, column and key path.
+    public static func load(
+        path: String, environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws(ConfigErrors) -> BridgeConfiguration {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            let reason =
+                FileManager.default.fileExists(atPath: path) ? "the file is not readable" : "the file does not exist"
+            throw ConfigErrors(errors: [
+                ConfigDiagnostic(file: path, line: 0, column: 0, keyPath: "", message: "cannot read the config file: \(reason)")
+            ])
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ConfigErrors(errors: [
+                ConfigDiagnostic(file: path, line: 0, column: 0, keyPath: "", message: "the config file is not UTF-8 text")
+            ])
+        }
+        let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
+        return try parse(yaml: text, fileName: path, environment: environment, baseDirectory: directory)
+    }
+
+    /// Validates config text.
+    ///
+    /// - parameter fileName: the name used in diagnostics.
+    /// - parameter baseDirectory: where relative file paths (password files, TLS files) start; the current directory
+    ///   when nil.
+    public static func parse(
+        yaml: String, fileName: String = "<config>",
+        environment: [String: String] = ProcessInfo.processInfo.environment, baseDirectory: String? = nil
+    ) throws(ConfigErrors) -> BridgeConfiguration {
+        let sink = DiagnosticSink(file: fileName)
+        let root: Node?
+        do {
+            root = try Yams.compose(yaml: yaml)
+        } catch {
+            throw ConfigErrors(errors: [syntaxDiagnostic(error, file: fileName)])
+        }
+        let loader = ConfigLoader(
+            reader: Reader(sink: sink), environment: environment,
+            baseDirectory: baseDirectory ?? FileManager.default.currentDirectoryPath)
+        let configuration = loader.load(root, fileName: fileName)
+        guard sink.errors.isEmpty, var configuration else {
+            throw ConfigErrors(errors: sink.sortedErrors, warnings: sink.sortedWarnings)
+        }
+        configuration.warnings = sink.sortedWarnings
+        return configuration
+    }
+
+    private static func syntaxDiagnostic(_ error: any Error, file: String) -> ConfigDiagnostic {
+        func make(_ mark: Mark?, _ message: String) -> ConfigDiagnostic {
+            ConfigDiagnostic(
+                file: file, line: mark?.line ?? 0, column: mark?.column ?? 0, keyPath: "",
+                message: "YAML syntax error: \(message)")
+        }
+        guard let error = error as? YamlError else { return make(nil, "\(error)") }
+        switch error {
+        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
+            .composer(let context, let problem, let mark, _):
+            let text = [context.map { $0.text }, problem].compactMap { $0 }.joined(separator: " ")
+            return make(mark, text)
+        case .duplicatedKeysInMapping(let duplicates, let context):
+            return ConfigDiagnostic(
+                file: file, line: context.mark.line, column: context.mark.column, keyPath: "",
+                message: "duplicate key '\(duplicates.joined(separator: "', '"))' in the same mapping",
+                hint: "each key may appear once; merge the two entries")
+        case .reader(let problem, _, _, _): return make(nil, problem)
+        default: return make(nil, "\(error)")
+        }
+    }
+}
+
+/// Turns the YAML tree into the typed configuration, reporting problems as it goes.
+struct ConfigLoader {
+    let reader: Reader
+    let environment: [String: String]
+    let baseDirectory: String
+
+    var sink: DiagnosticSink { reader.sink }
+
+    static let rootKeys = ["connections", "ditto", "defaults", "headers", "devices", "acks", "uplink", "downlink"]
+
+    func load(_ root: Node?, fileName: String) -> BridgeConfiguration? {
+        let rootValue = YAMLValue(node: root ?? Node([(Node, Node)]()), path: "")
+        if root == nil || rootValue.isNull {
+            sink.warning(SourceLocation(line: 1, column: 1), "", "the file is empty: no rules, the bridge would do nothing")
+        }
+        guard let top = root == nil || rootValue.isNull
+            ? MappingView(value: rootValue, entries: [])
+            : reader.mapping(rootValue, keys: Self.rootKeys, what: "the top level of the config file")
+        else { return nil }
+
+        let connections = connectionsBlock(top["connections"])
+        let defaults = defaultsBlock(top["defaults"])
+        let ditto = dittoBlock(top["ditto"])
+        let globalHeaders = headerPolicy(
+            top["headers"], base: .standard, known: ["thingId", "namespace", "thingName", "correlationId"])
+        let acks = acksBlock(top["acks"], connectionID: ditto.connectionID)
+        let context = RuleContext(
+            connections: connections, defaults: defaults, ditto: ditto, globalHeaders: globalHeaders)
+
+        var uplink: [UplinkRule] = []
+        var names: [String: YAMLValue] = [:]
+        if let list = top["uplink"], !list.isNull, let items = reader.sequence(list, what: "uplink rules") {
+            for (index, item) in items.enumerated() {
+                if let rule = uplinkRule(item, index: index, context: context) {
+                    uplink.append(rule)
+                    checkUnique(rule.name, item, &names)
+                }
+            }
+        }
+        var downlink: [DownlinkRule] = []
+        if let list = top["downlink"], !list.isNull, let items = reader.sequence(list, what: "downlink rules") {
+            for (index, item) in items.enumerated() {
+                if let rule = downlinkRule(item, index: index, context: context) {
+                    downlink.append(rule)
+                    checkUnique(rule.name, item, &names)
+                }
+            }
+        }
+        let deviceStatus = devicesBlock(top["devices"], downlink: downlink, context: context)
+
+        if root != nil, !rootValue.isNull, top["uplink"] == nil, top["downlink"] == nil {
+            sink.warning(rootValue.location, "", "no uplink or downlink rules: the bridge would do nothing")
+        }
+        checkOverlaps(uplink, context: context)
+        checkLoops(uplink: uplink, downlink: downlink, context: context)
+
+        return BridgeConfiguration(
+            fileName: fileName, connections: connections, ditto: ditto, defaults: defaults, headers: globalHeaders,
+            deviceStatus: deviceStatus, acks: acks, uplink: uplink, downlink: downlink, warnings: [])
+    }
+
+    private func checkUnique(_ name: String, _ item: YAMLValue, _ names: inout [String: YAMLValue]) {
+        let nameValue = (reader.peekMapping(item)?["name"]) ?? item
+        if let first = names[name] {
+            reader.error(
+                nameValue, "duplicate rule name '\(name)' (also used at line \(first.location.line), \(first.path))",
+                hint: "rule names appear in logs and must be unique across uplink and downlink")
+        } else {
+            names[name] = nameValue
+        }
+    }
+
+    // MARK: - connections
+
+    func connectionsBlock(_ v: YAMLValue?) -> Connections {
+        var device = defaultConnection(clientID: "ditto-bridge-devices")
+        var ditto = defaultConnection(clientID: "ditto-bridge-ditto")
+        if let v, !v.isNull, let m = reader.mapping(v, keys: ["device", "ditto"]) {
+            if let d = m["device"] { device = connection(d, role: "device", defaultClientID: "ditto-bridge-devices") }
+            if let d = m["ditto"] { ditto = connection(d, role: "ditto", defaultClientID: "ditto-bridge-ditto") }
+        }
+        return Connections(device: device, ditto: ditto)
+    }
+
+    func defaultConnection(clientID: String) -> BrokerConnection {
+        BrokerConnection(
+            host: "127.0.0.1", port: 1883, mqttVersion: .v5, clientID: clientID, keepalive: .seconds(30),
+            cleanStart: true, sessionExpiry: nil, username: nil, password: nil, passwordSource: nil, tls: nil,
+            reconnect: ReconnectPolicy(initial: .seconds(1), maximum: .seconds(30)))
+    }
+
+    static let connectionKeys = [
+        "host", "port", "mqtt-version", "client-id", "keepalive", "clean-start", "session-expiry", "username",
+        "password-file", "password-env", "password", "tls", "reconnect",
+    ]
+
+    func connection(_ v: YAMLValue, role: String, defaultClientID: String) -> BrokerConnection {
+        var c = defaultConnection(clientID: defaultClientID)
+        guard let m = reader.mapping(v, keys: Self.connectionKeys) else { return c }
+        if let h = m["host"] {
+            if let host = reader.string(h) {
+                if host.contains("://") || host.contains(" ") || host.contains("/") {
+                    reader.error(
+                        h, "'\(host)' is not a host name",
+                        hint: "write only the host name or address (e.g. broker.local); port and tls are separate keys")
+                } else {
+                    c.host = host
+                }
+            }
+        } else {
+            sink.error(
+                v.location, v.child("host"), "missing required key 'host'",
+                hint: "the default broker 127.0.0.1:1883 applies only when the whole '\(role)' block is left out")
+        }
+        if let t = m["tls"] { c.tls = tls(t) }
+        c.port = c.tls == nil ? 1883 : 8883
+        if let p = m["port"], let port = reader.int(p, range: 1...65535) { c.port = port }
+        if let mv = m["mqtt-version"], let version = reader.choice(mv, ["5", "3.1.1"]) {
+            c.mqttVersion = version == "5" ? .v5 : .v311
+        }
+        if let id = m["client-id"], let clientID = reader.string(id) {
+            if clientID.utf8.count > 65535 || clientID.unicodeScalars.contains("\u{0}") {
+                reader.error(id, "a client id is at most 65535 bytes without NUL")
+            } else {
+                c.clientID = clientID
+            }
+        }
+        if let k = m["keepalive"], let keepalive = reader.duration(k, range: .seconds(5)...(.seconds(65535))) {
+            if keepalive.components.attoseconds != 0 {
+                reader.error(k, "keepalive is counted in whole seconds")
+            } else {
+                c.keepalive = keepalive
+            }
+        }
+        if let cs = m["clean-start"], let clean = reader.bool(cs) { c.cleanStart = clean }
+        if let se = m["session-expiry"] {
+            if c.mqttVersion == .v311 {
+                reader.error(
+                    se, "session-expiry needs mqtt-version 5",
+                    hint: "with MQTT 3.1.1 write clean-start: false for a persistent session")
+            } else if let expiry = reader.duration(se, range: .zero...(.seconds(4_294_967_295))) {
+                if expiry.components.attoseconds != 0 {
+                    reader.error(se, "session-expiry is counted in whole seconds")
+                } else {
+                    c.sessionExpiry = expiry
+                }
+            }
+        }
+        if let u = m["username"], let username = reader.string(u) { c.username = username }
+        let passwordKeys = ["password-file", "password-env", "password"].filter { m.has($0) }
+        if passwordKeys.count > 1, let second = m[passwordKeys[1]] {
+            reader.error(
+                second, "'\(passwordKeys[0])' and '\(passwordKeys[1])' both give the password",
+                hint: "keep one of password-file, password-env, password")
+        } else if let key = passwordKeys.first, let pv = m[key] {
+            if c.username == nil {
+                reader.error(pv, "a password needs a username", hint: "add username: to this connection")
+            }
+            switch key {
+            case "password-file":
+                if let path = reader.string(pv) {
+                    c.passwordSource = .file(path)
+                    c.password = readPasswordFile(path, at: pv)
+                }
+            case "password-env":
+                if let name = reader.string(pv) {
+                    c.passwordSource = .environment(name)
+                    if let value = environment[name] {
+                        if value.isEmpty {
+                            reader.error(pv, "environment variable \(name) is set but empty")
+                        } else {
+                            c.password = Secret(value)
+                        }
+                    } else {
+                        reader.error(pv, "environment variable \(name) is not set", hint: "export \(name)=... before starting the bridge")
+                    }
+                }
+            default:
+                if let value = reader.string(pv, nonEmpty: false) {
+                    c.passwordSource = .inline
+                    c.password = Secret(value)
+                    reader.warning(
+                        pv, "the password is written in the config file",
+                        hint: "prefer password-file: or password-env:, which keep it out of backups and version control")
+                }
+            }
+        }
+        if let r = m["reconnect"], let rm = reader.mapping(r, keys: ["initial", "maximum"]) {
+            if let i = rm["initial"], let initial = reader.duration(i, range: .milliseconds(100)...(.seconds(3600))) {
+                c.reconnect.initial = initial
+            }
+            if let x = rm["maximum"], let maximum = reader.duration(x, range: .milliseconds(100)...(.seconds(3600))) {
+                c.reconnect.maximum = maximum
+            }
+            if c.reconnect.initial > c.reconnect.maximum {
+                reader.error(
+                    rm["maximum"] ?? r,
+                    "maximum (\(DurationText.format(c.reconnect.maximum))) is shorter than initial (\(DurationText.format(c.reconnect.initial)))"
+                )
+            }
+        }
+        return c
+    }
+
+    func resolve(_ path: String) -> String {
+        path.hasPrefix("/") ? path : URL(fileURLWithPath: baseDirectory).appendingPathComponent(path).path
+    }
+
+    func readPasswordFile(_ path: String, at v: YAMLValue) -> Secret? {
+        let full = resolve(path)
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: full, isDirectory: &isDirectory) else {
+            reader.error(v, "password file '\(full)' does not exist")
+            return nil
+        }
+        guard !isDirectory.boolValue, let data = FileManager.default.contents(atPath: full) else {
+            reader.error(v, "password file '\(full)' is not readable")
+            return nil
+        }
+        guard var text = String(data: data, encoding: .utf8) else {
+            reader.error(v, "password file '\(full)' is not UTF-8 text")
+            return nil
+        }
+        // Editors add a final newline; it is never part of the password.
+        while text.hasSuffix("\n") || text.hasSuffix("\r") { text.removeLast() }
+        guard !text.isEmpty else {
+            reader.error(v, "password file '\(full)' is empty")
+            return nil
+        }
+        return Secret(text)
+    }
+
+    func tls(_ v: YAMLValue) -> TLSSettings? {
+        var settings = TLSSettings(
+            caFile: nil, caPath: nil, certFile: nil, keyFile: nil, version: nil, verifyHostname: true, insecure: false)
+        if case .scalar = v.node, !v.isNull {
+            guard let on = reader.bool(v) else { return nil }
+            return on ? settings : nil
+        }
+        guard let m = reader.mapping(v, keys: ["ca-file", "ca-path", "cert-file", "key-file", "version", "verify-hostname", "insecure"])
+        else { return nil }
+        func file(_ key: String, directory: Bool = false) -> String? {
+            guard let fv = m[key], let path = reader.string(fv) else { return nil }
+            let full = resolve(path)
+            var isDirectory: ObjCBool = false
+            if !FileManager.default.fileExists(atPath: full, isDirectory: &isDirectory) {
+                reader.error(fv, "'\(full)' does not exist")
+            } else if isDirectory.boolValue != directory {
+                reader.error(fv, "'\(full)' is \(directory ? "not a directory" : "a directory, not a file")")
+            } else if !FileManager.default.isReadableFile(atPath: full) {
+                reader.error(fv, "'\(full)' is not readable")
+            }
+            return full
+        }
+        settings.caFile = file("ca-file")
+        settings.caPath = file("ca-path", directory: true)
+        settings.certFile = file("cert-file")
+        settings.keyFile = file("key-file")
+        if m.has("cert-file") != m.has("key-file") {
+            let present = m.has("cert-file") ? "cert-file" : "key-file"
+            let missing = m.has("cert-file") ? "key-file" : "cert-file"
+            reader.error(m[present] ?? v, "\(present) needs \(missing) (a client certificate and its key go together)")
+        }
+        if let vv = m["version"], let version = reader.choice(vv, ["tlsv1.2", "tlsv1.3"]) {
+            settings.version = TLSSettings.Version(rawValue: version)
+        }
+        if let h = m["verify-hostname"], let verify = reader.bool(h) { settings.verifyHostname = verify }
+        if let i = m["insecure"], let insecure = reader.bool(i) {
+            settings.insecure = insecure
+            if insecure {
+                reader.warning(i, "insecure: true accepts any server certificate", hint: "use it for testing only")
+            }
+        }
+        return settings
+    }
+
+    // MARK: - ditto, defaults, acks
+
+    static let thingPlaceholders = ["thingId", "namespace", "thingName"]
+
+    func dittoBlock(_ v: YAMLValue?) -> DittoSettings {
+        // The defaults compile; `try?` never yields nil here, and a fallback keeps the code trap-free.
+        var settings = DittoSettings(
+            publishTopic: Self.compiled("ditto/in/{thingId}"), subscribeFilter: Self.compiled("ditto/out/#"),
+            replyTopic: Self.compiled("ditto/out/{thingId}/reply"), qos: .atLeastOnce, connectionID: "edge-bridge")
+        guard let v, !v.isNull,
+            let m = reader.mapping(v, keys: ["publish-topic", "subscribe-filter", "reply-topic", "qos", "connection-id"])
+        else { return settings }
+        if let t = m["publish-topic"], let topic = reader.topic(t, allowWildcards: false, what: "topic") {
+            if reader.checkPlaceholders(topic.placeholderOffsets, at: t, known: Self.thingPlaceholders) {
+                settings.publishTopic = topic
+            }
+        }
+        if let f = m["subscribe-filter"], let filter = reader.topic(f, allowWildcards: true, what: "topic filter") {
+            if !filter.placeholders.isEmpty {
+                reader.error(f, "a subscribe filter takes no placeholders", hint: "use + or #, e.g. ditto/out/#")
+            } else {
+                settings.subscribeFilter = filter
+            }
+        }
+        if let r = m["reply-topic"], let topic = reader.topic(r, allowWildcards: false, what: "topic") {
+            if reader.checkPlaceholders(topic.placeholderOffsets, at: r, known: Self.thingPlaceholders) {
+                settings.replyTopic = topic
+            }
+        }
+        if let q = m["qos"], let qos = reader.int(q, range: 0...2) { settings.qos = QoS(rawValue: qos) ?? .atLeastOnce }
+        if let c = m["connection-id"], let id = reader.string(c) {
+            if id.unicodeScalars.allSatisfy({ AckLabelRules.isLabelCharacter($0) }) {
+                settings.connectionID = id
+            } else {
+                reader.error(c, "'\(id)' is not a Ditto connection id", hint: "use letters, digits, '-', '_' and ':'")
+            }
+        }
+        let sample = ["thingId": "org.example:device-1", "namespace": "org.example", "thingName": "device-1"]
+        if let rendered = try? settings.replyTopic.render(sample), settings.subscribeFilter.match(rendered) == nil {
+            sink.error(
+                (m["reply-topic"] ?? m["subscribe-filter"] ?? v).location,
+                (m["reply-topic"] ?? m["subscribe-filter"] ?? v).path,
+                "reply-topic '\(settings.replyTopic)' is not covered by subscribe-filter '\(settings.subscribeFilter)'",
+                hint: "Ditto's answers to device requests would never reach the bridge")
+        }
+        if let rendered = try? settings.publishTopic.render(sample), settings.subscribeFilter.match(rendered) != nil {
+            sink.error(
+                (m["subscribe-filter"] ?? m["publish-topic"] ?? v).location,
+                (m["subscribe-filter"] ?? m["publish-topic"] ?? v).path,
+                "subscribe-filter '\(settings.subscribeFilter)' also matches publish-topic '\(settings.publishTopic)'",
+                hint: "the bridge would read its own messages to Ditto back as Ditto's")
+        }
+        return settings
+    }
+
+    static func compiled(_ text: String) -> TopicTemplate {
+        do { return try TopicTemplate(text) } catch { preconditionFailure("built-in topic '\(text)' does not compile") }
+    }
+
+    func defaultsBlock(_ v: YAMLValue?) -> Defaults {
+        var d = Defaults(namespace: nil, qos: .atLeastOnce, contentType: "application/json", requestTimeout: .seconds(10))
+        guard let v, !v.isNull, let m = reader.mapping(v, keys: ["namespace", "qos", "content-type", "request-timeout"])
+        else { return d }
+        if let n = m["namespace"], let ns = reader.string(n) {
+            if ThingIDRules.isValidNamespace(ns) {
+                d.namespace = ns
+            } else {
+                reader.error(
+                    n, "'\(ns)' is not a valid Ditto namespace",
+                    hint: "letter-started parts of letters, digits and '_', joined by '.' or '-', e.g. org.example")
+            }
+        }
+        if let q = m["qos"], let qos = reader.int(q, range: 0...2) { d.qos = QoS(rawValue: qos) ?? .atLeastOnce }
+        if let c = m["content-type"], let ct = contentType(c) { d.contentType = ct }
+        if let t = m["request-timeout"], let timeout = reader.duration(t, range: .milliseconds(1)...(.seconds(60))) {
+            d.requestTimeout = timeout
+        }
+        return d
+    }
+
+    func contentType(_ v: YAMLValue) -> String? {
+        guard let text = reader.string(v) else { return nil }
+        let main = text.split(separator: ";", maxSplits: 1).first.map(String.init) ?? text
+        let parts = main.trimmingCharacters(in: .whitespaces).split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, parts.allSatisfy({ !$0.isEmpty && !$0.contains(" ") }) else {
+            reader.error(v, "'\(text)' is not a media type", hint: "write type/subtype, e.g. application/json or text/plain")
+            return nil
+        }
+        return text
+    }
+
+    func acksBlock(_ v: YAMLValue?, connectionID: String) -> AckLabels {
+        var acks = AckLabels(delivered: "\(connectionID):delivered", answered: "\(connectionID):answered")
+        guard let v, !v.isNull, let m = reader.mapping(v, keys: ["delivered", "answered"]) else { return acks }
+        func label(_ key: String) -> String?? {
+            guard let lv = m[key] else { return .none }
+            if lv.isNull { return .some(nil) }
+            guard let template = reader.template(lv),
+                reader.checkPlaceholders(template.placeholderOffsets, at: lv, known: ["connectionId"]),
+                let text = try? template.render(["connectionId": connectionID])
+            else { return .none }
+            if let problem = AckLabelRules.problem(with: text, connectionID: connectionID) {
+                reader.error(lv, "invalid acknowledgement label '\(text)': \(problem.message)", hint: problem.hint)
+                return .none
+            }
+            return .some(text)
+        }
+        if let delivered = label("delivered") { acks.delivered = delivered }
+        if let answered = label("answered") { acks.answered = answered }
+        if let d = acks.delivered, d == acks.answered, let av = m["answered"] {
+            reader.error(av, "'delivered' and 'answered' use the same label '\(d)'", hint: "a requester could not tell them apart")
+        }
+        return acks
+    }
+}
+
+enum AckLabelRules {
+    static let reserved: Set<String> = ["twin-persisted", "live-response", "search-persisted"]
+
+    static func isLabelCharacter(_ s: Unicode.Scalar) -> Bool {
+        ("a"..."z").contains(s) || ("A"..."Z").contains(s) || ("0"..."9").contains(s) || s == "-" || s == "_" || s == ":"
+    }
+
+    static func problem(with label: String, connectionID: String) -> (message: String, hint: String?)? {
+        if reserved.contains(label) {
+            return ("'\(label)' is reserved for Ditto itself", "use a label such as '\(connectionID):delivered'")
+        }
+        guard (3...100).contains(label.count), label.unicodeScalars.allSatisfy(isLabelCharacter) else {
+            return ("labels are 3 to 100 characters of letters, digits, '-', '_' and ':'", nil)
+        }
+        guard label.hasPrefix(connectionID + ":") else {
+            return (
+                "Ditto accepts only labels that start with the connection id and ':'",
+                "write '{connectionId}:\(label)'"
+            )
+        }
+        return nil
+    }
+}
+
+extension Reader {
+    /// The mapping's entries without reporting anything (for locating a key of an item already checked).
+    func peekMapping(_ v: YAMLValue) -> MappingView? {
+        guard case .mapping(let mapping) = v.node else { return nil }
+        return MappingView(
+            value: v,
+            entries: mapping.compactMap { k, val in
+                k.scalar.map { ($0.string, k, YAMLValue(node: val, path: v.child($0.string))) }
+            })
+    }
+}

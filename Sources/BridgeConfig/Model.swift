@@ -1,0 +1,459 @@
+/// The whole config file, typed and validated. Read it with ``BridgeConfiguration/load(path:environment:)``.
+public struct BridgeConfiguration: Sendable {
+    /// The file as named when loading (used in messages).
+    public var fileName: String
+    /// The device broker and the Ditto-side broker.
+    public var connections: Connections
+    /// How the bridge talks to Ditto over the Ditto-side broker.
+    public var ditto: DittoSettings
+    public var defaults: Defaults
+    /// Global header mapping; every rule's ``UplinkRule/headers`` already has these merged in.
+    public var headers: HeaderPolicy
+    /// Online/offline detection, when configured.
+    public var deviceStatus: DeviceStatusSettings?
+    /// The acknowledgement labels the bridge may issue.
+    public var acks: AckLabels
+    /// Uplink rules in file order. Use ``uplinkRulesByPrecedence`` to pick the winner.
+    public var uplink: [UplinkRule]
+    /// Downlink rules in file order. Use ``downlinkRulesByPrecedence`` to pick the winner.
+    public var downlink: [DownlinkRule]
+    /// Things `check` should tell the user about; the file is usable.
+    public var warnings: [ConfigDiagnostic]
+
+    /// Uplink rules in the order they are tried: higher ``UplinkRule/priority`` first, then the more specific
+    /// topic (``TopicTemplate/Specificity``), then file order. The first rule whose topic matches wins.
+    public var uplinkRulesByPrecedence: [UplinkRule] {
+        uplink.sorted { a, b in
+            if a.priority != b.priority { return a.priority > b.priority }
+            let sa = a.topic.specificity
+            let sb = b.topic.specificity
+            if sa != sb { return sa > sb }
+            return a.index < b.index
+        }
+    }
+
+    /// Downlink rules in the order they are tried: higher ``DownlinkRule/priority`` first, then file order.
+    public var downlinkRulesByPrecedence: [DownlinkRule] {
+        downlink.sorted { a, b in a.priority != b.priority ? a.priority > b.priority : a.index < b.index }
+    }
+}
+
+/// MQTT quality of service.
+public enum QoS: Int, Sendable, Hashable, CaseIterable {
+    case atMostOnce = 0
+    case atLeastOnce = 1
+    case exactlyOnce = 2
+}
+
+/// The two broker connections.
+public struct Connections: Sendable, Hashable {
+    /// Where devices publish and subscribe.
+    public var device: BrokerConnection
+    /// Where Ditto's MQTT-5 connection is (often the same broker).
+    public var ditto: BrokerConnection
+}
+
+/// A secret read from a file or the environment; prints as `<redacted>`.
+public struct Secret: Sendable, Hashable, CustomStringConvertible, CustomDebugStringConvertible {
+    public var value: String
+    public init(_ value: String) { self.value = value }
+    public var description: String { "<redacted>" }
+    public var debugDescription: String { "<redacted>" }
+}
+
+/// One MQTT client connection.
+public struct BrokerConnection: Sendable, Hashable {
+    public enum MQTTVersion: String, Sendable, Hashable {
+        case v5 = "5"
+        case v311 = "3.1.1"
+    }
+
+    /// Where the password came from, for messages that must not show it.
+    public enum PasswordSource: Sendable, Hashable {
+        case file(String)
+        case environment(String)
+        case inline
+    }
+
+    public var host: String
+    public var port: Int
+    public var mqttVersion: MQTTVersion
+    public var clientID: String
+    public var keepalive: Duration
+    /// MQTT 5 clean start / MQTT 3.1.1 clean session.
+    public var cleanStart: Bool
+    /// MQTT 5 session expiry; nil means 0 (the session ends with the connection).
+    public var sessionExpiry: Duration?
+    public var username: String?
+    public var password: Secret?
+    public var passwordSource: PasswordSource?
+    /// nil: plain TCP.
+    public var tls: TLSSettings?
+    public var reconnect: ReconnectPolicy
+}
+
+public struct TLSSettings: Sendable, Hashable {
+    public enum Version: String, Sendable, Hashable {
+        case tls12 = "tlsv1.2"
+        case tls13 = "tlsv1.3"
+    }
+
+    /// CA certificate file (PEM); with neither this nor ``caPath`` the system CAs are used.
+    public var caFile: String?
+    public var caPath: String?
+    /// Client certificate for mutual TLS (with ``keyFile``).
+    public var certFile: String?
+    public var keyFile: String?
+    /// Minimum TLS version; nil lets libmosquitto choose.
+    public var version: Version?
+    /// Check the broker's host name against its certificate.
+    public var verifyHostname: Bool
+    /// Accept any certificate (testing only; `check` warns).
+    public var insecure: Bool
+}
+
+/// Back-off between reconnect attempts: doubles from ``initial`` up to ``maximum``.
+public struct ReconnectPolicy: Sendable, Hashable {
+    public var initial: Duration
+    public var maximum: Duration
+}
+
+/// The Ditto side: topics on the Ditto-side broker and the Ditto connection's identity.
+public struct DittoSettings: Sendable, Hashable {
+    /// Where the bridge publishes Ditto Protocol JSON (Ditto's source). Placeholders: `{thingId}`, `{namespace}`,
+    /// `{thingName}`.
+    public var publishTopic: TopicTemplate
+    /// What the bridge subscribes to for what Ditto's target publishes.
+    public var subscribeFilter: TopicTemplate
+    /// The `reply-to` the bridge sets on device-initiated requests; must be covered by ``subscribeFilter``.
+    /// Placeholders as for ``publishTopic``.
+    public var replyTopic: TopicTemplate
+    public var qos: QoS
+    /// The id of the Ditto connection, used in acknowledgement labels.
+    public var connectionID: String
+}
+
+public struct Defaults: Sendable, Hashable {
+    /// The namespace `{namespace}` stands for; nil when not configured.
+    public var namespace: String?
+    public var qos: QoS
+    public var contentType: String
+    /// How long a request (either direction) waits for its answer when the request names no `timeout`.
+    public var requestTimeout: Duration
+}
+
+/// A header-name pattern: exact (case-insensitive) or with `*` wildcards, e.g. `x-*`.
+public struct HeaderPattern: Sendable, Hashable, CustomStringConvertible {
+    /// Lower-cased pattern.
+    public let pattern: String
+
+    public init(_ pattern: String) { self.pattern = pattern.lowercased() }
+
+    public var isWildcard: Bool { pattern.contains("*") }
+
+    /// Case-insensitive glob match.
+    public func matches(_ name: String) -> Bool {
+        Glob.matches(pattern, name.lowercased())
+    }
+
+    public var description: String { pattern }
+}
+
+/// How correlation-id and headers travel for MQTT 3.1.1 devices, which have no message properties.
+public enum MQTT311HeaderMode: String, Sendable, Hashable {
+    /// Only the payload travels; no headers reach the device, and none are read from it.
+    case none
+    /// The correlation-id travels in the `{correlationId}` level of the topic.
+    case topic
+    /// The payload is wrapped: `{"headers": {...}, "value": ...}`, both ways.
+    case wrapper
+}
+
+/// A header to add, with a value template.
+public struct StaticHeader: Sendable, Hashable {
+    /// As written (Ditto headers keep the spelling, compare case-insensitively).
+    public var name: String
+    public var value: Template
+}
+
+/// Which headers cross between MQTT and Ditto, in both directions.
+///
+/// A header passes when it matches ``allow`` and not ``deny``, and is not one of Ditto's internal headers
+/// (``ReservedHeaders``); it is then renamed per ``rename``. ``staticHeaders`` are added after that.
+public struct HeaderPolicy: Sendable, Hashable {
+    public var allow: [HeaderPattern]
+    public var deny: [HeaderPattern]
+    /// Lower-cased source name -> target name as written.
+    public var rename: [String: String]
+    /// `traceparent`/`tracestate` cross even when ``allow`` does not list them.
+    public var traceContext: Bool
+    public var staticHeaders: [StaticHeader]
+    public var mqtt311: MQTT311HeaderMode
+
+    /// Whether a custom header named `name` may cross (before renaming).
+    public func allows(_ name: String) -> Bool {
+        let lower = name.lowercased()
+        if ReservedHeaders.isInternal(lower) { return false }
+        if traceContext, lower == "traceparent" || lower == "tracestate" {
+            return !deny.contains { $0.matches(lower) && !$0.isWildcard }
+        }
+        return allow.contains { $0.matches(lower) } && !deny.contains { $0.matches(lower) }
+    }
+
+    /// The name a passing header gets on the other side.
+    public func renamed(_ name: String) -> String {
+        rename[name.lowercased()] ?? name
+    }
+
+    static let standard = HeaderPolicy(
+        allow: [HeaderPattern("*")], deny: [], rename: [:], traceContext: true, staticHeaders: [], mqtt311: .none)
+}
+
+/// Ditto headers the bridge never forwards and a config may not produce (FACTS §e): Ditto's internal `ditto-*`
+/// headers, the read-only/managed ones, and the ones the bridge sets itself.
+public enum ReservedHeaders {
+    /// Headers Ditto documents as never to be set from outside.
+    public static let internalNames: Set<String> = [
+        "channel", "raw-request-url", "raw-request-uri", "read-subjects", "subject", "timeout-access",
+        "authorization", "etag", "www-authenticate", "if-match", "if-none-match", "divert-response-to-connection",
+        "divert-expected-response-types", "diverted-response-from-connection", "entity-revision",
+        "historical-headers", "live-channel-condition-matched", "mqtt.topic", "mqtt.qos", "mqtt.retain",
+        "mqtt.message-expiry-interval",
+    ]
+
+    /// Headers the bridge derives itself (from MQTT properties, topics or the request), which a rename or a static
+    /// header must not overwrite.
+    public static let managedNames: Set<String> = [
+        "correlation-id", "content-type", "reply-to", "response-required", "requested-acks", "timeout", "status",
+        "timestamp", "version",
+    ]
+
+    /// `ditto-*` or one of ``internalNames`` (case-insensitive).
+    public static func isInternal(_ name: String) -> Bool {
+        let lower = name.lowercased()
+        return lower.hasPrefix("ditto-") || internalNames.contains(lower)
+    }
+
+    /// Internal or bridge-managed.
+    public static func isReserved(_ name: String) -> Bool {
+        isInternal(name) || managedNames.contains(name.lowercased())
+    }
+}
+
+/// Online/offline detection from a status topic (typically the device's last will).
+public struct DeviceStatusSettings: Sendable, Hashable {
+    /// E.g. `devices/{deviceId}/status`; its placeholders must be ones the downlink rules' thing IDs provide.
+    public var topic: TopicTemplate
+    /// Payloads (exact text) meaning offline; anything else means online.
+    public var offlinePayloads: [String]
+}
+
+/// Acknowledgement labels the bridge issues when a request asks for them in `requested-acks`.
+public struct AckLabels: Sendable, Hashable {
+    /// Issued when the device broker acknowledged the downlink publish; nil: never.
+    public var delivered: String?
+    /// Issued when the device answered; nil: never.
+    public var answered: String?
+
+    /// Labels to declare in the Ditto connection's `declaredAcks`.
+    public var all: [String] { [delivered, answered].compactMap { $0 } }
+}
+
+/// How to read a device payload.
+public enum UplinkPayload: Sendable, Hashable {
+    public enum JSONSelection: Sendable, Hashable {
+        /// The whole document.
+        case whole
+        /// One value, by JSON pointer (RFC 6901).
+        case pointer(String)
+        /// An object built from several pointers: field name -> pointer, in file order.
+        case fields([(name: String, pointer: String)])
+
+        public static func == (a: JSONSelection, b: JSONSelection) -> Bool {
+            switch (a, b) {
+            case (.whole, .whole): true
+            case (.pointer(let x), .pointer(let y)): x == y
+            case (.fields(let x), .fields(let y)): x.map(\.name) == y.map(\.name) && x.map(\.pointer) == y.map(\.pointer)
+            default: false
+            }
+        }
+
+        public func hash(into hasher: inout Hasher) {
+            switch self {
+            case .whole: hasher.combine(0)
+            case .pointer(let p): hasher.combine(p)
+            case .fields(let f):
+                for field in f {
+                    hasher.combine(field.name)
+                    hasher.combine(field.pointer)
+                }
+            }
+        }
+    }
+
+    case json(JSONSelection)
+    /// A decimal number as text (`21.5`).
+    case number
+    /// `true`/`false` (also `1`/`0`, `on`/`off`).
+    case boolean
+    /// UTF-8 text.
+    case text
+    /// Raw bytes; base64 in the Ditto message.
+    case bytes
+}
+
+public enum EventAction: String, Sendable, Hashable, CaseIterable {
+    case created, modified, merged, deleted
+}
+
+/// A live event the device's publish becomes.
+public struct EventSpec: Sendable, Hashable {
+    public var action: EventAction
+    /// The resource path, e.g. `/features/{sensor}/properties/value`.
+    public var path: Template
+}
+
+/// A live message from the device (outbox) its publish becomes.
+public struct MessageSpec: Sendable, Hashable {
+    /// nil: a thing-level message.
+    public var feature: Template?
+    public var subject: Template
+    /// The message's content type; nil means derived from the payload format (JSON -> `application/json`,
+    /// text -> `text/plain`, bytes -> `application/octet-stream`).
+    public var contentType: String?
+    /// The device expects an answer (a device-initiated request).
+    public var expectsResponse: Bool
+    /// How long Ditto may take to answer.
+    public var timeout: Duration
+    /// MQTT 3.1.1 devices: where the answer goes, e.g. `devices/{deviceId}/res/{correlationId}/{status}`.
+    /// MQTT 5 devices get it on their response topic; this is then a fallback when they set none.
+    public var replyTopic: TopicTemplate?
+}
+
+/// What an uplink rule emits.
+public enum UplinkAction: Sendable, Hashable {
+    case event(EventSpec)
+    case message(MessageSpec)
+    /// The device publishes Ditto Protocol JSON; its thing ID must equal the rule's rendered thing ID.
+    case passthrough
+}
+
+/// Device topic -> Ditto signal.
+public struct UplinkRule: Sendable, Hashable {
+    public var name: String
+    /// Position in the file's `uplink` list.
+    public var index: Int
+    /// Where the rule is written.
+    public var location: SourceLocation
+    public var topic: TopicTemplate
+    /// Placeholders: the topic's, plus `{namespace}`.
+    public var thingID: Template
+    public var action: UplinkAction
+    public var payload: UplinkPayload
+    /// Effective policy (global settings merged with the rule's).
+    public var headers: HeaderPolicy
+    /// Higher wins; default 0.
+    public var priority: Int
+    /// QoS of the Ditto-side publish.
+    public var qos: QoS
+}
+
+public enum CommandAction: String, Sendable, Hashable, CaseIterable {
+    case create, modify, merge, delete, retrieve
+}
+
+/// Which Ditto signals a downlink rule takes.
+public enum DownlinkMatch: Sendable, Hashable {
+    /// Live messages to the thing (inbox).
+    /// - subject: a glob (`*` any text), e.g. `*`, `set-*`, `reboot`.
+    /// - feature: nil for thing-level messages only; a glob for feature messages (`*` any feature).
+    case messages(subject: String, feature: String?)
+    /// Live commands with one of these actions whose path matches (nil: any path).
+    case commands(actions: Set<CommandAction>, path: PathTemplate?)
+}
+
+/// How the device gets the Ditto signal.
+public enum DownlinkPayload: String, Sendable, Hashable, CaseIterable {
+    /// The `value` as JSON.
+    case value
+    /// The `value` as UTF-8 text (a JSON string without quotes, other JSON as its text).
+    case text
+    /// The bytes of a base64 `value`.
+    case bytes
+    /// The whole Ditto Protocol envelope (Ditto-native devices).
+    case envelope
+}
+
+/// How a device answers a downlink request.
+public struct ReplySpec: Sendable, Hashable {
+    public enum Mode: String, Sendable, Hashable, CaseIterable {
+        /// MQTT 5: on the response topic the bridge sets, with the correlation data it sets.
+        case mqtt5
+        /// The correlation id (and status) are levels of the reply topic (`.../res/{correlationId}/{status}`).
+        case topic
+        /// The correlation id is inside the JSON reply, at ``ReplySpec/correlationPointer``.
+        case payload
+        /// The device does not answer.
+        case none
+    }
+
+    public var mode: Mode
+    /// Where the device answers. Placeholders: the downlink topic's, plus `{correlationId}` and `{status}` (both
+    /// captured from the reply topic in `topic` mode).
+    public var topic: TopicTemplate?
+    public var correlationPointer: String?
+    public var statusPointer: String?
+    public var valuePointer: String?
+    /// Status when the device does not give one; nil: 200, or 204 for modify/delete commands.
+    public var defaultStatus: Int?
+    /// How long to wait for the device (capped by the request's own `timeout`).
+    public var timeout: Duration
+}
+
+/// Ditto signal -> device topic.
+public struct DownlinkRule: Sendable, Hashable {
+    public var name: String
+    public var index: Int
+    public var location: SourceLocation
+    public var match: DownlinkMatch
+    /// Matched against the signal's thing ID to extract the device's values (the inverse of an uplink thing ID).
+    public var thingID: Template
+    /// Values ``thingID`` placeholders must have: `namespace` when `defaults.namespace` is set.
+    public var fixedValues: [String: String]
+    public var topic: TopicTemplate
+    public var payload: DownlinkPayload
+    public var reply: ReplySpec
+    public var headers: HeaderPolicy
+    public var priority: Int
+    public var qos: QoS
+}
+
+enum Glob {
+    /// `*` matches any run of characters (also empty); everything else literally.
+    static func matches(_ pattern: String, _ text: String) -> Bool {
+        let p = Array(pattern)
+        let t = Array(text)
+        var pi = 0
+        var ti = 0
+        var star = -1
+        var mark = 0
+        while ti < t.count {
+            if pi < p.count, p[pi] != "*", p[pi] == t[ti] {
+                pi += 1
+                ti += 1
+            } else if pi < p.count, p[pi] == "*" {
+                star = pi
+                mark = ti
+                pi += 1
+            } else if star >= 0 {
+                pi = star + 1
+                mark += 1
+                ti = mark
+            } else {
+                return false
+            }
+        }
+        while pi < p.count, p[pi] == "*" { pi += 1 }
+        return pi == p.count
+    }
+}

@@ -1,0 +1,365 @@
+import Foundation
+
+/// What every rule needs from the rest of the file.
+struct RuleContext {
+    let connections: Connections
+    let defaults: Defaults
+    let ditto: DittoSettings
+    let globalHeaders: HeaderPolicy
+}
+
+extension ConfigLoader {
+    static let uplinkKeys = ["name", "topic", "thing-id", "event", "message", "passthrough", "payload", "headers", "priority", "qos"]
+    static let downlinkKeys = ["name", "match", "thing-id", "topic", "payload", "reply", "headers", "priority", "qos"]
+
+    func required(_ m: MappingView, _ key: String, hint: String? = nil) -> YAMLValue? {
+        if let v = m[key] { return v }
+        sink.error(m.value.location, m.value.child(key), "missing required key '\(key)'", hint: hint)
+        return nil
+    }
+
+    func ruleName(_ m: MappingView) -> String? {
+        guard let nv = required(m, "name", hint: "rules need a name for logs and check") else { return nil }
+        return reader.string(nv)
+    }
+
+    static func unique(_ names: [String]) -> [String] {
+        var seen = Set<String>()
+        return names.filter { seen.insert($0).inserted }
+    }
+
+    // MARK: - uplink
+
+    func uplinkRule(_ v: YAMLValue, index: Int, context: RuleContext) -> UplinkRule? {
+        guard let m = reader.mapping(v, keys: Self.uplinkKeys, what: "an uplink rule") else { return nil }
+        let name = ruleName(m)
+        var topic: TopicTemplate?
+        if let tv = required(m, "topic", hint: "e.g. devices/{deviceId}/telemetry/{sensor}") {
+            topic = reader.topic(tv, allowWildcards: true, what: "topic")
+        }
+        let captures = topic?.placeholders
+        var thingID: Template?
+        if let tv = required(m, "thing-id", hint: "e.g. \"{namespace}:{deviceId}\"") {
+            thingID = thingIDTemplate(tv, captures: captures, context: context)
+        }
+        let ruleVars = captures.map { Self.unique($0 + ["namespace", "thingId", "thingName"]) }
+        let device = context.connections.device
+        let headers = headerPolicy(
+            m["headers"], base: context.globalHeaders, known: (ruleVars ?? []) + ["correlationId"])
+
+        let actionKeys = ["event", "message", "passthrough"].filter { m.has($0) }
+        var action: UplinkAction?
+        if actionKeys.count > 1 {
+            reader.error(
+                YAMLValue(node: m.entries.first { $0.key == actionKeys[1] }?.keyNode ?? v.node, path: v.child(actionKeys[1])),
+                "'\(actionKeys[0])' and '\(actionKeys[1])' cannot both be given",
+                hint: "a rule emits exactly one of event, message, passthrough")
+        } else if actionKeys.isEmpty {
+            reader.error(v, "the rule emits nothing", hint: "add one of event:, message:, passthrough:")
+        }
+        var payload = UplinkPayload.json(.whole)
+        if let pv = m["payload"] {
+            if actionKeys == ["passthrough"] {
+                reader.error(pv, "passthrough reads the whole payload as Ditto Protocol JSON", hint: "remove payload")
+            } else if let parsed = uplinkPayload(pv) {
+                payload = parsed
+            }
+        }
+        if let key = actionKeys.first, let av = m[key], actionKeys.count == 1 {
+            switch key {
+            case "event":
+                if let e = eventSpec(av, vars: ruleVars) { action = .event(e) }
+            case "passthrough":
+                if case .scalar = av.node, !av.isNull {
+                    if reader.bool(av) == true {
+                        action = .passthrough
+                    } else if reader.bool(av) == false {
+                        reader.error(av, "passthrough: false emits nothing", hint: "remove it and add event: or message:")
+                    }
+                } else if av.isNull || reader.mapping(av, keys: []) != nil {
+                    action = .passthrough
+                }
+            default:
+                if let spec = messageSpec(
+                    av, vars: ruleVars, captures: captures ?? [], payload: payload, headers: headers, device: device,
+                    context: context)
+                {
+                    action = .message(spec)
+                }
+            }
+        }
+        var priority = 0
+        if let pv = m["priority"], let p = reader.int(pv, range: -1_000_000...1_000_000) { priority = p }
+        var qos = context.defaults.qos
+        if let qv = m["qos"], let q = reader.int(qv, range: 0...2) { qos = QoS(rawValue: q) ?? qos }
+        guard let name, let topic, let thingID, let action else { return nil }
+        return UplinkRule(
+            name: name, index: index, location: v.location, topic: topic, thingID: thingID, action: action,
+            payload: payload, headers: headers, priority: priority, qos: qos)
+    }
+
+    func thingIDTemplate(_ tv: YAMLValue, captures: [String]?, context: RuleContext) -> Template? {
+        guard let template = reader.template(tv) else { return nil }
+        guard let captures else { return template }
+        var ok = true
+        let namespaceAvailable = captures.contains("namespace") || context.defaults.namespace != nil
+        for p in template.placeholderParts where p.name == "namespace" && !namespaceAvailable {
+            ok = false
+            sink.error(
+                tv.location(atOffset: p.offset), tv.path, "{namespace} needs defaults.namespace",
+                hint: "set defaults.namespace (e.g. org.example) or write the namespace literally")
+            break
+        }
+        let others = template.placeholderOffsets.filter { $0.name != "namespace" }
+        ok = reader.checkPlaceholders(others, at: tv, known: captures + ["namespace"]) && ok
+        guard ok else { return nil }
+        return validateThingIDSample(template, at: tv, context: context) ? template : nil
+    }
+
+    /// Renders the template with sample values and checks the result against Ditto's thing ID rules, so literal
+    /// parts (a bad namespace, a missing ':') are caught before any device publishes.
+    func validateThingIDSample(_ template: Template, at tv: YAMLValue, context: RuleContext) -> Bool {
+        var sample: [String: String] = [:]
+        for name in template.placeholders {
+            sample[name] = name == "thingId" ? "org.example:device-1" : "device-1"
+        }
+        if let ns = context.defaults.namespace, template.placeholders.contains("namespace") { sample["namespace"] = ns }
+        if template.placeholders.contains("namespace"), sample["namespace"] == "device-1" { sample["namespace"] = "org.example" }
+        guard let rendered = try? template.render(sample) else { return true }
+        if let problem = ThingIDRules.problem(with: rendered) {
+            reader.error(
+                tv, "'\(template.source)' does not make a valid Ditto thing ID (with sample values: '\(rendered)'): \(problem)",
+                hint: rendered.contains(":") ? nil : "write namespace:name, e.g. \"{namespace}:{deviceId}\"")
+            return false
+        }
+        return true
+    }
+
+    func eventSpec(_ v: YAMLValue, vars: [String]?) -> EventSpec? {
+        guard let m = reader.mapping(v, keys: ["action", "path"], what: "an event: {action, path}") else { return nil }
+        var action = EventAction.modified
+        if let av = m["action"], let a = reader.choice(av, EventAction.allCases.map(\.rawValue)) {
+            action = EventAction(rawValue: a) ?? .modified
+        }
+        guard let pv = required(m, "path", hint: "e.g. /features/{sensor}/properties/value"),
+            let path = reader.template(pv)
+        else { return nil }
+        if let vars, !reader.checkPlaceholders(path.placeholderOffsets, at: pv, known: vars) { return nil }
+        guard checkResourcePath(path, at: pv) else { return nil }
+        return EventSpec(action: action, path: path)
+    }
+
+    func checkResourcePath(_ path: Template, at v: YAMLValue) -> Bool {
+        guard case .literal(let first)? = path.parts.first, first.hasPrefix("/") else {
+            reader.error(v, "a path starts with '/'", hint: "e.g. /features/{sensor}/properties/value, or / for the whole thing")
+            return false
+        }
+        for case .literal(let text) in path.parts where text.contains("//") {
+            reader.error(v, "a path has no empty levels ('//')")
+            return false
+        }
+        return true
+    }
+
+    func messageSpec(
+        _ v: YAMLValue, vars: [String]?, captures: [String], payload: UplinkPayload, headers: HeaderPolicy,
+        device: BrokerConnection, context: RuleContext
+    ) -> MessageSpec? {
+        guard let m = reader.mapping(v, keys: ["feature", "subject", "content-type", "response", "timeout", "reply-topic"])
+        else { return nil }
+        var ok = true
+        var feature: Template?
+        if let fv = m["feature"], !fv.isNull {
+            if let t = reader.template(fv) {
+                if let vars, !reader.checkPlaceholders(t.placeholderOffsets, at: fv, known: vars) { ok = false }
+                if t.isConstant, !ThingIDRules.isValidName(t.source) || t.source.count > 256 {
+                    reader.error(fv, "'\(t.source)' is not a valid feature id", hint: "no '/', no control characters")
+                    ok = false
+                }
+                feature = t
+            } else {
+                ok = false
+            }
+        }
+        var subject: Template?
+        if let sv = required(m, "subject", hint: "e.g. alarm") {
+            subject = reader.template(sv)
+            if let s = subject, let vars, !reader.checkPlaceholders(s.placeholderOffsets, at: sv, known: vars) { ok = false }
+            if let s = subject, s.source.hasPrefix("/") {
+                reader.error(sv, "a subject does not start with '/'")
+                ok = false
+            }
+        }
+        var contentType: String?
+        if let cv = m["content-type"] {
+            contentType = self.contentType(cv)
+            if let ct = contentType, let problem = Self.contentTypeProblem(ct, payload: payload) {
+                reader.error(cv, problem.message, hint: problem.hint)
+                ok = false
+            }
+        }
+        var response = false
+        if let rv = m["response"], let r = reader.bool(rv) { response = r }
+        var timeout = context.defaults.requestTimeout
+        if let tv = m["timeout"], let t = reader.duration(tv, range: .milliseconds(1)...(.seconds(60))) {
+            timeout = t
+            if !response {
+                reader.warning(tv, "timeout only applies with response: true")
+            }
+        }
+        var replyTopic: TopicTemplate?
+        if let rv = m["reply-topic"] {
+            if !response {
+                reader.error(rv, "reply-topic is only used with response: true")
+                ok = false
+            } else if let t = reader.topic(rv, allowWildcards: false, what: "topic") {
+                replyTopic = t
+                if let vars, !reader.checkPlaceholders(t.placeholderOffsets, at: rv, known: vars + ["correlationId", "status"]) {
+                    ok = false
+                }
+                if device.mqttVersion == .v311, headers.mqtt311 != .wrapper, !t.placeholders.contains("correlationId") {
+                    reader.error(
+                        rv, "the answer carries no correlation id for this MQTT 3.1.1 device",
+                        hint: "add a {correlationId} level, e.g. devices/{deviceId}/res/{correlationId}/{status}")
+                    ok = false
+                }
+            } else {
+                ok = false
+            }
+        }
+        if response, device.mqttVersion == .v311 {
+            let at = m["response"] ?? v
+            if replyTopic == nil, m["reply-topic"] == nil {
+                reader.error(
+                    at, "MQTT 3.1.1 devices have no response topic, so the answer needs a reply-topic",
+                    hint: "add reply-topic: \"devices/{deviceId}/res/{correlationId}/{status}\"")
+                ok = false
+            }
+            if !captures.contains("correlationId"), headers.mqtt311 != .wrapper {
+                reader.error(
+                    at, "the device's request carries no correlation id",
+                    hint: "capture {correlationId} in the topic (e.g. devices/{deviceId}/req/{correlationId}/{subject}) or set headers.mqtt311: wrapper")
+                ok = false
+            }
+        }
+        guard ok, let subject else { return nil }
+        return MessageSpec(
+            feature: feature, subject: subject, contentType: contentType, expectsResponse: response, timeout: timeout,
+            replyTopic: replyTopic)
+    }
+
+    enum ContentKind { case json, text, binary }
+
+    /// Ditto's classification (FACTS §0 rule 10).
+    static func contentKind(_ contentType: String) -> ContentKind {
+        let base = (contentType.split(separator: ";").first.map(String.init) ?? contentType)
+            .trimmingCharacters(in: .whitespaces).lowercased()
+        if base == "application/json" || (base.hasPrefix("application/") && base.hasSuffix("+json")) { return .json }
+        if base.hasPrefix("text/") || base == "application/javascript" || base == "application/ecmascript" { return .text }
+        return .binary
+    }
+
+    static func contentTypeProblem(_ contentType: String, payload: UplinkPayload) -> (message: String, hint: String)? {
+        let kind = contentKind(contentType)
+        switch payload {
+        case .bytes where kind != .binary:
+            return (
+                "a bytes payload needs a binary content type; with '\(contentType)' Ditto would not decode the base64 value",
+                "use e.g. application/octet-stream"
+            )
+        case .text where kind != .text:
+            return ("a text payload needs a text content type, not '\(contentType)'", "use e.g. text/plain")
+        case .json, .number, .boolean:
+            if kind != .json {
+                return ("a JSON value needs a JSON content type, not '\(contentType)'", "use application/json or leave content-type out")
+            }
+            return nil
+        default: return nil
+        }
+    }
+
+    func uplinkPayload(_ v: YAMLValue) -> UplinkPayload? {
+        let formats = ["json", "number", "boolean", "text", "bytes"]
+        if case .scalar = v.node {
+            guard let f = reader.choice(v, formats) else { return nil }
+            return Self.simplePayload(f)
+        }
+        guard let m = reader.mapping(v, keys: ["format", "pointer", "fields"], what: "payload: {format, pointer | fields}")
+        else { return nil }
+        var format = "json"
+        if let fv = m["format"] {
+            guard let f = reader.choice(fv, formats) else { return nil }
+            format = f
+        }
+        if format != "json" {
+            for key in ["pointer", "fields"] where m.has(key) {
+                reader.error(m[key] ?? v, "\(key) only applies to format: json")
+                return nil
+            }
+            return Self.simplePayload(format)
+        }
+        if m.has("pointer"), m.has("fields") {
+            reader.error(m["fields"] ?? v, "pointer and fields cannot both be given", hint: "pointer takes one value, fields builds an object")
+            return nil
+        }
+        if let pv = m["pointer"] {
+            guard let pointer = reader.string(pv, nonEmpty: false), checkPointer(pointer, at: pv) else { return nil }
+            return .json(pointer.isEmpty ? .whole : .pointer(pointer))
+        }
+        if let fv = m["fields"] {
+            guard case .mapping = fv.node, let fm = reader.mapping(fv, keys: reader.peekMapping(fv)?.entries.map(\.key) ?? [])
+            else {
+                reader.typeError(fv, expected: "a mapping of field name to JSON pointer, e.g. {temperature: /t}")
+                return nil
+            }
+            var fields: [(name: String, pointer: String)] = []
+            var ok = true
+            for entry in fm.entries {
+                if !ThingIDRules.isValidName(entry.key) {
+                    reader.error(YAMLValue(node: entry.keyNode, path: entry.value.path), "'\(entry.key)' is not a valid JSON key for Ditto (no '/', no control characters)")
+                    ok = false
+                    continue
+                }
+                guard let pointer = reader.string(entry.value, nonEmpty: false), checkPointer(pointer, at: entry.value) else {
+                    ok = false
+                    continue
+                }
+                fields.append((entry.key, pointer))
+            }
+            guard ok else { return nil }
+            if fields.isEmpty {
+                reader.error(fv, "fields is empty", hint: "name at least one field, or leave fields out for the whole document")
+                return nil
+            }
+            return .json(.fields(fields))
+        }
+        return .json(.whole)
+    }
+
+    static func simplePayload(_ format: String) -> UplinkPayload {
+        switch format {
+        case "number": .number
+        case "boolean": .boolean
+        case "text": .text
+        case "bytes": .bytes
+        default: .json(.whole)
+        }
+    }
+
+    /// RFC 6901: empty or `/`-started; `~` only as `~0` or `~1`.
+    func checkPointer(_ pointer: String, at v: YAMLValue) -> Bool {
+        if pointer.isEmpty { return true }
+        guard pointer.hasPrefix("/") else {
+            reader.error(v, "'\(pointer)' is not a JSON pointer", hint: "a pointer starts with '/', e.g. /\(pointer)")
+            return false
+        }
+        let chars = Array(pointer)
+        for (i, c) in chars.enumerated() where c == "~" {
+            if i + 1 >= chars.count || (chars[i + 1] != "0" && chars[i + 1] != "1") {
+                reader.error(v, "'\(pointer)' is not a JSON pointer: '~' must be followed by 0 or 1")
+                return false
+            }
+        }
+        return true
+    }
+}
