@@ -1,0 +1,319 @@
+/// The checks Ditto's protocol adapters make after the JSON layer (`DefaultAdapterResolver`, the adapters
+/// in `protocol/adapter/**` and their mapping strategies), as far as this module models them:
+///
+/// - adapter resolution by group / channel / criterion / action / response-ness (`unknown.topicpath`);
+/// - thing resource paths for commands and events (`unknown.path`), policy top-level resources;
+/// - which thing events exist for a resource (`policyIdCreated` does not, `unknown.topicpath`);
+/// - events need `revision` (`json.field.missing`);
+/// - modifying thing commands need a `value` (`json.invalid`), `create`/`modify` of a whole thing must not
+///   carry a different `thingId` (`things:id.notsettable`), merges need `application/merge-patch+json` (415);
+/// - live messages need a subject and a path that repeats it (`invalid.path`), the subject must be a valid
+///   `ditto-message-subject` header value;
+/// - acknowledgements need `status` and a valid, non-reserved label;
+/// - error responses need an error object with `error`;
+/// - thing IDs built from the topic are valid (`things:id.invalid`).
+extension Envelope {
+    /// Applies the adapter-level checks; throws the `DittoError` Ditto would answer with.
+    public func validate() throws(DittoError) {
+        switch topic.group {
+        case .things: try validateThings()
+        case .policies: try validatePolicies()
+        case .connections: try validateConnections()
+        }
+    }
+
+    private var noAdapter: DittoError { DittoError.unknownTopicPath(topic: topic.description, path: normalizedPath) }
+
+    /// The path as Ditto's `MessagePath.toString()` prints it after splitting like a topic.
+    var normalizedPath: String {
+        let segments = Envelope.pathSegments(path)
+        if segments.isEmpty { return "/" }
+        var out = ""
+        for segment in segments {
+            out.append("/")
+            out.append(segment.utf8.contains(UInt8(ascii: "~")) ? segment.replacingTilde() : segment)
+        }
+        return out
+    }
+
+    /// Ditto reads `path` with the topic splitter (`newTopicOrPathPointer`): `""`/`"/"` are the root, a
+    /// trailing `/` is ignored and a `//` makes the rest one segment.
+    static func pathSegments(_ path: String) -> [String] {
+        var segments = TopicPath.split(path)
+        if path.utf8.first == UInt8(ascii: "/"), !segments.isEmpty { segments.removeFirst() }
+        return segments
+    }
+
+    private func requireValidThingID() throws(DittoError) {
+        // Wildcard topics (`<ns>/_/…`, RetrieveThings, search) carry no single thing.
+        guard !topic.isWildcard else { return }
+        _ = try ThingID(namespace: topic.namespace, name: topic.entityName)
+    }
+
+    // MARK: things
+
+    private func validateThings() throws(DittoError) {
+        switch (topic.criterion, topic.channel) {
+        case (.search, .twin):
+            return
+        case (.streaming, .twin), (.streaming, .none):
+            try requireValidThingID()
+            return
+        case (_, .none), (.search, _), (.streaming, _), (.announcements, _):
+            throw noAdapter
+        case (.messages, .twin):
+            throw noAdapter
+        default:
+            break
+        }
+        try requireValidThingID()
+        switch topic.criterion {
+        case .commands: try validateThingCommand()
+        case .events: try validateThingEvent()
+        case .messages: try validateMessage()
+        case .acks: try validateAcknowledgement()
+        case .errors: try validateErrorResponse()
+        case .search, .streaming, .announcements: throw noAdapter
+        }
+    }
+
+    private func validateThingCommand() throws(DittoError) {
+        guard let action = topic.action,
+            [.create, .retrieve, .modify, .merge, .delete, .migrate].contains(action)
+        else { throw noAdapter }
+        let segments = Envelope.pathSegments(path)
+        guard let resource = ThingResource(segments: segments) else { throw DittoError.unknownPath(normalizedPath) }
+        if action == .create && resource != .thing {
+            // There is no create<SubResource> command: sub-resources are created with `modify`.
+            throw DittoError.unknownCommand("things.commands:create\(resource.typeSuffix)")
+        }
+        if action == .migrate && resource != .thing {
+            throw DittoError.unknownCommand("things.commands:migrate\(resource.typeSuffix)")
+        }
+        guard !isResponse else { return }
+        switch action {
+        case .create, .modify, .merge:
+            guard let value else {
+                throw DittoError.jsonInvalid("The command '\(action.rawValue)' at path '\(normalizedPath)' requires a value.")
+            }
+            if resource == .thing && action != .merge {
+                guard let object = value.objectValue else {
+                    throw DittoError.jsonInvalid("Payload value is not a Thing as JSON object but: \(value.jsonText)")
+                }
+                if let idValue = object["thingId"] {
+                    guard let id = idValue.stringValue, id == "\(topic.namespace):\(topic.entityName)" else {
+                        throw DittoError.thingIDNotSettable()
+                    }
+                }
+            }
+            if action == .merge {
+                let mediaType = headers.contentType.map { $0.lowercased().split(separator: ";", omittingEmptySubsequences: false).first.map(String.init) ?? "" }
+                guard mediaType == "application/merge-patch+json" else {
+                    throw DittoError.mediaTypeUnsupported(headers.contentType, allowed: ["application/merge-patch+json"])
+                }
+            }
+        default:
+            break
+        }
+    }
+
+    private func validateThingEvent() throws(DittoError) {
+        guard let action = topic.action,
+            [.created, .modified, .deleted, .merged, .migrated].contains(action)
+        else { throw noAdapter }
+        let segments = Envelope.pathSegments(path)
+        guard let resource = ThingResource(segments: segments) else { throw DittoError.unknownPath(normalizedPath) }
+        guard resource.supportsEvent(action) else { throw noAdapter }
+        guard revision != nil else { throw DittoError.jsonFieldMissing("revision") }
+    }
+
+    private func validateMessage() throws(DittoError) {
+        guard let subject = topic.subject else {
+            throw DittoError.unknownTopicPath("Missing message subject.", topic: topic.description)
+        }
+        if subject.utf16.count > 256 || subject.unicodeScalars.contains(where: { ThingID.isForbiddenNameScalar($0) && $0 != "/" }) {
+            throw DittoError.messageSubjectInvalid(subject)
+        }
+        let printed = normalizedPath
+        let valid: Bool
+        if printed.hasPrefix("/features/") {
+            valid = printed.hasSuffix("/inbox/messages/" + subject) || printed.hasSuffix("/outbox/messages/" + subject)
+        } else {
+            valid = printed == "/inbox/messages/" + subject || printed == "/outbox/messages/" + subject
+        }
+        guard valid else {
+            throw DittoError.invalidPath(
+                printed, description: "It should match the pattern: (/features/[^/]+)?/(inbox|outbox)/messages/\(subject)")
+        }
+    }
+
+    private func validateAcknowledgement() throws(DittoError) {
+        // Both ack adapters only take responses: without `status` nothing resolves.
+        guard isResponse else { throw noAdapter }
+        guard let label = topic.subject else { return }  // aggregated acknowledgements
+        if AcknowledgementLabel.reserved.contains(label) { throw DittoError.ackLabelForbidden(label) }
+        guard AcknowledgementLabel.isValid(label) else { throw DittoError.ackLabelInvalid(label) }
+    }
+
+    private func validateErrorResponse() throws(DittoError) {
+        guard let value else { throw DittoError.jsonFieldMissing("value") }
+        _ = try DittoError(errorValue: value)
+    }
+
+    // MARK: policies and connections
+
+    private func validatePolicies() throws(DittoError) {
+        switch topic.criterion {
+        case .commands:
+            guard let action = topic.action,
+                [.create, .retrieve, .modify, .delete, .checkPermissions].contains(action)
+            else { throw noAdapter }
+            let segments = Envelope.pathSegments(path)
+            if let first = segments.first, !["entries", "imports", "subjectAliases"].contains(first) {
+                throw DittoError.unknownPath(normalizedPath)
+            }
+        case .events:
+            guard let action = topic.action, [.created, .modified, .deleted].contains(action) else { throw noAdapter }
+        case .errors:
+            try validateErrorResponse()
+        case .announcements:
+            guard topic.subject != nil else { throw noAdapter }
+        case .streaming:
+            return
+        case .messages, .acks, .search:
+            throw noAdapter
+        }
+    }
+
+    private func validateConnections() throws(DittoError) {
+        switch topic.criterion {
+        case .announcements:
+            guard let subject = topic.subject, subject == "opened" || subject == "closed" else { throw noAdapter }
+        case .streaming:
+            return
+        default:
+            throw noAdapter
+        }
+    }
+}
+
+extension String {
+    func replacingTilde() -> String {
+        var out = ""
+        for c in self { if c == "~" { out.append("~0") } else { out.append(c) } }
+        return out
+    }
+}
+
+/// The resources of a thing addressed by `path` (`ThingResource.java`).
+enum ThingResource: Sendable, Hashable {
+    case thing, policyID, definition
+    case policy, policyEntries, policyEntry, policyEntrySubjects, policyEntrySubject, policyEntryResources,
+        policyEntryResource
+    case attributes, attribute
+    case features, feature, featureDefinition, featureProperties, featureProperty, featureDesiredProperties,
+        featureDesiredProperty
+
+    init?(segments: [String]) {
+        var s = segments[...]
+        guard let first = s.popFirst() else {
+            self = .thing
+            return
+        }
+        switch first {
+        case "policyId":
+            guard s.isEmpty else { return nil }
+            self = .policyID
+        case "definition":
+            guard s.isEmpty else { return nil }
+            self = .definition
+        case "attributes":
+            self = s.isEmpty ? .attributes : .attribute
+        case "_policy":
+            guard let entries = s.popFirst() else {
+                self = .policy
+                return
+            }
+            guard entries == "entries" else { return nil }
+            guard s.popFirst() != nil else {
+                self = .policyEntries
+                return
+            }
+            guard let kind = s.popFirst() else {
+                self = .policyEntry
+                return
+            }
+            switch kind {
+            case "subjects": self = s.isEmpty ? .policyEntrySubjects : .policyEntrySubject
+            case "resources": self = s.isEmpty ? .policyEntryResources : .policyEntryResource
+            default: return nil
+            }
+        case "features":
+            guard s.popFirst() != nil else {
+                self = .features
+                return
+            }
+            guard let kind = s.popFirst() else {
+                self = .feature
+                return
+            }
+            switch kind {
+            case "definition":
+                guard s.isEmpty else { return nil }
+                self = .featureDefinition
+            case "properties": self = s.isEmpty ? .featureProperties : .featureProperty
+            case "desiredProperties": self = s.isEmpty ? .featureDesiredProperties : .featureDesiredProperty
+            default: return nil
+            }
+        default:
+            return nil
+        }
+    }
+
+    /// Ditto's resource name as used in command types (`ThingResourceNames`).
+    var typeSuffix: String {
+        switch self {
+        case .thing: return "Thing"
+        case .policyID: return "PolicyId"
+        case .definition: return "ThingDefinition"
+        case .policy: return "Policy"
+        case .policyEntries: return "PolicyEntries"
+        case .policyEntry: return "PolicyEntry"
+        case .policyEntrySubjects: return "PolicyEntrySubjects"
+        case .policyEntrySubject: return "PolicyEntrySubject"
+        case .policyEntryResources: return "PolicyEntryResources"
+        case .policyEntryResource: return "PolicyEntryResource"
+        case .attributes: return "Attributes"
+        case .attribute: return "Attribute"
+        case .features: return "Features"
+        case .feature: return "Feature"
+        case .featureDefinition: return "FeatureDefinition"
+        case .featureProperties: return "FeatureProperties"
+        case .featureProperty: return "FeatureProperty"
+        case .featureDesiredProperties: return "FeatureDesiredProperties"
+        case .featureDesiredProperty: return "FeatureDesiredProperty"
+        }
+    }
+
+    /// Whether Ditto has a `<resource><Action>` thing event (`ThingEventMappingStrategies`).
+    func supportsEvent(_ action: TopicPath.Action) -> Bool {
+        switch action {
+        case .merged:
+            return true  // ThingMerged covers every path
+        case .migrated:
+            return self == .thing  // ThingDefinitionMigrated
+        case .created, .modified, .deleted:
+            switch self {
+            case .policyID:
+                return action == .modified
+            case .policy, .policyEntries, .policyEntry, .policyEntrySubjects, .policyEntrySubject,
+                .policyEntryResources, .policyEntryResource:
+                return false  // the inline `_policy` has commands but no thing events
+            default:
+                return true
+            }
+        default:
+            return false
+        }
+    }
+}

@@ -1,0 +1,232 @@
+/// A JSON value that keeps what a Ditto Protocol message carries exactly: object key order, the literal
+/// text of numbers (`1.0` stays `1.0`, big integers stay exact) and strings byte for byte.
+///
+/// Equality follows JSON semantics for objects (same key/value set, any order); strings and keys compare
+/// by their UTF-8 bytes, not by Unicode canonical equivalence, because Ditto (Java) compares code units.
+public enum JSONValue: Sendable, Hashable {
+    case null
+    case bool(Bool)
+    case number(JSONNumber)
+    case string(String)
+    case array([JSONValue])
+    case object(JSONObject)
+
+    public static func == (lhs: JSONValue, rhs: JSONValue) -> Bool {
+        switch (lhs, rhs) {
+        case (.null, .null): return true
+        case (.bool(let a), .bool(let b)): return a == b
+        case (.number(let a), .number(let b)): return a == b
+        case (.string(let a), .string(let b)): return a.utf8Equals(b)
+        case (.array(let a), .array(let b)): return a == b
+        case (.object(let a), .object(let b)): return a == b
+        default: return false
+        }
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        switch self {
+        case .null: hasher.combine(0 as UInt8)
+        case .bool(let b): hasher.combine(1 as UInt8); hasher.combine(b)
+        case .number(let n): hasher.combine(2 as UInt8); hasher.combine(n)
+        case .string(let s): hasher.combine(3 as UInt8); s.hashUTF8(into: &hasher)
+        case .array(let a): hasher.combine(4 as UInt8); hasher.combine(a)
+        case .object(let o): hasher.combine(5 as UInt8); hasher.combine(o)
+        }
+    }
+}
+
+// MARK: - Accessors
+
+extension JSONValue {
+    /// The string, if this is a JSON string.
+    public var stringValue: String? {
+        if case .string(let s) = self { return s }
+        return nil
+    }
+
+    /// The boolean, if this is `true` or `false`.
+    public var boolValue: Bool? {
+        if case .bool(let b) = self { return b }
+        return nil
+    }
+
+    /// The number, if this is a JSON number.
+    public var numberValue: JSONNumber? {
+        if case .number(let n) = self { return n }
+        return nil
+    }
+
+    /// The number as an exact 64-bit integer, if it is one.
+    public var int64Value: Int64? { numberValue?.int64Value }
+
+    /// The number as an `Int`, if it is an exact integer in range.
+    public var intValue: Int? { int64Value.flatMap { Int(exactly: $0) } }
+
+    /// The number as a `Double`.
+    public var doubleValue: Double? { numberValue?.doubleValue }
+
+    /// The elements, if this is a JSON array.
+    public var arrayValue: [JSONValue]? {
+        if case .array(let a) = self { return a }
+        return nil
+    }
+
+    /// The object, if this is a JSON object.
+    public var objectValue: JSONObject? {
+        if case .object(let o) = self { return o }
+        return nil
+    }
+
+    /// Whether this is JSON `null`.
+    public var isNull: Bool {
+        if case .null = self { return true }
+        return false
+    }
+
+    /// The member `key` if this is an object that has it.
+    public subscript(key: String) -> JSONValue? {
+        if case .object(let o) = self { return o[key] }
+        return nil
+    }
+
+    /// The element at `index` if this is an array that long.
+    public subscript(index: Int) -> JSONValue? {
+        if case .array(let a) = self, a.indices.contains(index) { return a[index] }
+        return nil
+    }
+
+    /// The compact JSON text of this value.
+    public var jsonText: String { String(decoding: JSON.serialize(self), as: UTF8.self) }
+}
+
+extension JSONValue: CustomStringConvertible {
+    /// The compact JSON text of this value.
+    public var description: String { jsonText }
+}
+
+// MARK: - Literals
+
+extension JSONValue: ExpressibleByNilLiteral, ExpressibleByBooleanLiteral, ExpressibleByIntegerLiteral,
+    ExpressibleByFloatLiteral, ExpressibleByStringLiteral, ExpressibleByArrayLiteral,
+    ExpressibleByDictionaryLiteral
+{
+    public init(nilLiteral: ()) { self = .null }
+    public init(booleanLiteral value: Bool) { self = .bool(value) }
+    public init(integerLiteral value: Int) { self = .number(JSONNumber(value)) }
+    public init(floatLiteral value: Double) { self = .number(JSONNumber(value)) }
+    public init(stringLiteral value: String) { self = .string(value) }
+    public init(arrayLiteral elements: JSONValue...) { self = .array(elements) }
+    public init(dictionaryLiteral elements: (String, JSONValue)...) {
+        var object = JSONObject()
+        for (key, value) in elements { object[key] = value }
+        self = .object(object)
+    }
+}
+
+// MARK: - Byte-exact string helpers
+
+extension String {
+    /// Byte equality of the UTF-8 encodings (no Unicode canonical equivalence).
+    @inline(__always)
+    func utf8Equals(_ other: String) -> Bool {
+        let a = utf8, b = other.utf8
+        guard a.count == b.count else { return false }
+        return a.elementsEqual(b)
+    }
+
+    @inline(__always)
+    func hashUTF8(into hasher: inout Hasher) {
+        hasher.combine(utf8.count)
+        for byte in utf8 { hasher.combine(byte) }
+    }
+}
+
+// MARK: - Numbers
+
+/// A JSON number kept as its literal text, so nothing is lost between decode and encode.
+public struct JSONNumber: Sendable, Hashable, CustomStringConvertible {
+    /// The literal text as it appears in JSON, e.g. `21.5`, `1.0`, `12345678901234567890`.
+    public let literal: String
+
+    private init(unchecked literal: String) { self.literal = literal }
+
+    /// An integer number.
+    public init(_ value: Int) { literal = String(value) }
+
+    /// A 64-bit integer number.
+    public init(_ value: Int64) { literal = String(value) }
+
+    /// A floating-point number written with the shortest text that reads back to the same `Double`.
+    ///
+    /// JSON has no NaN or infinity: NaN becomes `0`, infinities become the largest finite `Double`.
+    public init(_ value: Double) {
+        if value.isNaN {
+            literal = "0"
+        } else if value.isInfinite {
+            literal = value < 0 ? "-1.7976931348623157e+308" : "1.7976931348623157e+308"
+        } else {
+            literal = value.description
+        }
+    }
+
+    /// Validates `literal` against the JSON number grammar (RFC 8259 section 6).
+    public init?(literal: String) {
+        var text = literal
+        let valid = text.withUTF8 { buffer in
+            JSONNumber.scan(buffer, from: 0) == buffer.count && !buffer.isEmpty
+        }
+        guard valid else { return nil }
+        self.literal = literal
+    }
+
+    init(validatedLiteral: String) { self.init(unchecked: validatedLiteral) }
+
+    /// Scans a JSON number starting at `start`; returns the end offset, or `nil` if the grammar is broken.
+    static func scan(_ b: UnsafeBufferPointer<UInt8>, from start: Int) -> Int? {
+        var i = start
+        let n = b.count
+        if i < n && b[i] == UInt8(ascii: "-") { i += 1 }
+        guard i < n else { return nil }
+        if b[i] == UInt8(ascii: "0") {
+            i += 1
+        } else if b[i] >= UInt8(ascii: "1") && b[i] <= UInt8(ascii: "9") {
+            i += 1
+            while i < n && b[i] &- UInt8(ascii: "0") < 10 { i += 1 }
+        } else {
+            return nil
+        }
+        if i < n && b[i] == UInt8(ascii: ".") {
+            i += 1
+            guard i < n && b[i] &- UInt8(ascii: "0") < 10 else { return nil }
+            while i < n && b[i] &- UInt8(ascii: "0") < 10 { i += 1 }
+        }
+        if i < n && (b[i] == UInt8(ascii: "e") || b[i] == UInt8(ascii: "E")) {
+            i += 1
+            if i < n && (b[i] == UInt8(ascii: "+") || b[i] == UInt8(ascii: "-")) { i += 1 }
+            guard i < n && b[i] &- UInt8(ascii: "0") < 10 else { return nil }
+            while i < n && b[i] &- UInt8(ascii: "0") < 10 { i += 1 }
+        }
+        return i
+    }
+
+    /// The exact integer value if the number is an integer within `Int64` (`1e2` → 100, `1.5` → nil).
+    public var int64Value: Int64? {
+        if let exact = Int64(literal) { return exact }
+        guard let double = Double(literal), double.rounded(.towardZero) == double,
+            let exact = Int64(exactly: double)
+        else { return nil }
+        // Doubles beyond 2^53 are not exact representations of the literal.
+        guard abs(double) <= 9_007_199_254_740_992 else { return nil }
+        return exact
+    }
+
+    /// The nearest `Double`.
+    public var doubleValue: Double { Double(literal) ?? 0 }
+
+    /// Whether the literal is written as an integer (no fraction, no exponent).
+    public var isIntegerLiteral: Bool {
+        !literal.utf8.contains { $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "e") || $0 == UInt8(ascii: "E") }
+    }
+
+    public var description: String { literal }
+}

@@ -1,0 +1,183 @@
+/// How Ditto treats a payload of a given `content-type` (`ContentType.java`): the media type is the
+/// lower-cased value up to the first `;`, not trimmed.
+public enum ContentTypeStrategy: Sendable, Hashable {
+    /// `text/*`, `application/[vnd.]…+javascript|ecmascript`, `application/javascript|ecmascript`.
+    case text
+    /// `application/json`, `application/…+json` (except merge-patch).
+    case json
+    /// `application/merge-patch+json`: JSON for commands, but not for message payloads.
+    case jsonMergePatch
+    /// Anything else, or no content type.
+    case binary
+
+    /// Classifies a `content-type` header value; `nil` is binary.
+    public init(contentType: String?) {
+        guard let contentType else {
+            self = .binary
+            return
+        }
+        let lower = contentType.lowercased()
+        let mediaType = lower.split(separator: ";", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+        if mediaType == "application/merge-patch+json" {
+            self = .jsonMergePatch
+        } else if Self.isText(mediaType) {
+            self = .text
+        } else if Self.isJSON(mediaType) {
+            self = .json
+        } else {
+            self = .binary
+        }
+    }
+
+    /// Java's `.` does not match line terminators.
+    private static func hasLineTerminator(_ s: Substring) -> Bool {
+        s.unicodeScalars.contains { [0x0A, 0x0D, 0x85, 0x2028, 0x2029].contains($0.value) }
+    }
+
+    /// `application/((vnd\.)?.+\+)?<suffix>` matched against the whole media type.
+    private static func matchesApplication(_ mediaType: String, suffix: String) -> Bool {
+        guard mediaType.hasPrefix("application/") else { return false }
+        let rest = mediaType.dropFirst("application/".count)
+        if rest == suffix { return true }
+        guard rest.hasSuffix("+" + suffix) else { return false }
+        let middle = rest.dropLast(suffix.count + 1)
+        // `(vnd\.)?.+` needs at least one character before the `+`.
+        return !middle.isEmpty && !hasLineTerminator(middle)
+    }
+
+    private static func isText(_ mediaType: String) -> Bool {
+        if mediaType.hasPrefix("text/") { return !hasLineTerminator(mediaType.dropFirst(5)) }
+        return matchesApplication(mediaType, suffix: "javascript") || matchesApplication(mediaType, suffix: "ecmascript")
+    }
+
+    private static func isJSON(_ mediaType: String) -> Bool {
+        matchesApplication(mediaType, suffix: "json")
+    }
+}
+
+/// A live message payload in the form Ditto puts it into the envelope's `value` (FACTS rule 10):
+/// JSON content types carry JSON, text types a string, everything else (or no content type) base64.
+public enum MessagePayload: Sendable, Hashable {
+    case json(JSONValue)
+    case text(String)
+    case binary([UInt8])
+
+    /// Interprets raw bytes by `content-type`: JSON types are parsed (falling back to text, then binary,
+    /// when the bytes are not JSON), text types decoded as UTF-8, anything else kept as bytes.
+    public static func from(bytes: [UInt8], contentType: String?) -> MessagePayload {
+        switch ContentTypeStrategy(contentType: contentType) {
+        case .json:
+            if let value = try? JSON.parse(bytes) { return .json(value) }
+            if let text = String(validating: bytes, as: UTF8.self) { return .text(text) }
+            return .binary(bytes)
+        case .text:
+            return .text(String(decoding: bytes, as: UTF8.self))
+        case .jsonMergePatch, .binary:
+            return .binary(bytes)
+        }
+    }
+
+    /// Reads an envelope's `value` by `content-type`: base64 strings are decoded for binary types (falling
+    /// back to the string's UTF-8 bytes like Ditto); a missing value is an empty binary payload.
+    public static func from(envelopeValue: JSONValue?, contentType: String?) -> MessagePayload {
+        guard let value = envelopeValue else { return .binary([]) }
+        switch ContentTypeStrategy(contentType: contentType) {
+        case .json:
+            return .json(value)
+        case .text:
+            if case .string(let s) = value { return .text(s) }
+            return .text(value.jsonText)
+        case .jsonMergePatch, .binary:
+            if case .string(let s) = value {
+                return .binary(Base64.decode(s) ?? Array(s.utf8))
+            }
+            return .json(value)
+        }
+    }
+
+    /// The envelope `value`: JSON as is, text as a string, bytes as a base64 string.
+    public var envelopeValue: JSONValue {
+        switch self {
+        case .json(let value): return value
+        case .text(let text): return .string(text)
+        case .binary(let bytes): return .string(Base64.encode(bytes))
+        }
+    }
+
+    /// The raw payload bytes (JSON serialized compactly, text as UTF-8).
+    public var bytes: [UInt8] {
+        switch self {
+        case .json(let value): return JSON.serialize(value)
+        case .text(let text): return Array(text.utf8)
+        case .binary(let bytes): return bytes
+        }
+    }
+}
+
+/// Standard base64 (RFC 4648 §4), as `java.util.Base64`'s basic encoder/decoder.
+public enum Base64 {
+    private static let alphabet: [UInt8] = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
+
+    private static let decodeTable: [UInt8] = {
+        var table = [UInt8](repeating: 0xFF, count: 256)
+        for (i, c) in alphabet.enumerated() { table[Int(c)] = UInt8(i) }
+        return table
+    }()
+
+    /// Encodes with padding.
+    public static func encode(_ bytes: [UInt8]) -> String {
+        var out = [UInt8]()
+        out.reserveCapacity((bytes.count + 2) / 3 * 4)
+        var i = 0
+        while i + 3 <= bytes.count {
+            let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8 | UInt32(bytes[i + 2])
+            out.append(alphabet[Int(n >> 18 & 63)])
+            out.append(alphabet[Int(n >> 12 & 63)])
+            out.append(alphabet[Int(n >> 6 & 63)])
+            out.append(alphabet[Int(n & 63)])
+            i += 3
+        }
+        let rest = bytes.count - i
+        if rest == 1 {
+            let n = UInt32(bytes[i]) << 16
+            out.append(alphabet[Int(n >> 18 & 63)])
+            out.append(alphabet[Int(n >> 12 & 63)])
+            out.append(UInt8(ascii: "="))
+            out.append(UInt8(ascii: "="))
+        } else if rest == 2 {
+            let n = UInt32(bytes[i]) << 16 | UInt32(bytes[i + 1]) << 8
+            out.append(alphabet[Int(n >> 18 & 63)])
+            out.append(alphabet[Int(n >> 12 & 63)])
+            out.append(alphabet[Int(n >> 6 & 63)])
+            out.append(UInt8(ascii: "="))
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Decodes strictly (no whitespace; padding optional but correct if present); `nil` if not base64.
+    public static func decode(_ string: String) -> [UInt8]? {
+        var input = Array(string.utf8)
+        var padding = 0
+        while input.last == UInt8(ascii: "=") && padding < 2 {
+            input.removeLast()
+            padding += 1
+        }
+        if padding > 0 && (input.count + padding) % 4 != 0 { return nil }
+        if input.count % 4 == 1 { return nil }
+        var out = [UInt8]()
+        out.reserveCapacity(input.count * 3 / 4)
+        var accumulator: UInt32 = 0
+        var bits = 0
+        for c in input {
+            let v = decodeTable[Int(c)]
+            if v == 0xFF { return nil }
+            accumulator = accumulator << 6 | UInt32(v)
+            bits += 6
+            if bits >= 8 {
+                bits -= 8
+                out.append(UInt8(truncatingIfNeeded: accumulator >> UInt32(bits)))
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,75 @@
+import Testing
+
+@testable import DittoProtocol
+
+@Suite struct EnvelopeTests {
+    static let liveEvent = #"""
+        {"topic":"org.acme/sensor-1/things/live/events/modified","headers":{"correlation-id":"c-1","content-type":"application/json","x-source":"mqtt"},"path":"/features/temperature/properties/value","value":21.5,"revision":42,"timestamp":"2026-11-23T12:00:00Z"}
+        """#
+
+    @Test func decodesAndEncodesInDittoFieldOrder() throws {
+        let envelope = try Envelope.decode(Array(Self.liveEvent.utf8))
+        #expect(envelope.topic.action == .modified)
+        #expect(envelope.headers.correlationID == "c-1")
+        #expect(envelope.path == "/features/temperature/properties/value")
+        #expect(envelope.value?.numberValue?.literal == "21.5")
+        #expect(envelope.revision == 42)
+        #expect(envelope.timestamp == "2026-11-23T12:00:00Z")
+        #expect(!envelope.isResponse)
+        #expect(String(decoding: envelope.encoded(), as: UTF8.self) == Self.liveEvent)
+        #expect(try Envelope.decode(envelope.encoded()) == envelope)
+        #expect(envelope.json == (try JSON.parse(Self.liveEvent)))
+    }
+
+    @Test func fieldOrderOfAllFields() throws {
+        let text = #"{"fields":"a","metadata":{},"timestamp":"2020-01-01T00:00:00Z","revision":1,"status":200,"extra":{"x":1},"value":null,"path":"/","headers":{"correlation-id":"c"},"topic":"ns/n/things/twin/commands/retrieve"}"#
+        let envelope = try Envelope.decode(Array(text.utf8))
+        #expect(String(decoding: envelope.encoded(), as: UTF8.self)
+            == #"{"topic":"ns/n/things/twin/commands/retrieve","headers":{"correlation-id":"c"},"path":"/","value":null,"extra":{"x":1},"status":200,"revision":1,"timestamp":"2020-01-01T00:00:00Z","metadata":{},"fields":"a"}"#)
+    }
+
+    @Test func statusDecidesResponse() throws {
+        let command = try Envelope.decode(Array(#"{"topic":"ns/n/things/live/commands/retrieve","path":"/"}"#.utf8))
+        #expect(!command.isResponse)
+        let response = try Envelope.decode(Array(#"{"topic":"ns/n/things/live/commands/retrieve","path":"/","status":200}"#.utf8))
+        #expect(response.isResponse)
+        // An unknown HTTP status is dropped: the message is a command (FACTS rule 1).
+        let odd = try Envelope.decode(Array(#"{"topic":"ns/n/things/live/commands/retrieve","path":"/","status":42}"#.utf8))
+        #expect(!odd.isResponse)
+        let error = try #require(throws: DittoError.self) {
+            try Envelope.decode(Array(#"{"topic":"ns/n/things/live/commands/retrieve","path":"/","status":"200"}"#.utf8))
+        }
+        #expect(error.error == "json.invalid")
+    }
+
+    @Test(arguments: [
+        (#"not json"#, "json.invalid"),
+        (#"[]"#, "json.invalid"),
+        (#"{"path":"/"}"#, "json.field.missing"),
+        (#"{"topic":"ns/n/things/live/commands/retrieve"}"#, "json.field.missing"),
+        (#"{"topic":"ns/n/things/live/events/modified","path":"/attributes/a","value":1}"#, "json.field.missing"),
+        (#"{"topic":"ns/n/things/live/messages/ask","path":"/inbox/messages/other"}"#, "protocoladapter:invalid.path"),
+        (#"{"topic":"ns/n/things/live/messages","path":"/inbox/messages/x"}"#, "protocoladapter:unknown.topicpath"),
+        (#"{"topic":"ns/n/things/twin/messages/x","path":"/inbox/messages/x"}"#, "protocoladapter:unknown.topicpath"),
+        (#"{"topic":"ns/n/things/live/commands/modify","path":"/nothing"}"#, "protocoladapter:unknown.path"),
+        (#"{"topic":"ns/n/things/live/commands/modify","path":"/attributes/a"}"#, "json.invalid"),
+        (#"{"topic":"ns/über/things/live/commands/retrieve","path":"/"}"#, "things:id.invalid"),
+        (#"{"topic":"ns/n/things/live/acks/live-response","path":"/","status":200}"#, "acknowledgement:ditto.acklabel.forbidden"),
+        (#"{"topic":"ns/n/things/live/acks/x","path":"/","status":200}"#, "acknowledgement:label.invalid"),
+        (#"{"topic":"ns/n/things/live/acks/my-ack","path":"/"}"#, "protocoladapter:unknown.topicpath"),
+        (#"{"topic":"ns/n/things/live/errors","path":"/","status":400,"value":{"status":400}}"#, "json.field.missing"),
+        (#"{"topic":"ns/n/things/live/commands/retrieve","path":"/","headers":{"response-required":"no"}}"#, "header.invalid"),
+        (#"{"topic":"ns/n/things/live/commands/retrieve","path":"/","headers":{"requested-acks":"a-ack,b-ack"}}"#, "header.invalid"),
+        (#"{"topic":"ns/n/things/live/commands/retrieve","path":"/","timestamp":"yesterday"}"#, "json.invalid"),
+        (#"{"topic":"ns/n/things/live/commands/retrieve","path":"/","headers":[]}"#, "json.invalid"),
+    ])
+    func rejections(_ text: String, _ code: String) throws {
+        let error = try #require(throws: DittoError.self) { try Envelope.decode(Array(text.utf8)) }
+        #expect(error.error == code)
+    }
+
+    @Test func unknownFieldsAreIgnored() throws {
+        let envelope = try Envelope.decode(Array(#"{"topic":"ns/n/things/live/commands/retrieve","path":"/","bogus":1}"#.utf8))
+        #expect(String(decoding: envelope.encoded(), as: UTF8.self) == #"{"topic":"ns/n/things/live/commands/retrieve","path":"/"}"#)
+    }
+}

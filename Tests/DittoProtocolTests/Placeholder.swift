@@ -1,5 +1,0 @@
-import Testing
-
-@Test func dittoProtocolTestsBuilds() {
-    #expect(Bool(true))
-}
