@@ -1,3 +1,4 @@
+import DittoProtocol
 import Foundation
 import Yams
 
@@ -175,7 +176,7 @@ struct ConfigLoader {
         var c = defaultConnection(clientID: defaultClientID)
         guard let m = reader.mapping(v, keys: Self.connectionKeys) else { return c }
         if let h = m["host"] {
-            if let host = reader.string(h) {
+            if let host = expanded(h) {
                 if host.contains("://") || host.contains(" ") || host.contains("/") {
                     reader.error(
                         h, "'\(host)' is not a host name",
@@ -195,7 +196,7 @@ struct ConfigLoader {
         if let mv = m["mqtt-version"], let version = reader.choice(mv, ["5", "3.1.1"]) {
             c.mqttVersion = version == "5" ? .v5 : .v311
         }
-        if let id = m["client-id"], let clientID = reader.string(id) {
+        if let id = m["client-id"], let clientID = expanded(id) {
             if clientID.utf8.count > 65535 || clientID.unicodeScalars.contains("\u{0}") {
                 reader.error(id, "a client id is at most 65535 bytes without NUL")
             } else {
@@ -223,7 +224,7 @@ struct ConfigLoader {
                 }
             }
         }
-        if let u = m["username"], let username = reader.string(u) { c.username = username }
+        if let u = m["username"], let username = expanded(u) { c.username = username }
         let passwordKeys = ["password-file", "password-env", "password"].filter { m.has($0) }
         if passwordKeys.count > 1, let second = m[passwordKeys[1]] {
             reader.error(
@@ -277,6 +278,43 @@ struct ConfigLoader {
             }
         }
         return c
+    }
+
+    /// The scalar with `${VAR}` and `${VAR:-default}` replaced from the environment (for host, client-id and
+    /// username, so one file serves a container and a laptop).
+    func expanded(_ v: YAMLValue) -> String? {
+        guard let text = reader.string(v) else { return nil }
+        guard text.contains("${") else { return text }
+        var out = ""
+        var rest = Substring(text)
+        while let start = rest.range(of: "${") {
+            out += rest[..<start.lowerBound]
+            guard let end = rest[start.upperBound...].firstIndex(of: "}") else {
+                reader.error(v, "'${' without a closing '}'", hint: "write ${VARIABLE} or ${VARIABLE:-default}")
+                return nil
+            }
+            let inner = rest[start.upperBound..<end]
+            let parts = inner.split(separator: ":-", maxSplits: 1, omittingEmptySubsequences: false)
+            let name = String(parts[0])
+            guard !name.isEmpty, name.unicodeScalars.allSatisfy({ $0.isASCII && ($0.properties.isAlphabetic || ("0"..."9").contains($0) || $0 == "_") })
+            else {
+                reader.error(v, "'${\(inner)}' does not name an environment variable")
+                return nil
+            }
+            if let value = environment[name], !value.isEmpty {
+                out += value
+            } else if parts.count == 2 {
+                out += parts[1]
+            } else {
+                reader.error(
+                    v, "environment variable \(name) is not set",
+                    hint: "export it, or give a default: ${\(name):-value}")
+                return nil
+            }
+            rest = rest[rest.index(after: end)...]
+        }
+        out += rest
+        return out
     }
 
     func resolve(_ path: String) -> String {
@@ -468,18 +506,16 @@ struct ConfigLoader {
 }
 
 enum AckLabelRules {
-    static let reserved: Set<String> = ["twin-persisted", "live-response", "search-persisted"]
-
     static func isLabelCharacter(_ s: Unicode.Scalar) -> Bool {
         ("a"..."z").contains(s) || ("A"..."Z").contains(s) || ("0"..."9").contains(s) || s == "-" || s == "_" || s == ":"
     }
 
     static func problem(with label: String, connectionID: String) -> (message: String, hint: String?)? {
-        if reserved.contains(label) {
+        if AcknowledgementLabel.reserved.contains(label) {
             return ("'\(label)' is reserved for Ditto itself", "use a label such as '\(connectionID):delivered'")
         }
-        guard (3...100).contains(label.count), label.unicodeScalars.allSatisfy(isLabelCharacter) else {
-            return ("labels are 3 to 100 characters of letters, digits, '-', '_' and ':'", nil)
+        guard AcknowledgementLabel.isValid(label, maximumLength: AcknowledgementLabel.maximumEmittedLength) else {
+            return ("labels are 3 to \(AcknowledgementLabel.maximumEmittedLength) characters of letters, digits, '-', '_' and ':'", nil)
         }
         guard label.hasPrefix(connectionID + ":") else {
             return (

@@ -1,5 +1,0 @@
-import Testing
-
-@Test func bridgeConfigTestsBuilds() {
-    #expect(Bool(true))
-}
