@@ -23,6 +23,8 @@ public final class BridgeService: Service, Sendable {
     let dittoClient: MosquittoClient
     private let stopRequest = AsyncStream<Void>.makeStream()
     private let running = Mutex(false)
+    /// Sides connected and subscribed, and who waits for both.
+    private let readiness = Mutex<(sides: Set<String>, waiters: [CheckedContinuation<Void, Never>])>(([], []))
 
     public init(configuration: BridgeConfiguration, logger: Logger, metrics: BridgeMetrics = BridgeMetrics(),
                 maximumPendingRequests: Int = 10_000) throws {
@@ -41,6 +43,18 @@ public final class BridgeService: Service, Sendable {
                                                 logger: deviceLogger)
         self.dittoClient = try MosquittoClient(configuration: MQTTConfiguration(configuration.connections.ditto),
                                                logger: dittoLogger)
+    }
+
+    /// Returns once both sides connected and subscribed for the first time.
+    public func waitUntilReady() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let ready = readiness.withLock { readiness in
+                if readiness.sides.count == 2 { return true }
+                readiness.waiters.append(continuation)
+                return false
+            }
+            if ready { continuation.resume() }
+        }
     }
 
     /// Ends ``run()``: both clients disconnect, pending work is dropped.
@@ -129,6 +143,13 @@ public final class BridgeService: Service, Sendable {
                 logger.info("connected and subscribed", metadata: [
                     "mqtt.side": "\(side)", "mqtt.filters": "\(subscriptions.map(\.filter))",
                 ])
+                let waiters = readiness.withLock { readiness in
+                    readiness.sides.insert(side)
+                    guard readiness.sides.count == 2 else { return [CheckedContinuation<Void, Never>]() }
+                    defer { readiness.waiters.removeAll() }
+                    return readiness.waiters
+                }
+                for waiter in waiters { waiter.resume() }
                 return
             } catch {
                 logger.error("cannot connect, retrying", metadata: [

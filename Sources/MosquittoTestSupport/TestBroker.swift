@@ -24,6 +24,10 @@ public final class TestBroker: Sendable {
 
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
+
+        public init(description: String) {
+            self.description = description
+        }
     }
 
     public let host = "127.0.0.1"

@@ -1,5 +1,0 @@
-import Testing
-
-@Test func bridgeRuntimeTestsBuilds() {
-    #expect(Bool(true))
-}
