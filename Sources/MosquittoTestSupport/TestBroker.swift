@@ -118,11 +118,13 @@ public final class TestBroker: Sendable {
             return process
         }
         guard let running, running.isRunning else { return }
+        let pid = running.processIdentifier
         running.terminate()
-        let deadline = Date().addingTimeInterval(3)
-        while running.isRunning, Date() < deadline { usleep(10_000) }
-        if running.isRunning { kill(running.processIdentifier, SIGKILL) }
+        // SIGTERM first; a child spawned from a thread that blocks SIGTERM may not see it, so SIGKILL follows.
+        let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.3, execute: watchdog)
         running.waitUntilExit()
+        watchdog.cancel()
     }
 
     private func start() throws {
