@@ -149,6 +149,12 @@ enum Suggestions {
         var best: (String, Int)?
         for candidate in candidates {
             if candidate.lowercased() == normalized { return candidate }
+            // `lowercase` for `lower`, `dev` for `deviceId`: a shared stem is as telling as a small edit distance.
+            if min(candidate.count, normalized.count) >= 4,
+                normalized.hasPrefix(candidate.lowercased()) || candidate.lowercased().hasPrefix(normalized)
+            {
+                return candidate
+            }
             let distance = editDistance(normalized, candidate)
             if let current = best, current.1 <= distance { continue }
             best = (candidate, distance)

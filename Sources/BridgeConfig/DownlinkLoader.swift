@@ -256,7 +256,7 @@ extension ConfigLoader {
 
     // MARK: - cross-rule checks
 
-    func checkOverlaps(_ rules: [UplinkRule], context: RuleContext) {
+    func checkOverlaps(_ rules: [UplinkRule], topics: [Int: SourceLocation], context: RuleContext) {
         for (j, later) in rules.enumerated() {
             for earlier in rules[..<j] where earlier.priority == later.priority && earlier.topic.overlaps(later.topic) {
                 let sa = earlier.topic.specificity
@@ -273,7 +273,7 @@ extension ConfigLoader {
                     winner = "'\(w.name)' wins where both match (more specific topic than '\(l.name)')"
                 }
                 sink.warning(
-                    later.location, "uplink[\(later.index)].topic",
+                    topics[later.index] ?? later.location, "uplink[\(later.index)].topic",
                     "topics of '\(later.name)' (\(later.topic)) and '\(earlier.name)' (\(earlier.topic)) overlap; \(winner)",
                     hint: "set priority: on one of them to make the choice explicit")
             }
@@ -285,7 +285,10 @@ extension ConfigLoader {
         return lower == "localhost" || lower == "::1" || lower == "[::1]" ? "127.0.0.1" : lower
     }
 
-    func checkLoops(uplink: [UplinkRule], downlink: [DownlinkRule], context: RuleContext) {
+    func checkLoops(
+        uplink: [UplinkRule], downlink: [DownlinkRule], uplinkTopics: [Int: SourceLocation],
+        downlinkTopics: [Int: SourceLocation], context: RuleContext
+    ) {
         let device = context.connections.device
         let dittoBroker = context.connections.ditto
         let sameBroker =
@@ -296,16 +299,17 @@ extension ConfigLoader {
         ]
         if sameBroker {
             for rule in uplink {
-                for (key, dittoTopic) in dittoTopics where rule.topic.overlaps(dittoTopic) {
+                // One message per rule: the first Ditto topic it would swallow is enough to explain the problem.
+                if let (key, dittoTopic) = dittoTopics.first(where: { rule.topic.overlaps($0.1) }) {
                     sink.error(
-                        rule.location, "uplink[\(rule.index)].topic",
+                        uplinkTopics[rule.index] ?? rule.location, "uplink[\(rule.index)].topic",
                         "'\(rule.topic)' also matches the Ditto-side topic ditto.\(key) '\(dittoTopic)' on the same broker",
                         hint: "the bridge would read Ditto's traffic as device messages; narrow the topic (e.g. devices/...)")
                 }
             }
             for rule in downlink where rule.topic.overlaps(context.ditto.subscribeFilter) {
                 sink.error(
-                    rule.location, "downlink[\(rule.index)].topic",
+                    downlinkTopics[rule.index] ?? rule.location, "downlink[\(rule.index)].topic",
                     "'\(rule.topic)' is also matched by ditto.subscribe-filter '\(context.ditto.subscribeFilter)' on the same broker",
                     hint: "the bridge would read its own device publishes as Ditto signals")
             }
@@ -313,7 +317,7 @@ extension ConfigLoader {
         for rule in downlink {
             for up in uplink where rule.topic.overlaps(up.topic) {
                 sink.warning(
-                    rule.location, "downlink[\(rule.index)].topic",
+                    downlinkTopics[rule.index] ?? rule.location, "downlink[\(rule.index)].topic",
                     "'\(rule.topic)' is also matched by uplink rule '\(up.name)' (\(up.topic))",
                     hint: "the bridge would map its own downlink publishes back to Ditto")
             }

@@ -102,8 +102,10 @@ struct ConfigLoader {
         let globalHeaders = headerPolicy(
             top["headers"], base: .standard, known: ["thingId", "namespace", "thingName", "correlationId"])
         let acks = acksBlock(top["acks"], connectionID: ditto.connectionID)
+        let namespaceDeclared = (top["defaults"].flatMap { reader.peekMapping($0) })?.has("namespace") ?? false
         let context = RuleContext(
-            connections: connections, defaults: defaults, ditto: ditto, globalHeaders: globalHeaders)
+            connections: connections, defaults: defaults, ditto: ditto, globalHeaders: globalHeaders,
+            namespaceDeclared: namespaceDeclared)
 
         var uplink: [UplinkRule] = []
         var names: [String: YAMLValue] = [:]
@@ -129,12 +131,25 @@ struct ConfigLoader {
         if root != nil, !rootValue.isNull, top["uplink"] == nil, top["downlink"] == nil {
             sink.warning(rootValue.location, "", "no uplink or downlink rules: the bridge would do nothing")
         }
-        checkOverlaps(uplink, context: context)
-        checkLoops(uplink: uplink, downlink: downlink, context: context)
+        let uplinkTopics = topicLocations(top["uplink"])
+        let downlinkTopics = topicLocations(top["downlink"])
+        checkOverlaps(uplink, topics: uplinkTopics, context: context)
+        checkLoops(uplink: uplink, downlink: downlink, uplinkTopics: uplinkTopics, downlinkTopics: downlinkTopics, context: context)
 
         return BridgeConfiguration(
             fileName: fileName, connections: connections, ditto: ditto, defaults: defaults, headers: globalHeaders,
             deviceStatus: deviceStatus, acks: acks, uplink: uplink, downlink: downlink, warnings: [])
+    }
+
+    /// Where each rule's `topic` value is, by rule index, so cross-rule messages point at the topic line.
+    private func topicLocations(_ list: YAMLValue?) -> [Int: SourceLocation] {
+        guard let list, case .sequence(let items) = list.node else { return [:] }
+        var result: [Int: SourceLocation] = [:]
+        for (index, item) in items.enumerated() {
+            let value = YAMLValue(node: item, path: list.element(index))
+            if let topic = reader.peekMapping(value)?["topic"] { result[index] = topic.location }
+        }
+        return result
     }
 
     private func checkUnique(_ name: String, _ item: YAMLValue, _ names: inout [String: YAMLValue]) {
@@ -185,7 +200,7 @@ struct ConfigLoader {
                     c.host = host
                 }
             }
-        } else {
+        } else if !m.suggestedKeys.contains("host") {
             sink.error(
                 v.location, v.child("host"), "missing required key 'host'",
                 hint: "the default broker 127.0.0.1:1883 applies only when the whole '\(role)' block is left out")

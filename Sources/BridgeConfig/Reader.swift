@@ -56,6 +56,8 @@ struct YAMLValue {
 struct MappingView {
     let value: YAMLValue
     let entries: [(key: String, keyNode: Node, value: YAMLValue)]
+    /// Known keys that an unknown key looked like a typo of (already reported with "did you mean").
+    var suggestedKeys: Set<String> = []
 
     subscript(_ key: String) -> YAMLValue? {
         entries.first { $0.key == key }?.value
@@ -96,6 +98,7 @@ struct Reader {
         }
         var entries: [(key: String, keyNode: Node, value: YAMLValue)] = []
         var merged: [(key: String, keyNode: Node, value: YAMLValue)] = []
+        var suggestedKeys = Set<String>()
         for (keyNode, valueNode) in mapping {
             guard case .scalar(let keyScalar) = keyNode else {
                 error(YAMLValue(node: keyNode, path: v.path), "a key must be a plain name, found \(YAMLValue(node: keyNode, path: "").kindDescription)")
@@ -127,6 +130,7 @@ struct Reader {
             guard keys.contains(key) else {
                 let keyValue = YAMLValue(node: keyNode, path: v.child(key))
                 let suggestion = Suggestions.didYouMean(key, in: keys)
+                if let closest = Suggestions.closest(to: key, in: keys) { suggestedKeys.insert(closest) }
                 error(
                     keyValue, "unknown key '\(key)'",
                     hint: suggestion ?? "known keys here: \(keys.joined(separator: ", "))")
@@ -141,7 +145,7 @@ struct Reader {
             }
             entries.append(m)
         }
-        return MappingView(value: v, entries: entries)
+        return MappingView(value: v, entries: entries, suggestedKeys: suggestedKeys)
     }
 
     /// The list's items (each with its `[i]` path); a scalar or mapping is a type error.

@@ -6,6 +6,9 @@ struct RuleContext {
     let defaults: Defaults
     let ditto: DittoSettings
     let globalHeaders: HeaderPolicy
+    /// `defaults.namespace` was written (maybe invalid, which is reported there); `{namespace}` is then not
+    /// reported again.
+    let namespaceDeclared: Bool
 }
 
 extension ConfigLoader {
@@ -14,6 +17,8 @@ extension ConfigLoader {
 
     func required(_ m: MappingView, _ key: String, hint: String? = nil) -> YAMLValue? {
         if let v = m[key] { return v }
+        // A misspelling of this key was already reported with "did you mean"; one message is enough.
+        if m.suggestedKeys.contains(key) { return nil }
         sink.error(m.value.location, m.value.child(key), "missing required key '\(key)'", hint: hint)
         return nil
     }
@@ -102,7 +107,8 @@ extension ConfigLoader {
         guard let template = reader.template(tv) else { return nil }
         guard let captures else { return template }
         var ok = true
-        let namespaceAvailable = captures.contains("namespace") || context.defaults.namespace != nil
+        let namespaceAvailable =
+            captures.contains("namespace") || context.defaults.namespace != nil || context.namespaceDeclared
         for p in template.placeholderParts where p.name == "namespace" && !namespaceAvailable {
             ok = false
             sink.error(
