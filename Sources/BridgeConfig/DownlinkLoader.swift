@@ -263,7 +263,7 @@ extension ConfigLoader {
                 let sb = later.topic.specificity
                 let winner: String
                 if sa == sb {
-                    if earlier.topic.filter == later.topic.filter && earlier.topic.levels == later.topic.levels {
+                    if earlier.topic.shape == later.topic.shape {
                         winner = "'\(earlier.name)' always wins (same topic, earlier in the file), so '\(later.name)' never applies"
                     } else {
                         winner = "'\(earlier.name)' wins where both match (earlier in the file)"
@@ -322,5 +322,26 @@ extension ConfigLoader {
                     hint: "the bridge would map its own downlink publishes back to Ditto")
             }
         }
+    }
+}
+
+extension TopicTemplate {
+    /// The topic with placeholder names erased: two templates with the same shape match the same topics.
+    var shape: String {
+        levels.map { level in
+            switch level {
+            case .literal(let text): text
+            case .singleLevelWildcard: "+"
+            case .multiLevelWildcard: "#"
+            case .multiLevelCapture: "{...}"
+            case .capture(let t):
+                t.parts.map { part in
+                    switch part {
+                    case .literal(let text): text
+                    case .placeholder(let p): "{|" + p.transforms.map(\.description).joined(separator: "|") + "}"
+                    }
+                }.joined()
+            }
+        }.joined(separator: "/")
     }
 }

@@ -128,7 +128,7 @@ struct ConfigLoader {
         }
         let deviceStatus = devicesBlock(top["devices"], downlink: downlink, context: context)
 
-        if root != nil, !rootValue.isNull, top["uplink"] == nil, top["downlink"] == nil {
+        if root != nil, !rootValue.isNull, uplink.isEmpty, downlink.isEmpty, sink.errors.isEmpty {
             sink.warning(rootValue.location, "", "no uplink or downlink rules: the bridge would do nothing")
         }
         let uplinkTopics = topicLocations(top["uplink"])

@@ -116,6 +116,11 @@ public struct TLSSettings: Sendable, Hashable {
 public struct ReconnectPolicy: Sendable, Hashable {
     public var initial: Duration
     public var maximum: Duration
+
+    public init(initial: Duration, maximum: Duration) {
+        self.initial = initial
+        self.maximum = maximum
+    }
 }
 
 /// The Ditto side: topics on the Ditto-side broker and the Ditto connection's identity.
@@ -311,6 +316,11 @@ public struct EventSpec: Sendable, Hashable {
     public var action: EventAction
     /// The resource path, e.g. `/features/{sensor}/properties/value`.
     public var path: Template
+
+    public init(action: EventAction, path: Template) {
+        self.action = action
+        self.path = path
+    }
 }
 
 /// A live message from the device (outbox) its publish becomes.

@@ -127,10 +127,10 @@ extension ConfigLoader {
     func validateThingIDSample(_ template: Template, at tv: YAMLValue, context: RuleContext) -> Bool {
         var sample: [String: String] = [:]
         for name in template.placeholders {
-            sample[name] = name == "thingId" ? "org.example:device-1" : "device-1"
+            sample[name] = name == "thingId" ? "org.example:device1" : "device1"
         }
         if let ns = context.defaults.namespace, template.placeholders.contains("namespace") { sample["namespace"] = ns }
-        if template.placeholders.contains("namespace"), sample["namespace"] == "device-1" { sample["namespace"] = "org.example" }
+        if template.placeholders.contains("namespace"), sample["namespace"] == "device1" { sample["namespace"] = "org.example" }
         guard let rendered = try? template.render(sample) else { return true }
         if let problem = ThingIDRules.problem(with: rendered) {
             reader.error(

@@ -88,7 +88,7 @@ struct BrokenConfigTests {
     @Test func thingIDWithoutNamespace() {
         expectSingleError(
             Self.telemetry(replacing: 6, with: "    thing-id: \"{deviceId}\""), line: 6, keyPath: "uplink[0].thing-id",
-            message: "does not make a valid Ditto thing ID (with sample values: 'device-1'): it has no ':'",
+            message: "does not make a valid Ditto thing ID (with sample values: 'device1'): it has no ':'",
             hint: "write namespace:name")
     }
 
