@@ -314,6 +314,39 @@ extension ConfigLoader {
                     hint: "the bridge would read its own device publishes as Ditto signals")
             }
         }
+        // Other device-side subscriptions: replies and status. Messages there are not device telemetry.
+        var subscriptions: [(path: String, topic: TopicTemplate, location: SourceLocation, what: String)] = []
+        for rule in downlink {
+            if let reply = rule.reply.topic, rule.reply.mode != .none {
+                subscriptions.append(("downlink[\(rule.index)].reply.topic", reply, rule.location, "device replies"))
+            }
+        }
+        if let status = context.deviceStatus {
+            subscriptions.append(("devices.status-topic", status.topic, status.location, "device status"))
+        }
+        for subscription in subscriptions {
+            if sameBroker, let (key, dittoTopic) = dittoTopics.first(where: { subscription.topic.overlaps($0.1) }) {
+                sink.error(
+                    subscription.location, subscription.path,
+                    "'\(subscription.topic)' also matches the Ditto-side topic ditto.\(key) '\(dittoTopic)' on the same broker",
+                    hint: "the bridge would read Ditto's traffic as \(subscription.what)")
+            }
+            for up in uplink where subscription.topic.overlaps(up.topic) {
+                sink.warning(
+                    subscription.location, subscription.path,
+                    "'\(subscription.topic)' is also matched by uplink rule '\(up.name)' (\(up.topic))",
+                    hint: "\(subscription.what) would also be mapped to Ditto as device messages")
+            }
+        }
+        for rule in uplink {
+            guard case .message(let spec) = rule.action, let reply = spec.replyTopic else { continue }
+            for up in uplink where reply.overlaps(up.topic) {
+                sink.warning(
+                    rule.location, "uplink[\(rule.index)].message.reply-topic",
+                    "'\(reply)' is also matched by uplink rule '\(up.name)' (\(up.topic))",
+                    hint: "the bridge would map its own answers to devices back to Ditto")
+            }
+        }
         for rule in downlink {
             for up in uplink where rule.topic.overlaps(up.topic) {
                 sink.warning(

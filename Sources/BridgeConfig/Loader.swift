@@ -103,7 +103,7 @@ struct ConfigLoader {
             top["headers"], base: .standard, known: ["thingId", "namespace", "thingName", "correlationId"])
         let acks = acksBlock(top["acks"], connectionID: ditto.connectionID)
         let namespaceDeclared = (top["defaults"].flatMap { reader.peekMapping($0) })?.has("namespace") ?? false
-        let context = RuleContext(
+        var context = RuleContext(
             connections: connections, defaults: defaults, ditto: ditto, globalHeaders: globalHeaders,
             namespaceDeclared: namespaceDeclared)
 
@@ -127,6 +127,9 @@ struct ConfigLoader {
             }
         }
         let deviceStatus = devicesBlock(top["devices"], downlink: downlink, context: context)
+        if let deviceStatus, let statusValue = top["devices"].flatMap({ reader.peekMapping($0)?["status-topic"] }) {
+            context.deviceStatus = (deviceStatus.topic, statusValue.location)
+        }
 
         if root != nil, !rootValue.isNull, uplink.isEmpty, downlink.isEmpty, sink.errors.isEmpty {
             sink.warning(rootValue.location, "", "no uplink or downlink rules: the bridge would do nothing")

@@ -9,6 +9,8 @@ struct RuleContext {
     /// `defaults.namespace` was written (maybe invalid, which is reported there); `{namespace}` is then not
     /// reported again.
     let namespaceDeclared: Bool
+    /// Set once `devices:` is read (after the rules, which it is checked against).
+    var deviceStatus: (topic: TopicTemplate, location: SourceLocation)?
 }
 
 extension ConfigLoader {
