@@ -380,6 +380,78 @@ struct BrokenConfigTests {
             message: "two placeholders next to each other cannot be told apart")
     }
 
+    @Test func allowingAnInternalHeaderByName() {
+        expectSingleError(
+            "headers:\n  allow: [x-a, ditto-originator]\nuplink: []", line: 2, keyPath: "headers.allow[1]",
+            message: "'ditto-originator' is one of Ditto's internal headers and is never forwarded")
+    }
+
+    @Test func twoHeadersRenamedOntoOneName() {
+        expectSingleError(
+            "headers:\n  rename:\n    x-a: x-c\n    x-b: x-c\nuplink: []", line: 4, keyPath: "headers.rename.x-b",
+            message: "'x-a' and 'x-b' are both renamed onto 'x-c'")
+    }
+
+    @Test func payloadWithPassthrough() {
+        let yaml = Self.telemetry(replacing: 7, with: "    passthrough: {}")
+            .replacingOccurrences(of: "      path: \"/features/{sensor}/properties/value\"\n", with: "")
+        expectSingleError(
+            yaml, line: 8, keyPath: "uplink[0].payload", message: "passthrough reads the whole payload as Ditto Protocol JSON",
+            hint: "remove payload")
+    }
+
+    @Test func replyTopicThatWouldReadDittosTraffic() {
+        let yaml = """
+            defaults: { namespace: org.example }
+            downlink:
+              - name: inbox
+                match: { messages: {} }
+                thing-id: "{namespace}:{deviceId}"
+                topic: "devices/{deviceId}/inbox/{subject}"
+                reply: { mode: mqtt5, topic: "ditto/out/{deviceId}" }
+            """
+        expectSingleError(
+            yaml, line: 3, keyPath: "downlink[0].reply.topic",
+            message: "also matches the Ditto-side topic ditto.subscribe-filter 'ditto/out/#' on the same broker")
+    }
+
+    @Test func placeholderAvailableOnlyForFeatureMessages() {
+        let yaml = """
+            downlink:
+              - name: inbox
+                match: { messages: { subject: "*" } }
+                thing-id: "org.example:{deviceId}"
+                topic: "devices/{deviceId}/{feature}/{subject}"
+            """
+        expectSingleError(
+            yaml, line: 5, column: 32, keyPath: "downlink[0].topic",
+            message: "unknown placeholder {feature}; known here: {deviceId}, {subject}, {thingId}, {namespace}, {thingName}, {correlationId}")
+    }
+
+    @Test func unknownCommandAction() {
+        let yaml = """
+            downlink:
+              - name: props
+                match: { commands: { actions: [modify, update] } }
+                thing-id: "org.example:{deviceId}"
+                topic: "devices/{deviceId}/set"
+            """
+        expectSingleError(
+            yaml, line: 3, keyPath: "downlink[0].match.commands.actions[1]",
+            message: "'update' is not one of: create, modify, merge, delete, retrieve")
+    }
+
+    @Test func tlsClientCertificateWithoutKey() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-tls-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try "cert".write(to: directory.appendingPathComponent("client.pem"), atomically: true, encoding: .utf8)
+        expectSingleError(
+            "connections:\n  device:\n    host: broker\n    tls: { cert-file: client.pem }\nuplink: []", line: 4,
+            keyPath: "connections.device.tls.cert-file", message: "cert-file needs key-file",
+            baseDirectory: directory.path)
+    }
+
     @Test func everyErrorIsReportedInLineOrder() {
         let yaml = """
             defaults:
