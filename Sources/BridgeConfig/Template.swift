@@ -2,6 +2,7 @@ import Foundation
 
 /// Why a template could not be compiled, rendered or used where it was written.
 public struct TemplateError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// What went wrong.
     public enum Kind: Sendable, Hashable {
         /// A `{` without its `}`.
         case unclosedPlaceholder
@@ -27,10 +28,12 @@ public struct TemplateError: Error, Sendable, Hashable, CustomStringConvertible 
         case invalidTopicValue(placeholder: String, value: String)
     }
 
+    /// What went wrong.
     public var kind: Kind
     /// Character offset in the template text where the problem starts, when it is in the text.
     public var offset: Int?
 
+    /// Creates an error, optionally at a character offset.
     public init(_ kind: Kind, offset: Int? = nil) {
         self.kind = kind
         self.offset = offset
@@ -121,7 +124,9 @@ public struct Template: Sendable, Hashable, CustomStringConvertible {
 
     /// One `{...}` part.
     public struct Placeholder: Sendable, Hashable, CustomStringConvertible {
+        /// The value's name, e.g. `deviceId` or `header:x-trace`.
         public var name: String
+        /// Applied left to right.
         public var transforms: [Transform]
         /// Character offset of the `{` in the template text.
         public var offset: Int
@@ -140,6 +145,7 @@ public struct Template: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// Literal text or a placeholder.
     public enum Part: Sendable, Hashable {
         case literal(String)
         case placeholder(Placeholder)
@@ -147,6 +153,7 @@ public struct Template: Sendable, Hashable, CustomStringConvertible {
 
     /// The text as written in the config file.
     public let source: String
+    /// The compiled parts, in order.
     public let parts: [Part]
 
     /// Compiles `source`; throws on syntax errors with the character offset.

@@ -21,13 +21,6 @@ enum Fixture {
     static func load(_ yaml: String, environment: [String: String] = [:]) throws -> BridgeConfiguration {
         try BridgeConfiguration.parse(yaml: yaml, fileName: "test.yaml", environment: environment)
     }
-
-    /// A telemetry rule under `uplink:` (lines 4-9 when appended to the usual prelude).
-    static let prelude = """
-        defaults:
-          namespace: org.example
-        uplink:
-        """
 }
 
 /// Expects exactly one error, at `line` (and `column` if given), for `keyPath`, whose text contains `message`.
