@@ -404,8 +404,10 @@ public struct UplinkRule: Sendable, Hashable {
     public var headers: HeaderPolicy
     /// Higher wins; default 0.
     public var priority: Int
-    /// QoS of the Ditto-side publish.
+    /// Subscription QoS on the device broker.
     public var qos: QoS
+    /// `defaults.namespace`, what `{namespace}` stands for unless the topic captures it.
+    public var defaultNamespace: String?
 }
 
 /// A live command action (the last topic segment of a Ditto command).

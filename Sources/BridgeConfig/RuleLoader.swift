@@ -102,7 +102,8 @@ extension ConfigLoader {
         guard let name, let topic, let thingID, let action else { return nil }
         return UplinkRule(
             name: name, index: index, location: v.location, topic: topic, thingID: thingID, action: action,
-            payload: payload, headers: headers, priority: priority, qos: qos)
+            payload: payload, headers: headers, priority: priority, qos: qos,
+            defaultNamespace: context.defaults.namespace)
     }
 
     func thingIDTemplate(_ tv: YAMLValue, captures: [String]?, context: RuleContext) -> Template? {
