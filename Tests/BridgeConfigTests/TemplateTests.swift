@@ -98,6 +98,14 @@ struct TemplateTests {
         #expect(t.match("1-2-3-end") == ["a": "1", "b": "2-3"])
     }
 
+    @Test func adversarialInputEndsQuickly() throws {
+        let t = try Template("{a}-{b}-{c}-{d}-{e}!")
+        #expect(t.match(String(repeating: "-", count: 256)) == nil)
+        // Passes the prefix/suffix shortcut, so the search itself has to give up.
+        #expect(t.match(String(repeating: "-", count: 255) + "!", fixed: ["e": "zzz"]) == nil)
+        #expect(t.match("a-b-c-d-e!") == ["a": "a", "b": "b", "c": "c", "d": "d", "e": "e"])
+    }
+
     @Test func matchedValuesRenderBackToTheSameText() throws {
         let t = try Template("{namespace}:{site}.{id|lower}")
         for text in ["org.example:north.pump-1", "a:b.c", "org:x.y.z"] {
