@@ -1,0 +1,60 @@
+import BridgeConfig
+import DittoProtocol
+
+/// A Ditto Protocol message as the bridge publishes it on the Ditto-side broker: topic, envelope and
+/// MQTT 5 properties. `run` and `map` both build it here, so `map` prints exactly what `run` sends.
+public struct DittoPublication: Sendable {
+    public var rule: String
+    public var thingID: ThingID
+    /// The Ditto-side MQTT topic (`ditto.publish-topic` rendered for the thing).
+    public var topic: String
+    public var envelope: Envelope
+    /// Set when a device expects Ditto's answer: what the bridge needs to route it back.
+    public var request: DeviceRequest?
+
+    /// The MQTT 5 properties Ditto's MQTT-5 connection reads: its default header mapping takes
+    /// `correlation-id` from the correlation data and `reply-to` from the response topic, and they
+    /// override the envelope's headers, so both must agree with the envelope.
+    public var properties: MQTTProperties {
+        Self.properties(for: envelope)
+    }
+
+    public static func properties(for envelope: Envelope) -> MQTTProperties {
+        var properties = MQTTProperties()
+        properties.contentType = "application/vnd.eclipse.ditto+json"
+        if let id = envelope.headers.correlationID { properties.correlationData = Array(id.utf8) }
+        properties.responseTopic = envelope.headers.replyTo
+        return properties
+    }
+
+    /// Maps one device message, and for requests sets `reply-to` to the bridge's reply topic.
+    public static func uplink(
+        _ message: MQTTPublication, mapper: UplinkMapper, ditto: DittoSettings, environment: UplinkEnvironment
+    ) throws(MappingError) -> DittoPublication {
+        let result = try mapper.map(message, environment: environment)
+        var envelope = result.envelope
+        if result.request != nil {
+            envelope.headers["reply-to"] = try render(ditto.replyTopic, for: result.thingID)
+        }
+        return DittoPublication(
+            rule: result.rule, thingID: result.thingID, topic: try render(ditto.publishTopic, for: result.thingID),
+            envelope: envelope, request: result.request)
+    }
+
+    public static func uplink(
+        _ message: MQTTPublication, configuration: BridgeConfiguration, environment: UplinkEnvironment
+    ) throws(MappingError) -> DittoPublication {
+        try uplink(message, mapper: UplinkMapper(configuration: configuration), ditto: configuration.ditto,
+                   environment: environment)
+    }
+
+    /// A Ditto-side topic (`publish-topic`, `reply-topic`) for a thing.
+    public static func render(_ template: TopicTemplate, for thingID: ThingID) throws(MappingError) -> String {
+        do {
+            return try template.render(["thingId": thingID.description, "namespace": thingID.namespace,
+                                        "thingName": thingID.name])
+        } catch {
+            throw MappingError(.template, "cannot render the Ditto-side topic \(template.source) for \(thingID): \(error)")
+        }
+    }
+}

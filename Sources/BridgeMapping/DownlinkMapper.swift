@@ -1,0 +1,405 @@
+import BridgeConfig
+import DittoProtocol
+import Foundation
+
+/// Where a Ditto live message or live command goes, decided by ``DownlinkMapper/route(_:)``.
+public struct DownlinkRoute: Sendable {
+    public enum Kind: Sendable, Hashable {
+        case message(subject: String, featureID: String?)
+        case command(action: TopicPath.Action, path: String)
+    }
+
+    public var ruleIndex: Int
+    public var ruleName: String
+    public var thingID: ThingID
+    public var kind: Kind
+    /// Thing ID captures, `{subject}`, `{feature}`, path captures, `{action}`, `{thingId}`.
+    public var variables: [String: String]
+    /// Ditto's `response-required` (default true) and a non-zero timeout.
+    public var responseRequired: Bool
+    /// The requester's `timeout` (default 60 s, at most 60 s).
+    public var timeout: Duration
+    /// Whether the rule has a way for the device to answer.
+    public var expectsReply: Bool
+}
+
+/// An answer a device published on a reply topic.
+public struct DeviceReply: Sendable {
+    public var ruleIndex: Int
+    /// The request's Ditto correlation id, recovered from correlation data, topic or payload.
+    public var correlationID: String
+    public var status: Int?
+    public var payload: [UInt8]
+    public var contentType: String?
+    public var properties: MQTTProperties
+    /// Headers that travelled in a 3.1.1 wrapper.
+    public var carriedHeaders: [(name: String, value: String)]
+}
+
+/// Ditto live messages and live commands -> device topics and payloads; device answers -> Ditto responses.
+///
+/// Rules are tried in ``BridgeConfiguration/downlinkRulesByPrecedence`` order (`priority`, then file order);
+/// the first whose `match` and thing ID pattern fit takes the request.
+public struct DownlinkMapper: Sendable {
+    public let rules: [DownlinkRule]
+    /// `defaults.namespace`, the value of `{namespace}` when the thing ID pattern does not capture it.
+    public let namespace: String?
+
+    /// Ditto's default and maximum live timeout.
+    public static let maximumTimeout: Duration = .seconds(60)
+
+    public init(configuration: BridgeConfiguration) {
+        self.init(rules: configuration.downlinkRulesByPrecedence, namespace: configuration.defaults.namespace)
+    }
+
+    public init(rules: [DownlinkRule], namespace: String?) {
+        self.rules = rules
+        self.namespace = namespace
+    }
+
+    /// The MQTT subscriptions the device side needs for answers.
+    public var replyFilters: [String] {
+        var seen = Set<String>()
+        return rules.compactMap { Self.replyTopic(of: $0)?.filter }.filter { seen.insert($0).inserted }
+    }
+
+    /// Where a rule's device answers, if they come on a topic of their own.
+    static func replyTopic(of rule: DownlinkRule) -> TopicTemplate? {
+        rule.reply.mode == .none ? nil : rule.reply.topic
+    }
+
+    // MARK: Ditto -> device
+
+    public func route(_ envelope: Envelope) throws(MappingError) -> DownlinkRoute {
+        guard let thingID = envelope.topic.thingID else {
+            throw MappingError(.noRule, "topic \(envelope.topic) does not address a thing")
+        }
+        let kind: DownlinkRoute.Kind
+        switch envelope.topic.criterion {
+        case .messages:
+            guard let subject = envelope.topic.subject else {
+                throw MappingError(.invalidProtocol, "live message without subject")
+            }
+            kind = .message(subject: subject, featureID: Self.featureID(inMessagePath: envelope.path))
+        case .commands:
+            guard let action = envelope.topic.action else {
+                throw MappingError(.invalidProtocol, "live command without action")
+            }
+            kind = .command(action: action, path: envelope.path)
+        default:
+            throw MappingError(.noRule, "the bridge takes live messages and live commands, not \(envelope.topic.criterion)")
+        }
+        let timeout = Self.timeout(of: envelope.headers)
+        let responseRequired = (envelope.headers.responseRequired ?? true) && timeout > .zero
+
+        for (index, rule) in rules.enumerated() {
+            guard var variables = rule.thingID.match(thingID.description, fixed: rule.fixedValues) else { continue }
+            switch (rule.match, kind) {
+            case (.messages(let subjectGlob, let featureGlob), .message(let subject, let featureID)):
+                guard HeaderPattern(subjectGlob).matches(subject) || subjectGlob == subject else { continue }
+                switch (featureGlob, featureID) {
+                case (nil, nil): break
+                case (let glob?, let id?) where HeaderPattern(glob).matches(id) || glob == id: break
+                default: continue
+                }
+                variables["subject"] = subject
+                if let featureID { variables["feature"] = featureID }
+            case (.commands(let actions, let pattern), .command(let action, let path)):
+                guard let commandAction = CommandAction(rawValue: action.rawValue), actions.contains(commandAction)
+                else { continue }
+                if let pattern {
+                    guard let captured = pattern.match(path) else { continue }
+                    variables.merge(captured) { thing, _ in thing }
+                }
+                variables["action"] = action.rawValue
+                variables["path"] = path
+            default:
+                continue
+            }
+            variables["thingId"] = thingID.description
+            variables["thingNamespace"] = thingID.namespace
+            variables["thingName"] = thingID.name
+            if variables["namespace"] == nil, let namespace { variables["namespace"] = namespace }
+            let expectsReply = rule.reply.mode != .none
+            let ruleTimeout = expectsReply ? min(timeout, rule.reply.timeout) : timeout
+            return DownlinkRoute(ruleIndex: index, ruleName: rule.name, thingID: thingID, kind: kind,
+                                 variables: variables, responseRequired: responseRequired, timeout: ruleTimeout,
+                                 expectsReply: expectsReply)
+        }
+        let what: String = switch kind {
+        case .message(let subject, let featureID?): "feature \(featureID) message \(subject)"
+        case .message(let subject, nil): "message \(subject)"
+        case .command(let action, let path): "\(action.rawValue) command on \(path)"
+        }
+        throw MappingError(.noRule, "no downlink rule serves the \(what) for thing \(thingID)")
+    }
+
+    /// What the bridge publishes to the device for a routed request.
+    ///
+    /// - Parameter messageExpiry: seconds left before the requester gives up (MQTT 5 message expiry).
+    public func devicePublication(for envelope: Envelope, route: DownlinkRoute,
+                                  messageExpiry: UInt32?) throws(MappingError) -> MQTTPublication {
+        let rule = rules[route.ruleIndex]
+        let correlationID = envelope.headers.correlationID ?? ""
+        var variables = route.variables
+        variables["correlationId"] = TopicToken.encode(correlationID)
+
+        let topic: String
+        do {
+            topic = try rule.topic.render(variables)
+        } catch {
+            throw MappingError(.invalidIdentifier, "cannot render the device topic \(rule.topic.source): \(error)")
+        }
+        let mapper = HeaderMapper(policy: rule.headers)
+        let wrapper = rule.headers.mqtt311 == .wrapper
+
+        var value: JSONValue? = envelope.value
+        if rule.reply.mode == .payload, let pointer = rule.reply.correlationPointer {
+            value = Self.injectCorrelation(correlationID, at: pointer, into: value, valuePointer: rule.reply.valuePointer)
+        }
+        let contentType = envelope.headers.contentType
+        var payload: [UInt8]
+        switch rule.payload {
+        case .value:
+            payload = value.map { JSON.serialize($0) } ?? []
+        case .text:
+            switch value {
+            case .string(let text)?: payload = Array(text.utf8)
+            case let other?: payload = JSON.serialize(other)
+            case nil: payload = []
+            }
+        case .bytes:
+            payload = MessagePayload.from(envelopeValue: value, contentType: contentType).bytes
+        case .envelope:
+            var forwarded = envelope
+            forwarded.headers = deviceHeaders(envelope.headers, mapper: mapper)
+            payload = forwarded.encoded()
+        }
+        if wrapper, rule.payload != .envelope {
+            var headers = JSONObject()
+            for (name, value) in deviceHeaders(envelope.headers, mapper: mapper) { headers[name] = .string(value) }
+            let inner: JSONValue = rule.payload == .value ? (value ?? .null) : .string(String(decoding: payload, as: UTF8.self))
+            payload = JSON.serialize(.object(["headers": .object(headers), "value": inner]))
+        }
+
+        var properties = mapper.deviceProperties(headers: envelope.headers, messageExpiry: messageExpiry)
+        if rule.reply.mode == .mqtt5, route.responseRequired || route.expectsReply, let replyTopic = rule.reply.topic {
+            do {
+                properties.responseTopic = try replyTopic.render(variables)
+            } catch {
+                throw MappingError(.template, "cannot render the response topic \(replyTopic.source): \(error)")
+            }
+        }
+        return MQTTPublication(topic: topic, payload: payload, qos: UInt8(rule.qos.rawValue), retain: false,
+                               properties: properties)
+    }
+
+    /// The headers a device sees in a wrapper or an envelope: correlation id, content type, Ditto's request
+    /// semantics and the custom headers the rule lets through.
+    private func deviceHeaders(_ headers: DittoHeaders, mapper: HeaderMapper) -> DittoHeaders {
+        var result = DittoHeaders()
+        for name in ["correlation-id", "content-type", "response-required", "timeout"] {
+            if let value = headers[name] { result[name] = value }
+        }
+        for (name, value) in mapper.customHeaders(headers) { result[name] = value }
+        return result
+    }
+
+    // MARK: device -> Ditto
+
+    /// Recognises a device's answer by the reply topics of the rules.
+    public func reply(from message: MQTTPublication) -> DeviceReply? {
+        for (index, rule) in rules.enumerated() {
+            guard let replyTopic = Self.replyTopic(of: rule), let captured = replyTopic.match(message.topic) else { continue }
+            switch rule.reply.mode {
+            case .none:
+                continue
+            case .mqtt5:
+                guard let data = message.properties.correlationData, !data.isEmpty else { continue }
+                let status = message.properties.userProperties.last { $0.name.lowercased() == "status" }.flatMap { Int($0.value) }
+                var properties = message.properties
+                properties.userProperties.removeAll { $0.name.lowercased() == "status" }
+                return DeviceReply(ruleIndex: index, correlationID: CorrelationID.fromCorrelationData(data), status: status,
+                                   payload: message.payload, contentType: message.properties.contentType,
+                                   properties: properties, carriedHeaders: [])
+            case .topic:
+                var payload = message.payload
+                var carried: [(name: String, value: String)] = []
+                if rule.headers.mqtt311 == .wrapper, let unwrapped = Self.unwrap(payload) { (payload, carried) = unwrapped }
+                let token = captured["correlationId"]
+                    ?? carried.last { $0.name.lowercased() == "correlation-id" }.map(\.value)
+                guard let token else { continue }
+                let status = captured["status"].flatMap { Int($0) }
+                    ?? carried.last { $0.name.lowercased() == "status" }.flatMap { Int($0.value) }
+                carried.removeAll { ["status", "correlation-id"].contains($0.name.lowercased()) }
+                return DeviceReply(ruleIndex: index, correlationID: TopicToken.decode(token), status: status,
+                                   payload: payload, contentType: message.properties.contentType,
+                                   properties: message.properties, carriedHeaders: carried)
+            case .payload:
+                guard let document = try? JSON.parse(message.payload),
+                      let correlationPointer = rule.reply.correlationPointer.flatMap({ try? JSONPointer($0) }),
+                      let id = correlationPointer.evaluate(in: document)
+                else { continue }
+                let correlationID: String
+                switch id {
+                case .string(let text): correlationID = text
+                case .number(let number): correlationID = number.description
+                default: continue
+                }
+                var status: Int?
+                if let statusPointer = rule.reply.statusPointer.flatMap({ try? JSONPointer($0) }),
+                   case .number(let number)? = statusPointer.evaluate(in: document) {
+                    status = number.int64Value.map { Int($0) }
+                }
+                let value: JSONValue? = if let valuePointer = rule.reply.valuePointer.flatMap({ try? JSONPointer($0) }) {
+                    valuePointer.evaluate(in: document)
+                } else {
+                    document
+                }
+                return DeviceReply(ruleIndex: index, correlationID: correlationID, status: status,
+                                   payload: value.map { JSON.serialize($0) } ?? [],
+                                   contentType: "application/json", properties: message.properties, carriedHeaders: [])
+            }
+        }
+        return nil
+    }
+
+    /// The Ditto response to a request, built from the device's answer: same topic, correlation id and path,
+    /// the device's status (or the action's usual one), its value and content type.
+    public func response(to request: Envelope, route: DownlinkRoute, reply: DeviceReply) throws(MappingError) -> Envelope {
+        let rule = rules[route.ruleIndex]
+        let correlationID = request.headers.correlationID ?? reply.correlationID
+        var properties = reply.properties
+        properties.correlationData = nil
+        properties.contentType = nil
+        var headers = try HeaderMapper(policy: rule.headers).dittoHeaders(
+            properties: properties, carriedHeaders: reply.carriedHeaders, variables: route.variables,
+            generateCorrelationID: { correlationID })
+        headers["correlation-id"] = correlationID
+
+        switch route.kind {
+        case .message:
+            let status = reply.status ?? rule.reply.defaultStatus ?? 200
+            var payload: MessagePayload?
+            if !reply.payload.isEmpty {
+                try PayloadReader.checkSize(reply.payload)
+                let contentType = reply.contentType ?? Self.guessContentType(reply.payload)
+                payload = MessagePayload.from(bytes: reply.payload, contentType: contentType)
+                headers["content-type"] = contentType
+            }
+            return Envelope.messageResponse(to: request, status: status, payload: payload, headers: headers)
+        case .command(let action, _):
+            let status = reply.status ?? rule.reply.defaultStatus ?? Self.defaultStatus(for: action)
+            let value: JSONValue? = reply.payload.isEmpty ? nil
+                : ((try? JSON.parse(reply.payload)) ?? .string(String(decoding: reply.payload, as: UTF8.self)))
+            if status >= 400 {
+                return Envelope.errorResponse(to: request, error: Self.deviceError(status: status, value: value), headers: headers)
+            }
+            return Envelope.commandResponse(to: request, status: status, value: status == 204 ? nil : value, headers: headers)
+        }
+    }
+
+    // MARK: helpers
+
+    static func timeout(of headers: DittoHeaders) -> Duration {
+        guard let timeout = headers.timeout?.duration else { return maximumTimeout }
+        return min(timeout, maximumTimeout)
+    }
+
+    /// The feature ID in a message path `/features/<id>/inbox/messages/<subject>`.
+    static func featureID(inMessagePath path: String) -> String? {
+        guard path.hasPrefix("/features/") else { return nil }
+        let rest = path.dropFirst("/features/".count)
+        guard let slash = rest.firstIndex(of: "/") else { return nil }
+        return String(rest[..<slash])
+    }
+
+    static func defaultStatus(for action: TopicPath.Action) -> Int {
+        switch action {
+        case .retrieve: 200
+        case .create: 201
+        default: 204
+        }
+    }
+
+    static func deviceError(status: Int, value: JSONValue?) -> DittoError {
+        var code = "bridge:device.error"
+        var message = "The device answered with status \(status)."
+        var description: String? = nil
+        if case .object(let object)? = value {
+            if case .string(let text)? = object["error"] { code = text }
+            if case .string(let text)? = object["message"] { message = text }
+            if case .string(let text)? = object["description"] { description = text }
+        } else if case .string(let text)? = value, !text.isEmpty {
+            message = text
+        }
+        return DittoError(status: status, error: code, message: message, description: description)
+    }
+
+    static func guessContentType(_ payload: [UInt8]) -> String {
+        if payload.isEmpty { return "application/json" }
+        if (try? JSON.parse(payload)) != nil { return "application/json" }
+        if String(validating: payload, as: UTF8.self) != nil { return "text/plain; charset=utf-8" }
+        return "application/octet-stream"
+    }
+
+    static func injectCorrelation(_ id: String, at pointerText: String, into value: JSONValue?,
+                                  valuePointer valuePointerText: String?) -> JSONValue {
+        let valuePointer = valuePointerText.flatMap { try? JSONPointer($0) }
+        guard let pointer = try? JSONPointer(pointerText), let key = pointer.segments.first, pointer.segments.count == 1
+        else { return value ?? .null }
+        if case .object(var object)? = value {
+            object[key] = .string(id)
+            return .object(object)
+        }
+        var object = JSONObject()
+        object[key] = .string(id)
+        object[valuePointer?.segments.first ?? "value"] = value ?? .null
+        return .object(object)
+    }
+
+    static func unwrap(_ payload: [UInt8]) -> ([UInt8], [(name: String, value: String)])? {
+        guard case .object(let wrapper)? = try? JSON.parse(payload) else { return nil }
+        var carried: [(name: String, value: String)] = []
+        if case .object(let headers)? = wrapper["headers"] {
+            for (name, value) in headers {
+                switch value {
+                case .null: continue
+                case .string(let text): carried.append((name, text))
+                default: carried.append((name, JSON.serializeToString(value)))
+                }
+            }
+        }
+        return (wrapper["value"].map { JSON.serialize($0) } ?? [], carried)
+    }
+}
+
+/// Correlation ids inside MQTT topic segments: used as they are when they are safe in a topic level,
+/// otherwise `b64-` plus unpadded base64url, which is safe and turns back into the same id.
+public enum TopicToken {
+    static let prefix = "b64-"
+
+    public static func encode(_ id: String) -> String {
+        let isUnsafe = id.isEmpty || id.hasPrefix(prefix) || id.utf8.count > 200
+            || id.unicodeScalars.contains { $0 == "/" || $0 == "+" || $0 == "#" || $0.value < 0x20 || $0.value == 0x7F }
+        guard isUnsafe else { return id }
+        let base64 = Data(id.utf8).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+        return prefix + base64
+    }
+
+    public static func decode(_ token: String) -> String {
+        guard token.hasPrefix(prefix) else { return token }
+        var base64 = String(token.dropFirst(prefix.count))
+            .replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        while base64.utf8.count % 4 != 0 { base64 += "=" }
+        guard let data = Data(base64Encoded: base64), let id = String(data: data, encoding: .utf8) else { return token }
+        return id
+    }
+
+    /// MQTT's rules for a PUBLISH topic: non-empty, no wildcards, no NUL, at most 65,535 bytes.
+    public static func isValidPublishTopic(_ topic: String) -> Bool {
+        !topic.isEmpty && topic.utf8.count <= 65_535 && !topic.unicodeScalars.contains { $0 == "+" || $0 == "#" || $0 == "\0" }
+    }
+}

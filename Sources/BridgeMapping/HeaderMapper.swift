@@ -1,0 +1,175 @@
+import BridgeConfig
+import DittoProtocol
+import Foundation
+
+/// Decides which header goes where between MQTT (5 properties and user properties, or a 3.1.1 JSON wrapper)
+/// and Ditto headers, in both directions. Every uplink and downlink path goes through it.
+///
+/// Rules (the README's table documents them for users):
+/// - MQTT 5 correlation data <-> `correlation-id` (see ``CorrelationID`` for non-UTF-8 data);
+///   content type <-> `content-type`; message expiry -> `timeout` for requests, `timeout` -> message expiry.
+/// - Each user property <-> a header of the same name, through the policy's allow, deny and rename lists.
+/// - Reserved headers (``HeaderMapper/isReserved(_:)``) never cross.
+/// - One value per name, names compared case-insensitively: a later user property replaces an earlier one
+///   of the same name, static headers replace what the device sent, and MQTT properties (correlation data,
+///   content type) replace user properties of the same name.
+public struct HeaderMapper: Sendable {
+    public var policy: HeaderPolicy
+
+    public init(policy: HeaderPolicy) {
+        self.policy = policy
+    }
+
+    /// Ditto headers for something a device published.
+    ///
+    /// - Parameters:
+    ///   - properties: the MQTT 5 properties (empty for MQTT 3.1.1).
+    ///   - carriedHeaders: name/value pairs that travelled another way (a 3.1.1 JSON wrapper's `headers`,
+    ///     a correlation id from a topic level), treated like user properties and applied after them.
+    ///   - variables: values for the static headers' placeholders.
+    ///   - request: whether Ditto is asked to answer; only then does message expiry become `timeout`.
+    ///   - generateCorrelationID: called when neither the properties nor carried headers give one.
+    public func dittoHeaders(
+        properties: MQTTProperties,
+        carriedHeaders: [(name: String, value: String)] = [],
+        variables: [String: String] = [:],
+        request: Bool = false,
+        generateCorrelationID: () -> String
+    ) throws(MappingError) -> DittoHeaders {
+        var headers = DittoHeaders()
+        for property in properties.userProperties {
+            admit(property.name, property.value, into: &headers)
+        }
+        for (name, value) in carriedHeaders {
+            if name.lowercased() == Self.correlationID {
+                headers[Self.correlationID] = value
+            } else {
+                admit(name, value, into: &headers)
+            }
+        }
+        for header in policy.staticHeaders {
+            do {
+                headers[header.name] = try header.value.render(variables)
+            } catch {
+                throw MappingError(.template, "cannot render static header \(header.name): \(error)")
+            }
+        }
+        if let data = properties.correlationData, !data.isEmpty {
+            headers[Self.correlationID] = CorrelationID.fromCorrelationData(data)
+        }
+        if let contentType = properties.contentType, !contentType.isEmpty {
+            headers[Self.contentType] = contentType
+        }
+        if request, headers[Self.timeout] == nil, let expiry = properties.messageExpiryInterval, expiry > 0 {
+            headers[Self.timeout] = "\(min(expiry, 60))s"
+        }
+        if (headers[Self.correlationID] ?? "").isEmpty {
+            headers[Self.correlationID] = generateCorrelationID()
+        }
+        do {
+            try headers.validate()
+            try headers.checkSize()
+        } catch {
+            throw MappingError(protocolError: error)
+        }
+        return headers
+    }
+
+    /// MQTT 5 properties for something the bridge publishes to a device on Ditto's behalf.
+    ///
+    /// - Parameters:
+    ///   - headers: the Ditto headers of the command, message or answer.
+    ///   - messageExpiry: seconds left before the requester gives up, if any.
+    ///   - responseTopic: where the bridge expects the device's answer, if it expects one.
+    public func deviceProperties(
+        headers: DittoHeaders,
+        messageExpiry: UInt32? = nil,
+        responseTopic: String? = nil
+    ) -> MQTTProperties {
+        var properties = MQTTProperties()
+        if let id = headers.correlationID, !id.isEmpty {
+            properties.correlationData = CorrelationID.correlationData(for: id)
+        }
+        properties.contentType = headers.contentType
+        properties.messageExpiryInterval = messageExpiry
+        properties.responseTopic = responseTopic
+        properties.userProperties = customHeaders(headers).map { MQTTUserProperty(name: $0.name, value: $0.value) }
+        return properties
+    }
+
+    /// The headers that cross to a device as custom headers (MQTT 5 user properties or a 3.1.1 wrapper's
+    /// `headers`), renamed, in the order Ditto sent them. Ditto's own vocabulary (`correlation-id`,
+    /// `response-required`, `requested-acks`, ...) is not included: it travels as MQTT properties or the
+    /// bridge acts on it.
+    public func customHeaders(_ headers: DittoHeaders) -> [(name: String, value: String)] {
+        var result: [(name: String, value: String)] = []
+        for (name, value) in headers {
+            let lower = name.lowercased()
+            let isTrace = Self.traceContext.contains(lower)
+            if !isTrace, DittoHeaders.isKnown(lower) || Self.isReserved(lower) { continue }
+            if isTrace, !policy.traceContext { continue }
+            guard policy.allows(name) else { continue }
+            let target = policy.renamed(name)
+            guard !Self.isReserved(target) else { continue }
+            result.append((target, value))
+        }
+        return result
+    }
+
+    private func admit(_ name: String, _ value: String, into headers: inout DittoHeaders) {
+        let lower = name.lowercased()
+        guard !name.isEmpty, !Self.isReserved(lower) else { return }
+        if Self.traceContext.contains(lower), !policy.traceContext { return }
+        guard policy.allows(name) else { return }
+        let target = policy.renamed(name)
+        guard !Self.isReserved(target) else { return }
+        headers[target] = value
+    }
+
+    static let correlationID = "correlation-id"
+    static let contentType = "content-type"
+    static let timeout = "timeout"
+    static let traceContext: Set<String> = ["traceparent", "tracestate"]
+    /// Set by the bridge itself or derived by Ditto; a device may not fake them.
+    static let bridgeOwned: Set<String> = ["reply-to", "status", "timestamp", "correlation-id", "content-type"]
+
+    /// Never crosses in either direction: Ditto's internal and read-only headers (every `ditto-*`, `channel`,
+    /// `raw-request-url`, `read-subjects`, `subject`, `timeout-access`, `authorization`, ...), the headers Ditto
+    /// drops from outside (FACTS.md §e, R = false), and the ones the bridge sets itself.
+    public static func isReserved(_ name: String) -> Bool {
+        let lower = name.lowercased()
+        return ReservedHeaders.isInternal(lower) || DittoHeaders.isReadOnlyFromExternal(lower)
+            || bridgeOwned.contains(lower)
+    }
+}
+
+/// How MQTT 5 correlation data (bytes) and Ditto's `correlation-id` (a string) map onto each other.
+///
+/// Correlation data that is valid UTF-8 without control characters becomes the correlation id unchanged.
+/// Anything else becomes `base64:` followed by the standard base64 of the bytes, and turns back into the
+/// same bytes on the way to the device, so a binary correlation id survives a full round trip.
+public enum CorrelationID {
+    public static let base64Prefix = "base64:"
+
+    public static func fromCorrelationData(_ bytes: [UInt8]) -> String {
+        if let text = String(validating: bytes, as: UTF8.self),
+            !text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }),
+            !text.hasPrefix(base64Prefix)
+        {
+            return text
+        }
+        return base64Prefix + Base64.encode(bytes)
+    }
+
+    public static func correlationData(for id: String) -> [UInt8] {
+        if id.hasPrefix(base64Prefix), let bytes = Base64.decode(String(id.dropFirst(base64Prefix.count))) {
+            return bytes
+        }
+        return Array(id.utf8)
+    }
+
+    /// A fresh id for messages that came without one.
+    public static func generate() -> String {
+        UUID().uuidString.lowercased()
+    }
+}

@@ -1,0 +1,111 @@
+import BridgeConfig
+import DittoProtocol
+import Foundation
+
+/// Ditto's limit on message payloads (`ditto.limits.messages.max-size = 250k`).
+public let maximumPayloadSize = 250 * 1024
+
+/// Reads device payloads as a rule says.
+public enum PayloadReader {
+    /// The payload as a JSON value, for a live event's `value`.
+    public static func jsonValue(_ payload: [UInt8], format: UplinkPayload) throws(MappingError) -> JSONValue {
+        try checkSize(payload)
+        switch format {
+        case .json(let selection):
+            return try select(selection, from: try parseJSON(payload))
+        case .number:
+            let text = try utf8(payload).trimmingCharacters(in: .whitespacesAndNewlines)
+            guard let number = JSONNumber(literal: text) else {
+                throw MappingError(.invalidPayload, "expected a number, got \(quoted(text))")
+            }
+            return .number(number)
+        case .boolean:
+            let text = try utf8(payload).trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+            switch text {
+            case "true", "1", "on": return .bool(true)
+            case "false", "0", "off": return .bool(false)
+            default: throw MappingError(.invalidPayload, "expected true or false, got \(quoted(text))")
+            }
+        case .text:
+            return .string(try utf8(payload))
+        case .bytes:
+            return .string(Base64.encode(payload))
+        }
+    }
+
+    /// The payload of a live message and the content type that goes with it (Ditto encodes the `value`
+    /// by content type: JSON types as JSON, text types as a string, everything else as base64).
+    public static func messagePayload(
+        _ payload: [UInt8],
+        format: UplinkPayload,
+        contentType: String?
+    ) throws(MappingError) -> (payload: MessagePayload, contentType: String) {
+        switch format {
+        case .json:
+            return (.json(try jsonValue(payload, format: format)), contentType ?? "application/json")
+        case .number, .boolean:
+            return (.json(try jsonValue(payload, format: format)), contentType ?? "application/json")
+        case .text:
+            try checkSize(payload)
+            return (.text(try utf8(payload)), contentType ?? "text/plain; charset=utf-8")
+        case .bytes:
+            try checkSize(payload)
+            return (.binary(payload), contentType ?? "application/octet-stream")
+        }
+    }
+
+    static func checkSize(_ payload: [UInt8]) throws(MappingError) {
+        guard payload.count <= maximumPayloadSize else {
+            throw MappingError(.payloadTooLarge, "payload of \(payload.count) bytes exceeds Ditto's limit of \(maximumPayloadSize) bytes")
+        }
+    }
+
+    static func parseJSON(_ payload: [UInt8]) throws(MappingError) -> JSONValue {
+        do {
+            return try JSON.parse(payload)
+        } catch {
+            throw MappingError(.invalidPayload, "invalid JSON: \(error)")
+        }
+    }
+
+    static func utf8(_ payload: [UInt8]) throws(MappingError) -> String {
+        guard let text = String(validating: payload, as: UTF8.self) else {
+            throw MappingError(.invalidPayload, "payload is not valid UTF-8 text")
+        }
+        return text
+    }
+
+    static func select(_ selection: UplinkPayload.JSONSelection, from document: JSONValue) throws(MappingError) -> JSONValue {
+        switch selection {
+        case .whole:
+            return document
+        case .pointer(let pointer):
+            return try evaluate(pointer, in: document, field: nil)
+        case .fields(let fields):
+            var object = JSONObject()
+            for field in fields {
+                object[field.name] = try evaluate(field.pointer, in: document, field: field.name)
+            }
+            return .object(object)
+        }
+    }
+
+    static func evaluate(_ pointerText: String, in document: JSONValue, field: String?) throws(MappingError) -> JSONValue {
+        let what = field.map { " (field \($0))" } ?? ""
+        let pointer: JSONPointer
+        do {
+            pointer = try JSONPointer(pointerText)
+        } catch {
+            throw MappingError(.invalidPayload, "invalid JSON pointer \(pointerText)\(what)")
+        }
+        guard let value = pointer.evaluate(in: document) else {
+            throw MappingError(.invalidPayload, "JSON pointer \(pointerText)\(what) matches nothing in the payload")
+        }
+        return value
+    }
+
+    private static func quoted(_ text: String) -> String {
+        let short = text.count > 40 ? String(text.prefix(40)) + "..." : text
+        return "\"\(short)\""
+    }
+}

@@ -1,0 +1,253 @@
+import BridgeConfig
+import DittoProtocol
+import Foundation
+
+/// What the mapper needs from outside that a pure function cannot make up itself.
+public struct UplinkEnvironment: Sendable {
+    /// The next live event revision for a thing (per thing, increasing).
+    public var nextRevision: @Sendable (ThingID) -> Int64
+    /// The event timestamp (ISO-8601, UTC, `Z`).
+    public var timestamp: @Sendable () -> String
+    /// A fresh correlation id for messages that bring none.
+    public var newCorrelationID: @Sendable () -> String
+
+    public init(nextRevision: @escaping @Sendable (ThingID) -> Int64,
+                timestamp: @escaping @Sendable () -> String,
+                newCorrelationID: @escaping @Sendable () -> String) {
+        self.nextRevision = nextRevision
+        self.timestamp = timestamp
+        self.newCorrelationID = newCorrelationID
+    }
+
+    /// ISO-8601 with milliseconds, as Ditto writes timestamps.
+    public static func isoTimestamp(_ date: Date) -> String {
+        date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+    }
+}
+
+/// A device message that expects Ditto's answer: what the bridge needs to route that answer back.
+public struct DeviceRequest: Sendable, Hashable {
+    public enum Reply: Sendable, Hashable {
+        /// MQTT 5: publish to the device's response topic with its correlation data.
+        case responseTopic(String, correlationData: [UInt8]?)
+        /// MQTT 3.1.1: publish to a topic rendered from these variables plus `{status}`.
+        case topicTemplate(TopicTemplate, variables: [String: String])
+    }
+
+    public var correlationID: String
+    public var thingID: ThingID
+    public var reply: Reply
+    public var timeout: Duration
+    /// Answer in the `{"headers": ..., "value": ...}` wrapper.
+    public var headerWrapper: Bool
+}
+
+/// The outcome of mapping one device message.
+public struct UplinkResult: Sendable {
+    public var rule: String
+    public var thingID: ThingID
+    public var envelope: Envelope
+    public var request: DeviceRequest?
+}
+
+/// Device MQTT -> Ditto Protocol: the first matching rule decides.
+///
+/// Rules are tried in ``BridgeConfiguration/uplinkRulesByPrecedence`` order: `priority` (higher first), then
+/// topic specificity, then their order in the file. The first whose topic matches maps the message; a message
+/// that the chosen rule cannot map is dropped, it does not fall through to the next rule.
+public struct UplinkMapper: Sendable {
+    public let rules: [UplinkRule]
+    /// `defaults.namespace`, the value of `{namespace}`.
+    public let namespace: String?
+
+    public init(configuration: BridgeConfiguration) {
+        self.init(rules: configuration.uplinkRulesByPrecedence, namespace: configuration.defaults.namespace)
+    }
+
+    public init(rules: [UplinkRule], namespace: String?) {
+        self.rules = rules
+        self.namespace = namespace
+    }
+
+    /// The MQTT subscriptions the device side needs, one per distinct filter.
+    public var subscriptionFilters: [String] {
+        var seen = Set<String>()
+        return rules.map(\.topic.filter).filter { seen.insert($0).inserted }
+    }
+
+    public func map(_ message: MQTTPublication, environment: UplinkEnvironment) throws(MappingError) -> UplinkResult {
+        for rule in rules {
+            guard let captured = rule.topic.match(message.topic) else { continue }
+            return try map(message, rule: rule, captured: captured, environment: environment)
+        }
+        throw MappingError(.noRule, "no uplink rule matches topic \(message.topic)")
+    }
+
+    func map(_ message: MQTTPublication, rule: UplinkRule, captured: [String: String],
+             environment: UplinkEnvironment) throws(MappingError) -> UplinkResult {
+        var variables = captured
+        if let namespace { variables["namespace"] = namespace }
+        variables["topic"] = message.topic
+        let thingID = try renderThingID(rule.thingID, variables)
+        variables["thingId"] = thingID.description
+        variables["thingNamespace"] = thingID.namespace
+        variables["thingName"] = thingID.name
+        let mapper = HeaderMapper(policy: rule.headers)
+
+        var payload = message.payload
+        var carried: [(name: String, value: String)] = []
+        if rule.headers.mqtt311 == .wrapper, rule.action != .passthrough {
+            (payload, carried) = try unwrap(payload)
+        }
+        if let id = captured["correlationId"] {
+            carried.append((HeaderMapper.correlationID, TopicToken.decode(id)))
+        }
+
+        switch rule.action {
+        case .event(let spec):
+            let path = try renderPointer(spec.path, variables)
+            let value = try PayloadReader.jsonValue(payload, format: rule.payload)
+            let headers = try mapper.dittoHeaders(
+                properties: message.properties, carriedHeaders: carried, variables: variables,
+                generateCorrelationID: environment.newCorrelationID)
+            let envelope = Envelope.liveEvent(
+                thingID: thingID, action: TopicPath.Action(spec.action), path: path.description, value: value,
+                revision: environment.nextRevision(thingID), timestamp: environment.timestamp(), headers: headers)
+            return UplinkResult(rule: rule.name, thingID: thingID, envelope: envelope, request: nil)
+
+        case .message(let spec):
+            let subject = try render(spec.subject, variables, what: "subject")
+            let featureID = try spec.feature.map { template throws(MappingError) in
+                try render(template, variables, what: "feature")
+            }
+            let read = try PayloadReader.messagePayload(payload, format: rule.payload,
+                                                        contentType: spec.contentType ?? message.properties.contentType)
+            let reply = replyRoute(for: message, spec: spec, variables: variables)
+            var headers = try mapper.dittoHeaders(
+                properties: message.properties, carriedHeaders: carried, variables: variables,
+                request: reply != nil, generateCorrelationID: environment.newCorrelationID)
+            headers[HeaderMapper.contentType] = read.contentType
+            var request: DeviceRequest?
+            if let reply {
+                let timeout = requestTimeout(headers: headers, configured: spec.timeout)
+                headers["response-required"] = "true"
+                headers[HeaderMapper.timeout] = DittoDuration(milliseconds: Int64(timeout / .milliseconds(1))).description
+                request = DeviceRequest(
+                    correlationID: headers.correlationID ?? environment.newCorrelationID(),
+                    thingID: thingID, reply: reply, timeout: timeout, headerWrapper: rule.headers.mqtt311 == .wrapper)
+            } else {
+                headers["response-required"] = "false"
+            }
+            let envelope: Envelope
+            do {
+                envelope = try Envelope.liveMessage(
+                    thingID: thingID, featureID: featureID, direction: .outbox, subject: subject,
+                    payload: read.payload, headers: headers)
+            } catch {
+                throw MappingError(.invalidIdentifier, "cannot build the live message: \(error.message)", dittoError: error)
+            }
+            return UplinkResult(rule: rule.name, thingID: thingID, envelope: envelope, request: request)
+
+        case .passthrough:
+            try PayloadReader.checkSize(payload)
+            var envelope: Envelope
+            do {
+                envelope = try Envelope.decode(payload)
+            } catch {
+                throw MappingError(.invalidProtocol, "not valid Ditto Protocol JSON: \(error.message)", dittoError: error)
+            }
+            guard let claimed = envelope.topic.thingID, claimed == thingID else {
+                let claimedText = envelope.topic.thingID?.description ?? envelope.topic.description
+                throw MappingError(.thingMismatch, "device on \(message.topic) may speak for \(thingID), not for \(claimedText)")
+            }
+            // The device's own envelope headers count like user properties; MQTT properties still win.
+            var properties = message.properties
+            properties.userProperties = envelope.headers.map { MQTTUserProperty(name: $0.name, value: $0.value) }
+                + properties.userProperties
+            let envelopeCorrelationID = envelope.headers.correlationID
+            let envelopeContentType = envelope.headers.contentType
+            envelope.headers = try mapper.dittoHeaders(
+                properties: properties, carriedHeaders: envelopeCorrelationID.map { [(HeaderMapper.correlationID, $0)] } ?? [],
+                variables: variables, generateCorrelationID: environment.newCorrelationID)
+            if envelope.headers.contentType == nil, let envelopeContentType {
+                envelope.headers.contentType = envelopeContentType
+            }
+            return UplinkResult(rule: rule.name, thingID: thingID, envelope: envelope, request: nil)
+        }
+    }
+
+    /// Where Ditto's answer goes, if the device asked for one.
+    private func replyRoute(for message: MQTTPublication, spec: MessageSpec,
+                            variables: [String: String]) -> DeviceRequest.Reply? {
+        if let responseTopic = message.properties.responseTopic, !responseTopic.isEmpty {
+            return .responseTopic(responseTopic, correlationData: message.properties.correlationData)
+        }
+        if let replyTopic = spec.replyTopic, spec.expectsResponse || variables["correlationId"] != nil {
+            return .topicTemplate(replyTopic, variables: variables)
+        }
+        return nil
+    }
+
+    private func requestTimeout(headers: DittoHeaders, configured: Duration) -> Duration {
+        let asked = headers.timeout?.duration ?? configured
+        return min(max(asked, .milliseconds(1)), .seconds(60))
+    }
+
+    private func unwrap(_ payload: [UInt8]) throws(MappingError) -> ([UInt8], [(name: String, value: String)]) {
+        guard case .object(let wrapper) = try PayloadReader.parseJSON(payload) else {
+            throw MappingError(.invalidPayload, "expected a JSON object {\"headers\": {...}, \"value\": ...}")
+        }
+        var carried: [(name: String, value: String)] = []
+        if let headers = wrapper["headers"] {
+            guard case .object(let object) = headers else {
+                throw MappingError(.invalidPayload, "\"headers\" of the wrapper must be a JSON object")
+            }
+            for (name, value) in object {
+                switch value {
+                case .null: continue
+                case .string(let text): carried.append((name, text))
+                default: carried.append((name, JSON.serializeToString(value)))
+                }
+            }
+        }
+        let value = wrapper["value"] ?? .null
+        return (JSON.serialize(value), carried)
+    }
+
+    private func renderThingID(_ template: Template, _ variables: [String: String]) throws(MappingError) -> ThingID {
+        let text = try render(template, variables, what: "thing ID")
+        do {
+            return try ThingID(text)
+        } catch {
+            throw MappingError(.invalidIdentifier, "'\(text)' is not a valid thing ID: \(error.message)", dittoError: error)
+        }
+    }
+
+    private func renderPointer(_ template: Template, _ variables: [String: String]) throws(MappingError) -> JSONPointer {
+        let text = try render(template, variables, what: "path")
+        do {
+            return try JSONPointer(text)
+        } catch {
+            throw MappingError(.invalidIdentifier, "'\(text)' is not a valid path: \(error.message)", dittoError: error)
+        }
+    }
+
+    func render(_ template: Template, _ variables: [String: String], what: String) throws(MappingError) -> String {
+        do {
+            return try template.render(variables)
+        } catch {
+            throw MappingError(.template, "cannot render the \(what): \(error)")
+        }
+    }
+}
+
+extension TopicPath.Action {
+    init(_ action: EventAction) {
+        switch action {
+        case .created: self = .created
+        case .modified: self = .modified
+        case .merged: self = .merged
+        case .deleted: self = .deleted
+        }
+    }
+}
