@@ -3,6 +3,10 @@ extension ConfigLoader {
 
     func downlinkRule(_ v: YAMLValue, index: Int, context: RuleContext) -> DownlinkRule? {
         guard let m = reader.mapping(v, keys: Self.downlinkKeys, what: "a downlink rule") else { return nil }
+        if m.entries.isEmpty, m.suggestedKeys.isEmpty {
+            reader.error(v, "empty rule", hint: "a rule needs name, match, thing-id and topic")
+            return nil
+        }
         let name = ruleName(m)
         var match: DownlinkMatch?
         var matchVars: [String]?

@@ -22,6 +22,10 @@ extension ConfigLoader {
         func patterns(_ key: String) -> [(HeaderPattern, YAMLValue)]? {
             guard let lv = m[key] else { return nil }
             if lv.isNull { return [] }
+            if case .scalar(let scalar) = lv.node {
+                reader.typeError(lv, expected: "a list", hint: "write [\"\(scalar.string)\"]")
+                return nil
+            }
             guard let items = reader.sequence(lv, what: "header names or patterns such as x-*") else { return nil }
             var result: [(HeaderPattern, YAMLValue)] = []
             for item in items {
@@ -114,7 +118,10 @@ extension ConfigLoader {
                     continue
                 }
                 guard let template = reader.template(entry.value) else { continue }
-                guard reader.checkPlaceholders(template.placeholderOffsets, at: entry.value, known: known, allowHeaders: true)
+                guard
+                    reader.checkPlaceholders(
+                        template.placeholderOffsets, at: entry.value, known: known, allowHeaders: true,
+                        fallbackHint: v.path == "headers" ? "headers that use topic values belong in a rule's headers.static" : nil)
                 else { continue }
                 policy.staticHeaders.removeAll { $0.name.lowercased() == name.lowercased() }
                 policy.staticHeaders.append(StaticHeader(name: name, value: template))

@@ -61,10 +61,15 @@ extension BridgeConfiguration {
         }
         guard let error = error as? YamlError else { return make(nil, "\(error)") }
         switch error {
-        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
-            .composer(let context, let problem, let mark, _):
+        case .scanner(let context, let problem, let mark, let yaml), .parser(let context, let problem, let mark, let yaml),
+            .composer(let context, let problem, let mark, let yaml):
             let text = [context.map { $0.text }, problem].compactMap { $0 }.joined(separator: " ")
-            return make(mark, text)
+            var diagnostic = make(mark, text)
+            let lines = yaml.split(separator: "\n", omittingEmptySubsequences: false)
+            if mark.line >= 1, mark.line <= lines.count, lines[mark.line - 1].contains("\t") {
+                diagnostic.hint = "YAML does not allow tabs for indentation; use spaces"
+            }
+            return diagnostic
         case .duplicatedKeysInMapping(let duplicates, let context):
             return ConfigDiagnostic(
                 file: file, line: context.mark.line, column: context.mark.column, keyPath: "",

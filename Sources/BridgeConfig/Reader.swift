@@ -239,9 +239,33 @@ struct Reader {
         do {
             return try Template(text)
         } catch {
-            sink.error(v.location(atOffset: error.offset), v.path, "invalid template '\(text)': \(error)")
+            if error.kind == .dittoPlaceholderSyntax {
+                sink.error(
+                    v.location(atOffset: error.offset), v.path,
+                    "invalid template '\(text)': Ditto's '{{ ... }}' placeholder syntax is not used in this file",
+                    hint: Self.translateDittoPlaceholder(text) ?? "write {name}, e.g. {deviceId}")
+            } else {
+                sink.error(v.location(atOffset: error.offset), v.path, "invalid template '\(text)': \(error)")
+            }
             return nil
         }
+    }
+
+    /// `{{ thing:id }}` -> "write {thingId}", for users coming from Ditto's connection placeholders.
+    static func translateDittoPlaceholder(_ text: String) -> String? {
+        guard let open = text.range(of: "{{"), let close = text.range(of: "}}", range: open.upperBound..<text.endIndex)
+        else { return nil }
+        let inner = text[open.upperBound..<close.lowerBound].trimmingCharacters(in: .whitespaces)
+        let ours: String? =
+            switch inner {
+            case "thing:id", "entity:id": "{thingId}"
+            case "thing:namespace", "entity:namespace": "{namespace}"
+            case "thing:name", "entity:name": "{thingName}"
+            case "connection:id": "{connectionId}"
+            case "header:correlation-id": "{correlationId}"
+            default: inner.hasPrefix("header:") ? "{\(inner)}" : nil
+            }
+        return ours.map { "write \($0) instead of {{ \(inner) }}" }
     }
 
     func topic(_ v: YAMLValue, allowWildcards: Bool, what: String) -> TopicTemplate? {
@@ -269,7 +293,7 @@ struct Reader {
     @discardableResult
     func checkPlaceholders(
         _ placeholders: [(name: String, offset: Int?)], at v: YAMLValue, known: [String], allowHeaders: Bool = false,
-        context: String? = nil
+        context: String? = nil, fallbackHint: String? = nil
     ) -> Bool {
         var ok = true
         for p in placeholders {
@@ -284,7 +308,7 @@ struct Reader {
             if p.name.hasPrefix("header:") { message = "{\(p.name)}: headers are not available here; known here: \(knownText)" }
             sink.error(
                 v.location(atOffset: p.offset), v.path, message,
-                hint: Suggestions.closest(to: p.name, in: known).map { "did you mean {\($0)}?" })
+                hint: Suggestions.closest(to: p.name, in: known).map { "did you mean {\($0)}?" } ?? fallbackHint)
         }
         return ok
     }

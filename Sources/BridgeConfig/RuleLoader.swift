@@ -39,6 +39,10 @@ extension ConfigLoader {
 
     func uplinkRule(_ v: YAMLValue, index: Int, context: RuleContext) -> UplinkRule? {
         guard let m = reader.mapping(v, keys: Self.uplinkKeys, what: "an uplink rule") else { return nil }
+        if m.entries.isEmpty, m.suggestedKeys.isEmpty {
+            reader.error(v, "empty rule", hint: "a rule needs name, topic, thing-id and one of event, message, passthrough")
+            return nil
+        }
         let name = ruleName(m)
         var topic: TopicTemplate?
         if let tv = required(m, "topic", hint: "e.g. devices/{deviceId}/telemetry/{sensor}") {

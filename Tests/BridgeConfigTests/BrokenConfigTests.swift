@@ -82,7 +82,8 @@ struct BrokenConfigTests {
     @Test func dittoPlaceholderSyntaxIsExplained() {
         expectSingleError(
             Self.telemetry(replacing: 6, with: "    thing-id: \"{{ thing:id }}\""), line: 6, column: 16,
-            keyPath: "uplink[0].thing-id", message: "Ditto's '{{ ... }}' placeholder syntax is not used in this file")
+            keyPath: "uplink[0].thing-id", message: "Ditto's '{{ ... }}' placeholder syntax is not used in this file",
+            hint: "write {thingId} instead of {{ thing:id }}")
     }
 
     @Test func thingIDWithoutNamespace() {
