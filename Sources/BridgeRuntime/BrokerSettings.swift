@@ -1,0 +1,31 @@
+import BridgeConfig
+import Mosquitto
+
+extension MQTTConfiguration {
+    /// The client configuration for one of the config file's broker connections.
+    public init(_ connection: BrokerConnection) {
+        self.init()
+        host = connection.host
+        port = connection.port
+        version = connection.mqttVersion == .v5 ? .v5 : .v311
+        clientID = connection.clientID
+        keepAlive = connection.keepalive
+        cleanStart = connection.cleanStart
+        sessionExpiry = connection.sessionExpiry
+        if let username = connection.username {
+            credentials = Credentials(username: username, password: connection.password?.value)
+        }
+        if let tlsSettings = connection.tls {
+            var tls = TLSConfiguration()
+            tls.caFile = tlsSettings.caFile
+            tls.caPath = tlsSettings.caPath
+            tls.certFile = tlsSettings.certFile
+            tls.keyFile = tlsSettings.keyFile
+            tls.tlsVersion = tlsSettings.version?.rawValue
+            tls.verifyHostname = tlsSettings.verifyHostname
+            tls.insecure = tlsSettings.insecure
+            self.tls = tls
+        }
+        reconnect = ReconnectPolicy(initial: connection.reconnect.initial, maximum: connection.reconnect.maximum)
+    }
+}

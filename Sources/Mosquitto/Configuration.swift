@@ -1,0 +1,234 @@
+/// The MQTT protocol version a client speaks.
+public enum MQTTVersion: Sendable, Hashable {
+    case v311
+    case v5
+}
+
+/// MQTT quality of service.
+public enum QoS: UInt8, Sendable, Hashable, Comparable, CaseIterable {
+    case atMostOnce = 0
+    case atLeastOnce = 1
+    case exactlyOnce = 2
+
+    public static func < (lhs: QoS, rhs: QoS) -> Bool { lhs.rawValue < rhs.rawValue }
+}
+
+/// Everything a ``MosquittoClient`` needs to connect. Plain values with defaults for a local broker.
+public struct MQTTConfiguration: Sendable {
+    public struct Credentials: Sendable {
+        public var username: String
+        public var password: String?
+
+        public init(username: String, password: String?) {
+            self.username = username
+            self.password = password
+        }
+    }
+
+    public struct TLSConfiguration: Sendable {
+        /// PEM file of the CA(s) that signed the broker's certificate.
+        public var caFile: String?
+        /// Directory of hashed CA certificates.
+        public var caPath: String?
+        /// Client certificate and key (PEM), for brokers that require mutual TLS.
+        public var certFile: String?
+        public var keyFile: String?
+        /// `tlsv1.2` or `tlsv1.3`; nil lets OpenSSL choose.
+        public var tlsVersion: String?
+        /// Check that the broker's certificate names the host we connect to.
+        public var verifyHostname: Bool
+        /// Accept any certificate. Tests only.
+        public var insecure: Bool
+
+        public init(caFile: String? = nil, caPath: String? = nil, certFile: String? = nil, keyFile: String? = nil,
+                    tlsVersion: String? = nil, verifyHostname: Bool = true, insecure: Bool = false) {
+            self.caFile = caFile
+            self.caPath = caPath
+            self.certFile = certFile
+            self.keyFile = keyFile
+            self.tlsVersion = tlsVersion
+            self.verifyHostname = verifyHostname
+            self.insecure = insecure
+        }
+    }
+
+    /// The message the broker publishes when this client dies without DISCONNECT.
+    public struct Will: Sendable {
+        public var topic: String
+        public var payload: [UInt8]
+        public var qos: QoS
+        public var retain: Bool
+        public var properties: PublishProperties
+
+        public init(topic: String, payload: [UInt8], qos: QoS = .atLeastOnce, retain: Bool = false,
+                    properties: PublishProperties = .init()) {
+            self.topic = topic
+            self.payload = payload
+            self.qos = qos
+            self.retain = retain
+            self.properties = properties
+        }
+    }
+
+    /// Delay between reconnect attempts: doubles from `initial` up to `maximum`.
+    public struct ReconnectPolicy: Sendable {
+        public var initial: Duration
+        public var maximum: Duration
+
+        public init(initial: Duration = .seconds(1), maximum: Duration = .seconds(30)) {
+            self.initial = initial
+            self.maximum = maximum
+        }
+    }
+
+    public var host: String
+    public var port: Int
+    public var version: MQTTVersion
+    /// nil: libmosquitto makes one up (only with `cleanStart`).
+    public var clientID: String?
+    /// 0 (off) or 5...65535 seconds.
+    public var keepAlive: Duration
+    /// MQTT 5 clean start; MQTT 3.1.1 clean session.
+    public var cleanStart: Bool
+    /// MQTT 5 session expiry; nil: the session ends with the connection.
+    public var sessionExpiry: Duration?
+    public var credentials: Credentials?
+    public var tls: TLSConfiguration?
+    public var will: Will?
+    public var reconnect: ReconnectPolicy
+    /// Disable Nagle's algorithm: lower latency for small messages.
+    public var tcpNoDelay: Bool
+    /// At most this many publishes wait for their acknowledgement; more wait in ``MosquittoClient/publish(to:payload:qos:retain:properties:)``
+    /// (back pressure instead of growing memory).
+    public var maxInflightPublishes: Int
+    /// Inbound messages buffered for the consumer; beyond that the oldest are kept and new ones dropped (counted).
+    public var inboundBufferLimit: Int
+
+    public init(host: String = "127.0.0.1", port: Int = 1883, version: MQTTVersion = .v5, clientID: String? = nil,
+                keepAlive: Duration = .seconds(30), cleanStart: Bool = true, sessionExpiry: Duration? = nil,
+                credentials: Credentials? = nil, tls: TLSConfiguration? = nil, will: Will? = nil,
+                reconnect: ReconnectPolicy = .init(), tcpNoDelay: Bool = true, maxInflightPublishes: Int = 1_000,
+                inboundBufferLimit: Int = 100_000) {
+        self.host = host
+        self.port = port
+        self.version = version
+        self.clientID = clientID
+        self.keepAlive = keepAlive
+        self.cleanStart = cleanStart
+        self.sessionExpiry = sessionExpiry
+        self.credentials = credentials
+        self.tls = tls
+        self.will = will
+        self.reconnect = reconnect
+        self.tcpNoDelay = tcpNoDelay
+        self.maxInflightPublishes = maxInflightPublishes
+        self.inboundBufferLimit = inboundBufferLimit
+    }
+}
+
+/// One MQTT 5 user property.
+public struct UserProperty: Sendable, Hashable {
+    public var name: String
+    public var value: String
+
+    public init(name: String, value: String) {
+        self.name = name
+        self.value = value
+    }
+}
+
+/// The MQTT 5 PUBLISH properties a bridge needs. Ignored (not sent) on MQTT 3.1.1 connections.
+public struct PublishProperties: Sendable, Hashable {
+    public var payloadFormatIndicator: UInt8?
+    /// Seconds; the broker decrements it while it holds the message.
+    public var messageExpiryInterval: UInt32?
+    public var contentType: String?
+    public var responseTopic: String?
+    /// At most 65,535 bytes.
+    public var correlationData: [UInt8]?
+    /// In order, duplicates kept.
+    public var userProperties: [UserProperty]
+
+    public init(payloadFormatIndicator: UInt8? = nil, messageExpiryInterval: UInt32? = nil, contentType: String? = nil,
+                responseTopic: String? = nil, correlationData: [UInt8]? = nil, userProperties: [UserProperty] = []) {
+        self.payloadFormatIndicator = payloadFormatIndicator
+        self.messageExpiryInterval = messageExpiryInterval
+        self.contentType = contentType
+        self.responseTopic = responseTopic
+        self.correlationData = correlationData
+        self.userProperties = userProperties
+    }
+
+    var isEmpty: Bool {
+        payloadFormatIndicator == nil && messageExpiryInterval == nil && contentType == nil && responseTopic == nil
+            && correlationData == nil && userProperties.isEmpty
+    }
+}
+
+/// A message the client received.
+public struct MQTTMessage: Sendable, Hashable {
+    public var topic: String
+    public var payload: [UInt8]
+    public var qos: QoS
+    public var retain: Bool
+    public var properties: PublishProperties
+
+    public init(topic: String, payload: [UInt8], qos: QoS, retain: Bool, properties: PublishProperties = .init()) {
+        self.topic = topic
+        self.payload = payload
+        self.qos = qos
+        self.retain = retain
+        self.properties = properties
+    }
+}
+
+/// A subscription request.
+public struct Subscription: Sendable, Hashable {
+    public enum RetainHandling: UInt8, Sendable, Hashable {
+        case sendOnSubscribe = 0
+        case sendOnNewSubscribe = 1
+        case doNotSend = 2
+    }
+
+    /// A topic filter (`+`, `#`) or a shared subscription `$share/<group>/<filter>`.
+    public var filter: String
+    public var qos: QoS
+    /// MQTT 5: do not receive what this client publishes itself.
+    public var noLocal: Bool
+    public var retainAsPublished: Bool
+    public var retainHandling: RetainHandling
+
+    public init(filter: String, qos: QoS = .atLeastOnce, noLocal: Bool = false, retainAsPublished: Bool = false,
+                retainHandling: RetainHandling = .sendOnSubscribe) {
+        self.filter = filter
+        self.qos = qos
+        self.noLocal = noLocal
+        self.retainAsPublished = retainAsPublished
+        self.retainHandling = retainHandling
+    }
+}
+
+/// The broker's acknowledgement of a publish.
+public struct PublishAck: Sendable, Hashable {
+    public var messageID: UInt16?
+    /// The MQTT 5 reason code of the PUBACK/PUBCOMP (success for QoS 0 and MQTT 3.1.1).
+    public var reasonCode: ReasonCode
+}
+
+/// Connection state changes, in order.
+public enum ConnectionEvent: Sendable, Hashable, CustomStringConvertible {
+    case connected(sessionPresent: Bool)
+    /// The broker refused the connection (CONNACK reason code); the client retries with backoff.
+    case refused(ReasonCode)
+    /// The connection ended (or an attempt failed); `nil` when this client asked for it.
+    case disconnected(MQTTError?)
+
+    public var description: String {
+        switch self {
+        case .connected(let sessionPresent): "connected (session present: \(sessionPresent))"
+        case .refused(let code): "refused: \(code)"
+        case .disconnected(nil): "disconnected"
+        case .disconnected(let error?): "disconnected: \(error)"
+        }
+    }
+}

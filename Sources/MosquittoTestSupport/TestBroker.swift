@@ -1,0 +1,295 @@
+import Foundation
+import Mosquitto
+import Synchronization
+
+/// A private mosquitto for tests and benchmarks: its own temp directory and config, a free 127.0.0.1 port,
+/// and it stops exactly the process it started.
+///
+/// A missing `mosquitto` binary is an error (tests fail, they do not skip): `scripts/setup.sh` installs it.
+public final class TestBroker: Sendable {
+    public struct Options: Sendable {
+        /// Require a username and password (see ``TestBroker/username``/``TestBroker/password``).
+        public var passwordFile: Bool
+        /// Listen with TLS, certificates made at start by `openssl`.
+        public var tls: Bool
+        /// With `tls`: clients must present a certificate signed by the test CA.
+        public var requireClientCertificate: Bool
+
+        public init(passwordFile: Bool = false, tls: Bool = false, requireClientCertificate: Bool = false) {
+            self.passwordFile = passwordFile
+            self.tls = tls
+            self.requireClientCertificate = requireClientCertificate
+        }
+    }
+
+    public struct Failure: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    public let host = "127.0.0.1"
+    public let port: Int
+    public let directory: URL
+    public let options: Options
+    public let username = "bridge"
+    public let password = "s3cret-pass"
+    private let process = Mutex<Process?>(nil)
+
+    /// The CA certificate that signed the broker's (and the client's) certificate.
+    public var caFile: String { directory.appendingPathComponent("ca.crt").path }
+    public var clientCertFile: String { directory.appendingPathComponent("client.crt").path }
+    public var clientKeyFile: String { directory.appendingPathComponent("client.key").path }
+    /// A CA that did not sign anything here, for wrong-CA tests.
+    public var otherCAFile: String { directory.appendingPathComponent("other-ca.crt").path }
+    public var logFile: String { directory.appendingPathComponent("mosquitto.log").path }
+
+    /// Starts a broker and waits until it accepts connections.
+    public init(_ options: Options = .init()) throws {
+        self.options = options
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("test-broker-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        port = try Self.freePort()
+        try writeConfig()
+        try start()
+    }
+
+    deinit {
+        stopProcess()
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    public static let executable: String = {
+        for path in ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"]
+        where FileManager.default.isExecutableFile(atPath: path) {
+            return path
+        }
+        return "mosquitto"
+    }()
+
+    /// A client configuration for this broker.
+    public func clientConfiguration(version: MQTTVersion = .v5, clientID: String = "test-\(UUID().uuidString.prefix(8))")
+        -> MQTTConfiguration
+    {
+        var configuration = MQTTConfiguration(host: host, port: port, version: version, clientID: clientID)
+        configuration.reconnect = .init(initial: .milliseconds(100), maximum: .milliseconds(500))
+        if options.passwordFile {
+            configuration.credentials = .init(username: username, password: password)
+        }
+        if options.tls {
+            configuration.tls = .init(caFile: caFile)
+            if options.requireClientCertificate {
+                configuration.tls?.certFile = clientCertFile
+                configuration.tls?.keyFile = clientKeyFile
+            }
+        }
+        return configuration
+    }
+
+    /// Kills the broker with SIGKILL (no clean shutdown, no DISCONNECT to anyone).
+    public func kill9() {
+        let running = process.withLock { process -> Process? in
+            defer { process = nil }
+            return process
+        }
+        guard let running, running.isRunning else { return }
+        kill(running.processIdentifier, SIGKILL)
+        running.waitUntilExit()
+    }
+
+    /// Starts the broker again on the same port.
+    public func restart() throws {
+        kill9()
+        try start()
+    }
+
+    /// Stops the broker (SIGTERM, then SIGKILL) and waits for it.
+    public func stop() {
+        stopProcess()
+    }
+
+    public var isRunning: Bool { process.withLock { $0?.isRunning ?? false } }
+
+    private func stopProcess() {
+        let running = process.withLock { process -> Process? in
+            defer { process = nil }
+            return process
+        }
+        guard let running, running.isRunning else { return }
+        running.terminate()
+        let deadline = Date().addingTimeInterval(3)
+        while running.isRunning, Date() < deadline { usleep(10_000) }
+        if running.isRunning { kill(running.processIdentifier, SIGKILL) }
+        running.waitUntilExit()
+    }
+
+    private func start() throws {
+        let broker = Process()
+        broker.executableURL = URL(fileURLWithPath: Self.executable)
+        broker.arguments = ["-c", directory.appendingPathComponent("mosquitto.conf").path]
+        _ = FileManager.default.createFile(atPath: logFile, contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logFile))
+        log.seekToEndOfFile()
+        broker.standardOutput = log
+        broker.standardError = log
+        do {
+            try broker.run()
+        } catch {
+            throw Failure(description: "cannot start \(Self.executable) (apt-get install mosquitto): \(error)")
+        }
+        process.withLock { $0 = broker }
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline {
+            if !broker.isRunning {
+                let text = (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? ""
+                throw Failure(description: "mosquitto exited with status \(broker.terminationStatus): \(text)")
+            }
+            if Self.accepts(port: port) { return }
+            usleep(20_000)
+        }
+        throw Failure(description: "mosquitto did not accept connections on 127.0.0.1:\(port) within 10 s")
+    }
+
+    private func writeConfig() throws {
+        var lines = [
+            "listener \(port) 127.0.0.1",
+            "persistence false",
+            "user root",
+            "log_dest stderr",
+            "log_type error",
+            "log_type warning",
+            "max_inflight_messages 100",
+            "max_queued_messages 100000",
+        ]
+        if options.passwordFile {
+            let file = directory.appendingPathComponent("passwords").path
+            try Self.run("/usr/bin/mosquitto_passwd", ["-b", "-c", file, username, password])
+            lines += ["allow_anonymous false", "password_file \(file)"]
+        } else {
+            lines.append("allow_anonymous true")
+        }
+        if options.tls {
+            try makeCertificates()
+            lines += [
+                "cafile \(caFile)",
+                "certfile \(directory.appendingPathComponent("server.crt").path)",
+                "keyfile \(directory.appendingPathComponent("server.key").path)",
+                "require_certificate \(options.requireClientCertificate)",
+            ]
+        }
+        try (lines.joined(separator: "\n") + "\n").write(
+            to: directory.appendingPathComponent("mosquitto.conf"), atomically: true, encoding: .utf8)
+    }
+
+    private func makeCertificates() throws {
+        let dir = directory.path
+        func openssl(_ arguments: [String]) throws { try Self.run("/usr/bin/openssl", arguments) }
+        for ca in ["ca", "other-ca"] {
+            try openssl(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test \(ca)",
+                         "-keyout", "\(dir)/\(ca).key", "-out", "\(dir)/\(ca).crt"])
+        }
+        let extensions = "\(dir)/san.ext"
+        try "subjectAltName=IP:127.0.0.1,DNS:localhost\n".write(toFile: extensions, atomically: true, encoding: .utf8)
+        for (name, subject) in [("server", "/CN=localhost"), ("client", "/CN=test-client")] {
+            try openssl(["req", "-newkey", "rsa:2048", "-nodes", "-subj", subject,
+                         "-keyout", "\(dir)/\(name).key", "-out", "\(dir)/\(name).csr"])
+            try openssl(["x509", "-req", "-in", "\(dir)/\(name).csr", "-CA", "\(dir)/ca.crt", "-CAkey", "\(dir)/ca.key",
+                         "-CAcreateserial", "-days", "2", "-extfile", extensions, "-out", "\(dir)/\(name).crt"])
+        }
+    }
+
+    @discardableResult
+    static func run(_ executable: String, _ arguments: [String]) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        guard process.terminationStatus == 0 else {
+            throw Failure(description: "\(executable) \(arguments.joined(separator: " ")) failed: \(text)")
+        }
+        return text
+    }
+
+    /// A port that was free a moment ago (the kernel's choice for port 0).
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw Failure(description: "socket() failed: errno \(errno)") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else { throw Failure(description: "bind() failed: errno \(errno)") }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    static func accepts(port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        return result == 0
+    }
+}
+
+/// Drains a client's message stream into a buffer for the whole test, so tests can wait for what arrived
+/// without iterating (and, on cancellation, ending) the stream themselves.
+public final class MessageCollector: Sendable {
+    private final class Buffer: Sendable {
+        let messages = Mutex<[MQTTMessage]>([])
+    }
+
+    private let buffer = Buffer()
+
+    public init(_ messages: AsyncStream<MQTTMessage>) {
+        let buffer = self.buffer
+        Task {
+            for await message in messages {
+                buffer.messages.withLock { $0.append(message) }
+            }
+        }
+    }
+
+    public var messages: [MQTTMessage] { buffer.messages.withLock { $0 } }
+
+    public var count: Int { buffer.messages.withLock { $0.count } }
+
+    /// Waits until at least `count` messages arrived or the timeout passed; returns what arrived.
+    @discardableResult
+    public func wait(for count: Int, timeout: Duration = .seconds(10)) async -> [MQTTMessage] {
+        let deadline = ContinuousClock.now + timeout
+        while self.count < count, ContinuousClock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        return messages
+    }
+
+    /// Waits for the first message that satisfies `predicate`.
+    public func first(timeout: Duration = .seconds(10), where predicate: (MQTTMessage) -> Bool) async -> MQTTMessage? {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let match = messages.first(where: predicate) { return match }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        return messages.first(where: predicate)
+    }
+
+    public func removeAll() { buffer.messages.withLock { $0.removeAll() } }
+}

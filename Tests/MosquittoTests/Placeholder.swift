@@ -1,5 +1,0 @@
-import Testing
-
-@Test func mosquittoTestsBuilds() {
-    #expect(Bool(true))
-}

@@ -1,0 +1,95 @@
+import Logging
+import Mosquitto
+import MosquittoTestSupport
+import Testing
+
+let testLogger = Logger(label: "mosquitto-tests")
+
+/// Connects a client to `broker` and subscribes it to `filters`.
+func connectedClient(_ broker: TestBroker, version: MQTTVersion = .v5, subscribe filters: [String] = [],
+                     configure: (inout MQTTConfiguration) -> Void = { _ in }) async throws -> MosquittoClient {
+    var configuration = broker.clientConfiguration(version: version)
+    configure(&configuration)
+    let client = try MosquittoClient(configuration: configuration, logger: testLogger)
+    try await client.connect()
+    if !filters.isEmpty {
+        let codes = try await client.subscribe(filters.map { Subscription(filter: $0, qos: .atLeastOnce) })
+        #expect(codes.allSatisfy { !$0.isFailure })
+    }
+    return client
+}
+
+@Suite("Publish and receive through a real broker")
+struct RoundTripTests {
+    @Test("Every MQTT 5 property survives publish -> broker -> subscriber")
+    func propertiesRoundTrip() async throws {
+        let broker = try TestBroker()
+        let subscriber = try await connectedClient(broker, subscribe: ["props/#"])
+        let received = MessageCollector(subscriber.messages)
+        let publisher = try await connectedClient(broker)
+        let properties = PublishProperties(
+            payloadFormatIndicator: 1, messageExpiryInterval: 120, contentType: "application/json; charset=utf-8",
+            responseTopic: "props/reply/é", correlationData: [0x00, 0xFF, 0x10, 0x80, 0x41],
+            userProperties: [
+                UserProperty(name: "x-dup", value: "first"), UserProperty(name: "x-dup", value: "second"),
+                UserProperty(name: "grüße", value: "温度 21.5 °C ✓"), UserProperty(name: "empty", value: ""),
+            ])
+        let ack = try await publisher.publish(to: "props/a", payload: Array("{\"v\":1}".utf8), qos: .atLeastOnce,
+                                              properties: properties)
+        #expect(!ack.reasonCode.isFailure)
+        let messages = await received.wait(for: 1)
+        let message = try #require(messages.first)
+        #expect(message.topic == "props/a")
+        #expect(message.payload == Array("{\"v\":1}".utf8))
+        #expect(message.qos == .atLeastOnce)
+        #expect(message.properties.payloadFormatIndicator == 1)
+        #expect(message.properties.contentType == properties.contentType)
+        #expect(message.properties.responseTopic == properties.responseTopic)
+        #expect(message.properties.correlationData == properties.correlationData)
+        #expect(message.properties.userProperties == properties.userProperties)
+        let expiry = try #require(message.properties.messageExpiryInterval)
+        #expect(expiry <= 120 && expiry >= 110)
+        await publisher.disconnect()
+        await subscriber.disconnect()
+    }
+
+    @Test("MQTT 3.1.1 clients publish and receive; properties are not sent")
+    func mqtt311() async throws {
+        let broker = try TestBroker()
+        let subscriber = try await connectedClient(broker, version: .v311, subscribe: ["v3/+"])
+        let received = MessageCollector(subscriber.messages)
+        let publisher = try await connectedClient(broker, version: .v311)
+        try await publisher.publish(to: "v3/x", payload: [1, 2, 3], qos: .exactlyOnce,
+                                    properties: PublishProperties(contentType: "ignored"))
+        let message = try #require(await received.wait(for: 1).first)
+        #expect(message.payload == [1, 2, 3])
+        #expect(message.properties == PublishProperties())
+        await publisher.disconnect()
+        await subscriber.disconnect()
+    }
+
+    @Test("10,000 QoS 1 messages from one publisher arrive complete and in order")
+    func tenThousandInOrder() async throws {
+        let broker = try TestBroker()
+        let subscriber = try await connectedClient(broker, subscribe: ["bulk/#"])
+        let received = MessageCollector(subscriber.messages)
+        let publisher = try await connectedClient(broker)
+        let count = 10_000
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            // Several publishes in flight at once, each task sending its own slice in order.
+            group.addTask {
+                for index in 0..<count {
+                    try await publisher.publish(to: "bulk/seq", payload: Array("\(index)".utf8), qos: .atLeastOnce)
+                }
+            }
+            try await group.waitForAll()
+        }
+        let messages = await received.wait(for: count, timeout: .seconds(60))
+        #expect(messages.count == count)
+        let numbers = messages.map { Int(String(decoding: $0.payload, as: UTF8.self)) ?? -1 }
+        #expect(numbers == Array(0..<count))
+        #expect(subscriber.droppedMessages == 0)
+        await publisher.disconnect()
+        await subscriber.disconnect()
+    }
+}
