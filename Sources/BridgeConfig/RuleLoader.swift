@@ -65,7 +65,7 @@ extension ConfigLoader {
                 YAMLValue(node: m.entries.first { $0.key == actionKeys[1] }?.keyNode ?? v.node, path: v.child(actionKeys[1])),
                 "'\(actionKeys[0])' and '\(actionKeys[1])' cannot both be given",
                 hint: "a rule emits exactly one of event, message, passthrough")
-        } else if actionKeys.isEmpty {
+        } else if actionKeys.isEmpty, m.suggestedKeys.isDisjoint(with: ["event", "message", "passthrough"]) {
             reader.error(v, "the rule emits nothing", hint: "add one of event:, message:, passthrough:")
         }
         var payload = UplinkPayload.json(.whole)

@@ -234,6 +234,12 @@ struct BrokenConfigTests {
             message: "'event' and 'message' cannot both be given", hint: "exactly one of event, message, passthrough")
     }
 
+    @Test func misspelledActionIsOneError() {
+        expectSingleError(
+            Self.telemetry(replacing: 7, with: "    evnt:"), line: 7, keyPath: "uplink[0].evnt",
+            message: "unknown key 'evnt'", hint: "did you mean 'event'?")
+    }
+
     @Test func ruleWithoutAction() {
         let yaml = Self.telemetry.replacingOccurrences(
             of: "    event:\n      path: \"/features/{sensor}/properties/value\"\n", with: "")
