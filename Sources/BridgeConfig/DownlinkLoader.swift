@@ -2,7 +2,7 @@ extension ConfigLoader {
     // MARK: - downlink
 
     func downlinkRule(_ v: YAMLValue, index: Int, context: RuleContext) -> DownlinkRule? {
-        guard let m = reader.mapping(v, keys: Self.downlinkKeys, what: "a downlink rule") else { return nil }
+        guard let m = reader.mapping(v, keys: ConfigSchema.downlinkRule, what: "a downlink rule") else { return nil }
         if m.entries.isEmpty, m.suggestedKeys.isEmpty {
             reader.error(v, "empty rule", hint: "a rule needs name, match, thing-id and topic")
             return nil
@@ -77,7 +77,7 @@ extension ConfigLoader {
     }
 
     func downlinkMatch(_ v: YAMLValue) -> (match: DownlinkMatch, vars: [String])? {
-        guard let m = reader.mapping(v, keys: ["messages", "commands"], what: "match: {messages: ...} or {commands: ...}")
+        guard let m = reader.mapping(v, keys: ConfigSchema.match, what: "match: {messages: ...} or {commands: ...}")
         else { return nil }
         if m.has("messages"), m.has("commands") {
             reader.error(
@@ -88,7 +88,7 @@ extension ConfigLoader {
             var subject = "*"
             var feature: String?
             if !mv.isNull {
-                guard let mm = reader.mapping(mv, keys: ["subject", "feature"]) else { return nil }
+                guard let mm = reader.mapping(mv, keys: ConfigSchema.matchMessages) else { return nil }
                 if let sv = mm["subject"] {
                     guard let s = reader.string(sv) else { return nil }
                     subject = s
@@ -108,7 +108,7 @@ extension ConfigLoader {
             var actions = Set(CommandAction.allCases)
             var path: PathTemplate?
             if !cv.isNull {
-                guard let cm = reader.mapping(cv, keys: ["actions", "path"]) else { return nil }
+                guard let cm = reader.mapping(cv, keys: ConfigSchema.matchCommands) else { return nil }
                 if let av = cm["actions"] {
                     guard let items = reader.sequence(av, what: "command actions, e.g. [modify, retrieve]") else { return nil }
                     var chosen = Set<CommandAction>()
@@ -133,9 +133,6 @@ extension ConfigLoader {
         return nil
     }
 
-    static let replyKeys = [
-        "mode", "topic", "correlation-pointer", "status-pointer", "value-pointer", "default-status", "timeout",
-    ]
 
     func replySpec(
         _ v: YAMLValue?, topicVars: [String]?, requestTopic: TopicTemplate?, payload: DownlinkPayload,
@@ -149,7 +146,7 @@ extension ConfigLoader {
             if spec.mode == .mqtt5 { spec.topic = Self.compiled("ditto-bridge/reply/{thingId}") }
             return spec
         }
-        guard let m = reader.mapping(v, keys: Self.replyKeys) else { return nil }
+        guard let m = reader.mapping(v, keys: ConfigSchema.reply) else { return nil }
         var ok = true
         if let mv = m["mode"] {
             guard let mode = reader.choice(mv, ReplySpec.Mode.allCases.map(\.rawValue)) else { return nil }
@@ -162,7 +159,7 @@ extension ConfigLoader {
             }
         }
         if spec.mode == .none {
-            for key in Self.replyKeys where key != "mode" && m.has(key) {
+            for key in ConfigSchema.reply where key != "mode" && m.has(key) {
                 reader.error(m[key] ?? v, "'\(key)' has no effect with mode: none")
                 ok = false
             }
@@ -232,7 +229,7 @@ extension ConfigLoader {
     // MARK: - devices
 
     func devicesBlock(_ v: YAMLValue?, downlink: [DownlinkRule], context: RuleContext) -> DeviceStatusSettings? {
-        guard let v, !v.isNull, let m = reader.mapping(v, keys: ["status-topic", "offline-payloads"]) else { return nil }
+        guard let v, !v.isNull, let m = reader.mapping(v, keys: ConfigSchema.devices) else { return nil }
         guard let tv = required(m, "status-topic", hint: "e.g. devices/{deviceId}/status"),
             let topic = reader.topic(tv, allowWildcards: true, what: "topic")
         else { return nil }

@@ -89,7 +89,6 @@ struct ConfigLoader {
 
     var sink: DiagnosticSink { reader.sink }
 
-    static let rootKeys = ["connections", "ditto", "defaults", "headers", "devices", "acks", "uplink", "downlink"]
 
     func load(_ root: Node?, fileName: String) -> BridgeConfiguration? {
         let rootValue = YAMLValue(node: root ?? Node([(Node, Node)]()), path: "")
@@ -98,7 +97,7 @@ struct ConfigLoader {
         }
         guard let top = root == nil || rootValue.isNull
             ? MappingView(value: rootValue, entries: [])
-            : reader.mapping(rootValue, keys: Self.rootKeys, what: "the top level of the config file")
+            : reader.mapping(rootValue, keys: ConfigSchema.root, what: "the top level of the config file")
         else { return nil }
 
         let connections = connectionsBlock(top["connections"])
@@ -176,7 +175,7 @@ struct ConfigLoader {
     func connectionsBlock(_ v: YAMLValue?) -> Connections {
         var device = defaultConnection(clientID: "ditto-bridge-devices")
         var ditto = defaultConnection(clientID: "ditto-bridge-ditto")
-        if let v, !v.isNull, let m = reader.mapping(v, keys: ["device", "ditto"]) {
+        if let v, !v.isNull, let m = reader.mapping(v, keys: ConfigSchema.connections) {
             if let d = m["device"] { device = connection(d, role: "device", defaultClientID: "ditto-bridge-devices") }
             if let d = m["ditto"] { ditto = connection(d, role: "ditto", defaultClientID: "ditto-bridge-ditto") }
         }
@@ -190,14 +189,10 @@ struct ConfigLoader {
             reconnect: ReconnectPolicy(initial: .seconds(1), maximum: .seconds(30)))
     }
 
-    static let connectionKeys = [
-        "host", "port", "mqtt-version", "client-id", "keepalive", "clean-start", "session-expiry", "username",
-        "password-file", "password-env", "password", "tls", "reconnect",
-    ]
 
     func connection(_ v: YAMLValue, role: String, defaultClientID: String) -> BrokerConnection {
         var c = defaultConnection(clientID: defaultClientID)
-        guard let m = reader.mapping(v, keys: Self.connectionKeys) else { return c }
+        guard let m = reader.mapping(v, keys: ConfigSchema.connection) else { return c }
         if let h = m["host"] {
             if let host = expanded(h) {
                 if host.contains("://") || host.contains(" ") || host.contains("/") {
@@ -286,7 +281,7 @@ struct ConfigLoader {
                 }
             }
         }
-        if let r = m["reconnect"], let rm = reader.mapping(r, keys: ["initial", "maximum"]) {
+        if let r = m["reconnect"], let rm = reader.mapping(r, keys: ConfigSchema.reconnect) {
             if let i = rm["initial"], let initial = reader.duration(i, range: .milliseconds(100)...(.seconds(3600))) {
                 c.reconnect.initial = initial
             }
@@ -375,7 +370,7 @@ struct ConfigLoader {
             guard let on = reader.bool(v) else { return nil }
             return on ? settings : nil
         }
-        guard let m = reader.mapping(v, keys: ["ca-file", "ca-path", "cert-file", "key-file", "version", "verify-hostname", "insecure"])
+        guard let m = reader.mapping(v, keys: ConfigSchema.tls)
         else { return nil }
         func file(_ key: String, directory: Bool = false) -> String? {
             guard let fv = m[key], let path = reader.string(fv) else { return nil }
@@ -422,7 +417,7 @@ struct ConfigLoader {
             publishTopic: Self.compiled("ditto/in/{thingId}"), subscribeFilter: Self.compiled("ditto/out/#"),
             replyTopic: Self.compiled("ditto/out/{thingId}/reply"), qos: .atLeastOnce, connectionID: "edge-bridge")
         guard let v, !v.isNull,
-            let m = reader.mapping(v, keys: ["publish-topic", "subscribe-filter", "reply-topic", "qos", "connection-id"])
+            let m = reader.mapping(v, keys: ConfigSchema.ditto)
         else { return settings }
         if let t = m["publish-topic"], let topic = reader.topic(t, allowWildcards: false, what: "topic") {
             if reader.checkPlaceholders(topic.placeholderOffsets, at: t, known: Self.thingPlaceholders) {
@@ -473,7 +468,7 @@ struct ConfigLoader {
 
     func defaultsBlock(_ v: YAMLValue?) -> Defaults {
         var d = Defaults(namespace: nil, qos: .atLeastOnce, contentType: "application/json", requestTimeout: .seconds(10))
-        guard let v, !v.isNull, let m = reader.mapping(v, keys: ["namespace", "qos", "content-type", "request-timeout"])
+        guard let v, !v.isNull, let m = reader.mapping(v, keys: ConfigSchema.defaults)
         else { return d }
         if let n = m["namespace"], let ns = reader.string(n) {
             if ThingIDRules.isValidNamespace(ns) {
@@ -505,7 +500,7 @@ struct ConfigLoader {
 
     func acksBlock(_ v: YAMLValue?, connectionID: String) -> AckLabels {
         var acks = AckLabels(delivered: "\(connectionID):delivered", answered: "\(connectionID):answered")
-        guard let v, !v.isNull, let m = reader.mapping(v, keys: ["delivered", "answered"]) else { return acks }
+        guard let v, !v.isNull, let m = reader.mapping(v, keys: ConfigSchema.acks) else { return acks }
         func label(_ key: String) -> String?? {
             guard let lv = m[key] else { return .none }
             if lv.isNull { return .some(nil) }

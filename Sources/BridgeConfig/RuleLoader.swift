@@ -14,8 +14,6 @@ struct RuleContext {
 }
 
 extension ConfigLoader {
-    static let uplinkKeys = ["name", "topic", "thing-id", "event", "message", "passthrough", "payload", "headers", "priority", "qos"]
-    static let downlinkKeys = ["name", "match", "thing-id", "topic", "payload", "reply", "headers", "priority", "qos"]
 
     func required(_ m: MappingView, _ key: String, hint: String? = nil) -> YAMLValue? {
         if let v = m[key] { return v }
@@ -38,7 +36,7 @@ extension ConfigLoader {
     // MARK: - uplink
 
     func uplinkRule(_ v: YAMLValue, index: Int, context: RuleContext) -> UplinkRule? {
-        guard let m = reader.mapping(v, keys: Self.uplinkKeys, what: "an uplink rule") else { return nil }
+        guard let m = reader.mapping(v, keys: ConfigSchema.uplinkRule, what: "an uplink rule") else { return nil }
         if m.entries.isEmpty, m.suggestedKeys.isEmpty {
             reader.error(v, "empty rule", hint: "a rule needs name, topic, thing-id and one of event, message, passthrough")
             return nil
@@ -149,7 +147,7 @@ extension ConfigLoader {
     }
 
     func eventSpec(_ v: YAMLValue, vars: [String]?) -> EventSpec? {
-        guard let m = reader.mapping(v, keys: ["action", "path"], what: "an event: {action, path}") else { return nil }
+        guard let m = reader.mapping(v, keys: ConfigSchema.event, what: "an event: {action, path}") else { return nil }
         var action = EventAction.modified
         if let av = m["action"], let a = reader.choice(av, EventAction.allCases.map(\.rawValue)) {
             action = EventAction(rawValue: a) ?? .modified
@@ -178,7 +176,7 @@ extension ConfigLoader {
         _ v: YAMLValue, vars: [String]?, captures: [String], payload: UplinkPayload, headers: HeaderPolicy,
         device: BrokerConnection, context: RuleContext
     ) -> MessageSpec? {
-        guard let m = reader.mapping(v, keys: ["feature", "subject", "content-type", "response", "timeout", "reply-topic"])
+        guard let m = reader.mapping(v, keys: ConfigSchema.message)
         else { return nil }
         var ok = true
         var feature: Template?
@@ -297,7 +295,7 @@ extension ConfigLoader {
             guard let f = reader.choice(v, formats) else { return nil }
             return Self.simplePayload(f)
         }
-        guard let m = reader.mapping(v, keys: ["format", "pointer", "fields"], what: "payload: {format, pointer | fields}")
+        guard let m = reader.mapping(v, keys: ConfigSchema.payload, what: "payload: {format, pointer | fields}")
         else { return nil }
         var format = "json"
         if let fv = m["format"] {
