@@ -1,5 +1,7 @@
 /// The whole config file, typed and validated. Read it with ``BridgeConfiguration/load(path:environment:)``.
-public struct BridgeConfiguration: Sendable {
+///
+/// Equatable so a reload can tell whether anything changed.
+public struct BridgeConfiguration: Sendable, Equatable {
     /// The file as named when loading (used in messages).
     public var fileName: String
     /// The device broker and the Ditto-side broker.

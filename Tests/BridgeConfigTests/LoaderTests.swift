@@ -60,6 +60,15 @@ struct LoaderTests {
         #expect(!c.headers.allows("x-internal-debug"))
     }
 
+    @Test func reloadingTheSameFileGivesAnEqualConfiguration() throws {
+        let path = ConfigFilesTests.configDirectory.appendingPathComponent("bridge.yaml").path
+        let a = try BridgeConfiguration.load(path: path, environment: [:])
+        let b = try BridgeConfiguration.load(path: path, environment: [:])
+        #expect(a == b)
+        let c = try BridgeConfiguration.load(path: path, environment: ["BRIDGE_DITTO_HOST": "10.0.0.9"])
+        #expect(a != c)
+    }
+
     @Test func precedenceIsPriorityThenSpecificityThenFileOrder() throws {
         let c = try Fixture.load(
             """
