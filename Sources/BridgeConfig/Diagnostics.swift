@@ -11,6 +11,7 @@ public struct ConfigDiagnostic: Sendable, Hashable, CustomStringConvertible {
         case warning
     }
 
+    /// Error or warning.
     public var severity: Severity
     /// The config file as the user named it.
     public var file: String
@@ -25,6 +26,7 @@ public struct ConfigDiagnostic: Sendable, Hashable, CustomStringConvertible {
     /// What would be right, when there is something useful to say.
     public var hint: String?
 
+    /// Creates a diagnostic; `line`/`column` 0 mean unknown.
     public init(
         severity: Severity = .error, file: String, line: Int, column: Int, keyPath: String, message: String,
         hint: String? = nil
@@ -60,6 +62,7 @@ public struct ConfigErrors: Error, Sendable, CustomStringConvertible {
     /// Warnings found along the way; `check` prints them too.
     public var warnings: [ConfigDiagnostic]
 
+    /// Wraps the diagnostics of one file.
     public init(errors: [ConfigDiagnostic], warnings: [ConfigDiagnostic] = []) {
         self.errors = errors
         self.warnings = warnings
@@ -113,6 +116,7 @@ public struct SourceLocation: Sendable, Hashable, CustomStringConvertible {
     /// 1-based column, 0 if unknown.
     public var column: Int
 
+    /// A 1-based position.
     public init(line: Int, column: Int) {
         self.line = line
         self.column = column
@@ -149,6 +153,12 @@ enum Suggestions {
         var best: (String, Int)?
         for candidate in candidates {
             if candidate.lowercased() == normalized { return candidate }
+            // `lowercase` for `lower`, `dev` for `deviceId`: a shared stem is as telling as a small edit distance.
+            if min(candidate.count, normalized.count) >= 4,
+                normalized.hasPrefix(candidate.lowercased()) || candidate.lowercased().hasPrefix(normalized)
+            {
+                return candidate
+            }
             let distance = editDistance(normalized, candidate)
             if let current = best, current.1 <= distance { continue }
             best = (candidate, distance)

@@ -2,7 +2,11 @@ extension ConfigLoader {
     // MARK: - downlink
 
     func downlinkRule(_ v: YAMLValue, index: Int, context: RuleContext) -> DownlinkRule? {
-        guard let m = reader.mapping(v, keys: Self.downlinkKeys, what: "a downlink rule") else { return nil }
+        guard let m = reader.mapping(v, keys: ConfigSchema.downlinkRule, what: "a downlink rule") else { return nil }
+        if m.entries.isEmpty, m.suggestedKeys.isEmpty {
+            reader.error(v, "empty rule", hint: "a rule needs name, match, thing-id and topic")
+            return nil
+        }
         let name = ruleName(m)
         var match: DownlinkMatch?
         var matchVars: [String]?
@@ -73,7 +77,7 @@ extension ConfigLoader {
     }
 
     func downlinkMatch(_ v: YAMLValue) -> (match: DownlinkMatch, vars: [String])? {
-        guard let m = reader.mapping(v, keys: ["messages", "commands"], what: "match: {messages: ...} or {commands: ...}")
+        guard let m = reader.mapping(v, keys: ConfigSchema.match, what: "match: {messages: ...} or {commands: ...}")
         else { return nil }
         if m.has("messages"), m.has("commands") {
             reader.error(
@@ -84,7 +88,7 @@ extension ConfigLoader {
             var subject = "*"
             var feature: String?
             if !mv.isNull {
-                guard let mm = reader.mapping(mv, keys: ["subject", "feature"]) else { return nil }
+                guard let mm = reader.mapping(mv, keys: ConfigSchema.matchMessages) else { return nil }
                 if let sv = mm["subject"] {
                     guard let s = reader.string(sv) else { return nil }
                     subject = s
@@ -104,7 +108,7 @@ extension ConfigLoader {
             var actions = Set(CommandAction.allCases)
             var path: PathTemplate?
             if !cv.isNull {
-                guard let cm = reader.mapping(cv, keys: ["actions", "path"]) else { return nil }
+                guard let cm = reader.mapping(cv, keys: ConfigSchema.matchCommands) else { return nil }
                 if let av = cm["actions"] {
                     guard let items = reader.sequence(av, what: "command actions, e.g. [modify, retrieve]") else { return nil }
                     var chosen = Set<CommandAction>()
@@ -129,9 +133,6 @@ extension ConfigLoader {
         return nil
     }
 
-    static let replyKeys = [
-        "mode", "topic", "correlation-pointer", "status-pointer", "value-pointer", "default-status", "timeout",
-    ]
 
     func replySpec(
         _ v: YAMLValue?, topicVars: [String]?, requestTopic: TopicTemplate?, payload: DownlinkPayload,
@@ -145,7 +146,7 @@ extension ConfigLoader {
             if spec.mode == .mqtt5 { spec.topic = Self.compiled("ditto-bridge/reply/{thingId}") }
             return spec
         }
-        guard let m = reader.mapping(v, keys: Self.replyKeys) else { return nil }
+        guard let m = reader.mapping(v, keys: ConfigSchema.reply) else { return nil }
         var ok = true
         if let mv = m["mode"] {
             guard let mode = reader.choice(mv, ReplySpec.Mode.allCases.map(\.rawValue)) else { return nil }
@@ -158,7 +159,7 @@ extension ConfigLoader {
             }
         }
         if spec.mode == .none {
-            for key in Self.replyKeys where key != "mode" && m.has(key) {
+            for key in ConfigSchema.reply where key != "mode" && m.has(key) {
                 reader.error(m[key] ?? v, "'\(key)' has no effect with mode: none")
                 ok = false
             }
@@ -228,7 +229,7 @@ extension ConfigLoader {
     // MARK: - devices
 
     func devicesBlock(_ v: YAMLValue?, downlink: [DownlinkRule], context: RuleContext) -> DeviceStatusSettings? {
-        guard let v, !v.isNull, let m = reader.mapping(v, keys: ["status-topic", "offline-payloads"]) else { return nil }
+        guard let v, !v.isNull, let m = reader.mapping(v, keys: ConfigSchema.devices) else { return nil }
         guard let tv = required(m, "status-topic", hint: "e.g. devices/{deviceId}/status"),
             let topic = reader.topic(tv, allowWildcards: true, what: "topic")
         else { return nil }
@@ -256,14 +257,14 @@ extension ConfigLoader {
 
     // MARK: - cross-rule checks
 
-    func checkOverlaps(_ rules: [UplinkRule], context: RuleContext) {
+    func checkOverlaps(_ rules: [UplinkRule], topics: [Int: SourceLocation], context: RuleContext) {
         for (j, later) in rules.enumerated() {
             for earlier in rules[..<j] where earlier.priority == later.priority && earlier.topic.overlaps(later.topic) {
                 let sa = earlier.topic.specificity
                 let sb = later.topic.specificity
                 let winner: String
                 if sa == sb {
-                    if earlier.topic.filter == later.topic.filter && earlier.topic.levels == later.topic.levels {
+                    if earlier.topic.shape == later.topic.shape {
                         winner = "'\(earlier.name)' always wins (same topic, earlier in the file), so '\(later.name)' never applies"
                     } else {
                         winner = "'\(earlier.name)' wins where both match (earlier in the file)"
@@ -273,7 +274,7 @@ extension ConfigLoader {
                     winner = "'\(w.name)' wins where both match (more specific topic than '\(l.name)')"
                 }
                 sink.warning(
-                    later.location, "uplink[\(later.index)].topic",
+                    topics[later.index] ?? later.location, "uplink[\(later.index)].topic",
                     "topics of '\(later.name)' (\(later.topic)) and '\(earlier.name)' (\(earlier.topic)) overlap; \(winner)",
                     hint: "set priority: on one of them to make the choice explicit")
             }
@@ -285,7 +286,10 @@ extension ConfigLoader {
         return lower == "localhost" || lower == "::1" || lower == "[::1]" ? "127.0.0.1" : lower
     }
 
-    func checkLoops(uplink: [UplinkRule], downlink: [DownlinkRule], context: RuleContext) {
+    func checkLoops(
+        uplink: [UplinkRule], downlink: [DownlinkRule], uplinkTopics: [Int: SourceLocation],
+        downlinkTopics: [Int: SourceLocation], context: RuleContext
+    ) {
         let device = context.connections.device
         let dittoBroker = context.connections.ditto
         let sameBroker =
@@ -296,27 +300,82 @@ extension ConfigLoader {
         ]
         if sameBroker {
             for rule in uplink {
-                for (key, dittoTopic) in dittoTopics where rule.topic.overlaps(dittoTopic) {
+                // One message per rule: the first Ditto topic it would swallow is enough to explain the problem.
+                if let (key, dittoTopic) = dittoTopics.first(where: { rule.topic.overlaps($0.1) }) {
                     sink.error(
-                        rule.location, "uplink[\(rule.index)].topic",
+                        uplinkTopics[rule.index] ?? rule.location, "uplink[\(rule.index)].topic",
                         "'\(rule.topic)' also matches the Ditto-side topic ditto.\(key) '\(dittoTopic)' on the same broker",
                         hint: "the bridge would read Ditto's traffic as device messages; narrow the topic (e.g. devices/...)")
                 }
             }
             for rule in downlink where rule.topic.overlaps(context.ditto.subscribeFilter) {
                 sink.error(
-                    rule.location, "downlink[\(rule.index)].topic",
+                    downlinkTopics[rule.index] ?? rule.location, "downlink[\(rule.index)].topic",
                     "'\(rule.topic)' is also matched by ditto.subscribe-filter '\(context.ditto.subscribeFilter)' on the same broker",
                     hint: "the bridge would read its own device publishes as Ditto signals")
+            }
+        }
+        // Other device-side subscriptions: replies and status. Messages there are not device telemetry.
+        var subscriptions: [(path: String, topic: TopicTemplate, location: SourceLocation, what: String)] = []
+        for rule in downlink {
+            if let reply = rule.reply.topic, rule.reply.mode != .none {
+                subscriptions.append(("downlink[\(rule.index)].reply.topic", reply, rule.location, "device replies"))
+            }
+        }
+        if let status = context.deviceStatus {
+            subscriptions.append(("devices.status-topic", status.topic, status.location, "device status"))
+        }
+        for subscription in subscriptions {
+            if sameBroker, let (key, dittoTopic) = dittoTopics.first(where: { subscription.topic.overlaps($0.1) }) {
+                sink.error(
+                    subscription.location, subscription.path,
+                    "'\(subscription.topic)' also matches the Ditto-side topic ditto.\(key) '\(dittoTopic)' on the same broker",
+                    hint: "the bridge would read Ditto's traffic as \(subscription.what)")
+            }
+            for up in uplink where subscription.topic.overlaps(up.topic) {
+                sink.warning(
+                    subscription.location, subscription.path,
+                    "'\(subscription.topic)' is also matched by uplink rule '\(up.name)' (\(up.topic))",
+                    hint: "\(subscription.what) would also be mapped to Ditto as device messages")
+            }
+        }
+        for rule in uplink {
+            guard case .message(let spec) = rule.action, let reply = spec.replyTopic else { continue }
+            for up in uplink where reply.overlaps(up.topic) {
+                sink.warning(
+                    rule.location, "uplink[\(rule.index)].message.reply-topic",
+                    "'\(reply)' is also matched by uplink rule '\(up.name)' (\(up.topic))",
+                    hint: "the bridge would map its own answers to devices back to Ditto")
             }
         }
         for rule in downlink {
             for up in uplink where rule.topic.overlaps(up.topic) {
                 sink.warning(
-                    rule.location, "downlink[\(rule.index)].topic",
+                    downlinkTopics[rule.index] ?? rule.location, "downlink[\(rule.index)].topic",
                     "'\(rule.topic)' is also matched by uplink rule '\(up.name)' (\(up.topic))",
                     hint: "the bridge would map its own downlink publishes back to Ditto")
             }
         }
+    }
+}
+
+extension TopicTemplate {
+    /// The topic with placeholder names erased: two templates with the same shape match the same topics.
+    var shape: String {
+        levels.map { level in
+            switch level {
+            case .literal(let text): text
+            case .singleLevelWildcard: "+"
+            case .multiLevelWildcard: "#"
+            case .multiLevelCapture: "{...}"
+            case .capture(let t):
+                t.parts.map { part in
+                    switch part {
+                    case .literal(let text): text
+                    case .placeholder(let p): "{|" + p.transforms.map(\.description).joined(separator: "|") + "}"
+                    }
+                }.joined()
+            }
+        }.joined(separator: "/")
     }
 }

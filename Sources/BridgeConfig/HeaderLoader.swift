@@ -1,7 +1,6 @@
 import Foundation
 
 extension ConfigLoader {
-    static let headerKeys = ["allow", "deny", "rename", "trace-context", "static", "mqtt311"]
 
     /// Header name characters (RFC 9110 token); patterns may also use `*`.
     static func isHeaderToken(_ name: String) -> Bool {
@@ -14,7 +13,7 @@ extension ConfigLoader {
     /// Reads a `headers:` block on top of `base`: keys given replace the base's, `rename` and `static` merge
     /// by name (this block wins). Reports contradictions in the result at this block's entries.
     func headerPolicy(_ v: YAMLValue?, base: HeaderPolicy, known: [String]) -> HeaderPolicy {
-        guard let v, !v.isNull, let m = reader.mapping(v, keys: Self.headerKeys) else { return base }
+        guard let v, !v.isNull, let m = reader.mapping(v, keys: ConfigSchema.headers) else { return base }
         var policy = base
         var allowEntries: [(HeaderPattern, YAMLValue)] = []
         var denyEntries: [(HeaderPattern, YAMLValue)] = []
@@ -22,6 +21,10 @@ extension ConfigLoader {
         func patterns(_ key: String) -> [(HeaderPattern, YAMLValue)]? {
             guard let lv = m[key] else { return nil }
             if lv.isNull { return [] }
+            if case .scalar(let scalar) = lv.node {
+                reader.typeError(lv, expected: "a list", hint: "write [\"\(scalar.string)\"]")
+                return nil
+            }
             guard let items = reader.sequence(lv, what: "header names or patterns such as x-*") else { return nil }
             var result: [(HeaderPattern, YAMLValue)] = []
             for item in items {
@@ -51,7 +54,7 @@ extension ConfigLoader {
         if let mv = m["mqtt311"] {
             let modeValue: YAMLValue?
             if case .mapping = mv.node {
-                modeValue = reader.mapping(mv, keys: ["mode"])?["mode"]
+                modeValue = reader.mapping(mv, keys: ConfigSchema.mqtt311)?["mode"]
             } else {
                 modeValue = mv
             }
@@ -114,7 +117,10 @@ extension ConfigLoader {
                     continue
                 }
                 guard let template = reader.template(entry.value) else { continue }
-                guard reader.checkPlaceholders(template.placeholderOffsets, at: entry.value, known: known, allowHeaders: true)
+                guard
+                    reader.checkPlaceholders(
+                        template.placeholderOffsets, at: entry.value, known: known, allowHeaders: true,
+                        fallbackHint: v.path == "headers" ? "headers that use topic values belong in a rule's headers.static" : nil)
                 else { continue }
                 policy.staticHeaders.removeAll { $0.name.lowercased() == name.lowercased() }
                 policy.staticHeaders.append(StaticHeader(name: name, value: template))

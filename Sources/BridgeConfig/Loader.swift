@@ -61,10 +61,15 @@ extension BridgeConfiguration {
         }
         guard let error = error as? YamlError else { return make(nil, "\(error)") }
         switch error {
-        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
-            .composer(let context, let problem, let mark, _):
+        case .scanner(let context, let problem, let mark, let yaml), .parser(let context, let problem, let mark, let yaml),
+            .composer(let context, let problem, let mark, let yaml):
             let text = [context.map { $0.text }, problem].compactMap { $0 }.joined(separator: " ")
-            return make(mark, text)
+            var diagnostic = make(mark, text)
+            let lines = yaml.split(separator: "\n", omittingEmptySubsequences: false)
+            if mark.line >= 1, mark.line <= lines.count, lines[mark.line - 1].contains("\t") {
+                diagnostic.hint = "YAML does not allow tabs for indentation; use spaces"
+            }
+            return diagnostic
         case .duplicatedKeysInMapping(let duplicates, let context):
             return ConfigDiagnostic(
                 file: file, line: context.mark.line, column: context.mark.column, keyPath: "",
@@ -84,7 +89,6 @@ struct ConfigLoader {
 
     var sink: DiagnosticSink { reader.sink }
 
-    static let rootKeys = ["connections", "ditto", "defaults", "headers", "devices", "acks", "uplink", "downlink"]
 
     func load(_ root: Node?, fileName: String) -> BridgeConfiguration? {
         let rootValue = YAMLValue(node: root ?? Node([(Node, Node)]()), path: "")
@@ -93,7 +97,7 @@ struct ConfigLoader {
         }
         guard let top = root == nil || rootValue.isNull
             ? MappingView(value: rootValue, entries: [])
-            : reader.mapping(rootValue, keys: Self.rootKeys, what: "the top level of the config file")
+            : reader.mapping(rootValue, keys: ConfigSchema.root, what: "the top level of the config file")
         else { return nil }
 
         let connections = connectionsBlock(top["connections"])
@@ -102,8 +106,10 @@ struct ConfigLoader {
         let globalHeaders = headerPolicy(
             top["headers"], base: .standard, known: ["thingId", "namespace", "thingName", "correlationId"])
         let acks = acksBlock(top["acks"], connectionID: ditto.connectionID)
-        let context = RuleContext(
-            connections: connections, defaults: defaults, ditto: ditto, globalHeaders: globalHeaders)
+        let namespaceDeclared = (top["defaults"].flatMap { reader.peekMapping($0) })?.has("namespace") ?? false
+        var context = RuleContext(
+            connections: connections, defaults: defaults, ditto: ditto, globalHeaders: globalHeaders,
+            namespaceDeclared: namespaceDeclared)
 
         var uplink: [UplinkRule] = []
         var names: [String: YAMLValue] = [:]
@@ -125,16 +131,32 @@ struct ConfigLoader {
             }
         }
         let deviceStatus = devicesBlock(top["devices"], downlink: downlink, context: context)
+        if let deviceStatus, let statusValue = top["devices"].flatMap({ reader.peekMapping($0)?["status-topic"] }) {
+            context.deviceStatus = (deviceStatus.topic, statusValue.location)
+        }
 
-        if root != nil, !rootValue.isNull, top["uplink"] == nil, top["downlink"] == nil {
+        if root != nil, !rootValue.isNull, uplink.isEmpty, downlink.isEmpty, sink.errors.isEmpty {
             sink.warning(rootValue.location, "", "no uplink or downlink rules: the bridge would do nothing")
         }
-        checkOverlaps(uplink, context: context)
-        checkLoops(uplink: uplink, downlink: downlink, context: context)
+        let uplinkTopics = topicLocations(top["uplink"])
+        let downlinkTopics = topicLocations(top["downlink"])
+        checkOverlaps(uplink, topics: uplinkTopics, context: context)
+        checkLoops(uplink: uplink, downlink: downlink, uplinkTopics: uplinkTopics, downlinkTopics: downlinkTopics, context: context)
 
         return BridgeConfiguration(
             fileName: fileName, connections: connections, ditto: ditto, defaults: defaults, headers: globalHeaders,
             deviceStatus: deviceStatus, acks: acks, uplink: uplink, downlink: downlink, warnings: [])
+    }
+
+    /// Where each rule's `topic` value is, by rule index, so cross-rule messages point at the topic line.
+    private func topicLocations(_ list: YAMLValue?) -> [Int: SourceLocation] {
+        guard let list, case .sequence(let items) = list.node else { return [:] }
+        var result: [Int: SourceLocation] = [:]
+        for (index, item) in items.enumerated() {
+            let value = YAMLValue(node: item, path: list.element(index))
+            if let topic = reader.peekMapping(value)?["topic"] { result[index] = topic.location }
+        }
+        return result
     }
 
     private func checkUnique(_ name: String, _ item: YAMLValue, _ names: inout [String: YAMLValue]) {
@@ -153,7 +175,7 @@ struct ConfigLoader {
     func connectionsBlock(_ v: YAMLValue?) -> Connections {
         var device = defaultConnection(clientID: "ditto-bridge-devices")
         var ditto = defaultConnection(clientID: "ditto-bridge-ditto")
-        if let v, !v.isNull, let m = reader.mapping(v, keys: ["device", "ditto"]) {
+        if let v, !v.isNull, let m = reader.mapping(v, keys: ConfigSchema.connections) {
             if let d = m["device"] { device = connection(d, role: "device", defaultClientID: "ditto-bridge-devices") }
             if let d = m["ditto"] { ditto = connection(d, role: "ditto", defaultClientID: "ditto-bridge-ditto") }
         }
@@ -167,14 +189,10 @@ struct ConfigLoader {
             reconnect: ReconnectPolicy(initial: .seconds(1), maximum: .seconds(30)))
     }
 
-    static let connectionKeys = [
-        "host", "port", "mqtt-version", "client-id", "keepalive", "clean-start", "session-expiry", "username",
-        "password-file", "password-env", "password", "tls", "reconnect",
-    ]
 
     func connection(_ v: YAMLValue, role: String, defaultClientID: String) -> BrokerConnection {
         var c = defaultConnection(clientID: defaultClientID)
-        guard let m = reader.mapping(v, keys: Self.connectionKeys) else { return c }
+        guard let m = reader.mapping(v, keys: ConfigSchema.connection) else { return c }
         if let h = m["host"] {
             if let host = expanded(h) {
                 if host.contains("://") || host.contains(" ") || host.contains("/") {
@@ -185,7 +203,7 @@ struct ConfigLoader {
                     c.host = host
                 }
             }
-        } else {
+        } else if !m.suggestedKeys.contains("host") {
             sink.error(
                 v.location, v.child("host"), "missing required key 'host'",
                 hint: "the default broker 127.0.0.1:1883 applies only when the whole '\(role)' block is left out")
@@ -263,7 +281,7 @@ struct ConfigLoader {
                 }
             }
         }
-        if let r = m["reconnect"], let rm = reader.mapping(r, keys: ["initial", "maximum"]) {
+        if let r = m["reconnect"], let rm = reader.mapping(r, keys: ConfigSchema.reconnect) {
             if let i = rm["initial"], let initial = reader.duration(i, range: .milliseconds(100)...(.seconds(3600))) {
                 c.reconnect.initial = initial
             }
@@ -352,7 +370,7 @@ struct ConfigLoader {
             guard let on = reader.bool(v) else { return nil }
             return on ? settings : nil
         }
-        guard let m = reader.mapping(v, keys: ["ca-file", "ca-path", "cert-file", "key-file", "version", "verify-hostname", "insecure"])
+        guard let m = reader.mapping(v, keys: ConfigSchema.tls)
         else { return nil }
         func file(_ key: String, directory: Bool = false) -> String? {
             guard let fv = m[key], let path = reader.string(fv) else { return nil }
@@ -399,7 +417,7 @@ struct ConfigLoader {
             publishTopic: Self.compiled("ditto/in/{thingId}"), subscribeFilter: Self.compiled("ditto/out/#"),
             replyTopic: Self.compiled("ditto/out/{thingId}/reply"), qos: .atLeastOnce, connectionID: "edge-bridge")
         guard let v, !v.isNull,
-            let m = reader.mapping(v, keys: ["publish-topic", "subscribe-filter", "reply-topic", "qos", "connection-id"])
+            let m = reader.mapping(v, keys: ConfigSchema.ditto)
         else { return settings }
         if let t = m["publish-topic"], let topic = reader.topic(t, allowWildcards: false, what: "topic") {
             if reader.checkPlaceholders(topic.placeholderOffsets, at: t, known: Self.thingPlaceholders) {
@@ -450,7 +468,7 @@ struct ConfigLoader {
 
     func defaultsBlock(_ v: YAMLValue?) -> Defaults {
         var d = Defaults(namespace: nil, qos: .atLeastOnce, contentType: "application/json", requestTimeout: .seconds(10))
-        guard let v, !v.isNull, let m = reader.mapping(v, keys: ["namespace", "qos", "content-type", "request-timeout"])
+        guard let v, !v.isNull, let m = reader.mapping(v, keys: ConfigSchema.defaults)
         else { return d }
         if let n = m["namespace"], let ns = reader.string(n) {
             if ThingIDRules.isValidNamespace(ns) {
@@ -482,7 +500,7 @@ struct ConfigLoader {
 
     func acksBlock(_ v: YAMLValue?, connectionID: String) -> AckLabels {
         var acks = AckLabels(delivered: "\(connectionID):delivered", answered: "\(connectionID):answered")
-        guard let v, !v.isNull, let m = reader.mapping(v, keys: ["delivered", "answered"]) else { return acks }
+        guard let v, !v.isNull, let m = reader.mapping(v, keys: ConfigSchema.acks) else { return acks }
         func label(_ key: String) -> String?? {
             guard let lv = m[key] else { return .none }
             if lv.isNull { return .some(nil) }

@@ -1,11 +1,14 @@
 /// The whole config file, typed and validated. Read it with ``BridgeConfiguration/load(path:environment:)``.
-public struct BridgeConfiguration: Sendable {
+///
+/// Equatable so a reload can tell whether anything changed.
+public struct BridgeConfiguration: Sendable, Equatable {
     /// The file as named when loading (used in messages).
     public var fileName: String
     /// The device broker and the Ditto-side broker.
     public var connections: Connections
     /// How the bridge talks to Ditto over the Ditto-side broker.
     public var ditto: DittoSettings
+    /// Namespace, QoS, content type and request timeout defaults.
     public var defaults: Defaults
     /// Global header mapping; every rule's ``UplinkRule/headers`` already has these merged in.
     public var headers: HeaderPolicy
@@ -55,7 +58,9 @@ public struct Connections: Sendable, Hashable {
 
 /// A secret read from a file or the environment; prints as `<redacted>`.
 public struct Secret: Sendable, Hashable, CustomStringConvertible, CustomDebugStringConvertible {
+    /// The secret itself; never log it.
     public var value: String
+    /// Wraps a secret.
     public init(_ value: String) { self.value = value }
     public var description: String { "<redacted>" }
     public var debugDescription: String { "<redacted>" }
@@ -63,6 +68,7 @@ public struct Secret: Sendable, Hashable, CustomStringConvertible, CustomDebugSt
 
 /// One MQTT client connection.
 public struct BrokerConnection: Sendable, Hashable {
+    /// The protocol version the client speaks.
     public enum MQTTVersion: String, Sendable, Hashable {
         case v5 = "5"
         case v311 = "3.1.1"
@@ -75,24 +81,35 @@ public struct BrokerConnection: Sendable, Hashable {
         case inline
     }
 
+    /// Host name or address (after `${VAR}` expansion).
     public var host: String
+    /// 1883 by default, 8883 with TLS.
     public var port: Int
+    /// `5` by default.
     public var mqttVersion: MQTTVersion
+    /// The MQTT client identifier.
     public var clientID: String
+    /// Whole seconds, 5 s to 65535 s.
     public var keepalive: Duration
     /// MQTT 5 clean start / MQTT 3.1.1 clean session.
     public var cleanStart: Bool
     /// MQTT 5 session expiry; nil means 0 (the session ends with the connection).
     public var sessionExpiry: Duration?
+    /// nil: connect without credentials.
     public var username: String?
+    /// Read from `password-file`, `password-env` or `password`.
     public var password: Secret?
+    /// Where ``password`` came from.
     public var passwordSource: PasswordSource?
     /// nil: plain TCP.
     public var tls: TLSSettings?
+    /// Back-off between reconnect attempts.
     public var reconnect: ReconnectPolicy
 }
 
+/// TLS for one broker connection; file paths are absolute (resolved against the config file).
 public struct TLSSettings: Sendable, Hashable {
+    /// Minimum TLS version.
     public enum Version: String, Sendable, Hashable {
         case tls12 = "tlsv1.2"
         case tls13 = "tlsv1.3"
@@ -100,9 +117,11 @@ public struct TLSSettings: Sendable, Hashable {
 
     /// CA certificate file (PEM); with neither this nor ``caPath`` the system CAs are used.
     public var caFile: String?
+    /// Directory of CA certificates.
     public var caPath: String?
     /// Client certificate for mutual TLS (with ``keyFile``).
     public var certFile: String?
+    /// The client certificate's private key (with ``certFile``).
     public var keyFile: String?
     /// Minimum TLS version; nil lets libmosquitto choose.
     public var version: Version?
@@ -114,8 +133,16 @@ public struct TLSSettings: Sendable, Hashable {
 
 /// Back-off between reconnect attempts: doubles from ``initial`` up to ``maximum``.
 public struct ReconnectPolicy: Sendable, Hashable {
+    /// First wait after a lost connection.
     public var initial: Duration
+    /// Longest wait between attempts.
     public var maximum: Duration
+
+    /// Creates a policy.
+    public init(initial: Duration, maximum: Duration) {
+        self.initial = initial
+        self.maximum = maximum
+    }
 }
 
 /// The Ditto side: topics on the Ditto-side broker and the Ditto connection's identity.
@@ -128,15 +155,19 @@ public struct DittoSettings: Sendable, Hashable {
     /// The `reply-to` the bridge sets on device-initiated requests; must be covered by ``subscribeFilter``.
     /// Placeholders as for ``publishTopic``.
     public var replyTopic: TopicTemplate
+    /// QoS of publishes and the subscription on the Ditto side.
     public var qos: QoS
     /// The id of the Ditto connection, used in acknowledgement labels.
     public var connectionID: String
 }
 
+/// Values rules fall back to (`defaults:`).
 public struct Defaults: Sendable, Hashable {
     /// The namespace `{namespace}` stands for; nil when not configured.
     public var namespace: String?
+    /// QoS of device-side subscriptions and publishes.
     public var qos: QoS
+    /// Content type of JSON values (`application/json`).
     public var contentType: String
     /// How long a request (either direction) waits for its answer when the request names no `timeout`.
     public var requestTimeout: Duration
@@ -147,8 +178,10 @@ public struct HeaderPattern: Sendable, Hashable, CustomStringConvertible {
     /// Lower-cased pattern.
     public let pattern: String
 
+    /// A pattern as written; compared case-insensitively.
     public init(_ pattern: String) { self.pattern = pattern.lowercased() }
 
+    /// True when the pattern contains `*`.
     public var isWildcard: Bool { pattern.contains("*") }
 
     /// Case-insensitive glob match.
@@ -173,6 +206,7 @@ public enum MQTT311HeaderMode: String, Sendable, Hashable {
 public struct StaticHeader: Sendable, Hashable {
     /// As written (Ditto headers keep the spelling, compare case-insensitively).
     public var name: String
+    /// The value; rendered per signal.
     public var value: Template
 }
 
@@ -181,13 +215,17 @@ public struct StaticHeader: Sendable, Hashable {
 /// A header passes when it matches ``allow`` and not ``deny``, and is not one of Ditto's internal headers
 /// (``ReservedHeaders``); it is then renamed per ``rename``. ``staticHeaders`` are added after that.
 public struct HeaderPolicy: Sendable, Hashable {
+    /// Names or patterns that may cross (`*` by default).
     public var allow: [HeaderPattern]
+    /// Names or patterns that never cross; wins over ``allow``.
     public var deny: [HeaderPattern]
     /// Lower-cased source name -> target name as written.
     public var rename: [String: String]
     /// `traceparent`/`tracestate` cross even when ``allow`` does not list them.
     public var traceContext: Bool
+    /// Headers added to every signal, after allow/deny.
     public var staticHeaders: [StaticHeader]
+    /// How headers travel for MQTT 3.1.1 devices.
     public var mqtt311: MQTT311HeaderMode
 
     /// Whether a custom header named `name` may cross (before renaming).
@@ -261,6 +299,7 @@ public struct AckLabels: Sendable, Hashable {
 
 /// How to read a device payload.
 public enum UplinkPayload: Sendable, Hashable {
+    /// Which part of a JSON payload becomes the value.
     public enum JSONSelection: Sendable, Hashable {
         /// The whole document.
         case whole
@@ -302,21 +341,30 @@ public enum UplinkPayload: Sendable, Hashable {
     case bytes
 }
 
+/// The action of a live event (the last topic segment).
 public enum EventAction: String, Sendable, Hashable, CaseIterable {
     case created, modified, merged, deleted
 }
 
 /// A live event the device's publish becomes.
 public struct EventSpec: Sendable, Hashable {
+    /// `modified` by default.
     public var action: EventAction
     /// The resource path, e.g. `/features/{sensor}/properties/value`.
     public var path: Template
+
+    /// Creates an event spec.
+    public init(action: EventAction, path: Template) {
+        self.action = action
+        self.path = path
+    }
 }
 
 /// A live message from the device (outbox) its publish becomes.
 public struct MessageSpec: Sendable, Hashable {
     /// nil: a thing-level message.
     public var feature: Template?
+    /// The message subject, e.g. `alarm` or `{subject}`.
     public var subject: Template
     /// The message's content type; nil means derived from the payload format (JSON -> `application/json`,
     /// text -> `text/plain`, bytes -> `application/octet-stream`).
@@ -340,24 +388,31 @@ public enum UplinkAction: Sendable, Hashable {
 
 /// Device topic -> Ditto signal.
 public struct UplinkRule: Sendable, Hashable {
+    /// Unique among all rules; used in logs.
     public var name: String
     /// Position in the file's `uplink` list.
     public var index: Int
     /// Where the rule is written.
     public var location: SourceLocation
+    /// The device topic; its captures feed the other templates.
     public var topic: TopicTemplate
     /// Placeholders: the topic's, plus `{namespace}`.
     public var thingID: Template
+    /// What the rule emits.
     public var action: UplinkAction
+    /// How the payload is read.
     public var payload: UplinkPayload
     /// Effective policy (global settings merged with the rule's).
     public var headers: HeaderPolicy
     /// Higher wins; default 0.
     public var priority: Int
-    /// QoS of the Ditto-side publish.
+    /// Subscription QoS on the device broker.
     public var qos: QoS
+    /// `defaults.namespace`, what `{namespace}` stands for unless the topic captures it.
+    public var defaultNamespace: String?
 }
 
+/// A live command action (the last topic segment of a Ditto command).
 public enum CommandAction: String, Sendable, Hashable, CaseIterable {
     case create, modify, merge, delete, retrieve
 }
@@ -386,6 +441,7 @@ public enum DownlinkPayload: String, Sendable, Hashable, CaseIterable {
 
 /// How a device answers a downlink request.
 public struct ReplySpec: Sendable, Hashable {
+    /// Where the device puts the correlation id of its answer.
     public enum Mode: String, Sendable, Hashable, CaseIterable {
         /// MQTT 5: on the response topic the bridge sets, with the correlation data it sets.
         case mqtt5
@@ -397,12 +453,16 @@ public struct ReplySpec: Sendable, Hashable {
         case none
     }
 
+    /// How the device answers.
     public var mode: Mode
     /// Where the device answers. Placeholders: the downlink topic's, plus `{correlationId}` and `{status}` (both
     /// captured from the reply topic in `topic` mode).
     public var topic: TopicTemplate?
+    /// `payload` mode: JSON pointer to the correlation id in the reply.
     public var correlationPointer: String?
+    /// JSON pointer to the status in a JSON reply.
     public var statusPointer: String?
+    /// JSON pointer to the value in a JSON reply; nil: the whole reply.
     public var valuePointer: String?
     /// Status when the device does not give one; nil: 200, or 204 for modify/delete commands.
     public var defaultStatus: Int?
@@ -412,19 +472,29 @@ public struct ReplySpec: Sendable, Hashable {
 
 /// Ditto signal -> device topic.
 public struct DownlinkRule: Sendable, Hashable {
+    /// Unique among all rules; used in logs.
     public var name: String
+    /// Position in the file's `downlink` list.
     public var index: Int
+    /// Where the rule is written.
     public var location: SourceLocation
+    /// Which Ditto signals the rule takes.
     public var match: DownlinkMatch
     /// Matched against the signal's thing ID to extract the device's values (the inverse of an uplink thing ID).
     public var thingID: Template
     /// Values ``thingID`` placeholders must have: `namespace` when `defaults.namespace` is set.
     public var fixedValues: [String: String]
+    /// The device topic (no wildcards).
     public var topic: TopicTemplate
+    /// What the device gets.
     public var payload: DownlinkPayload
+    /// How the device answers.
     public var reply: ReplySpec
+    /// Effective policy (global settings merged with the rule's).
     public var headers: HeaderPolicy
+    /// Higher is tried first; default 0.
     public var priority: Int
+    /// QoS of the publish to the device.
     public var qos: QoS
 }
 

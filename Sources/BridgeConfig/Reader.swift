@@ -56,6 +56,8 @@ struct YAMLValue {
 struct MappingView {
     let value: YAMLValue
     let entries: [(key: String, keyNode: Node, value: YAMLValue)]
+    /// Known keys that an unknown key looked like a typo of (already reported with "did you mean").
+    var suggestedKeys: Set<String> = []
 
     subscript(_ key: String) -> YAMLValue? {
         entries.first { $0.key == key }?.value
@@ -96,6 +98,7 @@ struct Reader {
         }
         var entries: [(key: String, keyNode: Node, value: YAMLValue)] = []
         var merged: [(key: String, keyNode: Node, value: YAMLValue)] = []
+        var suggestedKeys = Set<String>()
         for (keyNode, valueNode) in mapping {
             guard case .scalar(let keyScalar) = keyNode else {
                 error(YAMLValue(node: keyNode, path: v.path), "a key must be a plain name, found \(YAMLValue(node: keyNode, path: "").kindDescription)")
@@ -127,6 +130,7 @@ struct Reader {
             guard keys.contains(key) else {
                 let keyValue = YAMLValue(node: keyNode, path: v.child(key))
                 let suggestion = Suggestions.didYouMean(key, in: keys)
+                if let closest = Suggestions.closest(to: key, in: keys) { suggestedKeys.insert(closest) }
                 error(
                     keyValue, "unknown key '\(key)'",
                     hint: suggestion ?? "known keys here: \(keys.joined(separator: ", "))")
@@ -141,7 +145,7 @@ struct Reader {
             }
             entries.append(m)
         }
-        return MappingView(value: v, entries: entries)
+        return MappingView(value: v, entries: entries, suggestedKeys: suggestedKeys)
     }
 
     /// The list's items (each with its `[i]` path); a scalar or mapping is a type error.
@@ -235,9 +239,33 @@ struct Reader {
         do {
             return try Template(text)
         } catch {
-            sink.error(v.location(atOffset: error.offset), v.path, "invalid template '\(text)': \(error)")
+            if error.kind == .dittoPlaceholderSyntax {
+                sink.error(
+                    v.location(atOffset: error.offset), v.path,
+                    "invalid template '\(text)': Ditto's '{{ ... }}' placeholder syntax is not used in this file",
+                    hint: Self.translateDittoPlaceholder(text) ?? "write {name}, e.g. {deviceId}")
+            } else {
+                sink.error(v.location(atOffset: error.offset), v.path, "invalid template '\(text)': \(error)")
+            }
             return nil
         }
+    }
+
+    /// `{{ thing:id }}` -> "write {thingId}", for users coming from Ditto's connection placeholders.
+    static func translateDittoPlaceholder(_ text: String) -> String? {
+        guard let open = text.range(of: "{{"), let close = text.range(of: "}}", range: open.upperBound..<text.endIndex)
+        else { return nil }
+        let inner = text[open.upperBound..<close.lowerBound].trimmingCharacters(in: .whitespaces)
+        let ours: String? =
+            switch inner {
+            case "thing:id", "entity:id": "{thingId}"
+            case "thing:namespace", "entity:namespace": "{namespace}"
+            case "thing:name", "entity:name": "{thingName}"
+            case "connection:id": "{connectionId}"
+            case "header:correlation-id": "{correlationId}"
+            default: inner.hasPrefix("header:") ? "{\(inner)}" : nil
+            }
+        return ours.map { "write \($0) instead of {{ \(inner) }}" }
     }
 
     func topic(_ v: YAMLValue, allowWildcards: Bool, what: String) -> TopicTemplate? {
@@ -265,7 +293,7 @@ struct Reader {
     @discardableResult
     func checkPlaceholders(
         _ placeholders: [(name: String, offset: Int?)], at v: YAMLValue, known: [String], allowHeaders: Bool = false,
-        context: String? = nil
+        context: String? = nil, fallbackHint: String? = nil
     ) -> Bool {
         var ok = true
         for p in placeholders {
@@ -280,7 +308,7 @@ struct Reader {
             if p.name.hasPrefix("header:") { message = "{\(p.name)}: headers are not available here; known here: \(knownText)" }
             sink.error(
                 v.location(atOffset: p.offset), v.path, message,
-                hint: Suggestions.closest(to: p.name, in: known).map { "did you mean {\($0)}?" })
+                hint: Suggestions.closest(to: p.name, in: known).map { "did you mean {\($0)}?" } ?? fallbackHint)
         }
         return ok
     }

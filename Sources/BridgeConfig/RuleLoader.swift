@@ -6,14 +6,19 @@ struct RuleContext {
     let defaults: Defaults
     let ditto: DittoSettings
     let globalHeaders: HeaderPolicy
+    /// `defaults.namespace` was written (maybe invalid, which is reported there); `{namespace}` is then not
+    /// reported again.
+    let namespaceDeclared: Bool
+    /// Set once `devices:` is read (after the rules, which it is checked against).
+    var deviceStatus: (topic: TopicTemplate, location: SourceLocation)?
 }
 
 extension ConfigLoader {
-    static let uplinkKeys = ["name", "topic", "thing-id", "event", "message", "passthrough", "payload", "headers", "priority", "qos"]
-    static let downlinkKeys = ["name", "match", "thing-id", "topic", "payload", "reply", "headers", "priority", "qos"]
 
     func required(_ m: MappingView, _ key: String, hint: String? = nil) -> YAMLValue? {
         if let v = m[key] { return v }
+        // A misspelling of this key was already reported with "did you mean"; one message is enough.
+        if m.suggestedKeys.contains(key) { return nil }
         sink.error(m.value.location, m.value.child(key), "missing required key '\(key)'", hint: hint)
         return nil
     }
@@ -31,7 +36,11 @@ extension ConfigLoader {
     // MARK: - uplink
 
     func uplinkRule(_ v: YAMLValue, index: Int, context: RuleContext) -> UplinkRule? {
-        guard let m = reader.mapping(v, keys: Self.uplinkKeys, what: "an uplink rule") else { return nil }
+        guard let m = reader.mapping(v, keys: ConfigSchema.uplinkRule, what: "an uplink rule") else { return nil }
+        if m.entries.isEmpty, m.suggestedKeys.isEmpty {
+            reader.error(v, "empty rule", hint: "a rule needs name, topic, thing-id and one of event, message, passthrough")
+            return nil
+        }
         let name = ruleName(m)
         var topic: TopicTemplate?
         if let tv = required(m, "topic", hint: "e.g. devices/{deviceId}/telemetry/{sensor}") {
@@ -54,7 +63,7 @@ extension ConfigLoader {
                 YAMLValue(node: m.entries.first { $0.key == actionKeys[1] }?.keyNode ?? v.node, path: v.child(actionKeys[1])),
                 "'\(actionKeys[0])' and '\(actionKeys[1])' cannot both be given",
                 hint: "a rule emits exactly one of event, message, passthrough")
-        } else if actionKeys.isEmpty {
+        } else if actionKeys.isEmpty, m.suggestedKeys.isDisjoint(with: ["event", "message", "passthrough"]) {
             reader.error(v, "the rule emits nothing", hint: "add one of event:, message:, passthrough:")
         }
         var payload = UplinkPayload.json(.whole)
@@ -95,14 +104,16 @@ extension ConfigLoader {
         guard let name, let topic, let thingID, let action else { return nil }
         return UplinkRule(
             name: name, index: index, location: v.location, topic: topic, thingID: thingID, action: action,
-            payload: payload, headers: headers, priority: priority, qos: qos)
+            payload: payload, headers: headers, priority: priority, qos: qos,
+            defaultNamespace: context.defaults.namespace)
     }
 
     func thingIDTemplate(_ tv: YAMLValue, captures: [String]?, context: RuleContext) -> Template? {
         guard let template = reader.template(tv) else { return nil }
         guard let captures else { return template }
         var ok = true
-        let namespaceAvailable = captures.contains("namespace") || context.defaults.namespace != nil
+        let namespaceAvailable =
+            captures.contains("namespace") || context.defaults.namespace != nil || context.namespaceDeclared
         for p in template.placeholderParts where p.name == "namespace" && !namespaceAvailable {
             ok = false
             sink.error(
@@ -121,10 +132,10 @@ extension ConfigLoader {
     func validateThingIDSample(_ template: Template, at tv: YAMLValue, context: RuleContext) -> Bool {
         var sample: [String: String] = [:]
         for name in template.placeholders {
-            sample[name] = name == "thingId" ? "org.example:device-1" : "device-1"
+            sample[name] = name == "thingId" ? "org.example:device1" : "device1"
         }
         if let ns = context.defaults.namespace, template.placeholders.contains("namespace") { sample["namespace"] = ns }
-        if template.placeholders.contains("namespace"), sample["namespace"] == "device-1" { sample["namespace"] = "org.example" }
+        if template.placeholders.contains("namespace"), sample["namespace"] == "device1" { sample["namespace"] = "org.example" }
         guard let rendered = try? template.render(sample) else { return true }
         if let problem = ThingIDRules.problem(with: rendered) {
             reader.error(
@@ -136,7 +147,7 @@ extension ConfigLoader {
     }
 
     func eventSpec(_ v: YAMLValue, vars: [String]?) -> EventSpec? {
-        guard let m = reader.mapping(v, keys: ["action", "path"], what: "an event: {action, path}") else { return nil }
+        guard let m = reader.mapping(v, keys: ConfigSchema.event, what: "an event: {action, path}") else { return nil }
         var action = EventAction.modified
         if let av = m["action"], let a = reader.choice(av, EventAction.allCases.map(\.rawValue)) {
             action = EventAction(rawValue: a) ?? .modified
@@ -165,7 +176,7 @@ extension ConfigLoader {
         _ v: YAMLValue, vars: [String]?, captures: [String], payload: UplinkPayload, headers: HeaderPolicy,
         device: BrokerConnection, context: RuleContext
     ) -> MessageSpec? {
-        guard let m = reader.mapping(v, keys: ["feature", "subject", "content-type", "response", "timeout", "reply-topic"])
+        guard let m = reader.mapping(v, keys: ConfigSchema.message)
         else { return nil }
         var ok = true
         var feature: Template?
@@ -284,7 +295,7 @@ extension ConfigLoader {
             guard let f = reader.choice(v, formats) else { return nil }
             return Self.simplePayload(f)
         }
-        guard let m = reader.mapping(v, keys: ["format", "pointer", "fields"], what: "payload: {format, pointer | fields}")
+        guard let m = reader.mapping(v, keys: ConfigSchema.payload, what: "payload: {format, pointer | fields}")
         else { return nil }
         var format = "json"
         if let fv = m["format"] {

@@ -2,6 +2,7 @@ import Foundation
 
 /// Why a template could not be compiled, rendered or used where it was written.
 public struct TemplateError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// What went wrong.
     public enum Kind: Sendable, Hashable {
         /// A `{` without its `}`.
         case unclosedPlaceholder
@@ -27,10 +28,12 @@ public struct TemplateError: Error, Sendable, Hashable, CustomStringConvertible 
         case invalidTopicValue(placeholder: String, value: String)
     }
 
+    /// What went wrong.
     public var kind: Kind
     /// Character offset in the template text where the problem starts, when it is in the text.
     public var offset: Int?
 
+    /// Creates an error, optionally at a character offset.
     public init(_ kind: Kind, offset: Int? = nil) {
         self.kind = kind
         self.offset = offset
@@ -121,7 +124,9 @@ public struct Template: Sendable, Hashable, CustomStringConvertible {
 
     /// One `{...}` part.
     public struct Placeholder: Sendable, Hashable, CustomStringConvertible {
+        /// The value's name, e.g. `deviceId` or `header:x-trace`.
         public var name: String
+        /// Applied left to right.
         public var transforms: [Transform]
         /// Character offset of the `{` in the template text.
         public var offset: Int
@@ -140,6 +145,7 @@ public struct Template: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// Literal text or a placeholder.
     public enum Part: Sendable, Hashable {
         case literal(String)
         case placeholder(Placeholder)
@@ -147,6 +153,7 @@ public struct Template: Sendable, Hashable, CustomStringConvertible {
 
     /// The text as written in the config file.
     public let source: String
+    /// The compiled parts, in order.
     public let parts: [Part]
 
     /// Compiles `source`; throws on syntax errors with the character offset.
@@ -194,34 +201,68 @@ public struct Template: Sendable, Hashable, CustomStringConvertible {
     /// - parameter fixed: values some placeholders must have (compared after their transforms), e.g. the
     ///   configured namespace; they are included in the result.
     public func match(_ text: String, fixed: [String: String] = [:]) -> [String: String]? {
-        let chars = Array(text)
-        var values = fixed
-        return matchParts(0, chars, 0, &values) ? values : nil
+        // Cheap rejections first: a literal start or end must be there.
+        if case .literal(let first)? = parts.first, !text.hasPrefix(first) { return nil }
+        if case .literal(let last)? = parts.last, !text.hasSuffix(last) { return nil }
+        var state = MatchState(chars: Array(text), values: fixed, memoize: placeholders.count == placeholderParts.count)
+        return matchParts(0, 0, &state) ? state.values : nil
     }
 
-    private func matchParts(_ index: Int, _ chars: [Character], _ position: Int, _ values: inout [String: String])
-        -> Bool
-    {
+    private struct MatchState {
+        let chars: [Character]
+        var values: [String: String]
+        /// (part, position) pairs known to fail. Exact when no name repeats: a placeholder's binding then depends
+        /// only on its own text and the fixed values.
+        var failed = Set<Int>()
+        let memoize: Bool
+        /// A backstop against pathological templates; real ones need a handful of steps.
+        var budget = 5_000
+    }
+
+    private func matchParts(_ index: Int, _ position: Int, _ state: inout MatchState) -> Bool {
+        let chars = state.chars
         if index == parts.count { return position == chars.count }
+        let key = index * (chars.count + 1) + position
+        if state.memoize, state.failed.contains(key) { return false }
+        state.budget -= 1
+        if state.budget < 0 { return false }
+        let matched: Bool
         switch parts[index] {
         case .literal(let literal):
-            let lit = Array(literal)
-            guard position + lit.count <= chars.count, Array(chars[position..<position + lit.count]) == lit else {
-                return false
-            }
-            return matchParts(index + 1, chars, position + lit.count, &values)
+            matched = Self.hasLiteral(literal, in: chars, at: position) && matchParts(index + 1, position + literal.count, &state)
         case .placeholder(let p):
-            let isLast = index == parts.count - 1
-            guard position < chars.count else { return false }
-            let ends = isLast ? chars.count...chars.count : (position + 1)...chars.count
-            for end in ends {
-                let raw = String(chars[position..<end])
-                let snapshot = values
-                if bind(p, raw, &values), matchParts(index + 1, chars, end, &values) { return true }
-                values = snapshot
-            }
-            return false
+            matched = matchPlaceholder(p, index, position, &state)
         }
+        if !matched, state.memoize { state.failed.insert(key) }
+        return matched
+    }
+
+    private func matchPlaceholder(_ p: Placeholder, _ index: Int, _ position: Int, _ state: inout MatchState) -> Bool {
+        let chars = state.chars
+        guard position < chars.count else { return false }
+        let isLast = index == parts.count - 1
+        var nextLiteral: String?
+        if index + 1 < parts.count, case .literal(let literal) = parts[index + 1] { nextLiteral = literal }
+        for end in (isLast ? chars.count...chars.count : (position + 1)...chars.count) {
+            // Only ends where the following literal starts can succeed.
+            if let nextLiteral, !Self.hasLiteral(nextLiteral, in: chars, at: end) { continue }
+            state.budget -= 1
+            let raw = String(chars[position..<end])
+            let snapshot = state.values
+            if bind(p, raw, &state.values), matchParts(index + 1, end, &state) { return true }
+            state.values = snapshot
+            if state.budget < 0 { return false }
+        }
+        return false
+    }
+
+    private static func hasLiteral(_ literal: String, in chars: [Character], at position: Int) -> Bool {
+        var i = position
+        for c in literal {
+            guard i < chars.count, chars[i] == c else { return false }
+            i += 1
+        }
+        return true
     }
 
     private func bind(_ p: Placeholder, _ raw: String, _ values: inout [String: String]) -> Bool {

@@ -9,6 +9,7 @@
 /// ``filter`` is the MQTT subscription filter; ``match(_:)`` extracts the named values from a concrete topic.
 /// Templates without wildcards can also be rendered (``render(_:)``), e.g. for downlink topics.
 public struct TopicTemplate: Sendable, Hashable, CustomStringConvertible {
+    /// One `/`-separated level.
     public enum Level: Sendable, Hashable {
         case literal(String)
         /// `+`
@@ -23,6 +24,7 @@ public struct TopicTemplate: Sendable, Hashable, CustomStringConvertible {
 
     /// The text as written.
     public let source: String
+    /// The compiled levels.
     public let levels: [Level]
     /// The MQTT subscription filter, e.g. `devices/+/telemetry/+`.
     public let filter: String
@@ -216,9 +218,13 @@ public struct TopicTemplate: Sendable, Hashable, CustomStringConvertible {
     /// Ordering of topic templates by specificity: more literal levels, then more levels that mix literal text
     /// and placeholders, then a fixed depth (no `#`), then more levels.
     public struct Specificity: Sendable, Hashable, Comparable, CustomStringConvertible {
+        /// Levels of plain text.
         public var literalLevels: Int
+        /// Levels mixing text and a placeholder (`t-{sensor}`).
         public var partialLevels: Int
+        /// No `#` or `{x...}`.
         public var fixedDepth: Bool
+        /// Number of levels.
         public var levels: Int
 
         public static func < (a: Specificity, b: Specificity) -> Bool {
@@ -263,9 +269,11 @@ public struct TopicTemplate: Sendable, Hashable, CustomStringConvertible {
 /// The same level grammar as ``TopicTemplate`` (`{name}`, `{name...}`, `+`, `#`), over a path that starts
 /// with `/`. `/` alone is the thing itself.
 public struct PathTemplate: Sendable, Hashable, CustomStringConvertible {
+    /// The text as written.
     public let source: String
     let levels: TopicTemplate?
 
+    /// Compiles a path template; it must start with `/`.
     public init(_ source: String, allowWildcards: Bool = true) throws(TemplateError) {
         self.source = source
         guard source.hasPrefix("/") else {
@@ -292,6 +300,7 @@ public struct PathTemplate: Sendable, Hashable, CustomStringConvertible {
 
     public var description: String { source }
 
+    /// Placeholder names in order of first use.
     public var placeholders: [String] { levels?.placeholders ?? [] }
 
     /// The values if `path` matches (a trailing `/` on `path` is ignored), else nil.

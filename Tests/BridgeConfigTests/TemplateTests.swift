@@ -1,0 +1,129 @@
+import BridgeConfig
+import Testing
+
+struct TemplateTests {
+    @Test func rendersPlaceholdersAndLiterals() throws {
+        let t = try Template("{namespace}:{deviceId}")
+        #expect(try t.render(["namespace": "org.example", "deviceId": "dev-1"]) == "org.example:dev-1")
+        #expect(t.placeholders == ["namespace", "deviceId"])
+        #expect(!t.isConstant)
+    }
+
+    @Test func appliesTransformsLeftToRight() throws {
+        let t = try Template("{id|lower|replace('_','-')|prefix('dev-')|suffix('.x')}")
+        #expect(try t.render(["id": "AB_C"]) == "dev-ab-c.x")
+        #expect(try Template("{id|upper}").render(["id": "ab"]) == "AB")
+    }
+
+    @Test func defaultFillsAMissingValueOnly() throws {
+        let t = try Template("{site|default('main')}")
+        #expect(try t.render([:]) == "main")
+        #expect(try t.render(["site": "north"]) == "north")
+    }
+
+    @Test func missingValueThrows() throws {
+        let t = try Template("a/{b}")
+        #expect(throws: TemplateError(.missingValue("b"), offset: 2)) { try t.render([:]) }
+    }
+
+    @Test func escapesAreLiteral() throws {
+        let t = try Template("\\{x\\}-{id}\\\\")
+        #expect(try t.render(["id": "1"]) == "{x}-1\\")
+        #expect(try Template("{id|prefix('it\\'s ')}").render(["id": "a"]) == "it's a")
+        #expect(try Template("{id|replace('|','}')}").render(["id": "a|b"]) == "a}b")
+    }
+
+    @Test func constantTemplate() throws {
+        let t = try Template("alarm")
+        #expect(t.isConstant)
+        #expect(try t.render([:]) == "alarm")
+        #expect(t.match("alarm") == [:])
+        #expect(t.match("alarms") == nil)
+    }
+
+    @Test(arguments: [
+        ("{a", TemplateError.Kind.unclosedPlaceholder, 0),
+        ("a}", .unmatchedClosingBrace, 1),
+        ("x{}", .emptyPlaceholder, 1),
+        ("{1abc}", .invalidPlaceholderName("1abc"), 1),
+        ("{{ thing:id }}", .dittoPlaceholderSyntax, 0),
+        ("ab{x|shout}", .unknownTransform("shout", suggestion: nil), 5),
+        ("{x|prefix}", .invalidTransformArguments("prefix", expected: "one quoted argument, e.g. prefix('x')"), 3),
+        ("{x|lower('a')}", .invalidTransformArguments("lower", expected: "no arguments"), 3),
+        ("{x|replace('a')}", .invalidTransformArguments("replace", expected: "two quoted arguments, e.g. replace('a','b')"), 3),
+        ("{x|prefix(a)}", .invalidTransformArguments("prefix", expected: "one quoted argument, e.g. prefix('x')"), 3),
+        ("abc\\", .danglingEscape, 3),
+    ] as [(String, TemplateError.Kind, Int)])
+    func syntaxErrorsCarryTheirOffset(_ text: String, _ kind: TemplateError.Kind, _ offset: Int) {
+        #expect(throws: TemplateError(kind, offset: offset)) { try Template(text) }
+    }
+
+    @Test func matchSplitsAThingIDAtTheFirstColon() throws {
+        let t = try Template("{namespace}:{deviceId}")
+        #expect(t.match("org.example:dev:1") == ["namespace": "org.example", "deviceId": "dev:1"])
+        #expect(t.match("no-colon") == nil)
+        #expect(t.match(":name") == nil)  // placeholders take at least one character
+    }
+
+    @Test func matchHonoursFixedValuesAfterTransforms() throws {
+        let t = try Template("{namespace}:{deviceId}")
+        #expect(t.match("org.example:d1", fixed: ["namespace": "org.example"]) == ["namespace": "org.example", "deviceId": "d1"])
+        #expect(t.match("com.other:d1", fixed: ["namespace": "org.example"]) == nil)
+        let upper = try Template("{site|upper}-{id}")
+        #expect(upper.match("NORTH-7", fixed: ["site": "north"]) == ["site": "north", "id": "7"])
+    }
+
+    @Test func matchInvertsTransforms() throws {
+        let prefixed = try Template("org.example:{id|prefix('room-')}")
+        #expect(prefixed.match("org.example:room-kitchen") == ["id": "kitchen"])
+        #expect(prefixed.match("org.example:kitchen") == nil)
+        let lower = try Template("org.example:{id|lower}")
+        #expect(lower.match("org.example:abc") == ["id": "abc"])
+        #expect(lower.match("org.example:Abc") == nil)  // rendering never produces upper case here
+        let replaced = try Template("x:{id|replace('_','-')}")
+        #expect(replaced.match("x:a-b") == ["id": "a_b"])
+        let suffixed = try Template("x:{id|suffix('.dev')}")
+        #expect(suffixed.match("x:pump.dev") == ["id": "pump"])
+        #expect(suffixed.match("x:.dev") == nil)
+    }
+
+    @Test func repeatedPlaceholdersMustAgree() throws {
+        let t = try Template("{a}-{a}")
+        #expect(t.match("x-x") == ["a": "x"])
+        #expect(t.match("x-y") == nil)
+    }
+
+    @Test func matchBacktracksOverRepeatedLiterals() throws {
+        let t = try Template("{a}-{b}-end")
+        #expect(t.match("1-2-3-end") == ["a": "1", "b": "2-3"])
+    }
+
+    @Test func adversarialInputEndsQuickly() throws {
+        let t = try Template("{a}-{b}-{c}-{d}-{e}!")
+        #expect(t.match(String(repeating: "-", count: 256)) == nil)
+        // Passes the prefix/suffix shortcut, so the search itself has to give up.
+        #expect(t.match(String(repeating: "-", count: 255) + "!", fixed: ["e": "zzz"]) == nil)
+        #expect(t.match("a-b-c-d-e!") == ["a": "a", "b": "b", "c": "c", "d": "d", "e": "e"])
+    }
+
+    @Test func matchedValuesRenderBackToTheSameText() throws {
+        let t = try Template("{namespace}:{site}.{id|lower}")
+        for text in ["org.example:north.pump-1", "a:b.c", "org:x.y.z"] {
+            let values = try #require(t.match(text))
+            #expect(try t.render(values) == text)
+        }
+    }
+
+    @Test func headerPlaceholdersAreNamesToo() throws {
+        let t = try Template("{header:x-trace}/{deviceId}")
+        #expect(t.placeholders == ["header:x-trace", "deviceId"])
+        #expect(try t.render(["header:x-trace": "t1", "deviceId": "d"]) == "t1/d")
+    }
+
+    @Test func errorsReadWell() {
+        #expect(TemplateError(.missingValue("deviceId")).description == "no value for placeholder {deviceId}")
+        #expect(
+            TemplateError(.unknownTransform("lowr", suggestion: "lower")).description
+                == "unknown transform 'lowr'; did you mean 'lower'?")
+    }
+}

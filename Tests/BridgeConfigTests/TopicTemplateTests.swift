@@ -1,0 +1,128 @@
+import BridgeConfig
+import Testing
+
+struct TopicTemplateTests {
+    @Test func compilesNamedLevelsToAFilter() throws {
+        let t = try TopicTemplate("devices/{deviceId}/telemetry/{sensor}")
+        #expect(t.filter == "devices/+/telemetry/+")
+        #expect(t.placeholders == ["deviceId", "sensor"])
+        #expect(t.match("devices/d1/telemetry/temp") == ["deviceId": "d1", "sensor": "temp"])
+        #expect(t.match("devices/d1/telemetry") == nil)
+        #expect(t.match("devices/d1/telemetry/temp/x") == nil)
+        #expect(t.match("devices/d1/status/temp") == nil)
+    }
+
+    @Test func wildcardsPassThrough() throws {
+        let t = try TopicTemplate("+/{deviceId}/#")
+        #expect(t.filter == "+/+/#")
+        #expect(t.hasWildcards)
+        #expect(t.match("site/d1/a/b") == ["deviceId": "d1"])
+        #expect(t.match("site/d1") == ["deviceId": "d1"])  // '#' also matches the parent level
+        #expect(t.match("site") == nil)
+    }
+
+    @Test func multiLevelCaptureTakesTheRest() throws {
+        let t = try TopicTemplate("devices/{deviceId}/{path...}")
+        #expect(t.filter == "devices/+/#")
+        #expect(t.match("devices/d1/a/b/c") == ["deviceId": "d1", "path": "a/b/c"])
+        #expect(t.match("devices/d1") == nil)  // a capture needs at least one level
+        #expect(try t.render(["deviceId": "d1", "path": "x/y"]) == "devices/d1/x/y")
+    }
+
+    @Test func partialLevelsMatchTheirLiteralText() throws {
+        let t = try TopicTemplate("plant/dev-{id}/state")
+        #expect(t.filter == "plant/+/state")
+        #expect(t.match("plant/dev-42/state") == ["id": "42"])
+        #expect(t.match("plant/x-42/state") == nil)
+    }
+
+    @Test func emptyLevelsAreLevels() throws {
+        let t = try TopicTemplate("/a/{b}")
+        #expect(t.filter == "/a/+")
+        #expect(t.match("/a/x") == ["b": "x"])
+        #expect(t.match("a/x") == nil)
+    }
+
+    @Test func dollarTopicsAreNotMatchedByLeadingWildcards() throws {
+        #expect(try TopicTemplate("#").match("$SYS/broker/uptime") == nil)
+        #expect(try TopicTemplate("{a}/broker/#").match("$SYS/broker/uptime") == nil)
+        #expect(try TopicTemplate("$SYS/#").match("$SYS/broker/uptime") == [:])
+    }
+
+    @Test(arguments: [
+        ("", "a topic cannot be empty"),
+        ("a/#/b", "'#' must be the last level"),
+        ("a/+x", "a wildcard must fill a whole level"),
+        ("a/b#", "a wildcard must fill a whole level"),
+        ("a/{rest...}/b", "must be the last level"),
+        ("a/{header:x}", "topic levels cannot use headers"),
+        ("a/{x", "'{' without a matching '}'"),
+    ])
+    func invalidTopics(_ text: String, _ message: String) {
+        do {
+            _ = try TopicTemplate(text)
+            Issue.record("'\(text)' compiled")
+        } catch {
+            #expect(error.description.contains(message), "\(error)")
+        }
+    }
+
+    @Test func publishTopicsRejectWildcards() {
+        #expect(throws: TemplateError.self) { try TopicTemplate("ditto/in/+", allowWildcards: false) }
+        #expect(throws: TemplateError.self) { try TopicTemplate("ditto/#", allowWildcards: false) }
+    }
+
+    @Test func renderInsertsValuesAndRefusesWildcardCharacters() throws {
+        let t = try TopicTemplate("devices/{deviceId}/inbox/{subject}", allowWildcards: false)
+        #expect(try t.render(["deviceId": "d1", "subject": "a/b"]) == "devices/d1/inbox/a/b")
+        #expect(throws: TemplateError(.invalidTopicValue(placeholder: "subject", value: "a+b"))) {
+            try t.render(["deviceId": "d1", "subject": "a+b"])
+        }
+        #expect(throws: TemplateError.self) { try t.render(["deviceId": "d1"]) }
+        #expect(throws: TemplateError.self) { try TopicTemplate("a/+").render([:]) }
+    }
+
+    @Test func specificityPrefersLiteralLevels() throws {
+        let exact = try TopicTemplate("devices/{id}/telemetry/temperature").specificity
+        let named = try TopicTemplate("devices/{id}/telemetry/{sensor}").specificity
+        let partial = try TopicTemplate("devices/{id}/telemetry/t-{sensor}").specificity
+        let open = try TopicTemplate("devices/{id}/telemetry/#").specificity
+        let deeper = try TopicTemplate("devices/{id}/{a}/{b}/{c}").specificity
+        #expect(exact > partial)
+        #expect(partial > named)
+        #expect(named > open)
+        #expect(named > deeper)  // two literal levels beat one
+    }
+
+    @Test(arguments: [
+        ("devices/{id}/telemetry/{s}", "devices/+/telemetry/temp", true),
+        ("devices/{id}/telemetry/{s}", "devices/+/status", false),
+        ("devices/#", "devices/a/b/c", true),
+        ("devices/{rest...}", "devices", false),
+        ("devices/#", "devices", true),
+        ("a/dev-{id}", "a/dev-1", true),
+        ("a/dev-{id}", "a/sensor-1", false),
+        ("ditto/in/{thingId}", "{kind}/{deviceId}/{sensor}", true),
+        ("ditto/in/{thingId}", "devices/{id}/x", false),
+    ])
+    func overlaps(_ a: String, _ b: String, _ expected: Bool) throws {
+        let x = try TopicTemplate(a)
+        let y = try TopicTemplate(b)
+        #expect(x.overlaps(y) == expected)
+        #expect(y.overlaps(x) == expected)
+    }
+
+    @Test func pathTemplates() throws {
+        let p = try PathTemplate("/features/{feature}/properties/{property...}")
+        #expect(p.placeholders == ["feature", "property"])
+        #expect(p.match("/features/lamp/properties/color/r") == ["feature": "lamp", "property": "color/r"])
+        #expect(p.match("/features/lamp") == nil)
+        #expect(p.match("/attributes/x") == nil)
+        #expect(try p.render(["feature": "lamp", "property": "on"]) == "/features/lamp/properties/on")
+        let root = try PathTemplate("/")
+        #expect(root.match("/") == [:])
+        #expect(root.match("/features") == nil)
+        #expect(throws: TemplateError.self) { try PathTemplate("features/x") }
+        #expect(throws: TemplateError.self) { try PathTemplate("/features//x") }
+    }
+}
