@@ -183,7 +183,7 @@ public struct DownlinkMapper: Sendable {
         }
 
         var properties = mapper.deviceProperties(headers: envelope.headers, messageExpiry: messageExpiry)
-        if rule.reply.mode == .mqtt5, route.responseRequired || route.expectsReply, let replyTopic = rule.reply.topic {
+        if rule.reply.mode == .mqtt5, route.responseRequired, let replyTopic = rule.reply.topic {
             do {
                 properties.responseTopic = try replyTopic.render(variables)
             } catch {

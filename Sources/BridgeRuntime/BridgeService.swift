@@ -45,6 +45,9 @@ public final class BridgeService: Service, Sendable {
                                                logger: dittoLogger)
     }
 
+    /// Requests waiting for an answer: Ditto's for devices (downlink) and devices' for Ditto (uplink).
+    public var pendingRequestCounts: (downlink: Int, uplink: Int) { state.pendingCounts }
+
     /// Returns once both sides connected and subscribed for the first time.
     public func waitUntilReady() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
@@ -378,7 +381,10 @@ public final class BridgeService: Service, Sendable {
         let expiry = UInt32(max(1, (left.components.seconds + (left.components.attoseconds > 0 ? 1 : 0))))
         let publication: MQTTPublication
         do {
-            publication = try downlink.devicePublication(for: envelope, route: route, messageExpiry: expiry)
+            // The device gets a response topic only when somebody waits for its answer.
+            var publishedRoute = route
+            publishedRoute.responseRequired = waits
+            publication = try downlink.devicePublication(for: envelope, route: publishedRoute, messageExpiry: expiry)
         } catch {
             if waits { state.removeDownlink(correlationID) }
             metrics.increment("downlink.dropped.\(error.kind.rawValue)")
@@ -542,7 +548,8 @@ public final class BridgeService: Service, Sendable {
 
     private func sweepExpired() async {
         while !Task.isCancelled {
-            try? await Task.sleep(for: .milliseconds(100))
+            let next = state.nextDeadline.map { $0 - .now } ?? .milliseconds(100)
+            try? await Task.sleep(for: min(max(next, .milliseconds(5)), .milliseconds(100)))
             let expired = state.expire(now: .now)
             for pending in expired.downlink {
                 metrics.increment("downlink.timeout")

@@ -76,6 +76,12 @@ final class BridgeState: Sendable {
         }
     }
 
+    var nextDeadline: ContinuousClock.Instant? {
+        state.withLock { state in
+            [state.downlink.nextDeadline, state.uplink.nextDeadline].compactMap { $0 }.min()
+        }
+    }
+
     var pendingCounts: (downlink: Int, uplink: Int) {
         state.withLock { ($0.downlink.count, $0.uplink.count) }
     }

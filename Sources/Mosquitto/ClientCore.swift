@@ -382,14 +382,14 @@ final class ClientCore: Sendable {
         next?.resume(returning: .success(()))
     }
 
-    func shutdown() async {
+    func shutdown(reason: Int32) async {
         let (running, alreadyStopping) = state.withLock { state in
             defer { state.stopping = true }
             return (state.threadRunning, state.stopping)
         }
         if !alreadyStopping {
             if running {
-                _ = mosquitto_disconnect_v5(handle.raw, 0, nil)
+                _ = mosquitto_disconnect_v5(handle.raw, configuration.version == .v5 ? reason : 0, nil)
                 wakeup.signal()
             }
         }

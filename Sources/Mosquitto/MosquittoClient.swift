@@ -83,7 +83,13 @@ public final class MosquittoClient: Sendable {
     /// Sends DISCONNECT (the will is not published), stops the network thread, fails waiting operations with
     /// ``MQTTError/Kind/shutdown`` and finishes the streams. Idempotent.
     public func disconnect() async {
-        await core.shutdown()
+        await core.shutdown(reason: 0)
+    }
+
+    /// Like ``disconnect()``, but asks an MQTT 5 broker to publish the will anyway (reason code 0x04), as if
+    /// the client had died: for graceful shutdowns that should still announce the client as gone.
+    public func disconnectPublishingWill() async {
+        await core.shutdown(reason: 4)
     }
 
     deinit {

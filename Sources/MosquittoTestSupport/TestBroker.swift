@@ -264,6 +264,9 @@ public final class MessageCollector: Sendable {
 
     private let buffer = Buffer()
 
+    /// A collector that only gets what ``append(_:)`` adds.
+    public init() {}
+
     public init(_ messages: AsyncStream<MQTTMessage>) {
         let buffer = self.buffer
         Task {
@@ -298,4 +301,6 @@ public final class MessageCollector: Sendable {
     }
 
     public func removeAll() { buffer.messages.withLock { $0.removeAll() } }
+
+    public func append(_ message: MQTTMessage) { buffer.messages.withLock { $0.append(message) } }
 }

@@ -40,14 +40,15 @@ final class BridgeHarness: Sendable {
         await bridge.waitUntilReady()
     }
 
-    /// A device client on the same broker.
+    /// A device client on the same broker. With `collect` its messages go to `inbox`; without, the caller
+    /// consumes `client.messages` itself (a stream has one consumer).
     func device(_ id: String, version: MQTTVersion = .v5, subscribe filters: [String] = [],
-                will: MQTTConfiguration.Will? = nil) async throws -> (client: MosquittoClient, inbox: MessageCollector) {
+                will: MQTTConfiguration.Will? = nil, collect: Bool = true) async throws -> (client: MosquittoClient, inbox: MessageCollector) {
         var configuration = broker.clientConfiguration(version: version, clientID: "device-\(id)")
         configuration.will = will
         let client = try MosquittoClient(configuration: configuration, logger: harnessLogger)
         try await client.connect()
-        let inbox = MessageCollector(client.messages)
+        let inbox = collect ? MessageCollector(client.messages) : MessageCollector()
         if !filters.isEmpty {
             try await client.subscribe(filters.map { Subscription(filter: $0, qos: .atLeastOnce) })
         }
