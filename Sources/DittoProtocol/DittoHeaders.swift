@@ -3,7 +3,10 @@
 ///
 /// Values are strings as in Ditto. JSON header values that are not strings are stringified (compact JSON)
 /// and `null` values dropped, as `AbstractDittoHeadersBuilder#toMap` does; the original JSON value is kept
-/// alongside so that re-encoding a decoded envelope reproduces custom non-string headers unchanged.
+/// alongside so that re-encoding a decoded envelope reproduces every header exactly as it came in (a
+/// bridge passes headers through; it does not retype them). Headers set through the API are written the
+/// way Ditto's `toJson` writes them: typed known headers (booleans, JSON arrays/objects, numbers) as JSON,
+/// everything else as strings.
 public struct DittoHeaders: Sendable, Hashable, Sequence {
     /// One header as given: `name` in its original spelling.
     public typealias Element = (name: String, value: String)
@@ -12,7 +15,7 @@ public struct DittoHeaders: Sendable, Hashable, Sequence {
         var name: String
         var key: String  // lower-cased name
         var value: String
-        var json: JSONValue?  // original non-string JSON value, if any
+        var json: JSONValue?  // the JSON value as decoded, if the header came from an envelope
 
         static func == (a: Entry, b: Entry) -> Bool { a.key == b.key && a.value.utf8Equals(b.value) }
         func hash(into hasher: inout Hasher) {
@@ -43,7 +46,7 @@ public struct DittoHeaders: Sendable, Hashable, Sequence {
             case .null:
                 continue
             case .string(let s):
-                set(name, value: s, json: nil)
+                set(name, value: s, json: value)
             default:
                 set(name, value: JSON.serializeToString(value), json: value)
             }

@@ -20,6 +20,10 @@ public struct Envelope: Sendable, Hashable {
     /// Field selector, e.g. `thingId,attributes(location)`.
     public var fields: String?
 
+    /// Whether `headers` is written when empty. Ditto always writes it; a decoded envelope remembers whether
+    /// its input had the field so that re-encoding gives back the same keys. Not part of equality.
+    var writesEmptyHeaders = true
+
     public init(
         topic: TopicPath, headers: DittoHeaders = DittoHeaders(), path: String = "/", value: JSONValue? = nil,
         extra: JSONObject? = nil, status: Int? = nil, revision: Int64? = nil, timestamp: String? = nil,
@@ -35,6 +39,21 @@ public struct Envelope: Sendable, Hashable {
         self.timestamp = timestamp
         self.metadata = metadata
         self.fields = fields
+    }
+
+    public static func == (lhs: Envelope, rhs: Envelope) -> Bool {
+        lhs.topic == rhs.topic && lhs.headers == rhs.headers && lhs.path.utf8Equals(rhs.path) && lhs.value == rhs.value
+            && lhs.extra == rhs.extra && lhs.status == rhs.status && lhs.revision == rhs.revision
+            && lhs.timestamp == rhs.timestamp && lhs.metadata == rhs.metadata && lhs.fields == rhs.fields
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(topic)
+        hasher.combine(headers)
+        path.hashUTF8(into: &hasher)
+        hasher.combine(value)
+        hasher.combine(status)
+        hasher.combine(revision)
     }
 
     /// Ditto's rule: a response (or ack, or error) exactly when `status` is present.
@@ -92,6 +111,7 @@ public struct Envelope: Sendable, Hashable {
         guard case .string(let path) = pathValue else { throw fieldTypeError("path", pathValue, "String") }
 
         var envelope = Envelope(topic: topic, headers: headers, path: path)
+        envelope.writesEmptyHeaders = object.contains("headers")
         envelope.value = object["value"]
         if let extraValue = object["extra"] {
             guard case .object(let extra) = extraValue else { throw fieldTypeError("extra", extraValue, "JsonObject") }
@@ -135,13 +155,14 @@ public struct Envelope: Sendable, Hashable {
 
     // MARK: Encoding
 
-    /// Compact JSON in Ditto's field order. `headers` is left out when empty (Ditto's parser defaults it).
+    /// Compact JSON in Ditto's field order. An empty `headers` is written (as Ditto does) unless the envelope
+    /// was decoded from input without it.
     public func encoded() -> [UInt8] {
         var w = JSONWriter(capacity: 256 + path.utf8.count)
         w.bytes.append(UInt8(ascii: "{"))
         w.writeKey("topic")
         w.writeString(topic.description)
-        if !headers.isEmpty {
+        if !headers.isEmpty || writesEmptyHeaders {
             w.bytes.append(UInt8(ascii: ","))
             w.writeKey("headers")
             w.bytes.append(UInt8(ascii: "{"))
@@ -207,7 +228,7 @@ public struct Envelope: Sendable, Hashable {
     public var json: JSONValue {
         var object = JSONObject()
         object["topic"] = .string(topic.description)
-        if !headers.isEmpty { object["headers"] = .object(headers.json) }
+        if !headers.isEmpty || writesEmptyHeaders { object["headers"] = .object(headers.json) }
         object["path"] = .string(path)
         if let value { object["value"] = value }
         if let extra { object["extra"] = .object(extra) }

@@ -84,7 +84,7 @@ import Testing
         let error = DittoError.timeout(milliseconds: 5000)
         let response = Envelope.errorResponse(thingID: thing, error: error)
         #expect(String(decoding: response.encoded(), as: UTF8.self)
-            == #"{"topic":"org.acme/device-1/things/live/errors","path":"/","value":{"status":408,"error":"command.timeout","message":"The Command reached the specified timeout of 5000ms.","description":"Try increasing the command timeout."},"status":408}"#)
+            == #"{"topic":"org.acme/device-1/things/live/errors","headers":{},"path":"/","value":{"status":408,"error":"command.timeout","message":"The Command reached the specified timeout of 5000ms.","description":"Try increasing the command timeout."},"status":408}"#)
         #expect(try Envelope.decode(response.encoded()).error == error)
         let fallback = Envelope.errorResponse(thingID: nil, channel: .twin, error: .jsonInvalid("bad"))
         #expect(fallback.topic.description == "unknown/unknown/things/twin/errors")
