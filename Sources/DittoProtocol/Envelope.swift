@@ -88,9 +88,28 @@ public struct Envelope: Sendable, Hashable {
         guard case .object(let object) = json else {
             throw DittoError.jsonInvalid("The Ditto Protocol message is not a JSON object.")
         }
+        // One pass over the members; unknown fields are ignored as Ditto does. (The field names are lower-case
+        // ASCII, for which String's `==` is byte equality.)
+        var topicValue, headersValue, pathValue, value, extraValue, statusValue, revisionValue, timestampValue,
+            metadataValue, fieldsValue: JSONValue?
+        for (key, member) in object {
+            switch key {
+            case "topic": topicValue = member
+            case "headers": headersValue = member
+            case "path": pathValue = member
+            case "value": value = member
+            case "extra": extraValue = member
+            case "status": statusValue = member
+            case "revision": revisionValue = member
+            case "timestamp": timestampValue = member
+            case "metadata": metadataValue = member
+            case "fields": fieldsValue = member
+            default: continue
+            }
+        }
         // Ditto reads the headers first, so invalid header values win over a bad topic.
         var headers = DittoHeaders()
-        if let headersValue = object["headers"] {
+        if let headersValue {
             guard case .object(let headersObject) = headersValue else {
                 throw fieldTypeError("headers", headersValue, "JsonObject")
             }
@@ -103,33 +122,33 @@ public struct Envelope: Sendable, Hashable {
             try headers.validate()
         }
 
-        guard let topicValue = object["topic"] else { throw DittoError.jsonFieldMissing("topic") }
+        guard let topicValue else { throw DittoError.jsonFieldMissing("topic") }
         guard case .string(let topicString) = topicValue else { throw fieldTypeError("topic", topicValue, "String") }
         let topic = try TopicPath(parsing: topicString)
 
-        guard let pathValue = object["path"] else { throw DittoError.jsonFieldMissing("path") }
+        guard let pathValue else { throw DittoError.jsonFieldMissing("path") }
         guard case .string(let path) = pathValue else { throw fieldTypeError("path", pathValue, "String") }
 
         var envelope = Envelope(topic: topic, headers: headers, path: path)
-        envelope.writesEmptyHeaders = object.contains("headers")
-        envelope.value = object["value"]
-        if let extraValue = object["extra"] {
+        envelope.writesEmptyHeaders = headersValue != nil
+        envelope.value = value
+        if let extraValue {
             guard case .object(let extra) = extraValue else { throw fieldTypeError("extra", extraValue, "JsonObject") }
             envelope.extra = extra
         }
-        if let statusValue = object["status"] {
+        if let statusValue {
             guard case .number(let number) = statusValue, number.isIntegerLiteral, let code = number.int64Value,
                 let small = Int(exactly: code)
             else { throw fieldTypeError("status", statusValue, "int") }
             // `HttpStatus.tryGetInstance`: an unknown code silently leaves the status out (rule 1).
             envelope.status = (100...599).contains(small) ? small : nil
         }
-        if let revisionValue = object["revision"] {
+        if let revisionValue {
             guard case .number(let number) = revisionValue, number.isIntegerLiteral, let revision = number.int64Value
             else { throw fieldTypeError("revision", revisionValue, "long") }
             envelope.revision = revision
         }
-        if let timestampValue = object["timestamp"] {
+        if let timestampValue {
             guard case .string(let timestamp) = timestampValue else {
                 throw fieldTypeError("timestamp", timestampValue, "String")
             }
@@ -138,11 +157,11 @@ public struct Envelope: Sendable, Hashable {
             }
             envelope.timestamp = timestamp
         }
-        if let metadataValue = object["metadata"] {
+        if let metadataValue {
             guard case .object = metadataValue else { throw fieldTypeError("metadata", metadataValue, "JsonObject") }
             envelope.metadata = metadataValue
         }
-        if let fieldsValue = object["fields"] {
+        if let fieldsValue {
             guard case .string(let fields) = fieldsValue else { throw fieldTypeError("fields", fieldsValue, "String") }
             envelope.fields = fields
         }

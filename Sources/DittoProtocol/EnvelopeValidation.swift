@@ -39,9 +39,7 @@ extension Envelope {
     /// Ditto reads `path` with the topic splitter (`newTopicOrPathPointer`): `""`/`"/"` are the root, a
     /// trailing `/` is ignored and a `//` makes the rest one segment.
     static func pathSegments(_ path: String) -> [String] {
-        var segments = TopicPath.split(path)
-        if path.utf8.first == UInt8(ascii: "/"), !segments.isEmpty { segments.removeFirst() }
-        return segments
+        TopicPath.segments(of: path, insertEmptyFirst: false)
     }
 
     private func requireValidThingID() throws(DittoError) {
