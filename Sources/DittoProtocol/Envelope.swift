@@ -180,7 +180,7 @@ public struct Envelope: Sendable, Hashable {
         var w = JSONWriter(capacity: 256 + path.utf8.count)
         w.bytes.append(UInt8(ascii: "{"))
         w.writeKey("topic")
-        w.writeString(topic.description)
+        topic.writeJSON(into: &w)
         if !headers.isEmpty || writesEmptyHeaders {
             w.bytes.append(UInt8(ascii: ","))
             w.writeKey("headers")

@@ -86,6 +86,10 @@ struct JSONParser {
     let b: UnsafeBufferPointer<UInt8>
     var position = 0
     private var scratch: [UInt8] = []
+    // Members and elements of the containers being parsed, so each container's storage is allocated once
+    // with its final size instead of growing while parsing.
+    private var memberStack: [JSONObject.Element] = []
+    private var elementStack: [JSONValue] = []
 
     init(_ buffer: UnsafeBufferPointer<UInt8>) { b = buffer }
 
@@ -149,21 +153,23 @@ struct JSONParser {
     private mutating func parseArray(depth: Int) throws(JSONParseError) -> [JSONValue] {
         guard depth <= JSON.maximumDepth else { throw fail("Nesting deeper than \(JSON.maximumDepth)") }
         position += 1  // [
-        var elements: [JSONValue] = []
         skipWhitespace()
         if position < b.count && b[position] == UInt8(ascii: "]") {
             position += 1
-            return elements
+            return []
         }
+        let base = elementStack.count
+        defer { elementStack.removeSubrange(base...) }
         while true {
             skipWhitespace()
-            elements.append(try parseValue(depth: depth))
+            let element = try parseValue(depth: depth)
+            elementStack.append(element)
             skipWhitespace()
             guard position < b.count else { throw fail("Unterminated array") }
             let c = b[position]
             position += 1
             if c == UInt8(ascii: ",") { continue }
-            if c == UInt8(ascii: "]") { return elements }
+            if c == UInt8(ascii: "]") { return Array(elementStack[base...]) }
             throw fail("Expected ',' or ']' in array", at: position - 1)
         }
     }
@@ -171,12 +177,14 @@ struct JSONParser {
     private mutating func parseObject(depth: Int) throws(JSONParseError) -> JSONObject {
         guard depth <= JSON.maximumDepth else { throw fail("Nesting deeper than \(JSON.maximumDepth)") }
         position += 1  // {
-        var object = JSONObject()
         skipWhitespace()
         if position < b.count && b[position] == UInt8(ascii: "}") {
             position += 1
-            return object
+            return JSONObject()
         }
+        let base = memberStack.count
+        defer { memberStack.removeSubrange(base...) }
+        var needsDeduplication = false
         while true {
             skipWhitespace()
             guard position < b.count, b[position] == quote else { throw fail("Expected a string key") }
@@ -186,14 +194,26 @@ struct JSONParser {
             position += 1
             skipWhitespace()
             let value = try parseValue(depth: depth)
-            // Duplicate keys: the last value wins, as with Ditto's LinkedHashMap-backed objects.
-            object[key] = value
+            if !needsDeduplication && memberStack.count - base <= 16 {
+                for i in base..<memberStack.count where memberStack[i].key.utf8Equals(key) {
+                    needsDeduplication = true
+                    break
+                }
+            } else if !needsDeduplication {
+                // Large objects: the general initializer finds duplicates through JSONObject's index.
+                needsDeduplication = true
+            }
+            memberStack.append((key, value))
             skipWhitespace()
             guard position < b.count else { throw fail("Unterminated object") }
             let c = b[position]
             position += 1
             if c == UInt8(ascii: ",") { continue }
-            if c == UInt8(ascii: "}") { return object }
+            if c == UInt8(ascii: "}") {
+                let members = memberStack[base...]
+                // Duplicate keys: the last value wins in the first position, as with Ditto's LinkedHashMap.
+                return needsDeduplication ? JSONObject(members.lazy.map { ($0.key, $0.value) }) : JSONObject(uniqueMembers: members)
+            }
             throw fail("Expected ',' or '}' in object", at: position - 1)
         }
     }
@@ -371,6 +391,12 @@ struct JSONWriter {
 
     mutating func writeString(_ string: String) {
         bytes.append(quote)
+        writeStringContents(string)
+        bytes.append(quote)
+    }
+
+    /// The escaped characters of `string`, without quotes.
+    mutating func writeStringContents(_ string: String) {
         var string = string
         string.withUTF8 { utf8 in
             var runStart = 0
@@ -395,6 +421,5 @@ struct JSONWriter {
             }
             if runStart < utf8.count { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart...])) }
         }
-        bytes.append(quote)
     }
 }

@@ -24,6 +24,20 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
         for (key, value) in members { self[key] = value }
     }
 
+    /// Members known to have distinct keys (the parser checked).
+    init(uniqueMembers: ArraySlice<Element>) {
+        entries = Array(uniqueMembers)
+        index = nil
+        if entries.count > Self.indexThreshold { rebuildIndex() }
+    }
+
+    private mutating func rebuildIndex() {
+        var built: [ByteKey: Int] = [:]
+        built.reserveCapacity(entries.count)
+        for (i, entry) in entries.enumerated() { built[ByteKey(entry.key)] = i }
+        index = built
+    }
+
     public init(dictionaryLiteral elements: (String, JSONValue)...) {
         self.init(elements)
     }
@@ -76,10 +90,7 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
         if index != nil {
             index?[ByteKey(key)] = entries.count - 1
         } else if entries.count > Self.indexThreshold {
-            var built: [ByteKey: Int] = [:]
-            built.reserveCapacity(entries.count * 2)
-            for (i, entry) in entries.enumerated() { built[ByteKey(entry.key)] = i }
-            index = built
+            rebuildIndex()
         }
     }
 
@@ -94,9 +105,7 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
         guard let i = position(of: key) else { return nil }
         let removed = entries.remove(at: i).value
         if index != nil {
-            var rebuilt: [ByteKey: Int] = [:]
-            for (j, entry) in entries.enumerated() { rebuilt[ByteKey(entry.key)] = j }
-            index = rebuilt
+            if entries.count > Self.indexThreshold { rebuildIndex() } else { index = nil }
         }
         return removed
     }

@@ -158,16 +158,17 @@ public struct TopicPath: Sendable, Hashable, CustomStringConvertible {
         return .success(topicPath)
     }
 
-    private static func match<E: RawRepresentable & CaseIterable>(
-        _ b: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, _ type: E.Type
-    ) -> E? where E.RawValue == String {
+    private static func match<E: TopicPathName>(_ b: UnsafeBufferPointer<UInt8>, _ range: Range<Int>, _ type: E.Type)
+        -> E?
+    {
         let count = range.count
-        for candidate in E.allCases {
-            var raw = candidate.rawValue
-            let equal = raw.withUTF8 { name in
-                name.count == count && (0..<count).allSatisfy { name[$0] == b[range.lowerBound + $0] }
+        for (name, value) in E.names where name.count == count {
+            var equal = true
+            for k in 0..<count where name[k] != b[range.lowerBound + k] {
+                equal = false
+                break
             }
-            if equal { return candidate }
+            if equal { return value }
         }
         return nil
     }
@@ -224,6 +225,39 @@ public struct TopicPath: Sendable, Hashable, CustomStringConvertible {
     }
 
     // MARK: Serialization
+
+    /// Writes the topic as a JSON string literal without building the `String` first.
+    func writeJSON(into w: inout JSONWriter) {
+        w.bytes.append(UInt8(ascii: "\""))
+        w.writeStringContents(namespace)
+        w.bytes.append(UInt8(ascii: "/"))
+        w.writeStringContents(entityName)
+        w.bytes.append(UInt8(ascii: "/"))
+        w.bytes.append(contentsOf: group.rawValue.utf8)
+        if channel != .none {
+            w.bytes.append(UInt8(ascii: "/"))
+            w.bytes.append(contentsOf: channel.rawValue.utf8)
+        }
+        w.bytes.append(UInt8(ascii: "/"))
+        w.bytes.append(contentsOf: criterion.rawValue.utf8)
+        if let action {
+            w.bytes.append(UInt8(ascii: "/"))
+            w.bytes.append(contentsOf: action.rawValue.utf8)
+        }
+        if let searchAction {
+            w.bytes.append(UInt8(ascii: "/"))
+            w.bytes.append(contentsOf: searchAction.rawValue.utf8)
+        }
+        if let streamingAction {
+            w.bytes.append(UInt8(ascii: "/"))
+            w.bytes.append(contentsOf: streamingAction.rawValue.utf8)
+        }
+        if let subject {
+            w.bytes.append(UInt8(ascii: "/"))
+            w.writeStringContents(subject)
+        }
+        w.bytes.append(UInt8(ascii: "\""))
+    }
 
     /// The topic string as Ditto serializes it (`ImmutableTopicPath.getPath`).
     public var description: String {
@@ -290,4 +324,37 @@ public struct TopicPath: Sendable, Hashable, CustomStringConvertible {
 
     /// Ditto's fallback for errors that cannot be attributed to a thing: `unknown/unknown/things/twin/errors`.
     public static let fallbackErrors = TopicPath(unchecked: "unknown", "unknown", .twin, .errors)
+}
+
+/// The enums of topic segments, with their names as bytes for matching without building strings.
+protocol TopicPathName: RawRepresentable, CaseIterable where RawValue == String {
+    static var names: [(bytes: [UInt8], value: Self)] { get }
+}
+
+extension TopicPathName {
+    static func makeNames() -> [(bytes: [UInt8], value: Self)] { allCases.map { (Array($0.rawValue.utf8), $0) } }
+}
+
+extension TopicPath.Group: TopicPathName {
+    static let names = makeNames()
+}
+
+extension TopicPath.Channel: TopicPathName {
+    static let names = makeNames()
+}
+
+extension TopicPath.Criterion: TopicPathName {
+    static let names = makeNames()
+}
+
+extension TopicPath.Action: TopicPathName {
+    static let names = makeNames()
+}
+
+extension TopicPath.SearchAction: TopicPathName {
+    static let names = makeNames()
+}
+
+extension TopicPath.StreamingAction: TopicPathName {
+    static let names = makeNames()
 }

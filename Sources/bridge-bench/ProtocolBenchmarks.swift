@@ -2,9 +2,9 @@ import DittoProtocol
 
 /// `bridge-bench protocol`: Ditto Protocol decode/encode and JSON throughput on one core.
 enum ProtocolBenchmarks {
-    /// A typical live event as the bridge emits it (about 300 bytes).
+    /// A typical live event as the bridge emits it (about 300 bytes: UUID correlation-id, feature property, revision).
     static let liveEvent = #"""
-        {"topic":"org.acme.factory/press-17/things/live/events/modified","headers":{"correlation-id":"3f1c9a52-7d2e-4a8b-9c11-2b6e0f4d8a90","content-type":"application/json","x-bridge-source":"factory/press-17/telemetry"},"path":"/features/hydraulics/properties/pressure","value":{"value":212.75,"unit":"bar","ok":true},"revision":1042,"timestamp":"2026-11-23T12:00:00.123Z"}
+        {"topic":"org.acme.factory/press-17/things/live/events/modified","headers":{"correlation-id":"3f1c9a52-7d2e-4a8b-9c11-2b6e0f4d8a90","content-type":"application/json"},"path":"/features/hydraulics/properties/pressure","value":{"value":212.75,"unit":"bar","ok":true},"revision":1042,"timestamp":"2026-11-23T12:00:00.123Z"}
         """#
 
     /// A larger JSON document: a thing with many features, mixed types, escapes and non-ASCII text.
@@ -24,7 +24,12 @@ enum ProtocolBenchmarks {
         return JSON.serialize(thing)
     }
 
-    static func measure(_ label: String, minimumSeconds: Double = 1.5, unitBytes: Int? = nil, _ body: () -> Int) {
+    /// Runs one benchmark for at least `minimumSeconds` and prints operations per second (and MB/s when
+    /// `unitBytes` is given). `filter` (second command-line argument) skips labels not containing it.
+    static func measure(
+        _ label: String, filter: String?, minimumSeconds: Double = 1.5, unitBytes: Int? = nil, _ body: () -> Int
+    ) {
+        if let filter, !label.contains(filter) { return }
         let clock = ContinuousClock()
         var iterations = 0
         var sink = 0
@@ -53,6 +58,11 @@ enum ProtocolBenchmarks {
     }
 
     static func run() {
+        let arguments = CommandLine.arguments
+        let filter = arguments.count > 2 ? arguments[2] : nil
+        func measure(_ label: String, minimumSeconds: Double = 1.5, unitBytes: Int? = nil, _ body: () -> Int) {
+            ProtocolBenchmarks.measure(label, filter: filter, minimumSeconds: minimumSeconds, unitBytes: unitBytes, body)
+        }
         let eventBytes = Array(liveEvent.utf8)
         print("bridge-bench protocol (one core; swift run -c release bridge-bench protocol)")
         print("live event: \(eventBytes.count) bytes")
