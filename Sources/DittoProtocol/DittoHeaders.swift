@@ -26,6 +26,26 @@ public struct DittoHeaders: Sendable, Hashable, Sequence {
 
     private(set) var entries: [Entry] = []
 
+    /// Equal when both have the same names (case-insensitively) with the same values, in any order, as
+    /// Ditto compares its header maps.
+    public static func == (lhs: DittoHeaders, rhs: DittoHeaders) -> Bool {
+        guard lhs.entries.count == rhs.entries.count else { return false }
+        for entry in lhs.entries {
+            guard let i = rhs.position(ofKey: entry.key), rhs.entries[i].value.utf8Equals(entry.value) else {
+                return false
+            }
+        }
+        return true
+    }
+
+    /// Order-independent, consistent with `==`.
+    public func hash(into hasher: inout Hasher) {
+        var combined = 0
+        for entry in entries { combined &+= entry.hashValue }
+        hasher.combine(entries.count)
+        hasher.combine(combined)
+    }
+
     /// Headers total size limit in characters (`ditto.limits.messages.headers-size = 5k`; HOCON `k` = 1024).
     public static let sizeLimit = 5_120
 

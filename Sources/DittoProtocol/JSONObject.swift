@@ -54,9 +54,6 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
     /// The values in order.
     public var values: [JSONValue] { entries.map(\.value) }
 
-    /// The member at `position` (insertion order).
-    public func member(at position: Int) -> Element { entries[position] }
-
     private func position(of key: String) -> Int? {
         if let index { return index[ByteKey(key)] }
         for i in entries.indices where entries[i].key.utf8Equals(key) { return i }

@@ -104,6 +104,20 @@ public enum MessagePayload: Sendable, Hashable {
         }
     }
 
+    /// Ditto's message size limit: `ditto.limits.messages.max-size = 250k` (HOCON `k` = 1024).
+    public static let sizeLimit = 256_000
+
+    /// 413 `messages:payload.toolarge` when the payload bytes exceed `limit`.
+    public func checkSize(limit: Int = MessagePayload.sizeLimit) throws(DittoError) {
+        let size: Int
+        switch self {
+        case .json(let value): size = JSON.serialize(value).count
+        case .text(let text): size = text.utf8.count
+        case .binary(let bytes): size = bytes.count
+        }
+        if size > limit { throw DittoError.payloadTooLarge(size: size, limit: limit) }
+    }
+
     /// The raw payload bytes (JSON serialized compactly, text as UTF-8).
     public var bytes: [UInt8] {
         switch self {
