@@ -9,10 +9,14 @@ public enum MessageDirection: String, Sendable, Hashable, CaseIterable {
 
 /// The addressing parts of a live message path.
 public struct MessagePath: Sendable, Hashable {
+    /// The feature the message is for, `nil` for thing-level messages.
     public var featureID: String?
+    /// `inbox` (to the device) or `outbox` (from the device).
     public var direction: MessageDirection
+    /// The subject, identical to the topic's.
     public var subject: String
 
+    /// A message path from its parts.
     public init(featureID: String? = nil, direction: MessageDirection, subject: String) {
         self.featureID = featureID
         self.direction = direction

@@ -17,6 +17,7 @@ public struct DittoError: Error, Sendable, Hashable, CustomDebugStringConvertibl
     /// Optional link to documentation.
     public var href: String?
 
+    /// An error from its fields.
     public init(status: Int, error: String, message: String, description: String? = nil, href: String? = nil) {
         self.status = status
         self.error = error

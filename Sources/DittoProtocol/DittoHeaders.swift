@@ -17,9 +17,9 @@ public struct DittoHeaders: Sendable, Hashable, Sequence {
         var value: String
         var json: JSONValue?  // the JSON value as decoded, if the header came from an envelope
 
-        static func == (a: Entry, b: Entry) -> Bool { a.key == b.key && a.value.utf8Equals(b.value) }
+        static func == (a: Entry, b: Entry) -> Bool { a.key.utf8Equals(b.key) && a.value.utf8Equals(b.value) }
         func hash(into hasher: inout Hasher) {
-            hasher.combine(key)
+            key.hashUTF8(into: &hasher)
             value.hashUTF8(into: &hasher)
         }
     }
@@ -99,7 +99,7 @@ public struct DittoHeaders: Sendable, Hashable, Sequence {
     }
 
     private func position(ofKey key: String) -> Int? {
-        for i in entries.indices where entries[i].key == key { return i }
+        for i in entries.indices where entries[i].key.utf8Equals(key) { return i }
         return nil
     }
 
@@ -144,9 +144,9 @@ public struct DittoHeaders: Sendable, Hashable, Sequence {
         for entry in other.entries { set(entry.name, value: entry.value, json: entry.json) }
     }
 
-    /// Keeps only the headers for which `isIncluded(lower-cased name)` is true.
-    public mutating func filter(_ isIncluded: (String) -> Bool) {
-        entries.removeAll { !isIncluded($0.key) }
+    /// Removes every header for which `shouldRemove(lower-cased name, value)` is true.
+    public mutating func removeAll(where shouldRemove: (_ lowercasedName: String, _ value: String) -> Bool) {
+        entries.removeAll { shouldRemove($0.key, $0.value) }
     }
 
     // MARK: JSON
@@ -186,9 +186,7 @@ public struct DittoHeaders: Sendable, Hashable, Sequence {
     }
 
     static func splitCommaList(_ text: String) -> [String] {
-        text.split(separator: ",", omittingEmptySubsequences: true)
-            .map { $0.trimmingASCIIWhitespace() }
-            .filter { !$0.isEmpty }
+        text.utf8Split(UInt8(ascii: ",")).map { $0.javaTrimmed() }.filter { !$0.isEmpty }
     }
 
     // MARK: Size
@@ -202,19 +200,6 @@ public struct DittoHeaders: Sendable, Hashable, Sequence {
     public func checkSize(limit: Int = DittoHeaders.sizeLimit) throws(DittoError) {
         if encodedSize > limit { throw DittoError.headersTooLarge(limit: limit) }
     }
-}
-
-extension Substring {
-    func trimmingASCIIWhitespace() -> String {
-        var s = self[...]
-        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
-        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
-        return String(s)
-    }
-}
-
-extension String {
-    func trimmingASCIIWhitespace() -> String { self[...].trimmingASCIIWhitespace() }
 }
 
 // MARK: - Typed accessors
@@ -276,8 +261,8 @@ extension DittoHeaders {
     }
 
     static func parseLabelList(_ text: String) -> [String]? {
-        let trimmed = text.trimmingASCIIWhitespace()
-        if trimmed.hasPrefix("[") {
+        let trimmed = text.javaTrimmed()
+        if trimmed.utf8HasPrefix("[") {
             guard let parsed = try? JSON.parse(trimmed), let array = parsed.arrayValue else { return nil }
             var labels: [String] = []
             for element in array {
@@ -303,7 +288,7 @@ extension DittoHeaders {
 
     /// Headers whose name starts with `ditto-` (Ditto-internal or Ditto-written).
     public var dittoPrefixedNames: [String] {
-        entries.filter { $0.key.hasPrefix("ditto-") }.map(\.name)
+        entries.filter { $0.key.utf8HasPrefix("ditto-") }.map(\.name)
     }
 }
 
@@ -406,7 +391,7 @@ extension DittoHeaders {
     /// outside (`read=false` in `DittoHeaderDefinition`, e.g. `etag`, `entity-revision`).
     public static func isDittoInternal(_ name: String) -> Bool {
         let key = lowercase(name)
-        if key.hasPrefix("ditto-") { return true }
+        if key.utf8HasPrefix("ditto-") { return true }
         if let definition = HeaderDefinition.known[key] { return !definition.read }
         return false
     }

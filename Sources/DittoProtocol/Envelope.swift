@@ -5,17 +5,24 @@
 /// envelope that decodes here is one Ditto accepts. Encoding writes Ditto's field order:
 /// `topic, headers, path, value, extra, status, revision, timestamp, metadata, fields`.
 public struct Envelope: Sendable, Hashable {
+    /// What the message is about and what it is (`<ns>/<name>/things/live/messages/<subject>`, ...).
     public var topic: TopicPath
+    /// Ditto headers (`correlation-id`, `content-type`, custom headers, ...).
     public var headers: DittoHeaders
-    /// The JSON pointer text of `path` (`/` for the whole entity).
+    /// The JSON pointer text of `path` (`/` for the whole entity), kept as written: Ditto compares message
+    /// paths as strings.
     public var path: String
+    /// Command payload, event value, message payload (see `MessagePayload`) or error object.
     public var value: JSONValue?
+    /// Enrichment (`extraFields`) of events and messages Ditto sends.
     public var extra: JSONObject?
     /// HTTP status; its presence makes the envelope a response (FACTS rule 1).
     public var status: Int?
+    /// Entity revision; required for thing events.
     public var revision: Int64?
     /// ISO-8601 instant, e.g. `2021-01-18T09:42:12Z`.
     public var timestamp: String?
+    /// Metadata object of events and responses.
     public var metadata: JSONValue?
     /// Field selector, e.g. `thingId,attributes(location)`.
     public var fields: String?
@@ -24,6 +31,7 @@ public struct Envelope: Sendable, Hashable {
     /// its input had the field so that re-encoding gives back the same keys. Not part of equality.
     var writesEmptyHeaders = true
 
+    /// An envelope from its fields; nothing is validated (see `validate()`).
     public init(
         topic: TopicPath, headers: DittoHeaders = DittoHeaders(), path: String = "/", value: JSONValue? = nil,
         extra: JSONObject? = nil, status: Int? = nil, revision: Int64? = nil, timestamp: String? = nil,

@@ -31,7 +31,7 @@ extension Envelope {
         var out = ""
         for segment in segments {
             out.append("/")
-            out.append(segment.utf8.contains(UInt8(ascii: "~")) ? segment.replacingTilde() : segment)
+            out.append(JSONPointer.escape(segment))
         }
         return out
     }
@@ -99,14 +99,14 @@ extension Envelope {
                     throw DittoError.jsonInvalid("Payload value is not a Thing as JSON object but: \(value.jsonText)")
                 }
                 if let idValue = object["thingId"] {
-                    guard let id = idValue.stringValue, id == "\(topic.namespace):\(topic.entityName)" else {
+                    guard let id = idValue.stringValue, id.utf8Equals("\(topic.namespace):\(topic.entityName)") else {
                         throw DittoError.thingIDNotSettable()
                     }
                 }
             }
             if action == .merge {
-                let mediaType = headers.contentType.map { $0.lowercased().split(separator: ";", omittingEmptySubsequences: false).first.map(String.init) ?? "" }
-                guard mediaType == "application/merge-patch+json" else {
+                let mediaType = headers.contentType.map { $0.lowercased().utf8Prefix(before: UInt8(ascii: ";")) }
+                guard mediaType?.utf8Equals("application/merge-patch+json") == true else {
                     throw DittoError.mediaTypeUnsupported(headers.contentType, allowed: ["application/merge-patch+json"])
                 }
             }
@@ -134,10 +134,11 @@ extension Envelope {
         }
         let printed = normalizedPath
         let valid: Bool
-        if printed.hasPrefix("/features/") {
-            valid = printed.hasSuffix("/inbox/messages/" + subject) || printed.hasSuffix("/outbox/messages/" + subject)
+        // String comparison on code units, as Ditto's `validatePathForLiveMessages` does.
+        if printed.utf8HasPrefix("/features/") {
+            valid = printed.utf8HasSuffix("/inbox/messages/" + subject) || printed.utf8HasSuffix("/outbox/messages/" + subject)
         } else {
-            valid = printed == "/inbox/messages/" + subject || printed == "/outbox/messages/" + subject
+            valid = printed.utf8Equals("/inbox/messages/" + subject) || printed.utf8Equals("/outbox/messages/" + subject)
         }
         guard valid else {
             throw DittoError.invalidPath(
@@ -192,14 +193,6 @@ extension Envelope {
         default:
             throw noAdapter
         }
-    }
-}
-
-extension String {
-    func replacingTilde() -> String {
-        var out = ""
-        for c in self { if c == "~" { out.append("~0") } else { out.append(c) } }
-        return out
     }
 }
 

@@ -5,11 +5,13 @@ public struct JSONParseError: Error, Sendable, Hashable, CustomStringConvertible
     /// What is wrong, in plain words.
     public var reason: String
 
+    /// An error at byte `offset`.
     public init(offset: Int, reason: String) {
         self.offset = offset
         self.reason = reason
     }
 
+    /// `<reason> at byte <offset>`.
     public var description: String { "\(reason) at byte \(offset)" }
 }
 

@@ -235,5 +235,6 @@ public struct JSONNumber: Sendable, Hashable, CustomStringConvertible {
         !literal.utf8.contains { $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "e") || $0 == UInt8(ascii: "E") }
     }
 
+    /// The literal text.
     public var description: String { literal }
 }

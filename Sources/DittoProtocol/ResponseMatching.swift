@@ -10,26 +10,27 @@ extension Envelope {
     /// - a command response must have the same channel, action and resource path.
     public func answers(_ request: Envelope) -> Bool {
         guard isResponse, !request.isResponse else { return false }
-        guard topic.group == request.topic.group, topic.namespace == request.topic.namespace,
-            topic.entityName == request.topic.entityName
+        guard topic.group == request.topic.group, topic.namespace.utf8Equals(request.topic.namespace),
+            topic.entityName.utf8Equals(request.topic.entityName)
         else { return false }
         guard let requestID = request.headers.correlationID, let responseID = headers.correlationID else {
             return false
         }
-        let sameID = responseID == requestID
+        let sameID = responseID.utf8Equals(requestID)
         switch topic.criterion {
         case .errors, .acks:
             return sameID
         case .messages:
-            guard sameID, request.topic.criterion == .messages, topic.subject == request.topic.subject,
+            guard sameID, request.topic.criterion == .messages,
+                let subject = topic.subject, let requestSubject = request.topic.subject, subject.utf8Equals(requestSubject),
                 let path = messagePath, let requestPath = request.messagePath
             else { return false }
             return path.addressingKind == requestPath.addressingKind
         case .commands:
-            guard sameID || responseID.hasPrefix(requestID), request.topic.criterion == .commands,
+            guard sameID || responseID.utf8HasPrefix(requestID), request.topic.criterion == .commands,
                 topic.channel == request.topic.channel, topic.action == request.topic.action
             else { return false }
-            return normalizedPath == request.normalizedPath
+            return normalizedPath.utf8Equals(request.normalizedPath)
         default:
             return false
         }
@@ -45,7 +46,7 @@ extension MessagePath {
     /// The addressing kind of this path (`claim` only at thing level, as in `MessageCommandAdapter`).
     public var addressingKind: AddressingKind {
         if featureID != nil { return .feature }
-        return subject == "claim" ? .claim : .thing
+        return subject.utf8Equals("claim") ? .claim : .thing
     }
 }
 

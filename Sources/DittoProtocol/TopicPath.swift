@@ -51,16 +51,50 @@ public struct TopicPath: Sendable, Hashable, CustomStringConvertible {
     /// The placeholder Ditto uses for "any"/"not applicable" namespace or name.
     public static let placeholder = "_"
 
+    /// Namespace (may be empty, or `_`).
     public var namespace: String
+    /// Entity name (thing, policy or connection name; `_` for wildcard topics).
     public var entityName: String
+    /// `things`, `policies` or `connections`.
     public var group: Group
+    /// `twin` or `live` for things; `none` otherwise.
     public var channel: Channel
+    /// What kind of signal.
     public var criterion: Criterion
+    /// The action of commands and events.
     public var action: Action?
+    /// The action of search signals.
     public var searchAction: SearchAction?
+    /// The action of history-streaming signals.
     public var streamingAction: StreamingAction?
     /// Message subject, acknowledgement label or announcement name.
     public var subject: String?
+
+    /// Equal when every part is equal, strings compared byte for byte.
+    public static func == (lhs: TopicPath, rhs: TopicPath) -> Bool {
+        lhs.group == rhs.group && lhs.channel == rhs.channel && lhs.criterion == rhs.criterion
+            && lhs.action == rhs.action && lhs.searchAction == rhs.searchAction
+            && lhs.streamingAction == rhs.streamingAction && lhs.namespace.utf8Equals(rhs.namespace)
+            && lhs.entityName.utf8Equals(rhs.entityName) && optionalEquals(lhs.subject, rhs.subject)
+    }
+
+    private static func optionalEquals(_ a: String?, _ b: String?) -> Bool {
+        switch (a, b) {
+        case (nil, nil): return true
+        case (let a?, let b?): return a.utf8Equals(b)
+        default: return false
+        }
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        namespace.hashUTF8(into: &hasher)
+        entityName.hashUTF8(into: &hasher)
+        hasher.combine(group)
+        hasher.combine(channel)
+        hasher.combine(criterion)
+        hasher.combine(action)
+        subject?.hashUTF8(into: &hasher)
+    }
 
     /// Builds a topic from parts; `policies`/`connections` with a channel other than `none` are
     /// refused like Ditto's builder ("The policies and connection groups require no channel.").

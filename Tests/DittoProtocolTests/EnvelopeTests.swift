@@ -73,3 +73,39 @@ import Testing
         #expect(String(decoding: envelope.encoded(), as: UTF8.self) == #"{"topic":"ns/n/things/live/commands/retrieve","path":"/"}"#)
     }
 }
+
+/// Ditto compares strings by code units; Swift's `String ==` uses canonical equivalence. These inputs
+/// differ only in Unicode normalization and must be told apart the way Ditto does.
+@Suite struct CodeUnitExactnessTests {
+    @Test func messagePathMustRepeatTheSubjectByteForByte() throws {
+        let decomposedSubject = "cafe\u{301}"  // e + combining acute
+        let precomposedPath = "/inbox/messages/caf\u{E9}"
+        #expect(decomposedSubject == "caf\u{E9}")  // Swift: canonically equal
+        let text = #"{"topic":"ns/n/things/live/messages/\#(decomposedSubject)","path":"\#(precomposedPath)"}"#
+        let error = try #require(throws: DittoError.self) { try Envelope.decode(text) }
+        #expect(error.error == "protocoladapter:invalid.path")
+        let same = #"{"topic":"ns/n/things/live/messages/\#(decomposedSubject)","path":"/inbox/messages/\#(decomposedSubject)"}"#
+        _ = try Envelope.decode(same)
+    }
+
+    @Test func topicsAndHeadersCompareBytes() throws {
+        let a = try TopicPath(parsing: "ns/n/things/live/messages/caf\u{E9}")
+        let b = try TopicPath(parsing: "ns/n/things/live/messages/cafe\u{301}")
+        #expect(a != b)
+        #expect(DittoHeaders([("x", "caf\u{E9}")]) != DittoHeaders([("x", "cafe\u{301}")]))
+    }
+
+    @Test func combiningMarksDoNotGlueOntoSeparators() throws {
+        // A combining mark right after "/" or "~" forms one Swift Character with it; splitting and escaping
+        // must still see the separator.
+        let pointer = try JSONPointer("/a/\u{301}b~\u{301}")
+        #expect(pointer.segments == ["a", "\u{301}b~\u{301}"])
+        #expect(pointer.description == "/a/\u{301}b~0\u{301}")
+        #expect(try JSONPointer(pointer.description).segments == pointer.segments)
+        var headers = DittoHeaders()
+        headers["requested-acks"] = "first-ack,\u{301}x"
+        #expect(headers.requestedAcks == ["first-ack", "\u{301}x"])
+        #expect(ContentTypeStrategy(contentType: "application/\u{301}x+json") == .json)
+        #expect(DittoHeaders.isDittoInternal("ditto-\u{301}x"))
+    }
+}

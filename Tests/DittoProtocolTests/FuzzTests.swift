@@ -147,3 +147,37 @@ import Testing
         #expect(parsed > 100)
     }
 }
+
+extension FuzzTests {
+    /// The small parsers and validators the bridge feeds with device and config input.
+    @Test func smallParsersSurviveRandomStrings() throws {
+        var rng = Generator(state: 0x5EED_0000_0000_0003)
+        let knownHeaders = [
+            "correlation-id", "response-required", "requested-acks", "timeout", "channel", "content-type",
+            "if-equal", "at-historical-revision", "ditto-auth-context", "declared-acks", "status", "x-custom",
+        ]
+        var accepted = 0
+        for i in 0..<20_000 {
+            let bytes = Self.randomJSONish(using: &rng)
+            let text = String(decoding: bytes, as: UTF8.self)
+            if (try? ThingID(text)) != nil { accepted += 1 }
+            if let pointer = try? JSONPointer(text) {
+                #expect((try? JSONPointer(pointer.description))?.segments == pointer.segments, "\(Array(text.utf8)) -> \(pointer.segments)")
+            }
+            if let duration = DittoDuration(parsing: text) { #expect(duration.milliseconds >= 0) }
+            _ = ContentTypeStrategy(contentType: text)
+            if let decoded = Base64.decode(text) { #expect(Base64.decode(Base64.encode(decoded)) == decoded) }
+            _ = MessagePath(parsing: text)
+            _ = MessagePayload.from(bytes: bytes, contentType: i % 2 == 0 ? "application/json" : text)
+            _ = AcknowledgementLabel.isValid(text, allowPlaceholder: true)
+            var headers = DittoHeaders()
+            headers[knownHeaders[i % knownHeaders.count]] = text
+            if (try? headers.validate()) != nil {
+                _ = headers.json
+                _ = headers.requestedAcks
+                _ = headers.timeout
+            }
+        }
+        #expect(accepted >= 0)
+    }
+}
