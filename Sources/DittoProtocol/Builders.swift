@@ -68,6 +68,17 @@ extension Envelope {
             revision: revision, timestamp: timestamp)
     }
 
+    // MARK: Live commands
+
+    /// A live command `<ns>/<name>/things/live/commands/<action>` (e.g. `modify` with a `value`,
+    /// `retrieve` without). No `status`: that would make it a response.
+    public static func liveCommand(
+        thingID: ThingID, action: TopicPath.Action, path: String, value: JSONValue? = nil,
+        headers: DittoHeaders = DittoHeaders()
+    ) -> Envelope {
+        Envelope(topic: .liveCommand(thingID: thingID, action: action), headers: headers, path: path, value: value)
+    }
+
     // MARK: Live messages
 
     /// A live message; the subject is repeated in the path exactly as Ditto requires. When `headers` has no

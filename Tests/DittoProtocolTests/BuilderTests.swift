@@ -16,6 +16,18 @@ import Testing
         #expect(try Envelope.decode(event.encoded()) == event)
     }
 
+    @Test func liveCommand() throws {
+        var headers = DittoHeaders()
+        headers.correlationID = "cmd-1"
+        let command = Envelope.liveCommand(
+            thingID: thing, action: .modify, path: "/features/lamp/properties/on", value: true, headers: headers)
+        #expect(String(decoding: command.encoded(), as: UTF8.self)
+            == #"{"topic":"org.acme/device-1/things/live/commands/modify","headers":{"correlation-id":"cmd-1"},"path":"/features/lamp/properties/on","value":true}"#)
+        #expect(!command.isResponse)
+        #expect(try Envelope.decode(command.encoded()) == command)
+        #expect(Envelope.commandResponse(to: command, status: 204).answers(command))
+    }
+
     @Test func liveMessageThingAndFeatureLevel() throws {
         let message = try Envelope.liveMessage(
             thingID: thing, direction: .outbox, subject: "alarm/high", payload: .json(["level": 3]))
