@@ -16,6 +16,7 @@ public struct DittoHeaders: Sendable, Hashable, Sequence {
         var key: String  // lower-cased name
         var value: String
         var json: JSONValue?  // the JSON value as decoded, if the header came from an envelope
+        var definition: HeaderDefinition?  // looked up once, when set
 
         static func == (a: Entry, b: Entry) -> Bool { a.key.utf8Equals(b.key) && a.value.utf8Equals(b.value) }
         func hash(into hasher: inout Hasher) {
@@ -107,9 +108,12 @@ public struct DittoHeaders: Sendable, Hashable, Sequence {
         let key = Self.lowercase(name)
         if let i = position(ofKey: key) {
             // Like Ditto's builder: the value is replaced; the latest spelling of the name is kept.
-            entries[i] = Entry(name: name, key: key, value: value, json: json)
+            entries[i].name = name
+            entries[i].value = value
+            entries[i].json = json
         } else {
-            entries.append(Entry(name: name, key: key, value: value, json: json))
+            let definition = HeaderDefinition.known[key]
+            entries.append(Entry(name: name, key: key, value: value, json: json, definition: definition))
         }
     }
 
@@ -165,7 +169,7 @@ public struct DittoHeaders: Sendable, Hashable, Sequence {
 
     static func jsonValue(for entry: Entry) -> JSONValue {
         if let json = entry.json { return json }
-        guard let definition = HeaderDefinition.known[entry.key] else { return .string(entry.value) }
+        guard let definition = entry.definition else { return .string(entry.value) }
         switch definition.type {
         case .boolean:
             if entry.value == "true" { return .bool(true) }
@@ -442,7 +446,7 @@ extension DittoHeaders {
     /// Checks the values of known headers as Ditto's validators do; 400 `header.invalid` on the first bad one.
     public func validate() throws(DittoError) {
         for entry in entries {
-            guard let definition = HeaderDefinition.known[entry.key] else { continue }
+            guard let definition = entry.definition else { continue }
             try Self.validate(entry, definition.type)
         }
     }

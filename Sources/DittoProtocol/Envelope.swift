@@ -201,7 +201,7 @@ public struct Envelope: Sendable, Hashable {
                 w.bytes.append(UInt8(ascii: ":"))
                 if let json = entry.json {
                     w.write(json)
-                } else if let definition = HeaderDefinition.known[entry.key], definition.type.isTypedInJSON {
+                } else if let definition = entry.definition, definition.type.isTypedInJSON {
                     w.write(DittoHeaders.jsonValue(for: entry))
                 } else {
                     w.writeString(entry.value)
@@ -272,7 +272,11 @@ public struct Envelope: Sendable, Hashable {
 enum Timestamp {
     /// `YYYY-MM-DDTHH:MM[:SS[.fraction]](Z|±HH:MM[:SS])`.
     static func isValidInstant(_ text: String) -> Bool {
-        let b = Array(text.utf8)
+        var copy = text
+        return copy.withUTF8 { isValidInstant($0) }
+    }
+
+    private static func isValidInstant(_ b: UnsafeBufferPointer<UInt8>) -> Bool {
         var i = 0
         func digits(_ n: Int) -> Int? {
             guard i + n <= b.count else { return nil }

@@ -79,8 +79,7 @@ extension Envelope {
         guard let action = topic.action,
             [.create, .retrieve, .modify, .merge, .delete, .migrate].contains(action)
         else { throw noAdapter }
-        let segments = Envelope.pathSegments(path)
-        guard let resource = ThingResource(segments: segments) else { throw DittoError.unknownPath(normalizedPath) }
+        guard let resource = ThingResource(path: path) else { throw DittoError.unknownPath(normalizedPath) }
         if action == .create && resource != .thing {
             // There is no create<SubResource> command: sub-resources are created with `modify`.
             throw DittoError.unknownCommand("things.commands:create\(resource.typeSuffix)")
@@ -119,8 +118,7 @@ extension Envelope {
         guard let action = topic.action,
             [.created, .modified, .deleted, .merged, .migrated].contains(action)
         else { throw noAdapter }
-        let segments = Envelope.pathSegments(path)
-        guard let resource = ThingResource(segments: segments) else { throw DittoError.unknownPath(normalizedPath) }
+        guard let resource = ThingResource(path: path) else { throw DittoError.unknownPath(normalizedPath) }
         guard resource.supportsEvent(action) else { throw noAdapter }
         guard revision != nil else { throw DittoError.jsonFieldMissing("revision") }
     }
@@ -205,60 +203,45 @@ enum ThingResource: Sendable, Hashable {
     case features, feature, featureDefinition, featureProperties, featureProperty, featureDesiredProperties,
         featureDesiredProperty
 
-    init?(segments: [String]) {
-        var s = segments[...]
-        guard let first = s.popFirst() else {
-            self = .thing
-            return
+    /// The resource `path` addresses (split like Ditto's `newTopicOrPathPointer`), `nil` if none.
+    init?(path: String) {
+        var copy = path
+        guard let resource = copy.withUTF8({ ThingResource.parse($0) }) else { return nil }
+        self = resource
+    }
+
+    private static func parse(_ b: UnsafeBufferPointer<UInt8>) -> ThingResource? {
+        var cursor = TopicPath.SegmentCursor(b, insertEmptyFirst: false)
+        func equals(_ range: Range<Int>, _ name: StaticString) -> Bool {
+            guard range.count == name.utf8CodeUnitCount else { return false }
+            let p = name.utf8Start
+            for k in 0..<range.count where b[range.lowerBound + k] != p[k] { return false }
+            return true
         }
-        switch first {
-        case "policyId":
-            guard s.isEmpty else { return nil }
-            self = .policyID
-        case "definition":
-            guard s.isEmpty else { return nil }
-            self = .definition
-        case "attributes":
-            self = s.isEmpty ? .attributes : .attribute
-        case "_policy":
-            guard let entries = s.popFirst() else {
-                self = .policy
-                return
-            }
-            guard entries == "entries" else { return nil }
-            guard s.popFirst() != nil else {
-                self = .policyEntries
-                return
-            }
-            guard let kind = s.popFirst() else {
-                self = .policyEntry
-                return
-            }
-            switch kind {
-            case "subjects": self = s.isEmpty ? .policyEntrySubjects : .policyEntrySubject
-            case "resources": self = s.isEmpty ? .policyEntryResources : .policyEntryResource
-            default: return nil
-            }
-        case "features":
-            guard s.popFirst() != nil else {
-                self = .features
-                return
-            }
-            guard let kind = s.popFirst() else {
-                self = .feature
-                return
-            }
-            switch kind {
-            case "definition":
-                guard s.isEmpty else { return nil }
-                self = .featureDefinition
-            case "properties": self = s.isEmpty ? .featureProperties : .featureProperty
-            case "desiredProperties": self = s.isEmpty ? .featureDesiredProperties : .featureDesiredProperty
-            default: return nil
-            }
-        default:
+        guard let first = cursor.next() else { return .thing }
+        if equals(first, "policyId") { return cursor.next() == nil ? .policyID : nil }
+        if equals(first, "definition") { return cursor.next() == nil ? .definition : nil }
+        if equals(first, "attributes") { return cursor.next() == nil ? .attributes : .attribute }
+        if equals(first, "_policy") {
+            guard let entries = cursor.next() else { return .policy }
+            guard equals(entries, "entries") else { return nil }
+            guard cursor.next() != nil else { return .policyEntries }
+            guard let kind = cursor.next() else { return .policyEntry }
+            if equals(kind, "subjects") { return cursor.next() == nil ? .policyEntrySubjects : .policyEntrySubject }
+            if equals(kind, "resources") { return cursor.next() == nil ? .policyEntryResources : .policyEntryResource }
             return nil
         }
+        if equals(first, "features") {
+            guard cursor.next() != nil else { return .features }
+            guard let kind = cursor.next() else { return .feature }
+            if equals(kind, "definition") { return cursor.next() == nil ? .featureDefinition : nil }
+            if equals(kind, "properties") { return cursor.next() == nil ? .featureProperties : .featureProperty }
+            if equals(kind, "desiredProperties") {
+                return cursor.next() == nil ? .featureDesiredProperties : .featureDesiredProperty
+            }
+            return nil
+        }
+        return nil
     }
 
     /// Ditto's resource name as used in command types (`ThingResourceNames`).

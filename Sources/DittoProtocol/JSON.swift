@@ -88,10 +88,6 @@ struct JSONParser {
     let b: UnsafeBufferPointer<UInt8>
     var position = 0
     private var scratch: [UInt8] = []
-    // Members and elements of the containers being parsed, so each container's storage is allocated once
-    // with its final size instead of growing while parsing.
-    private var memberStack: [JSONObject.Element] = []
-    private var elementStack: [JSONValue] = []
 
     init(_ buffer: UnsafeBufferPointer<UInt8>) { b = buffer }
 
@@ -160,18 +156,18 @@ struct JSONParser {
             position += 1
             return []
         }
-        let base = elementStack.count
-        defer { elementStack.removeSubrange(base...) }
+        var elements: [JSONValue] = []
+        // One allocation covers the usual small arrays; growing is left to larger ones.
+        elements.reserveCapacity(4)
         while true {
             skipWhitespace()
-            let element = try parseValue(depth: depth)
-            elementStack.append(element)
+            elements.append(try parseValue(depth: depth))
             skipWhitespace()
             guard position < b.count else { throw fail("Unterminated array") }
             let c = b[position]
             position += 1
             if c == UInt8(ascii: ",") { continue }
-            if c == UInt8(ascii: "]") { return Array(elementStack[base...]) }
+            if c == UInt8(ascii: "]") { return elements }
             throw fail("Expected ',' or ']' in array", at: position - 1)
         }
     }
@@ -184,8 +180,9 @@ struct JSONParser {
             position += 1
             return JSONObject()
         }
-        let base = memberStack.count
-        defer { memberStack.removeSubrange(base...) }
+        var members: [JSONObject.Element] = []
+        // One allocation covers the usual small objects (headers, property values).
+        members.reserveCapacity(8)
         var needsDeduplication = false
         while true {
             skipWhitespace()
@@ -196,23 +193,24 @@ struct JSONParser {
             position += 1
             skipWhitespace()
             let value = try parseValue(depth: depth)
-            if !needsDeduplication && memberStack.count - base <= 16 {
-                for i in base..<memberStack.count where memberStack[i].key.utf8Equals(key) {
+            if !needsDeduplication {
+                if members.count < 16 {
+                    for member in members where member.key.utf8Equals(key) {
+                        needsDeduplication = true
+                        break
+                    }
+                } else {
+                    // Large objects: the general initializer finds duplicates through JSONObject's index.
                     needsDeduplication = true
-                    break
                 }
-            } else if !needsDeduplication {
-                // Large objects: the general initializer finds duplicates through JSONObject's index.
-                needsDeduplication = true
             }
-            memberStack.append((key, value))
+            members.append((key, value))
             skipWhitespace()
             guard position < b.count else { throw fail("Unterminated object") }
             let c = b[position]
             position += 1
             if c == UInt8(ascii: ",") { continue }
             if c == UInt8(ascii: "}") {
-                let members = memberStack[base...]
                 // Duplicate keys: the last value wins in the first position, as with Ditto's LinkedHashMap.
                 return needsDeduplication ? JSONObject(members.lazy.map { ($0.key, $0.value) }) : JSONObject(uniqueMembers: members)
             }

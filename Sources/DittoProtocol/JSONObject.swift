@@ -25,8 +25,8 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
     }
 
     /// Members known to have distinct keys (the parser checked).
-    init(uniqueMembers: ArraySlice<Element>) {
-        entries = Array(uniqueMembers)
+    init(uniqueMembers: [Element]) {
+        entries = uniqueMembers
         index = nil
         if entries.count > Self.indexThreshold { rebuildIndex() }
     }
