@@ -296,7 +296,7 @@ extension DittoHeaders {
     }
 }
 
-// MARK: - Known header definitions (FACTS §e, DittoHeaderDefinition / MessageHeaderDefinition)
+// MARK: - Known header definitions (Ditto's `DittoHeaderDefinition` and `MessageHeaderDefinition`)
 
 struct HeaderDefinition: Sendable {
     enum ValueType: Sendable {
@@ -313,9 +313,9 @@ struct HeaderDefinition: Sendable {
     }
 
     let type: ValueType
-    /// Read from external (R in FACTS §e).
+    /// Read from external (`readFromExternal`).
     let read: Bool
-    /// Written to external (W in FACTS §e).
+    /// Written to external (`writeToExternal`).
     let write: Bool
 
     static let known: [String: HeaderDefinition] = {

@@ -16,7 +16,7 @@ public struct Envelope: Sendable, Hashable {
     public var value: JSONValue?
     /// Enrichment (`extraFields`) of events and messages Ditto sends.
     public var extra: JSONObject?
-    /// HTTP status; its presence makes the envelope a response (FACTS rule 1).
+    /// HTTP status; its presence makes the envelope a response (`DefaultAdapterResolver#isResponse`).
     public var status: Int?
     /// Entity revision; required for thing events.
     public var revision: Int64?
@@ -148,7 +148,7 @@ public struct Envelope: Sendable, Hashable {
             guard case .number(let number) = statusValue, number.isIntegerLiteral, let code = number.int64Value,
                 let small = Int(exactly: code)
             else { throw fieldTypeError("status", statusValue, "int") }
-            // `HttpStatus.tryGetInstance`: an unknown code silently leaves the status out (rule 1).
+            // `HttpStatus.tryGetInstance`: an unknown code silently leaves the status out, so the message counts as a command.
             envelope.status = (100...599).contains(small) ? small : nil
         }
         if let revisionValue {

@@ -58,7 +58,7 @@ public enum ContentTypeStrategy: Sendable, Hashable {
     }
 }
 
-/// A live message payload in the form Ditto puts it into the envelope's `value` (FACTS rule 10):
+/// A live message payload in the form Ditto puts it into the envelope's `value` (`MessagePayloadSerializer`):
 /// JSON content types carry JSON, text types a string, everything else (or no content type) base64.
 public enum MessagePayload: Sendable, Hashable {
     case json(JSONValue)

@@ -1,6 +1,6 @@
 extension Envelope {
     /// Whether Ditto would route this envelope back as the answer to `request`
-    /// (`CommandAndCommandResponseMatchingValidator`, FACTS rules 1, 3, 4):
+    /// (`CommandAndCommandResponseMatchingValidator`, `AcknowledgementAggregatorActor`):
     ///
     /// - it is a response (`status` present) about the same thing;
     /// - its `correlation-id` equals the request's (for live commands it may also start with it);

@@ -2,9 +2,10 @@ import Testing
 
 @testable import DittoProtocol
 
-/// Conformance over Ditto's 351 documentation examples (issue #6 acceptance).
+/// Conformance over Ditto's 351 documentation examples in `Resources/examples` (see its NOTICE).
 @Suite struct ConformanceTests {
-    /// The examples Ditto's own code rejects (FACTS.md appendix), with the error code Ditto answers.
+    /// The examples Ditto's own code rejects (checked rule by rule against Ditto at the commit named in the
+    /// NOTICE), with the error code Ditto answers.
     static let expectedRejections: [String: String] = [
         // topic does not parse / no topic
         "misc/httpapi-protocol-bindings-websocket-01-websocket-protocol-format.json": "protocoladapter:unknown.topicpath",

@@ -33,7 +33,7 @@ import Testing
         #expect(!command.isResponse)
         let response = try Envelope.decode(Array(#"{"topic":"ns/n/things/live/commands/retrieve","path":"/","status":200}"#.utf8))
         #expect(response.isResponse)
-        // An unknown HTTP status is dropped: the message is a command (FACTS rule 1).
+        // An unknown HTTP status is dropped (`HttpStatus.tryGetInstance`): the message is a command.
         let odd = try Envelope.decode(Array(#"{"topic":"ns/n/things/live/commands/retrieve","path":"/","status":42}"#.utf8))
         #expect(!odd.isResponse)
         let error = try #require(throws: DittoError.self) {

@@ -17,7 +17,7 @@ import Testing
         let request = try message()
         let response = Envelope.messageResponse(to: request, status: 200, payload: .text("ok"))
         #expect(response.answers(request))
-        // Without status the "response" would be a new message (rule 1).
+        // Without status the "response" would be a new message.
         var noStatus = response
         noStatus.status = nil
         #expect(!noStatus.answers(request))

@@ -2,7 +2,7 @@ import Testing
 
 @testable import DittoProtocol
 
-/// Table-driven topic parsing against FACTS.md section a (Ditto's `ImmutableTopicPath.TopicPathParser`).
+/// Table-driven topic parsing: every rule of Ditto's `ImmutableTopicPath.TopicPathParser`.
 @Suite struct TopicPathTableTests {
     struct Row: Sendable, CustomTestStringConvertible {
         let topic: String
