@@ -48,9 +48,12 @@ public enum AcknowledgementLabel {
     }
 
     /// Checks a label the bridge is about to issue: reserved labels → `acknowledgement:ditto.acklabel.forbidden`,
-    /// anything not matching `[a-zA-Z0-9-_:]{3,100}` → `acknowledgement:label.invalid`.
+    /// anything not matching `[a-zA-Z0-9-_:]{3,100}` (optionally behind the `{{connection:id}}:` placeholder
+    /// Ditto resolves for connections) → `acknowledgement:label.invalid`.
     public static func validateForIssuing(_ label: String) throws(DittoError) {
         if reserved.contains(label) { throw DittoError.ackLabelForbidden(label) }
-        guard isValid(label, maximumLength: maximumEmittedLength) else { throw DittoError.ackLabelInvalid(label) }
+        guard isValid(label, maximumLength: maximumEmittedLength, allowPlaceholder: true) else {
+            throw DittoError.ackLabelInvalid(label)
+        }
     }
 }

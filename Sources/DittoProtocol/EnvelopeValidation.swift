@@ -149,7 +149,7 @@ extension Envelope {
         guard isResponse else { throw noAdapter }
         guard let label = topic.subject else { return }  // aggregated acknowledgements
         if AcknowledgementLabel.reserved.contains(label) { throw DittoError.ackLabelForbidden(label) }
-        guard AcknowledgementLabel.isValid(label) else { throw DittoError.ackLabelInvalid(label) }
+        guard AcknowledgementLabel.isValid(label, allowPlaceholder: true) else { throw DittoError.ackLabelInvalid(label) }
     }
 
     private func validateErrorResponse() throws(DittoError) {

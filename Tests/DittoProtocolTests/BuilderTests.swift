@@ -90,6 +90,12 @@ import Testing
             #expect(error.error == "acknowledgement:label.invalid")
         }
         _ = try Envelope.acknowledgement(thingID: thing, label: String(repeating: "a", count: 100), status: 200)
+        let placeholder = try Envelope.acknowledgement(thingID: thing, label: "{{connection:id}}:delivered", status: 200)
+        #expect(placeholder.topic.subject == "{{connection:id}}:delivered")
+        _ = try Envelope.decode(placeholder.encoded())
+        #expect(throws: DittoError.self) {
+            try Envelope.acknowledgement(thingID: thing, label: "{{Connection:id}}:delivered", status: 200)
+        }
     }
 
     @Test func errorResponses() throws {
