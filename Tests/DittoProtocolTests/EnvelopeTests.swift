@@ -109,3 +109,66 @@ import Testing
         #expect(DittoHeaders.isDittoInternal("ditto-\u{301}x"))
     }
 }
+
+/// Thing resource paths (`ThingResource`) and which events exist for them.
+@Suite struct ThingResourceTests {
+    static let validPaths = [
+        "/", "", "/policyId", "/definition", "/_policy", "/_policy/entries", "/_policy/entries/l",
+        "/_policy/entries/l/subjects", "/_policy/entries/l/subjects/google:x", "/_policy/entries/l/resources",
+        "/_policy/entries/l/resources/thing:/a/b", "/attributes", "/attributes/a", "/attributes/a/b/c",
+        "/features", "/features/f", "/features/f/definition", "/features/f/properties", "/features/f/properties/a/b",
+        "/features/f/desiredProperties", "/features/f/desiredProperties/x", "/attributes/", "attributes/a",
+    ]
+    static let invalidPaths = [
+        "/policyId/x", "/definition/x", "/features/f/foo", "/features/f/definition/x", "/_policy/foo",
+        "/_policy/entries/l/foo", "/foo", "/thingId", "/Attributes",
+    ]
+
+    func command(_ path: String, action: String = "retrieve") throws(DittoError) -> Envelope {
+        try Envelope.decode(#"{"topic":"ns/n/things/live/commands/\#(action)","path":"\#(path)","value":{}}"#)
+    }
+
+    @Test(arguments: validPaths)
+    func validPath(_ path: String) throws {
+        _ = try command(path)
+        _ = try command(path, action: "delete")
+    }
+
+    @Test(arguments: invalidPaths)
+    func invalidPath(_ path: String) throws {
+        let error = try #require(throws: DittoError.self) { try command(path) }
+        #expect(error.error == "protocoladapter:unknown.path")
+    }
+
+    @Test func createOnlyForTheWholeThing() throws {
+        _ = try command("/", action: "create")
+        let error = try #require(throws: DittoError.self) { try command("/attributes/a", action: "create") }
+        #expect(error.error == "protocoladapter:unknown.command")
+    }
+
+    @Test(arguments: [
+        ("/", "created", true), ("/", "migrated", true), ("/attributes", "migrated", false),
+        ("/policyId", "modified", true), ("/policyId", "created", false), ("/policyId", "deleted", false),
+        ("/_policy", "modified", false), ("/features/f/properties/x", "merged", true), ("/_policy/entries", "merged", true),
+        ("/definition", "created", true), ("/features/f/desiredProperties/x", "deleted", true),
+    ] as [(String, String, Bool)])
+    func eventExists(_ path: String, _ action: String, _ exists: Bool) throws {
+        let text = #"{"topic":"ns/n/things/live/events/\#(action)","path":"\#(path)","value":1,"revision":3}"#
+        if exists {
+            _ = try Envelope.decode(text)
+        } else {
+            let error = try #require(throws: DittoError.self) { try Envelope.decode(text) }
+            #expect(error.error == "protocoladapter:unknown.topicpath")
+        }
+    }
+
+    @Test func errorValueFallbacks() throws {
+        let error = try DittoError(errorValue: ["error": "x:y"])
+        #expect(error.status == 500)
+        #expect(error.message == "An unknown error occurred")
+        #expect(throws: DittoError.self) { try DittoError(errorValue: ["status": 400]) }
+        #expect(throws: DittoError.self) { try DittoError(errorValue: "text") }
+        let full = DittoError(status: 404, error: "things:thing.notfound", message: "m", description: "d", href: "h")
+        #expect(try DittoError(errorValue: full.errorValue) == full)
+    }
+}
