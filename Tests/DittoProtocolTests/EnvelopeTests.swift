@@ -62,6 +62,21 @@ import Testing
         (#"{"topic":"ns/n/things/live/commands/retrieve","path":"/","headers":{"requested-acks":"a-ack,b-ack"}}"#, "header.invalid"),
         (#"{"topic":"ns/n/things/live/commands/retrieve","path":"/","timestamp":"yesterday"}"#, "json.invalid"),
         (#"{"topic":"ns/n/things/live/commands/retrieve","path":"/","headers":[]}"#, "json.invalid"),
+        // Topics the parser takes but no adapter does (DefaultAdapterResolver)
+        (#"{"topic":"ns/n/things/none/commands/retrieve","path":"/"}"#, "protocoladapter:unknown.topicpath"),
+        (#"{"topic":"_/_/things/live/search/subscribe","path":"/"}"#, "protocoladapter:unknown.topicpath"),
+        (#"{"topic":"ns/n/things/live/announcements/x","path":"/"}"#, "protocoladapter:unknown.topicpath"),
+        (#"{"topic":"ns/n/things/live/commands/created","path":"/"}"#, "protocoladapter:unknown.topicpath"),
+        (#"{"topic":"ns/n/things/live/events/modify","path":"/","revision":1}"#, "protocoladapter:unknown.topicpath"),
+        (#"{"topic":"ns/p/policies/messages/x","path":"/"}"#, "protocoladapter:unknown.topicpath"),
+        (#"{"topic":"ns/p/policies/commands/merge","path":"/","value":{}}"#, "protocoladapter:unknown.topicpath"),
+        (#"{"topic":"_/c/connections/commands/modify","path":"/"}"#, "protocoladapter:unknown.topicpath"),
+        (#"{"topic":"_/c/connections/announcements/deleted","path":"/"}"#, "protocoladapter:unknown.topicpath"),
+        (#"{"topic":"ns/p/policies/commands/modify","path":"/import/x","value":{}}"#, "protocoladapter:unknown.path"),
+        (#"{"topic":"ns/n/things/live/commands/merge","path":"/","value":{},"headers":{"content-type":"application/json"}}"#, "mediatype.unsupported"),
+        (#"{"topic":"ns/n/things/live/commands/modify","path":"/","value":{"thingId":"ns:other"}}"#, "things:id.notsettable"),
+        (#"{"topic":"ns/n/things/live/commands/modify","path":"/","value":[]}"#, "json.invalid"),
+        (#"{"topic":"ns/n/things/live/messages/a\u0001b","path":"/inbox/messages/a\u0001b"}"#, "header.invalid"),
     ])
     func rejections(_ text: String, _ code: String) throws {
         let error = try #require(throws: DittoError.self) { try Envelope.decode(Array(text.utf8)) }
