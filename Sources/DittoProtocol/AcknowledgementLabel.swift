@@ -11,24 +11,33 @@ public enum AcknowledgementLabel {
     public static let maximumAcceptedLength = 165
 
     /// Whether `label` matches `[a-zA-Z0-9-_:]{3,max}`, optionally behind a `{{ x:y }}:` placeholder prefix
-    /// (only when `allowPlaceholder`, as in `requested-acks` / `declaredAcks`).
+    /// (`\{\{\s*[a-z]+:[a-z]+\s*}}:`, only when `allowPlaceholder`, as in `requested-acks` / `declaredAcks`).
     public static func isValid(_ label: String, maximumLength: Int = maximumAcceptedLength, allowPlaceholder: Bool = false)
         -> Bool
     {
-        var body = Substring(label)
-        if allowPlaceholder, body.hasPrefix("{{") {
-            guard let close = body.firstRange(of: "}}:") else { return false }
-            let inner = body[body.index(body.startIndex, offsetBy: 2)..<close.lowerBound]
-                .trimmingCharacters(inSet: [" ", "\t"])
-            let parts = inner.split(separator: ":", omittingEmptySubsequences: false)
-            guard parts.count == 2,
-                parts.allSatisfy({ !$0.isEmpty && $0.utf8.allSatisfy { $0 >= UInt8(ascii: "a") && $0 <= UInt8(ascii: "z") } })
+        let b = Array(label.utf8)
+        var i = 0
+        if allowPlaceholder && b.count >= 2 && b[0] == UInt8(ascii: "{") && b[1] == UInt8(ascii: "{") {
+            i = 2
+            func isSpace(_ c: UInt8) -> Bool { c == 0x20 || (c >= 0x09 && c <= 0x0D) }
+            func isLower(_ c: UInt8) -> Bool { c >= UInt8(ascii: "a") && c <= UInt8(ascii: "z") }
+            while i < b.count && isSpace(b[i]) { i += 1 }
+            let firstWord = i
+            while i < b.count && isLower(b[i]) { i += 1 }
+            guard i > firstWord, i < b.count, b[i] == UInt8(ascii: ":") else { return false }
+            i += 1
+            let secondWord = i
+            while i < b.count && isLower(b[i]) { i += 1 }
+            guard i > secondWord else { return false }
+            while i < b.count && isSpace(b[i]) { i += 1 }
+            guard i + 3 <= b.count, b[i] == UInt8(ascii: "}"), b[i + 1] == UInt8(ascii: "}"),
+                b[i + 2] == UInt8(ascii: ":")
             else { return false }
-            body = body[close.upperBound...]
+            i += 3
         }
-        let count = body.utf8.count
+        let count = b.count - i
         guard count >= 3 && count <= maximumLength else { return false }
-        return body.utf8.allSatisfy { isLabelByte($0) }
+        return b[i...].allSatisfy { isLabelByte($0) }
     }
 
     @inline(__always)
@@ -39,18 +48,12 @@ public enum AcknowledgementLabel {
     }
 
     /// Checks a label the bridge is about to issue: reserved labels → `acknowledgement:ditto.acklabel.forbidden`,
-    /// anything not matching `[a-zA-Z0-9-_:]{3,100}` → `acknowledgement:label.invalid`.
+    /// anything not matching `[a-zA-Z0-9-_:]{3,100}` (optionally behind the `{{connection:id}}:` placeholder
+    /// Ditto resolves for connections) → `acknowledgement:label.invalid`.
     public static func validateForIssuing(_ label: String) throws(DittoError) {
         if reserved.contains(label) { throw DittoError.ackLabelForbidden(label) }
-        guard isValid(label, maximumLength: maximumEmittedLength) else { throw DittoError.ackLabelInvalid(label) }
-    }
-}
-
-extension Substring {
-    func trimmingCharacters(inSet set: Set<Character>) -> Substring {
-        var s = self
-        while let f = s.first, set.contains(f) { s = s.dropFirst() }
-        while let l = s.last, set.contains(l) { s = s.dropLast() }
-        return s
+        guard isValid(label, maximumLength: maximumEmittedLength, allowPlaceholder: true) else {
+            throw DittoError.ackLabelInvalid(label)
+        }
     }
 }

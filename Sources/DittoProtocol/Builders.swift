@@ -9,10 +9,14 @@ public enum MessageDirection: String, Sendable, Hashable, CaseIterable {
 
 /// The addressing parts of a live message path.
 public struct MessagePath: Sendable, Hashable {
+    /// The feature the message is for, `nil` for thing-level messages.
     public var featureID: String?
+    /// `inbox` (to the device) or `outbox` (from the device).
     public var direction: MessageDirection
+    /// The subject, identical to the topic's.
     public var subject: String
 
+    /// A message path from its parts.
     public init(featureID: String? = nil, direction: MessageDirection, subject: String) {
         self.featureID = featureID
         self.direction = direction
@@ -62,6 +66,17 @@ extension Envelope {
         Envelope(
             topic: .liveEvent(thingID: thingID, action: action), headers: headers, path: path, value: value,
             revision: revision, timestamp: timestamp)
+    }
+
+    // MARK: Live commands
+
+    /// A live command `<ns>/<name>/things/live/commands/<action>` (e.g. `modify` with a `value`,
+    /// `retrieve` without). No `status`: that would make it a response.
+    public static func liveCommand(
+        thingID: ThingID, action: TopicPath.Action, path: String, value: JSONValue? = nil,
+        headers: DittoHeaders = DittoHeaders()
+    ) -> Envelope {
+        Envelope(topic: .liveCommand(thingID: thingID, action: action), headers: headers, path: path, value: value)
     }
 
     // MARK: Live messages

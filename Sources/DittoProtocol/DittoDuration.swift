@@ -62,16 +62,16 @@ public struct DittoDuration: Sendable, Hashable, CustomStringConvertible {
         self.text = text
     }
 
-    /// A duration in milliseconds, written `<n>ms`.
+    /// A duration in milliseconds, written `<n>ms` (negative values become 0).
     public init(milliseconds: Int64) {
         amount = max(0, milliseconds)
         unit = .milliseconds
         text = "\(amount)ms"
     }
 
-    /// A duration in seconds, written `<n>s`.
+    /// A duration in seconds, written `<n>s` (clamped to 0 ... `Int64.max / 1000`).
     public init(seconds: Int64) {
-        amount = max(0, seconds)
+        amount = min(max(0, seconds), Int64.max / 1_000)
         unit = .seconds
         text = "\(amount)s"
     }

@@ -17,6 +17,7 @@ public struct DittoError: Error, Sendable, Hashable, CustomDebugStringConvertibl
     /// Optional link to documentation.
     public var href: String?
 
+    /// An error from its fields.
     public init(status: Int, error: String, message: String, description: String? = nil, href: String? = nil) {
         self.status = status
         self.error = error
@@ -151,7 +152,7 @@ extension DittoError {
         DittoError(
             status: 431, error: "headers.too.large",
             message: "The headers are too large.",
-            description: "The number of bytes in headers exceeds the maximum allowed size of \(limit).")
+            description: "The number of bytes exceeded the maximum allowed value <\(limit)>!")
     }
 
     /// 413 `messages:payload.toolarge`.
@@ -170,7 +171,7 @@ extension DittoError {
                 ?? "It must conform to the namespaced entity ID notation (see Ditto documentation)")
     }
 
-    /// Alias of `thingIDInvalid` under the name the brief uses.
+    /// Same as `thingIDInvalid`.
     public static func idInvalid(_ id: String, description: String? = nil) -> DittoError {
         thingIDInvalid(id, description: description)
     }

@@ -3,7 +3,10 @@
 ///
 /// Values are strings as in Ditto. JSON header values that are not strings are stringified (compact JSON)
 /// and `null` values dropped, as `AbstractDittoHeadersBuilder#toMap` does; the original JSON value is kept
-/// alongside so that re-encoding a decoded envelope reproduces custom non-string headers unchanged.
+/// alongside so that re-encoding a decoded envelope reproduces every header exactly as it came in (a
+/// bridge passes headers through; it does not retype them). Headers set through the API are written the
+/// way Ditto's `toJson` writes them: typed known headers (booleans, JSON arrays/objects, numbers) as JSON,
+/// everything else as strings.
 public struct DittoHeaders: Sendable, Hashable, Sequence {
     /// One header as given: `name` in its original spelling.
     public typealias Element = (name: String, value: String)
@@ -12,16 +15,37 @@ public struct DittoHeaders: Sendable, Hashable, Sequence {
         var name: String
         var key: String  // lower-cased name
         var value: String
-        var json: JSONValue?  // original non-string JSON value, if any
+        var json: JSONValue?  // the JSON value as decoded, if the header came from an envelope
+        var definition: HeaderDefinition?  // looked up once, when set
 
-        static func == (a: Entry, b: Entry) -> Bool { a.key == b.key && a.value.utf8Equals(b.value) }
+        static func == (a: Entry, b: Entry) -> Bool { a.key.utf8Equals(b.key) && a.value.utf8Equals(b.value) }
         func hash(into hasher: inout Hasher) {
-            hasher.combine(key)
+            key.hashUTF8(into: &hasher)
             value.hashUTF8(into: &hasher)
         }
     }
 
     private(set) var entries: [Entry] = []
+
+    /// Equal when both have the same names (case-insensitively) with the same values, in any order, as
+    /// Ditto compares its header maps.
+    public static func == (lhs: DittoHeaders, rhs: DittoHeaders) -> Bool {
+        guard lhs.entries.count == rhs.entries.count else { return false }
+        for entry in lhs.entries {
+            guard let i = rhs.position(ofKey: entry.key), rhs.entries[i].value.utf8Equals(entry.value) else {
+                return false
+            }
+        }
+        return true
+    }
+
+    /// Order-independent, consistent with `==`.
+    public func hash(into hasher: inout Hasher) {
+        var combined = 0
+        for entry in entries { combined &+= entry.hashValue }
+        hasher.combine(entries.count)
+        hasher.combine(combined)
+    }
 
     /// Headers total size limit in characters (`ditto.limits.messages.headers-size = 5k`; HOCON `k` = 1024).
     public static let sizeLimit = 5_120
@@ -43,7 +67,7 @@ public struct DittoHeaders: Sendable, Hashable, Sequence {
             case .null:
                 continue
             case .string(let s):
-                set(name, value: s, json: nil)
+                set(name, value: s, json: value)
             default:
                 set(name, value: JSON.serializeToString(value), json: value)
             }
@@ -76,7 +100,7 @@ public struct DittoHeaders: Sendable, Hashable, Sequence {
     }
 
     private func position(ofKey key: String) -> Int? {
-        for i in entries.indices where entries[i].key == key { return i }
+        for i in entries.indices where entries[i].key.utf8Equals(key) { return i }
         return nil
     }
 
@@ -84,9 +108,12 @@ public struct DittoHeaders: Sendable, Hashable, Sequence {
         let key = Self.lowercase(name)
         if let i = position(ofKey: key) {
             // Like Ditto's builder: the value is replaced; the latest spelling of the name is kept.
-            entries[i] = Entry(name: name, key: key, value: value, json: json)
+            entries[i].name = name
+            entries[i].value = value
+            entries[i].json = json
         } else {
-            entries.append(Entry(name: name, key: key, value: value, json: json))
+            let definition = HeaderDefinition.known[key]
+            entries.append(Entry(name: name, key: key, value: value, json: json, definition: definition))
         }
     }
 
@@ -121,9 +148,9 @@ public struct DittoHeaders: Sendable, Hashable, Sequence {
         for entry in other.entries { set(entry.name, value: entry.value, json: entry.json) }
     }
 
-    /// Keeps only the headers for which `isIncluded(lower-cased name)` is true.
-    public mutating func filter(_ isIncluded: (String) -> Bool) {
-        entries.removeAll { !isIncluded($0.key) }
+    /// Removes every header for which `shouldRemove(lower-cased name, value)` is true.
+    public mutating func removeAll(where shouldRemove: (_ lowercasedName: String, _ value: String) -> Bool) {
+        entries.removeAll { shouldRemove($0.key, $0.value) }
     }
 
     // MARK: JSON
@@ -142,7 +169,7 @@ public struct DittoHeaders: Sendable, Hashable, Sequence {
 
     static func jsonValue(for entry: Entry) -> JSONValue {
         if let json = entry.json { return json }
-        guard let definition = HeaderDefinition.known[entry.key] else { return .string(entry.value) }
+        guard let definition = entry.definition else { return .string(entry.value) }
         switch definition.type {
         case .boolean:
             if entry.value == "true" { return .bool(true) }
@@ -163,9 +190,7 @@ public struct DittoHeaders: Sendable, Hashable, Sequence {
     }
 
     static func splitCommaList(_ text: String) -> [String] {
-        text.split(separator: ",", omittingEmptySubsequences: true)
-            .map { $0.trimmingASCIIWhitespace() }
-            .filter { !$0.isEmpty }
+        text.utf8Split(UInt8(ascii: ",")).map { $0.javaTrimmed() }.filter { !$0.isEmpty }
     }
 
     // MARK: Size
@@ -179,19 +204,6 @@ public struct DittoHeaders: Sendable, Hashable, Sequence {
     public func checkSize(limit: Int = DittoHeaders.sizeLimit) throws(DittoError) {
         if encodedSize > limit { throw DittoError.headersTooLarge(limit: limit) }
     }
-}
-
-extension Substring {
-    func trimmingASCIIWhitespace() -> String {
-        var s = self[...]
-        while let f = s.first, f == " " || f == "\t" { s = s.dropFirst() }
-        while let l = s.last, l == " " || l == "\t" { s = s.dropLast() }
-        return String(s)
-    }
-}
-
-extension String {
-    func trimmingASCIIWhitespace() -> String { self[...].trimmingASCIIWhitespace() }
 }
 
 // MARK: - Typed accessors
@@ -253,8 +265,8 @@ extension DittoHeaders {
     }
 
     static func parseLabelList(_ text: String) -> [String]? {
-        let trimmed = text.trimmingASCIIWhitespace()
-        if trimmed.hasPrefix("[") {
+        let trimmed = text.javaTrimmed()
+        if trimmed.utf8HasPrefix("[") {
             guard let parsed = try? JSON.parse(trimmed), let array = parsed.arrayValue else { return nil }
             var labels: [String] = []
             for element in array {
@@ -280,11 +292,11 @@ extension DittoHeaders {
 
     /// Headers whose name starts with `ditto-` (Ditto-internal or Ditto-written).
     public var dittoPrefixedNames: [String] {
-        entries.filter { $0.key.hasPrefix("ditto-") }.map(\.name)
+        entries.filter { $0.key.utf8HasPrefix("ditto-") }.map(\.name)
     }
 }
 
-// MARK: - Known header definitions (FACTS §e, DittoHeaderDefinition / MessageHeaderDefinition)
+// MARK: - Known header definitions (Ditto's `DittoHeaderDefinition` and `MessageHeaderDefinition`)
 
 struct HeaderDefinition: Sendable {
     enum ValueType: Sendable {
@@ -301,9 +313,9 @@ struct HeaderDefinition: Sendable {
     }
 
     let type: ValueType
-    /// Read from external (R in FACTS §e).
+    /// Read from external (`readFromExternal`).
     let read: Bool
-    /// Written to external (W in FACTS §e).
+    /// Written to external (`writeToExternal`).
     let write: Bool
 
     static let known: [String: HeaderDefinition] = {
@@ -383,7 +395,7 @@ extension DittoHeaders {
     /// outside (`read=false` in `DittoHeaderDefinition`, e.g. `etag`, `entity-revision`).
     public static func isDittoInternal(_ name: String) -> Bool {
         let key = lowercase(name)
-        if key.hasPrefix("ditto-") { return true }
+        if key.utf8HasPrefix("ditto-") { return true }
         if let definition = HeaderDefinition.known[key] { return !definition.read }
         return false
     }
@@ -434,7 +446,7 @@ extension DittoHeaders {
     /// Checks the values of known headers as Ditto's validators do; 400 `header.invalid` on the first bad one.
     public func validate() throws(DittoError) {
         for entry in entries {
-            guard let definition = HeaderDefinition.known[entry.key] else { continue }
+            guard let definition = entry.definition else { continue }
             try Self.validate(entry, definition.type)
         }
     }

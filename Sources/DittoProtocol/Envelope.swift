@@ -5,21 +5,33 @@
 /// envelope that decodes here is one Ditto accepts. Encoding writes Ditto's field order:
 /// `topic, headers, path, value, extra, status, revision, timestamp, metadata, fields`.
 public struct Envelope: Sendable, Hashable {
+    /// What the message is about and what it is (`<ns>/<name>/things/live/messages/<subject>`, ...).
     public var topic: TopicPath
+    /// Ditto headers (`correlation-id`, `content-type`, custom headers, ...).
     public var headers: DittoHeaders
-    /// The JSON pointer text of `path` (`/` for the whole entity).
+    /// The JSON pointer text of `path` (`/` for the whole entity), kept as written: Ditto compares message
+    /// paths as strings.
     public var path: String
+    /// Command payload, event value, message payload (see `MessagePayload`) or error object.
     public var value: JSONValue?
+    /// Enrichment (`extraFields`) of events and messages Ditto sends.
     public var extra: JSONObject?
-    /// HTTP status; its presence makes the envelope a response (FACTS rule 1).
+    /// HTTP status; its presence makes the envelope a response (`DefaultAdapterResolver#isResponse`).
     public var status: Int?
+    /// Entity revision; required for thing events.
     public var revision: Int64?
     /// ISO-8601 instant, e.g. `2021-01-18T09:42:12Z`.
     public var timestamp: String?
+    /// Metadata object of events and responses.
     public var metadata: JSONValue?
     /// Field selector, e.g. `thingId,attributes(location)`.
     public var fields: String?
 
+    /// Whether `headers` is written when empty. Ditto always writes it; a decoded envelope remembers whether
+    /// its input had the field so that re-encoding gives back the same keys. Not part of equality.
+    var writesEmptyHeaders = true
+
+    /// An envelope from its fields; nothing is validated (see `validate()`).
     public init(
         topic: TopicPath, headers: DittoHeaders = DittoHeaders(), path: String = "/", value: JSONValue? = nil,
         extra: JSONObject? = nil, status: Int? = nil, revision: Int64? = nil, timestamp: String? = nil,
@@ -35,6 +47,21 @@ public struct Envelope: Sendable, Hashable {
         self.timestamp = timestamp
         self.metadata = metadata
         self.fields = fields
+    }
+
+    public static func == (lhs: Envelope, rhs: Envelope) -> Bool {
+        lhs.topic == rhs.topic && lhs.headers == rhs.headers && lhs.path.utf8Equals(rhs.path) && lhs.value == rhs.value
+            && lhs.extra == rhs.extra && lhs.status == rhs.status && lhs.revision == rhs.revision
+            && lhs.timestamp == rhs.timestamp && lhs.metadata == rhs.metadata && lhs.fields == rhs.fields
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(topic)
+        hasher.combine(headers)
+        path.hashUTF8(into: &hasher)
+        hasher.combine(value)
+        hasher.combine(status)
+        hasher.combine(revision)
     }
 
     /// Ditto's rule: a response (or ack, or error) exactly when `status` is present.
@@ -69,9 +96,28 @@ public struct Envelope: Sendable, Hashable {
         guard case .object(let object) = json else {
             throw DittoError.jsonInvalid("The Ditto Protocol message is not a JSON object.")
         }
+        // One pass over the members; unknown fields are ignored as Ditto does. (The field names are lower-case
+        // ASCII, for which String's `==` is byte equality.)
+        var topicValue, headersValue, pathValue, value, extraValue, statusValue, revisionValue, timestampValue,
+            metadataValue, fieldsValue: JSONValue?
+        for (key, member) in object {
+            switch key {
+            case "topic": topicValue = member
+            case "headers": headersValue = member
+            case "path": pathValue = member
+            case "value": value = member
+            case "extra": extraValue = member
+            case "status": statusValue = member
+            case "revision": revisionValue = member
+            case "timestamp": timestampValue = member
+            case "metadata": metadataValue = member
+            case "fields": fieldsValue = member
+            default: continue
+            }
+        }
         // Ditto reads the headers first, so invalid header values win over a bad topic.
         var headers = DittoHeaders()
-        if let headersValue = object["headers"] {
+        if let headersValue {
             guard case .object(let headersObject) = headersValue else {
                 throw fieldTypeError("headers", headersValue, "JsonObject")
             }
@@ -84,32 +130,33 @@ public struct Envelope: Sendable, Hashable {
             try headers.validate()
         }
 
-        guard let topicValue = object["topic"] else { throw DittoError.jsonFieldMissing("topic") }
+        guard let topicValue else { throw DittoError.jsonFieldMissing("topic") }
         guard case .string(let topicString) = topicValue else { throw fieldTypeError("topic", topicValue, "String") }
         let topic = try TopicPath(parsing: topicString)
 
-        guard let pathValue = object["path"] else { throw DittoError.jsonFieldMissing("path") }
+        guard let pathValue else { throw DittoError.jsonFieldMissing("path") }
         guard case .string(let path) = pathValue else { throw fieldTypeError("path", pathValue, "String") }
 
         var envelope = Envelope(topic: topic, headers: headers, path: path)
-        envelope.value = object["value"]
-        if let extraValue = object["extra"] {
+        envelope.writesEmptyHeaders = headersValue != nil
+        envelope.value = value
+        if let extraValue {
             guard case .object(let extra) = extraValue else { throw fieldTypeError("extra", extraValue, "JsonObject") }
             envelope.extra = extra
         }
-        if let statusValue = object["status"] {
+        if let statusValue {
             guard case .number(let number) = statusValue, number.isIntegerLiteral, let code = number.int64Value,
                 let small = Int(exactly: code)
             else { throw fieldTypeError("status", statusValue, "int") }
-            // `HttpStatus.tryGetInstance`: an unknown code silently leaves the status out (rule 1).
+            // `HttpStatus.tryGetInstance`: an unknown code silently leaves the status out, so the message counts as a command.
             envelope.status = (100...599).contains(small) ? small : nil
         }
-        if let revisionValue = object["revision"] {
+        if let revisionValue {
             guard case .number(let number) = revisionValue, number.isIntegerLiteral, let revision = number.int64Value
             else { throw fieldTypeError("revision", revisionValue, "long") }
             envelope.revision = revision
         }
-        if let timestampValue = object["timestamp"] {
+        if let timestampValue {
             guard case .string(let timestamp) = timestampValue else {
                 throw fieldTypeError("timestamp", timestampValue, "String")
             }
@@ -118,11 +165,11 @@ public struct Envelope: Sendable, Hashable {
             }
             envelope.timestamp = timestamp
         }
-        if let metadataValue = object["metadata"] {
+        if let metadataValue {
             guard case .object = metadataValue else { throw fieldTypeError("metadata", metadataValue, "JsonObject") }
             envelope.metadata = metadataValue
         }
-        if let fieldsValue = object["fields"] {
+        if let fieldsValue {
             guard case .string(let fields) = fieldsValue else { throw fieldTypeError("fields", fieldsValue, "String") }
             envelope.fields = fields
         }
@@ -135,13 +182,14 @@ public struct Envelope: Sendable, Hashable {
 
     // MARK: Encoding
 
-    /// Compact JSON in Ditto's field order. `headers` is left out when empty (Ditto's parser defaults it).
+    /// Compact JSON in Ditto's field order. An empty `headers` is written (as Ditto does) unless the envelope
+    /// was decoded from input without it.
     public func encoded() -> [UInt8] {
         var w = JSONWriter(capacity: 256 + path.utf8.count)
         w.bytes.append(UInt8(ascii: "{"))
         w.writeKey("topic")
-        w.writeString(topic.description)
-        if !headers.isEmpty {
+        topic.writeJSON(into: &w)
+        if !headers.isEmpty || writesEmptyHeaders {
             w.bytes.append(UInt8(ascii: ","))
             w.writeKey("headers")
             w.bytes.append(UInt8(ascii: "{"))
@@ -153,7 +201,7 @@ public struct Envelope: Sendable, Hashable {
                 w.bytes.append(UInt8(ascii: ":"))
                 if let json = entry.json {
                     w.write(json)
-                } else if let definition = HeaderDefinition.known[entry.key], definition.type.isTypedInJSON {
+                } else if let definition = entry.definition, definition.type.isTypedInJSON {
                     w.write(DittoHeaders.jsonValue(for: entry))
                 } else {
                     w.writeString(entry.value)
@@ -207,7 +255,7 @@ public struct Envelope: Sendable, Hashable {
     public var json: JSONValue {
         var object = JSONObject()
         object["topic"] = .string(topic.description)
-        if !headers.isEmpty { object["headers"] = .object(headers.json) }
+        if !headers.isEmpty || writesEmptyHeaders { object["headers"] = .object(headers.json) }
         object["path"] = .string(path)
         if let value { object["value"] = value }
         if let extra { object["extra"] = .object(extra) }
@@ -224,7 +272,11 @@ public struct Envelope: Sendable, Hashable {
 enum Timestamp {
     /// `YYYY-MM-DDTHH:MM[:SS[.fraction]](Z|±HH:MM[:SS])`.
     static func isValidInstant(_ text: String) -> Bool {
-        let b = Array(text.utf8)
+        var copy = text
+        return copy.withUTF8 { isValidInstant($0) }
+    }
+
+    private static func isValidInstant(_ b: UnsafeBufferPointer<UInt8>) -> Bool {
         var i = 0
         func digits(_ n: Int) -> Int? {
             guard i + n <= b.count else { return nil }

@@ -31,7 +31,7 @@ extension Envelope {
         var out = ""
         for segment in segments {
             out.append("/")
-            out.append(segment.utf8.contains(UInt8(ascii: "~")) ? segment.replacingTilde() : segment)
+            out.append(JSONPointer.escape(segment))
         }
         return out
     }
@@ -39,9 +39,7 @@ extension Envelope {
     /// Ditto reads `path` with the topic splitter (`newTopicOrPathPointer`): `""`/`"/"` are the root, a
     /// trailing `/` is ignored and a `//` makes the rest one segment.
     static func pathSegments(_ path: String) -> [String] {
-        var segments = TopicPath.split(path)
-        if path.utf8.first == UInt8(ascii: "/"), !segments.isEmpty { segments.removeFirst() }
-        return segments
+        TopicPath.segments(of: path, insertEmptyFirst: false)
     }
 
     private func requireValidThingID() throws(DittoError) {
@@ -81,8 +79,7 @@ extension Envelope {
         guard let action = topic.action,
             [.create, .retrieve, .modify, .merge, .delete, .migrate].contains(action)
         else { throw noAdapter }
-        let segments = Envelope.pathSegments(path)
-        guard let resource = ThingResource(segments: segments) else { throw DittoError.unknownPath(normalizedPath) }
+        guard let resource = ThingResource(path: path) else { throw DittoError.unknownPath(normalizedPath) }
         if action == .create && resource != .thing {
             // There is no create<SubResource> command: sub-resources are created with `modify`.
             throw DittoError.unknownCommand("things.commands:create\(resource.typeSuffix)")
@@ -101,14 +98,14 @@ extension Envelope {
                     throw DittoError.jsonInvalid("Payload value is not a Thing as JSON object but: \(value.jsonText)")
                 }
                 if let idValue = object["thingId"] {
-                    guard let id = idValue.stringValue, id == "\(topic.namespace):\(topic.entityName)" else {
+                    guard let id = idValue.stringValue, id.utf8Equals("\(topic.namespace):\(topic.entityName)") else {
                         throw DittoError.thingIDNotSettable()
                     }
                 }
             }
             if action == .merge {
-                let mediaType = headers.contentType.map { $0.lowercased().split(separator: ";", omittingEmptySubsequences: false).first.map(String.init) ?? "" }
-                guard mediaType == "application/merge-patch+json" else {
+                let mediaType = headers.contentType.map { $0.lowercased().utf8Prefix(before: UInt8(ascii: ";")) }
+                guard mediaType?.utf8Equals("application/merge-patch+json") == true else {
                     throw DittoError.mediaTypeUnsupported(headers.contentType, allowed: ["application/merge-patch+json"])
                 }
             }
@@ -121,8 +118,7 @@ extension Envelope {
         guard let action = topic.action,
             [.created, .modified, .deleted, .merged, .migrated].contains(action)
         else { throw noAdapter }
-        let segments = Envelope.pathSegments(path)
-        guard let resource = ThingResource(segments: segments) else { throw DittoError.unknownPath(normalizedPath) }
+        guard let resource = ThingResource(path: path) else { throw DittoError.unknownPath(normalizedPath) }
         guard resource.supportsEvent(action) else { throw noAdapter }
         guard revision != nil else { throw DittoError.jsonFieldMissing("revision") }
     }
@@ -136,10 +132,11 @@ extension Envelope {
         }
         let printed = normalizedPath
         let valid: Bool
-        if printed.hasPrefix("/features/") {
-            valid = printed.hasSuffix("/inbox/messages/" + subject) || printed.hasSuffix("/outbox/messages/" + subject)
+        // String comparison on code units, as Ditto's `validatePathForLiveMessages` does.
+        if printed.utf8HasPrefix("/features/") {
+            valid = printed.utf8HasSuffix("/inbox/messages/" + subject) || printed.utf8HasSuffix("/outbox/messages/" + subject)
         } else {
-            valid = printed == "/inbox/messages/" + subject || printed == "/outbox/messages/" + subject
+            valid = printed.utf8Equals("/inbox/messages/" + subject) || printed.utf8Equals("/outbox/messages/" + subject)
         }
         guard valid else {
             throw DittoError.invalidPath(
@@ -152,7 +149,7 @@ extension Envelope {
         guard isResponse else { throw noAdapter }
         guard let label = topic.subject else { return }  // aggregated acknowledgements
         if AcknowledgementLabel.reserved.contains(label) { throw DittoError.ackLabelForbidden(label) }
-        guard AcknowledgementLabel.isValid(label) else { throw DittoError.ackLabelInvalid(label) }
+        guard AcknowledgementLabel.isValid(label, allowPlaceholder: true) else { throw DittoError.ackLabelInvalid(label) }
     }
 
     private func validateErrorResponse() throws(DittoError) {
@@ -197,14 +194,6 @@ extension Envelope {
     }
 }
 
-extension String {
-    func replacingTilde() -> String {
-        var out = ""
-        for c in self { if c == "~" { out.append("~0") } else { out.append(c) } }
-        return out
-    }
-}
-
 /// The resources of a thing addressed by `path` (`ThingResource.java`).
 enum ThingResource: Sendable, Hashable {
     case thing, policyID, definition
@@ -214,60 +203,45 @@ enum ThingResource: Sendable, Hashable {
     case features, feature, featureDefinition, featureProperties, featureProperty, featureDesiredProperties,
         featureDesiredProperty
 
-    init?(segments: [String]) {
-        var s = segments[...]
-        guard let first = s.popFirst() else {
-            self = .thing
-            return
+    /// The resource `path` addresses (split like Ditto's `newTopicOrPathPointer`), `nil` if none.
+    init?(path: String) {
+        var copy = path
+        guard let resource = copy.withUTF8({ ThingResource.parse($0) }) else { return nil }
+        self = resource
+    }
+
+    private static func parse(_ b: UnsafeBufferPointer<UInt8>) -> ThingResource? {
+        var cursor = TopicPath.SegmentCursor(b, insertEmptyFirst: false)
+        func equals(_ range: Range<Int>, _ name: StaticString) -> Bool {
+            guard range.count == name.utf8CodeUnitCount else { return false }
+            let p = name.utf8Start
+            for k in 0..<range.count where b[range.lowerBound + k] != p[k] { return false }
+            return true
         }
-        switch first {
-        case "policyId":
-            guard s.isEmpty else { return nil }
-            self = .policyID
-        case "definition":
-            guard s.isEmpty else { return nil }
-            self = .definition
-        case "attributes":
-            self = s.isEmpty ? .attributes : .attribute
-        case "_policy":
-            guard let entries = s.popFirst() else {
-                self = .policy
-                return
-            }
-            guard entries == "entries" else { return nil }
-            guard s.popFirst() != nil else {
-                self = .policyEntries
-                return
-            }
-            guard let kind = s.popFirst() else {
-                self = .policyEntry
-                return
-            }
-            switch kind {
-            case "subjects": self = s.isEmpty ? .policyEntrySubjects : .policyEntrySubject
-            case "resources": self = s.isEmpty ? .policyEntryResources : .policyEntryResource
-            default: return nil
-            }
-        case "features":
-            guard s.popFirst() != nil else {
-                self = .features
-                return
-            }
-            guard let kind = s.popFirst() else {
-                self = .feature
-                return
-            }
-            switch kind {
-            case "definition":
-                guard s.isEmpty else { return nil }
-                self = .featureDefinition
-            case "properties": self = s.isEmpty ? .featureProperties : .featureProperty
-            case "desiredProperties": self = s.isEmpty ? .featureDesiredProperties : .featureDesiredProperty
-            default: return nil
-            }
-        default:
+        guard let first = cursor.next() else { return .thing }
+        if equals(first, "policyId") { return cursor.next() == nil ? .policyID : nil }
+        if equals(first, "definition") { return cursor.next() == nil ? .definition : nil }
+        if equals(first, "attributes") { return cursor.next() == nil ? .attributes : .attribute }
+        if equals(first, "_policy") {
+            guard let entries = cursor.next() else { return .policy }
+            guard equals(entries, "entries") else { return nil }
+            guard cursor.next() != nil else { return .policyEntries }
+            guard let kind = cursor.next() else { return .policyEntry }
+            if equals(kind, "subjects") { return cursor.next() == nil ? .policyEntrySubjects : .policyEntrySubject }
+            if equals(kind, "resources") { return cursor.next() == nil ? .policyEntryResources : .policyEntryResource }
             return nil
         }
+        if equals(first, "features") {
+            guard cursor.next() != nil else { return .features }
+            guard let kind = cursor.next() else { return .feature }
+            if equals(kind, "definition") { return cursor.next() == nil ? .featureDefinition : nil }
+            if equals(kind, "properties") { return cursor.next() == nil ? .featureProperties : .featureProperty }
+            if equals(kind, "desiredProperties") {
+                return cursor.next() == nil ? .featureDesiredProperties : .featureDesiredProperty
+            }
+            return nil
+        }
+        return nil
     }
 
     /// Ditto's resource name as used in command types (`ThingResourceNames`).

@@ -5,11 +5,13 @@ public struct JSONParseError: Error, Sendable, Hashable, CustomStringConvertible
     /// What is wrong, in plain words.
     public var reason: String
 
+    /// An error at byte `offset`.
     public init(offset: Int, reason: String) {
         self.offset = offset
         self.reason = reason
     }
 
+    /// `<reason> at byte <offset>`.
     public var description: String { "\(reason) at byte \(offset)" }
 }
 
@@ -149,12 +151,14 @@ struct JSONParser {
     private mutating func parseArray(depth: Int) throws(JSONParseError) -> [JSONValue] {
         guard depth <= JSON.maximumDepth else { throw fail("Nesting deeper than \(JSON.maximumDepth)") }
         position += 1  // [
-        var elements: [JSONValue] = []
         skipWhitespace()
         if position < b.count && b[position] == UInt8(ascii: "]") {
             position += 1
-            return elements
+            return []
         }
+        var elements: [JSONValue] = []
+        // One allocation covers the usual small arrays; growing is left to larger ones.
+        elements.reserveCapacity(4)
         while true {
             skipWhitespace()
             elements.append(try parseValue(depth: depth))
@@ -171,12 +175,15 @@ struct JSONParser {
     private mutating func parseObject(depth: Int) throws(JSONParseError) -> JSONObject {
         guard depth <= JSON.maximumDepth else { throw fail("Nesting deeper than \(JSON.maximumDepth)") }
         position += 1  // {
-        var object = JSONObject()
         skipWhitespace()
         if position < b.count && b[position] == UInt8(ascii: "}") {
             position += 1
-            return object
+            return JSONObject()
         }
+        var members: [JSONObject.Element] = []
+        // One allocation covers the usual small objects (headers, property values).
+        members.reserveCapacity(8)
+        var needsDeduplication = false
         while true {
             skipWhitespace()
             guard position < b.count, b[position] == quote else { throw fail("Expected a string key") }
@@ -186,14 +193,27 @@ struct JSONParser {
             position += 1
             skipWhitespace()
             let value = try parseValue(depth: depth)
-            // Duplicate keys: the last value wins, as with Ditto's LinkedHashMap-backed objects.
-            object[key] = value
+            if !needsDeduplication {
+                if members.count < 16 {
+                    for member in members where member.key.utf8Equals(key) {
+                        needsDeduplication = true
+                        break
+                    }
+                } else {
+                    // Large objects: the general initializer finds duplicates through JSONObject's index.
+                    needsDeduplication = true
+                }
+            }
+            members.append((key, value))
             skipWhitespace()
             guard position < b.count else { throw fail("Unterminated object") }
             let c = b[position]
             position += 1
             if c == UInt8(ascii: ",") { continue }
-            if c == UInt8(ascii: "}") { return object }
+            if c == UInt8(ascii: "}") {
+                // Duplicate keys: the last value wins in the first position, as with Ditto's LinkedHashMap.
+                return needsDeduplication ? JSONObject(members.lazy.map { ($0.key, $0.value) }) : JSONObject(uniqueMembers: members)
+            }
             throw fail("Expected ',' or '}' in object", at: position - 1)
         }
     }
@@ -371,6 +391,12 @@ struct JSONWriter {
 
     mutating func writeString(_ string: String) {
         bytes.append(quote)
+        writeStringContents(string)
+        bytes.append(quote)
+    }
+
+    /// The escaped characters of `string`, without quotes.
+    mutating func writeStringContents(_ string: String) {
         var string = string
         string.withUTF8 { utf8 in
             var runStart = 0
@@ -395,6 +421,5 @@ struct JSONWriter {
             }
             if runStart < utf8.count { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart...])) }
         }
-        bytes.append(quote)
     }
 }

@@ -24,6 +24,20 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
         for (key, value) in members { self[key] = value }
     }
 
+    /// Members known to have distinct keys (the parser checked).
+    init(uniqueMembers: [Element]) {
+        entries = uniqueMembers
+        index = nil
+        if entries.count > Self.indexThreshold { rebuildIndex() }
+    }
+
+    private mutating func rebuildIndex() {
+        var built: [ByteKey: Int] = [:]
+        built.reserveCapacity(entries.count)
+        for (i, entry) in entries.enumerated() { built[ByteKey(entry.key)] = i }
+        index = built
+    }
+
     public init(dictionaryLiteral elements: (String, JSONValue)...) {
         self.init(elements)
     }
@@ -39,9 +53,6 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
 
     /// The values in order.
     public var values: [JSONValue] { entries.map(\.value) }
-
-    /// The member at `position` (insertion order).
-    public func member(at position: Int) -> Element { entries[position] }
 
     private func position(of key: String) -> Int? {
         if let index { return index[ByteKey(key)] }
@@ -76,10 +87,7 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
         if index != nil {
             index?[ByteKey(key)] = entries.count - 1
         } else if entries.count > Self.indexThreshold {
-            var built: [ByteKey: Int] = [:]
-            built.reserveCapacity(entries.count * 2)
-            for (i, entry) in entries.enumerated() { built[ByteKey(entry.key)] = i }
-            index = built
+            rebuildIndex()
         }
     }
 
@@ -94,9 +102,7 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
         guard let i = position(of: key) else { return nil }
         let removed = entries.remove(at: i).value
         if index != nil {
-            var rebuilt: [ByteKey: Int] = [:]
-            for (j, entry) in entries.enumerated() { rebuilt[ByteKey(entry.key)] = j }
-            index = rebuilt
+            if entries.count > Self.indexThreshold { rebuildIndex() } else { index = nil }
         }
         return removed
     }

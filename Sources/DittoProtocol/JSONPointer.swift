@@ -11,42 +11,56 @@ public struct JSONPointer: Sendable, Hashable, CustomStringConvertible {
     public init(segments: [String]) { self.segments = segments }
 
     /// Parses pointer text: one leading and one trailing `/` are optional; `//` is refused with
-    /// `json.pointer.invalid`, as Ditto does.
+    /// `json.pointer.invalid`, as Ditto does. Works on UTF-8 bytes, so combining characters next to a `/`
+    /// or `~` cannot change the split.
     public init(_ string: String) throws(DittoError) {
-        var body = Substring(string)
-        if body.first == "/" { body = body.dropFirst() }
-        if body.isEmpty {
-            segments = []
-            return
-        }
-        if body.last == "/" { body = body.dropLast() }
-        var result: [String] = []
-        for part in body.split(separator: "/", omittingEmptySubsequences: false) {
-            if part.isEmpty {
-                throw DittoError.jsonPointerInvalid(
-                    string, description: "Consecutive slashes in JSON pointers are not supported.")
+        var copy = string
+        let parsed: [String]? = copy.withUTF8 { b in
+            var start = 0
+            var end = b.count
+            if start < end && b[start] == UInt8(ascii: "/") { start += 1 }
+            if start == end { return [] }
+            if b[end - 1] == UInt8(ascii: "/") { end -= 1 }
+            var result: [String] = []
+            var segmentStart = start
+            for i in start...end where i == end || b[i] == UInt8(ascii: "/") {
+                if i == segmentStart { return nil }
+                result.append(JSONPointer.unescape(UnsafeBufferPointer(rebasing: b[segmentStart..<i])))
+                segmentStart = i + 1
             }
-            result.append(Self.unescape(part))
+            return result
         }
-        segments = result
+        guard let parsed else {
+            throw DittoError.jsonPointerInvalid(
+                string, description: "Consecutive slashes in JSON pointers are not supported.")
+        }
+        segments = parsed
     }
 
-    private static func unescape(_ part: Substring) -> String {
-        guard part.utf8.contains(UInt8(ascii: "~")) else { return String(part) }
-        var out = ""
-        var iterator = part.makeIterator()
-        while let c = iterator.next() {
-            if c == "~" {
-                if let n = iterator.next() {
-                    if n == "0" { out.append("~") } else { out.append("~"); out.append(n) }
-                } else {
-                    out.append("~")
-                }
-            } else {
-                out.append(c)
-            }
+    /// `~0` → `~`; any other `~` stays as it is (Ditto has no `~1`).
+    static func unescape(_ b: UnsafeBufferPointer<UInt8>) -> String {
+        guard b.contains(UInt8(ascii: "~")) else { return String(decoding: b, as: UTF8.self) }
+        var out: [UInt8] = []
+        out.reserveCapacity(b.count)
+        var i = 0
+        while i < b.count {
+            out.append(b[i])
+            if b[i] == UInt8(ascii: "~") && i + 1 < b.count && b[i + 1] == UInt8(ascii: "0") { i += 1 }
+            i += 1
         }
-        return out
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// `~` → `~0`, on bytes.
+    static func escape(_ segment: String) -> String {
+        guard segment.utf8.contains(UInt8(ascii: "~")) else { return segment }
+        var out: [UInt8] = []
+        out.reserveCapacity(segment.utf8.count + 2)
+        for byte in segment.utf8 {
+            out.append(byte)
+            if byte == UInt8(ascii: "~") { out.append(UInt8(ascii: "0")) }
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// Whether this is the root pointer.
@@ -78,11 +92,7 @@ public struct JSONPointer: Sendable, Hashable, CustomStringConvertible {
         var out = ""
         for segment in segments {
             out.append("/")
-            if segment.utf8.contains(UInt8(ascii: "~")) {
-                for c in segment { if c == "~" { out.append("~0") } else { out.append(c) } }
-            } else {
-                out.append(segment)
-            }
+            out.append(Self.escape(segment))
         }
         return out
     }

@@ -131,13 +131,20 @@ extension String {
     func utf8Equals(_ other: String) -> Bool {
         let a = utf8, b = other.utf8
         guard a.count == b.count else { return false }
+        let fast = a.withContiguousStorageIfAvailable { pa in
+            b.withContiguousStorageIfAvailable { pb in pa.elementsEqual(pb) }
+        }
+        if let fast, let result = fast { return result }
         return a.elementsEqual(b)
     }
 
     @inline(__always)
     func hashUTF8(into hasher: inout Hasher) {
-        hasher.combine(utf8.count)
-        for byte in utf8 { hasher.combine(byte) }
+        let done: Void? = utf8.withContiguousStorageIfAvailable { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
+        if done == nil {
+            for byte in utf8 { hasher.combine(byte) }
+        }
+        hasher.combine(0xFF as UInt8)  // terminator: no valid UTF-8 contains 0xFF
     }
 }
 
@@ -228,5 +235,6 @@ public struct JSONNumber: Sendable, Hashable, CustomStringConvertible {
         !literal.utf8.contains { $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "e") || $0 == UInt8(ascii: "E") }
     }
 
+    /// The literal text.
     public var description: String { literal }
 }

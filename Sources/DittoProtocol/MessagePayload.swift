@@ -16,9 +16,8 @@ public enum ContentTypeStrategy: Sendable, Hashable {
             self = .binary
             return
         }
-        let lower = contentType.lowercased()
-        let mediaType = lower.split(separator: ";", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
-        if mediaType == "application/merge-patch+json" {
+        let mediaType = contentType.lowercased().utf8Prefix(before: UInt8(ascii: ";"))
+        if mediaType.utf8Equals("application/merge-patch+json") {
             self = .jsonMergePatch
         } else if Self.isText(mediaType) {
             self = .text
@@ -30,23 +29,27 @@ public enum ContentTypeStrategy: Sendable, Hashable {
     }
 
     /// Java's `.` does not match line terminators.
-    private static func hasLineTerminator(_ s: Substring) -> Bool {
+    private static func hasLineTerminator(_ s: String) -> Bool {
         s.unicodeScalars.contains { [0x0A, 0x0D, 0x85, 0x2028, 0x2029].contains($0.value) }
     }
 
-    /// `application/((vnd\.)?.+\+)?<suffix>` matched against the whole media type.
+    /// `application/((vnd\.)?.+\+)?<suffix>` matched against the whole media type (on bytes, as Java's
+    /// regex works on code units).
     private static func matchesApplication(_ mediaType: String, suffix: String) -> Bool {
-        guard mediaType.hasPrefix("application/") else { return false }
-        let rest = mediaType.dropFirst("application/".count)
-        if rest == suffix { return true }
-        guard rest.hasSuffix("+" + suffix) else { return false }
-        let middle = rest.dropLast(suffix.count + 1)
+        let prefix = "application/"
+        guard mediaType.utf8HasPrefix(prefix) else { return false }
+        let rest = String(decoding: mediaType.utf8.dropFirst(prefix.utf8.count), as: UTF8.self)
+        if rest.utf8Equals(suffix) { return true }
+        guard rest.utf8HasSuffix("+" + suffix) else { return false }
+        let middle = String(decoding: rest.utf8.dropLast(suffix.utf8.count + 1), as: UTF8.self)
         // `(vnd\.)?.+` needs at least one character before the `+`.
         return !middle.isEmpty && !hasLineTerminator(middle)
     }
 
     private static func isText(_ mediaType: String) -> Bool {
-        if mediaType.hasPrefix("text/") { return !hasLineTerminator(mediaType.dropFirst(5)) }
+        if mediaType.utf8HasPrefix("text/") {
+            return !hasLineTerminator(String(decoding: mediaType.utf8.dropFirst(5), as: UTF8.self))
+        }
         return matchesApplication(mediaType, suffix: "javascript") || matchesApplication(mediaType, suffix: "ecmascript")
     }
 
@@ -55,7 +58,7 @@ public enum ContentTypeStrategy: Sendable, Hashable {
     }
 }
 
-/// A live message payload in the form Ditto puts it into the envelope's `value` (FACTS rule 10):
+/// A live message payload in the form Ditto puts it into the envelope's `value` (`MessagePayloadSerializer`):
 /// JSON content types carry JSON, text types a string, everything else (or no content type) base64.
 public enum MessagePayload: Sendable, Hashable {
     case json(JSONValue)
@@ -102,6 +105,20 @@ public enum MessagePayload: Sendable, Hashable {
         case .text(let text): return .string(text)
         case .binary(let bytes): return .string(Base64.encode(bytes))
         }
+    }
+
+    /// Ditto's message size limit: `ditto.limits.messages.max-size = 250k` (HOCON `k` = 1024).
+    public static let sizeLimit = 256_000
+
+    /// 413 `messages:payload.toolarge` when the payload bytes exceed `limit`.
+    public func checkSize(limit: Int = MessagePayload.sizeLimit) throws(DittoError) {
+        let size: Int
+        switch self {
+        case .json(let value): size = JSON.serialize(value).count
+        case .text(let text): size = text.utf8.count
+        case .binary(let bytes): size = bytes.count
+        }
+        if size > limit { throw DittoError.payloadTooLarge(size: size, limit: limit) }
     }
 
     /// The raw payload bytes (JSON serialized compactly, text as UTF-8).

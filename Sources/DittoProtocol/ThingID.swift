@@ -23,12 +23,11 @@ public struct ThingID: Sendable, Hashable, CustomStringConvertible {
 
     /// Builds and validates an ID from its parts.
     public init(namespace: String, name: String) throws(DittoError) {
-        let id = namespace + ":" + name
-        guard id.utf16.count <= Self.maximumLength else {
-            throw DittoError.thingIDInvalid(id, description: "Not allowed to exceed length of 256.")
+        guard namespace.utf16.count + 1 + name.utf16.count <= Self.maximumLength else {
+            throw DittoError.thingIDInvalid(namespace + ":" + name, description: "Not allowed to exceed length of 256.")
         }
         guard Self.isValidNamespace(namespace), Self.isValidName(name) else {
-            throw DittoError.thingIDInvalid(id)
+            throw DittoError.thingIDInvalid(namespace + ":" + name)
         }
         self.namespace = namespace
         self.name = name
@@ -57,7 +56,9 @@ public struct ThingID: Sendable, Hashable, CustomStringConvertible {
     /// Whether `name` is a valid entity name: non-empty, no `/`, no `\x00-\x1F\x7F-\xFF`.
     public static func isValidName(_ name: String) -> Bool {
         guard !name.isEmpty else { return false }
-        return !name.unicodeScalars.contains { isForbiddenNameScalar($0) }
+        // On UTF-8 bytes: U+0000-U+001F, U+007F and `/` are single bytes; U+0080-U+00FF are exactly the
+        // two-byte sequences led by 0xC2 or 0xC3. No other sequence contains these bytes.
+        return !name.utf8.contains { $0 < 0x20 || $0 == 0x7F || $0 == 0x2F || $0 == 0xC2 || $0 == 0xC3 }
     }
 
     @inline(__always)

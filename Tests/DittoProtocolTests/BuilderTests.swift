@@ -16,6 +16,18 @@ import Testing
         #expect(try Envelope.decode(event.encoded()) == event)
     }
 
+    @Test func liveCommand() throws {
+        var headers = DittoHeaders()
+        headers.correlationID = "cmd-1"
+        let command = Envelope.liveCommand(
+            thingID: thing, action: .modify, path: "/features/lamp/properties/on", value: true, headers: headers)
+        #expect(String(decoding: command.encoded(), as: UTF8.self)
+            == #"{"topic":"org.acme/device-1/things/live/commands/modify","headers":{"correlation-id":"cmd-1"},"path":"/features/lamp/properties/on","value":true}"#)
+        #expect(!command.isResponse)
+        #expect(try Envelope.decode(command.encoded()) == command)
+        #expect(Envelope.commandResponse(to: command, status: 204).answers(command))
+    }
+
     @Test func liveMessageThingAndFeatureLevel() throws {
         let message = try Envelope.liveMessage(
             thingID: thing, direction: .outbox, subject: "alarm/high", payload: .json(["level": 3]))
@@ -78,13 +90,19 @@ import Testing
             #expect(error.error == "acknowledgement:label.invalid")
         }
         _ = try Envelope.acknowledgement(thingID: thing, label: String(repeating: "a", count: 100), status: 200)
+        let placeholder = try Envelope.acknowledgement(thingID: thing, label: "{{connection:id}}:delivered", status: 200)
+        #expect(placeholder.topic.subject == "{{connection:id}}:delivered")
+        _ = try Envelope.decode(placeholder.encoded())
+        #expect(throws: DittoError.self) {
+            try Envelope.acknowledgement(thingID: thing, label: "{{Connection:id}}:delivered", status: 200)
+        }
     }
 
     @Test func errorResponses() throws {
         let error = DittoError.timeout(milliseconds: 5000)
         let response = Envelope.errorResponse(thingID: thing, error: error)
         #expect(String(decoding: response.encoded(), as: UTF8.self)
-            == #"{"topic":"org.acme/device-1/things/live/errors","path":"/","value":{"status":408,"error":"command.timeout","message":"The Command reached the specified timeout of 5000ms.","description":"Try increasing the command timeout."},"status":408}"#)
+            == #"{"topic":"org.acme/device-1/things/live/errors","headers":{},"path":"/","value":{"status":408,"error":"command.timeout","message":"The Command reached the specified timeout of 5000ms.","description":"Try increasing the command timeout."},"status":408}"#)
         #expect(try Envelope.decode(response.encoded()).error == error)
         let fallback = Envelope.errorResponse(thingID: nil, channel: .twin, error: .jsonInvalid("bad"))
         #expect(fallback.topic.description == "unknown/unknown/things/twin/errors")

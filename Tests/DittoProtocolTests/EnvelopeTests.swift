@@ -33,7 +33,7 @@ import Testing
         #expect(!command.isResponse)
         let response = try Envelope.decode(Array(#"{"topic":"ns/n/things/live/commands/retrieve","path":"/","status":200}"#.utf8))
         #expect(response.isResponse)
-        // An unknown HTTP status is dropped: the message is a command (FACTS rule 1).
+        // An unknown HTTP status is dropped (`HttpStatus.tryGetInstance`): the message is a command.
         let odd = try Envelope.decode(Array(#"{"topic":"ns/n/things/live/commands/retrieve","path":"/","status":42}"#.utf8))
         #expect(!odd.isResponse)
         let error = try #require(throws: DittoError.self) {
@@ -62,6 +62,21 @@ import Testing
         (#"{"topic":"ns/n/things/live/commands/retrieve","path":"/","headers":{"requested-acks":"a-ack,b-ack"}}"#, "header.invalid"),
         (#"{"topic":"ns/n/things/live/commands/retrieve","path":"/","timestamp":"yesterday"}"#, "json.invalid"),
         (#"{"topic":"ns/n/things/live/commands/retrieve","path":"/","headers":[]}"#, "json.invalid"),
+        // Topics the parser takes but no adapter does (DefaultAdapterResolver)
+        (#"{"topic":"ns/n/things/none/commands/retrieve","path":"/"}"#, "protocoladapter:unknown.topicpath"),
+        (#"{"topic":"_/_/things/live/search/subscribe","path":"/"}"#, "protocoladapter:unknown.topicpath"),
+        (#"{"topic":"ns/n/things/live/announcements/x","path":"/"}"#, "protocoladapter:unknown.topicpath"),
+        (#"{"topic":"ns/n/things/live/commands/created","path":"/"}"#, "protocoladapter:unknown.topicpath"),
+        (#"{"topic":"ns/n/things/live/events/modify","path":"/","revision":1}"#, "protocoladapter:unknown.topicpath"),
+        (#"{"topic":"ns/p/policies/messages/x","path":"/"}"#, "protocoladapter:unknown.topicpath"),
+        (#"{"topic":"ns/p/policies/commands/merge","path":"/","value":{}}"#, "protocoladapter:unknown.topicpath"),
+        (#"{"topic":"_/c/connections/commands/modify","path":"/"}"#, "protocoladapter:unknown.topicpath"),
+        (#"{"topic":"_/c/connections/announcements/deleted","path":"/"}"#, "protocoladapter:unknown.topicpath"),
+        (#"{"topic":"ns/p/policies/commands/modify","path":"/import/x","value":{}}"#, "protocoladapter:unknown.path"),
+        (#"{"topic":"ns/n/things/live/commands/merge","path":"/","value":{},"headers":{"content-type":"application/json"}}"#, "mediatype.unsupported"),
+        (#"{"topic":"ns/n/things/live/commands/modify","path":"/","value":{"thingId":"ns:other"}}"#, "things:id.notsettable"),
+        (#"{"topic":"ns/n/things/live/commands/modify","path":"/","value":[]}"#, "json.invalid"),
+        (#"{"topic":"ns/n/things/live/messages/a\u0001b","path":"/inbox/messages/a\u0001b"}"#, "header.invalid"),
     ])
     func rejections(_ text: String, _ code: String) throws {
         let error = try #require(throws: DittoError.self) { try Envelope.decode(Array(text.utf8)) }
@@ -71,5 +86,104 @@ import Testing
     @Test func unknownFieldsAreIgnored() throws {
         let envelope = try Envelope.decode(Array(#"{"topic":"ns/n/things/live/commands/retrieve","path":"/","bogus":1}"#.utf8))
         #expect(String(decoding: envelope.encoded(), as: UTF8.self) == #"{"topic":"ns/n/things/live/commands/retrieve","path":"/"}"#)
+    }
+}
+
+/// Ditto compares strings by code units; Swift's `String ==` uses canonical equivalence. These inputs
+/// differ only in Unicode normalization and must be told apart the way Ditto does.
+@Suite struct CodeUnitExactnessTests {
+    @Test func messagePathMustRepeatTheSubjectByteForByte() throws {
+        let decomposedSubject = "cafe\u{301}"  // e + combining acute
+        let precomposedPath = "/inbox/messages/caf\u{E9}"
+        #expect(decomposedSubject == "caf\u{E9}")  // Swift: canonically equal
+        let text = #"{"topic":"ns/n/things/live/messages/\#(decomposedSubject)","path":"\#(precomposedPath)"}"#
+        let error = try #require(throws: DittoError.self) { try Envelope.decode(text) }
+        #expect(error.error == "protocoladapter:invalid.path")
+        let same = #"{"topic":"ns/n/things/live/messages/\#(decomposedSubject)","path":"/inbox/messages/\#(decomposedSubject)"}"#
+        _ = try Envelope.decode(same)
+    }
+
+    @Test func topicsAndHeadersCompareBytes() throws {
+        let a = try TopicPath(parsing: "ns/n/things/live/messages/caf\u{E9}")
+        let b = try TopicPath(parsing: "ns/n/things/live/messages/cafe\u{301}")
+        #expect(a != b)
+        #expect(DittoHeaders([("x", "caf\u{E9}")]) != DittoHeaders([("x", "cafe\u{301}")]))
+    }
+
+    @Test func combiningMarksDoNotGlueOntoSeparators() throws {
+        // A combining mark right after "/" or "~" forms one Swift Character with it; splitting and escaping
+        // must still see the separator.
+        let pointer = try JSONPointer("/a/\u{301}b~\u{301}")
+        #expect(pointer.segments == ["a", "\u{301}b~\u{301}"])
+        #expect(pointer.description == "/a/\u{301}b~0\u{301}")
+        #expect(try JSONPointer(pointer.description).segments == pointer.segments)
+        var headers = DittoHeaders()
+        headers["requested-acks"] = "first-ack,\u{301}x"
+        #expect(headers.requestedAcks == ["first-ack", "\u{301}x"])
+        #expect(ContentTypeStrategy(contentType: "application/\u{301}x+json") == .json)
+        #expect(DittoHeaders.isDittoInternal("ditto-\u{301}x"))
+    }
+}
+
+/// Thing resource paths (`ThingResource`) and which events exist for them.
+@Suite struct ThingResourceTests {
+    static let validPaths = [
+        "/", "", "/policyId", "/definition", "/_policy", "/_policy/entries", "/_policy/entries/l",
+        "/_policy/entries/l/subjects", "/_policy/entries/l/subjects/google:x", "/_policy/entries/l/resources",
+        "/_policy/entries/l/resources/thing:/a/b", "/attributes", "/attributes/a", "/attributes/a/b/c",
+        "/features", "/features/f", "/features/f/definition", "/features/f/properties", "/features/f/properties/a/b",
+        "/features/f/desiredProperties", "/features/f/desiredProperties/x", "/attributes/", "attributes/a",
+    ]
+    static let invalidPaths = [
+        "/policyId/x", "/definition/x", "/features/f/foo", "/features/f/definition/x", "/_policy/foo",
+        "/_policy/entries/l/foo", "/foo", "/thingId", "/Attributes",
+    ]
+
+    func command(_ path: String, action: String = "retrieve") throws(DittoError) -> Envelope {
+        try Envelope.decode(#"{"topic":"ns/n/things/live/commands/\#(action)","path":"\#(path)","value":{}}"#)
+    }
+
+    @Test(arguments: validPaths)
+    func validPath(_ path: String) throws {
+        _ = try command(path)
+        _ = try command(path, action: "delete")
+    }
+
+    @Test(arguments: invalidPaths)
+    func invalidPath(_ path: String) throws {
+        let error = try #require(throws: DittoError.self) { try command(path) }
+        #expect(error.error == "protocoladapter:unknown.path")
+    }
+
+    @Test func createOnlyForTheWholeThing() throws {
+        _ = try command("/", action: "create")
+        let error = try #require(throws: DittoError.self) { try command("/attributes/a", action: "create") }
+        #expect(error.error == "protocoladapter:unknown.command")
+    }
+
+    @Test(arguments: [
+        ("/", "created", true), ("/", "migrated", true), ("/attributes", "migrated", false),
+        ("/policyId", "modified", true), ("/policyId", "created", false), ("/policyId", "deleted", false),
+        ("/_policy", "modified", false), ("/features/f/properties/x", "merged", true), ("/_policy/entries", "merged", true),
+        ("/definition", "created", true), ("/features/f/desiredProperties/x", "deleted", true),
+    ] as [(String, String, Bool)])
+    func eventExists(_ path: String, _ action: String, _ exists: Bool) throws {
+        let text = #"{"topic":"ns/n/things/live/events/\#(action)","path":"\#(path)","value":1,"revision":3}"#
+        if exists {
+            _ = try Envelope.decode(text)
+        } else {
+            let error = try #require(throws: DittoError.self) { try Envelope.decode(text) }
+            #expect(error.error == "protocoladapter:unknown.topicpath")
+        }
+    }
+
+    @Test func errorValueFallbacks() throws {
+        let error = try DittoError(errorValue: ["error": "x:y"])
+        #expect(error.status == 500)
+        #expect(error.message == "An unknown error occurred")
+        #expect(throws: DittoError.self) { try DittoError(errorValue: ["status": 400]) }
+        #expect(throws: DittoError.self) { try DittoError(errorValue: "text") }
+        let full = DittoError(status: 404, error: "things:thing.notfound", message: "m", description: "d", href: "h")
+        #expect(try DittoError(errorValue: full.errorValue) == full)
     }
 }

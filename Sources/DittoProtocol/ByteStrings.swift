@@ -1,0 +1,47 @@
+/// Code-unit-exact string operations. Swift's `String` compares and splits by grapheme clusters under
+/// Unicode canonical equivalence; Ditto (Java) works on code units. For the protocol's string rules
+/// (message path vs. subject, prefixes, separators) only byte-exact behaviour gives Ditto's answers.
+extension StringProtocol {
+    /// Whether the UTF-8 bytes start with `prefix`'s.
+    func utf8HasPrefix(_ prefix: some StringProtocol) -> Bool {
+        utf8.starts(with: prefix.utf8)
+    }
+
+    /// Whether the UTF-8 bytes end with `suffix`'s.
+    func utf8HasSuffix(_ suffix: some StringProtocol) -> Bool {
+        let count = utf8.count, suffixCount = suffix.utf8.count
+        guard suffixCount <= count else { return false }
+        return utf8.dropFirst(count - suffixCount).elementsEqual(suffix.utf8)
+    }
+
+    /// Splits at every `separator` byte (ASCII), keeping empty parts.
+    func utf8Split(_ separator: UInt8) -> [String] {
+        var parts: [String] = []
+        var current: [UInt8] = []
+        for byte in utf8 {
+            if byte == separator {
+                parts.append(String(decoding: current, as: UTF8.self))
+                current.removeAll(keepingCapacity: true)
+            } else {
+                current.append(byte)
+            }
+        }
+        parts.append(String(decoding: current, as: UTF8.self))
+        return parts
+    }
+
+    /// The text before the first `separator` byte (ASCII), or all of it.
+    func utf8Prefix(before separator: UInt8) -> String {
+        String(decoding: utf8.prefix { $0 != separator }, as: UTF8.self)
+    }
+
+    /// Java's `String.trim()`: drops leading and trailing code units up to U+0020.
+    func javaTrimmed() -> String {
+        let bytes = Array(utf8)
+        var start = 0
+        var end = bytes.count
+        while start < end && bytes[start] <= 0x20 { start += 1 }
+        while end > start && bytes[end - 1] <= 0x20 { end -= 1 }
+        return String(decoding: bytes[start..<end], as: UTF8.self)
+    }
+}
