@@ -21,6 +21,11 @@ let downlinkConfig = baseConnections + """
         thing-id: "{namespace}:{deviceId}"
         message: { subject: "{subject}", timeout: 5s }
         payload: { format: json }
+      - name: legacy-requests
+        topic: "legacy/{deviceId}/ask/{correlationId}/{subject}"
+        thing-id: "{namespace}:legacy-{deviceId}"
+        message: { subject: "{subject}", response: true, timeout: 5s, reply-topic: "legacy/{deviceId}/answer/{correlationId}/{status}" }
+        payload: { format: json }
     downlink:
       - name: legacy
         priority: 10
