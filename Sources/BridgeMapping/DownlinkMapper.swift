@@ -41,20 +41,18 @@ public struct DeviceReply: Sendable {
 /// Rules are tried in ``BridgeConfiguration/downlinkRulesByPrecedence`` order (`priority`, then file order);
 /// the first whose `match` and thing ID pattern fit takes the request.
 public struct DownlinkMapper: Sendable {
+    /// In the order they are tried.
     public let rules: [DownlinkRule]
-    /// `defaults.namespace`, the value of `{namespace}` when the thing ID pattern does not capture it.
-    public let namespace: String?
 
     /// Ditto's default and maximum live timeout.
     public static let maximumTimeout: Duration = .seconds(60)
 
     public init(configuration: BridgeConfiguration) {
-        self.init(rules: configuration.downlinkRulesByPrecedence, namespace: configuration.defaults.namespace)
+        self.init(rules: configuration.downlinkRulesByPrecedence)
     }
 
-    public init(rules: [DownlinkRule], namespace: String?) {
+    public init(rules: [DownlinkRule]) {
         self.rules = rules
-        self.namespace = namespace
     }
 
     /// The MQTT subscriptions the device side needs for answers.
@@ -93,33 +91,16 @@ public struct DownlinkMapper: Sendable {
         let responseRequired = (envelope.headers.responseRequired ?? true) && timeout > .zero
 
         for (index, rule) in rules.enumerated() {
-            guard var variables = rule.thingID.match(thingID.description, fixed: rule.fixedValues) else { continue }
-            switch (rule.match, kind) {
-            case (.messages(let subjectGlob, let featureGlob), .message(let subject, let featureID)):
-                guard HeaderPattern(subjectGlob).matches(subject) || subjectGlob == subject else { continue }
-                switch (featureGlob, featureID) {
-                case (nil, nil): break
-                case (let glob?, let id?) where HeaderPattern(glob).matches(id) || glob == id: break
-                default: continue
-                }
-                variables["subject"] = subject
-                if let featureID { variables["feature"] = featureID }
-            case (.commands(let actions, let pattern), .command(let action, let path)):
-                guard let commandAction = CommandAction(rawValue: action.rawValue), actions.contains(commandAction)
-                else { continue }
-                if let pattern {
-                    guard let captured = pattern.match(path) else { continue }
-                    variables.merge(captured) { thing, _ in thing }
-                }
-                variables["action"] = action.rawValue
-                variables["path"] = path
-            default:
-                continue
+            guard var variables = rule.values(for: thingID) else { continue }
+            let added: [String: String]?
+            switch kind {
+            case .message(let subject, let featureID):
+                added = rule.matchMessage(subject: subject, feature: featureID)
+            case .command(let action, let path):
+                added = CommandAction(rawValue: action.rawValue).flatMap { rule.matchCommand(action: $0, path: path) }
             }
-            variables["thingId"] = thingID.description
-            variables["thingNamespace"] = thingID.namespace
-            variables["thingName"] = thingID.name
-            if variables["namespace"] == nil, let namespace { variables["namespace"] = namespace }
+            guard let added else { continue }
+            variables.merge(added) { thing, _ in thing }
             let expectsReply = rule.reply.mode != .none
             let ruleTimeout = expectsReply ? min(timeout, rule.reply.timeout) : timeout
             return DownlinkRoute(ruleIndex: index, ruleName: rule.name, thingID: thingID, kind: kind,

@@ -56,17 +56,15 @@ public struct UplinkResult: Sendable {
 /// topic specificity, then their order in the file. The first whose topic matches maps the message; a message
 /// that the chosen rule cannot map is dropped, it does not fall through to the next rule.
 public struct UplinkMapper: Sendable {
+    /// In the order they are tried.
     public let rules: [UplinkRule]
-    /// `defaults.namespace`, the value of `{namespace}`.
-    public let namespace: String?
 
     public init(configuration: BridgeConfiguration) {
-        self.init(rules: configuration.uplinkRulesByPrecedence, namespace: configuration.defaults.namespace)
+        self.init(rules: configuration.uplinkRulesByPrecedence)
     }
 
-    public init(rules: [UplinkRule], namespace: String?) {
+    public init(rules: [UplinkRule]) {
         self.rules = rules
-        self.namespace = namespace
     }
 
     /// The MQTT subscriptions the device side needs, one per distinct filter.
@@ -77,21 +75,23 @@ public struct UplinkMapper: Sendable {
 
     public func map(_ message: MQTTPublication, environment: UplinkEnvironment) throws(MappingError) -> UplinkResult {
         for rule in rules {
-            guard let captured = rule.topic.match(message.topic) else { continue }
-            return try map(message, rule: rule, captured: captured, environment: environment)
+            let matched: UplinkMatch?
+            do {
+                matched = try rule.match(topic: message.topic)
+            } catch {
+                throw MappingError(.invalidIdentifier, "rule \(rule.name): \(error)")
+            }
+            guard let matched else { continue }
+            return try map(message, rule: rule, matched: matched, environment: environment)
         }
         throw MappingError(.noRule, "no uplink rule matches topic \(message.topic)")
     }
 
-    func map(_ message: MQTTPublication, rule: UplinkRule, captured: [String: String],
+    func map(_ message: MQTTPublication, rule: UplinkRule, matched: UplinkMatch,
              environment: UplinkEnvironment) throws(MappingError) -> UplinkResult {
-        var variables = captured
-        if let namespace { variables["namespace"] = namespace }
+        let thingID = matched.thingID
+        var variables = matched.values
         variables["topic"] = message.topic
-        let thingID = try renderThingID(rule.thingID, variables)
-        variables["thingId"] = thingID.description
-        variables["thingNamespace"] = thingID.namespace
-        variables["thingName"] = thingID.name
         let mapper = HeaderMapper(policy: rule.headers)
 
         var payload = message.payload
@@ -99,7 +99,7 @@ public struct UplinkMapper: Sendable {
         if rule.headers.mqtt311 == .wrapper, rule.action != .passthrough {
             (payload, carried) = try unwrap(payload)
         }
-        if let id = captured["correlationId"] {
+        if let id = matched.values["correlationId"] {
             carried.append((HeaderMapper.correlationID, TopicToken.decode(id)))
         }
 
@@ -212,15 +212,6 @@ public struct UplinkMapper: Sendable {
         }
         let value = wrapper["value"] ?? .null
         return (JSON.serialize(value), carried)
-    }
-
-    private func renderThingID(_ template: Template, _ variables: [String: String]) throws(MappingError) -> ThingID {
-        let text = try render(template, variables, what: "thing ID")
-        do {
-            return try ThingID(text)
-        } catch {
-            throw MappingError(.invalidIdentifier, "'\(text)' is not a valid thing ID: \(error.message)", dittoError: error)
-        }
     }
 
     private func renderPointer(_ template: Template, _ variables: [String: String]) throws(MappingError) -> JSONPointer {
