@@ -25,6 +25,8 @@ final class ClientCore: Sendable {
         var earlyAcks: [Int32: Int32] = [:]
         var subscribeWaiters: [Int32: Waiter<[ReasonCode]>] = [:]
         var earlySubacks: [Int32: [ReasonCode]] = [:]
+        /// SUBACKs of subscriptions replayed after a reconnect: nobody waits for them.
+        var replayedSubscribeMids: Set<Int32> = []
         var unsubscribeWaiters: [Int32: Waiter<Void>] = [:]
         var earlyUnsubacks: Set<Int32> = []
         /// Replayed after a reconnect without session; keyed by filter, in first-subscribed order.
@@ -458,19 +460,28 @@ final class ClientCore: Sendable {
             for waiter in waiters { waiter.resume(returning: .failure(error)) }
             return
         }
-        let (waiters, replay) = state.withLock { state in
-            state.connected = true
-            state.attempt = 0
-            let waiters = state.connectWaiters + state.connectedWaiters
-            state.connectWaiters.removeAll()
-            state.connectedWaiters.removeAll()
-            return (waiters, sessionPresent ? [] : state.subscriptions)
-        }
-        // Without a session the broker forgot our subscriptions; queue them before anything else.
+        // Without a session the broker forgot our subscriptions. Queue them before anything else: before
+        // libmosquitto resends in-flight publishes (right after this callback) and before publishers waiting
+        // for the connection are let go, so nothing published on this connection misses them.
+        let replay = sessionPresent ? [] : state.withLock { $0.subscriptions }
         for subscription in replay {
             var mid: Int32 = 0
-            _ = mosquitto_subscribe_v5(handle.raw, &mid, subscription.filter, Int32(subscription.qos.rawValue), subscribeOptions(subscription), nil)
-            state.withLock { state in state.earlySubacks[mid] = nil }
+            let rc = mosquitto_subscribe_v5(handle.raw, &mid, subscription.filter, Int32(subscription.qos.rawValue),
+                                            subscribeOptions(subscription), nil)
+            if rc == MOSQ_ERR_SUCCESS.rawValue {
+                state.withLock { _ = $0.replayedSubscribeMids.insert(mid) }
+            } else {
+                logger.error("restoring a subscription failed", metadata: ["mqtt.filter": "\(subscription.filter)", "error": "\(MQTTError.library(rc, "subscribe"))"])
+            }
+        }
+        let waiters = state.withLock { state in
+            state.connected = true
+            state.attempt = 0
+            defer {
+                state.connectWaiters.removeAll()
+                state.connectedWaiters.removeAll()
+            }
+            return state.connectWaiters + state.connectedWaiters
         }
         logger.info("MQTT connected", metadata: [
             "broker": "\(configuration.host):\(configuration.port)", "session.present": "\(sessionPresent)",
@@ -501,6 +512,13 @@ final class ClientCore: Sendable {
     }
 
     fileprivate func didSubscribe(mid: Int32, granted: [ReasonCode]) {
+        let replayed = state.withLock { $0.replayedSubscribeMids.remove(mid) != nil }
+        if replayed {
+            if granted.contains(where: \.isFailure) {
+                logger.error("the broker refused a restored subscription", metadata: ["reason": "\(granted)"])
+            }
+            return
+        }
         let waiter = state.withLock { state -> Waiter<[ReasonCode]>? in
             if let waiter = state.subscribeWaiters.removeValue(forKey: mid) { return waiter }
             state.earlySubacks[mid] = granted

@@ -202,8 +202,9 @@ public final class TestBroker: Sendable {
         }
     }
 
+    /// Runs a helper program (openssl, mosquitto_passwd) and returns its output; throws when it fails.
     @discardableResult
-    static func run(_ executable: String, _ arguments: [String]) throws -> String {
+    public static func run(_ executable: String, _ arguments: [String]) throws -> String {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
