@@ -26,6 +26,12 @@ public enum BridgeErrors {
                    description: "Try again when fewer requests are pending.")
     }
 
+    public static func shuttingDown() -> DittoError {
+        DittoError(status: 503, error: "bridge:shutting.down",
+                   message: "The bridge is shutting down and cannot wait for the device's answer.",
+                   description: "Try again when the bridge is back.")
+    }
+
     public static func deviceTimeout(_ timeout: Duration) -> DittoError {
         let milliseconds = timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000
         return DittoError(status: 408, error: "command.timeout",

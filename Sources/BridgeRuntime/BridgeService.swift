@@ -106,6 +106,11 @@ public final class BridgeService: Service, Sendable {
             logger.info("bridge stopping")
             sweeper.cancel()
             await deviceClient.disconnect()
+            // Requesters still waiting get an answer now instead of a timeout later.
+            let pending = state.removeAll()
+            for request in pending.downlink where request.responseRequired {
+                await answerDitto(request.request, error: BridgeErrors.shuttingDown(), replyAddress: request.replyAddress)
+            }
             await dittoClient.disconnect()
         }
         logger.info("bridge stopped", metadata: ["metrics": "\(metrics.snapshot.sorted { $0.key < $1.key })"])
@@ -155,6 +160,7 @@ public final class BridgeService: Service, Sendable {
                 for waiter in waiters { waiter.resume() }
                 return
             } catch {
+                if case .shutdown = error.kind { return }
                 logger.error("cannot connect, retrying", metadata: [
                     "mqtt.side": "\(side)", "error": "\(error)", "retry.in": "\(delay)",
                 ])
@@ -429,7 +435,10 @@ public final class BridgeService: Service, Sendable {
 
     /// A Ditto answer to a request a device made, or an ack/error for one.
     private func handleDittoResponse(_ envelope: Envelope, topic: String) async {
-        guard let correlationID = envelope.headers.correlationID, let request = state.removeUplink(correlationID) else {
+        // Acks answer nothing a device asked; only a message response or an error completes a device request.
+        guard envelope.topic.criterion != .acks, let correlationID = envelope.headers.correlationID,
+              let request = state.removeUplink(correlationID)
+        else {
             metrics.increment("ditto.response.unmatched")
             logger.debug("Ditto response matches no device request", metadata: ["mqtt.topic": "\(topic)"])
             return

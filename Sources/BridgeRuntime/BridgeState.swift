@@ -82,6 +82,13 @@ final class BridgeState: Sendable {
         }
     }
 
+    /// Empties both tables (shutdown).
+    func removeAll() -> (downlink: [PendingDownlink], uplink: [DeviceRequest]) {
+        state.withLock { state in
+            (state.downlink.removeAll().map(\.value), state.uplink.removeAll().map(\.value))
+        }
+    }
+
     var pendingCounts: (downlink: Int, uplink: Int) {
         state.withLock { ($0.downlink.count, $0.uplink.count) }
     }

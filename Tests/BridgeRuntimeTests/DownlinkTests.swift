@@ -328,4 +328,26 @@ struct DownlinkTests {
         await device.disconnect()
         await harness.stop()
     }
+
+    @Test("Stopping the bridge answers requests still waiting for a device with 503")
+    func shutdownAnswersPending() async throws {
+        let harness = try await BridgeHarness(yaml: downlinkConfig)
+        let (device, received) = try await startMQTT5Device(harness, id: "dev10") { _ in nil }
+        try await harness.sendFromDitto(try liveMessage("org.example:dev10", subject: "slow", correlationID: "s-1"),
+                                        thingID: "org.example:dev10")
+        _ = await received.wait(for: 1)
+        let watcher = try MosquittoClient(configuration: harness.broker.clientConfiguration(clientID: "watcher"), logger: harnessLogger)
+        try await watcher.connect()
+        try await watcher.subscribe([Subscription(filter: "ditto/in/#")])
+        let seen = MessageCollector(watcher.messages)
+        harness.bridge.stop()
+        let answer = try #require(await seen.wait(for: 1).first)
+        let envelope = try Envelope.decode(answer.payload)
+        #expect(envelope.status == 503)
+        #expect(envelope.value?["error"] == .string("bridge:shutting.down"))
+        #expect(envelope.headers.correlationID == "s-1")
+        await watcher.disconnect()
+        await device.disconnect()
+        await harness.stop()
+    }
 }
