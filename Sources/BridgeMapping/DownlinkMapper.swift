@@ -45,6 +45,9 @@ public struct DownlinkMapper: Sendable {
     /// `defaults.namespace`, the value of `{namespace}` when the thing ID pattern does not capture it.
     public let namespace: String?
 
+    /// What a Ditto Protocol JSON payload is (Ditto's own MQTT connections use it).
+    public static let dittoProtocolContentType = "application/vnd.eclipse.ditto+json"
+
     /// Ditto's default and maximum live timeout.
     public static let maximumTimeout: Duration = .seconds(60)
 
@@ -178,11 +181,25 @@ public struct DownlinkMapper: Sendable {
         if wrapper, rule.payload != .envelope {
             var headers = JSONObject()
             for (name, value) in deviceHeaders(envelope.headers, mapper: mapper) { headers[name] = .string(value) }
-            let inner: JSONValue = rule.payload == .value ? (value ?? .null) : .string(String(decoding: payload, as: UTF8.self))
+            // JSON cannot carry raw bytes: in a wrapper they travel as base64, like Ditto's own binary values.
+            let inner: JSONValue = switch rule.payload {
+            case .value: value ?? .null
+            case .bytes: .string(Base64.encode(payload))
+            case .text, .envelope: .string(String(decoding: payload, as: UTF8.self))
+            }
             payload = JSON.serialize(.object(["headers": .object(headers), "value": inner]))
         }
 
         var properties = mapper.deviceProperties(headers: envelope.headers, messageExpiry: messageExpiry)
+        // The content type describes the payload: for an envelope or a wrapper that is the JSON around the value
+        // (the value's own content type travels inside it).
+        if rule.payload == .envelope {
+            properties.contentType = Self.dittoProtocolContentType
+        } else if wrapper {
+            properties.contentType = "application/json"
+        }
+        // Everything but raw bytes is UTF-8 text (JSON, text, envelope, wrapper).
+        properties.payloadFormatIndicator = rule.payload == .bytes && !wrapper ? nil : 1
         if rule.reply.mode == .mqtt5, route.responseRequired || route.expectsReply, let replyTopic = rule.reply.topic {
             do {
                 properties.responseTopic = try replyTopic.render(variables)
@@ -283,7 +300,8 @@ public struct DownlinkMapper: Sendable {
             var payload: MessagePayload?
             if !reply.payload.isEmpty {
                 try PayloadReader.checkSize(reply.payload)
-                let contentType = reply.contentType ?? Self.guessContentType(reply.payload)
+                let contentType = reply.contentType
+                    ?? Self.guessContentType(reply.payload, payloadFormatIndicator: reply.properties.payloadFormatIndicator)
                 payload = MessagePayload.from(bytes: reply.payload, contentType: contentType)
                 headers["content-type"] = contentType
             }
@@ -336,8 +354,11 @@ public struct DownlinkMapper: Sendable {
         return DittoError(status: status, error: code, message: message, description: description)
     }
 
-    static func guessContentType(_ payload: [UInt8]) -> String {
+    /// The content type of a reply that names none. An explicit MQTT 5 payload format indicator 0 ("unspecified
+    /// bytes") keeps the bytes as they are even when they happen to be valid UTF-8.
+    static func guessContentType(_ payload: [UInt8], payloadFormatIndicator: UInt8? = nil) -> String {
         if payload.isEmpty { return "application/json" }
+        if payloadFormatIndicator == 0 { return "application/octet-stream" }
         if (try? JSON.parse(payload)) != nil { return "application/json" }
         if String(validating: payload, as: UTF8.self) != nil { return "text/plain; charset=utf-8" }
         return "application/octet-stream"
