@@ -77,6 +77,14 @@ public struct DownlinkMapper: Sendable {
         guard let thingID = envelope.topic.thingID else {
             throw MappingError(.noRule, "topic \(envelope.topic) does not address a thing")
         }
+        // Rule 1: with a `status` it is a response (e.g. Ditto's answer to a device's request), never a request
+        // for a device; and twin commands are Ditto's own business, not the device's.
+        guard !envelope.isResponse else {
+            throw MappingError(.noRule, "\(envelope.topic) with status \(envelope.status ?? 0) is a response, not a request")
+        }
+        guard envelope.topic.channel == .live else {
+            throw MappingError(.noRule, "the bridge takes live signals, not \(envelope.topic.channel.rawValue) \(envelope.topic)")
+        }
         let kind: DownlinkRoute.Kind
         switch envelope.topic.criterion {
         case .messages:
@@ -233,7 +241,7 @@ public struct DownlinkMapper: Sendable {
                 continue
             case .mqtt5:
                 guard let data = message.properties.correlationData, !data.isEmpty else { continue }
-                let status = message.properties.userProperties.last { $0.name.lowercased() == "status" }.flatMap { Int($0.value) }
+                let status = Self.status(message.properties.userProperties.last { $0.name.lowercased() == "status" }?.value)
                 var properties = message.properties
                 properties.userProperties.removeAll { $0.name.lowercased() == "status" }
                 return DeviceReply(ruleIndex: index, correlationID: CorrelationID.fromCorrelationData(data), status: status,
@@ -246,8 +254,8 @@ public struct DownlinkMapper: Sendable {
                 let token = captured["correlationId"]
                     ?? carried.last { $0.name.lowercased() == "correlation-id" }.map(\.value)
                 guard let token else { continue }
-                let status = captured["status"].flatMap { Int($0) }
-                    ?? carried.last { $0.name.lowercased() == "status" }.flatMap { Int($0.value) }
+                let status = Self.status(captured["status"])
+                    ?? Self.status(carried.last { $0.name.lowercased() == "status" }?.value)
                 carried.removeAll { ["status", "correlation-id"].contains($0.name.lowercased()) }
                 return DeviceReply(ruleIndex: index, correlationID: TopicToken.decode(token), status: status,
                                    payload: payload, contentType: message.properties.contentType,
@@ -264,9 +272,12 @@ public struct DownlinkMapper: Sendable {
                 default: continue
                 }
                 var status: Int?
-                if let statusPointer = rule.reply.statusPointer.flatMap({ try? JSONPointer($0) }),
-                   case .number(let number)? = statusPointer.evaluate(in: document) {
-                    status = number.int64Value.map { Int($0) }
+                if let statusPointer = rule.reply.statusPointer.flatMap({ try? JSONPointer($0) }) {
+                    switch statusPointer.evaluate(in: document) {
+                    case .number(let number)?: status = Self.status(number.description)
+                    case .string(let text)?: status = Self.status(text)
+                    default: break
+                    }
                 }
                 let value: JSONValue? = if let valuePointer = rule.reply.valuePointer.flatMap({ try? JSONPointer($0) }) {
                     valuePointer.evaluate(in: document)
@@ -318,6 +329,14 @@ public struct DownlinkMapper: Sendable {
     }
 
     // MARK: helpers
+
+    /// A device's status if it is an HTTP status Ditto knows (100-599). Anything else is ignored: an envelope
+    /// with an unknown status would lose it in Ditto and turn from a response into a new request (rule 1).
+    static func status(_ text: String?) -> Int? {
+        guard let text, let status = Int(text.trimmingCharacters(in: .whitespaces)), (100...599).contains(status)
+        else { return nil }
+        return status
+    }
 
     static func timeout(of headers: DittoHeaders) -> Duration {
         guard let timeout = headers.timeout?.duration else { return maximumTimeout }

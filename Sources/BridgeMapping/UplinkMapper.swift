@@ -59,14 +59,18 @@ public struct UplinkMapper: Sendable {
     public let rules: [UplinkRule]
     /// `defaults.namespace`, the value of `{namespace}`.
     public let namespace: String?
+    /// `ditto.reply-topic`: the `reply-to` of device-initiated requests, where Ditto publishes the answer.
+    public let replyTopic: TopicTemplate?
 
     public init(configuration: BridgeConfiguration) {
-        self.init(rules: configuration.uplinkRulesByPrecedence, namespace: configuration.defaults.namespace)
+        self.init(rules: configuration.uplinkRulesByPrecedence, namespace: configuration.defaults.namespace,
+                  replyTopic: configuration.ditto.replyTopic)
     }
 
-    public init(rules: [UplinkRule], namespace: String?) {
+    public init(rules: [UplinkRule], namespace: String?, replyTopic: TopicTemplate? = nil) {
         self.rules = rules
         self.namespace = namespace
+        self.replyTopic = replyTopic
     }
 
     /// The MQTT subscriptions the device side needs, one per distinct filter.
@@ -132,6 +136,22 @@ public struct UplinkMapper: Sendable {
                 let timeout = requestTimeout(headers: headers, configured: spec.timeout)
                 headers["response-required"] = "true"
                 headers[HeaderMapper.timeout] = DittoDuration(milliseconds: Int64(timeout / .milliseconds(1))).description
+                // In the envelope, so that Ditto's reply target finds it whether or not the MQTT publish carries a
+                // response topic, and so that `map` prints exactly what `run` sends.
+                if let replyTopic {
+                    do {
+                        headers["reply-to"] = try replyTopic.render([
+                            "thingId": thingID.description, "namespace": thingID.namespace, "thingName": thingID.name,
+                        ])
+                    } catch {
+                        throw MappingError(.template, "cannot render ditto.reply-topic \(replyTopic.source): \(error)")
+                    }
+                }
+                do {
+                    try headers.checkSize()
+                } catch {
+                    throw MappingError(protocolError: error)
+                }
                 request = DeviceRequest(
                     correlationID: headers.correlationID ?? environment.newCorrelationID(),
                     thingID: thingID, reply: reply, timeout: timeout, headerWrapper: rule.headers.mqtt311 == .wrapper)
@@ -225,11 +245,19 @@ public struct UplinkMapper: Sendable {
 
     private func renderPointer(_ template: Template, _ variables: [String: String]) throws(MappingError) -> JSONPointer {
         let text = try render(template, variables, what: "path")
+        let pointer: JSONPointer
         do {
-            return try JSONPointer(text)
+            pointer = try JSONPointer(text)
         } catch {
             throw MappingError(.invalidIdentifier, "'\(text)' is not a valid path: \(error.message)", dittoError: error)
         }
+        // Feature IDs and attribute/property keys follow Ditto's rules (no control characters, at most 256);
+        // a topic level such as `fé` must not produce an event Ditto rejects.
+        for key in pointer.segments where !ThingID.isValidName(key) || key.utf16.count > 256 {
+            throw MappingError(.invalidIdentifier, "'\(text)' is not a valid path: '\(key)' is not a valid key or feature ID",
+                               dittoError: DittoError.invalidPath(text, description: "Keys and feature IDs must not contain control characters and be at most 256 characters long."))
+        }
+        return pointer
     }
 
     func render(_ template: Template, _ variables: [String: String], what: String) throws(MappingError) -> String {

@@ -128,6 +128,10 @@ import Testing
         #"{"topic":"org.example/dev-1/things/live/commands/retrieve","headers":{"correlation-id":"c"},"path":"/attributes/x"}"#,
         #"{"topic":"org.example/dev-1/things/live/events/modified","headers":{"correlation-id":"c"},"path":"/attributes/x","value":1,"revision":1}"#,
         #"{"topic":"com.other/dev-1/things/live/messages/reboot","headers":{"correlation-id":"c"},"path":"/inbox/messages/reboot"}"#,
+        // Ditto's answer to a device's request is a response (status), not a message for the device.
+        #"{"topic":"org.example/dev-1/things/live/messages/reboot","headers":{"correlation-id":"c"},"path":"/outbox/messages/reboot","status":200,"value":1}"#,
+        // Twin commands are not the device's business.
+        #"{"topic":"org.example/dev-1/things/twin/commands/modify","headers":{"correlation-id":"c"},"path":"/features/temp/properties/target","value":1}"#,
     ])
     func unroutedSignalsAre404(_ json: String) throws {
         let mapper = try mapper()
@@ -331,6 +335,24 @@ import Testing
         #expect(plainResponse.value?["status"] == 500)
         #expect(plainResponse.value?["error"]?.stringValue?.isEmpty == false)
         #expect(plainResponse.value?["message"]?.stringValue?.isEmpty == false)
+    }
+
+    @Test(arguments: ["999", "42", "0", "-1", "abc", ""])
+    func statusesDittoDoesNotKnowAreIgnored(_ status: String) throws {
+        let (mapper, request, route) = try routed(Self.message)
+        let reply = try #require(mapper.reply(from: mqtt5Reply("{}", correlation: "c-1", status: status)))
+        #expect(reply.status == nil)
+        let response = try redecoded(try mapper.response(to: request, route: route, reply: reply))
+        #expect(response.status == 200)
+        #expect(response.isResponse)
+    }
+
+    @Test func payloadModeStatusAsText() throws {
+        let mapper = try mapper()
+        let reply = try #require(mapper.reply(from: publication("devices/dev-1/attr-reply", #"{"id":"c-7","code":"201"}"#)))
+        #expect(reply.status == 201)
+        let invalid = try #require(mapper.reply(from: publication("devices/dev-1/attr-reply", #"{"id":"c-7","code":1000}"#)))
+        #expect(invalid.status == nil)
     }
 
     @Test func payloadModeReply() throws {

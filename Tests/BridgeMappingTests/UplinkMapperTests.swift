@@ -203,7 +203,30 @@ import Testing
         #expect(message.headers.responseRequired == true)
         #expect(message.headers.timeout?.duration == .seconds(20))
         #expect(message.headers.correlationID == "q-1")
+        // Ditto answers on ditto.reply-topic (default ditto/out/{thingId}/reply), not on the device's topic.
+        #expect(message.headers.replyTo == "ditto/out/org.example:d/reply")
+    }
+
+    @Test func messagesThatAskNothingHaveNoReplyTo() throws {
+        let message = try redecoded(try map("devices/d/events/x", "{}").envelope)
         #expect(message.headers.replyTo == nil)
+        #expect(message.headers.responseRequired == false)
+    }
+
+    @Test func configuredReplyTopicIsTheReplyTo() throws {
+        let yaml = """
+            defaults: { namespace: org.example }
+            ditto: { subscribe-filter: "cloud/out/#", publish-topic: "cloud/in/{thingId}", reply-topic: "cloud/out/{namespace}/{thingName}/answers" }
+            uplink:
+              - name: ask
+                topic: "devices/{deviceId}/ask/{subject}"
+                thing-id: "{namespace}:{deviceId}"
+                message: { subject: "{subject}", response: true }
+            """
+        let mapper = UplinkMapper(configuration: try configuration(yaml))
+        let result = try mapper.map(publication("devices/d/ask/q", "{}", properties: MQTTProperties(responseTopic: "devices/d/a")),
+                                    environment: fixedEnvironment)
+        #expect(try redecoded(result.envelope).headers.replyTo == "cloud/out/org.example/d/answers")
     }
 
     @Test func requestWithoutExpiryUsesTheRuleTimeout() throws {
@@ -318,6 +341,13 @@ import Testing
 
     @Test func topicSegmentMakingAnInvalidFeatureOrSubject() throws {
         #expect(try error("devices/d/features/fé/events/x", bytes("a"))?.kind == .invalidIdentifier)
+        let event = try error("devices/d/number/fé", bytes("1"))
+        #expect(event?.kind == .invalidIdentifier)
+        #expect(event?.dittoError.status == 400)
+        // '~' is an ordinary key character for Ditto; its pointers write it as '~0'.
+        #expect(try redecoded(try map("devices/d/number/a~b", "1").envelope).path == "/features/a~0b/properties/value")
+        // CJK and emoji are valid in Ditto keys.
+        #expect(try redecoded(try map("devices/d/number/温度", "1").envelope).path == "/features/温度/properties/value")
     }
 
     @Test func noRuleForTheTopic() throws {
