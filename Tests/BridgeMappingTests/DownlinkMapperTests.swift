@@ -157,6 +157,53 @@ import Testing
         #expect(long.responseRequired)
     }
 
+    @Test func fileOrderDecidesBetweenEqualPriorities() throws {
+        let yaml = """
+            defaults: { namespace: org.example }
+            downlink:
+              - name: first
+                match: { messages: { subject: "*" } }
+                thing-id: "{namespace}:{deviceId}"
+                topic: "devices/{deviceId}/a/{subject}"
+              - name: second
+                match: { messages: { subject: "*" } }
+                thing-id: "{namespace}:{deviceId}"
+                topic: "devices/{deviceId}/b/{subject}"
+              - name: only-sensors
+                match: { messages: { subject: "*" } }
+                thing-id: "{namespace}:sensor-{deviceId}"
+                topic: "sensors/{deviceId}/{subject}"
+                priority: 1
+            """
+        let (_, _, route) = try routed(#"{"topic":"org.example/dev-1/things/live/messages/x","headers":{"correlation-id":"c"},"path":"/inbox/messages/x"}"#, yaml: yaml)
+        #expect(route.ruleName == "first")
+        // The thing ID pattern is part of the match: the higher-priority rule only takes sensor-* things.
+        let (mapper, request, sensor) = try routed(#"{"topic":"org.example/sensor-7/things/live/messages/x","headers":{"correlation-id":"c"},"path":"/inbox/messages/x"}"#, yaml: yaml)
+        #expect(sensor.ruleName == "only-sensors")
+        #expect(sensor.variables["deviceId"] == "7")
+        #expect(try mapper.devicePublication(for: request, route: sensor, messageExpiry: nil).topic == "sensors/7/x")
+    }
+
+    @Test func staticHeadersGoToDittoNotToTheDevice() throws {
+        let yaml = """
+            defaults: { namespace: org.example }
+            headers: { static: { x-gateway: "gw-1", x-thing: "{thingId}" } }
+            downlink:
+              - name: inbox
+                match: { messages: { subject: "*" } }
+                thing-id: "{namespace}:{deviceId}"
+                topic: "devices/{deviceId}/inbox/{subject}"
+                reply: { mode: mqtt5, topic: "devices/{deviceId}/reply" }
+            """
+        let (mapper, request, route) = try routed(Self.message, yaml: yaml)
+        let published = try mapper.devicePublication(for: request, route: route, messageExpiry: nil)
+        #expect(published.properties.userProperties == userProperties([("x-user", "u")]))
+        let reply = try #require(mapper.reply(from: mqtt5Reply("{}", correlation: "c-1")))
+        let response = try redecoded(try mapper.response(to: request, route: route, reply: reply))
+        #expect(response.headers["x-gateway"] == "gw-1")
+        #expect(response.headers["x-thing"] == "org.example:dev-1")
+    }
+
     // MARK: device publication
 
     @Test func messageToAnMQTT5Device() throws {
