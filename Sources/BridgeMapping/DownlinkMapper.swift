@@ -319,12 +319,20 @@ public struct DownlinkMapper: Sendable {
             return Envelope.messageResponse(to: request, status: status, payload: payload, headers: headers)
         case .command(let action, _):
             let status = reply.status ?? rule.reply.defaultStatus ?? Self.defaultStatus(for: action)
-            let value: JSONValue? = reply.payload.isEmpty ? nil
+            // Spelled out: a bare `nil` next to a JSONValue would become JSON null (JSONValue is nil-literal
+            // expressible), and an answer without payload would carry `"value": null`.
+            let value: JSONValue? = reply.payload.isEmpty ? Optional.none
                 : ((try? JSON.parse(reply.payload)) ?? .string(String(decoding: reply.payload, as: UTF8.self)))
             if status >= 400 {
                 return Envelope.errorResponse(to: request, error: Self.deviceError(status: status, value: value), headers: headers)
             }
-            return Envelope.commandResponse(to: request, status: status, value: status == 204 ? nil : value, headers: headers)
+            let success = Self.successStatus(for: action, deviceStatus: status)
+            if action == .retrieve, value == nil {
+                return Envelope.errorResponse(to: request, error: Self.retrieveWithoutValue(), headers: headers)
+            }
+            // A created resource is what the command asked for when the device does not echo it.
+            let responseValue: JSONValue? = success == 204 ? Optional.none : (value ?? request.value)
+            return Envelope.commandResponse(to: request, status: success, value: responseValue, headers: headers)
         }
     }
 
@@ -357,6 +365,27 @@ public struct DownlinkMapper: Sendable {
         case .create: 201
         default: 204
         }
+    }
+
+    /// Ditto reads a live command response as the command's response type, which accepts only its own success
+    /// statuses (`CommandResponseHttpStatusValidator`): retrieve 200, create 201, modify 201 or 204, merge and
+    /// delete 204. Any other success status of the device becomes the one Ditto accepts, or the response is lost
+    /// and the requester waits for its timeout.
+    static func successStatus(for action: TopicPath.Action, deviceStatus: Int) -> Int {
+        switch action {
+        case .retrieve: 200
+        case .create: 201
+        case .modify: deviceStatus == 201 ? 201 : 204
+        case .merge, .delete: 204
+        default: deviceStatus
+        }
+    }
+
+    /// A retrieve response needs the retrieved value.
+    static func retrieveWithoutValue() -> DittoError {
+        DittoError(status: 502, error: "bridge:device.reply.invalid",
+                   message: "The device answered the retrieve command without a value.",
+                   description: "Devices answer retrieve commands with the requested value as payload.")
     }
 
     static func deviceError(status: Int, value: JSONValue?) -> DittoError {

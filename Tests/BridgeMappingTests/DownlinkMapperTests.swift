@@ -62,6 +62,15 @@ import Testing
     static let retrieve = #"{"topic":"org.example/dev-1/things/live/commands/retrieve","headers":{"correlation-id":"c-4","response-required":true},"path":"/features/temp/properties/a/b"}"#
     static let create = #"{"topic":"org.example/dev-1/things/live/commands/create","headers":{"correlation-id":"c-5"},"path":"/","value":{"attributes":{"a":1}}}"#
 
+    /// Whether the envelope has a `value` field at all (JSON null counts: JSONValue is nil-literal expressible,
+    /// so `value == nil` would not tell).
+    static func hasValue(_ envelope: Envelope) -> Bool {
+        if case .none = envelope.value { return false }
+        return true
+    }
+
+    func hasValue(_ envelope: Envelope) -> Bool { Self.hasValue(envelope) }
+
     func mapper(_ yaml: String = yaml) throws -> DownlinkMapper {
         DownlinkMapper(configuration: try configuration(yaml))
     }
@@ -343,7 +352,7 @@ import Testing
         let modifyReply = try #require(mapper.reply(from: mqtt5Reply("22", correlation: "c-3")))
         let modified = try redecoded(try mapper.response(to: modifyRequest, route: modifyRoute, reply: modifyReply))
         #expect(modified.status == 204)
-        #expect(modified.value == nil)
+        #expect(!hasValue(modified))
         #expect(modified.topic == modifyRequest.topic)                 // rule 4: same signal and thing
         #expect(modified.path == modifyRequest.path)                   // rule 4: same path
         #expect(modified.headers.correlationID == "c-3")
@@ -361,6 +370,41 @@ import Testing
         let created = try redecoded(try mapper.response(to: createRequest, route: createRoute, reply: createReply))
         #expect(created.status == 201)
         #expect(created.path == "/")
+    }
+
+    static let delete = #"{"topic":"org.example/dev-1/things/live/commands/delete","headers":{"correlation-id":"c-6"},"path":"/features/temp/properties/old"}"#
+
+    /// Ditto accepts only each response type's own success statuses.
+    @Test(arguments: [
+        (modify, "200", "{}", 204, false), (modify, "201", "", 201, true), (modify, "202", "", 204, false),
+        (retrieve, "202", "1", 200, true), (retrieve, "204", "1", 200, true), (create, "200", "", 201, true),
+        (delete, "200", "", 204, false), (delete, "201", "x", 204, false),
+    ])
+    func commandSuccessStatusesAreTheOnesDittoAccepts(_ json: String, _ status: String, _ payload: String,
+                                                        _ expected: Int, _ hasValue: Bool) throws {
+        let (mapper, request, route) = try routed(json)
+        let correlationID = try #require(request.headers.correlationID)
+        let reply = try #require(mapper.reply(from: mqtt5Reply(payload, correlation: correlationID, status: status)))
+        let response = try redecoded(try mapper.response(to: request, route: route, reply: reply))
+        #expect(response.status == expected)
+        #expect(DownlinkMapperTests.hasValue(response) == hasValue)
+        #expect(response.topic == request.topic)
+        #expect(response.path == request.path)
+    }
+
+    @Test func createdWithoutEchoCarriesTheRequestedValue() throws {
+        let (mapper, request, route) = try routed(Self.modify)
+        let reply = try #require(mapper.reply(from: mqtt5Reply("", correlation: "c-3", status: "201")))
+        #expect(try mapper.response(to: request, route: route, reply: reply).value == 22)
+    }
+
+    @Test func retrieveWithoutAValueIsAnError() throws {
+        let (mapper, request, route) = try routed(Self.retrieve)
+        let reply = try #require(mapper.reply(from: mqtt5Reply("", correlation: "c-4")))
+        let response = try redecoded(try mapper.response(to: request, route: route, reply: reply))
+        #expect(response.topic.description == "org.example/dev-1/things/live/errors")
+        #expect(response.status == 502)
+        #expect(response.headers.correlationID == "c-4")
     }
 
     @Test func commandErrorStatusBecomesALiveErrorResponse() throws {
@@ -404,11 +448,11 @@ import Testing
 
     @Test func payloadModeReply() throws {
         let (mapper, request, route) = try routed(#"{"topic":"org.example/dev-1/things/live/commands/modify","headers":{"correlation-id":"c-7"},"path":"/attributes/mode","value":"eco"}"#)
-        let reply = try #require(mapper.reply(from: publication("devices/dev-1/attr-reply", #"{"id":"c-7","code":200,"value":"eco"}"#)))
+        let reply = try #require(mapper.reply(from: publication("devices/dev-1/attr-reply", #"{"id":"c-7","code":201,"value":"eco"}"#)))
         #expect(reply.correlationID == "c-7")
-        #expect(reply.status == 200)
+        #expect(reply.status == 201)
         let response = try redecoded(try mapper.response(to: request, route: route, reply: reply))
-        #expect(response.status == 200)
+        #expect(response.status == 201)
         #expect(response.value == "eco")
         #expect(response.headers.correlationID == "c-7")
         #expect(mapper.reply(from: publication("devices/dev-1/attr-reply", #"{"code":200}"#)) == nil)
