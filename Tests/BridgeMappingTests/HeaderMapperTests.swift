@@ -18,6 +18,11 @@ import Testing
             message: { subject: "{subject}" }
             headers:
               static: { x-gateway: "gw-{deviceId}", x-thing: "{thingId}", x-echo: "{header:x-trace-id}" }
+          - name: own-policy
+            topic: "devices/{deviceId}/other/{subject}"
+            thing-id: "{namespace}:{deviceId}"
+            message: { subject: "{subject}" }
+            headers: { allow: ["y-*"], trace-context: false }
         downlink:
           - name: inbox
             match: { messages: { subject: "*" } }
@@ -207,6 +212,20 @@ import Testing
         #expect(decoded["x-place"] == value)
         let published = try downlink([("correlation-id", "c"), ("x-place", value)])
         #expect(published.properties.userProperties == userProperties([("x-place", value)]))
+    }
+
+    @Test func aRulesOwnListsReplaceTheGlobalOnes() throws {
+        let policy = try configuration(Self.yaml).uplink[1].headers
+        let headers = try HeaderMapper(policy: policy).dittoHeaders(
+            properties: MQTTProperties(userProperties: userProperties([
+                ("y-a", "1"), ("x-keep", "2"), ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+            ])),
+            generateCorrelationID: { "id" })
+        #expect(headers["y-a"] == "1")
+        #expect(headers["x-keep"] == nil)
+        #expect(headers["traceparent"] == nil)
+        // Renames merge: the global one still applies where allowed.
+        #expect(policy.renamed("x-old") == "x-new")
     }
 
     // MARK: trace context
