@@ -412,18 +412,28 @@ public struct DownlinkMapper: Sendable {
         return "application/octet-stream"
     }
 
+    /// The request value with the correlation id at `pointerText` (nested objects created as needed), so that
+    /// the device can answer with it. A value that is not an object is first put under the value pointer
+    /// (default `/value`), where the device's answer is read from too.
     static func injectCorrelation(_ id: String, at pointerText: String, into value: JSONValue?,
                                   valuePointer valuePointerText: String?) -> JSONValue {
-        let valuePointer = valuePointerText.flatMap { try? JSONPointer($0) }
-        guard let pointer = try? JSONPointer(pointerText), let key = pointer.segments.first, pointer.segments.count == 1
-        else { return value ?? .null }
-        if case .object(var object)? = value {
-            object[key] = .string(id)
-            return .object(object)
+        guard let pointer = try? JSONPointer(pointerText), !pointer.isRoot else { return value ?? .null }
+        var document: JSONValue
+        if case .object(let object)? = value {
+            document = .object(object)
+        } else {
+            let valuePointer = valuePointerText.flatMap { try? JSONPointer($0) }
+            let segments = valuePointer.flatMap { $0.isRoot ? nil : $0.segments } ?? ["value"]
+            document = setting(value ?? .null, at: segments[...], in: .object(JSONObject()))
         }
-        var object = JSONObject()
-        object[key] = .string(id)
-        object[valuePointer?.segments.first ?? "value"] = value ?? .null
+        document = setting(.string(id), at: pointer.segments[...], in: document)
+        return document
+    }
+
+    static func setting(_ newValue: JSONValue, at segments: ArraySlice<String>, in document: JSONValue) -> JSONValue {
+        guard let key = segments.first else { return newValue }
+        var object = document.objectValue ?? JSONObject()
+        object[key] = setting(newValue, at: segments.dropFirst(), in: object[key] ?? .object(JSONObject()))
         return .object(object)
     }
 

@@ -459,6 +459,37 @@ import Testing
         #expect(mapper.reply(from: publication("devices/dev-1/attr-reply", "not json")) == nil)
     }
 
+    @Test func nestedCorrelationPointer() throws {
+        let yaml = """
+            defaults: { namespace: org.example }
+            downlink:
+              - name: attributes
+                match: { commands: { actions: [modify] } }
+                thing-id: "{namespace}:{deviceId}"
+                topic: "devices/{deviceId}/cmd"
+                reply:
+                  mode: payload
+                  topic: "devices/{deviceId}/cmd-reply"
+                  correlation-pointer: /meta/id
+                  status-pointer: /meta/code
+                  value-pointer: /data/value
+            """
+        let (mapper, request, route) = try routed(#"{"topic":"org.example/dev-1/things/live/commands/modify","headers":{"correlation-id":"n-1"},"path":"/attributes/mode","value":{"m":"eco","meta":{"keep":true}}}"#, yaml: yaml)
+        let published = try mapper.devicePublication(for: request, route: route, messageExpiry: nil)
+        #expect(try JSON.parse(published.payload) == ["m": "eco", "meta": ["keep": true, "id": "n-1"]])
+
+        let (_, scalarRequest, scalarRoute) = try routed(#"{"topic":"org.example/dev-1/things/live/commands/modify","headers":{"correlation-id":"n-2"},"path":"/attributes/level","value":3}"#, yaml: yaml)
+        let scalar = try mapper.devicePublication(for: scalarRequest, route: scalarRoute, messageExpiry: nil)
+        #expect(try JSON.parse(scalar.payload) == ["data": ["value": 3], "meta": ["id": "n-2"]])
+
+        let reply = try #require(mapper.reply(from: publication("devices/dev-1/cmd-reply", #"{"meta":{"id":"n-2","code":201},"data":{"value":3}}"#)))
+        #expect(reply.correlationID == "n-2")
+        #expect(reply.status == 201)
+        let response = try redecoded(try mapper.response(to: scalarRequest, route: scalarRoute, reply: reply))
+        #expect(response.status == 201)
+        #expect(response.value == 3)
+    }
+
     // MARK: MQTT 3.1.1: topic mode and wrapper mode
 
     static let topicModeYAML = """
