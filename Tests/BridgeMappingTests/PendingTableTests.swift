@@ -54,6 +54,13 @@ import Testing
         #expect(table.insert(1, for: "a", deadline: start + .seconds(70)) == .inserted)
     }
 
+    @Test func aCapacityBelowOneHoldsOneEntry() {
+        var table = PendingTable<Int, Int>(capacity: 0)
+        #expect(table.capacity == 1)
+        #expect(table.insert(1, for: 1, deadline: start) == .inserted)
+        #expect(table.insert(2, for: 2, deadline: start) == .full)
+    }
+
     @Test func removeAllEmptiesTheTable() {
         var table = PendingTable<Int, Int>(capacity: 4)
         for i in 0..<4 { _ = table.insert(i, for: i, deadline: start + .seconds(i)) }
