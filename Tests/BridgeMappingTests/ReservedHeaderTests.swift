@@ -55,6 +55,42 @@ import Testing
         return JSON.serializeToString(.object(object))
     }
 
+    @Test func wrapperHeadersFollowDittosHeaderRules() throws {
+        let mapper = UplinkMapper(configuration: try configuration(Self.yaml))
+        let trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        let payload = #"{"headers": {"X-Mode": "a", "x-mode": "b", "x-place": "Zürich 東京", "traceparent": "\#(trace)", "correlation-id": "w-9"}, "value": 1}"#
+        let event = try redecoded(try mapper.map(publication("devices/d/telemetry/t", payload), environment: fixedEnvironment).envelope)
+        #expect(event.headers.names.filter { $0.lowercased() == "x-mode" } == ["x-mode"])
+        #expect(event.headers["X-MODE"] == "b")
+        #expect(event.headers["x-place"] == "Zürich 東京")
+        #expect(event.headers["traceparent"] == trace)
+        #expect(event.headers.correlationID == "w-9")
+
+        let big = String(repeating: "z", count: 6_000)
+        let tooLarge = mappingError {
+            _ = try mapper.map(publication("devices/d/telemetry/t", #"{"headers": {"x-big": "\#(big)"}, "value": 1}"#),
+                               environment: fixedEnvironment)
+        }
+        #expect(tooLarge?.dittoError.status == 431)
+        let invalid = mappingError {
+            _ = try mapper.map(publication("devices/d/telemetry/t", #"{"headers": {"response-required": "yes"}, "value": 1}"#),
+                               environment: fixedEnvironment)
+        }
+        #expect(invalid?.dittoError.status == 400)
+        #expect(invalid?.dittoError.error == "header.invalid")
+    }
+
+    @Test func wrapperToTheDeviceKeepsValuesAndSpelling() throws {
+        let mapper = DownlinkMapper(configuration: try configuration(Self.yaml))
+        let request = try envelope(#"{"topic":"org.example/d/things/live/messages/hi","headers":{"correlation-id":"c","X-Place":"Zürich 東京","traceparent":"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01","timeout":"5s"},"path":"/inbox/messages/hi","value":1}"#)
+        let published = try mapper.devicePublication(for: request, route: try mapper.route(request), messageExpiry: nil)
+        let headers = try #require(try JSON.parse(published.payload)["headers"]?.objectValue)
+        #expect(headers["X-Place"] == "Zürich 東京")
+        #expect(headers["traceparent"] == "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")
+        #expect(headers["timeout"] == "5s")
+        #expect(published.properties.contentType == "application/json")
+    }
+
     @Test(arguments: reservedSamples)
     func fromAWrapper(_ name: String) throws {
         let mapper = UplinkMapper(configuration: try configuration(Self.yaml))

@@ -241,6 +241,16 @@ import Testing
         #expect(try redecoded(result.envelope).headers.timeout?.duration == .seconds(15))
     }
 
+    @Test func aTimeoutUserPropertyAndZeroExpiry() throws {
+        let asked = try map("devices/d/ask/config", "{}", properties: MQTTProperties(
+            messageExpiryInterval: 0, responseTopic: "devices/d/answers", correlationData: bytes("q-3"),
+            userProperties: userProperties([("timeout", "2500ms")])))
+        #expect(asked.request?.timeout == .milliseconds(2500))
+        let zero = try map("devices/d/ask/config", "{}", properties: MQTTProperties(
+            messageExpiryInterval: 0, responseTopic: "devices/d/answers", correlationData: bytes("q-4")))
+        #expect(zero.request?.timeout == .seconds(15))
+    }
+
     static let mqtt311RequestYAML = """
         connections: { device: { host: 127.0.0.1, mqtt-version: "3.1.1" } }
         defaults: { namespace: org.example }
