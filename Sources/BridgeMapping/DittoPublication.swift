@@ -27,18 +27,14 @@ public struct DittoPublication: Sendable {
         return properties
     }
 
-    /// Maps one device message, and for requests sets `reply-to` to the bridge's reply topic.
+    /// Maps one device message (requests get `reply-to` = `ditto.reply-topic` from the mapper).
     public static func uplink(
         _ message: MQTTPublication, mapper: UplinkMapper, ditto: DittoSettings, environment: UplinkEnvironment
     ) throws(MappingError) -> DittoPublication {
         let result = try mapper.map(message, environment: environment)
-        var envelope = result.envelope
-        if result.request != nil {
-            envelope.headers["reply-to"] = try render(ditto.replyTopic, for: result.thingID)
-        }
         return DittoPublication(
             rule: result.rule, thingID: result.thingID, topic: try render(ditto.publishTopic, for: result.thingID),
-            envelope: envelope, request: result.request)
+            envelope: result.envelope, request: result.request)
     }
 
     public static func uplink(

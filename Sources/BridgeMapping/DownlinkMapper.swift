@@ -44,6 +44,9 @@ public struct DownlinkMapper: Sendable {
     /// In the order they are tried.
     public let rules: [DownlinkRule]
 
+    /// What a Ditto Protocol JSON payload is (Ditto's own MQTT connections use it).
+    public static let dittoProtocolContentType = "application/vnd.eclipse.ditto+json"
+
     /// Ditto's default and maximum live timeout.
     public static let maximumTimeout: Duration = .seconds(60)
 
@@ -71,6 +74,14 @@ public struct DownlinkMapper: Sendable {
     public func route(_ envelope: Envelope) throws(MappingError) -> DownlinkRoute {
         guard let thingID = envelope.topic.thingID else {
             throw MappingError(.noRule, "topic \(envelope.topic) does not address a thing")
+        }
+        // Rule 1: with a `status` it is a response (e.g. Ditto's answer to a device's request), never a request
+        // for a device; and twin commands are Ditto's own business, not the device's.
+        guard !envelope.isResponse else {
+            throw MappingError(.noRule, "\(envelope.topic) with status \(envelope.status ?? 0) is a response, not a request")
+        }
+        guard envelope.topic.channel == .live else {
+            throw MappingError(.noRule, "the bridge takes live signals, not \(envelope.topic.channel.rawValue) \(envelope.topic)")
         }
         let kind: DownlinkRoute.Kind
         switch envelope.topic.criterion {
@@ -159,11 +170,25 @@ public struct DownlinkMapper: Sendable {
         if wrapper, rule.payload != .envelope {
             var headers = JSONObject()
             for (name, value) in deviceHeaders(envelope.headers, mapper: mapper) { headers[name] = .string(value) }
-            let inner: JSONValue = rule.payload == .value ? (value ?? .null) : .string(String(decoding: payload, as: UTF8.self))
+            // JSON cannot carry raw bytes: in a wrapper they travel as base64, like Ditto's own binary values.
+            let inner: JSONValue = switch rule.payload {
+            case .value: value ?? .null
+            case .bytes: .string(Base64.encode(payload))
+            case .text, .envelope: .string(String(decoding: payload, as: UTF8.self))
+            }
             payload = JSON.serialize(.object(["headers": .object(headers), "value": inner]))
         }
 
         var properties = mapper.deviceProperties(headers: envelope.headers, messageExpiry: messageExpiry)
+        // The content type describes the payload: for an envelope or a wrapper that is the JSON around the value
+        // (the value's own content type travels inside it).
+        if rule.payload == .envelope {
+            properties.contentType = Self.dittoProtocolContentType
+        } else if wrapper {
+            properties.contentType = "application/json"
+        }
+        // Everything but raw bytes is UTF-8 text (JSON, text, envelope, wrapper).
+        properties.payloadFormatIndicator = rule.payload == .bytes && !wrapper ? nil : 1
         if rule.reply.mode == .mqtt5, route.responseRequired, let replyTopic = rule.reply.topic {
             do {
                 properties.responseTopic = try replyTopic.render(variables)
@@ -197,7 +222,7 @@ public struct DownlinkMapper: Sendable {
                 continue
             case .mqtt5:
                 guard let data = message.properties.correlationData, !data.isEmpty else { continue }
-                let status = message.properties.userProperties.last { $0.name.lowercased() == "status" }.flatMap { Int($0.value) }
+                let status = Self.status(message.properties.userProperties.last { $0.name.lowercased() == "status" }?.value)
                 var properties = message.properties
                 properties.userProperties.removeAll { $0.name.lowercased() == "status" }
                 return DeviceReply(ruleIndex: index, correlationID: CorrelationID.fromCorrelationData(data), status: status,
@@ -210,8 +235,8 @@ public struct DownlinkMapper: Sendable {
                 let token = captured["correlationId"]
                     ?? carried.last { $0.name.lowercased() == "correlation-id" }.map(\.value)
                 guard let token else { continue }
-                let status = captured["status"].flatMap { Int($0) }
-                    ?? carried.last { $0.name.lowercased() == "status" }.flatMap { Int($0.value) }
+                let status = Self.status(captured["status"])
+                    ?? Self.status(carried.last { $0.name.lowercased() == "status" }?.value)
                 carried.removeAll { ["status", "correlation-id"].contains($0.name.lowercased()) }
                 return DeviceReply(ruleIndex: index, correlationID: TopicToken.decode(token), status: status,
                                    payload: payload, contentType: message.properties.contentType,
@@ -228,9 +253,12 @@ public struct DownlinkMapper: Sendable {
                 default: continue
                 }
                 var status: Int?
-                if let statusPointer = rule.reply.statusPointer.flatMap({ try? JSONPointer($0) }),
-                   case .number(let number)? = statusPointer.evaluate(in: document) {
-                    status = number.int64Value.map { Int($0) }
+                if let statusPointer = rule.reply.statusPointer.flatMap({ try? JSONPointer($0) }) {
+                    switch statusPointer.evaluate(in: document) {
+                    case .number(let number)?: status = Self.status(number.description)
+                    case .string(let text)?: status = Self.status(text)
+                    default: break
+                    }
                 }
                 let value: JSONValue? = if let valuePointer = rule.reply.valuePointer.flatMap({ try? JSONPointer($0) }) {
                     valuePointer.evaluate(in: document)
@@ -264,23 +292,40 @@ public struct DownlinkMapper: Sendable {
             var payload: MessagePayload?
             if !reply.payload.isEmpty {
                 try PayloadReader.checkSize(reply.payload)
-                let contentType = reply.contentType ?? Self.guessContentType(reply.payload)
+                let contentType = reply.contentType
+                    ?? Self.guessContentType(reply.payload, payloadFormatIndicator: reply.properties.payloadFormatIndicator)
                 payload = MessagePayload.from(bytes: reply.payload, contentType: contentType)
                 headers["content-type"] = contentType
             }
             return Envelope.messageResponse(to: request, status: status, payload: payload, headers: headers)
         case .command(let action, _):
             let status = reply.status ?? rule.reply.defaultStatus ?? Self.defaultStatus(for: action)
-            let value: JSONValue? = reply.payload.isEmpty ? nil
+            // Spelled out: a bare `nil` next to a JSONValue would become JSON null (JSONValue is nil-literal
+            // expressible), and an answer without payload would carry `"value": null`.
+            let value: JSONValue? = reply.payload.isEmpty ? Optional.none
                 : ((try? JSON.parse(reply.payload)) ?? .string(String(decoding: reply.payload, as: UTF8.self)))
             if status >= 400 {
                 return Envelope.errorResponse(to: request, error: Self.deviceError(status: status, value: value), headers: headers)
             }
-            return Envelope.commandResponse(to: request, status: status, value: status == 204 ? nil : value, headers: headers)
+            let success = Self.successStatus(for: action, deviceStatus: status)
+            if action == .retrieve, value == nil {
+                return Envelope.errorResponse(to: request, error: Self.retrieveWithoutValue(), headers: headers)
+            }
+            // A created resource is what the command asked for when the device does not echo it.
+            let responseValue: JSONValue? = success == 204 ? Optional.none : (value ?? request.value)
+            return Envelope.commandResponse(to: request, status: success, value: responseValue, headers: headers)
         }
     }
 
     // MARK: helpers
+
+    /// A device's status if it is an HTTP status Ditto knows (100-599). Anything else is ignored: an envelope
+    /// with an unknown status would lose it in Ditto and turn from a response into a new request (rule 1).
+    static func status(_ text: String?) -> Int? {
+        guard let text, let status = Int(text.trimmingCharacters(in: .whitespaces)), (100...599).contains(status)
+        else { return nil }
+        return status
+    }
 
     static func timeout(of headers: DittoHeaders) -> Duration {
         guard let timeout = headers.timeout?.duration else { return maximumTimeout }
@@ -303,6 +348,27 @@ public struct DownlinkMapper: Sendable {
         }
     }
 
+    /// Ditto reads a live command response as the command's response type, which accepts only its own success
+    /// statuses (`CommandResponseHttpStatusValidator`): retrieve 200, create 201, modify 201 or 204, merge and
+    /// delete 204. Any other success status of the device becomes the one Ditto accepts, or the response is lost
+    /// and the requester waits for its timeout.
+    static func successStatus(for action: TopicPath.Action, deviceStatus: Int) -> Int {
+        switch action {
+        case .retrieve: 200
+        case .create: 201
+        case .modify: deviceStatus == 201 ? 201 : 204
+        case .merge, .delete: 204
+        default: deviceStatus
+        }
+    }
+
+    /// A retrieve response needs the retrieved value.
+    static func retrieveWithoutValue() -> DittoError {
+        DittoError(status: 502, error: "bridge:device.reply.invalid",
+                   message: "The device answered the retrieve command without a value.",
+                   description: "Devices answer retrieve commands with the requested value as payload.")
+    }
+
     static func deviceError(status: Int, value: JSONValue?) -> DittoError {
         var code = "bridge:device.error"
         var message = "The device answered with status \(status)."
@@ -317,25 +383,38 @@ public struct DownlinkMapper: Sendable {
         return DittoError(status: status, error: code, message: message, description: description)
     }
 
-    static func guessContentType(_ payload: [UInt8]) -> String {
+    /// The content type of a reply that names none. An explicit MQTT 5 payload format indicator 0 ("unspecified
+    /// bytes") keeps the bytes as they are even when they happen to be valid UTF-8.
+    static func guessContentType(_ payload: [UInt8], payloadFormatIndicator: UInt8? = nil) -> String {
         if payload.isEmpty { return "application/json" }
+        if payloadFormatIndicator == 0 { return "application/octet-stream" }
         if (try? JSON.parse(payload)) != nil { return "application/json" }
         if String(validating: payload, as: UTF8.self) != nil { return "text/plain; charset=utf-8" }
         return "application/octet-stream"
     }
 
+    /// The request value with the correlation id at `pointerText` (nested objects created as needed), so that
+    /// the device can answer with it. A value that is not an object is first put under the value pointer
+    /// (default `/value`), where the device's answer is read from too.
     static func injectCorrelation(_ id: String, at pointerText: String, into value: JSONValue?,
                                   valuePointer valuePointerText: String?) -> JSONValue {
-        let valuePointer = valuePointerText.flatMap { try? JSONPointer($0) }
-        guard let pointer = try? JSONPointer(pointerText), let key = pointer.segments.first, pointer.segments.count == 1
-        else { return value ?? .null }
-        if case .object(var object)? = value {
-            object[key] = .string(id)
-            return .object(object)
+        guard let pointer = try? JSONPointer(pointerText), !pointer.isRoot else { return value ?? .null }
+        var document: JSONValue
+        if case .object(let object)? = value {
+            document = .object(object)
+        } else {
+            let valuePointer = valuePointerText.flatMap { try? JSONPointer($0) }
+            let segments = valuePointer.flatMap { $0.isRoot ? nil : $0.segments } ?? ["value"]
+            document = setting(value ?? .null, at: segments[...], in: .object(JSONObject()))
         }
-        var object = JSONObject()
-        object[key] = .string(id)
-        object[valuePointer?.segments.first ?? "value"] = value ?? .null
+        document = setting(.string(id), at: pointer.segments[...], in: document)
+        return document
+    }
+
+    static func setting(_ newValue: JSONValue, at segments: ArraySlice<String>, in document: JSONValue) -> JSONValue {
+        guard let key = segments.first else { return newValue }
+        var object = document.objectValue ?? JSONObject()
+        object[key] = setting(newValue, at: segments.dropFirst(), in: object[key] ?? .object(JSONObject()))
         return .object(object)
     }
 

@@ -13,6 +13,8 @@ import Foundation
 /// - One value per name, names compared case-insensitively: a later user property replaces an earlier one
 ///   of the same name, static headers replace what the device sent, and MQTT properties (correlation data,
 ///   content type) replace user properties of the same name.
+/// - Static header values may name other headers (`{header:x-trace}`); a static header whose named header is
+///   absent is left out, as Ditto's own header mapping does.
 public struct HeaderMapper: Sendable {
     public var policy: HeaderPolicy
 
@@ -47,13 +49,6 @@ public struct HeaderMapper: Sendable {
                 admit(name, value, into: &headers)
             }
         }
-        for header in policy.staticHeaders {
-            do {
-                headers[header.name] = try header.value.render(variables)
-            } catch {
-                throw MappingError(.template, "cannot render static header \(header.name): \(error)")
-            }
-        }
         if let data = properties.correlationData, !data.isEmpty {
             headers[Self.correlationID] = CorrelationID.fromCorrelationData(data)
         }
@@ -65,6 +60,21 @@ public struct HeaderMapper: Sendable {
         }
         if (headers[Self.correlationID] ?? "").isEmpty {
             headers[Self.correlationID] = generateCorrelationID()
+        }
+        // Last, so that `{header:...}` sees everything above, correlation id included.
+        for header in policy.staticHeaders {
+            var values = variables
+            for part in header.value.placeholderParts where part.name.hasPrefix(Self.headerPlaceholderPrefix) {
+                let name = String(part.name.dropFirst(Self.headerPlaceholderPrefix.count))
+                if let value = headers[name] { values[part.name] = value }
+            }
+            do {
+                headers[header.name] = try header.value.render(values)
+            } catch {
+                // Like Ditto's header mapping: a header placeholder that does not resolve skips that header.
+                if case .missingValue(let name) = error.kind, name.hasPrefix(Self.headerPlaceholderPrefix) { continue }
+                throw MappingError(.template, "cannot render static header \(header.name): \(error)")
+            }
         }
         do {
             try headers.validate()
@@ -126,6 +136,7 @@ public struct HeaderMapper: Sendable {
         headers[target] = value
     }
 
+    static let headerPlaceholderPrefix = "header:"
     static let correlationID = "correlation-id"
     static let contentType = "content-type"
     static let timeout = "timeout"

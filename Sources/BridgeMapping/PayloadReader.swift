@@ -40,17 +40,21 @@ public enum PayloadReader {
         format: UplinkPayload,
         contentType: String?
     ) throws(MappingError) -> (payload: MessagePayload, contentType: String) {
+        // A content type of another kind than the format (a device saying text/plain for a JSON rule) would make
+        // Ditto read the value differently, so it yields to the format's default.
+        let strategy = ContentTypeStrategy(contentType: contentType)
         switch format {
-        case .json:
-            return (.json(try jsonValue(payload, format: format)), contentType ?? "application/json")
-        case .number, .boolean:
-            return (.json(try jsonValue(payload, format: format)), contentType ?? "application/json")
+        case .json, .number, .boolean:
+            let kept = strategy == .json ? contentType : nil
+            return (.json(try jsonValue(payload, format: format)), kept ?? "application/json")
         case .text:
             try checkSize(payload)
-            return (.text(try utf8(payload)), contentType ?? "text/plain; charset=utf-8")
+            let kept = strategy == .text ? contentType : nil
+            return (.text(try utf8(payload)), kept ?? "text/plain; charset=utf-8")
         case .bytes:
             try checkSize(payload)
-            return (.binary(payload), contentType ?? "application/octet-stream")
+            let kept = strategy == .binary || strategy == .jsonMergePatch ? contentType : nil
+            return (.binary(payload), kept ?? "application/octet-stream")
         }
     }
 

@@ -21,9 +21,9 @@ public struct PendingTable<Key: Hashable & Sendable, Value: Sendable>: Sendable 
     public let capacity: Int
     private var entries: [Key: Entry] = [:]
 
+    /// - Parameter capacity: at least 1 (smaller values are raised to 1 rather than trapping).
     public init(capacity: Int) {
-        precondition(capacity > 0, "a pending table needs room for at least one entry")
-        self.capacity = capacity
+        self.capacity = max(capacity, 1)
     }
 
     public var count: Int { entries.count }

@@ -58,13 +58,16 @@ public struct UplinkResult: Sendable {
 public struct UplinkMapper: Sendable {
     /// In the order they are tried.
     public let rules: [UplinkRule]
+    /// `ditto.reply-topic`: the `reply-to` of device-initiated requests, where Ditto publishes the answer.
+    public let replyTopic: TopicTemplate?
 
     public init(configuration: BridgeConfiguration) {
-        self.init(rules: configuration.uplinkRulesByPrecedence)
+        self.init(rules: configuration.uplinkRulesByPrecedence, replyTopic: configuration.ditto.replyTopic)
     }
 
-    public init(rules: [UplinkRule]) {
+    public init(rules: [UplinkRule], replyTopic: TopicTemplate? = nil) {
         self.rules = rules
+        self.replyTopic = replyTopic
     }
 
     /// The MQTT subscriptions the device side needs, one per distinct filter.
@@ -132,6 +135,16 @@ public struct UplinkMapper: Sendable {
                 let timeout = requestTimeout(headers: headers, configured: spec.timeout)
                 headers["response-required"] = "true"
                 headers[HeaderMapper.timeout] = DittoDuration(milliseconds: Int64(timeout / .milliseconds(1))).description
+                // In the envelope, so that Ditto's reply target finds it whether or not the MQTT publish carries a
+                // response topic, and so that `map` prints exactly what `run` sends.
+                if let replyTopic {
+                    headers["reply-to"] = try DittoPublication.render(replyTopic, for: thingID)
+                }
+                do {
+                    try headers.checkSize()
+                } catch {
+                    throw MappingError(protocolError: error)
+                }
                 request = DeviceRequest(
                     correlationID: headers.correlationID ?? environment.newCorrelationID(),
                     thingID: thingID, reply: reply, timeout: timeout, headerWrapper: rule.headers.mqtt311 == .wrapper)
@@ -216,11 +229,19 @@ public struct UplinkMapper: Sendable {
 
     private func renderPointer(_ template: Template, _ variables: [String: String]) throws(MappingError) -> JSONPointer {
         let text = try render(template, variables, what: "path")
+        let pointer: JSONPointer
         do {
-            return try JSONPointer(text)
+            pointer = try JSONPointer(text)
         } catch {
             throw MappingError(.invalidIdentifier, "'\(text)' is not a valid path: \(error.message)", dittoError: error)
         }
+        // Feature IDs and attribute/property keys follow Ditto's rules (no control characters, at most 256);
+        // a topic level such as `fé` must not produce an event Ditto rejects.
+        for key in pointer.segments where !ThingID.isValidName(key) || key.utf16.count > 256 {
+            throw MappingError(.invalidIdentifier, "'\(text)' is not a valid path: '\(key)' is not a valid key or feature ID",
+                               dittoError: DittoError.invalidPath(text, description: "Keys and feature IDs must not contain control characters and be at most 256 characters long."))
+        }
+        return pointer
     }
 
     func render(_ template: Template, _ variables: [String: String], what: String) throws(MappingError) -> String {

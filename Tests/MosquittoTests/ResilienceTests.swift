@@ -52,7 +52,8 @@ struct ResilienceTests {
             try await client.connect()
             Issue.record("connect with a wrong password succeeded")
         } catch {
-            #expect(ContinuousClock.now - start < .seconds(2))
+            // Milliseconds when the machine is idle; the bound only catches a hang under a loaded parallel test run.
+            #expect(ContinuousClock.now - start < .seconds(5))
             guard case .refused(let code) = error.kind else {
                 Issue.record("expected a refusal, got \(error)")
                 return

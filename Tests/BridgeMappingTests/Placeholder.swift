@@ -1,5 +1,0 @@
-import Testing
-
-@Test func bridgeMappingTestsBuilds() {
-    #expect(Bool(true))
-}
