@@ -164,6 +164,8 @@ public final class TestBroker: Sendable {
             "log_type warning",
             "max_inflight_messages 100",
             "max_queued_messages 100000",
+            // Nagle plus delayed ACKs would add ~40 ms to each small request/response hop.
+            "set_tcp_nodelay true",
         ]
         if options.passwordFile {
             let file = directory.appendingPathComponent("passwords").path
