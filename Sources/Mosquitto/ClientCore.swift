@@ -346,7 +346,6 @@ final class ClientCore: Sendable {
             let immediate: Result<Void, MQTTError>? = state.withLock { state in
                 if state.stopping { return .failure(MQTTError(.shutdown, "the client was disconnected")) }
                 if state.connected { return .success(()) }
-                if !state.threadRunning { return .failure(MQTTError(.notConnected, "connect() was not called")) }
                 state.connectedWaiters.append(continuation)
                 return nil
             }

@@ -40,8 +40,6 @@ public struct MQTTError: Error, Hashable, Sendable, CustomStringConvertible {
         case library(Int32)
         /// The client was shut down (``MosquittoClient/disconnect()``) before the operation completed.
         case shutdown
-        /// The operation needs a connection and the client is not connecting.
-        case notConnected
     }
 
     public var kind: Kind

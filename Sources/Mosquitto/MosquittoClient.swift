@@ -25,8 +25,9 @@ struct MosquittoHandle: @unchecked Sendable {
 ///   backoff, also after refusals and TLS failures, and restores its subscriptions after a reconnect without
 ///   a session.
 /// - ``publish(to:payload:qos:retain:properties:)`` completes when the broker acknowledged the message
-///   (PUBACK/PUBCOMP; QoS 0: written to the socket). It waits while the client is not connected, so nothing
-///   is published before CONNACK, and while ``MQTTConfiguration/maxInflightPublishes`` are unacknowledged.
+///   (PUBACK/PUBCOMP; QoS 0: written to the socket). It waits while the client is not connected (also before
+///   the first ``connect()``), so nothing is published before CONNACK, and while
+///   ``MQTTConfiguration/maxInflightPublishes`` are unacknowledged.
 /// - ``messages`` and ``events`` are single-consumer streams.
 /// - ``disconnect()`` sends DISCONNECT, ends the network thread and fails what still waits. Call it before
 ///   dropping the client.

@@ -17,6 +17,8 @@ let harnessLogger: Logger = {
 /// the bridge publishes on the Ditto side (`ditto/in/#`).
 final class BridgeHarness: Sendable {
     let broker: TestBroker
+    /// The device broker when the test asked for one of its own (`DEVICE_PORT` in the YAML).
+    let deviceBroker: TestBroker?
     let configuration: BridgeConfiguration
     let bridge: BridgeService
     let ditto: MosquittoClient
@@ -24,10 +26,14 @@ final class BridgeHarness: Sendable {
     let fromBridge: MessageCollector
     private let runTask: Task<Void, any Error>
 
-    /// `yaml` may use `PORT` for the broker's port; both connections default to that broker.
-    init(yaml: String, maximumPendingRequests: Int = 1_000) async throws {
+    /// `yaml` may use `PORT` for the broker's port; both connections default to that broker. With
+    /// `separateDeviceBroker`, `DEVICE_PORT` is a second broker's.
+    init(yaml: String, maximumPendingRequests: Int = 1_000, separateDeviceBroker: Bool = false) async throws {
         broker = try TestBroker()
-        let text = yaml.replacingOccurrences(of: "PORT", with: "\(broker.port)")
+        deviceBroker = separateDeviceBroker ? try TestBroker() : nil
+        var text = yaml
+        if let deviceBroker { text = text.replacingOccurrences(of: "DEVICE_PORT", with: "\(deviceBroker.port)") }
+        text = text.replacingOccurrences(of: "PORT", with: "\(broker.port)")
         configuration = try BridgeConfiguration.parse(yaml: text, fileName: "test.yaml", environment: [:])
         bridge = try BridgeService(configuration: configuration, logger: harnessLogger,
                                    maximumPendingRequests: maximumPendingRequests)
@@ -44,7 +50,7 @@ final class BridgeHarness: Sendable {
     /// consumes `client.messages` itself (a stream has one consumer).
     func device(_ id: String, version: MQTTVersion = .v5, subscribe filters: [String] = [],
                 will: MQTTConfiguration.Will? = nil, collect: Bool = true) async throws -> (client: MosquittoClient, inbox: MessageCollector) {
-        var configuration = broker.clientConfiguration(version: version, clientID: "device-\(id)")
+        var configuration = (deviceBroker ?? broker).clientConfiguration(version: version, clientID: "device-\(id)")
         configuration.will = will
         let client = try MosquittoClient(configuration: configuration, logger: harnessLogger)
         try await client.connect()
@@ -86,6 +92,7 @@ final class BridgeHarness: Sendable {
         _ = try? await runTask.value
         await ditto.disconnect()
         broker.stop()
+        deviceBroker?.stop()
     }
 }
 

@@ -350,4 +350,35 @@ struct DownlinkTests {
         await device.disconnect()
         await harness.stop()
     }
+
+    @Test("Device broker down: immediate 503 instead of a timeout")
+    func deviceBrokerDown() async throws {
+        let yaml = downlinkConfig.replacingOccurrences(
+            of: "device: { host: 127.0.0.1, port: PORT,", with: "device: { host: 127.0.0.1, port: DEVICE_PORT,")
+        let harness = try await BridgeHarness(yaml: yaml, separateDeviceBroker: true)
+        harness.deviceBroker?.kill9()
+        try await Task.sleep(for: .milliseconds(300))
+        let start = ContinuousClock.now
+        try await harness.sendFromDitto(try liveMessage("org.example:dev11", subject: "ping", correlationID: "b-1"),
+                                        thingID: "org.example:dev11")
+        let error = try #require(await harness.envelope(correlationID: "b-1"))
+        #expect(ContinuousClock.now - start < .seconds(2))
+        #expect(error.status == 503)
+        #expect(error.value?["error"] == .string("bridge:devicebroker.unavailable"))
+        await harness.stop()
+    }
+
+    @Test("A redelivered request whose correlation-id is still pending is not sent to the device twice")
+    func redeliveryDeduplicated() async throws {
+        let harness = try await BridgeHarness(yaml: downlinkConfig)
+        let (device, received) = try await startMQTT5Device(harness, id: "dev12") { _ in nil }
+        let request = try liveMessage("org.example:dev12", subject: "once", correlationID: "d-1")
+        try await harness.sendFromDitto(request, thingID: "org.example:dev12")
+        try await harness.sendFromDitto(request, thingID: "org.example:dev12")
+        _ = await received.wait(for: 2, timeout: .milliseconds(800))
+        #expect(received.count == 1)
+        #expect(harness.bridge.metrics["downlink.dropped.duplicate"] == 1)
+        await device.disconnect()
+        await harness.stop()
+    }
 }

@@ -92,4 +92,30 @@ struct RoundTripTests {
         await publisher.disconnect()
         await subscriber.disconnect()
     }
+
+    @Test("Publishes issued before CONNACK wait for it and arrive exactly once")
+    func noDuplicatesBeforeConnack() async throws {
+        let broker = try TestBroker()
+        let subscriber = try await connectedClient(broker, subscribe: ["early/#"])
+        let received = MessageCollector(subscriber.messages)
+        let publisher = try MosquittoClient(configuration: broker.clientConfiguration(), logger: testLogger)
+        let count = 500
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<count {
+                group.addTask { try await publisher.publish(to: "early/x", payload: Array("\(index)".utf8), qos: .atLeastOnce) }
+            }
+            // Connect only after every publish is already waiting.
+            try await Task.sleep(for: .milliseconds(100))
+            try await publisher.connect()
+            try await group.waitForAll()
+        }
+        let messages = await received.wait(for: count)
+        try await Task.sleep(for: .milliseconds(300))
+        let payloads = received.messages.map { String(decoding: $0.payload, as: UTF8.self) }
+        #expect(messages.count >= count)
+        #expect(payloads.count == count)
+        #expect(Set(payloads).count == count)
+        await publisher.disconnect()
+        await subscriber.disconnect()
+    }
 }
