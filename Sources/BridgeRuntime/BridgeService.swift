@@ -113,7 +113,9 @@ public final class BridgeService: Service, Sendable {
             }
             await dittoClient.disconnect()
         }
-        logger.info("bridge stopped", metadata: ["metrics": "\(metrics.snapshot.sorted { $0.key < $1.key })"])
+        logger.info("bridge stopped", metadata: [
+            "metrics": "\(metrics.snapshot.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))",
+        ])
     }
 
     // MARK: connections
