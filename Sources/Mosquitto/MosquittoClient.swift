@@ -54,6 +54,9 @@ public final class MosquittoClient: Sendable {
     /// Whether the broker accepted the current connection.
     public var isConnected: Bool { core.state.withLock { $0.connected } }
 
+    /// Publishes handed to the broker and not yet acknowledged (at most ``MQTTConfiguration/maxInflightPublishes``).
+    public var publishesInFlight: Int { core.state.withLock { $0.inflight } }
+
     /// Inbound messages dropped because the consumer fell behind ``MQTTConfiguration/inboundBufferLimit``.
     public var droppedMessages: Int { core.state.withLock { $0.droppedMessages } }
 

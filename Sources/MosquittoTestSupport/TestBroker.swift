@@ -112,6 +112,16 @@ public final class TestBroker: Sendable {
 
     public var isRunning: Bool { process.withLock { $0?.isRunning ?? false } }
 
+    /// Freezes the broker (SIGSTOP): connections stay open, nothing is answered.
+    public func pause() {
+        if let pid = process.withLock({ $0?.processIdentifier }) { kill(pid, SIGSTOP) }
+    }
+
+    /// Lets a paused broker go on (SIGCONT).
+    public func resume() {
+        if let pid = process.withLock({ $0?.processIdentifier }) { kill(pid, SIGCONT) }
+    }
+
     private func stopProcess() {
         let running = process.withLock { process -> Process? in
             defer { process = nil }

@@ -118,4 +118,31 @@ struct RoundTripTests {
         await publisher.disconnect()
         await subscriber.disconnect()
     }
+
+    @Test("At most maxInflightPublishes wait for acknowledgements; the rest wait in publish (back pressure)")
+    func inflightBound() async throws {
+        let broker = try TestBroker()
+        let client = try await connectedClient(broker) { $0.maxInflightPublishes = 4 }
+        broker.pause()
+        let completed = MessageCollector()
+        let publishes = Task {
+            await withTaskGroup(of: Void.self) { group in
+                for index in 0..<10 {
+                    group.addTask {
+                        if (try? await client.publish(to: "bound/x", payload: [UInt8(index)], qos: .atLeastOnce)) != nil {
+                            completed.append(MQTTMessage(topic: "done", payload: [UInt8(index)], qos: .atLeastOnce, retain: false))
+                        }
+                    }
+                }
+            }
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(client.publishesInFlight == 4)
+        #expect(completed.count == 0)
+        broker.resume()
+        await publishes.value
+        #expect(completed.count == 10)
+        #expect(client.publishesInFlight == 0)
+        await client.disconnect()
+    }
 }
