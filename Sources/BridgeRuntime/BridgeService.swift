@@ -21,6 +21,8 @@ public final class BridgeService: Service, Sendable {
     let state: BridgeState
     let deviceClient: MosquittoClient
     let dittoClient: MosquittoClient
+    /// Ditto's requests, in order per thing, concurrently across things.
+    private let requestLanes = SerialLanes()
     private let stopRequest = AsyncStream<Void>.makeStream()
     private let running = Mutex(false)
     /// Sides connected and subscribed, and who waits for both.
@@ -106,6 +108,7 @@ public final class BridgeService: Service, Sendable {
             logger.info("bridge stopping")
             sweeper.cancel()
             await deviceClient.disconnect()
+            await requestLanes.drain()
             // Requesters still waiting get an answer now instead of a timeout later.
             let pending = state.removeAll()
             for request in pending.downlink where request.responseRequired {
@@ -328,7 +331,9 @@ public final class BridgeService: Service, Sendable {
             ?? envelope.topic.thingID.flatMap { try? DittoPublication.render(configuration.ditto.publishTopic, for: $0) }
         switch envelope.topic.criterion {
         case .messages, .commands:
-            await handleDittoRequest(envelope, replyAddress: replyAddress, topic: message.topic)
+            requestLanes.enqueue(envelope.topic.thingID?.description ?? "") {
+                await self.handleDittoRequest(envelope, replyAddress: replyAddress, topic: message.topic)
+            }
         default:
             metrics.increment("ditto.ignored")
             logger.debug("Ditto signal ignored", metadata: ["mqtt.topic": "\(message.topic)", "ditto.topic": "\(envelope.topic)"])

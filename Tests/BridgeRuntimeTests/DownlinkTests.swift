@@ -323,8 +323,8 @@ struct DownlinkTests {
         #expect(rejected.count == 7)
         let statuses = try rejected.map { try Envelope.decode($0.payload) }.map { $0.value?["error"] }
         #expect(statuses.allSatisfy { $0 == .string("bridge:requests.toomany") })
+        #expect(await received.wait(for: 5).count == 5)
         #expect(harness.bridge.pendingRequestCounts.downlink == 5)
-        #expect(received.count == 5)
         await device.disconnect()
         await harness.stop()
     }
@@ -378,6 +378,21 @@ struct DownlinkTests {
         _ = await received.wait(for: 2, timeout: .milliseconds(800))
         #expect(received.count == 1)
         #expect(harness.bridge.metrics["downlink.dropped.duplicate"] == 1)
+        await device.disconnect()
+        await harness.stop()
+    }
+
+    @Test("Requests to one device reach it in Ditto's order")
+    func orderPerDevice() async throws {
+        let harness = try await BridgeHarness(yaml: downlinkConfig)
+        let (device, received) = try await startMQTT5Device(harness, id: "dev13") { _ in (204, []) }
+        for index in 0..<30 {
+            try await harness.sendFromDitto(try liveCommand("org.example:dev13", action: .modify, path: "/features/f/properties/p",
+                                                            value: .number(JSONNumber(index)), correlationID: "o-\(index)"),
+                                            thingID: "org.example:dev13")
+        }
+        let messages = await received.wait(for: 30)
+        #expect(messages.map { String(decoding: $0.payload, as: UTF8.self) } == (0..<30).map { "\($0)" })
         await device.disconnect()
         await harness.stop()
     }
