@@ -145,4 +145,25 @@ struct RoundTripTests {
         #expect(client.publishesInFlight == 0)
         await client.disconnect()
     }
+
+    @Test("Subscription options: noLocal keeps a client's own messages away; unsubscribe stops delivery")
+    func subscriptionOptions() async throws {
+        let broker = try TestBroker()
+        let client = try MosquittoClient(configuration: broker.clientConfiguration(), logger: testLogger)
+        try await client.connect()
+        let codes = try await client.subscribe([Subscription(filter: "opts/local", qos: .exactlyOnce, noLocal: true),
+                                                Subscription(filter: "opts/echo", qos: .atLeastOnce)])
+        #expect(codes.map(\.rawValue) == [2, 1])
+        let received = MessageCollector(client.messages)
+        try await client.publish(to: "opts/local", payload: [1], qos: .atLeastOnce)
+        try await client.publish(to: "opts/echo", payload: [2], qos: .atLeastOnce)
+        _ = await received.wait(for: 1)
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(received.messages.map(\.topic) == ["opts/echo"])
+        try await client.unsubscribe(["opts/echo"])
+        try await client.publish(to: "opts/echo", payload: [3], qos: .atLeastOnce)
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(received.count == 1)
+        await client.disconnect()
+    }
 }
