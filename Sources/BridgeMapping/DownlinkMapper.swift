@@ -231,7 +231,9 @@ public struct DownlinkMapper: Sendable {
             case .topic:
                 var payload = message.payload
                 var carried: [(name: String, value: String)] = []
-                if rule.headers.mqtt311 == .wrapper, let unwrapped = Self.unwrap(payload) { (payload, carried) = unwrapped }
+                if rule.headers.mqtt311 == .wrapper, let unwrapped = try? HeaderWrapper.unwrap(payload) {
+                    (payload, carried) = (unwrapped.value ?? [], unwrapped.headers)
+                }
                 let token = captured["correlationId"]
                     ?? carried.last { $0.name.lowercased() == "correlation-id" }.map(\.value)
                 guard let token else { continue }
@@ -416,21 +418,6 @@ public struct DownlinkMapper: Sendable {
         var object = document.objectValue ?? JSONObject()
         object[key] = setting(newValue, at: segments.dropFirst(), in: object[key] ?? .object(JSONObject()))
         return .object(object)
-    }
-
-    static func unwrap(_ payload: [UInt8]) -> ([UInt8], [(name: String, value: String)])? {
-        guard case .object(let wrapper)? = try? JSON.parse(payload) else { return nil }
-        var carried: [(name: String, value: String)] = []
-        if case .object(let headers)? = wrapper["headers"] {
-            for (name, value) in headers {
-                switch value {
-                case .null: continue
-                case .string(let text): carried.append((name, text))
-                default: carried.append((name, JSON.serializeToString(value)))
-                }
-            }
-        }
-        return (wrapper["value"].map { JSON.serialize($0) } ?? [], carried)
     }
 }
 

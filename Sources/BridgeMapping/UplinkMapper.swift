@@ -100,7 +100,8 @@ public struct UplinkMapper: Sendable {
         var payload = message.payload
         var carried: [(name: String, value: String)] = []
         if rule.headers.mqtt311 == .wrapper, rule.action != .passthrough {
-            (payload, carried) = try unwrap(payload)
+            let unwrapped = try HeaderWrapper.unwrap(payload)
+            (payload, carried) = (unwrapped.value ?? JSON.serialize(.null), unwrapped.headers)
         }
         if let id = matched.values["correlationId"] {
             carried.append((HeaderMapper.correlationID, TopicToken.decode(id)))
@@ -204,27 +205,6 @@ public struct UplinkMapper: Sendable {
     private func requestTimeout(headers: DittoHeaders, configured: Duration) -> Duration {
         let asked = headers.timeout?.duration ?? configured
         return min(max(asked, .milliseconds(1)), .seconds(60))
-    }
-
-    private func unwrap(_ payload: [UInt8]) throws(MappingError) -> ([UInt8], [(name: String, value: String)]) {
-        guard case .object(let wrapper) = try PayloadReader.parseJSON(payload) else {
-            throw MappingError(.invalidPayload, "expected a JSON object {\"headers\": {...}, \"value\": ...}")
-        }
-        var carried: [(name: String, value: String)] = []
-        if let headers = wrapper["headers"] {
-            guard case .object(let object) = headers else {
-                throw MappingError(.invalidPayload, "\"headers\" of the wrapper must be a JSON object")
-            }
-            for (name, value) in object {
-                switch value {
-                case .null: continue
-                case .string(let text): carried.append((name, text))
-                default: carried.append((name, JSON.serializeToString(value)))
-                }
-            }
-        }
-        let value = wrapper["value"] ?? .null
-        return (JSON.serialize(value), carried)
     }
 
     private func renderPointer(_ template: Template, _ variables: [String: String]) throws(MappingError) -> JSONPointer {

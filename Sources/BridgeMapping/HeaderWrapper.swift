@@ -1,0 +1,26 @@
+import DittoProtocol
+
+/// The JSON wrapper MQTT 3.1.1 devices use to carry headers: `{"headers": {...}, "value": ...}`.
+enum HeaderWrapper {
+    /// The wrapped value's JSON bytes (nil when there is no `value`) and the headers, non-strings as JSON text,
+    /// nulls left out.
+    static func unwrap(_ payload: [UInt8]) throws(MappingError) -> (value: [UInt8]?, headers: [(name: String, value: String)]) {
+        guard case .object(let wrapper) = try PayloadReader.parseJSON(payload) else {
+            throw MappingError(.invalidPayload, "expected a JSON object {\"headers\": {...}, \"value\": ...}")
+        }
+        var carried: [(name: String, value: String)] = []
+        if let headers = wrapper["headers"] {
+            guard case .object(let object) = headers else {
+                throw MappingError(.invalidPayload, "\"headers\" of the wrapper must be a JSON object")
+            }
+            for (name, value) in object {
+                switch value {
+                case .null: continue
+                case .string(let text): carried.append((name, text))
+                default: carried.append((name, JSON.serializeToString(value)))
+                }
+            }
+        }
+        return (wrapper["value"].map { JSON.serialize($0) }, carried)
+    }
+}
