@@ -33,9 +33,8 @@ public enum BridgeErrors {
     }
 
     public static func deviceTimeout(_ timeout: Duration) -> DittoError {
-        let milliseconds = timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000
-        return DittoError(status: 408, error: "command.timeout",
-                          message: "The Command reached the specified timeout of \(milliseconds)ms.",
-                          description: "The device did not answer in time.")
+        var error = DittoError.timeout(milliseconds: Int64(timeout / .milliseconds(1)))
+        error.description = "The device did not answer in time."
+        return error
     }
 }

@@ -168,15 +168,14 @@ public struct DownlinkMapper: Sendable {
             payload = forwarded.encoded()
         }
         if wrapper, rule.payload != .envelope {
-            var headers = JSONObject()
-            for (name, value) in deviceHeaders(envelope.headers, mapper: mapper) { headers[name] = .string(value) }
             // JSON cannot carry raw bytes: in a wrapper they travel as base64, like Ditto's own binary values.
             let inner: JSONValue = switch rule.payload {
             case .value: value ?? .null
             case .bytes: .string(Base64.encode(payload))
             case .text, .envelope: .string(String(decoding: payload, as: UTF8.self))
             }
-            payload = JSON.serialize(.object(["headers": .object(headers), "value": inner]))
+            payload = HeaderWrapper.wrap(headers: deviceHeaders(envelope.headers, mapper: mapper).map { ($0.name, $0.value) },
+                                         value: inner)
         }
 
         var properties = mapper.deviceProperties(headers: envelope.headers, messageExpiry: messageExpiry)

@@ -2,6 +2,13 @@ import DittoProtocol
 
 /// The JSON wrapper MQTT 3.1.1 devices use to carry headers: `{"headers": {...}, "value": ...}`.
 enum HeaderWrapper {
+    /// Wraps a value with string headers, in the headers' order.
+    static func wrap(headers: some Sequence<(name: String, value: String)>, value: JSONValue) -> [UInt8] {
+        var object = JSONObject()
+        for (name, text) in headers { object[name] = .string(text) }
+        return JSON.serialize(.object(["headers": .object(object), "value": value]))
+    }
+
     /// The wrapped value's JSON bytes (nil when there is no `value`) and the headers, non-strings as JSON text,
     /// nulls left out.
     static func unwrap(_ payload: [UInt8]) throws(MappingError) -> (value: [UInt8]?, headers: [(name: String, value: String)]) {

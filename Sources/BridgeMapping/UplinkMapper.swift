@@ -42,6 +42,39 @@ public struct DeviceRequest: Sendable, Hashable {
     public var headerWrapper: Bool
 }
 
+extension DeviceRequest {
+    /// What the bridge publishes to the device that asked: Ditto's answer (or the bridge's own error) with the
+    /// status, on the device's response topic with its correlation data (MQTT 5), or on its reply topic
+    /// template with `{correlationId}` and `{status}` (MQTT 3.1.1, optionally in the header wrapper).
+    public func answer(status: Int, payload: MessagePayload, headers: DittoHeaders,
+                       mapper: HeaderMapper) throws(MappingError) -> MQTTPublication {
+        switch reply {
+        case .responseTopic(let responseTopic, let correlationData):
+            var properties = mapper.deviceProperties(headers: headers)
+            properties.correlationData = correlationData
+            properties.userProperties.append(MQTTUserProperty(name: "status", value: "\(status)"))
+            return MQTTPublication(topic: responseTopic, payload: payload.bytes, properties: properties)
+        case .topicTemplate(let template, var variables):
+            variables["status"] = "\(status)"
+            variables["correlationId"] = TopicToken.encode(correlationID)
+            let topic: String
+            do {
+                topic = try template.render(variables)
+            } catch {
+                throw MappingError(.template, "cannot render the reply topic \(template.source): \(error)")
+            }
+            var properties = MQTTProperties()
+            properties.contentType = headers.contentType
+            guard headerWrapper else {
+                return MQTTPublication(topic: topic, payload: payload.bytes, properties: properties)
+            }
+            let wrapped = [("correlation-id", correlationID), ("status", "\(status)")] + mapper.customHeaders(headers)
+            return MQTTPublication(topic: topic, payload: HeaderWrapper.wrap(headers: wrapped, value: payload.envelopeValue),
+                                   properties: properties)
+        }
+    }
+}
+
 /// The outcome of mapping one device message.
 public struct UplinkResult: Sendable {
     public var rule: String

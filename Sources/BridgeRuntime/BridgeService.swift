@@ -130,14 +130,14 @@ public final class BridgeService: Service, Sendable {
         if let status = configuration.deviceStatus { filters.append(status.topic.filter) }
         var seen = Set<String>()
         return filters.filter { seen.insert($0).inserted }.map {
-            Subscription(filter: $0, qos: QoS(level: UInt8(configuration.defaults.qos.rawValue)), noLocal: true)
+            Subscription(filter: $0, qos: Mosquitto.QoS(configuration.defaults.qos), noLocal: true)
         }
     }
 
     /// The Ditto connection's target (the loader checks that it covers the reply topic).
     var dittoSubscriptions: [Subscription] {
         [Subscription(filter: configuration.ditto.subscribeFilter.filter,
-                      qos: QoS(level: UInt8(configuration.ditto.qos.rawValue)), noLocal: true)]
+                      qos: Mosquitto.QoS(configuration.ditto.qos), noLocal: true)]
     }
 
     /// Connects, retrying with backoff until it works or the bridge stops; then subscribes. The client itself
@@ -407,7 +407,7 @@ public final class BridgeService: Service, Sendable {
         }
         do {
             _ = try await deviceClient.publish(to: publication.topic, payload: publication.payload,
-                                               qos: QoS(level: publication.qos), retain: false,
+                                               qos: Mosquitto.QoS(level: publication.qos), retain: false,
                                                properties: PublishProperties(publication.properties))
             metrics.increment("downlink.published")
             logger.debug("Ditto request sent to device", metadata: [
@@ -486,7 +486,7 @@ public final class BridgeService: Service, Sendable {
         var headers = DittoHeaders()
         if case .object(let headerObject)? = object["headers"] { headers = DittoHeaders(json: headerObject) }
         guard headers.responseRequired ?? true, let correlationID = headers.correlationID else { return }
-        let thingID = Self.thingID(inTopic: topicText)
+        let thingID = (try? TopicPath(parsing: topicText))?.thingID
         guard let replyAddress = message.properties.responseTopic ?? headers.replyTo
             ?? thingID.flatMap({ try? DittoPublication.render(configuration.ditto.publishTopic, for: $0) })
         else { return }
@@ -499,12 +499,6 @@ public final class BridgeService: Service, Sendable {
         } catch {
             logger.error("publishing an error response failed", metadata: ["mqtt.topic": "\(message.topic)", "error": "\(error)"])
         }
-    }
-
-    static func thingID(inTopic topic: String) -> ThingID? {
-        let parts = topic.split(separator: "/", maxSplits: 2, omittingEmptySubsequences: false)
-        guard parts.count >= 2 else { return nil }
-        return try? ThingID(namespace: String(parts[0]), name: String(parts[1]))
     }
 
     private func acknowledge(_ request: Envelope, label: String, status: Int, replyAddress: String?) async {
@@ -524,39 +518,14 @@ public final class BridgeService: Service, Sendable {
 
     /// Sends Ditto's answer (or the bridge's own error) to the device that asked.
     private func answerDevice(_ request: DeviceRequest, status: Int, payload: MessagePayload, headers: DittoHeaders) async {
-        var properties = PublishProperties()
-        let topic: String
-        let mapper = HeaderMapper(policy: configuration.headers)
-        var body = payload.bytes
-        switch request.reply {
-        case .responseTopic(let responseTopic, let correlationData):
-            topic = responseTopic
-            let mapped = mapper.deviceProperties(headers: headers)
-            properties = PublishProperties(mapped)
-            properties.correlationData = correlationData
-            properties.userProperties.append(UserProperty(name: "status", value: "\(status)"))
-        case .topicTemplate(let template, var variables):
-            variables["status"] = "\(status)"
-            variables["correlationId"] = TopicToken.encode(request.correlationID)
-            guard let rendered = try? template.render(variables) else {
-                metrics.increment("uplink.request.reply-failed")
-                return
-            }
-            topic = rendered
-            if request.headerWrapper {
-                var wrapperHeaders = JSONObject()
-                wrapperHeaders["correlation-id"] = .string(request.correlationID)
-                wrapperHeaders["status"] = .number(JSONNumber(status))
-                for (name, value) in mapper.customHeaders(headers) { wrapperHeaders[name] = .string(value) }
-                body = JSON.serialize(.object(["headers": .object(wrapperHeaders), "value": payload.envelopeValue]))
-            }
-        }
-        if let contentType = headers.contentType { properties.contentType = contentType }
         do {
-            _ = try await deviceClient.publish(to: topic, payload: body, qos: .atLeastOnce, retain: false, properties: properties)
+            let answer = try request.answer(status: status, payload: payload, headers: headers,
+                                            mapper: HeaderMapper(policy: configuration.headers))
+            _ = try await deviceClient.publish(to: answer.topic, payload: answer.payload, qos: .atLeastOnce, retain: false,
+                                               properties: PublishProperties(answer.properties))
         } catch {
             metrics.increment("uplink.request.reply-failed")
-            logger.error("answering the device failed", metadata: ["device.topic": "\(topic)", "error": "\(error)"])
+            logger.error("answering the device failed", metadata: ["thing.id": "\(request.thingID)", "error": "\(error)"])
         }
     }
 
@@ -592,7 +561,7 @@ public final class BridgeService: Service, Sendable {
 
     private func publishToDitto(_ envelope: Envelope, topic: String) async throws {
         _ = try await dittoClient.publish(
-            to: topic, payload: envelope.encoded(), qos: QoS(level: UInt8(configuration.ditto.qos.rawValue)),
+            to: topic, payload: envelope.encoded(), qos: Mosquitto.QoS(configuration.ditto.qos),
             retain: false, properties: PublishProperties(DittoPublication.properties(for: envelope)))
     }
 }

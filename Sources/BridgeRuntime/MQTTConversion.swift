@@ -1,3 +1,4 @@
+import BridgeConfig
 import BridgeMapping
 import Mosquitto
 
@@ -32,8 +33,12 @@ extension PublishProperties {
     }
 }
 
-extension QoS {
+extension Mosquitto.QoS {
     init(level: UInt8) {
-        self = QoS(rawValue: min(level, 2)) ?? .atLeastOnce
+        self = Mosquitto.QoS(rawValue: min(level, 2)) ?? .atLeastOnce
+    }
+
+    init(_ qos: BridgeConfig.QoS) {
+        self.init(level: UInt8(qos.rawValue))
     }
 }
