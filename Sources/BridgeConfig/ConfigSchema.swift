@@ -1,14 +1,15 @@
 /// Every key the file accepts, per mapping: the loader rejects anything else, and a test checks that
 /// docs/CONFIG.md documents each of them.
 enum ConfigSchema {
-    static let root = ["connections", "ditto", "defaults", "headers", "devices", "acks", "uplink", "downlink"]
+    static let root = ["connections", "ditto", "defaults", "headers", "devices", "acks", "uplink", "downlink", "spool"]
     static let connections = ["device", "ditto"]
     static let connection = [
         "host", "port", "mqtt-version", "client-id", "keepalive", "clean-start", "session-expiry", "username",
-        "password-file", "password-env", "password", "tls", "reconnect",
+        "password-file", "password-env", "password", "tls", "reconnect", "max-inflight", "shared-subscription-group",
     ]
     static let tls = ["ca-file", "ca-path", "cert-file", "key-file", "version", "verify-hostname", "insecure"]
     static let reconnect = ["initial", "maximum"]
+    static let spool = ["directory", "max-size", "max-age", "when-full", "fsync", "segment-size"]
     static let ditto = ["publish-topic", "subscribe-filter", "reply-topic", "qos", "connection-id"]
     static let defaults = ["namespace", "qos", "content-type", "request-timeout"]
     static let headers = ["allow", "deny", "rename", "trace-context", "static", "mqtt311"]
@@ -32,7 +33,7 @@ enum ConfigSchema {
     /// Section name -> keys, for documentation checks.
     static let all: [(section: String, keys: [String])] = [
         ("top level", root), ("connections", connections), ("connections.*", connection), ("tls", tls),
-        ("reconnect", reconnect), ("ditto", ditto), ("defaults", defaults), ("headers", headers),
+        ("reconnect", reconnect), ("spool", spool), ("ditto", ditto), ("defaults", defaults), ("headers", headers),
         ("headers.mqtt311", mqtt311), ("devices", devices), ("acks", acks), ("uplink[]", uplinkRule),
         ("uplink[].event", event), ("uplink[].message", message), ("uplink[].payload", payload),
         ("downlink[]", downlinkRule), ("downlink[].match", match), ("downlink[].match.messages", matchMessages),

@@ -145,7 +145,8 @@ struct ConfigLoader {
 
         return BridgeConfiguration(
             fileName: fileName, connections: connections, ditto: ditto, defaults: defaults, headers: globalHeaders,
-            deviceStatus: deviceStatus, acks: acks, uplink: uplink, downlink: downlink, warnings: [])
+            deviceStatus: deviceStatus, acks: acks, uplink: uplink, downlink: downlink, warnings: [],
+            spool: spoolBlock(top["spool"]))
     }
 
     /// Where each rule's `topic` value is, by rule index, so cross-rule messages point at the topic line.
@@ -279,6 +280,18 @@ struct ConfigLoader {
                         pv, "the password is written in the config file",
                         hint: "prefer password-file: or password-env:, which keep it out of backups and version control")
                 }
+            }
+        }
+        if let mi = m["max-inflight"], let maximum = reader.int(mi, range: 1...65_535) { c.maxInflight = maximum }
+        if let g = m["shared-subscription-group"], let group = expanded(g) {
+            if role != "device" {
+                reader.error(g, "only the device connection subscribes as a shared-subscription group")
+            } else if c.mqttVersion != .v5 {
+                reader.error(g, "shared subscriptions need mqtt-version 5")
+            } else if group.isEmpty || group.contains(where: { "/+#".contains($0) }) {
+                reader.error(g, "'\(group)' is not a shared-subscription group name", hint: "no '/', '+' or '#'")
+            } else {
+                c.sharedSubscriptionGroup = group
             }
         }
         if let r = m["reconnect"], let rm = reader.mapping(r, keys: ConfigSchema.reconnect) {
@@ -464,6 +477,64 @@ struct ConfigLoader {
 
     static func compiled(_ text: String) -> TopicTemplate {
         do { return try TopicTemplate(text) } catch { preconditionFailure("built-in topic '\(text)' does not compile") }
+    }
+
+    func spoolBlock(_ v: YAMLValue?) -> SpoolSettings? {
+        guard let v, !v.isNull, let m = reader.mapping(v, keys: ConfigSchema.spool) else { return nil }
+        guard let d = m["directory"] else {
+            sink.error(v.location, v.child("directory"), "missing required key 'directory'",
+                       hint: "the spool keeps its files there, e.g. directory: /var/lib/ditto-mqtt-bridge/spool")
+            return nil
+        }
+        guard let directory = expanded(d) else { return nil }
+        var spool = SpoolSettings(directory: resolve(directory))
+        if let s = m["max-size"], let size = byteSize(s, range: (1 << 20)...(1 << 50)) { spool.maxSize = size }
+        if let s = m["segment-size"], let size = byteSize(s, range: (64 << 10)...(1 << 30)) { spool.segmentSize = size }
+        if let a = m["max-age"], let age = reader.duration(a, range: .seconds(1)...(.seconds(365 * 86_400))) {
+            spool.maxAge = age
+        }
+        if let w = m["when-full"], let choice = reader.choice(w, ["back-pressure", "drop-oldest"]) {
+            spool.whenFull = SpoolSettings.WhenFull(rawValue: choice) ?? .backPressure
+        }
+        if let f = m["fsync"] {
+            if case .scalar(let text) = f.node, text.string == "never" || text.string == "always" {
+                spool.fsync = text.string == "never" ? .never : .always
+            } else if let interval = reader.duration(f, range: .milliseconds(1)...(.seconds(3600))) {
+                spool.fsync = .interval(interval)
+            }
+        }
+        if spool.segmentSize > spool.maxSize {
+            reader.error(m["segment-size"] ?? v, "segment-size is larger than max-size")
+        }
+        return spool
+    }
+
+    /// A size in bytes: a whole number with an optional unit (KiB, MiB, GiB; KB, MB, GB are read the same).
+    func byteSize(_ v: YAMLValue, range: ClosedRange<Int>) -> Int? {
+        guard case .scalar(let s) = v.node, !v.isNull else {
+            reader.error(v, "expected a size such as 64MiB or 1GiB")
+            return nil
+        }
+        let text = s.string.trimmingCharacters(in: .whitespaces)
+        let units: [(String, Int)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("KB", 1 << 10),
+                                      ("MB", 1 << 20), ("GB", 1 << 30), ("B", 1)]
+        var number = text
+        var factor = 1
+        for (unit, value) in units where text.hasSuffix(unit) {
+            number = String(text.dropLast(unit.count)).trimmingCharacters(in: .whitespaces)
+            factor = value
+            break
+        }
+        guard let count = Int(number), count >= 0, count <= Int.max / factor else {
+            reader.error(v, "invalid size '\(text)'", hint: "a whole number with KiB, MiB or GiB, e.g. 512MiB")
+            return nil
+        }
+        let bytes = count * factor
+        guard range.contains(bytes) else {
+            reader.error(v, "\(text) is out of range; allowed: \(range.lowerBound >> 10)KiB to \(range.upperBound >> 30)GiB")
+            return nil
+        }
+        return bytes
     }
 
     func defaultsBlock(_ v: YAMLValue?) -> Defaults {

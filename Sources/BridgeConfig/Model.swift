@@ -22,6 +22,8 @@ public struct BridgeConfiguration: Sendable, Equatable {
     public var downlink: [DownlinkRule]
     /// Things `check` should tell the user about; the file is usable.
     public var warnings: [ConfigDiagnostic]
+    /// The on-disk spool and the bridge's state (revisions); nil: messages wait in memory only.
+    public var spool: SpoolSettings? = nil
 
     /// Uplink rules in the order they are tried: higher ``UplinkRule/priority`` first, then the more specific
     /// topic (``TopicTemplate/Specificity``), then file order. The first rule whose topic matches wins.
@@ -105,6 +107,53 @@ public struct BrokerConnection: Sendable, Hashable {
     public var tls: TLSSettings?
     /// Back-off between reconnect attempts.
     public var reconnect: ReconnectPolicy
+    /// At most this many publishes wait for the broker's acknowledgement; beyond it the bridge stops taking
+    /// new work from the other side (back pressure).
+    public var maxInflight: Int = 1_000
+    /// Device side: subscribe as a member of this MQTT 5 shared-subscription group (`$share/{group}/...`), so
+    /// that several bridge instances split the device traffic.
+    public var sharedSubscriptionGroup: String? = nil
+}
+
+/// The on-disk store-and-forward queue for messages on their way to Ditto (`spool:`).
+public struct SpoolSettings: Sendable, Hashable {
+    /// What happens when the spool reaches ``maxSize``.
+    public enum WhenFull: String, Sendable, Hashable {
+        /// Stop reading from the device broker until Ditto takes messages again (nothing is dropped).
+        case backPressure = "back-pressure"
+        /// Drop the oldest messages, counted and logged.
+        case dropOldest = "drop-oldest"
+    }
+
+    /// When appended records are forced to the disk (`fdatasync`).
+    public enum Fsync: Sendable, Hashable {
+        /// Left to the kernel: survives a crash of the bridge, not of the machine.
+        case never
+        /// After every append: survives power loss, costs a disk flush per message.
+        case always
+        /// At most this long after an append.
+        case interval(Duration)
+    }
+
+    /// Absolute directory (resolved against the config file); created when missing.
+    public var directory: String
+    public var maxSize: Int
+    /// Messages older than this are dropped (counted) instead of sent; nil: kept until sent.
+    public var maxAge: Duration?
+    public var whenFull: WhenFull
+    public var fsync: Fsync
+    /// Size at which a new segment file is started.
+    public var segmentSize: Int
+
+    public init(directory: String, maxSize: Int = 512 << 20, maxAge: Duration? = nil, whenFull: WhenFull = .backPressure,
+                fsync: Fsync = .interval(.seconds(1)), segmentSize: Int = 16 << 20) {
+        self.directory = directory
+        self.maxSize = maxSize
+        self.maxAge = maxAge
+        self.whenFull = whenFull
+        self.fsync = fsync
+        self.segmentSize = segmentSize
+    }
 }
 
 /// TLS for one broker connection; file paths are absolute (resolved against the config file).
