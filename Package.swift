@@ -55,7 +55,7 @@ let package = Package(
         // The mapping: config -> rules -> envelopes, both directions, plus the header mapper. Pure.
         .target(
             name: "BridgeMapping",
-            dependencies: ["DittoProtocol", "BridgeConfig"],
+            dependencies: ["DittoProtocol", "BridgeConfig", .product(name: "HeapModule", package: "swift-collections")],
             swiftSettings: strict
         ),
         // Wires MQTT clients, mapper, pending requests and metrics into services.

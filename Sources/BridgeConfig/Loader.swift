@@ -284,9 +284,7 @@ struct ConfigLoader {
         }
         if let mi = m["max-inflight"], let maximum = reader.int(mi, range: 1...65_535) { c.maxInflight = maximum }
         if let g = m["shared-subscription-group"], let group = expanded(g) {
-            if role != "device" {
-                reader.error(g, "only the device connection subscribes as a shared-subscription group")
-            } else if c.mqttVersion != .v5 {
+            if c.mqttVersion != .v5 {
                 reader.error(g, "shared subscriptions need mqtt-version 5")
             } else if group.isEmpty || group.contains(where: { "/+#".contains($0) }) {
                 reader.error(g, "'\(group)' is not a shared-subscription group name", hint: "no '/', '+' or '#'")

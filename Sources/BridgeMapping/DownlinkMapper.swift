@@ -449,3 +449,18 @@ public enum TopicToken {
         !topic.isEmpty && topic.utf8.count <= 65_535 && !topic.unicodeScalars.contains { $0 == "+" || $0 == "#" || $0 == "\0" }
     }
 }
+
+extension DownlinkMapper {
+    /// Whether `topic` is where the device a request was routed to answers: the request's rule's reply topic
+    /// with the same values for every placeholder the route captured (a device answering on another device's
+    /// reply topic is not answering this request).
+    public func isReplyTopic(_ topic: String, of route: DownlinkRoute) -> Bool {
+        guard rules.indices.contains(route.ruleIndex), let template = Self.replyTopic(of: rules[route.ruleIndex]),
+              let captured = template.match(topic)
+        else { return false }
+        for (name, value) in captured where name != "correlationId" && name != "status" {
+            if let expected = route.variables[name], expected != value { return false }
+        }
+        return true
+    }
+}

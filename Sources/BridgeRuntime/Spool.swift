@@ -286,6 +286,23 @@ final class Spool {
         return dropped
     }
 
+    /// Gives up on the rest of the segment being read (a damaged record): counted as acknowledged.
+    func skipUnreadable() {
+        normalizeReader()
+        let end = readSegment < segments.count ? segments[readSegment].lastSequence : nextSequence - 1
+        while sendSequence <= end, sendSequence < nextSequence {
+            acknowledge(sendSequence)
+            sendSequence += 1
+        }
+        moveToNextSegment()
+    }
+
+    /// Records skipped for `max-age` since the last call.
+    func takeExpired() -> Int {
+        defer { expired = 0 }
+        return expired
+    }
+
     private func readRecord() throws -> OutboundRecord {
         normalizeReader()
         try ensureReadFD()
@@ -298,6 +315,12 @@ final class Spool {
               let properties = reader.properties(), let payload = reader.bytes(), sequence == sendSequence
         else { throw Failure.io("spool record \(sendSequence) malformed in \(segments[readSegment].path)", EIO) }
         return OutboundRecord(sequence: sequence, created: created, topic: topic, payload: payload, properties: properties)
+    }
+
+    private func moveToNextSegment() {
+        guard readSegment + 1 < segments.count else { return }
+        readSegment += 1
+        readOffset = 0
     }
 
     /// Moves the read position from the end of a segment to the start of the next one.

@@ -55,7 +55,7 @@ struct DeviceRequestTests {
         #expect(answer.properties.userProperties.contains(UserProperty(name: "status", value: "200")))
         #expect(answer.properties.userProperties.contains(UserProperty(name: "x-answered-by", value: "ditto")))
         #expect(try JSON.parse(answer.payload) == ["interval": 30])
-        #expect(harness.bridge.pendingRequestCounts.uplink == 0)
+        #expect(await harness.bridge.pendingRequestCounts.uplink == 0)
         await device.disconnect()
         await harness.stop()
     }
