@@ -186,7 +186,8 @@ struct ConfigLoader {
     func defaultConnection(clientID: String) -> BrokerConnection {
         BrokerConnection(
             host: "127.0.0.1", port: 1883, mqttVersion: .v5, clientID: clientID, keepalive: .seconds(30),
-            cleanStart: true, sessionExpiry: nil, username: nil, password: nil, passwordSource: nil, tls: nil,
+            // Persistent sessions by default: the brokers queue QoS 1 messages while the bridge restarts.
+            cleanStart: false, sessionExpiry: .seconds(3600), username: nil, password: nil, passwordSource: nil, tls: nil,
             reconnect: ReconnectPolicy(initial: .seconds(1), maximum: .seconds(30)))
     }
 
@@ -214,6 +215,8 @@ struct ConfigLoader {
         if let p = m["port"], let port = reader.int(p, range: 1...65535) { c.port = port }
         if let mv = m["mqtt-version"], let version = reader.choice(mv, ["5", "3.1.1"]) {
             c.mqttVersion = version == "5" ? .v5 : .v311
+            // MQTT 3.1.1 has no expiry: a session without clean session lasts until the broker drops it.
+            if c.mqttVersion == .v311 { c.sessionExpiry = nil }
         }
         if let id = m["client-id"], let clientID = expanded(id) {
             if clientID.utf8.count > 65535 || clientID.unicodeScalars.contains("\u{0}") {
@@ -229,7 +232,10 @@ struct ConfigLoader {
                 c.keepalive = keepalive
             }
         }
-        if let cs = m["clean-start"], let clean = reader.bool(cs) { c.cleanStart = clean }
+        if let cs = m["clean-start"], let clean = reader.bool(cs) {
+            c.cleanStart = clean
+            if clean, !m.has("session-expiry") { c.sessionExpiry = nil }
+        }
         if let se = m["session-expiry"] {
             if c.mqttVersion == .v311 {
                 reader.error(
