@@ -374,7 +374,8 @@ final class Spool {
             unlink(first.path)
             totalBytes -= first.size
             segments.removeFirst()
-            if readSegment > 0 { readSegment -= 1 }
+            // Everything in it was handed out, so the reader was at its end or beyond.
+            if readSegment > 0 { readSegment -= 1 } else { readOffset = 0 }
             if readFDPath == first.path, readFD >= 0 {
                 close(readFD)
                 readFD = -1
