@@ -23,12 +23,23 @@ public final class BridgeService: Service, Sendable {
     public let drainTimeout: Duration
     let logger: Logger
     let loop: MQTTEventLoop
-    let deviceClient: MosquittoClient
-    let dittoClient: MosquittoClient
     let plane: DataPlane
     let readiness = Readiness()
-    private let stopRequest = AsyncStream<Void>.makeStream()
+    private let sides: Mutex<(device: MosquittoClient, ditto: MosquittoClient, configuration: BridgeConfiguration)>
+    private let control = AsyncStream<Control>.makeStream()
     private let running = Mutex(false)
+    /// One reload at a time.
+    private let reloading = Mutex(false)
+
+    private enum Control {
+        case stop
+        case start(MQTTSideService)
+    }
+
+    var deviceClient: MosquittoClient { sides.withLock { $0.device } }
+    var dittoClient: MosquittoClient { sides.withLock { $0.ditto } }
+    /// The configuration in force (the last one reloaded).
+    public var currentConfiguration: BridgeConfiguration { sides.withLock { $0.configuration } }
 
     public init(configuration: BridgeConfiguration, logger: Logger, metrics: BridgeMetrics = BridgeMetrics(),
                 maximumPendingRequests: Int = 10_000, drainTimeout: Duration = .seconds(10)) throws {
@@ -42,10 +53,11 @@ public final class BridgeService: Service, Sendable {
         deviceLogger[metadataKey: "mqtt.side"] = "device"
         var dittoLogger = logger
         dittoLogger[metadataKey: "mqtt.side"] = "ditto"
-        deviceClient = try MosquittoClient(configuration: MQTTConfiguration(configuration.connections.device),
-                                           logger: deviceLogger, eventLoop: loop)
-        dittoClient = try MosquittoClient(configuration: MQTTConfiguration(configuration.connections.ditto),
-                                          logger: dittoLogger, eventLoop: loop)
+        let deviceClient = try MosquittoClient(configuration: MQTTConfiguration(configuration.connections.device),
+                                               logger: deviceLogger, eventLoop: loop)
+        let dittoClient = try MosquittoClient(configuration: MQTTConfiguration(configuration.connections.ditto),
+                                              logger: dittoLogger, eventLoop: loop)
+        sides = Mutex((deviceClient, dittoClient, configuration))
         plane = try DataPlane(configuration: configuration, loop: loop, device: deviceClient, ditto: dittoClient,
                               logger: logger, metrics: metrics, maximumPendingRequests: maximumPendingRequests)
         let plane = self.plane
@@ -74,8 +86,7 @@ public final class BridgeService: Service, Sendable {
 
     /// Ends ``run()`` with a graceful stop.
     public func stop() {
-        stopRequest.continuation.yield()
-        stopRequest.continuation.finish()
+        control.continuation.yield(.stop)
     }
 
     public func run() async throws {
@@ -103,17 +114,22 @@ public final class BridgeService: Service, Sendable {
             "downlink.rules": "\(configuration.downlink.count)",
             "spool": "\(configuration.spool?.directory ?? "off")",
         ])
-        let sides = [
-            MQTTSideService(side: "ditto", client: dittoClient, subscriptions: dittoSubscriptions, readiness: readiness,
-                            metrics: metrics, logger: logger),
-            MQTTSideService(side: "device", client: deviceClient, subscriptions: deviceSubscriptions,
-                            readiness: readiness, metrics: metrics, logger: logger),
+        let services = [
+            sideService("ditto", dittoClient, Self.dittoSubscriptions(configuration)),
+            sideService("device", deviceClient, Self.deviceSubscriptions(configuration)),
         ]
         await withDiscardingTaskGroup { group in
-            for side in sides {
-                group.addTask { await side.run() }
+            for service in services {
+                group.addTask { await service.run() }
             }
-            for await _ in stopRequest.stream { break }
+            for await command in control.stream {
+                switch command {
+                case .stop:
+                    control.continuation.finish()
+                case .start(let service):
+                    group.addTask { await service.run() }
+                }
+            }
             await shutdown()
         }
         logger.info("bridge stopped", metadata: [
@@ -125,27 +141,114 @@ public final class BridgeService: Service, Sendable {
         logger.info("bridge stopping: no more device messages; waiting for the uplink to drain")
         let plane = self.plane
         await loop.submit { plane.stopTakingDeviceMessages() }
-        let deadline = ContinuousClock.now + drainTimeout
-        var drained = false
-        while ContinuousClock.now < deadline {
-            drained = await loop.submit { plane.uplinkDrained }
-            if drained { break }
-            try? await Task.sleep(for: .milliseconds(10))
-        }
-        if !drained {
+        await waitUntil(deadline: .now + drainTimeout) { await self.loop.submit { plane.uplinkDrained } }
+        if !(await loop.submit { plane.uplinkDrained }) {
             let waiting = await loop.submit { plane.uplinkWaiting }
             logger.warning("uplink not drained in time", metadata: [
                 "uplink.waiting": "\(waiting)", "spool": "\(configuration.spool == nil ? "off: these are lost" : "kept on disk")",
             ])
         }
         await loop.submit { plane.answerPendingForShutdown() }
-        let answersDeadline = ContinuousClock.now + .seconds(2)
-        while ContinuousClock.now < answersDeadline, !(await loop.submit { plane.dittoIdle }) {
-            try? await Task.sleep(for: .milliseconds(10))
-        }
+        await waitUntil(deadline: .now + .seconds(2)) { await self.loop.submit { plane.dittoIdle } }
         await deviceClient.disconnect()
         await dittoClient.disconnect()
         await loop.shutdown()
+    }
+
+    private func sideService(_ side: String, _ client: MosquittoClient, _ subscriptions: [Subscription]) -> MQTTSideService {
+        MQTTSideService(side: side, client: client, subscriptions: subscriptions, readiness: readiness, metrics: metrics,
+                        logger: logger)
+    }
+
+    // MARK: reload
+
+    /// Applies a reloaded config: a new mapping (rules, header policy, devices, acks) takes effect for the next
+    /// message without touching either connection or a pending request; subscriptions follow the rules; a side
+    /// whose connection settings (host, port, credentials, TLS, ...) changed reconnects, and only that side.
+    /// Returns what changed, one line each.
+    @discardableResult
+    public func reload(_ new: BridgeConfiguration) async -> [String] {
+        let busy = reloading.withLock { busy in
+            defer { busy = true }
+            return busy
+        }
+        guard !busy else { return ["a reload is already in progress: ignored"] }
+        defer { reloading.withLock { $0 = false } }
+        let old = currentConfiguration
+        var changes: [String] = []
+        if new.spool != old.spool { changes.append("spool settings changed: they take effect at the next start") }
+        let plane = self.plane
+        await loop.submit { plane.apply(new) }
+        changes.append("mapping: \(new.uplink.count) uplink and \(new.downlink.count) downlink rules")
+
+        if new.connections.device != old.connections.device {
+            await replaceSide("device", connection: new.connections.device, subscriptions: Self.deviceSubscriptions(new))
+            changes.append("device connection changed: reconnected")
+        } else {
+            await resubscribe(deviceClient, from: Self.deviceSubscriptions(old), to: Self.deviceSubscriptions(new), side: "device")
+        }
+        if new.connections.ditto != old.connections.ditto {
+            await replaceSide("ditto", connection: new.connections.ditto, subscriptions: Self.dittoSubscriptions(new))
+            changes.append("Ditto-side connection changed: reconnected")
+        } else {
+            await resubscribe(dittoClient, from: Self.dittoSubscriptions(old), to: Self.dittoSubscriptions(new), side: "ditto")
+        }
+        var stored = new
+        stored.spool = old.spool
+        sides.withLock { $0.configuration = stored }
+        logger.notice("config reloaded", metadata: ["changes": "\(changes)"])
+        return changes
+    }
+
+    private func resubscribe(_ client: MosquittoClient, from old: [Subscription], to new: [Subscription], side: String) async {
+        let added = new.filter { !old.contains($0) }
+        let removed = old.map(\.filter).filter { filter in !new.contains { $0.filter == filter } }
+        do {
+            if !removed.isEmpty { try await client.unsubscribe(removed) }
+            if !added.isEmpty { try await client.subscribe(added) }
+        } catch {
+            logger.error("changing subscriptions failed", metadata: ["mqtt.side": "\(side)", "error": "\(error)"])
+        }
+    }
+
+    private func replaceSide(_ side: String, connection: BrokerConnection, subscriptions: [Subscription]) async {
+        var sideLogger = logger
+        sideLogger[metadataKey: "mqtt.side"] = "\(side)"
+        let client: MosquittoClient
+        do {
+            client = try MosquittoClient(configuration: MQTTConfiguration(connection), logger: sideLogger, eventLoop: loop)
+        } catch {
+            logger.error("the new connection settings are unusable; the old connection stays", metadata: [
+                "mqtt.side": "\(side)", "error": "\(error)",
+            ])
+            return
+        }
+        let plane = self.plane
+        if side == "ditto" {
+            // What is in flight finishes on the old connection first (bounded); the rest goes out on the new one.
+            await loop.submit { plane.stopTakingDeviceMessages() }
+            await waitUntil(deadline: .now + drainTimeout) { await self.loop.submit { plane.uplinkDrained } }
+        }
+        let old = sides.withLock { sides in
+            defer { if side == "ditto" { sides.ditto = client } else { sides.device = client } }
+            return side == "ditto" ? sides.ditto : sides.device
+        }
+        await old.disconnect()
+        await loop.submit {
+            if side == "ditto" {
+                plane.replace(ditto: client, connection: connection)
+            } else {
+                plane.replace(device: client, connection: connection)
+            }
+        }
+        control.continuation.yield(.start(sideService(side, client, subscriptions)))
+        if side == "ditto" { await loop.submit { plane.resumeTakingDeviceMessages() } }
+    }
+
+    private func waitUntil(deadline: ContinuousClock.Instant, _ condition: () async -> Bool) async {
+        while ContinuousClock.now < deadline, !(await condition()) {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
     }
 
     // MARK: subscriptions
@@ -153,12 +256,12 @@ public final class BridgeService: Service, Sendable {
     /// Uplink rules (as a shared-subscription group member when configured), device answers and device
     /// status; `noLocal` so that the bridge never reads back what it publishes to devices when a rule's filter
     /// happens to cover a downlink topic. Answers and status are never shared: every instance needs its own.
-    var deviceSubscriptions: [Subscription] {
+    static func deviceSubscriptions(_ configuration: BridgeConfiguration) -> [Subscription] {
         let qos = Mosquitto.QoS(configuration.defaults.qos)
         var seen = Set<String>()
         var result: [Subscription] = []
         let group = configuration.connections.device.sharedSubscriptionGroup
-        for filter in plane.uplinkFilters where seen.insert(filter).inserted {
+        for filter in UplinkMapper(configuration: configuration).subscriptionFilters where seen.insert(filter).inserted {
             if let group {
                 // MQTT 5 forbids noLocal on a shared subscription.
                 result.append(Subscription(filter: "$share/\(group)/\(filter)", qos: qos))
@@ -166,7 +269,7 @@ public final class BridgeService: Service, Sendable {
                 result.append(Subscription(filter: filter, qos: qos, noLocal: true))
             }
         }
-        var own = plane.replyFilters
+        var own = DownlinkMapper(configuration: configuration).replyFilters
         if let status = configuration.deviceStatus { own.append(status.topic.filter) }
         for filter in own where seen.insert(filter).inserted {
             result.append(Subscription(filter: filter, qos: qos, noLocal: true))
@@ -175,7 +278,7 @@ public final class BridgeService: Service, Sendable {
     }
 
     /// The Ditto connection's target (the loader checks that it covers the reply topic).
-    var dittoSubscriptions: [Subscription] {
+    static func dittoSubscriptions(_ configuration: BridgeConfiguration) -> [Subscription] {
         let filter = configuration.ditto.subscribeFilter.filter
         let qos = Mosquitto.QoS(configuration.ditto.qos)
         if let group = configuration.connections.ditto.sharedSubscriptionGroup {
@@ -210,6 +313,7 @@ struct MQTTSideService: Service {
                 switch event {
                 case .connected:
                     readiness.setConnected(side, true)
+                    metrics.increment("\(side).connected")
                     logger.info("connection state", metadata: ["mqtt.side": "\(side)", "mqtt.event": "\(event)"])
                 case .disconnected(let error):
                     readiness.setConnected(side, false)

@@ -22,6 +22,8 @@ struct PendingDownlink: Sendable {
     var responseRequired: Bool
     /// The requested ack label this bridge issues when the device answers.
     var answeredAck: String?
+    /// The rules the request was sent with: its answer is read with them even after a reload.
+    var mapper: DownlinkMapper
 }
 
 /// A device's request waiting for Ditto's answer.
@@ -51,8 +53,8 @@ struct DownlinkSend {
 /// run there, and the service hands work in with `loop.execute`/`submit`.
 final class DataPlane: @unchecked Sendable {
     let loop: MQTTEventLoop
-    let device: MosquittoClient
-    let ditto: MosquittoClient
+    private(set) var device: MosquittoClient
+    private(set) var ditto: MosquittoClient
     let logger: Logger
     let metrics: BridgeMetrics
     let maximumPendingRequests: Int
@@ -67,6 +69,10 @@ final class DataPlane: @unchecked Sendable {
     private var memoryQueue = Deque<OutboundRecord>()
     private var memorySequence: UInt64 = 0
     private var memoryInFlight = 0
+    /// Without a spool, what is in flight is kept until acknowledged, so that a replaced Ditto-side client
+    /// can send it again.
+    private var memoryInFlightRecords: [UInt64: OutboundRecord] = [:]
+    private var returnedRecords: [OutboundRecord] = []
     /// Device requests among the uplink publishes in flight, by token.
     private var requestTokens: [UInt64: PendingKey] = [:]
     private var downlinkPending: PendingTable<PendingKey, PendingDownlink>
@@ -117,17 +123,25 @@ final class DataPlane: @unchecked Sendable {
 
     /// Loop thread: connects the clients' handlers to this data plane.
     func install() {
+        installDevice()
+        installDitto()
+        if let spool, case .interval(let interval) = spool.settings.fsync { scheduleSync(every: interval) }
+        updateDeviceReading()
+    }
+
+    private func installDevice() {
         device.setHandlers(
             message: { [unowned self] in handleDeviceMessage($0) },
             publishCompleted: { [unowned self] in deviceSendCompleted($0, $1) },
             capacityAvailable: { [unowned self] in drainDownlinkBacklog() },
             connection: { [unowned self] in deviceConnectionChanged($0) })
+    }
+
+    private func installDitto() {
         ditto.setHandlers(
             message: { [unowned self] in handleDittoMessage($0) },
             publishCompleted: { [unowned self] in dittoSendCompleted($0, $1) },
             capacityAvailable: { [unowned self] in pump() })
-        if let spool, case .interval(let interval) = spool.settings.fsync { scheduleSync(every: interval) }
-        updateDeviceReading()
     }
 
     // MARK: device -> Ditto
@@ -249,6 +263,7 @@ final class DataPlane: @unchecked Sendable {
                 record = next
                 token = Self.memoryToken | next.sequence
                 memoryInFlight += 1
+                memoryInFlightRecords[next.sequence] = next
             } else if let spool {
                 do {
                     guard let next = try spool.nextToSend() else { break }
@@ -286,6 +301,17 @@ final class DataPlane: @unchecked Sendable {
         switch result {
         case .success:
             metrics.increment("uplink.published")
+        case .failure(let error) where error.kind == .shutdown:
+            // The client closed with it unacknowledged: the spool keeps it (sent again after a client
+            // replacement or a restart); without a spool it goes back to the queue.
+            metrics.increment("uplink.unsent-at-stop")
+            if token & Self.memoryToken != 0 {
+                memoryInFlight -= 1
+                if let record = memoryInFlightRecords.removeValue(forKey: token & ~Self.memoryToken) {
+                    returnedRecords.append(record)
+                }
+            }
+            return
         case .failure(let error):
             metrics.increment("uplink.publish-failed")
             logger.error("Ditto's broker refused an uplink message; dropped", metadata: ["error": "\(error)"])
@@ -293,6 +319,7 @@ final class DataPlane: @unchecked Sendable {
         }
         if token & Self.memoryToken != 0 {
             memoryInFlight -= 1
+            memoryInFlightRecords[token & ~Self.memoryToken] = nil
         } else if let spool {
             spool.acknowledge(token)
             armCursorTimer()
@@ -378,7 +405,7 @@ final class DataPlane: @unchecked Sendable {
         // The answer belongs to the request with this correlation id whose device answers on this topic.
         let things = downlinkByCorrelation[reply.correlationID] ?? []
         let match = things.lazy.map { PendingKey(thing: $0, correlationID: reply.correlationID) }.first { key in
-            self.downlinkPending[key].map { self.downlink.isReplyTopic(topic, of: $0.route) } ?? false
+            self.downlinkPending[key].map { $0.mapper.isReplyTopic(topic, of: $0.route) } ?? false
         }
         guard let key = match, let pending = removeDownlink(key) else {
             metrics.increment("reply.unmatched")
@@ -391,7 +418,7 @@ final class DataPlane: @unchecked Sendable {
         }
         let response: Envelope
         do {
-            response = try downlink.response(to: pending.request, route: pending.route, reply: reply)
+            response = try pending.mapper.response(to: pending.request, route: pending.route, reply: reply)
         } catch {
             metrics.increment("reply.dropped.\(error.kind.rawValue)")
             logger.warning("device answer cannot be mapped", metadata: ["mqtt.topic": "\(topic)", "reason": "\(error.reason)"])
@@ -484,7 +511,7 @@ final class DataPlane: @unchecked Sendable {
             let key = PendingKey(thing: route.thingID.description, correlationID: correlationID)
             let pending = PendingDownlink(request: envelope, route: route, replyAddress: replyAddress ?? "",
                                           responseRequired: route.responseRequired && replyAddress != nil,
-                                          answeredAck: answeredAck)
+                                          answeredAck: answeredAck, mapper: downlink)
             switch downlinkPending.insert(pending, for: key, deadline: deadline) {
             case .inserted:
                 pendingKey = key
@@ -738,6 +765,49 @@ final class DataPlane: @unchecked Sendable {
         updateDeviceReading()
     }
 
+    func resumeTakingDeviceMessages() {
+        takingDeviceMessages = true
+        updateDeviceReading()
+        pump()
+    }
+
+    /// A reloaded mapping (rules, header policy, devices, acks) takes effect for the next message; requests
+    /// already pending keep the rules they were sent with.
+    func apply(_ new: BridgeConfiguration) {
+        configuration.uplink = new.uplink
+        configuration.downlink = new.downlink
+        configuration.headers = new.headers
+        configuration.deviceStatus = new.deviceStatus
+        configuration.acks = new.acks
+        configuration.defaults = new.defaults
+        configuration.ditto = new.ditto
+        uplink = UplinkMapper(configuration: configuration)
+        downlink = DownlinkMapper(configuration: configuration)
+        headerMapper = HeaderMapper(policy: configuration.headers)
+    }
+
+    /// Moves a side to a new client (new host, credentials or TLS); the old one is closed by the caller.
+    func replace(device client: MosquittoClient, connection: BrokerConnection) {
+        device = client
+        configuration.connections.device = connection
+        installDevice()
+        if deviceReadingPaused { client.pauseReading() }
+    }
+
+    func replace(ditto client: MosquittoClient, connection: BrokerConnection) {
+        ditto = client
+        configuration.connections.ditto = connection
+        installDitto()
+        for record in returnedRecords.sorted(by: { $0.sequence > $1.sequence }) { memoryQueue.prepend(record) }
+        returnedRecords.removeAll()
+        do {
+            try spool?.rewindToCursor()
+        } catch {
+            metrics.increment("spool.read-failed")
+            logger.error("spool cannot rewind to its cursor", metadata: ["error": "\(error)"])
+        }
+    }
+
     /// Whether everything taken from devices reached Ditto's broker (or, with a spool, is safe on disk while
     /// the Ditto side is down).
     var uplinkDrained: Bool {
@@ -758,10 +828,6 @@ final class DataPlane: @unchecked Sendable {
         spool?.sync()
         spool?.persistCursor()
     }
-
-    /// Filters of the uplink rules and of the devices' answers (the service subscribes to them).
-    var uplinkFilters: [String] { uplink.subscriptionFilters }
-    var replyFilters: [String] { downlink.replyFilters }
 
     var dittoIdle: Bool { ditto.inflightCount == 0 || !ditto.isConnected }
 }

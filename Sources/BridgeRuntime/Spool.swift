@@ -297,6 +297,14 @@ final class Spool {
         moveToNextSegment()
     }
 
+    /// Hands out everything not yet acknowledged again (the Ditto-side client was replaced with records in
+    /// flight). Records acknowledged out of order beyond the cursor go out twice (at-least-once).
+    func rewindToCursor() throws {
+        ackedAhead.removeAll()
+        sendSequence = ackedThrough + 1
+        try positionReader(at: sendSequence)
+    }
+
     /// Records skipped for `max-age` since the last call.
     func takeExpired() -> Int {
         defer { expired = 0 }
