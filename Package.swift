@@ -79,6 +79,15 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The zero-work relay the data-path benchmark compares the bridge with.
+        .executableTarget(
+            name: "mqtt-relay",
+            dependencies: [
+                "Mosquitto", .product(name: "Logging", package: "swift-log"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
         // Prints numbers; run with `swift run -c release bridge-bench`.
         .executableTarget(
             name: "bridge-bench",
