@@ -14,7 +14,8 @@ enum ConfigSchema {
     static let defaults = ["namespace", "qos", "content-type", "request-timeout"]
     static let headers = ["allow", "deny", "rename", "trace-context", "static", "mqtt311"]
     static let mqtt311 = ["mode"]
-    static let devices = ["status-topic", "offline-payloads"]
+    static let devices = ["status-topic", "offline-payloads", "connection-status"]
+    static let connectionStatus = ["feature", "thing-id"]
     static let acks = ["delivered", "answered"]
     static let uplinkRule = [
         "name", "topic", "thing-id", "event", "message", "passthrough", "payload", "headers", "priority", "qos",
@@ -34,7 +35,7 @@ enum ConfigSchema {
     static let all: [(section: String, keys: [String])] = [
         ("top level", root), ("connections", connections), ("connections.*", connection), ("tls", tls),
         ("reconnect", reconnect), ("spool", spool), ("ditto", ditto), ("defaults", defaults), ("headers", headers),
-        ("headers.mqtt311", mqtt311), ("devices", devices), ("acks", acks), ("uplink[]", uplinkRule),
+        ("headers.mqtt311", mqtt311), ("devices", devices), ("devices.connection-status", connectionStatus), ("acks", acks), ("uplink[]", uplinkRule),
         ("uplink[].event", event), ("uplink[].message", message), ("uplink[].payload", payload),
         ("downlink[]", downlinkRule), ("downlink[].match", match), ("downlink[].match.messages", matchMessages),
         ("downlink[].match.commands", matchCommands), ("downlink[].reply", reply),

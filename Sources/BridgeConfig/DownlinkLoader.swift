@@ -252,7 +252,22 @@ extension ConfigLoader {
                 )
             }
         }
-        return DeviceStatusSettings(topic: topic, offlinePayloads: offline)
+        var settings = DeviceStatusSettings(topic: topic, offlinePayloads: offline)
+        if let cv = m["connection-status"], let cm = reader.mapping(cv, keys: ConfigSchema.connectionStatus) {
+            var featureID = "ConnectionStatus"
+            if let fv = cm["feature"], let feature = reader.string(fv) {
+                if feature.contains("/") || feature.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
+                    reader.error(fv, "'\(feature)' is not a Ditto feature id", hint: "no '/' and no control characters")
+                } else {
+                    featureID = feature
+                }
+            }
+            if let tv = required(cm, "thing-id", hint: "the device's thing, e.g. \"{namespace}:{deviceId}\""),
+               let thingID = thingIDTemplate(tv, captures: topic.placeholders, context: context) {
+                settings.connectionStatus = ConnectionStatusSettings(featureID: featureID, thingID: thingID)
+            }
+        }
+        return settings
     }
 
     // MARK: - cross-rule checks

@@ -333,6 +333,16 @@ public struct DeviceStatusSettings: Sendable, Hashable {
     public var topic: TopicTemplate
     /// Payloads (exact text) meaning offline; anything else means online.
     public var offlinePayloads: [String]
+    /// Keep Ditto's `ConnectionStatus` feature of each device's thing up to date; nil: off.
+    public var connectionStatus: ConnectionStatusSettings? = nil
+}
+
+/// `devices.connection-status`: which feature, on which thing.
+public struct ConnectionStatusSettings: Sendable, Hashable {
+    /// The feature id (`ConnectionStatus`, as Ditto's own mapping names it).
+    public var featureID: String
+    /// The device's thing, from the status topic's placeholders.
+    public var thingID: Template
 }
 
 /// Acknowledgement labels the bridge issues when a request asks for them in `requested-acks`.

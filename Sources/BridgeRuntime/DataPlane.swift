@@ -393,6 +393,22 @@ final class DataPlane: @unchecked Sendable {
         let online = !payload.isEmpty && !status.offlinePayloads.contains(value)
         if online { offline.remove(key) } else { offline.insert(key) }
         logger.info("device presence", metadata: ["device": "\(variables)", "online": "\(online)"])
+        if let connectionStatus = status.connectionStatus { sendConnectionStatus(connectionStatus, variables, online: online) }
+    }
+
+    private func sendConnectionStatus(_ settings: ConnectionStatusSettings, _ variables: [String: String], online: Bool) {
+        var values = variables
+        if values["namespace"] == nil, let namespace = configuration.defaults.namespace { values["namespace"] = namespace }
+        do {
+            let thingID = try ThingID(try settings.thingID.render(values))
+            let update = ConnectionStatus.update(thingID: thingID, featureID: settings.featureID, online: online,
+                                                 now: timestamp(), correlationID: CorrelationID.generate())
+            publishToDitto(update, topic: try DittoPublication.render(configuration.ditto.publishTopic, for: thingID))
+            metrics.increment("presence.published")
+        } catch {
+            metrics.increment("presence.dropped")
+            logger.warning("ConnectionStatus not sent", metadata: ["device": "\(variables)", "reason": "\(error)"])
+        }
     }
 
     private func deviceConnectionChanged(_ event: ConnectionEvent) {
