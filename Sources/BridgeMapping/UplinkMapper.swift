@@ -93,14 +93,23 @@ public struct UplinkMapper: Sendable {
     public let rules: [UplinkRule]
     /// `ditto.reply-topic`: the `reply-to` of device-initiated requests, where Ditto publishes the answer.
     public let replyTopic: TopicTemplate?
+    /// The acknowledgement labels the bridge's Ditto connection declares (`acks`); Ditto refuses any other
+    /// label the connection sends, so a pass-through acknowledgement must use one of them.
+    public let declaredAcks: [String]
+    /// `ditto.connection-id`, for `{{connection:id}}` in declared labels.
+    public let connectionID: String
 
     public init(configuration: BridgeConfiguration) {
-        self.init(rules: configuration.uplinkRulesByPrecedence, replyTopic: configuration.ditto.replyTopic)
+        self.init(rules: configuration.uplinkRulesByPrecedence, replyTopic: configuration.ditto.replyTopic,
+                  declaredAcks: configuration.acks.all, connectionID: configuration.ditto.connectionID)
     }
 
-    public init(rules: [UplinkRule], replyTopic: TopicTemplate? = nil) {
+    public init(rules: [UplinkRule], replyTopic: TopicTemplate? = nil, declaredAcks: [String] = [],
+                connectionID: String = "") {
         self.rules = rules
         self.replyTopic = replyTopic
+        self.declaredAcks = declaredAcks
+        self.connectionID = connectionID
     }
 
     /// The MQTT subscriptions the device side needs, one per distinct filter.
@@ -206,6 +215,11 @@ public struct UplinkMapper: Sendable {
             guard let claimed = envelope.topic.thingID, claimed == thingID else {
                 let claimedText = envelope.topic.thingID?.description ?? envelope.topic.description
                 throw MappingError(.thingMismatch, "device on \(message.topic) may speak for \(thingID), not for \(claimedText)")
+            }
+            do {
+                try AcknowledgementLabel.requireDeclared(envelope, declared: declaredAcks, connectionID: connectionID)
+            } catch {
+                throw MappingError(.invalidProtocol, "Ditto would refuse it: \(error.message)", dittoError: error)
             }
             // The device's own envelope headers count like user properties; MQTT properties still win.
             var properties = message.properties
