@@ -383,7 +383,34 @@ public enum UplinkAction: Sendable, Hashable {
     case event(EventSpec)
     case message(MessageSpec)
     /// The device publishes Ditto Protocol JSON; its thing ID must equal the rule's rendered thing ID.
-    case passthrough
+    case passthrough(PassthroughSpec)
+
+    /// Whether this is a pass-through rule.
+    public var isPassthrough: Bool {
+        if case .passthrough = self { return true }
+        return false
+    }
+}
+
+/// What a pass-through rule admits besides live signals.
+///
+/// The bridge is a live-channel bridge: by default only live signals pass. A twin signal would be executed by
+/// Ditto with the bridge connection's authorization (a twin `delete` of the thing, a `modify` of `/policyId`),
+/// so each twin action a device may send must be named.
+public struct PassthroughSpec: Sendable, Hashable {
+    /// Twin command actions (`create`, `retrieve`, `modify`, `merge`, `delete`) and twin event actions
+    /// (`created`, `modified`, `merged`, `deleted`) a device may send; empty: live signals only.
+    public var allowTwin: Set<String>
+
+    /// The twin actions `allow-twin` may name (Ditto's own action names).
+    public static let twinActions = ["create", "retrieve", "modify", "merge", "delete", "created", "modified", "merged", "deleted"]
+
+    public init(allowTwin: Set<String> = []) {
+        self.allowTwin = allowTwin
+    }
+
+    /// Live signals only.
+    public static let liveOnly = PassthroughSpec()
 }
 
 /// Device topic -> Ditto signal.
