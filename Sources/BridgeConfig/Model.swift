@@ -485,16 +485,26 @@ public struct ReplySpec: Sendable, Hashable {
     /// Where the device answers. Placeholders: the downlink topic's, plus `{correlationId}` and `{status}` (both
     /// captured from the reply topic in `topic` mode).
     public var topic: TopicTemplate?
-    /// `payload` mode: JSON pointer to the correlation id in the reply.
+    /// `payload` mode: RFC 6901 pointer to the correlation id, in the request the device gets and in its reply.
     public var correlationPointer: String?
-    /// JSON pointer to the status in a JSON reply.
+    /// RFC 6901 pointer to the status in a JSON reply.
     public var statusPointer: String?
-    /// JSON pointer to the value in a JSON reply; nil: the whole reply.
+    /// RFC 6901 pointer to the value in a JSON reply (and, in `payload` mode, in the request); nil: the whole
+    /// reply, or ``payloadModeValuePointer`` in `payload` mode.
     public var valuePointer: String?
     /// Status when the device does not give one; nil: 200, or 204 for modify/delete commands.
     public var defaultStatus: Int?
     /// How long to wait for the device (capped by the request's own `timeout`).
     public var timeout: Duration
+
+    /// Where the value sits in `payload` mode when `value-pointer` is not given: next to the id, never around it.
+    public static let payloadModeValuePointer = "/value"
+
+    /// The value pointer in effect: in `payload` mode the value and the id are siblings in one object, so the
+    /// value is never the whole document.
+    public var effectiveValuePointer: String? {
+        mode == .payload ? (valuePointer ?? Self.payloadModeValuePointer) : valuePointer
+    }
 }
 
 /// Ditto signal -> device topic.

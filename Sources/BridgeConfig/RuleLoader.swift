@@ -1,3 +1,4 @@
+import DittoProtocol
 import Foundation
 
 /// What every rule needs from the rest of the file.
@@ -379,20 +380,14 @@ extension ConfigLoader {
         }
     }
 
-    /// RFC 6901: empty or `/`-started; `~` only as `~0` or `~1`.
+    /// A device payload pointer (RFC 6901, ``RFC6901Pointer``: the mapping reads payloads with the same type).
     func checkPointer(_ pointer: String, at v: YAMLValue) -> Bool {
-        if pointer.isEmpty { return true }
-        guard pointer.hasPrefix("/") else {
-            reader.error(v, "'\(pointer)' is not a JSON pointer", hint: "a pointer starts with '/', e.g. /\(pointer)")
+        do {
+            _ = try RFC6901Pointer(parsing: pointer)
+            return true
+        } catch {
+            reader.error(v, error.description, hint: error.hint)
             return false
         }
-        let chars = Array(pointer)
-        for (i, c) in chars.enumerated() where c == "~" {
-            if i + 1 >= chars.count || (chars[i + 1] != "0" && chars[i + 1] != "1") {
-                reader.error(v, "'\(pointer)' is not a JSON pointer: '~' must be followed by 0 or 1")
-                return false
-            }
-        }
-        return true
     }
 }
