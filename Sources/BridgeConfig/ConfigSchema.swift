@@ -23,6 +23,7 @@ enum ConfigSchema {
     static let event = ["action", "path"]
     static let message = ["feature", "subject", "content-type", "response", "timeout", "reply-topic"]
     static let payload = ["format", "pointer", "fields"]
+    static let passthrough = ["allow-twin"]
     static let downlinkRule = ["name", "match", "thing-id", "topic", "payload", "reply", "headers", "priority", "qos"]
     static let match = ["messages", "commands"]
     static let matchMessages = ["subject", "feature"]
@@ -37,6 +38,7 @@ enum ConfigSchema {
         ("reconnect", reconnect), ("spool", spool), ("ditto", ditto), ("defaults", defaults), ("headers", headers),
         ("headers.mqtt311", mqtt311), ("devices", devices), ("devices.connection-status", connectionStatus), ("acks", acks), ("uplink[]", uplinkRule),
         ("uplink[].event", event), ("uplink[].message", message), ("uplink[].payload", payload),
+        ("uplink[].passthrough", passthrough),
         ("downlink[]", downlinkRule), ("downlink[].match", match), ("downlink[].match.messages", matchMessages),
         ("downlink[].match.commands", matchCommands), ("downlink[].reply", reply),
     ]

@@ -442,7 +442,34 @@ public enum UplinkAction: Sendable, Hashable {
     case event(EventSpec)
     case message(MessageSpec)
     /// The device publishes Ditto Protocol JSON; its thing ID must equal the rule's rendered thing ID.
-    case passthrough
+    case passthrough(PassthroughSpec)
+
+    /// Whether this is a pass-through rule.
+    public var isPassthrough: Bool {
+        if case .passthrough = self { return true }
+        return false
+    }
+}
+
+/// What a pass-through rule admits besides live signals.
+///
+/// The bridge is a live-channel bridge: by default only live signals pass. A twin signal would be executed by
+/// Ditto with the bridge connection's authorization (a twin `delete` of the thing, a `modify` of `/policyId`),
+/// so each twin action a device may send must be named.
+public struct PassthroughSpec: Sendable, Hashable {
+    /// Twin command actions (`create`, `retrieve`, `modify`, `merge`, `delete`) and twin event actions
+    /// (`created`, `modified`, `merged`, `deleted`) a device may send; empty: live signals only.
+    public var allowTwin: Set<String>
+
+    /// The twin actions `allow-twin` may name (Ditto's own action names).
+    public static let twinActions = ["create", "retrieve", "modify", "merge", "delete", "created", "modified", "merged", "deleted"]
+
+    public init(allowTwin: Set<String> = []) {
+        self.allowTwin = allowTwin
+    }
+
+    /// Live signals only.
+    public static let liveOnly = PassthroughSpec()
 }
 
 /// Device topic -> Ditto signal.
@@ -517,16 +544,26 @@ public struct ReplySpec: Sendable, Hashable {
     /// Where the device answers. Placeholders: the downlink topic's, plus `{correlationId}` and `{status}` (both
     /// captured from the reply topic in `topic` mode).
     public var topic: TopicTemplate?
-    /// `payload` mode: JSON pointer to the correlation id in the reply.
+    /// `payload` mode: RFC 6901 pointer to the correlation id, in the request the device gets and in its reply.
     public var correlationPointer: String?
-    /// JSON pointer to the status in a JSON reply.
+    /// RFC 6901 pointer to the status in a JSON reply.
     public var statusPointer: String?
-    /// JSON pointer to the value in a JSON reply; nil: the whole reply.
+    /// RFC 6901 pointer to the value in a JSON reply (and, in `payload` mode, in the request); nil: the whole
+    /// reply, or ``payloadModeValuePointer`` in `payload` mode.
     public var valuePointer: String?
     /// Status when the device does not give one; nil: 200, or 204 for modify/delete commands.
     public var defaultStatus: Int?
     /// How long to wait for the device (capped by the request's own `timeout`).
     public var timeout: Duration
+
+    /// Where the value sits in `payload` mode when `value-pointer` is not given: next to the id, never around it.
+    public static let payloadModeValuePointer = "/value"
+
+    /// The value pointer in effect: in `payload` mode the value and the id are siblings in one object, so the
+    /// value is never the whole document.
+    public var effectiveValuePointer: String? {
+        mode == .payload ? (valuePointer ?? Self.payloadModeValuePointer) : valuePointer
+    }
 }
 
 /// Ditto signal -> device topic.

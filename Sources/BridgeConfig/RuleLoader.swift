@@ -1,3 +1,4 @@
+import DittoProtocol
 import Foundation
 
 /// What every rule needs from the rest of the file.
@@ -81,12 +82,14 @@ extension ConfigLoader {
             case "passthrough":
                 if case .scalar = av.node, !av.isNull {
                     if reader.bool(av) == true {
-                        action = .passthrough
+                        action = .passthrough(.liveOnly)
                     } else if reader.bool(av) == false {
                         reader.error(av, "passthrough: false emits nothing", hint: "remove it and add event: or message:")
                     }
-                } else if av.isNull || reader.mapping(av, keys: []) != nil {
-                    action = .passthrough
+                } else if av.isNull {
+                    action = .passthrough(.liveOnly)
+                } else if let spec = passthroughSpec(av) {
+                    action = .passthrough(spec)
                 }
             default:
                 if let spec = messageSpec(
@@ -106,6 +109,26 @@ extension ConfigLoader {
             name: name, index: index, location: v.location, topic: topic, thingID: thingID, action: action,
             payload: payload, headers: headers, priority: priority, qos: qos,
             defaultNamespace: context.defaults.namespace)
+    }
+
+    /// `passthrough: {allow-twin: [modify, merge]}`: the twin actions a device may send besides live signals.
+    func passthroughSpec(_ v: YAMLValue) -> PassthroughSpec? {
+        guard let m = reader.mapping(v, keys: ConfigSchema.passthrough, what: "passthrough: {allow-twin: [...]}") else {
+            return nil
+        }
+        var spec = PassthroughSpec.liveOnly
+        guard let av = m["allow-twin"], !av.isNull else { return spec }
+        guard let items = reader.sequence(av, what: "twin actions, e.g. [modify, merge]") else { return nil }
+        for item in items {
+            guard let action = reader.choice(item, PassthroughSpec.twinActions) else { return nil }
+            spec.allowTwin.insert(action)
+        }
+        if !spec.allowTwin.isEmpty {
+            reader.warning(
+                av, "the device may send twin \(spec.allowTwin.sorted().joined(separator: ", ")) signals, which Ditto executes with the bridge connection's authorization",
+                hint: "prefer live signals; name only the twin actions the device really needs")
+        }
+        return spec
     }
 
     func thingIDTemplate(_ tv: YAMLValue, captures: [String]?, context: RuleContext) -> Template? {
@@ -357,20 +380,14 @@ extension ConfigLoader {
         }
     }
 
-    /// RFC 6901: empty or `/`-started; `~` only as `~0` or `~1`.
+    /// A device payload pointer (RFC 6901, ``RFC6901Pointer``: the mapping reads payloads with the same type).
     func checkPointer(_ pointer: String, at v: YAMLValue) -> Bool {
-        if pointer.isEmpty { return true }
-        guard pointer.hasPrefix("/") else {
-            reader.error(v, "'\(pointer)' is not a JSON pointer", hint: "a pointer starts with '/', e.g. /\(pointer)")
+        do {
+            _ = try RFC6901Pointer(parsing: pointer)
+            return true
+        } catch {
+            reader.error(v, error.description, hint: error.hint)
             return false
         }
-        let chars = Array(pointer)
-        for (i, c) in chars.enumerated() where c == "~" {
-            if i + 1 >= chars.count || (chars[i + 1] != "0" && chars[i + 1] != "1") {
-                reader.error(v, "'\(pointer)' is not a JSON pointer: '~' must be followed by 0 or 1")
-                return false
-            }
-        }
-        return true
     }
 }

@@ -62,6 +62,52 @@ public struct HeaderMapper: Sendable {
             headers[Self.correlationID] = generateCorrelationID()
         }
         // Last, so that `{header:...}` sees everything above, correlation id included.
+        try addStaticHeaders(to: &headers, variables: variables)
+        try Self.requireAcceptable(headers)
+        return headers
+    }
+
+    /// Ditto headers of a pass-through envelope: the headers the device wrote into the envelope, through this
+    /// policy only (reserved, denied and not allowed headers dropped, renames applied, JSON values and order kept),
+    /// then the static headers. The envelope's own `correlation-id` and `content-type` stay as they are. The MQTT
+    /// publish changes nothing in how Ditto reads the envelope: its content type describes the envelope JSON, not
+    /// the value, and is ignored; only when the envelope has no `correlation-id` does the MQTT 5 correlation data
+    /// give one (as Ditto's own header mapping would), else one is generated.
+    public func passthroughHeaders(
+        _ sent: DittoHeaders,
+        properties: MQTTProperties,
+        variables: [String: String] = [:],
+        generateCorrelationID: () -> String
+    ) throws(MappingError) -> DittoHeaders {
+        var headers = sent
+        let kept: Set<String> = [Self.correlationID, Self.contentType]
+        headers.removeAll { lower, _ in
+            guard !kept.contains(lower) else { return false }
+            if Self.traceContext.contains(lower), !policy.traceContext { return true }
+            return Self.isReserved(lower) || !policy.allows(lower)
+        }
+        for name in headers.names where !kept.contains(name.lowercased()) {
+            let target = policy.renamed(name)
+            if target == name { continue }
+            if Self.isReserved(target) {
+                headers.removeValue(forName: name)
+            } else {
+                headers.rename(name, to: target)
+            }
+        }
+        if (headers[Self.correlationID] ?? "").isEmpty {
+            if let data = properties.correlationData, !data.isEmpty {
+                headers[Self.correlationID] = CorrelationID.fromCorrelationData(data)
+            } else {
+                headers[Self.correlationID] = generateCorrelationID()
+            }
+        }
+        try addStaticHeaders(to: &headers, variables: variables)
+        try Self.requireAcceptable(headers)
+        return headers
+    }
+
+    private func addStaticHeaders(to headers: inout DittoHeaders, variables: [String: String]) throws(MappingError) {
         for header in policy.staticHeaders {
             var values = variables
             for part in header.value.placeholderParts where part.name.hasPrefix(Self.headerPlaceholderPrefix) {
@@ -76,13 +122,17 @@ public struct HeaderMapper: Sendable {
                 throw MappingError(.template, "cannot render static header \(header.name): \(error)")
             }
         }
+    }
+
+    /// Headers Ditto would refuse (invalid values of its own headers, over 5 kB) are an `invalid-protocol` error
+    /// carrying Ditto's answer (`header.invalid`, 431 `headers.too.large`).
+    static func requireAcceptable(_ headers: DittoHeaders) throws(MappingError) {
         do {
             try headers.validate()
             try headers.checkSize()
         } catch {
             throw MappingError(protocolError: error)
         }
-        return headers
     }
 
     /// MQTT 5 properties for something the bridge publishes to a device on Ditto's behalf.

@@ -93,14 +93,23 @@ public struct UplinkMapper: Sendable {
     public let rules: [UplinkRule]
     /// `ditto.reply-topic`: the `reply-to` of device-initiated requests, where Ditto publishes the answer.
     public let replyTopic: TopicTemplate?
+    /// The acknowledgement labels the bridge's Ditto connection declares (`acks`); Ditto refuses any other
+    /// label the connection sends, so a pass-through acknowledgement must use one of them.
+    public let declaredAcks: [String]
+    /// `ditto.connection-id`, for `{{connection:id}}` in declared labels.
+    public let connectionID: String
 
     public init(configuration: BridgeConfiguration) {
-        self.init(rules: configuration.uplinkRulesByPrecedence, replyTopic: configuration.ditto.replyTopic)
+        self.init(rules: configuration.uplinkRulesByPrecedence, replyTopic: configuration.ditto.replyTopic,
+                  declaredAcks: configuration.acks.all, connectionID: configuration.ditto.connectionID)
     }
 
-    public init(rules: [UplinkRule], replyTopic: TopicTemplate? = nil) {
+    public init(rules: [UplinkRule], replyTopic: TopicTemplate? = nil, declaredAcks: [String] = [],
+                connectionID: String = "") {
         self.rules = rules
         self.replyTopic = replyTopic
+        self.declaredAcks = declaredAcks
+        self.connectionID = connectionID
     }
 
     /// The MQTT subscriptions the device side needs, one per distinct filter.
@@ -132,7 +141,7 @@ public struct UplinkMapper: Sendable {
 
         var payload = message.payload
         var carried: [(name: String, value: String)] = []
-        if rule.headers.mqtt311 == .wrapper, rule.action != .passthrough {
+        if rule.headers.mqtt311 == .wrapper, !rule.action.isPassthrough {
             let unwrapped = try HeaderWrapper.unwrap(payload)
             (payload, carried) = (unwrapped.value ?? JSON.serialize(.null), unwrapped.headers)
         }
@@ -195,7 +204,7 @@ public struct UplinkMapper: Sendable {
             }
             return UplinkResult(rule: rule.name, thingID: thingID, envelope: envelope, request: request)
 
-        case .passthrough:
+        case .passthrough(let spec):
             try PayloadReader.checkSize(payload)
             var envelope: Envelope
             do {
@@ -207,19 +216,33 @@ public struct UplinkMapper: Sendable {
                 let claimedText = envelope.topic.thingID?.description ?? envelope.topic.description
                 throw MappingError(.thingMismatch, "device on \(message.topic) may speak for \(thingID), not for \(claimedText)")
             }
-            // The device's own envelope headers count like user properties; MQTT properties still win.
-            var properties = message.properties
-            properties.userProperties = envelope.headers.map { MQTTUserProperty(name: $0.name, value: $0.value) }
-                + properties.userProperties
-            let envelopeCorrelationID = envelope.headers.correlationID
-            let envelopeContentType = envelope.headers.contentType
-            envelope.headers = try mapper.dittoHeaders(
-                properties: properties, carriedHeaders: envelopeCorrelationID.map { [(HeaderMapper.correlationID, $0)] } ?? [],
-                variables: variables, generateCorrelationID: environment.newCorrelationID)
-            if envelope.headers.contentType == nil, let envelopeContentType {
-                envelope.headers.contentType = envelopeContentType
+            try Self.requireAdmitted(envelope, spec: spec, rule: rule.name)
+            do {
+                try AcknowledgementLabel.requireDeclared(envelope, declared: declaredAcks, connectionID: connectionID)
+            } catch {
+                throw MappingError(.invalidProtocol, "Ditto would refuse it: \(error.message)", dittoError: error)
             }
+            envelope.headers = try mapper.passthroughHeaders(
+                envelope.headers, properties: message.properties, variables: variables,
+                generateCorrelationID: environment.newCorrelationID)
             return UplinkResult(rule: rule.name, thingID: thingID, envelope: envelope, request: nil)
+        }
+    }
+
+    /// The bridge is a live-channel bridge: a pass-through admits live signals, and twin commands or events only
+    /// when the rule names their action in `allow-twin`. Twin responses, errors and acknowledgements never pass:
+    /// the bridge forwards no twin requests that a device could answer.
+    static func requireAdmitted(_ envelope: Envelope, spec: PassthroughSpec, rule: String) throws(MappingError) {
+        let topic = envelope.topic
+        guard topic.group == .things, topic.channel != .live else { return }
+        let named = topic.action.map { spec.allowTwin.contains($0.rawValue) } ?? false
+        let admitted = named && !envelope.isResponse && (topic.criterion == .commands || topic.criterion == .events)
+        guard admitted else {
+            let reason = "pass-through rule \(rule) admits live signals only, not \(topic)"
+                + (spec.allowTwin.isEmpty ? "" : " (allow-twin: \(spec.allowTwin.sorted().joined(separator: ", ")))")
+            throw MappingError(.invalidProtocol, reason, dittoError: DittoError(
+                status: 403, error: "bridge:signal.notallowed", message: reason,
+                description: "The bridge forwards live signals; a rule admits twin commands and events only when it names them in passthrough.allow-twin."))
         }
     }
 

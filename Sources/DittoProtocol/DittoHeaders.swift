@@ -148,6 +148,20 @@ public struct DittoHeaders: Sendable, Hashable, Sequence {
         for entry in other.entries { set(entry.name, value: entry.value, json: entry.json) }
     }
 
+    /// Gives the header `name` (any case) the name `newName`, keeping its place and value (JSON values as they
+    /// came in); a header already called `newName` is replaced.
+    public mutating func rename(_ name: String, to newName: String) {
+        guard let i = position(ofKey: Self.lowercase(name)) else { return }
+        let newKey = Self.lowercase(newName)
+        if let j = position(ofKey: newKey), j != i {
+            entries.remove(at: j)
+            return rename(name, to: newName)
+        }
+        entries[i].name = newName
+        entries[i].key = newKey
+        entries[i].definition = HeaderDefinition.known[newKey]
+    }
+
     /// Removes every header for which `shouldRemove(lower-cased name, value)` is true.
     public mutating func removeAll(where shouldRemove: (_ lowercasedName: String, _ value: String) -> Bool) {
         entries.removeAll { shouldRemove($0.key, $0.value) }
