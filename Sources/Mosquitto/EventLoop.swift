@@ -171,6 +171,13 @@ public final class MQTTEventLoop: Sendable {
 
     private func run() {
         threadID.store(UInt(pthread_self()), ordering: .releasing)
+        // Visible in `top -H`, /proc and core dumps (Linux keeps 15 characters).
+        let comm = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
+        if comm >= 0 {
+            let bytes = Array(name.utf8.prefix(15))
+            _ = bytes.withUnsafeBytes { write(comm, $0.baseAddress, $0.count) }
+            close(comm)
+        }
         var stopping = false
         while true {
             let (jobs, stop) = shared.withLock { shared -> ([Job], Bool) in
