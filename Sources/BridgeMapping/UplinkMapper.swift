@@ -299,3 +299,17 @@ extension TopicPath.Action {
         }
     }
 }
+
+extension DeviceRequest {
+    /// The bridge's error answer to an MQTT 5 device message that asked for an answer (it has a response topic)
+    /// but could not be mapped, e.g. headers over Ditto's limit (431): the device hears why instead of
+    /// waiting for a timeout. nil when the message names no response topic.
+    public static func errorAnswer(to message: MQTTPublication, error: DittoError) -> MQTTPublication? {
+        guard let responseTopic = message.properties.responseTopic, !responseTopic.isEmpty else { return nil }
+        var properties = MQTTProperties()
+        properties.correlationData = message.properties.correlationData
+        properties.contentType = "application/json"
+        properties.userProperties = [MQTTUserProperty(name: "status", value: "\(error.status)")]
+        return MQTTPublication(topic: responseTopic, payload: JSON.serialize(error.errorValue), properties: properties)
+    }
+}

@@ -165,6 +165,9 @@ final class DataPlane: @unchecked Sendable {
             logger.warning("device message dropped", metadata: [
                 "mqtt.topic": "\(message.topic)", "reason": "\(error.reason)", "drop.kind": "\(error.kind.rawValue)",
             ])
+            if let answer = DeviceRequest.errorAnswer(to: publication, error: error.dittoError) {
+                publishToDevice(answer)
+            }
             return
         }
         var requestKey: PendingKey?
@@ -712,14 +715,18 @@ final class DataPlane: @unchecked Sendable {
     /// Sends Ditto's answer (or the bridge's own error) to the device that asked.
     private func answerDevice(_ request: DeviceRequest, status: Int, payload: MessagePayload, headers: DittoHeaders) {
         do {
-            let answer = try request.answer(status: status, payload: payload, headers: headers, mapper: headerMapper)
-            if let error = device.publishNow(to: answer.topic, payload: answer.payload, qos: .atLeastOnce,
-                                             properties: PublishProperties(answer.properties), token: Self.answerToken) {
-                throw error
-            }
+            publishToDevice(try request.answer(status: status, payload: payload, headers: headers, mapper: headerMapper))
         } catch {
             metrics.increment("uplink.request.reply-failed")
             logger.error("answering the device failed", metadata: ["thing.id": "\(request.thingID)", "error": "\(error)"])
+        }
+    }
+
+    private func publishToDevice(_ answer: MQTTPublication) {
+        if let error = device.publishNow(to: answer.topic, payload: answer.payload, qos: .atLeastOnce,
+                                         properties: PublishProperties(answer.properties), token: Self.answerToken) {
+            metrics.increment("uplink.request.reply-failed")
+            logger.error("answering the device failed", metadata: ["mqtt.topic": "\(answer.topic)", "error": "\(error)"])
         }
     }
 

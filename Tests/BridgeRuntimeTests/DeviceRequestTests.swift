@@ -75,4 +75,21 @@ struct DeviceRequestTests {
         await device.disconnect()
         await harness.stop()
     }
+
+    @Test("A device request whose headers Ditto would refuse gets the 431 on its response topic at once")
+    func oversizedHeaders() async throws {
+        let harness = try await BridgeHarness(yaml: downlinkConfig)
+        let (device, inbox) = try await harness.device("big", subscribe: ["devices/big/answers"])
+        var properties = PublishProperties(responseTopic: "devices/big/answers", correlationData: Array("q-431".utf8))
+        properties.userProperties = [UserProperty(name: "x-big", value: String(repeating: "b", count: 6_000))]
+        try await device.publish(to: "devices/big/ask/config", payload: Array("{}".utf8), properties: properties)
+        let answer = try #require(await inbox.first(timeout: .seconds(5)) { _ in true })
+        #expect(answer.properties.correlationData == Array("q-431".utf8))
+        #expect(answer.properties.userProperties.first { $0.name == "status" }?.value == "431")
+        let error = try JSON.parse(answer.payload)
+        #expect(error["status"] == 431)
+        #expect(harness.fromBridge.messages.isEmpty)
+        await device.disconnect()
+        await harness.stop()
+    }
 }
