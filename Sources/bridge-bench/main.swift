@@ -1,9 +1,11 @@
-// Dispatch on the first argument: `bridge-bench protocol|mqtt|bridge`; no argument runs every benchmark.
+// Dispatch on the first argument: `bridge-bench protocol|mqtt|bridge|datapath`; no argument runs all but datapath
+// (which needs the release binaries: scripts/bench.sh).
 // Build with `-c release`: `swift run -c release bridge-bench mqtt`.
 let benchmarks: [(name: String, run: () async throws -> Void)] = [
     ("protocol", { ProtocolBenchmarks.run() }),
     ("mqtt", { try await MQTTBenchmarks.run() }),
     ("bridge", { try await BridgeBenchmarks.run() }),
+    ("datapath", { try await DataPathBenchmarks.run(arguments: Array(CommandLine.arguments.dropFirst(2))) }),
 ]
 
 let requested = CommandLine.arguments.dropFirst().first
@@ -14,5 +16,5 @@ if let requested {
         print("usage: bridge-bench [\(benchmarks.map(\.name).joined(separator: "|"))]")
     }
 } else {
-    for benchmark in benchmarks { try await benchmark.run() }
+    for benchmark in benchmarks where benchmark.name != "datapath" { try await benchmark.run() }
 }
