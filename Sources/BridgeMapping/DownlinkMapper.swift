@@ -83,6 +83,8 @@ public struct DownlinkMapper: Sendable {
         guard envelope.topic.channel == .live else {
             throw MappingError(.noRule, "the bridge takes live signals, not \(envelope.topic.channel.rawValue) \(envelope.topic)")
         }
+        // Ditto itself never sends headers over its limit; a request that has them did not come through Ditto.
+        try HeaderMapper.requireAcceptable(envelope.headers)
         let kind: DownlinkRoute.Kind
         switch envelope.topic.criterion {
         case .messages:
