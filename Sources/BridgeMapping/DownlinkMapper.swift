@@ -84,7 +84,11 @@ public struct DownlinkMapper: Sendable {
             throw MappingError(.noRule, "the bridge takes live signals, not \(envelope.topic.channel.rawValue) \(envelope.topic)")
         }
         // Ditto itself never sends headers over its limit; a request that has them did not come through Ditto.
-        try HeaderMapper.requireAcceptable(envelope.headers)
+        do {
+            try envelope.headers.checkSize()
+        } catch {
+            throw MappingError(protocolError: error)
+        }
         let kind: DownlinkRoute.Kind
         switch envelope.topic.criterion {
         case .messages:
