@@ -489,10 +489,11 @@ struct ConfigLoader {
 
     func contentType(_ v: YAMLValue) -> String? {
         guard let text = reader.string(v) else { return nil }
-        let main = text.split(separator: ";", maxSplits: 1).first.map(String.init) ?? text
-        let parts = main.trimmingCharacters(in: .whitespaces).split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == 2, parts.allSatisfy({ !$0.isEmpty && !$0.contains(" ") }) else {
-            reader.error(v, "'\(text)' is not a media type", hint: "write type/subtype, e.g. application/json or text/plain")
+        let main = text.split(separator: ";", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? text
+        let parts = main.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, parts.allSatisfy({ !$0.isEmpty && !$0.contains(where: \.isWhitespace) }) else {
+            // Ditto does not trim: `application/json ;charset=utf-8` would be a binary type there.
+            reader.error(v, "'\(text)' is not a media type", hint: "write type/subtype without spaces, e.g. application/json or text/plain; charset=utf-8")
             return nil
         }
         return text

@@ -282,29 +282,19 @@ extension ConfigLoader {
             replyTopic: replyTopic)
     }
 
-    enum ContentKind { case json, text, binary }
-
-    /// Ditto's classification (FACTS §0 rule 10).
-    static func contentKind(_ contentType: String) -> ContentKind {
-        let base = (contentType.split(separator: ";").first.map(String.init) ?? contentType)
-            .trimmingCharacters(in: .whitespaces).lowercased()
-        if base == "application/json" || (base.hasPrefix("application/") && base.hasSuffix("+json")) { return .json }
-        if base.hasPrefix("text/") || base == "application/javascript" || base == "application/ecmascript" { return .text }
-        return .binary
-    }
-
     static func contentTypeProblem(_ contentType: String, payload: UplinkPayload) -> (message: String, hint: String)? {
-        let kind = contentKind(contentType)
+        // Ditto's classification (``ContentTypeStrategy``): a message's merge-patch payload is binary to Ditto.
+        let strategy = ContentTypeStrategy(contentType: contentType)
         switch payload {
-        case .bytes where kind != .binary:
+        case .bytes where strategy != .binary && strategy != .jsonMergePatch:
             return (
                 "a bytes payload needs a binary content type; with '\(contentType)' Ditto would not decode the base64 value",
                 "use e.g. application/octet-stream"
             )
-        case .text where kind != .text:
+        case .text where strategy != .text:
             return ("a text payload needs a text content type, not '\(contentType)'", "use e.g. text/plain")
         case .json, .number, .boolean:
-            if kind != .json {
+            if strategy != .json {
                 return ("a JSON value needs a JSON content type, not '\(contentType)'", "use application/json or leave content-type out")
             }
             return nil

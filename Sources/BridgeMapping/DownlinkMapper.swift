@@ -95,7 +95,8 @@ public struct DownlinkMapper: Sendable {
             guard let subject = envelope.topic.subject else {
                 throw MappingError(.invalidProtocol, "live message without subject")
             }
-            kind = .message(subject: subject, featureID: Self.featureID(inMessagePath: envelope.path))
+            // Ditto's own reading of the path (`ImmutableMessagePath`); a decoded message's path is one.
+            kind = .message(subject: subject, featureID: envelope.messagePath?.featureID)
         case .commands:
             guard let action = envelope.topic.action else {
                 throw MappingError(.invalidProtocol, "live command without action")
@@ -318,14 +319,6 @@ public struct DownlinkMapper: Sendable {
     static func timeout(of headers: DittoHeaders) -> Duration {
         guard let timeout = headers.timeout?.duration else { return maximumTimeout }
         return min(timeout, maximumTimeout)
-    }
-
-    /// The feature ID in a message path `/features/<id>/inbox/messages/<subject>`.
-    static func featureID(inMessagePath path: String) -> String? {
-        guard path.hasPrefix("/features/") else { return nil }
-        let rest = path.dropFirst("/features/".count)
-        guard let slash = rest.firstIndex(of: "/") else { return nil }
-        return String(rest[..<slash])
     }
 
     static func defaultStatus(for action: TopicPath.Action) -> Int {

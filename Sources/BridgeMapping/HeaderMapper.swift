@@ -199,8 +199,7 @@ public struct HeaderMapper: Sendable {
     /// drops from outside (FACTS.md §e, R = false), and the ones the bridge sets itself.
     public static func isReserved(_ name: String) -> Bool {
         let lower = name.lowercased()
-        return ReservedHeaders.isInternal(lower) || DittoHeaders.isReadOnlyFromExternal(lower)
-            || bridgeOwned.contains(lower)
+        return DittoHeaders.isInternal(lower) || bridgeOwned.contains(lower)
     }
 }
 

@@ -67,4 +67,33 @@ struct ConformanceConfigTests {
     func rfc6901DevicePointers(_ pointer: String) throws {
         _ = try Fixture.load(BrokenConfigTests.telemetry(replacing: 9, with: "    payload: { format: json, pointer: \"\(pointer)\" }"))
     }
+
+    static func message(contentType: String, payload: String) -> String {
+        """
+        defaults: { namespace: org.example }
+        uplink:
+          - name: blob
+            topic: "devices/{deviceId}/blob"
+            thing-id: "{namespace}:{deviceId}"
+            message: { subject: blob, content-type: "\(contentType)" }
+            payload: \(payload)
+        """
+    }
+
+    /// `check` classifies content types as Ditto does (one rule, `ContentTypeStrategy`): merge-patch is not JSON
+    /// for a message payload, and nothing is trimmed.
+    @Test func contentTypesAreClassifiedAsDittoDoes() throws {
+        _ = try Fixture.load(Self.message(contentType: "application/merge-patch+json", payload: "bytes"))
+        _ = try Fixture.load(Self.message(contentType: "application/vnd.acme+json", payload: "json"))
+        _ = try Fixture.load(Self.message(contentType: "text/csv; charset=utf-8", payload: "text"))
+        expectSingleError(
+            Self.message(contentType: "application/merge-patch+json", payload: "json"), line: 6,
+            keyPath: "uplink[0].message.content-type", message: "a JSON value needs a JSON content type")
+        expectSingleError(
+            Self.message(contentType: " application/json", payload: "json"), line: 6,
+            keyPath: "uplink[0].message.content-type", message: "is not a media type")
+        expectSingleError(
+            Self.message(contentType: "application/json ;charset=utf-8", payload: "json"), line: 6,
+            keyPath: "uplink[0].message.content-type", message: "is not a media type")
+    }
 }
