@@ -272,7 +272,7 @@ struct ConfigLoader {
                     }
                 }
             default:
-                if let value = reader.string(pv, nonEmpty: false) {
+                if let value = reader.text(pv, hint: "quote it (password: \"...\") so that YAML keeps it as text") {
                     c.passwordSource = .inline
                     c.password = Secret(value)
                     reader.warning(
@@ -401,7 +401,9 @@ struct ConfigLoader {
         if let i = m["insecure"], let insecure = reader.bool(i) {
             settings.insecure = insecure
             if insecure {
-                reader.warning(i, "insecure: true accepts any server certificate", hint: "use it for testing only")
+                reader.warning(
+                    i, "insecure: true turns off the check that the server certificate names the host (the certificate must still be signed by a trusted CA)",
+                    hint: "use it for testing only; verify-hostname: false does the same")
             }
         }
         return settings

@@ -96,4 +96,32 @@ struct ConformanceConfigTests {
             Self.message(contentType: "application/json ;charset=utf-8", payload: "json"), line: 6,
             keyPath: "uplink[0].message.content-type", message: "is not a media type")
     }
+
+    static func password(_ value: String) -> String {
+        """
+        connections:
+          device:
+            host: 127.0.0.1
+            username: bridge
+            password: \(value)
+        uplink: []
+        """
+    }
+
+    /// A password written as a YAML number (or boolean, or null) is an error at its line and column, and the
+    /// message does not repeat it.
+    @Test(arguments: ["12345", "0x1F", "1e3", "true", "~", "[a]"])
+    func passwordsMustBeText(_ value: String) {
+        expectSingleError(
+            Self.password(value), line: 5, column: 15, keyPath: "connections.device.password",
+            message: "expected a text, found", hint: "quote it")
+        let (errors, _) = Fixture.diagnose(Self.password(value))
+        #expect(errors.allSatisfy { !$0.description.contains(value) || value.count < 2 })
+    }
+
+    @Test func quotedPasswordsAreText() throws {
+        let c = try Fixture.load(Self.password("\"12345\""))
+        #expect(c.connections.device.username == "bridge")
+        #expect(c.warnings.contains { $0.message.contains("password is written in the config file") })
+    }
 }
