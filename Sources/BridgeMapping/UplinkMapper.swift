@@ -159,6 +159,13 @@ public struct UplinkMapper: Sendable {
             let envelope = Envelope.liveEvent(
                 thingID: thingID, action: TopicPath.Action(spec.action), path: path.description, value: value,
                 revision: environment.nextRevision(thingID), timestamp: environment.timestamp(), headers: headers)
+            do {
+                // Ditto's rules for the event (e.g. an object for `/attributes`); `check` proved the rule can
+                // satisfy them, this payload may still not.
+                try envelope.validate()
+            } catch {
+                throw MappingError(.invalidPayload, "Ditto would refuse the event: \(error.message)", dittoError: error)
+            }
             return UplinkResult(rule: rule.name, thingID: thingID, envelope: envelope, request: nil)
 
         case .message(let spec):
@@ -321,7 +328,7 @@ public struct UplinkMapper: Sendable {
         }
         // Feature IDs and attribute/property keys follow Ditto's rules (no control characters, at most 256);
         // a topic level such as `fé` must not produce an event Ditto rejects.
-        for key in pointer.segments where !ThingID.isValidName(key) || key.utf16.count > 256 {
+        if let key = pointer.firstInvalidKey {
             throw MappingError(.invalidIdentifier, "'\(text)' is not a valid path: '\(key)' is not a valid key or feature ID",
                                dittoError: DittoError.invalidPath(text, description: "Keys and feature IDs must not contain control characters and be at most 256 characters long."))
         }
