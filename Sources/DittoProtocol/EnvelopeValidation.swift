@@ -117,8 +117,7 @@ extension Envelope {
                 }
             }
             if action == .merge {
-                let mediaType = headers.contentType.map { $0.lowercased().utf8Prefix(before: UInt8(ascii: ";")) }
-                guard mediaType?.utf8Equals("application/merge-patch+json") == true else {
+                guard ContentTypeStrategy(contentType: headers.contentType) == .jsonMergePatch else {
                     throw DittoError.mediaTypeUnsupported(headers.contentType, allowed: ["application/merge-patch+json"])
                 }
             }
