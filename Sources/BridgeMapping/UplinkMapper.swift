@@ -217,7 +217,7 @@ public struct UplinkMapper: Sendable {
             do {
                 envelope = try Envelope.decode(payload)
             } catch {
-                throw MappingError(.invalidProtocol, "not valid Ditto Protocol JSON: \(error.message)", dittoError: error)
+                throw MappingError(.invalidProtocol, "Ditto would refuse it (\(error.error)): \(error.message)", dittoError: error)
             }
             guard let claimed = envelope.topic.thingID, claimed == thingID else {
                 let claimedText = envelope.topic.thingID?.description ?? envelope.topic.description
@@ -227,7 +227,7 @@ public struct UplinkMapper: Sendable {
             do {
                 try AcknowledgementLabel.requireDeclared(envelope, declared: declaredAcks, connectionID: connectionID)
             } catch {
-                throw MappingError(.invalidProtocol, "Ditto would refuse it: \(error.message)", dittoError: error)
+                throw MappingError(.invalidProtocol, "Ditto would refuse it (\(error.error)): \(error.message)", dittoError: error)
             }
             envelope.headers = try mapper.passthroughHeaders(
                 envelope.headers, properties: message.properties, variables: variables,

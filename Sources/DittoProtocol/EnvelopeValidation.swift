@@ -147,7 +147,9 @@ extension Envelope {
     private func requireValueKind(_ value: JSONValue, of resource: ThingResource) throws(DittoError) {
         guard !resource.valueKind.admits(value) else { return }
         throw DittoError.jsonInvalid(
-            "Payload value is not a \(resource.typeSuffix) as \(resource.valueKind.javaName) but: \(value.jsonText)",
+            resource == .thing
+                ? "Payload value is not a Thing as JSON object but: \(value.jsonText)"
+                : "Payload value of \(resource.typeSuffix) is not a \(resource.valueKind.javaName) but: \(value.jsonText)",
             description: "Check that the value at path '\(normalizedPath)' is \(resource.valueKind.article).")
     }
 
