@@ -90,18 +90,13 @@ public struct DownlinkMapper: Sendable {
             throw MappingError(protocolError: error)
         }
         let kind: DownlinkRoute.Kind
-        switch envelope.topic.criterion {
-        case .messages:
-            guard let subject = envelope.topic.subject else {
-                throw MappingError(.invalidProtocol, "live message without subject")
-            }
-            // Ditto's own reading of the path (`ImmutableMessagePath`); a decoded message's path is one.
-            kind = .message(subject: subject, featureID: envelope.messagePath?.featureID)
-        case .commands:
-            guard let action = envelope.topic.action else {
-                throw MappingError(.invalidProtocol, "live command without action")
-            }
-            kind = .command(action: action, path: envelope.path)
+        switch envelope.thingSignal {
+        case .message(let messagePath, nil)?:
+            kind = .message(subject: messagePath.subject, featureID: messagePath.featureID)
+        case .command(let action, let path, nil)?:
+            kind = .command(action: action, path: path)
+        case nil:
+            throw MappingError(.invalidProtocol, "\(envelope.topic) on \(envelope.path) is not a valid thing signal")
         default:
             throw MappingError(.noRule, "the bridge takes live messages and live commands, not \(envelope.topic.criterion)")
         }

@@ -290,8 +290,10 @@ public struct UplinkMapper: Sendable {
     static func requireAdmitted(_ envelope: Envelope, spec: PassthroughSpec, rule: String) throws(MappingError) {
         let topic = envelope.topic
         guard topic.group == .things, topic.channel != .live else { return }
-        let named = topic.action.map { spec.allowTwin.contains($0.rawValue) } ?? false
-        let admitted = named && !envelope.isResponse && (topic.criterion == .commands || topic.criterion == .events)
+        let admitted: Bool = switch envelope.thingSignal {
+        case .command(let action, _, nil)?, .event(let action, _)?: spec.allowTwin.contains(action.rawValue)
+        default: false
+        }
         guard admitted else {
             let reason = "pass-through rule \(rule) admits live signals only, not \(topic)"
                 + (spec.allowTwin.isEmpty ? "" : " (allow-twin: \(spec.allowTwin.sorted().joined(separator: ", ")))")
