@@ -279,7 +279,7 @@ struct ConfigLoader {
                     }
                 }
             default:
-                if let value = reader.string(pv, nonEmpty: false) {
+                if let value = reader.text(pv, hint: "quote it (password: \"...\") so that YAML keeps it as text") {
                     c.passwordSource = .inline
                     c.password = Secret(value)
                     reader.warning(
@@ -418,7 +418,9 @@ struct ConfigLoader {
         if let i = m["insecure"], let insecure = reader.bool(i) {
             settings.insecure = insecure
             if insecure {
-                reader.warning(i, "insecure: true accepts any server certificate", hint: "use it for testing only")
+                reader.warning(
+                    i, "insecure: true turns off the check that the server certificate names the host (the certificate must still be signed by a trusted CA)",
+                    hint: "use it for testing only; verify-hostname: false does the same")
             }
         }
         return settings
@@ -564,10 +566,11 @@ struct ConfigLoader {
 
     func contentType(_ v: YAMLValue) -> String? {
         guard let text = reader.string(v) else { return nil }
-        let main = text.split(separator: ";", maxSplits: 1).first.map(String.init) ?? text
-        let parts = main.trimmingCharacters(in: .whitespaces).split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == 2, parts.allSatisfy({ !$0.isEmpty && !$0.contains(" ") }) else {
-            reader.error(v, "'\(text)' is not a media type", hint: "write type/subtype, e.g. application/json or text/plain")
+        let main = text.split(separator: ";", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? text
+        let parts = main.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, parts.allSatisfy({ !$0.isEmpty && !$0.contains(where: \.isWhitespace) }) else {
+            // Ditto does not trim: `application/json ;charset=utf-8` would be a binary type there.
+            reader.error(v, "'\(text)' is not a media type", hint: "write type/subtype without spaces, e.g. application/json or text/plain; charset=utf-8")
             return nil
         }
         return text

@@ -1,3 +1,5 @@
+import DittoProtocol
+
 /// The whole config file, typed and validated. Read it with ``BridgeConfiguration/load(path:environment:)``.
 ///
 /// Equatable so a reload can tell whether anything changed.
@@ -296,18 +298,9 @@ public struct HeaderPolicy: Sendable, Hashable {
         allow: [HeaderPattern("*")], deny: [], rename: [:], traceContext: true, staticHeaders: [], mqtt311: .none)
 }
 
-/// Ditto headers the bridge never forwards and a config may not produce (FACTS §e): Ditto's internal `ditto-*`
-/// headers, the read-only/managed ones, and the ones the bridge sets itself.
+/// Ditto headers the bridge never forwards and a config may not produce: Ditto's internal ones
+/// (``DittoHeaders/isInternal(_:)``, the one list) and the ones the bridge sets itself.
 public enum ReservedHeaders {
-    /// Headers Ditto documents as never to be set from outside.
-    public static let internalNames: Set<String> = [
-        "channel", "raw-request-url", "raw-request-uri", "read-subjects", "subject", "timeout-access",
-        "authorization", "etag", "www-authenticate", "if-match", "if-none-match", "divert-response-to-connection",
-        "divert-expected-response-types", "diverted-response-from-connection", "entity-revision",
-        "historical-headers", "live-channel-condition-matched", "mqtt.topic", "mqtt.qos", "mqtt.retain",
-        "mqtt.message-expiry-interval",
-    ]
-
     /// Headers the bridge derives itself (from MQTT properties, topics or the request), which a rename or a static
     /// header must not overwrite.
     public static let managedNames: Set<String> = [
@@ -315,10 +308,9 @@ public enum ReservedHeaders {
         "timestamp", "version",
     ]
 
-    /// `ditto-*` or one of ``internalNames`` (case-insensitive).
+    /// Ditto-internal (case-insensitive): ``DittoHeaders/isInternal(_:)``.
     public static func isInternal(_ name: String) -> Bool {
-        let lower = name.lowercased()
-        return lower.hasPrefix("ditto-") || internalNames.contains(lower)
+        DittoHeaders.isInternal(name)
     }
 
     /// Internal or bridge-managed.

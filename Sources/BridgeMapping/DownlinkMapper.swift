@@ -83,18 +83,20 @@ public struct DownlinkMapper: Sendable {
         guard envelope.topic.channel == .live else {
             throw MappingError(.noRule, "the bridge takes live signals, not \(envelope.topic.channel.rawValue) \(envelope.topic)")
         }
+        // Ditto itself never sends headers over its limit; a request that has them did not come through Ditto.
+        do {
+            try envelope.headers.checkSize()
+        } catch {
+            throw MappingError(protocolError: error)
+        }
         let kind: DownlinkRoute.Kind
-        switch envelope.topic.criterion {
-        case .messages:
-            guard let subject = envelope.topic.subject else {
-                throw MappingError(.invalidProtocol, "live message without subject")
-            }
-            kind = .message(subject: subject, featureID: Self.featureID(inMessagePath: envelope.path))
-        case .commands:
-            guard let action = envelope.topic.action else {
-                throw MappingError(.invalidProtocol, "live command without action")
-            }
-            kind = .command(action: action, path: envelope.path)
+        switch envelope.thingSignal {
+        case .message(let messagePath, nil)?:
+            kind = .message(subject: messagePath.subject, featureID: messagePath.featureID)
+        case .command(let action, let path, nil)?:
+            kind = .command(action: action, path: path)
+        case nil:
+            throw MappingError(.invalidProtocol, "\(envelope.topic) on \(envelope.path) is not a valid thing signal")
         default:
             throw MappingError(.noRule, "the bridge takes live messages and live commands, not \(envelope.topic.criterion)")
         }
@@ -312,14 +314,6 @@ public struct DownlinkMapper: Sendable {
     static func timeout(of headers: DittoHeaders) -> Duration {
         guard let timeout = headers.timeout?.duration else { return maximumTimeout }
         return min(timeout, maximumTimeout)
-    }
-
-    /// The feature ID in a message path `/features/<id>/inbox/messages/<subject>`.
-    static func featureID(inMessagePath path: String) -> String? {
-        guard path.hasPrefix("/features/") else { return nil }
-        let rest = path.dropFirst("/features/".count)
-        guard let slash = rest.firstIndex(of: "/") else { return nil }
-        return String(rest[..<slash])
     }
 
     static func defaultStatus(for action: TopicPath.Action) -> Int {

@@ -58,13 +58,7 @@ public struct HeaderMapper: Sendable {
         if request, headers[Self.timeout] == nil, let expiry = properties.messageExpiryInterval, expiry > 0 {
             headers[Self.timeout] = "\(min(expiry, 60))s"
         }
-        if (headers[Self.correlationID] ?? "").isEmpty {
-            headers[Self.correlationID] = generateCorrelationID()
-        }
-        // Last, so that `{header:...}` sees everything above, correlation id included.
-        try addStaticHeaders(to: &headers, variables: variables)
-        try Self.requireAcceptable(headers)
-        return headers
+        return try completed(headers, variables: variables, generateCorrelationID: generateCorrelationID)
     }
 
     /// Ditto headers of a pass-through envelope: the headers the device wrote into the envelope, through this
@@ -95,12 +89,20 @@ public struct HeaderMapper: Sendable {
                 headers.rename(name, to: target)
             }
         }
+        if (headers[Self.correlationID] ?? "").isEmpty, let data = properties.correlationData, !data.isEmpty {
+            headers[Self.correlationID] = CorrelationID.fromCorrelationData(data)
+        }
+        return try completed(headers, variables: variables, generateCorrelationID: generateCorrelationID)
+    }
+
+    /// A generated correlation id where there is none, then the static headers (last, so that `{header:...}`
+    /// sees everything, correlation id included), then Ditto's checks.
+    private func completed(
+        _ headers: DittoHeaders, variables: [String: String], generateCorrelationID: () -> String
+    ) throws(MappingError) -> DittoHeaders {
+        var headers = headers
         if (headers[Self.correlationID] ?? "").isEmpty {
-            if let data = properties.correlationData, !data.isEmpty {
-                headers[Self.correlationID] = CorrelationID.fromCorrelationData(data)
-            } else {
-                headers[Self.correlationID] = generateCorrelationID()
-            }
+            headers[Self.correlationID] = generateCorrelationID()
         }
         try addStaticHeaders(to: &headers, variables: variables)
         try Self.requireAcceptable(headers)
@@ -199,8 +201,7 @@ public struct HeaderMapper: Sendable {
     /// drops from outside (FACTS.md §e, R = false), and the ones the bridge sets itself.
     public static func isReserved(_ name: String) -> Bool {
         let lower = name.lowercased()
-        return ReservedHeaders.isInternal(lower) || DittoHeaders.isReadOnlyFromExternal(lower)
-            || bridgeOwned.contains(lower)
+        return DittoHeaders.isInternal(lower) || bridgeOwned.contains(lower)
     }
 }
 

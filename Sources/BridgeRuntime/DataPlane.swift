@@ -165,7 +165,7 @@ final class DataPlane: @unchecked Sendable {
             logger.warning("device message dropped", metadata: [
                 "mqtt.topic": "\(message.topic)", "reason": "\(error.reason)", "drop.kind": "\(error.kind.rawValue)",
             ])
-            if let answer = DeviceRequest.errorAnswer(to: publication, error: error.dittoError) {
+            if let answer = uplink.errorAnswer(to: publication, error: error) {
                 publishToDevice(answer)
             }
             return
@@ -365,7 +365,7 @@ final class DataPlane: @unchecked Sendable {
         // Acknowledgements persisted in batches: after a kill -9 at most this much is sent twice.
         loop.schedule(at: .now + .milliseconds(20)) { [unowned self] in
             cursorTimerArmed = false
-            if case .never = spool.settings.fsync { spool.persistCursor() } else { spool.sync() }
+            spool.persistCursor()
         }
     }
 
@@ -673,7 +673,13 @@ final class DataPlane: @unchecked Sendable {
         guard request.headers.responseRequired ?? true, let replyAddress, request.topic.thingID != nil,
               request.headers.correlationID != nil
         else { return }
-        publishToDitto(Envelope.errorResponse(to: request, error: error), topic: replyAddress)
+        guard let response = Envelope.errorResponseWithinLimits(to: request, error: error) else {
+            metrics.increment("ditto.error-response.too-large")
+            logger.warning("no error response possible: the request's correlation-id alone exceeds Ditto's header limit",
+                           metadata: ["ditto.topic": "\(request.topic)"])
+            return
+        }
+        publishToDitto(response, topic: replyAddress)
         metrics.increment("ditto.error-response")
     }
 
@@ -848,8 +854,11 @@ final class DataPlane: @unchecked Sendable {
         while let send = downlinkBacklog.popFirst() {
             answerDitto(send.envelope, error: BridgeErrors.shuttingDown(), replyAddress: send.replyAddress)
         }
-        spool?.sync()
-        spool?.persistCursor()
+        if case .never = spool?.settings.fsync {
+            spool?.persistCursor()
+        } else {
+            spool?.sync(wait: true)
+        }
     }
 
     var dittoIdle: Bool { ditto.inflightCount == 0 || !ditto.isConnected }

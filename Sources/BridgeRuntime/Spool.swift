@@ -240,11 +240,25 @@ final class Spool {
         segments.append(Segment(firstSequence: nextSequence, lastSequence: nextSequence - 1, path: path, size: fileSize(path)))
     }
 
-    /// Forces appended records and the cursor to the disk (the `fsync` interval's timer).
-    func sync() {
-        if dataDirty, writeFD >= 0 { _ = fdatasync(writeFD) }
-        dataDirty = false
+    /// Forces appended records and the cursor to the disk (the `fsync` interval's timer, and at stop). The flush
+    /// runs on another thread with duplicated descriptors, so a slow disk never stalls the event loop; `wait`
+    /// (at stop) flushes in place.
+    func sync(wait: Bool = false) {
         if cursorDirty { persistCursor() }
+        var descriptors = [cursorFD]
+        if dataDirty, writeFD >= 0 { descriptors.append(writeFD) }
+        dataDirty = false
+        if wait {
+            for fd in descriptors { _ = fdatasync(fd) }
+            return
+        }
+        let duplicates = descriptors.map { dup($0) }.filter { $0 >= 0 }
+        DispatchQueue.global(qos: .utility).async {
+            for fd in duplicates {
+                _ = fdatasync(fd)
+                close(fd)
+            }
+        }
     }
 
     // MARK: reading
@@ -392,7 +406,8 @@ final class Spool {
         }
     }
 
-    /// Writes the cursor (16 bytes at offset 0: the sequence number and its checksum).
+    /// Writes the cursor (16 bytes at offset 0: the sequence number and its checksum) to the page cache, which
+    /// survives a crash of the process; ``sync(wait:)`` puts it on the disk.
     func persistCursor() {
         var writer = ByteWriter()
         writer.uint64(ackedThrough)
@@ -400,7 +415,7 @@ final class Spool {
         writer.uint32(checksum)
         writer.uint32(0)
         _ = writer.data.withUnsafeBytes { pwrite(cursorFD, $0.baseAddress, $0.count, 0) }
-        if case .never = settings.fsync {} else { _ = fdatasync(cursorFD) }
+        if case .always = settings.fsync { _ = fdatasync(cursorFD) }
         cursorDirty = false
     }
 

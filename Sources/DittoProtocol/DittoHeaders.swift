@@ -414,6 +414,24 @@ extension DittoHeaders {
         return false
     }
 
+    /// Headers that must never cross between Ditto and the outside world besides ``isDittoInternal(_:)``'s: the
+    /// ones Ditto's docs say never to set (`channel`, `raw-request-url`, `read-subjects`, `subject`,
+    /// `timeout-access`, FACTS §e), the HTTP gateway's (`raw-request-uri`, `authorization`, conditional
+    /// `if-match`/`if-none-match`), response diversion between connections, and the MQTT header-mapping
+    /// placeholders of Ditto's connectivity (`mqtt.topic`, ...). The one list every layer uses.
+    public static let neverForwardedNames: Set<String> = [
+        "channel", "raw-request-url", "raw-request-uri", "read-subjects", "subject", "timeout-access",
+        "authorization", "if-match", "if-none-match", "divert-response-to-connection",
+        "divert-expected-response-types", "diverted-response-from-connection", "mqtt.topic", "mqtt.qos",
+        "mqtt.retain", "mqtt.message-expiry-interval",
+    ]
+
+    /// Whether `name` is internal: Ditto-internal (``isDittoInternal(_:)``: `ditto-*`, known headers Ditto never
+    /// reads from outside such as `etag` or `entity-revision`) or one of ``neverForwardedNames``.
+    public static func isInternal(_ name: String) -> Bool {
+        isDittoInternal(name) || neverForwardedNames.contains(lowercase(name))
+    }
+
     /// Whether Ditto silently drops `name` when it comes from outside (known header with `read=false`).
     public static func isReadOnlyFromExternal(_ name: String) -> Bool {
         guard let definition = HeaderDefinition.known[lowercase(name)] else { return false }

@@ -117,8 +117,7 @@ extension Envelope {
                 }
             }
             if action == .merge {
-                let mediaType = headers.contentType.map { $0.lowercased().utf8Prefix(before: UInt8(ascii: ";")) }
-                guard mediaType?.utf8Equals("application/merge-patch+json") == true else {
+                guard ContentTypeStrategy(contentType: headers.contentType) == .jsonMergePatch else {
                     throw DittoError.mediaTypeUnsupported(headers.contentType, allowed: ["application/merge-patch+json"])
                 }
             }
@@ -148,7 +147,9 @@ extension Envelope {
     private func requireValueKind(_ value: JSONValue, of resource: ThingResource) throws(DittoError) {
         guard !resource.valueKind.admits(value) else { return }
         throw DittoError.jsonInvalid(
-            "Payload value is not a \(resource.typeSuffix) as \(resource.valueKind.javaName) but: \(value.jsonText)",
+            resource == .thing
+                ? "Payload value is not a Thing as JSON object but: \(value.jsonText)"
+                : "Payload value of \(resource.typeSuffix) is not a \(resource.valueKind.javaName) but: \(value.jsonText)",
             description: "Check that the value at path '\(normalizedPath)' is \(resource.valueKind.article).")
     }
 

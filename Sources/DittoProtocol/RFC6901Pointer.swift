@@ -71,9 +71,6 @@ public struct RFC6901Pointer: Sendable, Hashable, CustomStringConvertible {
         return out
     }
 
-    /// Whether this is the whole document (`""`).
-    public var isWholeDocument: Bool { tokens.isEmpty }
-
     /// The value this pointer selects in `document`, `nil` when there is none.
     public func evaluate(in document: JSONValue) -> JSONValue? {
         var current = document

@@ -67,4 +67,61 @@ struct ConformanceConfigTests {
     func rfc6901DevicePointers(_ pointer: String) throws {
         _ = try Fixture.load(BrokenConfigTests.telemetry(replacing: 9, with: "    payload: { format: json, pointer: \"\(pointer)\" }"))
     }
+
+    static func message(contentType: String, payload: String) -> String {
+        """
+        defaults: { namespace: org.example }
+        uplink:
+          - name: blob
+            topic: "devices/{deviceId}/blob"
+            thing-id: "{namespace}:{deviceId}"
+            message: { subject: blob, content-type: "\(contentType)" }
+            payload: \(payload)
+        """
+    }
+
+    /// `check` classifies content types as Ditto does (one rule, `ContentTypeStrategy`): merge-patch is not JSON
+    /// for a message payload, and nothing is trimmed.
+    @Test func contentTypesAreClassifiedAsDittoDoes() throws {
+        _ = try Fixture.load(Self.message(contentType: "application/merge-patch+json", payload: "bytes"))
+        _ = try Fixture.load(Self.message(contentType: "application/vnd.acme+json", payload: "json"))
+        _ = try Fixture.load(Self.message(contentType: "text/csv; charset=utf-8", payload: "text"))
+        expectSingleError(
+            Self.message(contentType: "application/merge-patch+json", payload: "json"), line: 6,
+            keyPath: "uplink[0].message.content-type", message: "a JSON value needs a JSON content type")
+        expectSingleError(
+            Self.message(contentType: " application/json", payload: "json"), line: 6,
+            keyPath: "uplink[0].message.content-type", message: "is not a media type")
+        expectSingleError(
+            Self.message(contentType: "application/json ;charset=utf-8", payload: "json"), line: 6,
+            keyPath: "uplink[0].message.content-type", message: "is not a media type")
+    }
+
+    static func password(_ value: String) -> String {
+        """
+        connections:
+          device:
+            host: 127.0.0.1
+            username: bridge
+            password: \(value)
+        uplink: []
+        """
+    }
+
+    /// A password written as a YAML number (or boolean, or null) is an error at its line and column, and the
+    /// message does not repeat it.
+    @Test(arguments: ["12345", "0x1F", "1e3", "true", "~", "[a]"])
+    func passwordsMustBeText(_ value: String) {
+        expectSingleError(
+            Self.password(value), line: 5, column: 15, keyPath: "connections.device.password",
+            message: "expected a text, found", hint: "quote it")
+        let (errors, _) = Fixture.diagnose(Self.password(value))
+        #expect(errors.allSatisfy { !$0.description.contains(value) || value.count < 2 })
+    }
+
+    @Test func quotedPasswordsAreText() throws {
+        let c = try Fixture.load(Self.password("\"12345\""))
+        #expect(c.connections.device.username == "bridge")
+        #expect(c.warnings.contains { $0.message.contains("password is written in the config file") })
+    }
 }
