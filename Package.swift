@@ -65,6 +65,7 @@ let package = Package(
                 "Mosquitto", "DittoProtocol", "BridgeConfig", "BridgeMapping",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "DequeModule", package: "swift-collections"),
             ],
             swiftSettings: strict
         ),

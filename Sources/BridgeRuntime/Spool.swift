@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 import Logging
 import Mosquitto
+import DequeModule
 
 /// One message on its way to the Ditto-side broker, as the spool stores it.
 struct OutboundRecord {
@@ -57,9 +58,11 @@ final class Spool {
     private var readFD: Int32 = -1
     private var readFDPath = ""
     private var ackedAhead = Set<UInt64>()
-    /// The record just appended, so that a spool without backlog never reads back what it just wrote.
-    private var lastAppended: OutboundRecord?
-    private var lastAppendedLength = 0
+    /// Records appended and not yet handed out, newest last, so that a short backlog is never read back from
+    /// the disk; bounded (older ones are read from their segment when their turn comes).
+    private var recent = Deque<(record: OutboundRecord, length: Int)>()
+    private var recentBytes = 0
+    private static let recentLimit = (count: 8_192, bytes: 8 << 20)
     private(set) var totalBytes = 0
     private(set) var cursorDirty = false
     private(set) var dataDirty = false
@@ -215,8 +218,11 @@ final class Spool {
         segments[segments.count - 1].lastSequence = record.sequence
         totalBytes += frame.data.count
         nextSequence += 1
-        lastAppended = record
-        lastAppendedLength = frame.data.count
+        recent.append((record, frame.data.count))
+        recentBytes += frame.data.count
+        while recent.count > Self.recentLimit.count || recentBytes > Self.recentLimit.bytes, let dropped = recent.popFirst() {
+            recentBytes -= dropped.length
+        }
         switch settings.fsync {
         case .always: _ = fdatasync(writeFD)
         case .interval, .never: dataDirty = true
@@ -268,10 +274,16 @@ final class Spool {
     func nextToSend() throws -> OutboundRecord? {
         while sendSequence < nextSequence {
             let record: OutboundRecord
-            if let lastAppended, lastAppended.sequence == sendSequence {
-                record = lastAppended
+            while let first = recent.first, first.record.sequence < sendSequence {
+                recent.removeFirst()
+                recentBytes -= first.length
+            }
+            if let first = recent.first, first.record.sequence == sendSequence {
+                recent.removeFirst()
+                recentBytes -= first.length
+                record = first.record
                 normalizeReader()
-                readOffset += lastAppendedLength
+                readOffset += first.length
             } else {
                 record = try readRecord()
             }

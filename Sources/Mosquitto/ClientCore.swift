@@ -138,7 +138,6 @@ final class ClientCore: @unchecked Sendable {
         mosquitto_message_v5_callback_set(raw, onMessage)
         mosquitto_subscribe_v5_callback_set(raw, onSubscribe)
         mosquitto_unsubscribe_v5_callback_set(raw, onUnsubscribe)
-        mosquitto_log_callback_set(raw, onLog)
         self.loop.execute { [self] in self.loop.register(self) }
     }
 
@@ -184,6 +183,9 @@ final class ClientCore: @unchecked Sendable {
         reconnectTimer = nil
         phase = .connecting
         lastErrorLog.withLock { $0 = nil }
+        // libmosquitto formats a log line for every packet while a log callback is set: only while connecting
+        // (for the TLS and connect errors' reasons) or when trace logging asks for it.
+        mosquitto_log_callback_set(raw, onLog)
         let handle = self.handle
         let first = !everConnected
         let host = configuration.host
@@ -349,6 +351,7 @@ final class ClientCore: @unchecked Sendable {
         }
         if connectedJustNow {
             connectedJustNow = false
+            if logger.logLevel > .trace { mosquitto_log_callback_set(raw, nil) }
             let waiters = connectWaiters
             connectWaiters.removeAll()
             for waiter in waiters { waiter.resume(returning: .success(())) }
