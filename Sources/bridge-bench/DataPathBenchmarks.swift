@@ -152,7 +152,9 @@ enum DataPathBenchmarks {
             process.arguments = ["--source-port", "\(deviceBroker.port)", "--target-port", "\(dittoBroker.port)",
                                  "--filter", "devices/#", "--prefix", "ditto/in", "--qos", "\(scenario.qos.rawValue)"]
         }
-        process.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        let logPath = FileManager.default.temporaryDirectory.appendingPathComponent("datapath-\(scenario.name.replacingOccurrences(of: "/", with: "-"))-\(process.arguments?.first == "run" ? "bridge" : "relay").log").path
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        process.standardError = FileHandle(forWritingAtPath: logPath)
         try process.run()
         defer {
             if process.isRunning {
