@@ -14,11 +14,23 @@ public final class TestBroker: Sendable {
         public var tls: Bool
         /// With `tls`: clients must present a certificate signed by the test CA.
         public var requireClientCertificate: Bool
+        /// Keep sessions, subscriptions and queued messages in `mosquitto.db` in the broker's directory, so
+        /// they survive ``TestBroker/restart()``. mosquitto writes the file at a clean stop and every
+        /// `autosaveInterval`; a `kill -9` loses what changed since the last save.
+        public var persistence: Bool
+        /// Seconds between persistence saves (mosquitto's `autosave_interval`).
+        public var autosaveInterval: Int
+        /// Messages queued per client session beyond those in flight (mosquitto's `max_queued_messages`).
+        public var maxQueuedMessages: Int
 
-        public init(passwordFile: Bool = false, tls: Bool = false, requireClientCertificate: Bool = false) {
+        public init(passwordFile: Bool = false, tls: Bool = false, requireClientCertificate: Bool = false,
+                    persistence: Bool = false, autosaveInterval: Int = 1, maxQueuedMessages: Int = 100_000) {
             self.passwordFile = passwordFile
             self.tls = tls
             self.requireClientCertificate = requireClientCertificate
+            self.persistence = persistence
+            self.autosaveInterval = autosaveInterval
+            self.maxQueuedMessages = maxQueuedMessages
         }
     }
 
@@ -105,10 +117,14 @@ public final class TestBroker: Sendable {
         try start()
     }
 
-    /// Stops the broker (SIGTERM, then SIGKILL) and waits for it.
-    public func stop() {
-        stopProcess()
+    /// Stops the broker (SIGTERM, then SIGKILL after `gracePeriod`) and waits for it. A persistent broker
+    /// saves its database on SIGTERM, so give it time when it holds many messages.
+    public func stop(gracePeriod: Duration = .milliseconds(300)) {
+        stopProcess(gracePeriod: gracePeriod)
     }
+
+    /// The broker's process id while it runs.
+    public var processIdentifier: Int32? { process.withLock { $0?.isRunning == true ? $0?.processIdentifier : nil } }
 
     public var isRunning: Bool { process.withLock { $0?.isRunning ?? false } }
 
@@ -122,7 +138,7 @@ public final class TestBroker: Sendable {
         if let pid = process.withLock({ $0?.processIdentifier }) { kill(pid, SIGCONT) }
     }
 
-    private func stopProcess() {
+    private func stopProcess(gracePeriod: Duration = .milliseconds(300)) {
         let running = process.withLock { process -> Process? in
             defer { process = nil }
             return process
@@ -132,7 +148,8 @@ public final class TestBroker: Sendable {
         running.terminate()
         // SIGTERM first; a child spawned from a thread that blocks SIGTERM may not see it, so SIGKILL follows.
         let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
-        DispatchQueue.global().asyncAfter(deadline: .now() + 0.3, execute: watchdog)
+        let grace = Double(gracePeriod.components.seconds) + Double(gracePeriod.components.attoseconds) / 1e18
+        DispatchQueue.global().asyncAfter(deadline: .now() + grace, execute: watchdog)
         running.waitUntilExit()
         watchdog.cancel()
     }
@@ -167,16 +184,24 @@ public final class TestBroker: Sendable {
     private func writeConfig() throws {
         var lines = [
             "listener \(port) 127.0.0.1",
-            "persistence false",
             "user root",
             "log_dest stderr",
             "log_type error",
             "log_type warning",
             "max_inflight_messages 100",
-            "max_queued_messages 100000",
+            "max_queued_messages \(options.maxQueuedMessages)",
             // Nagle plus delayed ACKs would add ~40 ms to each small request/response hop.
             "set_tcp_nodelay true",
         ]
+        if options.persistence {
+            lines += [
+                "persistence true",
+                "persistence_location \(directory.path)/",
+                "autosave_interval \(max(1, options.autosaveInterval))",
+            ]
+        } else {
+            lines.append("persistence false")
+        }
         if options.passwordFile {
             let file = directory.appendingPathComponent("passwords").path
             try Self.run("/usr/bin/mosquitto_passwd", ["-b", "-c", file, username, password])
