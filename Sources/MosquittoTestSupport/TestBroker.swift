@@ -146,7 +146,7 @@ public final class TestBroker: Sendable {
         guard let running, running.isRunning else { return }
         let pid = running.processIdentifier
         running.terminate()
-        // SIGTERM first; a child spawned from a thread that blocks SIGTERM may not see it, so SIGKILL follows.
+        // SIGTERM first (the broker saves its persistence file); SIGKILL when it takes longer than the grace period.
         let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
         let grace = Double(gracePeriod.components.seconds) + Double(gracePeriod.components.attoseconds) / 1e18
         DispatchQueue.global().asyncAfter(deadline: .now() + grace, execute: watchdog)
@@ -155,9 +155,13 @@ public final class TestBroker: Sendable {
     }
 
     private func start() throws {
+        guard FileManager.default.isExecutableFile(atPath: Self.executable) else {
+            throw Failure(description: "cannot find mosquitto (apt-get install mosquitto)")
+        }
         let broker = Process()
-        broker.executableURL = URL(fileURLWithPath: Self.executable)
-        broker.arguments = ["-c", directory.appendingPathComponent("mosquitto.conf").path]
+        let command = Self.withSignalsUnblocked(Self.executable, ["-c", directory.appendingPathComponent("mosquitto.conf").path])
+        broker.executableURL = URL(fileURLWithPath: command.executable)
+        broker.arguments = command.arguments
         _ = FileManager.default.createFile(atPath: logFile, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logFile))
         log.seekToEndOfFile()
@@ -237,6 +241,20 @@ public final class TestBroker: Sendable {
             try openssl(["x509", "-req", "-in", "\(dir)/\(name).csr", "-CA", "\(dir)/ca.crt", "-CAkey", "\(dir)/ca.key",
                          "-CAcreateserial", "-days", "2", "-extfile", extensions, "-out", "\(dir)/\(name).crt"])
         }
+    }
+
+    /// The command that runs `executable` with an empty signal mask.
+    ///
+    /// A child inherits the signal mask of the thread that spawns it, and the test runner's threads block
+    /// SIGTERM, SIGINT, SIGHUP and others: a child spawned directly never sees SIGTERM, so mosquitto would not
+    /// save its persistence file and a program's graceful stop could not be tested. Debian's essential
+    /// `perl` clears the mask and `exec`s the program, which keeps the process id.
+    public static func withSignalsUnblocked(_ executable: String, _ arguments: [String])
+        -> (executable: String, arguments: [String])
+    {
+        let script = "use POSIX; sigprocmask(SIG_SETMASK, POSIX::SigSet->new) or die \"sigprocmask: $!\"; "
+            + "exec { $ARGV[0] } @ARGV or die \"exec $ARGV[0]: $!\""
+        return ("/usr/bin/perl", ["-e", script, executable] + arguments)
     }
 
     /// Runs a helper program (openssl, mosquitto_passwd) and returns its output; throws when it fails.

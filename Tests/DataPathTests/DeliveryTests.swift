@@ -23,7 +23,7 @@ struct DeliveryTests {
         // treated as done without a PUBACK, or one it never retried after reconnecting.
         try await withScenario(try await DataPathScenario()) { world in
             try await world.waitUntilBridging()
-            let fleet = try await DeviceFleet(broker: world.deviceBroker, devices: DataPath.deviceIDs())
+            let fleet = try await world.fleet(DataPath.deviceIDs())
             try await runFleet(fleet, faultAfter: fleet.total * 3 / 10) {
                 world.dittoBroker.kill9()
                 try await Task.sleep(for: .seconds(10))
@@ -39,7 +39,7 @@ struct DeliveryTests {
     func bridgeKilled() async throws {
         try await withScenario(try await DataPathScenario()) { world in
             try await world.waitUntilBridging()
-            let fleet = try await DeviceFleet(broker: world.deviceBroker, devices: DataPath.deviceIDs())
+            let fleet = try await world.fleet(DataPath.deviceIDs())
             try await runFleet(fleet, faultAfter: fleet.total * 3 / 10) {
                 world.bridge.kill9()
                 // Devices go on publishing; the device broker queues for the bridge's persistent session.
@@ -55,11 +55,15 @@ struct DeliveryTests {
     @Test("(c) Device broker restarted (persistence on) mid-stream: nothing lost, order kept")
     func deviceBrokerRestarted() async throws {
         // A clean broker stop writes its database (sessions, subscriptions, queued messages), so the broker
-        // keeps everything it acknowledged; what is missing afterwards was lost by the bridge.
-        let world = try await DataPathScenario(deviceBroker: .init(persistence: true, maxQueuedMessages: 1_000_000))
+        // keeps everything it acknowledged; what is missing afterwards was lost by the bridge. The bridge comes
+        // back to the device broker some seconds after the devices (a longer reconnect backoff, as any real
+        // one after a few failures), so devices publish while it is away: only the bridge's restored session
+        // (clean start off) keeps those messages.
+        let world = try await DataPathScenario(deviceBroker: .init(persistence: true, maxQueuedMessages: 1_000_000),
+                                               deviceReconnect: "{ initial: 5s, maximum: 5s }")
         try await withScenario(world) { world in
             try await world.waitUntilBridging()
-            let fleet = try await DeviceFleet(broker: world.deviceBroker, devices: DataPath.deviceIDs())
+            let fleet = try await world.fleet(DataPath.deviceIDs())
             try await runFleet(fleet, faultAfter: fleet.total * 3 / 10) {
                 world.deviceBroker.stop(gracePeriod: .seconds(10))
                 try await Task.sleep(for: .seconds(2))
@@ -75,7 +79,7 @@ struct DeliveryTests {
     func gracefulStop() async throws {
         try await withScenario(try await DataPathScenario()) { world in
             try await world.waitUntilBridging()
-            let fleet = try await DeviceFleet(broker: world.deviceBroker, devices: DataPath.deviceIDs())
+            let fleet = try await world.fleet(DataPath.deviceIDs())
             var status: BridgeProcess.Exit?
             try await runFleet(fleet, faultAfter: fleet.total * 3 / 10) {
                 status = await world.bridge.terminate(timeout: .seconds(15))
@@ -107,8 +111,7 @@ struct DeliveryTests {
                 }
             }
             defer { sampling.cancel() }
-            let fleet = try await DeviceFleet(broker: world.deviceBroker, devices: DataPath.deviceIDs(),
-                                              messagesPerDevice: perDevice)
+            let fleet = try await world.fleet(DataPath.deviceIDs(), messagesPerDevice: perDevice)
             try await runFleet(fleet, faultAfter: Int(2 * DataPath.rate)) {
                 // A clean stop: the broker saves the collector's session, so the outage tests the bridge only.
                 world.dittoBroker.stop(gracePeriod: .seconds(10))
@@ -133,20 +136,14 @@ struct DeliveryTests {
         try await withScenario(try await DataPathScenario()) { world in
             try await world.waitUntilBridging()
             // A device whose messages match the rule but cannot be mapped (not JSON), interleaved with the others.
-            let garbage = try await DeviceFleet(broker: world.deviceBroker, devices: ["dev-bad"], messagesPerDevice: 2_000,
-                                                rate: 200) { _, seq in
+            let garbage = try await world.fleet(["dev-bad"], messagesPerDevice: 2_000, rate: 200) { _, seq in
                 seq.isMultiple(of: 2) ? Array("{not json \(seq)".utf8) : [0xFF, 0xFE, 0x00, UInt8(seq % 256)]
             }
             // A device that receives Ditto's requests and never answers them.
-            var silentConfiguration = world.deviceBroker.clientConfiguration(clientID: "dev-silent")
-            silentConfiguration.cleanStart = true
-            let silent = try MosquittoClient(configuration: silentConfiguration, logger: DataPath.logger)
-            try await silent.connect()
+            let silent = try await world.client(on: world.deviceBroker, id: "dev-silent")
             let silentInbox = MessageCollector(silent.messages)
             try await silent.subscribe([Subscription(filter: "devices/dev-silent/inbox/#", qos: .atLeastOnce)])
-            let ditto = try MosquittoClient(configuration: world.dittoBroker.clientConfiguration(clientID: "ditto-requester"),
-                                            logger: DataPath.logger)
-            try await ditto.connect()
+            let ditto = try await world.client(on: world.dittoBroker, id: "ditto-requester")
             let requests = Shared(0)
             let asking = Task {
                 while !Task.isCancelled {
@@ -161,7 +158,8 @@ struct DeliveryTests {
                     try? await Task.sleep(for: .milliseconds(50))
                 }
             }
-            let fleet = try await DeviceFleet(broker: world.deviceBroker, devices: DataPath.deviceIDs())
+            defer { asking.cancel() }
+            let fleet = try await world.fleet(DataPath.deviceIDs())
             let garbling = Task { await garbage.run() }
             try await runFleet(fleet, faultAfter: 0) {}
             asking.cancel()
@@ -169,9 +167,6 @@ struct DeliveryTests {
             await garbling.value
             let report = await world.collector.waitForDelivery(expected: Self.expected(fleet))
             await fleet.disconnect()
-            await garbage.disconnect()
-            await silent.disconnect()
-            await ditto.disconnect()
             print("datapath [f]: \(garbage.acknowledged) garbage messages from dev-bad, \(requests.value) "
                   + "requests to the silent device (\(silentInbox.count) reached it), Ditto-side responses by status: "
                   + "\(world.collector.statuses.sorted { $0.key < $1.key })")
@@ -187,9 +182,10 @@ struct DeliveryTests {
         let world = try await DataPathScenario(dittoBroker: nil, instances: ["A", "B"], sharedSubscriptionGroup: "datapath")
         try await withScenario(world) { world in
             try await world.waitUntilBridging()
-            let fleet = try await DeviceFleet(broker: world.deviceBroker, devices: DataPath.deviceIDs())
+            let fleet = try await world.fleet(DataPath.deviceIDs())
             try await runFleet(fleet, faultAfter: 0) {}
-            let report = await world.collector.waitForDelivery(expected: Self.expected(fleet))
+            // Longer settle: a message the other instance also took may arrive late.
+            let report = await world.collector.waitForDelivery(expected: Self.expected(fleet), settle: .seconds(3))
             await fleet.disconnect()
             print("datapath [g: two instances, shared subscription]: \(report)"
                   + (DataPath.rewriteKeys ? "" : " (shared-subscription-group not written: DataPath.rewriteKeys is off)"))

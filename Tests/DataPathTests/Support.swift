@@ -89,6 +89,8 @@ struct BridgeConfigFile {
     var dittoPort: Int
     var spoolDirectory: String
     var sharedSubscriptionGroup: String?
+    /// The device connection's `reconnect:` (the Ditto side always uses the default below).
+    var deviceReconnect = "{ initial: 1s, maximum: 2s }"
 
     var yaml: String {
         var lines = [
@@ -101,7 +103,7 @@ struct BridgeConfigFile {
             "    keepalive: 10s",
             "    clean-start: false",
             "    session-expiry: 1h",
-            "    reconnect: { initial: 100ms, maximum: 1s }",
+            "    reconnect: \(deviceReconnect)",
         ]
         if DataPath.rewriteKeys, let sharedSubscriptionGroup {
             lines.append("    shared-subscription-group: \(sharedSubscriptionGroup)")
@@ -115,7 +117,8 @@ struct BridgeConfigFile {
             "    keepalive: 10s",
             "    clean-start: false",
             "    session-expiry: 1h",
-            "    reconnect: { initial: 100ms, maximum: 1s }",
+            // As the shipped config starts (1s), capped low so a test does not wait out a long backoff.
+            "    reconnect: { initial: 1s, maximum: 2s }",
             "ditto:",
             "  publish-topic: \"ditto/in/{thingId}\"",
             "  subscribe-filter: \"ditto/out/#\"",
@@ -204,8 +207,11 @@ final class BridgeProcess: Sendable {
     /// Starts the bridge (again) with the same config.
     func start() throws {
         let child = Process()
-        child.executableURL = URL(fileURLWithPath: try Self.executable())
-        child.arguments = ["run", "--config", configPath, "--log-level", "info"]
+        // Unblocked, or the bridge would never see the SIGTERM the graceful-stop test sends.
+        let command = TestBroker.withSignalsUnblocked(try Self.executable(),
+                                                      ["run", "--config", configPath, "--log-level", "info"])
+        child.executableURL = URL(fileURLWithPath: command.executable)
+        child.arguments = command.arguments
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         log.seekToEndOfFile()
         log.write(Data("---- \(name) started at \(Date()) ----\n".utf8))
@@ -306,6 +312,8 @@ final class DeviceFleet: Sendable {
     }
 
     var total: Int { devices.count * messagesPerDevice }
+
+    var connectedCount: Int { clients.values.filter(\.isConnected).count }
 
     /// Messages the device broker acknowledged so far.
     var acknowledged: Int { counters.withLock { $0.acknowledged.values.reduce(0, +) } }
@@ -559,15 +567,18 @@ final class DittoCollector: Sendable {
     func otherCount(of thingID: String) -> Int { state.update { $0.other[thingID] ?? 0 } }
 
     /// Waits until every expected message arrived, or nothing arrived for ``DataPath/quietPeriod``, or
-    /// ``DataPath/drainDeadline`` passed.
-    func waitForDelivery(expected: [String: Int]) async -> DeliveryReport {
+    /// ``DataPath/drainDeadline`` passed. Once all arrived it waits `settle` longer, so late duplicates (and a
+    /// slower second instance) are counted too.
+    func waitForDelivery(expected: [String: Int], settle: Duration = .seconds(1)) async -> DeliveryReport {
         let deadline = ContinuousClock.now + DataPath.drainDeadline
         let quietFrom = ContinuousClock.now
         while ContinuousClock.now < deadline {
-            let report = report(expected: expected)
-            if report.lost == 0 { return report }
+            if report(expected: expected).lost == 0 {
+                try? await Task.sleep(for: settle)
+                return report(expected: expected)
+            }
             let last = state.update { $0.lastArrival }
-            if ContinuousClock.now - max(last, quietFrom) > DataPath.quietPeriod { return report }
+            if ContinuousClock.now - max(last, quietFrom) > DataPath.quietPeriod { return report(expected: expected) }
             try? await Task.sleep(for: .milliseconds(100))
         }
         return report(expected: expected)
@@ -600,10 +611,12 @@ final class DataPathScenario: Sendable {
     let dittoBroker: TestBroker
     let collector: DittoCollector
     let bridges: [BridgeProcess]
+    private let cleanups = Shared<[@Sendable () async -> Void]>([])
 
     init(deviceBroker deviceOptions: TestBroker.Options = .init(maxQueuedMessages: 1_000_000),
          dittoBroker dittoOptions: TestBroker.Options? = .init(persistence: true, maxQueuedMessages: 1_000_000),
-         instances: [String] = ["A"], sharedSubscriptionGroup: String? = nil) async throws {
+         instances: [String] = ["A"], sharedSubscriptionGroup: String? = nil,
+         deviceReconnect: String = "{ initial: 1s, maximum: 2s }") async throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("datapath-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         deviceBroker = try TestBroker(deviceOptions)
@@ -615,13 +628,31 @@ final class DataPathScenario: Sendable {
             let spool = directory.appendingPathComponent("spool-\(instance)")
             try FileManager.default.createDirectory(at: spool, withIntermediateDirectories: true)
             let config = BridgeConfigFile(instance: instance, devicePort: deviceBroker.port, dittoPort: dittoBroker.port,
-                                          spoolDirectory: spool.path, sharedSubscriptionGroup: sharedSubscriptionGroup)
+                                          spoolDirectory: spool.path, sharedSubscriptionGroup: sharedSubscriptionGroup,
+                                          deviceReconnect: deviceReconnect)
             bridges.append(try BridgeProcess(name: instance, config: config, directory: directory))
         }
         self.bridges = bridges
     }
 
     var bridge: BridgeProcess { bridges[0] }
+
+    /// A device fleet on the device broker, disconnected by ``shutdown(passed:)`` at the latest.
+    func fleet(_ devices: [String], messagesPerDevice: Int = DataPath.messagesPerDevice, rate: Double = DataPath.rate,
+               payload: @escaping @Sendable (String, Int) -> [UInt8] = DeviceFleet.seqPayload) async throws -> DeviceFleet {
+        let fleet = try await DeviceFleet(broker: deviceBroker, devices: devices, messagesPerDevice: messagesPerDevice,
+                                          rate: rate, payload: payload)
+        cleanups.update { $0.append { await fleet.disconnect() } }
+        return fleet
+    }
+
+    /// A connected MQTT 5 client, disconnected by ``shutdown(passed:)`` at the latest.
+    func client(on broker: TestBroker, id: String) async throws -> MosquittoClient {
+        let client = try MosquittoClient(configuration: broker.clientConfiguration(clientID: id), logger: DataPath.logger)
+        cleanups.update { $0.append { await client.disconnect() } }
+        try await client.connect()
+        return client
+    }
 
     /// Waits until each bridge instance carries device messages to Ditto: publishes probe events on
     /// `devices/probe/telemetry/temp` until every instance's `x-gateway` was seen on one.
@@ -644,14 +675,20 @@ final class DataPathScenario: Sendable {
         }
     }
 
-    /// Stops every process. When the test failed, keeps the directory (configs, bridge logs, broker data)
+    /// Stops every process. When the test failed (or `DATAPATH_KEEP=1`), keeps the directory (configs, bridge logs, broker data)
     /// and prints where it is with the end of each bridge log.
-    func shutdown(passed: Bool) {
+    func shutdown(passed: Bool) async {
+        for cleanup in cleanups.update({ list in
+            defer { list.removeAll() }
+            return list
+        }) {
+            await cleanup()
+        }
         for bridge in bridges { bridge.kill9() }
         collector.stop()
         deviceBroker.stop()
         dittoBroker.stop()
-        if passed {
+        if passed && DataPath.environment("DATAPATH_KEEP") != "1" {
             try? FileManager.default.removeItem(at: directory)
         } else {
             print("datapath: kept \(directory.path) (bridge logs, configs, collector log)")
@@ -667,9 +704,9 @@ func withScenario(_ scenario: @autoclosure () async throws -> DataPathScenario,
     let world = try await scenario()
     do {
         let passed = try await body(world)
-        world.shutdown(passed: passed)
+        await world.shutdown(passed: passed)
     } catch {
-        world.shutdown(passed: false)
+        await world.shutdown(passed: false)
         throw error
     }
 }
