@@ -170,7 +170,7 @@ public final class TestBroker: Sendable {
         do {
             try broker.run()
         } catch {
-            throw Failure(description: "cannot start \(Self.executable) (apt-get install mosquitto): \(error)")
+            throw Failure(description: "cannot start \(command.executable) \(Self.executable): \(error)")
         }
         process.withLock { $0 = broker }
         let deadline = Date().addingTimeInterval(10)

@@ -666,9 +666,14 @@ final class DataPathScenario: Sendable {
             seq += 1
             _ = try? await probe.publish(to: "devices/probe/telemetry/temp",
                                          payload: DeviceFleet.seqPayload(device: "probe", seq: seq), qos: .atLeastOnce)
+            // A bridge that exited (a config it rejects) will not come: stop waiting.
             return names.isSubset(of: collector.gateways(of: DataPath.thingID("probe")).keys)
+                || !bridges.allSatisfy(\.isRunning)
         }
         await probe.disconnect()
+        if let exited = bridges.first(where: { !$0.isRunning }) {
+            throw DataPathFailure("bridge \(exited.name) exited before it carried a message:\n\(exited.logTail())")
+        }
         guard ready else {
             let logs = bridges.map { "\($0.name):\n\($0.logTail())" }.joined(separator: "\n")
             throw DataPathFailure("the bridge did not carry a probe message to Ditto within 30 s\n\(logs)")
