@@ -167,7 +167,8 @@ struct DeliveryTests {
             await garbling.value
             let report = await world.collector.waitForDelivery(expected: Self.expected(fleet))
             await fleet.disconnect()
-            print("datapath [f]: \(garbage.acknowledged) garbage messages from dev-bad, \(requests.value) "
+            print("datapath [f]: \(garbage.acknowledged) garbage messages from dev-bad (\(world.bridge.logCount(of: "dev-bad")) "
+                  + "log lines name it), \(requests.value) "
                   + "requests to the silent device (\(silentInbox.count) reached it), Ditto-side responses by status: "
                   + "\(world.collector.statuses.sorted { $0.key < $1.key })")
             #expect(silentInbox.count > 0, "no request reached the silent device: the test did not exercise the downlink")
