@@ -119,6 +119,13 @@ let package = Package(
             dependencies: ["BridgeMapping", "BridgeConfig", "DittoProtocol"],
             swiftSettings: strict
         ),
+        // Delivery guarantees of the real `ditto-mqtt-bridge` process under faults (kill -9, SIGTERM, broker
+        // restarts, outages, scale-out); `swift build --build-tests` builds the executable they run.
+        .testTarget(
+            name: "DataPathTests",
+            dependencies: ["Mosquitto", "MosquittoTestSupport", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "BridgeRuntimeTests",
             dependencies: [
