@@ -153,7 +153,7 @@ enum DataPathBenchmarks {
                                  "--filter", "devices/#", "--prefix", "ditto/in", "--qos", "\(scenario.qos.rawValue)"]
         }
         let logPath = FileManager.default.temporaryDirectory.appendingPathComponent("datapath-\(scenario.name.replacingOccurrences(of: "/", with: "-"))-\(process.arguments?.first == "run" ? "bridge" : "relay").log").path
-        FileManager.default.createFile(atPath: logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         process.standardError = FileHandle(forWritingAtPath: logPath)
         try process.run()
         defer {

@@ -11,7 +11,7 @@ enum DataPath {
     /// `connections.device.shared-subscription-group`). Today's loader rejects unknown keys, so they are
     /// written only when this is on. Flip it here once the loader knows them, or run with
     /// `DATAPATH_REWRITE_KEYS=1`.
-    static let rewriteKeysByDefault = false
+    static let rewriteKeysByDefault = true
     static let rewriteKeys = rewriteKeysByDefault || environment("DATAPATH_REWRITE_KEYS") == "1"
 
     /// `DATAPATH_LONG=1`: the 60 s Ditto-side outage instead of 15 s (about 132,000 messages).
