@@ -72,11 +72,21 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // Prints numbers; run with `swift run -c release bridge-bench`.
+        // Prints numbers; run with `swift run -c release bridge-bench`, or `scripts/bench.sh` for the data path.
         .executableTarget(
             name: "bridge-bench",
             dependencies: [
                 "Mosquitto", "MosquittoTestSupport", "DittoProtocol", "BridgeConfig", "BridgeMapping", "BridgeRuntime",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        // The zero-work relay `bridge-bench datapath` compares the bridge with: republishes bytes unchanged.
+        .executableTarget(
+            name: "mqtt-relay",
+            dependencies: [
+                "Mosquitto",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict

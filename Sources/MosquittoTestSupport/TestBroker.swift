@@ -14,11 +14,17 @@ public final class TestBroker: Sendable {
         public var tls: Bool
         /// With `tls`: clients must present a certificate signed by the test CA.
         public var requireClientCertificate: Bool
+        /// mosquitto's `max_queued_messages`: per client, QoS 1/2 messages queued beyond the in-flight window
+        /// and QoS 0 messages waiting to be written; more are dropped. 0: no limit (benchmarks, where a
+        /// subject that falls behind must not lose messages at the broker).
+        public var maxQueuedMessages: Int
 
-        public init(passwordFile: Bool = false, tls: Bool = false, requireClientCertificate: Bool = false) {
+        public init(passwordFile: Bool = false, tls: Bool = false, requireClientCertificate: Bool = false,
+                    maxQueuedMessages: Int = 100_000) {
             self.passwordFile = passwordFile
             self.tls = tls
             self.requireClientCertificate = requireClientCertificate
+            self.maxQueuedMessages = maxQueuedMessages
         }
     }
 
@@ -112,6 +118,9 @@ public final class TestBroker: Sendable {
 
     public var isRunning: Bool { process.withLock { $0?.isRunning ?? false } }
 
+    /// The broker's process id while it runs (for CPU and memory readings from /proc).
+    public var processIdentifier: Int32? { process.withLock { $0?.isRunning == true ? $0?.processIdentifier : nil } }
+
     /// Freezes the broker (SIGSTOP): connections stay open, nothing is answered.
     public func pause() {
         if let pid = process.withLock({ $0?.processIdentifier }) { kill(pid, SIGSTOP) }
@@ -173,7 +182,7 @@ public final class TestBroker: Sendable {
             "log_type error",
             "log_type warning",
             "max_inflight_messages 100",
-            "max_queued_messages 100000",
+            "max_queued_messages \(options.maxQueuedMessages)",
             // Nagle plus delayed ACKs would add ~40 ms to each small request/response hop.
             "set_tcp_nodelay true",
         ]
