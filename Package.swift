@@ -76,7 +76,7 @@ let package = Package(
         .executableTarget(
             name: "bridge-bench",
             dependencies: [
-                "Mosquitto", "MosquittoTestSupport", "DittoProtocol", "BridgeConfig", "BridgeMapping", "BridgeRuntime",
+                "CMosquitto", "Mosquitto", "MosquittoTestSupport", "DittoProtocol", "BridgeConfig", "BridgeMapping", "BridgeRuntime",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
