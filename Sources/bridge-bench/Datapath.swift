@@ -61,7 +61,7 @@ enum Datapath {
         var unthrottledCount = 100_000
         var warmup = 2_000
         /// Unthrottled uplink: messages sent but not yet received, at most.
-        var window = 1_000
+        var window = 500
         var devices = 20
         var deviceConnections = 20
 
@@ -75,7 +75,7 @@ enum Datapath {
               --subject S     only the bridge or only the relay
               --seconds S     measured window per scenario (default 4)
               --count N       unthrottled uplink: at most N messages (default 100000)
-              --window N      unthrottled uplink: at most N messages sent and not yet received (default 1000)
+              --window N      unthrottled uplink: at most N messages sent and not yet received (default 500)
               --device-connections N  MQTT connections the 20 devices share (default 20: one each)
               --output FILE   JSON results (default bench-results/datapath-<commit>-<time>.json)
               --bin-dir DIR   where ditto-mqtt-bridge and mqtt-relay are (default: next to bridge-bench)
