@@ -64,11 +64,13 @@ enum Datapath {
         var window = 500
         var devices = 20
         var deviceConnections = 20
+        /// Give the bridge an on-disk spool (a fresh directory per measurement).
+        var spool = false
 
         static let usage = """
             usage: bridge-bench datapath [--runs N] [--quick] [--scenario NAME]... [--subject bridge|relay]
                                          [--seconds S] [--count N] [--window N] [--device-connections N]
-                                         [--output FILE] [--bin-dir DIR] [--list]
+                                         [--spool] [--output FILE] [--bin-dir DIR] [--list]
               --runs N        run every scenario N times and report the median of each number (default 1)
               --quick         short smoke run: 1 s windows, 10,000 messages at most, small warm-up
               --scenario NAME only this scenario (repeatable); --list prints them
@@ -77,6 +79,7 @@ enum Datapath {
               --count N       unthrottled uplink: at most N messages (default 100000)
               --window N      unthrottled uplink: at most N messages sent and not yet received (default 500)
               --device-connections N  MQTT connections the 20 devices share (default 20: one each)
+              --spool         give the bridge an on-disk spool (config key `spool`; bridges that have one)
               --output FILE   JSON results (default bench-results/datapath-<commit>-<time>.json)
               --bin-dir DIR   where ditto-mqtt-bridge and mqtt-relay are (default: next to bridge-bench)
             """
@@ -122,13 +125,14 @@ enum Datapath {
                 case "--count": count = try number(argument, 100...10_000_000)
                 case "--window": settings.window = try number(argument, 1...1_000_000)
                 case "--device-connections": settings.deviceConnections = try number(argument, 1...settings.devices)
+                case "--spool": settings.spool = true
                 case "--output": settings.output = try value(argument)
                 case "--bin-dir": settings.binDirectory = try value(argument)
                 case "--list":
-                    for scenario in Scenario.all { print("\(scenario.name.padding(toLength: 18, withPad: " ", startingAt: 0)) \(scenario.summary)") }
+                    for scenario in Scenario.all { say("\(scenario.name.padding(toLength: 18, withPad: " ", startingAt: 0)) \(scenario.summary)") }
                     return nil
                 case "-h", "--help":
-                    print(usage)
+                    say(usage)
                     return nil
                 default:
                     throw BenchFailure("unknown option '\(argument)'\n\(usage)")
@@ -222,15 +226,15 @@ enum Datapath {
             ? Scenario.all
             : Scenario.all.filter { settings.scenarios.contains($0.name) }
         let commit = commitDescription()
-        print("== datapath: bridge vs zero-work relay, \(settings.devices) devices, \(Telemetry.size)-byte payloads, "
+        say("== datapath: bridge vs zero-work relay, \(settings.devices) devices, \(Telemetry.size)-byte payloads, "
             + "\(settings.seconds) s windows, \(settings.runs) run(s), commit \(commit)")
-        print("   subjects from \(settings.binDirectory); CPU from /proc/PID/stat (10 ms ticks), peak RSS = VmHWM")
+        say("   subjects from \(settings.binDirectory); CPU from /proc/PID/stat (10 ms ticks), peak RSS = VmHWM")
 
         var reports: [ScenarioReport] = []
         for scenario in selected {
             let subjects = scenario.subjects.filter(settings.subjects.contains)
             guard !subjects.isEmpty else { continue }
-            print("\n-- \(scenario.name): \(scenario.summary)")
+            say("\n-- \(scenario.name): \(scenario.summary)")
             var runs: [String: [Measurement]] = [:]
             for run in 0..<settings.runs {
                 // Alternate who goes first, so a drift in the machine's load does not favour one subject.
@@ -239,7 +243,7 @@ enum Datapath {
                         ? try await measureUplink(scenario, subject, settings)
                         : try await measureDownlink(scenario, settings)
                     runs[subject.rawValue, default: []].append(measurement)
-                    print("   run \(run + 1) \(subject.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0)) "
+                    say("   run \(run + 1) \(subject.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0)) "
                         + "\(whole(measurement.throughput)) /s, p99 \(whole(measurement.latencyP99Microseconds)) µs, "
                         + "CPU \(decimal(measurement.cpuMicrosecondsPerMessage)) µs/\(scenario.kind == .uplink ? "msg" : "round trip"), "
                         + "lost \(whole(measurement.lost))")
@@ -264,18 +268,18 @@ enum Datapath {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try encoder.encode(report).write(to: URL(fileURLWithPath: path))
-        print("\nresults: \(path)")
+        say("\nresults: \(path)")
     }
 
     // MARK: - Subjects
 
-    static func bridgeConfig(devicePort: Int, dittoPort: Int, qos: QoS) -> String {
-        // Fresh brokers per measurement: no session to keep. The whole JSON payload becomes the live event's
-        // value, so the send timestamp inside it reaches the receiver.
+    static func bridgeConfig(devicePort: Int, dittoPort: Int, qos: QoS, spool: String?) -> String {
+        // Session settings are the bridge's defaults (as shipped); the brokers are fresh per measurement. The
+        // whole JSON payload becomes the live event's value, so the send timestamp inside it reaches the receiver.
         """
         connections:
-          device: { host: 127.0.0.1, port: \(devicePort), client-id: bench-bridge-devices, clean-start: true, reconnect: { initial: 100ms, maximum: 1s } }
-          ditto: { host: 127.0.0.1, port: \(dittoPort), client-id: bench-bridge-ditto, clean-start: true, reconnect: { initial: 100ms, maximum: 1s } }
+          device: { host: 127.0.0.1, port: \(devicePort), client-id: bench-bridge-devices, reconnect: { initial: 100ms, maximum: 1s } }
+          ditto: { host: 127.0.0.1, port: \(dittoPort), client-id: bench-bridge-ditto, reconnect: { initial: 100ms, maximum: 1s } }
         ditto: { qos: \(qos.rawValue) }
         defaults: { namespace: org.bench, qos: \(qos.rawValue) }
         uplink:
@@ -291,7 +295,7 @@ enum Datapath {
             topic: "devices/{deviceId}/inbox/{subject}"
             reply: { mode: mqtt5, topic: "devices/{deviceId}/reply", timeout: 5s }
 
-        """
+        """ + (spool.map { "spool: { directory: \"\($0)\" }\n" } ?? "")
     }
 
     static let relayPrefix = "relay"
@@ -302,7 +306,8 @@ enum Datapath {
         switch subject {
         case .bridge:
             let config = directory.appendingPathComponent("bridge.yaml")
-            try bridgeConfig(devicePort: devicePort, dittoPort: dittoPort, qos: qos).write(to: config, atomically: true, encoding: .utf8)
+            let spool = settings.spool ? directory.appendingPathComponent("spool").path : nil
+            try bridgeConfig(devicePort: devicePort, dittoPort: dittoPort, qos: qos, spool: spool).write(to: config, atomically: true, encoding: .utf8)
             return try ChildProcess(name: "ditto-mqtt-bridge", executable: settings.binDirectory + "/ditto-mqtt-bridge",
                                     arguments: ["run", "--config", config.path, "--log-level", "warning"], logFile: log)
         case .relay:
@@ -441,7 +446,7 @@ enum Datapath {
         measurement.latencyMaxMicroseconds = percentileMicroseconds(sorted, 1)
         fill(&measurement, from: start, to: end, subject: child, count: unique)
         if stats.unparsable > 0 {
-            print("   warning: \(stats.unparsable) messages at the receiver had no benchmark fields")
+            say("   warning: \(stats.unparsable) messages at the receiver had no benchmark fields")
         }
         return measurement
     }
@@ -579,7 +584,7 @@ enum Datapath {
         let bridge = report.median["bridge"]
         let relay = report.median["relay"]
         let unit = scenario.kind == .uplink ? "msg" : "round trip"
-        print(runs > 1 ? "   median of \(runs) runs:" : "   result:")
+        say(runs > 1 ? "   median of \(runs) runs:" : "   result:")
         func row(_ label: String, _ field: KeyPath<Measurement, Double>, _ render: (Double) -> String, ratio: Bool = false) {
             var line = "   " + label.padding(toLength: 24, withPad: " ", startingAt: 0)
             line += (bridge.map { render($0[keyPath: field]) } ?? "-").leftPadded(12)
@@ -587,9 +592,9 @@ enum Datapath {
             if ratio, let bridge, let relay, relay[keyPath: field] > 0 {
                 line += (String(format: "%.2f", bridge[keyPath: field] / relay[keyPath: field]) + " x").leftPadded(14)
             }
-            print(line)
+            say(line)
         }
-        print("   " + "".padding(toLength: 24, withPad: " ", startingAt: 0) + "bridge".leftPadded(12)
+        say("   " + "".padding(toLength: 24, withPad: " ", startingAt: 0) + "bridge".leftPadded(12)
             + (scenario.kind == .uplink ? "relay".leftPadded(12) + "bridge/relay".leftPadded(14) : ""))
         row("\(unit)/s", \.throughput, whole, ratio: true)
         row("latency p50 µs", \.latencyP50Microseconds, whole)
@@ -611,8 +616,8 @@ enum Datapath {
 
     static func printSummary(_ reports: [ScenarioReport]) {
         guard !reports.isEmpty else { return }
-        print("\n== summary (medians; ratio = bridge / relay)")
-        print("scenario".padding(toLength: 18, withPad: " ", startingAt: 0) + "bridge/s".leftPadded(10) + "relay/s".leftPadded(10)
+        say("\n== summary (medians; ratio = bridge / relay)")
+        say("scenario".padding(toLength: 18, withPad: " ", startingAt: 0) + "bridge/s".leftPadded(10) + "relay/s".leftPadded(10)
             + "ratio".leftPadded(8) + "bridge µs".leftPadded(11) + "relay µs".leftPadded(10) + "ratio".leftPadded(8)
             + "bridge p99".leftPadded(12) + "relay p99".leftPadded(11))
         for report in reports {
@@ -627,9 +632,9 @@ enum Datapath {
             line += (report.cpuRatio.map { String(format: "%.2f", $0) } ?? "-").leftPadded(8)
             line += (bridge.map { whole($0.latencyP99Microseconds) } ?? "-").leftPadded(12)
             line += (relay.map { whole($0.latencyP99Microseconds) } ?? "-").leftPadded(11)
-            print(line)
+            say(line)
         }
-        print("(/s: messages or round trips per second; µs: subject CPU per message or round trip; p99 in µs)")
+        say("(/s: messages or round trips per second; µs: subject CPU per message or round trip; p99 in µs)")
     }
 
     static func whole(_ value: Double) -> String {
@@ -666,6 +671,11 @@ enum Datapath {
         host["loadavg"] = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
         return host
     }
+}
+
+/// Prints at once (stdout to a file is block-buffered): progress of a run minutes long shows as it happens.
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
 
 extension String {

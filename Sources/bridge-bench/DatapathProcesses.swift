@@ -29,7 +29,7 @@ enum Children {
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler {
-                print("\nbridge-bench: interrupted, stopping the brokers and subjects it started")
+                say("\nbridge-bench: interrupted, stopping the brokers and subjects it started")
                 killAll()
                 exit(130)
             }
@@ -82,7 +82,7 @@ final class ChildProcess {
         let deadline = Date().addingTimeInterval(5)
         while process.isRunning, Date() < deadline { usleep(10_000) }
         if process.isRunning {
-            print("bridge-bench: \(name) (pid \(pid)) ignored SIGTERM for 5 s; killing it")
+            say("bridge-bench: \(name) (pid \(pid)) ignored SIGTERM for 5 s; killing it")
             kill(pid, SIGKILL)
         }
         process.waitUntilExit()
