@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
     ],
     targets: [
         // C layer: Debian's libmosquitto-dev, nothing but two #includes.
@@ -29,7 +30,12 @@ let package = Package(
         // Swift MQTT client over libmosquitto; hides every C pointer.
         .target(
             name: "Mosquitto",
-            dependencies: ["CMosquitto", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "CMosquitto",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "HeapModule", package: "swift-collections"),
+            ],
             swiftSettings: strict
         ),
         // Private mosquitto brokers for tests and benchmarks.
@@ -49,7 +55,7 @@ let package = Package(
         // The mapping: config -> rules -> envelopes, both directions, plus the header mapper. Pure.
         .target(
             name: "BridgeMapping",
-            dependencies: ["DittoProtocol", "BridgeConfig"],
+            dependencies: ["DittoProtocol", "BridgeConfig", .product(name: "HeapModule", package: "swift-collections")],
             swiftSettings: strict
         ),
         // Wires MQTT clients, mapper, pending requests and metrics into services.
@@ -59,6 +65,7 @@ let package = Package(
                 "Mosquitto", "DittoProtocol", "BridgeConfig", "BridgeMapping",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "DequeModule", package: "swift-collections"),
             ],
             swiftSettings: strict
         ),
@@ -69,6 +76,16 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        // The zero-work relay the data-path benchmark compares the bridge with.
+        .executableTarget(
+            name: "mqtt-relay",
+            dependencies: [
+                "Mosquitto", .product(name: "Logging", package: "swift-log"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),
@@ -77,16 +94,6 @@ let package = Package(
             name: "bridge-bench",
             dependencies: [
                 "CMosquitto", "Mosquitto", "MosquittoTestSupport", "DittoProtocol", "BridgeConfig", "BridgeMapping", "BridgeRuntime",
-                .product(name: "Logging", package: "swift-log"),
-            ],
-            swiftSettings: strict
-        ),
-        // The zero-work relay `bridge-bench datapath` compares the bridge with: republishes bytes unchanged.
-        .executableTarget(
-            name: "mqtt-relay",
-            dependencies: [
-                "Mosquitto",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -110,6 +117,13 @@ let package = Package(
         .testTarget(
             name: "BridgeMappingTests",
             dependencies: ["BridgeMapping", "BridgeConfig", "DittoProtocol"],
+            swiftSettings: strict
+        ),
+        // Delivery guarantees of the real `ditto-mqtt-bridge` process under faults (kill -9, SIGTERM, broker
+        // restarts, outages, scale-out); `swift build --build-tests` builds the executable they run.
+        .testTarget(
+            name: "DataPathTests",
+            dependencies: ["Mosquitto", "MosquittoTestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .testTarget(

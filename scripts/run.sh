@@ -33,6 +33,8 @@ allow_anonymous true
 persistence false
 # Without it Nagle's algorithm and delayed ACKs add about 40 ms to every request/response hop.
 set_tcp_nodelay true
+# Persistent sessions queue what devices publish while the bridge restarts or applies back pressure.
+max_queued_messages 100000
 user $(id -un)
 CONF
     echo "run: starting mosquitto on 127.0.0.1:$port (config $state/mosquitto.conf)" >&2

@@ -1,3 +1,4 @@
+import DittoProtocol
 extension ConfigLoader {
     // MARK: - downlink
 
@@ -205,6 +206,26 @@ extension ConfigLoader {
             reader.error(v, "mode: payload needs correlation-pointer (where the id is in the reply)", hint: "e.g. correlation-pointer: /id")
             ok = false
         }
+        if spec.mode == .payload, let correlation = spec.correlationPointer.flatMap({ try? RFC6901Pointer(parsing: $0) }) {
+            // The request is one object with the id and the value side by side, and the reply is read the same way:
+            // pointers that overlap would overwrite the user's value with the id, or read the id as the value.
+            if let valueText = spec.effectiveValuePointer, let value = try? RFC6901Pointer(parsing: valueText) {
+                // (An empty pointer, the whole payload, is refused as empty above.)
+                if value.overlaps(correlation) {
+                    reader.error(
+                        m["value-pointer"] ?? m["correlation-pointer"] ?? v,
+                        "value-pointer '\(valueText)' and correlation-pointer '\(correlation)' overlap: the id would overwrite the value or be part of it",
+                        hint: "use sibling members, e.g. correlation-pointer: /id and value-pointer: /value")
+                    ok = false
+                }
+            }
+            if let statusText = spec.statusPointer, let status = try? RFC6901Pointer(parsing: statusText), status.overlaps(correlation) {
+                reader.error(
+                    m["status-pointer"] ?? v, "status-pointer '\(statusText)' and correlation-pointer '\(correlation)' overlap",
+                    hint: "use sibling members, e.g. correlation-pointer: /id and status-pointer: /status")
+                ok = false
+            }
+        }
         if spec.mode != .payload, let cv = m["correlation-pointer"] {
             reader.error(
                 cv, "correlation-pointer only applies to mode: payload",
@@ -215,7 +236,8 @@ extension ConfigLoader {
         if let tv = m["timeout"], let t = reader.duration(tv, range: .milliseconds(1)...(.seconds(60))) { spec.timeout = t }
 
         // A 3.1.1 device can only answer with the id if the request told it the id.
-        if device.mqttVersion == .v311, spec.mode == .topic || spec.mode == .payload, let requestTopic,
+        // (`payload` mode puts the id into the request itself.)
+        if device.mqttVersion == .v311, spec.mode == .topic, let requestTopic,
             !requestTopic.placeholders.contains("correlationId"), payload != .envelope, headers.mqtt311 != .wrapper
         {
             reader.error(
@@ -252,7 +274,22 @@ extension ConfigLoader {
                 )
             }
         }
-        return DeviceStatusSettings(topic: topic, offlinePayloads: offline)
+        var settings = DeviceStatusSettings(topic: topic, offlinePayloads: offline)
+        if let cv = m["connection-status"], let cm = reader.mapping(cv, keys: ConfigSchema.connectionStatus) {
+            var featureID = "ConnectionStatus"
+            if let fv = cm["feature"], let feature = reader.string(fv) {
+                if feature.contains("/") || feature.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
+                    reader.error(fv, "'\(feature)' is not a Ditto feature id", hint: "no '/' and no control characters")
+                } else {
+                    featureID = feature
+                }
+            }
+            if let tv = required(cm, "thing-id", hint: "the device's thing, e.g. \"{namespace}:{deviceId}\""),
+               let thingID = thingIDTemplate(tv, captures: topic.placeholders, context: context) {
+                settings.connectionStatus = ConnectionStatusSettings(featureID: featureID, thingID: thingID)
+            }
+        }
+        return settings
     }
 
     // MARK: - cross-rule checks

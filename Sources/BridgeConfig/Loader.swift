@@ -145,7 +145,8 @@ struct ConfigLoader {
 
         return BridgeConfiguration(
             fileName: fileName, connections: connections, ditto: ditto, defaults: defaults, headers: globalHeaders,
-            deviceStatus: deviceStatus, acks: acks, uplink: uplink, downlink: downlink, warnings: [])
+            deviceStatus: deviceStatus, acks: acks, uplink: uplink, downlink: downlink, warnings: [],
+            spool: spoolBlock(top["spool"]))
     }
 
     /// Where each rule's `topic` value is, by rule index, so cross-rule messages point at the topic line.
@@ -185,7 +186,8 @@ struct ConfigLoader {
     func defaultConnection(clientID: String) -> BrokerConnection {
         BrokerConnection(
             host: "127.0.0.1", port: 1883, mqttVersion: .v5, clientID: clientID, keepalive: .seconds(30),
-            cleanStart: true, sessionExpiry: nil, username: nil, password: nil, passwordSource: nil, tls: nil,
+            // Persistent sessions by default: the brokers queue QoS 1 messages while the bridge restarts.
+            cleanStart: false, sessionExpiry: .seconds(3600), username: nil, password: nil, passwordSource: nil, tls: nil,
             reconnect: ReconnectPolicy(initial: .seconds(1), maximum: .seconds(30)))
     }
 
@@ -213,6 +215,8 @@ struct ConfigLoader {
         if let p = m["port"], let port = reader.int(p, range: 1...65535) { c.port = port }
         if let mv = m["mqtt-version"], let version = reader.choice(mv, ["5", "3.1.1"]) {
             c.mqttVersion = version == "5" ? .v5 : .v311
+            // MQTT 3.1.1 has no expiry: a session without clean session lasts until the broker drops it.
+            if c.mqttVersion == .v311 { c.sessionExpiry = nil }
         }
         if let id = m["client-id"], let clientID = expanded(id) {
             if clientID.utf8.count > 65535 || clientID.unicodeScalars.contains("\u{0}") {
@@ -228,7 +232,10 @@ struct ConfigLoader {
                 c.keepalive = keepalive
             }
         }
-        if let cs = m["clean-start"], let clean = reader.bool(cs) { c.cleanStart = clean }
+        if let cs = m["clean-start"], let clean = reader.bool(cs) {
+            c.cleanStart = clean
+            if clean, !m.has("session-expiry") { c.sessionExpiry = nil }
+        }
         if let se = m["session-expiry"] {
             if c.mqttVersion == .v311 {
                 reader.error(
@@ -272,13 +279,23 @@ struct ConfigLoader {
                     }
                 }
             default:
-                if let value = reader.string(pv, nonEmpty: false) {
+                if let value = reader.text(pv, hint: "quote it (password: \"...\") so that YAML keeps it as text") {
                     c.passwordSource = .inline
                     c.password = Secret(value)
                     reader.warning(
                         pv, "the password is written in the config file",
                         hint: "prefer password-file: or password-env:, which keep it out of backups and version control")
                 }
+            }
+        }
+        if let mi = m["max-inflight"], let maximum = reader.int(mi, range: 1...65_535) { c.maxInflight = maximum }
+        if let g = m["shared-subscription-group"], let group = expanded(g) {
+            if c.mqttVersion != .v5 {
+                reader.error(g, "shared subscriptions need mqtt-version 5")
+            } else if group.isEmpty || group.contains(where: { "/+#".contains($0) }) {
+                reader.error(g, "'\(group)' is not a shared-subscription group name", hint: "no '/', '+' or '#'")
+            } else {
+                c.sharedSubscriptionGroup = group
             }
         }
         if let r = m["reconnect"], let rm = reader.mapping(r, keys: ConfigSchema.reconnect) {
@@ -401,7 +418,9 @@ struct ConfigLoader {
         if let i = m["insecure"], let insecure = reader.bool(i) {
             settings.insecure = insecure
             if insecure {
-                reader.warning(i, "insecure: true accepts any server certificate", hint: "use it for testing only")
+                reader.warning(
+                    i, "insecure: true turns off the check that the server certificate names the host (the certificate must still be signed by a trusted CA)",
+                    hint: "use it for testing only; verify-hostname: false does the same")
             }
         }
         return settings
@@ -466,6 +485,64 @@ struct ConfigLoader {
         do { return try TopicTemplate(text) } catch { preconditionFailure("built-in topic '\(text)' does not compile") }
     }
 
+    func spoolBlock(_ v: YAMLValue?) -> SpoolSettings? {
+        guard let v, !v.isNull, let m = reader.mapping(v, keys: ConfigSchema.spool) else { return nil }
+        guard let d = m["directory"] else {
+            sink.error(v.location, v.child("directory"), "missing required key 'directory'",
+                       hint: "the spool keeps its files there, e.g. directory: /var/lib/ditto-mqtt-bridge/spool")
+            return nil
+        }
+        guard let directory = expanded(d) else { return nil }
+        var spool = SpoolSettings(directory: resolve(directory))
+        if let s = m["max-size"], let size = byteSize(s, range: (1 << 20)...(1 << 50)) { spool.maxSize = size }
+        if let s = m["segment-size"], let size = byteSize(s, range: (64 << 10)...(1 << 30)) { spool.segmentSize = size }
+        if let a = m["max-age"], let age = reader.duration(a, range: .seconds(1)...(.seconds(365 * 86_400))) {
+            spool.maxAge = age
+        }
+        if let w = m["when-full"], let choice = reader.choice(w, ["back-pressure", "drop-oldest"]) {
+            spool.whenFull = SpoolSettings.WhenFull(rawValue: choice) ?? .backPressure
+        }
+        if let f = m["fsync"] {
+            if case .scalar(let text) = f.node, text.string == "never" || text.string == "always" {
+                spool.fsync = text.string == "never" ? .never : .always
+            } else if let interval = reader.duration(f, range: .milliseconds(1)...(.seconds(3600))) {
+                spool.fsync = .interval(interval)
+            }
+        }
+        if spool.segmentSize > spool.maxSize {
+            reader.error(m["segment-size"] ?? v, "segment-size is larger than max-size")
+        }
+        return spool
+    }
+
+    /// A size in bytes: a whole number with an optional unit (KiB, MiB, GiB; KB, MB, GB are read the same).
+    func byteSize(_ v: YAMLValue, range: ClosedRange<Int>) -> Int? {
+        guard case .scalar(let s) = v.node, !v.isNull else {
+            reader.error(v, "expected a size such as 64MiB or 1GiB")
+            return nil
+        }
+        let text = s.string.trimmingCharacters(in: .whitespaces)
+        let units: [(String, Int)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("KB", 1 << 10),
+                                      ("MB", 1 << 20), ("GB", 1 << 30), ("B", 1)]
+        var number = text
+        var factor = 1
+        for (unit, value) in units where text.hasSuffix(unit) {
+            number = String(text.dropLast(unit.count)).trimmingCharacters(in: .whitespaces)
+            factor = value
+            break
+        }
+        guard let count = Int(number), count >= 0, count <= Int.max / factor else {
+            reader.error(v, "invalid size '\(text)'", hint: "a whole number with KiB, MiB or GiB, e.g. 512MiB")
+            return nil
+        }
+        let bytes = count * factor
+        guard range.contains(bytes) else {
+            reader.error(v, "\(text) is out of range; allowed: \(range.lowerBound >> 10)KiB to \(range.upperBound >> 30)GiB")
+            return nil
+        }
+        return bytes
+    }
+
     func defaultsBlock(_ v: YAMLValue?) -> Defaults {
         var d = Defaults(namespace: nil, qos: .atLeastOnce, contentType: "application/json", requestTimeout: .seconds(10))
         guard let v, !v.isNull, let m = reader.mapping(v, keys: ConfigSchema.defaults)
@@ -489,10 +566,11 @@ struct ConfigLoader {
 
     func contentType(_ v: YAMLValue) -> String? {
         guard let text = reader.string(v) else { return nil }
-        let main = text.split(separator: ";", maxSplits: 1).first.map(String.init) ?? text
-        let parts = main.trimmingCharacters(in: .whitespaces).split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count == 2, parts.allSatisfy({ !$0.isEmpty && !$0.contains(" ") }) else {
-            reader.error(v, "'\(text)' is not a media type", hint: "write type/subtype, e.g. application/json or text/plain")
+        let main = text.split(separator: ";", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? text
+        let parts = main.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, parts.allSatisfy({ !$0.isEmpty && !$0.contains(where: \.isWhitespace) }) else {
+            // Ditto does not trim: `application/json ;charset=utf-8` would be a binary type there.
+            reader.error(v, "'\(text)' is not a media type", hint: "write type/subtype without spaces, e.g. application/json or text/plain; charset=utf-8")
             return nil
         }
         return text

@@ -1,3 +1,5 @@
+import DittoProtocol
+
 /// The whole config file, typed and validated. Read it with ``BridgeConfiguration/load(path:environment:)``.
 ///
 /// Equatable so a reload can tell whether anything changed.
@@ -22,6 +24,8 @@ public struct BridgeConfiguration: Sendable, Equatable {
     public var downlink: [DownlinkRule]
     /// Things `check` should tell the user about; the file is usable.
     public var warnings: [ConfigDiagnostic]
+    /// The on-disk spool and the bridge's state (revisions); nil: messages wait in memory only.
+    public var spool: SpoolSettings? = nil
 
     /// Uplink rules in the order they are tried: higher ``UplinkRule/priority`` first, then the more specific
     /// topic (``TopicTemplate/Specificity``), then file order. The first rule whose topic matches wins.
@@ -105,6 +109,53 @@ public struct BrokerConnection: Sendable, Hashable {
     public var tls: TLSSettings?
     /// Back-off between reconnect attempts.
     public var reconnect: ReconnectPolicy
+    /// At most this many publishes wait for the broker's acknowledgement; beyond it the bridge stops taking
+    /// new work from the other side (back pressure).
+    public var maxInflight: Int = 1_000
+    /// Device side: subscribe as a member of this MQTT 5 shared-subscription group (`$share/{group}/...`), so
+    /// that several bridge instances split the device traffic.
+    public var sharedSubscriptionGroup: String? = nil
+}
+
+/// The on-disk store-and-forward queue for messages on their way to Ditto (`spool:`).
+public struct SpoolSettings: Sendable, Hashable {
+    /// What happens when the spool reaches ``maxSize``.
+    public enum WhenFull: String, Sendable, Hashable {
+        /// Stop reading from the device broker until Ditto takes messages again (nothing is dropped).
+        case backPressure = "back-pressure"
+        /// Drop the oldest messages, counted and logged.
+        case dropOldest = "drop-oldest"
+    }
+
+    /// When appended records are forced to the disk (`fdatasync`).
+    public enum Fsync: Sendable, Hashable {
+        /// Left to the kernel: survives a crash of the bridge, not of the machine.
+        case never
+        /// After every append: survives power loss, costs a disk flush per message.
+        case always
+        /// At most this long after an append.
+        case interval(Duration)
+    }
+
+    /// Absolute directory (resolved against the config file); created when missing.
+    public var directory: String
+    public var maxSize: Int
+    /// Messages older than this are dropped (counted) instead of sent; nil: kept until sent.
+    public var maxAge: Duration?
+    public var whenFull: WhenFull
+    public var fsync: Fsync
+    /// Size at which a new segment file is started.
+    public var segmentSize: Int
+
+    public init(directory: String, maxSize: Int = 512 << 20, maxAge: Duration? = nil, whenFull: WhenFull = .backPressure,
+                fsync: Fsync = .interval(.seconds(1)), segmentSize: Int = 16 << 20) {
+        self.directory = directory
+        self.maxSize = maxSize
+        self.maxAge = maxAge
+        self.whenFull = whenFull
+        self.fsync = fsync
+        self.segmentSize = segmentSize
+    }
 }
 
 /// TLS for one broker connection; file paths are absolute (resolved against the config file).
@@ -247,18 +298,9 @@ public struct HeaderPolicy: Sendable, Hashable {
         allow: [HeaderPattern("*")], deny: [], rename: [:], traceContext: true, staticHeaders: [], mqtt311: .none)
 }
 
-/// Ditto headers the bridge never forwards and a config may not produce (FACTS §e): Ditto's internal `ditto-*`
-/// headers, the read-only/managed ones, and the ones the bridge sets itself.
+/// Ditto headers the bridge never forwards and a config may not produce: Ditto's internal ones
+/// (``DittoHeaders/isInternal(_:)``, the one list) and the ones the bridge sets itself.
 public enum ReservedHeaders {
-    /// Headers Ditto documents as never to be set from outside.
-    public static let internalNames: Set<String> = [
-        "channel", "raw-request-url", "raw-request-uri", "read-subjects", "subject", "timeout-access",
-        "authorization", "etag", "www-authenticate", "if-match", "if-none-match", "divert-response-to-connection",
-        "divert-expected-response-types", "diverted-response-from-connection", "entity-revision",
-        "historical-headers", "live-channel-condition-matched", "mqtt.topic", "mqtt.qos", "mqtt.retain",
-        "mqtt.message-expiry-interval",
-    ]
-
     /// Headers the bridge derives itself (from MQTT properties, topics or the request), which a rename or a static
     /// header must not overwrite.
     public static let managedNames: Set<String> = [
@@ -266,10 +308,9 @@ public enum ReservedHeaders {
         "timestamp", "version",
     ]
 
-    /// `ditto-*` or one of ``internalNames`` (case-insensitive).
+    /// Ditto-internal (case-insensitive): ``DittoHeaders/isInternal(_:)``.
     public static func isInternal(_ name: String) -> Bool {
-        let lower = name.lowercased()
-        return lower.hasPrefix("ditto-") || internalNames.contains(lower)
+        DittoHeaders.isInternal(name)
     }
 
     /// Internal or bridge-managed.
@@ -284,6 +325,16 @@ public struct DeviceStatusSettings: Sendable, Hashable {
     public var topic: TopicTemplate
     /// Payloads (exact text) meaning offline; anything else means online.
     public var offlinePayloads: [String]
+    /// Keep Ditto's `ConnectionStatus` feature of each device's thing up to date; nil: off.
+    public var connectionStatus: ConnectionStatusSettings? = nil
+}
+
+/// `devices.connection-status`: which feature, on which thing.
+public struct ConnectionStatusSettings: Sendable, Hashable {
+    /// The feature id (`ConnectionStatus`, as Ditto's own mapping names it).
+    public var featureID: String
+    /// The device's thing, from the status topic's placeholders.
+    public var thingID: Template
 }
 
 /// Acknowledgement labels the bridge issues when a request asks for them in `requested-acks`.
@@ -383,7 +434,34 @@ public enum UplinkAction: Sendable, Hashable {
     case event(EventSpec)
     case message(MessageSpec)
     /// The device publishes Ditto Protocol JSON; its thing ID must equal the rule's rendered thing ID.
-    case passthrough
+    case passthrough(PassthroughSpec)
+
+    /// Whether this is a pass-through rule.
+    public var isPassthrough: Bool {
+        if case .passthrough = self { return true }
+        return false
+    }
+}
+
+/// What a pass-through rule admits besides live signals.
+///
+/// The bridge is a live-channel bridge: by default only live signals pass. A twin signal would be executed by
+/// Ditto with the bridge connection's authorization (a twin `delete` of the thing, a `modify` of `/policyId`),
+/// so each twin action a device may send must be named.
+public struct PassthroughSpec: Sendable, Hashable {
+    /// Twin command actions (`create`, `retrieve`, `modify`, `merge`, `delete`) and twin event actions
+    /// (`created`, `modified`, `merged`, `deleted`) a device may send; empty: live signals only.
+    public var allowTwin: Set<String>
+
+    /// The twin actions `allow-twin` may name (Ditto's own action names).
+    public static let twinActions = ["create", "retrieve", "modify", "merge", "delete", "created", "modified", "merged", "deleted"]
+
+    public init(allowTwin: Set<String> = []) {
+        self.allowTwin = allowTwin
+    }
+
+    /// Live signals only.
+    public static let liveOnly = PassthroughSpec()
 }
 
 /// Device topic -> Ditto signal.
@@ -458,16 +536,26 @@ public struct ReplySpec: Sendable, Hashable {
     /// Where the device answers. Placeholders: the downlink topic's, plus `{correlationId}` and `{status}` (both
     /// captured from the reply topic in `topic` mode).
     public var topic: TopicTemplate?
-    /// `payload` mode: JSON pointer to the correlation id in the reply.
+    /// `payload` mode: RFC 6901 pointer to the correlation id, in the request the device gets and in its reply.
     public var correlationPointer: String?
-    /// JSON pointer to the status in a JSON reply.
+    /// RFC 6901 pointer to the status in a JSON reply.
     public var statusPointer: String?
-    /// JSON pointer to the value in a JSON reply; nil: the whole reply.
+    /// RFC 6901 pointer to the value in a JSON reply (and, in `payload` mode, in the request); nil: the whole
+    /// reply, or ``payloadModeValuePointer`` in `payload` mode.
     public var valuePointer: String?
     /// Status when the device does not give one; nil: 200, or 204 for modify/delete commands.
     public var defaultStatus: Int?
     /// How long to wait for the device (capped by the request's own `timeout`).
     public var timeout: Duration
+
+    /// Where the value sits in `payload` mode when `value-pointer` is not given: next to the id, never around it.
+    public static let payloadModeValuePointer = "/value"
+
+    /// The value pointer in effect: in `payload` mode the value and the id are siblings in one object, so the
+    /// value is never the whole document.
+    public var effectiveValuePointer: String? {
+        mode == .payload ? (valuePointer ?? Self.payloadModeValuePointer) : valuePointer
+    }
 }
 
 /// Ditto signal -> device topic.

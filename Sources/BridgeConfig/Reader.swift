@@ -170,6 +170,23 @@ struct Reader {
         return s.string
     }
 
+    /// A YAML string, nothing else: a plain `12345`, `1e3`, `true` or `~` is a number, boolean or null in YAML
+    /// and is refused (with the quoted form as the fix), where the exact characters matter (passwords).
+    func text(_ v: YAMLValue, hint: String) -> String? {
+        guard case .scalar(let s) = v.node, v.node.tagName == .str else {
+            // The kind only, never the value: this may be a secret.
+            let kind: String = switch v.node {
+            case .mapping: "a mapping"
+            case .sequence: "a list"
+            case .alias: "an alias"
+            case .scalar: v.isNull ? "null" : v.node.tagName == .bool ? "a YAML boolean" : "a YAML number"
+            }
+            error(v, "expected a text, found \(kind)", hint: hint)
+            return nil
+        }
+        return s.string
+    }
+
     func int(_ v: YAMLValue, range: ClosedRange<Int>, hint: String? = nil) -> Int? {
         guard case .scalar(let s) = v.node, v.node.tagName == .int,
             let value = Int(s.string.replacingOccurrences(of: "_", with: ""))

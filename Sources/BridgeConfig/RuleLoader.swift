@@ -1,3 +1,4 @@
+import DittoProtocol
 import Foundation
 
 /// What every rule needs from the rest of the file.
@@ -77,16 +78,18 @@ extension ConfigLoader {
         if let key = actionKeys.first, let av = m[key], actionKeys.count == 1 {
             switch key {
             case "event":
-                if let e = eventSpec(av, vars: ruleVars) { action = .event(e) }
+                if let e = eventSpec(av, vars: ruleVars, payload: payload) { action = .event(e) }
             case "passthrough":
                 if case .scalar = av.node, !av.isNull {
                     if reader.bool(av) == true {
-                        action = .passthrough
+                        action = .passthrough(.liveOnly)
                     } else if reader.bool(av) == false {
                         reader.error(av, "passthrough: false emits nothing", hint: "remove it and add event: or message:")
                     }
-                } else if av.isNull || reader.mapping(av, keys: []) != nil {
-                    action = .passthrough
+                } else if av.isNull {
+                    action = .passthrough(.liveOnly)
+                } else if let spec = passthroughSpec(av) {
+                    action = .passthrough(spec)
                 }
             default:
                 if let spec = messageSpec(
@@ -106,6 +109,26 @@ extension ConfigLoader {
             name: name, index: index, location: v.location, topic: topic, thingID: thingID, action: action,
             payload: payload, headers: headers, priority: priority, qos: qos,
             defaultNamespace: context.defaults.namespace)
+    }
+
+    /// `passthrough: {allow-twin: [modify, merge]}`: the twin actions a device may send besides live signals.
+    func passthroughSpec(_ v: YAMLValue) -> PassthroughSpec? {
+        guard let m = reader.mapping(v, keys: ConfigSchema.passthrough, what: "passthrough: {allow-twin: [...]}") else {
+            return nil
+        }
+        var spec = PassthroughSpec.liveOnly
+        guard let av = m["allow-twin"], !av.isNull else { return spec }
+        guard let items = reader.sequence(av, what: "twin actions, e.g. [modify, merge]") else { return nil }
+        for item in items {
+            guard let action = reader.choice(item, PassthroughSpec.twinActions) else { return nil }
+            spec.allowTwin.insert(action)
+        }
+        if !spec.allowTwin.isEmpty {
+            reader.warning(
+                av, "the device may send twin \(spec.allowTwin.sorted().joined(separator: ", ")) signals, which Ditto executes with the bridge connection's authorization",
+                hint: "prefer live signals; name only the twin actions the device really needs")
+        }
+        return spec
     }
 
     func thingIDTemplate(_ tv: YAMLValue, captures: [String]?, context: RuleContext) -> Template? {
@@ -146,7 +169,7 @@ extension ConfigLoader {
         return true
     }
 
-    func eventSpec(_ v: YAMLValue, vars: [String]?) -> EventSpec? {
+    func eventSpec(_ v: YAMLValue, vars: [String]?, payload: UplinkPayload) -> EventSpec? {
         guard let m = reader.mapping(v, keys: ConfigSchema.event, what: "an event: {action, path}") else { return nil }
         var action = EventAction.modified
         if let av = m["action"], let a = reader.choice(av, EventAction.allCases.map(\.rawValue)) {
@@ -156,8 +179,55 @@ extension ConfigLoader {
             let path = reader.template(pv)
         else { return nil }
         if let vars, !reader.checkPlaceholders(path.placeholderOffsets, at: pv, known: vars) { return nil }
-        guard checkResourcePath(path, at: pv) else { return nil }
+        guard checkResourcePath(path, at: pv), checkEvent(action, path: path, payload: payload, at: pv) else { return nil }
         return EventSpec(action: action, path: path)
+    }
+
+    /// Whether Ditto takes a live `action` event at `path` (rendered with sample values) with a value the payload
+    /// format can give, asked of Ditto's own rules (``Envelope/validate()``): the path is a thing resource that
+    /// has such an event, and the format gives a value of the resource's JSON kind (an object for `attributes`,
+    /// a string for `policyId`, ...). A JSON format may give any kind; the mapping refuses a wrong one per message.
+    func checkEvent(_ action: EventAction, path: Template, payload: UplinkPayload, at v: YAMLValue) -> Bool {
+        var sample: [String: String] = [:]
+        for name in path.placeholders { sample[name] = "x" }
+        guard let rendered = try? path.render(sample), let thingID = try? ThingID("org.example:device1") else { return true }
+        if let pointer = try? JSONPointer(rendered), let key = pointer.firstInvalidKey {
+            reader.error(
+                v, "'\(key)' is not a key Ditto accepts in a path",
+                hint: "keys and feature IDs have no control characters, no characters U+007F to U+00FF such as 'é', and at most 256 characters")
+            return false
+        }
+        let candidates: [JSONValue] = switch payload {
+        case .json(.fields): [.object(JSONObject())]
+        case .json: [.object(JSONObject()), .string("x"), .array([]), .number(JSONNumber(1))]
+        case .number: [.number(JSONNumber(1))]
+        case .boolean: [.bool(true)]
+        case .text, .bytes: [.string("x")]
+        }
+        var firstError: DittoError?
+        for value in candidates {
+            let event = Envelope.liveEvent(
+                thingID: thingID, action: TopicPath.Action(rawValue: action.rawValue) ?? .modified, path: rendered,
+                value: value, revision: 1)
+            do {
+                try event.validate()
+                return true
+            } catch {
+                if firstError == nil { firstError = error }
+            }
+        }
+        guard let firstError else { return true }
+        let format = switch payload {
+        case .json: "json"
+        case .number: "number"
+        case .boolean: "boolean"
+        case .text: "text"
+        case .bytes: "bytes"
+        }
+        reader.error(
+            v, "Ditto refuses a live \(action.rawValue) event at '\(rendered)' with a \(format) value: \(firstError.message)",
+            hint: firstError.description)
+        return false
     }
 
     func checkResourcePath(_ path: Template, at v: YAMLValue) -> Bool {
@@ -259,29 +329,19 @@ extension ConfigLoader {
             replyTopic: replyTopic)
     }
 
-    enum ContentKind { case json, text, binary }
-
-    /// Ditto's classification (FACTS §0 rule 10).
-    static func contentKind(_ contentType: String) -> ContentKind {
-        let base = (contentType.split(separator: ";").first.map(String.init) ?? contentType)
-            .trimmingCharacters(in: .whitespaces).lowercased()
-        if base == "application/json" || (base.hasPrefix("application/") && base.hasSuffix("+json")) { return .json }
-        if base.hasPrefix("text/") || base == "application/javascript" || base == "application/ecmascript" { return .text }
-        return .binary
-    }
-
     static func contentTypeProblem(_ contentType: String, payload: UplinkPayload) -> (message: String, hint: String)? {
-        let kind = contentKind(contentType)
+        // Ditto's classification (``ContentTypeStrategy``): a message's merge-patch payload is binary to Ditto.
+        let strategy = ContentTypeStrategy(contentType: contentType)
         switch payload {
-        case .bytes where kind != .binary:
+        case .bytes where strategy != .binary && strategy != .jsonMergePatch:
             return (
                 "a bytes payload needs a binary content type; with '\(contentType)' Ditto would not decode the base64 value",
                 "use e.g. application/octet-stream"
             )
-        case .text where kind != .text:
+        case .text where strategy != .text:
             return ("a text payload needs a text content type, not '\(contentType)'", "use e.g. text/plain")
         case .json, .number, .boolean:
-            if kind != .json {
+            if strategy != .json {
                 return ("a JSON value needs a JSON content type, not '\(contentType)'", "use application/json or leave content-type out")
             }
             return nil
@@ -357,20 +417,14 @@ extension ConfigLoader {
         }
     }
 
-    /// RFC 6901: empty or `/`-started; `~` only as `~0` or `~1`.
+    /// A device payload pointer (RFC 6901, ``RFC6901Pointer``: the mapping reads payloads with the same type).
     func checkPointer(_ pointer: String, at v: YAMLValue) -> Bool {
-        if pointer.isEmpty { return true }
-        guard pointer.hasPrefix("/") else {
-            reader.error(v, "'\(pointer)' is not a JSON pointer", hint: "a pointer starts with '/', e.g. /\(pointer)")
+        do {
+            _ = try RFC6901Pointer(parsing: pointer)
+            return true
+        } catch {
+            reader.error(v, error.description, hint: error.hint)
             return false
         }
-        let chars = Array(pointer)
-        for (i, c) in chars.enumerated() where c == "~" {
-            if i + 1 >= chars.count || (chars[i + 1] != "0" && chars[i + 1] != "1") {
-                reader.error(v, "'\(pointer)' is not a JSON pointer: '~' must be followed by 0 or 1")
-                return false
-            }
-        }
-        return true
     }
 }

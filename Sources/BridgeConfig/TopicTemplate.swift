@@ -133,6 +133,15 @@ public struct TopicTemplate: Sendable, Hashable, CustomStringConvertible {
     /// The values of the named levels if `topic` matches, else nil. MQTT rules apply: wildcards and captures
     /// do not match a first level starting with `$`; `#` also matches the parent level (`a/#` matches `a`).
     public func match(_ topic: String, fixed: [String: String] = [:]) -> [String: String]? {
+        // Most topics fail on the level count: count the separators before splitting anything.
+        switch levels.last {
+        case .multiLevelWildcard?, .multiLevelCapture?:
+            break
+        default:
+            var separators = 0
+            for byte in topic.utf8 where byte == UInt8(ascii: "/") { separators += 1 }
+            guard separators + 1 == levels.count else { return nil }
+        }
         let topicLevels = topic.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
         var values = fixed
         for (index, level) in levels.enumerated() {

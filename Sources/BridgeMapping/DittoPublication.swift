@@ -12,16 +12,20 @@ public struct DittoPublication: Sendable {
     /// Set when a device expects Ditto's answer: what the bridge needs to route it back.
     public var request: DeviceRequest?
 
-    /// The MQTT 5 properties Ditto's MQTT-5 connection reads: its default header mapping takes
-    /// `correlation-id` from the correlation data and `reply-to` from the response topic, and they
-    /// override the envelope's headers, so both must agree with the envelope.
+    /// The MQTT 5 properties of the publish to Ditto.
     public var properties: MQTTProperties {
         Self.properties(for: envelope)
     }
 
+    /// The MQTT 5 properties for publishing `envelope` to Ditto's MQTT-5 connection. Its header mapping
+    /// (`Config/ditto-connection.json`) fills the headers the envelope lacks from the publish: `correlation-id`
+    /// from the correlation data, `content-type` from the content type, `reply-to` from the response topic
+    /// (FACTS rule 13: envelope headers win). So each property only mirrors the envelope's own header: an MQTT
+    /// content type such as `application/vnd.eclipse.ditto+json` on an envelope without `content-type` would
+    /// add one and make Ditto read a binary message's base64 value as JSON.
     public static func properties(for envelope: Envelope) -> MQTTProperties {
         var properties = MQTTProperties()
-        properties.contentType = "application/vnd.eclipse.ditto+json"
+        properties.contentType = envelope.headers.contentType
         if let id = envelope.headers.correlationID { properties.correlationData = Array(id.utf8) }
         properties.responseTopic = envelope.headers.replyTo
         return properties

@@ -83,18 +83,20 @@ public struct DownlinkMapper: Sendable {
         guard envelope.topic.channel == .live else {
             throw MappingError(.noRule, "the bridge takes live signals, not \(envelope.topic.channel.rawValue) \(envelope.topic)")
         }
+        // Ditto itself never sends headers over its limit; a request that has them did not come through Ditto.
+        do {
+            try envelope.headers.checkSize()
+        } catch {
+            throw MappingError(protocolError: error)
+        }
         let kind: DownlinkRoute.Kind
-        switch envelope.topic.criterion {
-        case .messages:
-            guard let subject = envelope.topic.subject else {
-                throw MappingError(.invalidProtocol, "live message without subject")
-            }
-            kind = .message(subject: subject, featureID: Self.featureID(inMessagePath: envelope.path))
-        case .commands:
-            guard let action = envelope.topic.action else {
-                throw MappingError(.invalidProtocol, "live command without action")
-            }
-            kind = .command(action: action, path: envelope.path)
+        switch envelope.thingSignal {
+        case .message(let messagePath, nil)?:
+            kind = .message(subject: messagePath.subject, featureID: messagePath.featureID)
+        case .command(let action, let path, nil)?:
+            kind = .command(action: action, path: path)
+        case nil:
+            throw MappingError(.invalidProtocol, "\(envelope.topic) on \(envelope.path) is not a valid thing signal")
         default:
             throw MappingError(.noRule, "the bridge takes live messages and live commands, not \(envelope.topic.criterion)")
         }
@@ -145,10 +147,7 @@ public struct DownlinkMapper: Sendable {
         let mapper = HeaderMapper(policy: rule.headers)
         let wrapper = rule.headers.mqtt311 == .wrapper
 
-        var value: JSONValue? = envelope.value
-        if rule.reply.mode == .payload, let pointer = rule.reply.correlationPointer {
-            value = Self.injectCorrelation(correlationID, at: pointer, into: value, valuePointer: rule.reply.valuePointer)
-        }
+        let value: JSONValue? = envelope.value
         let contentType = envelope.headers.contentType
         var payload: [UInt8]
         switch rule.payload {
@@ -167,15 +166,18 @@ public struct DownlinkMapper: Sendable {
             forwarded.headers = deviceHeaders(envelope.headers, mapper: mapper)
             payload = forwarded.encoded()
         }
+        // JSON cannot carry raw bytes: in a wrapper they travel as base64, like Ditto's own binary values.
+        let inner: JSONValue = switch rule.payload {
+        case .value: value ?? .null
+        case .bytes: .string(Base64.encode(payload))
+        case .text, .envelope: .string(String(decoding: payload, as: UTF8.self))
+        }
+        let correlationInPayload = rule.reply.mode == .payload && rule.payload != .envelope && !wrapper
         if wrapper, rule.payload != .envelope {
-            // JSON cannot carry raw bytes: in a wrapper they travel as base64, like Ditto's own binary values.
-            let inner: JSONValue = switch rule.payload {
-            case .value: value ?? .null
-            case .bytes: .string(Base64.encode(payload))
-            case .text, .envelope: .string(String(decoding: payload, as: UTF8.self))
-            }
             payload = HeaderWrapper.wrap(headers: deviceHeaders(envelope.headers, mapper: mapper).map { ($0.name, $0.value) },
                                          value: inner)
+        } else if correlationInPayload {
+            payload = JSON.serialize(Self.payloadModeRequest(correlationID: correlationID, value: inner, reply: rule.reply))
         }
 
         var properties = mapper.deviceProperties(headers: envelope.headers, messageExpiry: messageExpiry)
@@ -183,11 +185,11 @@ public struct DownlinkMapper: Sendable {
         // (the value's own content type travels inside it).
         if rule.payload == .envelope {
             properties.contentType = Self.dittoProtocolContentType
-        } else if wrapper {
+        } else if wrapper || correlationInPayload {
             properties.contentType = "application/json"
         }
         // Everything but raw bytes is UTF-8 text (JSON, text, envelope, wrapper).
-        properties.payloadFormatIndicator = rule.payload == .bytes && !wrapper ? nil : 1
+        properties.payloadFormatIndicator = rule.payload == .bytes && !wrapper && !correlationInPayload ? nil : 1
         if rule.reply.mode == .mqtt5, route.responseRequired, let replyTopic = rule.reply.topic {
             do {
                 properties.responseTopic = try replyTopic.render(variables)
@@ -244,28 +246,9 @@ public struct DownlinkMapper: Sendable {
                                    properties: message.properties, carriedHeaders: carried)
             case .payload:
                 guard let document = try? JSON.parse(message.payload),
-                      let correlationPointer = rule.reply.correlationPointer.flatMap({ try? JSONPointer($0) }),
-                      let id = correlationPointer.evaluate(in: document)
+                      let read = Self.payloadModeReply(document, reply: rule.reply)
                 else { continue }
-                let correlationID: String
-                switch id {
-                case .string(let text): correlationID = text
-                case .number(let number): correlationID = number.description
-                default: continue
-                }
-                var status: Int?
-                if let statusPointer = rule.reply.statusPointer.flatMap({ try? JSONPointer($0) }) {
-                    switch statusPointer.evaluate(in: document) {
-                    case .number(let number)?: status = Self.status(number.description)
-                    case .string(let text)?: status = Self.status(text)
-                    default: break
-                    }
-                }
-                let value: JSONValue? = if let valuePointer = rule.reply.valuePointer.flatMap({ try? JSONPointer($0) }) {
-                    valuePointer.evaluate(in: document)
-                } else {
-                    document
-                }
+                let (correlationID, status, value) = read
                 return DeviceReply(ruleIndex: index, correlationID: correlationID, status: status,
                                    payload: value.map { JSON.serialize($0) } ?? [],
                                    contentType: "application/json", properties: message.properties, carriedHeaders: [])
@@ -333,14 +316,6 @@ public struct DownlinkMapper: Sendable {
         return min(timeout, maximumTimeout)
     }
 
-    /// The feature ID in a message path `/features/<id>/inbox/messages/<subject>`.
-    static func featureID(inMessagePath path: String) -> String? {
-        guard path.hasPrefix("/features/") else { return nil }
-        let rest = path.dropFirst("/features/".count)
-        guard let slash = rest.firstIndex(of: "/") else { return nil }
-        return String(rest[..<slash])
-    }
-
     static func defaultStatus(for action: TopicPath.Action) -> Int {
         switch action {
         case .retrieve: 200
@@ -394,29 +369,45 @@ public struct DownlinkMapper: Sendable {
         return "application/octet-stream"
     }
 
-    /// The request value with the correlation id at `pointerText` (nested objects created as needed), so that
-    /// the device can answer with it. A value that is not an object is first put under the value pointer
-    /// (default `/value`), where the device's answer is read from too.
-    static func injectCorrelation(_ id: String, at pointerText: String, into value: JSONValue?,
-                                  valuePointer valuePointerText: String?) -> JSONValue {
-        guard let pointer = try? JSONPointer(pointerText), !pointer.isRoot else { return value ?? .null }
-        var document: JSONValue
-        if case .object(let object)? = value {
-            document = .object(object)
-        } else {
-            let valuePointer = valuePointerText.flatMap { try? JSONPointer($0) }
-            let segments = valuePointer.flatMap { $0.isRoot ? nil : $0.segments } ?? ["value"]
-            document = setting(value ?? .null, at: segments[...], in: .object(JSONObject()))
+    /// `reply.mode: payload`: the request the device gets is one new object holding the correlation id at
+    /// `correlation-pointer` and the value Ditto sent, untouched, at the value pointer (default `/value`);
+    /// `check` makes sure the two never overlap. `{"id": "<correlation-id>", "value": {...}}`.
+    public static func payloadModeRequest(correlationID: String, value: JSONValue, reply: ReplySpec) -> JSONValue {
+        var document = JSONValue.object(JSONObject())
+        if let text = reply.effectiveValuePointer, let pointer = try? RFC6901Pointer(parsing: text) {
+            document = pointer.setting(value, in: document)
         }
-        document = setting(.string(id), at: pointer.segments[...], in: document)
+        if let text = reply.correlationPointer, let pointer = try? RFC6901Pointer(parsing: text) {
+            document = pointer.setting(.string(correlationID), in: document)
+        }
         return document
     }
 
-    static func setting(_ newValue: JSONValue, at segments: ArraySlice<String>, in document: JSONValue) -> JSONValue {
-        guard let key = segments.first else { return newValue }
-        var object = document.objectValue ?? JSONObject()
-        object[key] = setting(newValue, at: segments.dropFirst(), in: object[key] ?? .object(JSONObject()))
-        return .object(object)
+    /// `reply.mode: payload`: the correlation id (a string or number at `correlation-pointer`), the status (at
+    /// `status-pointer`) and the value (at the value pointer) of a device's JSON reply; nil without an id.
+    public static func payloadModeReply(_ document: JSONValue, reply: ReplySpec)
+        -> (correlationID: String, status: Int?, value: JSONValue?)?
+    {
+        func pointer(_ text: String?) -> RFC6901Pointer? { text.flatMap { try? RFC6901Pointer(parsing: $0) } }
+        guard let id = pointer(reply.correlationPointer)?.evaluate(in: document) else { return nil }
+        let correlationID: String
+        switch id {
+        case .string(let text): correlationID = text
+        case .number(let number): correlationID = number.description
+        default: return nil
+        }
+        var status: Int?
+        switch pointer(reply.statusPointer)?.evaluate(in: document) {
+        case .number(let number)?: status = Self.status(number.description)
+        case .string(let text)?: status = Self.status(text)
+        default: break
+        }
+        let value: JSONValue? = if let valuePointer = pointer(reply.effectiveValuePointer) {
+            valuePointer.evaluate(in: document)
+        } else {
+            document
+        }
+        return (correlationID, status, value)
     }
 }
 
@@ -447,5 +438,20 @@ public enum TopicToken {
     /// MQTT's rules for a PUBLISH topic: non-empty, no wildcards, no NUL, at most 65,535 bytes.
     public static func isValidPublishTopic(_ topic: String) -> Bool {
         !topic.isEmpty && topic.utf8.count <= 65_535 && !topic.unicodeScalars.contains { $0 == "+" || $0 == "#" || $0 == "\0" }
+    }
+}
+
+extension DownlinkMapper {
+    /// Whether `topic` is where the device a request was routed to answers: the request's rule's reply topic
+    /// with the same values for every placeholder the route captured (a device answering on another device's
+    /// reply topic is not answering this request).
+    public func isReplyTopic(_ topic: String, of route: DownlinkRoute) -> Bool {
+        guard rules.indices.contains(route.ruleIndex), let template = Self.replyTopic(of: rules[route.ruleIndex]),
+              let captured = template.match(topic)
+        else { return false }
+        for (name, value) in captured where name != "correlationId" && name != "status" {
+            if let expected = route.variables[name], expected != value { return false }
+        }
+        return true
     }
 }

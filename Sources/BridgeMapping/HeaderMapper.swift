@@ -1,6 +1,7 @@
 import BridgeConfig
 import DittoProtocol
 import Foundation
+import Synchronization
 
 /// Decides which header goes where between MQTT (5 properties and user properties, or a 3.1.1 JSON wrapper)
 /// and Ditto headers, in both directions. Every uplink and downlink path goes through it.
@@ -58,10 +59,58 @@ public struct HeaderMapper: Sendable {
         if request, headers[Self.timeout] == nil, let expiry = properties.messageExpiryInterval, expiry > 0 {
             headers[Self.timeout] = "\(min(expiry, 60))s"
         }
+        return try completed(headers, variables: variables, generateCorrelationID: generateCorrelationID)
+    }
+
+    /// Ditto headers of a pass-through envelope: the headers the device wrote into the envelope, through this
+    /// policy only (reserved, denied and not allowed headers dropped, renames applied, JSON values and order kept),
+    /// then the static headers. The envelope's own `correlation-id` and `content-type` stay as they are. The MQTT
+    /// publish changes nothing in how Ditto reads the envelope: its content type describes the envelope JSON, not
+    /// the value, and is ignored; only when the envelope has no `correlation-id` does the MQTT 5 correlation data
+    /// give one (as Ditto's own header mapping would), else one is generated.
+    public func passthroughHeaders(
+        _ sent: DittoHeaders,
+        properties: MQTTProperties,
+        variables: [String: String] = [:],
+        generateCorrelationID: () -> String
+    ) throws(MappingError) -> DittoHeaders {
+        var headers = sent
+        let kept: Set<String> = [Self.correlationID, Self.contentType]
+        headers.removeAll { lower, _ in
+            guard !kept.contains(lower) else { return false }
+            if Self.traceContext.contains(lower), !policy.traceContext { return true }
+            return Self.isReserved(lower) || !policy.allows(lower)
+        }
+        for name in headers.names where !kept.contains(name.lowercased()) {
+            let target = policy.renamed(name)
+            if target == name { continue }
+            if Self.isReserved(target) {
+                headers.removeValue(forName: name)
+            } else {
+                headers.rename(name, to: target)
+            }
+        }
+        if (headers[Self.correlationID] ?? "").isEmpty, let data = properties.correlationData, !data.isEmpty {
+            headers[Self.correlationID] = CorrelationID.fromCorrelationData(data)
+        }
+        return try completed(headers, variables: variables, generateCorrelationID: generateCorrelationID)
+    }
+
+    /// A generated correlation id where there is none, then the static headers (last, so that `{header:...}`
+    /// sees everything, correlation id included), then Ditto's checks.
+    private func completed(
+        _ headers: DittoHeaders, variables: [String: String], generateCorrelationID: () -> String
+    ) throws(MappingError) -> DittoHeaders {
+        var headers = headers
         if (headers[Self.correlationID] ?? "").isEmpty {
             headers[Self.correlationID] = generateCorrelationID()
         }
-        // Last, so that `{header:...}` sees everything above, correlation id included.
+        try addStaticHeaders(to: &headers, variables: variables)
+        try Self.requireAcceptable(headers)
+        return headers
+    }
+
+    private func addStaticHeaders(to headers: inout DittoHeaders, variables: [String: String]) throws(MappingError) {
         for header in policy.staticHeaders {
             var values = variables
             for part in header.value.placeholderParts where part.name.hasPrefix(Self.headerPlaceholderPrefix) {
@@ -76,13 +125,17 @@ public struct HeaderMapper: Sendable {
                 throw MappingError(.template, "cannot render static header \(header.name): \(error)")
             }
         }
+    }
+
+    /// Headers Ditto would refuse (invalid values of its own headers, over 5 kB) are an `invalid-protocol` error
+    /// carrying Ditto's answer (`header.invalid`, 431 `headers.too.large`).
+    static func requireAcceptable(_ headers: DittoHeaders) throws(MappingError) {
         do {
             try headers.validate()
             try headers.checkSize()
         } catch {
             throw MappingError(protocolError: error)
         }
-        return headers
     }
 
     /// MQTT 5 properties for something the bridge publishes to a device on Ditto's behalf.
@@ -149,8 +202,7 @@ public struct HeaderMapper: Sendable {
     /// drops from outside (FACTS.md §e, R = false), and the ones the bridge sets itself.
     public static func isReserved(_ name: String) -> Bool {
         let lower = name.lowercased()
-        return ReservedHeaders.isInternal(lower) || DittoHeaders.isReadOnlyFromExternal(lower)
-            || bridgeOwned.contains(lower)
+        return DittoHeaders.isInternal(lower) || bridgeOwned.contains(lower)
     }
 }
 
@@ -179,8 +231,15 @@ public enum CorrelationID {
         return Array(id.utf8)
     }
 
-    /// A fresh id for messages that came without one.
+    /// A fresh id for messages that came without one: a random per-process UUID with a counter in its last
+    /// group. Unique like a UUID per message, without a random-number syscall per message.
     public static func generate() -> String {
-        UUID().uuidString.lowercased()
+        let count = generated.add(1, ordering: .relaxed).newValue
+        let hex = String(count, radix: 16)
+        return processPrefix + String(repeating: "0", count: max(0, 12 - hex.count)) + hex
     }
+
+    /// The first four groups of a random UUID (`xxxxxxxx-xxxx-4xxx-yxxx-`).
+    private static let processPrefix = String(UUID().uuidString.lowercased().dropLast(12))
+    private static let generated = Atomic<UInt64>(UInt64.random(in: 0..<(1 << 40)))
 }

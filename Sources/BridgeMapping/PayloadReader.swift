@@ -96,11 +96,11 @@ public enum PayloadReader {
 
     static func evaluate(_ pointerText: String, in document: JSONValue, field: String?) throws(MappingError) -> JSONValue {
         let what = field.map { " (field \($0))" } ?? ""
-        let pointer: JSONPointer
+        let pointer: RFC6901Pointer
         do {
-            pointer = try JSONPointer(pointerText)
+            pointer = try RFC6901Pointer(parsing: pointerText)
         } catch {
-            throw MappingError(.invalidPayload, "invalid JSON pointer \(pointerText)\(what)")
+            throw MappingError(.invalidPayload, "invalid JSON pointer \(pointerText)\(what): \(error)")
         }
         guard let value = pointer.evaluate(in: document) else {
             throw MappingError(.invalidPayload, "JSON pointer \(pointerText)\(what) matches nothing in the payload")

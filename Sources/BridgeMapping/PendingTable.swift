@@ -1,3 +1,5 @@
+import HeapModule
+
 /// A bounded table of requests waiting for an answer, each with a deadline.
 ///
 /// Pure bookkeeping: the caller supplies the time, so tests drive expiry without sleeping. Both directions
@@ -18,8 +20,27 @@ public struct PendingTable<Key: Hashable & Sendable, Value: Sendable>: Sendable 
         case full
     }
 
+    /// A deadline in the heap; stale when its entry was removed or replaced (`generation` differs).
+    struct Deadline: Comparable, Sendable {
+        var deadline: ContinuousClock.Instant
+        var generation: UInt64
+        var key: Key
+
+        static func < (lhs: Deadline, rhs: Deadline) -> Bool {
+            lhs.deadline == rhs.deadline ? lhs.generation < rhs.generation : lhs.deadline < rhs.deadline
+        }
+
+        static func == (lhs: Deadline, rhs: Deadline) -> Bool {
+            lhs.deadline == rhs.deadline && lhs.generation == rhs.generation
+        }
+    }
+
     public let capacity: Int
-    private var entries: [Key: Entry] = [:]
+    private var entries: [Key: (entry: Entry, generation: UInt64)] = [:]
+    /// Expiry without scanning every entry: removed entries leave stale heap items, skipped when they surface
+    /// and compacted when they outnumber the live ones.
+    private var deadlines = Heap<Deadline>()
+    private var generation: UInt64 = 0
 
     /// - Parameter capacity: at least 1 (smaller values are raised to 1 rather than trapping).
     public init(capacity: Int) {
@@ -31,35 +52,54 @@ public struct PendingTable<Key: Hashable & Sendable, Value: Sendable>: Sendable 
 
     public func contains(_ key: Key) -> Bool { entries[key] != nil }
 
-    public subscript(key: Key) -> Value? { entries[key]?.value }
+    public subscript(key: Key) -> Value? { entries[key]?.entry.value }
 
     public mutating func insert(_ value: Value, for key: Key, deadline: ContinuousClock.Instant) -> InsertOutcome {
         if entries[key] != nil { return .duplicate }
         if entries.count >= capacity { return .full }
-        entries[key] = Entry(key: key, value: value, deadline: deadline)
+        generation += 1
+        entries[key] = (Entry(key: key, value: value, deadline: deadline), generation)
+        deadlines.insert(Deadline(deadline: deadline, generation: generation, key: key))
+        if deadlines.count > 64, deadlines.count > 2 * entries.count { compact() }
         return .inserted
     }
 
     @discardableResult
     public mutating func remove(_ key: Key) -> Value? {
-        entries.removeValue(forKey: key)?.value
+        entries.removeValue(forKey: key)?.entry.value
     }
 
     /// Removes and returns every entry whose deadline is at or before `now`, earliest first.
     public mutating func expire(now: ContinuousClock.Instant) -> [Entry] {
-        let due = entries.values.filter { $0.deadline <= now }.sorted { $0.deadline < $1.deadline }
-        for entry in due { entries.removeValue(forKey: entry.key) }
+        var due: [Entry] = []
+        while let first = deadlines.min, first.deadline <= now {
+            deadlines.removeMin()
+            if let live = entries[first.key], live.generation == first.generation {
+                entries[first.key] = nil
+                due.append(live.entry)
+            }
+        }
         return due
     }
 
     /// The earliest deadline, for scheduling the next expiry sweep.
     public var nextDeadline: ContinuousClock.Instant? {
-        entries.values.map(\.deadline).min()
+        mutating get {
+            while let first = deadlines.min, entries[first.key]?.generation != first.generation { deadlines.removeMin() }
+            return deadlines.min?.deadline
+        }
     }
 
     /// Removes and returns everything (shutdown).
     public mutating func removeAll() -> [Entry] {
-        defer { entries.removeAll() }
-        return Array(entries.values)
+        defer {
+            entries.removeAll()
+            deadlines = Heap()
+        }
+        return entries.values.map(\.entry)
+    }
+
+    private mutating func compact() {
+        deadlines = Heap(entries.values.map { Deadline(deadline: $0.entry.deadline, generation: $0.generation, key: $0.entry.key) })
     }
 }

@@ -93,14 +93,23 @@ public struct UplinkMapper: Sendable {
     public let rules: [UplinkRule]
     /// `ditto.reply-topic`: the `reply-to` of device-initiated requests, where Ditto publishes the answer.
     public let replyTopic: TopicTemplate?
+    /// The acknowledgement labels the bridge's Ditto connection declares (`acks`); Ditto refuses any other
+    /// label the connection sends, so a pass-through acknowledgement must use one of them.
+    public let declaredAcks: [String]
+    /// `ditto.connection-id`, for `{{connection:id}}` in declared labels.
+    public let connectionID: String
 
     public init(configuration: BridgeConfiguration) {
-        self.init(rules: configuration.uplinkRulesByPrecedence, replyTopic: configuration.ditto.replyTopic)
+        self.init(rules: configuration.uplinkRulesByPrecedence, replyTopic: configuration.ditto.replyTopic,
+                  declaredAcks: configuration.acks.all, connectionID: configuration.ditto.connectionID)
     }
 
-    public init(rules: [UplinkRule], replyTopic: TopicTemplate? = nil) {
+    public init(rules: [UplinkRule], replyTopic: TopicTemplate? = nil, declaredAcks: [String] = [],
+                connectionID: String = "") {
         self.rules = rules
         self.replyTopic = replyTopic
+        self.declaredAcks = declaredAcks
+        self.connectionID = connectionID
     }
 
     /// The MQTT subscriptions the device side needs, one per distinct filter.
@@ -132,7 +141,7 @@ public struct UplinkMapper: Sendable {
 
         var payload = message.payload
         var carried: [(name: String, value: String)] = []
-        if rule.headers.mqtt311 == .wrapper, rule.action != .passthrough {
+        if rule.headers.mqtt311 == .wrapper, !rule.action.isPassthrough {
             let unwrapped = try HeaderWrapper.unwrap(payload)
             (payload, carried) = (unwrapped.value ?? JSON.serialize(.null), unwrapped.headers)
         }
@@ -150,6 +159,13 @@ public struct UplinkMapper: Sendable {
             let envelope = Envelope.liveEvent(
                 thingID: thingID, action: TopicPath.Action(spec.action), path: path.description, value: value,
                 revision: environment.nextRevision(thingID), timestamp: environment.timestamp(), headers: headers)
+            do {
+                // Ditto's rules for the event (e.g. an object for `/attributes`); `check` proved the rule can
+                // satisfy them, this payload may still not.
+                try envelope.validate()
+            } catch {
+                throw MappingError(.invalidPayload, "Ditto would refuse the event: \(error.message)", dittoError: error)
+            }
             return UplinkResult(rule: rule.name, thingID: thingID, envelope: envelope, request: nil)
 
         case .message(let spec):
@@ -195,31 +211,95 @@ public struct UplinkMapper: Sendable {
             }
             return UplinkResult(rule: rule.name, thingID: thingID, envelope: envelope, request: request)
 
-        case .passthrough:
+        case .passthrough(let spec):
             try PayloadReader.checkSize(payload)
             var envelope: Envelope
             do {
                 envelope = try Envelope.decode(payload)
             } catch {
-                throw MappingError(.invalidProtocol, "not valid Ditto Protocol JSON: \(error.message)", dittoError: error)
+                throw MappingError(.invalidProtocol, "Ditto would refuse it (\(error.error)): \(error.message)", dittoError: error)
             }
             guard let claimed = envelope.topic.thingID, claimed == thingID else {
                 let claimedText = envelope.topic.thingID?.description ?? envelope.topic.description
                 throw MappingError(.thingMismatch, "device on \(message.topic) may speak for \(thingID), not for \(claimedText)")
             }
-            // The device's own envelope headers count like user properties; MQTT properties still win.
-            var properties = message.properties
-            properties.userProperties = envelope.headers.map { MQTTUserProperty(name: $0.name, value: $0.value) }
-                + properties.userProperties
-            let envelopeCorrelationID = envelope.headers.correlationID
-            let envelopeContentType = envelope.headers.contentType
-            envelope.headers = try mapper.dittoHeaders(
-                properties: properties, carriedHeaders: envelopeCorrelationID.map { [(HeaderMapper.correlationID, $0)] } ?? [],
-                variables: variables, generateCorrelationID: environment.newCorrelationID)
-            if envelope.headers.contentType == nil, let envelopeContentType {
-                envelope.headers.contentType = envelopeContentType
+            try Self.requireAdmitted(envelope, spec: spec, rule: rule.name)
+            do {
+                try AcknowledgementLabel.requireDeclared(envelope, declared: declaredAcks, connectionID: connectionID)
+            } catch {
+                throw MappingError(.invalidProtocol, "Ditto would refuse it (\(error.error)): \(error.message)", dittoError: error)
             }
+            envelope.headers = try mapper.passthroughHeaders(
+                envelope.headers, properties: message.properties, variables: variables,
+                generateCorrelationID: environment.newCorrelationID)
             return UplinkResult(rule: rule.name, thingID: thingID, envelope: envelope, request: nil)
+        }
+    }
+
+    /// What a device that asked for an answer gets when its message is refused (`error` from ``map(_:environment:)``):
+    /// for a request of a `message` rule (an MQTT 5 response topic, or the rule's reply topic) the Ditto error
+    /// as its answer, with the error's status, on the route a successful answer would take; for a pass-through
+    /// request with an MQTT 5 response topic, the Ditto error response envelope Ditto would have sent. Nil when the device asked for nothing or no rule takes the topic.
+    public func errorAnswer(to message: MQTTPublication, error: MappingError) -> MQTTPublication? {
+        for rule in rules {
+            guard let matched = try? rule.match(topic: message.topic) else { continue }
+            var variables = matched.values
+            variables["topic"] = message.topic
+            switch rule.action {
+            case .event:
+                return nil
+            case .message(let spec):
+                guard let reply = replyRoute(for: message, spec: spec, variables: variables) else { return nil }
+                var correlationID = matched.values["correlationId"].map(TopicToken.decode)
+                if let data = message.properties.correlationData, !data.isEmpty {
+                    correlationID = CorrelationID.fromCorrelationData(data)
+                } else if rule.headers.mqtt311 == .wrapper, let unwrapped = try? HeaderWrapper.unwrap(message.payload) {
+                    correlationID = unwrapped.headers.last { $0.name.lowercased() == HeaderMapper.correlationID }?.value
+                        ?? correlationID
+                }
+                let request = DeviceRequest(
+                    correlationID: correlationID ?? "", thingID: matched.thingID, reply: reply, timeout: spec.timeout,
+                    headerWrapper: rule.headers.mqtt311 == .wrapper)
+                var headers = DittoHeaders()
+                headers.contentType = "application/json"
+                return try? request.answer(
+                    status: error.dittoError.status, payload: .json(error.dittoError.errorValue), headers: headers,
+                    mapper: HeaderMapper(policy: rule.headers))
+            case .passthrough:
+                guard let responseTopic = message.properties.responseTopic, !responseTopic.isEmpty else { return nil }
+                // (Ditto's header limit concerns what reaches Ditto; this answer goes to the device.)
+                let response: Envelope
+                if let json = try? JSON.parse(message.payload), let request = try? Envelope.decodeFields(json: json) {
+                    guard !request.isResponse else { return nil }
+                    response = Envelope.errorResponse(to: request, error: error.dittoError)
+                } else {
+                    response = Envelope.errorResponse(thingID: matched.thingID, error: error.dittoError)
+                }
+                var properties = MQTTProperties()
+                properties.correlationData = message.properties.correlationData
+                properties.contentType = DownlinkMapper.dittoProtocolContentType
+                return MQTTPublication(topic: responseTopic, payload: response.encoded(), properties: properties)
+            }
+        }
+        return nil
+    }
+
+    /// The bridge is a live-channel bridge: a pass-through admits live signals, and twin commands or events only
+    /// when the rule names their action in `allow-twin`. Twin responses, errors and acknowledgements never pass:
+    /// the bridge forwards no twin requests that a device could answer.
+    static func requireAdmitted(_ envelope: Envelope, spec: PassthroughSpec, rule: String) throws(MappingError) {
+        let topic = envelope.topic
+        guard topic.group == .things, topic.channel != .live else { return }
+        let admitted: Bool = switch envelope.thingSignal {
+        case .command(let action, _, nil)?, .event(let action, _)?: spec.allowTwin.contains(action.rawValue)
+        default: false
+        }
+        guard admitted else {
+            let reason = "pass-through rule \(rule) admits live signals only, not \(topic)"
+                + (spec.allowTwin.isEmpty ? "" : " (allow-twin: \(spec.allowTwin.sorted().joined(separator: ", ")))")
+            throw MappingError(.invalidProtocol, reason, dittoError: DittoError(
+                status: 403, error: "bridge:signal.notallowed", message: reason,
+                description: "The bridge forwards live signals; a rule admits twin commands and events only when it names them in passthrough.allow-twin."))
         }
     }
 
@@ -250,7 +330,7 @@ public struct UplinkMapper: Sendable {
         }
         // Feature IDs and attribute/property keys follow Ditto's rules (no control characters, at most 256);
         // a topic level such as `fé` must not produce an event Ditto rejects.
-        for key in pointer.segments where !ThingID.isValidName(key) || key.utf16.count > 256 {
+        if let key = pointer.firstInvalidKey {
             throw MappingError(.invalidIdentifier, "'\(text)' is not a valid path: '\(key)' is not a valid key or feature ID",
                                dittoError: DittoError.invalidPath(text, description: "Keys and feature IDs must not contain control characters and be at most 256 characters long."))
         }

@@ -7,65 +7,86 @@ import Mosquitto
 import ServiceLifecycle
 import Synchronization
 
-/// The running bridge: both MQTT connections, the mappers in both directions, pending requests and acks.
+/// The running bridge: both MQTT connections on one event loop, the data plane between them, and the services
+/// that connect, subscribe, watch readiness and stop gracefully.
 ///
-/// Run it in a `ServiceGroup` (graceful shutdown on SIGTERM/SIGINT) or call ``stop()``.
+/// Run it in a `ServiceGroup` (graceful shutdown on SIGTERM/SIGINT) or call ``stop()``. A graceful stop takes no
+/// more device messages, waits (at most ``drainTimeout``) until what it took reached Ditto's broker (or, with a
+/// spool, is on disk while Ditto's side is down), answers requests still waiting for a device with 503, then
+/// disconnects both sides.
 public final class BridgeService: Service, Sendable {
     public let configuration: BridgeConfiguration
     public let metrics: BridgeMetrics
     /// At most this many requests wait for an answer, per direction.
     public let maximumPendingRequests: Int
-    let uplink: UplinkMapper
-    let downlink: DownlinkMapper
+    /// How long a graceful stop waits for the uplink to drain.
+    public let drainTimeout: Duration
     let logger: Logger
-    let state: BridgeState
-    let deviceClient: MosquittoClient
-    let dittoClient: MosquittoClient
-    /// Ditto's requests, in order per thing, concurrently across things.
-    private let requestLanes = SerialLanes()
-    private let stopRequest = AsyncStream<Void>.makeStream()
+    let loop: MQTTEventLoop
+    let plane: DataPlane
+    let readiness = Readiness()
+    private let sides: Mutex<(device: MosquittoClient, ditto: MosquittoClient, configuration: BridgeConfiguration)>
+    private let control = AsyncStream<Control>.makeStream()
     private let running = Mutex(false)
-    /// Sides connected and subscribed, and who waits for both.
-    private let readiness = Mutex<(sides: Set<String>, waiters: [CheckedContinuation<Void, Never>])>(([], []))
+    /// One reload at a time.
+    private let reloading = Mutex(false)
+
+    private enum Control {
+        case stop
+        case start(MQTTSideService)
+    }
+
+    var deviceClient: MosquittoClient { sides.withLock { $0.device } }
+    var dittoClient: MosquittoClient { sides.withLock { $0.ditto } }
+    /// The configuration in force (the last one reloaded).
+    public var currentConfiguration: BridgeConfiguration { sides.withLock { $0.configuration } }
 
     public init(configuration: BridgeConfiguration, logger: Logger, metrics: BridgeMetrics = BridgeMetrics(),
-                maximumPendingRequests: Int = 10_000) throws {
+                maximumPendingRequests: Int = 10_000, drainTimeout: Duration = .seconds(10)) throws {
         self.configuration = configuration
         self.logger = logger
         self.metrics = metrics
         self.maximumPendingRequests = maximumPendingRequests
-        self.uplink = UplinkMapper(configuration: configuration)
-        self.downlink = DownlinkMapper(configuration: configuration)
-        self.state = BridgeState(capacity: maximumPendingRequests)
+        self.drainTimeout = drainTimeout
+        loop = MQTTEventLoop(name: "bridge loop")
         var deviceLogger = logger
         deviceLogger[metadataKey: "mqtt.side"] = "device"
         var dittoLogger = logger
         dittoLogger[metadataKey: "mqtt.side"] = "ditto"
-        self.deviceClient = try MosquittoClient(configuration: MQTTConfiguration(configuration.connections.device),
-                                                logger: deviceLogger)
-        self.dittoClient = try MosquittoClient(configuration: MQTTConfiguration(configuration.connections.ditto),
-                                               logger: dittoLogger)
+        let deviceClient = try MosquittoClient(configuration: MQTTConfiguration(configuration.connections.device),
+                                               logger: deviceLogger, eventLoop: loop)
+        let dittoClient = try MosquittoClient(configuration: MQTTConfiguration(configuration.connections.ditto),
+                                              logger: dittoLogger, eventLoop: loop)
+        sides = Mutex((deviceClient, dittoClient, configuration))
+        plane = try DataPlane(configuration: configuration, loop: loop, device: deviceClient, ditto: dittoClient,
+                              logger: logger, metrics: metrics, maximumPendingRequests: maximumPendingRequests)
+        let plane = self.plane
+        loop.execute { plane.install() }
     }
 
     /// Requests waiting for an answer: Ditto's for devices (downlink) and devices' for Ditto (uplink).
-    public var pendingRequestCounts: (downlink: Int, uplink: Int) { state.pendingCounts }
-
-    /// Returns once both sides connected and subscribed for the first time.
-    public func waitUntilReady() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let ready = readiness.withLock { readiness in
-                if readiness.sides.count == 2 { return true }
-                readiness.waiters.append(continuation)
-                return false
-            }
-            if ready { continuation.resume() }
+    public var pendingRequestCounts: (downlink: Int, uplink: Int) {
+        get async {
+            let plane = self.plane
+            let counts = await loop.submit { [plane] in PendingCounts(plane.pendingCounts) }
+            return (counts.downlink, counts.uplink)
         }
     }
 
-    /// Ends ``run()``: both clients disconnect, pending work is dropped.
+    /// Both sides connected and subscribed now.
+    public var isReady: Bool { readiness.isReady }
+
+    /// Which sides are not ready (for `/ready`).
+    public var notReadySides: [String] { readiness.notReady }
+
+    /// Returns once both sides connected and subscribed for the first time.
+    public func waitUntilReady() async {
+        await readiness.waitUntilReady()
+    }
+
+    /// Ends ``run()`` with a graceful stop.
     public func stop() {
-        stopRequest.continuation.yield()
-        stopRequest.continuation.finish()
+        control.continuation.yield(.stop)
     }
 
     public func run() async throws {
@@ -91,62 +112,229 @@ public final class BridgeService: Service, Sendable {
             "ditto.broker": "\(configuration.connections.ditto.host):\(configuration.connections.ditto.port)",
             "uplink.rules": "\(configuration.uplink.count)",
             "downlink.rules": "\(configuration.downlink.count)",
+            "spool": "\(configuration.spool?.directory ?? "off")",
         ])
+        let services = [
+            sideService("ditto", dittoClient, Self.dittoSubscriptions(configuration)),
+            sideService("device", deviceClient, Self.deviceSubscriptions(configuration)),
+        ]
         await withDiscardingTaskGroup { group in
-            group.addTask { await self.consumeDitto() }
-            group.addTask { await self.consumeDevice() }
-            group.addTask { await self.watch(self.dittoClient, side: "ditto") }
-            group.addTask { await self.watch(self.deviceClient, side: "device") }
-            let sweeper = Task { await self.sweepExpired() }
-            group.addTask {
-                await self.connect(self.dittoClient, side: "ditto", subscriptions: self.dittoSubscriptions)
+            for service in services {
+                group.addTask { await service.run() }
             }
-            group.addTask {
-                await self.connect(self.deviceClient, side: "device", subscriptions: self.deviceSubscriptions)
+            for await command in control.stream {
+                switch command {
+                case .stop:
+                    control.continuation.finish()
+                case .start(let service):
+                    group.addTask { await service.run() }
+                }
             }
-            for await _ in stopRequest.stream { break }
-            logger.info("bridge stopping")
-            sweeper.cancel()
-            await deviceClient.disconnect()
-            await requestLanes.drain()
-            // Requesters still waiting get an answer now instead of a timeout later.
-            let pending = state.removeAll()
-            for request in pending.downlink where request.responseRequired {
-                await answerDitto(request.request, error: BridgeErrors.shuttingDown(), replyAddress: request.replyAddress)
-            }
-            await dittoClient.disconnect()
+            await shutdown()
         }
         logger.info("bridge stopped", metadata: [
             "metrics": "\(metrics.snapshot.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))",
         ])
     }
 
-    // MARK: connections
+    private func shutdown() async {
+        logger.info("bridge stopping: no more device messages; waiting for the uplink to drain")
+        let plane = self.plane
+        await loop.submit { plane.stopTakingDeviceMessages() }
+        await waitUntil(deadline: .now + drainTimeout) { await self.loop.submit { plane.uplinkDrained } }
+        if !(await loop.submit { plane.uplinkDrained }) {
+            let waiting = await loop.submit { plane.uplinkWaiting }
+            logger.warning("uplink not drained in time", metadata: [
+                "uplink.waiting": "\(waiting)", "spool": "\(configuration.spool == nil ? "off: these are lost" : "kept on disk")",
+            ])
+        }
+        await loop.submit { plane.answerPendingForShutdown() }
+        await waitUntil(deadline: .now + .seconds(2)) { await self.loop.submit { plane.dittoIdle } }
+        await deviceClient.disconnect()
+        await dittoClient.disconnect()
+        await loop.shutdown()
+    }
 
-    /// Uplink rules, device answers and device status; `noLocal` so that the bridge never reads back what it
-    /// publishes to devices when a rule's filter happens to cover a downlink topic.
-    var deviceSubscriptions: [Subscription] {
-        var filters = uplink.subscriptionFilters + downlink.replyFilters
-        if let status = configuration.deviceStatus { filters.append(status.topic.filter) }
-        var seen = Set<String>()
-        return filters.filter { seen.insert($0).inserted }.map {
-            Subscription(filter: $0, qos: Mosquitto.QoS(configuration.defaults.qos), noLocal: true)
+    private func sideService(_ side: String, _ client: MosquittoClient, _ subscriptions: [Subscription]) -> MQTTSideService {
+        MQTTSideService(side: side, client: client, subscriptions: subscriptions, readiness: readiness, metrics: metrics,
+                        logger: logger)
+    }
+
+    // MARK: reload
+
+    /// Applies a reloaded config: a new mapping (rules, header policy, devices, acks) takes effect for the next
+    /// message without touching either connection or a pending request; subscriptions follow the rules; a side
+    /// whose connection settings (host, port, credentials, TLS, ...) changed reconnects, and only that side.
+    /// Returns what changed, one line each.
+    @discardableResult
+    public func reload(_ new: BridgeConfiguration) async -> [String] {
+        let busy = reloading.withLock { busy in
+            defer { busy = true }
+            return busy
+        }
+        guard !busy else { return ["a reload is already in progress: ignored"] }
+        defer { reloading.withLock { $0 = false } }
+        let old = currentConfiguration
+        var changes: [String] = []
+        if new.spool != old.spool { changes.append("spool settings changed: they take effect at the next start") }
+        let plane = self.plane
+        await loop.submit { plane.apply(new) }
+        changes.append("mapping: \(new.uplink.count) uplink and \(new.downlink.count) downlink rules")
+
+        if new.connections.device != old.connections.device {
+            await replaceSide("device", connection: new.connections.device, subscriptions: Self.deviceSubscriptions(new))
+            changes.append("device connection changed: reconnected")
+        } else {
+            await resubscribe(deviceClient, from: Self.deviceSubscriptions(old), to: Self.deviceSubscriptions(new), side: "device")
+        }
+        if new.connections.ditto != old.connections.ditto {
+            await replaceSide("ditto", connection: new.connections.ditto, subscriptions: Self.dittoSubscriptions(new))
+            changes.append("Ditto-side connection changed: reconnected")
+        } else {
+            await resubscribe(dittoClient, from: Self.dittoSubscriptions(old), to: Self.dittoSubscriptions(new), side: "ditto")
+        }
+        var stored = new
+        stored.spool = old.spool
+        sides.withLock { $0.configuration = stored }
+        logger.notice("config reloaded", metadata: ["changes": "\(changes)"])
+        return changes
+    }
+
+    private func resubscribe(_ client: MosquittoClient, from old: [Subscription], to new: [Subscription], side: String) async {
+        let added = new.filter { !old.contains($0) }
+        let removed = old.map(\.filter).filter { filter in !new.contains { $0.filter == filter } }
+        do {
+            if !removed.isEmpty { try await client.unsubscribe(removed) }
+            if !added.isEmpty { try await client.subscribe(added) }
+        } catch {
+            logger.error("changing subscriptions failed", metadata: ["mqtt.side": "\(side)", "error": "\(error)"])
         }
     }
 
-    /// The Ditto connection's target (the loader checks that it covers the reply topic).
-    var dittoSubscriptions: [Subscription] {
-        [Subscription(filter: configuration.ditto.subscribeFilter.filter,
-                      qos: Mosquitto.QoS(configuration.ditto.qos), noLocal: true)]
+    private func replaceSide(_ side: String, connection: BrokerConnection, subscriptions: [Subscription]) async {
+        var sideLogger = logger
+        sideLogger[metadataKey: "mqtt.side"] = "\(side)"
+        let client: MosquittoClient
+        do {
+            client = try MosquittoClient(configuration: MQTTConfiguration(connection), logger: sideLogger, eventLoop: loop)
+        } catch {
+            logger.error("the new connection settings are unusable; the old connection stays", metadata: [
+                "mqtt.side": "\(side)", "error": "\(error)",
+            ])
+            return
+        }
+        let plane = self.plane
+        if side == "ditto" {
+            // What is in flight finishes on the old connection first (bounded); the rest goes out on the new one.
+            await loop.submit { plane.stopTakingDeviceMessages() }
+            await waitUntil(deadline: .now + drainTimeout) { await self.loop.submit { plane.uplinkDrained } }
+        }
+        let old = sides.withLock { sides in
+            defer { if side == "ditto" { sides.ditto = client } else { sides.device = client } }
+            return side == "ditto" ? sides.ditto : sides.device
+        }
+        await old.disconnect()
+        await loop.submit {
+            if side == "ditto" {
+                plane.replace(ditto: client, connection: connection)
+            } else {
+                plane.replace(device: client, connection: connection)
+            }
+        }
+        control.continuation.yield(.start(sideService(side, client, subscriptions)))
+        if side == "ditto" { await loop.submit { plane.resumeTakingDeviceMessages() } }
     }
 
-    /// Connects, retrying with backoff until it works or the bridge stops; then subscribes. The client itself
-    /// reconnects and restores the subscriptions after that.
-    private func connect(_ client: MosquittoClient, side: String, subscriptions: [Subscription]) async {
-        var delay = Duration.milliseconds(500)
-        while !Task.isCancelled {
+    private func waitUntil(deadline: ContinuousClock.Instant, _ condition: () async -> Bool) async {
+        while ContinuousClock.now < deadline, !(await condition()) {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    // MARK: subscriptions
+
+    /// Uplink rules (as a shared-subscription group member when configured), device answers and device
+    /// status; `noLocal` so that the bridge never reads back what it publishes to devices when a rule's filter
+    /// happens to cover a downlink topic. Answers and status are never shared: every instance needs its own.
+    static func deviceSubscriptions(_ configuration: BridgeConfiguration) -> [Subscription] {
+        let qos = Mosquitto.QoS(configuration.defaults.qos)
+        var seen = Set<String>()
+        var result: [Subscription] = []
+        let group = configuration.connections.device.sharedSubscriptionGroup
+        for filter in UplinkMapper(configuration: configuration).subscriptionFilters where seen.insert(filter).inserted {
+            if let group {
+                // MQTT 5 forbids noLocal on a shared subscription.
+                result.append(Subscription(filter: "$share/\(group)/\(filter)", qos: qos))
+            } else {
+                result.append(Subscription(filter: filter, qos: qos, noLocal: true))
+            }
+        }
+        var own = DownlinkMapper(configuration: configuration).replyFilters
+        if let status = configuration.deviceStatus { own.append(status.topic.filter) }
+        for filter in own where seen.insert(filter).inserted {
+            result.append(Subscription(filter: filter, qos: qos, noLocal: true))
+        }
+        return result
+    }
+
+    /// The Ditto connection's target (the loader checks that it covers the reply topic).
+    static func dittoSubscriptions(_ configuration: BridgeConfiguration) -> [Subscription] {
+        let filter = configuration.ditto.subscribeFilter.filter
+        let qos = Mosquitto.QoS(configuration.ditto.qos)
+        if let group = configuration.connections.ditto.sharedSubscriptionGroup {
+            return [Subscription(filter: "$share/\(group)/\(filter)", qos: qos)]
+        }
+        return [Subscription(filter: filter, qos: qos, noLocal: true)]
+    }
+}
+
+private struct PendingCounts: Sendable {
+    var downlink: Int
+    var uplink: Int
+    init(_ counts: (downlink: Int, uplink: Int)) {
+        downlink = counts.downlink
+        uplink = counts.uplink
+    }
+}
+
+/// One MQTT side: connects (the client itself retries with the config's `reconnect:` backoff), subscribes,
+/// then reports connection changes to the readiness and the log until the client is closed.
+struct MQTTSideService: Service {
+    let side: String
+    let client: MosquittoClient
+    let subscriptions: [Subscription]
+    let readiness: Readiness
+    let metrics: BridgeMetrics
+    let logger: Logger
+
+    func run() async {
+        let events = Task { [client, readiness, side, logger, metrics] in
+            for await event in client.events {
+                switch event {
+                case .connected:
+                    readiness.setConnected(side, true)
+                    metrics.increment("\(side).connected")
+                    logger.info("connection state", metadata: ["mqtt.side": "\(side)", "mqtt.event": "\(event)"])
+                case .disconnected(let error):
+                    readiness.setConnected(side, false)
+                    if error != nil { metrics.increment("\(side).connect-failed") }
+                    logger.warning("connection state", metadata: ["mqtt.side": "\(side)", "mqtt.event": "\(event)"])
+                case .refused:
+                    logger.error("connection state", metadata: ["mqtt.side": "\(side)", "mqtt.event": "\(event)"])
+                }
+            }
+        }
+        do {
+            try await client.connect()
+        } catch {
+            if case .shutdown = error.kind { return await events.value }
+            logger.error("cannot connect yet; retrying in the background", metadata: [
+                "mqtt.side": "\(side)", "error": "\(error)",
+            ])
+        }
+        // Waits for the connection the client keeps trying to make.
+        while true {
             do {
-                try await client.connect()
                 let codes = try await client.subscribe(subscriptions)
                 for (subscription, code) in zip(subscriptions, codes) where code.isFailure {
                     logger.error("subscription refused", metadata: [
@@ -156,412 +344,67 @@ public final class BridgeService: Service, Sendable {
                 logger.info("connected and subscribed", metadata: [
                     "mqtt.side": "\(side)", "mqtt.filters": "\(subscriptions.map(\.filter))",
                 ])
-                let waiters = readiness.withLock { readiness in
-                    readiness.sides.insert(side)
-                    guard readiness.sides.count == 2 else { return [CheckedContinuation<Void, Never>]() }
-                    defer { readiness.waiters.removeAll() }
-                    return readiness.waiters
-                }
-                for waiter in waiters { waiter.resume() }
-                return
-            } catch {
-                if case .shutdown = error.kind { return }
-                logger.error("cannot connect, retrying", metadata: [
-                    "mqtt.side": "\(side)", "error": "\(error)", "retry.in": "\(delay)",
-                ])
-                metrics.increment("\(side).connect-failed")
-                try? await Task.sleep(for: delay)
-                delay = min(delay * 2, .seconds(30))
-            }
-        }
-    }
-
-    private func watch(_ client: MosquittoClient, side: String) async {
-        for await event in client.events {
-            logger.info("connection state", metadata: ["mqtt.side": "\(side)", "mqtt.event": "\(event)"])
-        }
-    }
-
-    // MARK: device side
-
-    private func consumeDevice() async {
-        for await message in deviceClient.messages {
-            await handleDeviceMessage(MQTTPublication(message))
-        }
-    }
-
-    func handleDeviceMessage(_ message: MQTTPublication) async {
-        if let status = configuration.deviceStatus, let variables = status.topic.match(message.topic) {
-            updatePresence(status, variables: variables, payload: message.payload)
-            return
-        }
-        if let reply = downlink.reply(from: message) {
-            await handleDeviceReply(reply, topic: message.topic)
-            return
-        }
-        let publication: DittoPublication
-        do {
-            publication = try DittoPublication.uplink(message, mapper: uplink, ditto: configuration.ditto,
-                                                      environment: uplinkEnvironment)
-        } catch {
-            metrics.increment("uplink.dropped.\(error.kind.rawValue)")
-            logger.warning("device message dropped", metadata: [
-                "mqtt.topic": "\(message.topic)", "reason": "\(error.reason)", "drop.kind": "\(error.kind.rawValue)",
-            ])
-            return
-        }
-        if let request = publication.request {
-            let deadline = ContinuousClock.now + request.timeout + .seconds(2)
-            switch state.insertUplink(request, deadline: deadline) {
-            case .inserted:
+                readiness.setSubscribed(side)
                 break
-            case .duplicate:
-                metrics.increment("uplink.dropped.duplicate-request")
-                logger.warning("device request dropped: its correlation-id is already pending", metadata: [
-                    "mqtt.topic": "\(message.topic)", "correlation-id": "\(request.correlationID)",
-                ])
-                return
-            case .full:
-                metrics.increment("uplink.dropped.too-many-requests")
-                let error = BridgeErrors.tooManyPendingRequests(maximumPendingRequests)
-                await answerDevice(request, status: error.status, payload: .json(error.errorValue), headers: DittoHeaders())
-                return
-            }
-        }
-        do {
-            try await publishToDitto(publication.envelope, topic: publication.topic)
-            metrics.increment("uplink.published")
-            logger.debug("device message mapped", metadata: [
-                "mqtt.topic": "\(message.topic)", "rule": "\(publication.rule)", "ditto.topic": "\(publication.envelope.topic)",
-            ])
-        } catch {
-            if let request = publication.request { state.removeUplink(request.correlationID) }
-            metrics.increment("uplink.publish-failed")
-            logger.error("publishing to Ditto failed", metadata: ["mqtt.topic": "\(message.topic)", "error": "\(error)"])
-        }
-    }
-
-    /// Devices are keyed by the values the status topic captures (e.g. `deviceId`), which downlink routes
-    /// capture from the thing ID under the same names.
-    static func presenceKey(_ placeholders: [String], _ variables: [String: String]) -> String? {
-        var parts: [String] = []
-        for name in placeholders {
-            guard let value = variables[name] else { return nil }
-            parts.append(name + "=" + value)
-        }
-        return parts.joined(separator: "\u{0}")
-    }
-
-    private func updatePresence(_ status: DeviceStatusSettings, variables: [String: String], payload: [UInt8]) {
-        guard let key = Self.presenceKey(status.topic.placeholders, variables) else { return }
-        let value = String(decoding: payload, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        let online = !payload.isEmpty && !status.offlinePayloads.contains(value)
-        state.setOnline(online, key)
-        logger.info("device presence", metadata: ["device": "\(variables)", "online": "\(online)"])
-    }
-
-    private var uplinkEnvironment: UplinkEnvironment {
-        let state = self.state
-        return UplinkEnvironment(
-            nextRevision: { state.nextRevision(for: $0) },
-            timestamp: { UplinkEnvironment.isoTimestamp(Date()) },
-            newCorrelationID: { CorrelationID.generate() })
-    }
-
-    private func handleDeviceReply(_ reply: DeviceReply, topic: String) async {
-        guard let pending = state.removeDownlink(reply.correlationID) else {
-            metrics.increment("reply.unmatched")
-            logger.warning("device answer matches no pending request", metadata: [
-                "mqtt.topic": "\(topic)", "correlation-id": "\(reply.correlationID)",
-            ])
-            return
-        }
-        let response: Envelope
-        do {
-            response = try downlink.response(to: pending.request, route: pending.route, reply: reply)
-        } catch {
-            metrics.increment("reply.dropped.\(error.kind.rawValue)")
-            logger.warning("device answer cannot be mapped", metadata: ["mqtt.topic": "\(topic)", "reason": "\(error.reason)"])
-            await answerDitto(pending.request, error: error.dittoError, replyAddress: pending.replyAddress)
-            if let label = pending.answeredAck {
-                await acknowledge(pending.request, label: label, status: error.dittoError.status, replyAddress: pending.replyAddress)
-            }
-            return
-        }
-        let status = response.status ?? 200
-        if pending.responseRequired {
-            do {
-                try await publishToDitto(response, topic: pending.replyAddress)
-                metrics.increment("reply.published")
             } catch {
-                metrics.increment("reply.publish-failed")
-                logger.error("publishing the answer to Ditto failed", metadata: ["mqtt.topic": "\(topic)", "error": "\(error)"])
-                return
+                if case .shutdown = error.kind { break }
+                try? await Task.sleep(for: .milliseconds(100))
             }
         }
-        if let label = pending.answeredAck {
-            await acknowledge(pending.request, label: label, status: status, replyAddress: pending.replyAddress)
+        await events.value
+    }
+}
+
+/// Which sides are connected and subscribed; who waits for both.
+final class Readiness: Sendable {
+    private struct State {
+        var subscribed: Set<String> = []
+        var connected: Set<String> = []
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state = Mutex(State())
+    static let sides = ["device", "ditto"]
+
+    var isReady: Bool { state.withLock { Self.ready($0) } }
+
+    var notReady: [String] {
+        state.withLock { state in Self.sides.filter { !state.subscribed.contains($0) || !state.connected.contains($0) } }
+    }
+
+    private static func ready(_ state: State) -> Bool {
+        sides.allSatisfy { state.subscribed.contains($0) && state.connected.contains($0) }
+    }
+
+    func setConnected(_ side: String, _ connected: Bool) {
+        update { if connected { $0.connected.insert(side) } else { $0.connected.remove(side) } }
+    }
+
+    func setSubscribed(_ side: String) {
+        update {
+            $0.subscribed.insert(side)
+            $0.connected.insert(side)
         }
     }
 
-    // MARK: Ditto side
-
-    private func consumeDitto() async {
-        for await message in dittoClient.messages {
-            await handleDittoMessage(MQTTPublication(message))
+    private func update(_ change: (inout State) -> Void) {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            change(&state)
+            guard Self.ready(state) else { return [] }
+            defer { state.waiters.removeAll() }
+            return state.waiters
         }
+        for waiter in waiters { waiter.resume() }
     }
 
-    func handleDittoMessage(_ message: MQTTPublication) async {
-        let envelope: Envelope
-        do {
-            envelope = try Envelope.decode(message.payload)
-        } catch {
-            metrics.increment("ditto.invalid")
-            logger.warning("invalid Ditto Protocol message", metadata: ["mqtt.topic": "\(message.topic)", "reason": "\(error)"])
-            await answerUndecodable(message, error: error)
-            return
-        }
-        if envelope.isResponse {
-            await handleDittoResponse(envelope, topic: message.topic)
-            return
-        }
-        let replyAddress = message.properties.responseTopic.flatMap { $0.isEmpty ? nil : $0 }
-            ?? envelope.headers.replyTo
-            ?? envelope.topic.thingID.flatMap { try? DittoPublication.render(configuration.ditto.publishTopic, for: $0) }
-        switch envelope.topic.criterion {
-        case .messages, .commands:
-            requestLanes.enqueue(envelope.topic.thingID?.description ?? "") {
-                await self.handleDittoRequest(envelope, replyAddress: replyAddress, topic: message.topic)
+    func waitUntilReady() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let ready = state.withLock { state in
+                if Self.ready(state) { return true }
+                state.waiters.append(continuation)
+                return false
             }
-        default:
-            metrics.increment("ditto.ignored")
-            logger.debug("Ditto signal ignored", metadata: ["mqtt.topic": "\(message.topic)", "ditto.topic": "\(envelope.topic)"])
+            if ready { continuation.resume() }
         }
-    }
-
-    private func handleDittoRequest(_ envelope: Envelope, replyAddress: String?, topic: String) async {
-        let route: DownlinkRoute
-        do {
-            route = try downlink.route(envelope)
-        } catch {
-            metrics.increment("downlink.dropped.\(error.kind.rawValue)")
-            logger.warning("Ditto request not routed", metadata: [
-                "mqtt.topic": "\(topic)", "ditto.topic": "\(envelope.topic)", "reason": "\(error.reason)",
-            ])
-            await answerDitto(envelope, error: error.dittoError, replyAddress: replyAddress)
-            return
-        }
-        if !deviceClient.isConnected {
-            metrics.increment("downlink.dropped.device-broker-down")
-            await answerDitto(envelope, error: BridgeErrors.deviceBrokerUnavailable(), replyAddress: replyAddress)
-            return
-        }
-        if let status = configuration.deviceStatus,
-           let key = Self.presenceKey(status.topic.placeholders, route.variables), state.isOffline(key) {
-            metrics.increment("downlink.dropped.device-offline")
-            await answerDitto(envelope, error: BridgeErrors.deviceOffline(route.thingID), replyAddress: replyAddress)
-            return
-        }
-        let requested = Set(envelope.headers.requestedAcks ?? [])
-        let answeredAck = configuration.acks.answered.flatMap { requested.contains($0) ? $0 : nil }
-        let deliveredAck = configuration.acks.delivered.flatMap { requested.contains($0) ? $0 : nil }
-        let correlationID = envelope.headers.correlationID ?? ""
-        let waits = route.expectsReply && (route.responseRequired || answeredAck != nil) && !correlationID.isEmpty
-        let arrival = ContinuousClock.now
-        let deadline = arrival + route.timeout - min(.milliseconds(500), route.timeout / 10)
-        if waits {
-            let pending = PendingDownlink(request: envelope, route: route, replyAddress: replyAddress ?? "",
-                                          responseRequired: route.responseRequired && replyAddress != nil,
-                                          answeredAck: answeredAck)
-            switch state.insertDownlink(pending, key: correlationID, deadline: deadline) {
-            case .inserted:
-                break
-            case .duplicate:
-                metrics.increment("downlink.dropped.duplicate")
-                logger.info("redelivered request still pending, not sent twice", metadata: [
-                    "mqtt.topic": "\(topic)", "correlation-id": "\(correlationID)",
-                ])
-                return
-            case .full:
-                metrics.increment("downlink.dropped.too-many-requests")
-                await answerDitto(envelope, error: BridgeErrors.tooManyPendingRequests(maximumPendingRequests),
-                                  replyAddress: replyAddress)
-                return
-            }
-        }
-        let left = deadline - ContinuousClock.now
-        let expiry = UInt32(max(1, (left.components.seconds + (left.components.attoseconds > 0 ? 1 : 0))))
-        let publication: MQTTPublication
-        do {
-            // The device gets a response topic only when somebody waits for its answer.
-            var publishedRoute = route
-            publishedRoute.responseRequired = waits
-            publication = try downlink.devicePublication(for: envelope, route: publishedRoute, messageExpiry: expiry)
-        } catch {
-            if waits { state.removeDownlink(correlationID) }
-            metrics.increment("downlink.dropped.\(error.kind.rawValue)")
-            logger.warning("Ditto request cannot be mapped", metadata: ["mqtt.topic": "\(topic)", "reason": "\(error.reason)"])
-            await answerDitto(envelope, error: error.dittoError, replyAddress: replyAddress)
-            return
-        }
-        do {
-            _ = try await deviceClient.publish(to: publication.topic, payload: publication.payload,
-                                               qos: Mosquitto.QoS(level: publication.qos), retain: false,
-                                               properties: PublishProperties(publication.properties))
-            metrics.increment("downlink.published")
-            logger.debug("Ditto request sent to device", metadata: [
-                "ditto.topic": "\(envelope.topic)", "device.topic": "\(publication.topic)", "rule": "\(route.ruleName)",
-            ])
-        } catch {
-            if waits { state.removeDownlink(correlationID) }
-            metrics.increment("downlink.publish-failed")
-            logger.error("publishing to the device failed", metadata: ["device.topic": "\(publication.topic)", "error": "\(error)"])
-            await answerDitto(envelope, error: BridgeErrors.deliveryFailed("\(error)"), replyAddress: replyAddress)
-            if let deliveredAck { await acknowledge(envelope, label: deliveredAck, status: 503, replyAddress: replyAddress) }
-            return
-        }
-        if let deliveredAck { await acknowledge(envelope, label: deliveredAck, status: 200, replyAddress: replyAddress) }
-        if !route.expectsReply, route.responseRequired, let replyAddress {
-            // Fire-and-forget rules answer for the device once its broker took the request.
-            await answerDelivered(envelope, route: route, replyAddress: replyAddress)
-        }
-    }
-
-    private func answerDelivered(_ request: Envelope, route: DownlinkRoute, replyAddress: String) async {
-        do {
-            let response: Envelope = switch route.kind {
-            case .message: Envelope.messageResponse(to: request, status: 202, payload: nil)
-            case .command(let action, _): Envelope.commandResponse(to: request, status: action == .create ? 201 : 204)
-            }
-            try await publishToDitto(response, topic: replyAddress)
-        } catch {
-            logger.error("answering a delivered request failed", metadata: ["ditto.topic": "\(request.topic)", "error": "\(error)"])
-        }
-    }
-
-    /// A Ditto answer to a request a device made, or an ack/error for one.
-    private func handleDittoResponse(_ envelope: Envelope, topic: String) async {
-        // Acks answer nothing a device asked; only a message response or an error completes a device request.
-        guard envelope.topic.criterion != .acks, let correlationID = envelope.headers.correlationID,
-              let request = state.removeUplink(correlationID)
-        else {
-            metrics.increment("ditto.response.unmatched")
-            logger.debug("Ditto response matches no device request", metadata: ["mqtt.topic": "\(topic)"])
-            return
-        }
-        let contentType = envelope.headers.contentType
-        let payload: MessagePayload
-        if envelope.topic.criterion == .errors {
-            payload = .json(envelope.value ?? .null)
-        } else {
-            payload = MessagePayload.from(envelopeValue: envelope.value, contentType: contentType)
-        }
-        await answerDevice(request, status: envelope.status ?? 200, payload: payload, headers: envelope.headers)
-        metrics.increment("uplink.request.answered")
-    }
-
-    // MARK: answers
-
-    /// A Ditto error response to a request that cannot be served, when its sender waits for one.
-    func answerDitto(_ request: Envelope, error: DittoError, replyAddress: String?) async {
-        guard request.headers.responseRequired ?? true, let replyAddress, request.topic.thingID != nil,
-              request.headers.correlationID != nil
-        else { return }
-        let response = Envelope.errorResponse(to: request, error: error)
-        do {
-            try await publishToDitto(response, topic: replyAddress)
-            metrics.increment("ditto.error-response")
-        } catch {
-            logger.error("publishing an error response failed", metadata: ["ditto.topic": "\(request.topic)", "error": "\(error)"])
-        }
-    }
-
-    /// Input that is not valid Ditto Protocol: answered when it names a thing, a correlation id and a reply
-    /// address, since then somebody is waiting.
-    private func answerUndecodable(_ message: MQTTPublication, error: DittoError) async {
-        guard case .object(let object)? = try? JSON.parse(message.payload),
-              case .string(let topicText)? = object["topic"], object["status"] == nil
-        else { return }
-        var headers = DittoHeaders()
-        if case .object(let headerObject)? = object["headers"] { headers = DittoHeaders(json: headerObject) }
-        guard headers.responseRequired ?? true, let correlationID = headers.correlationID else { return }
-        let thingID = (try? TopicPath(parsing: topicText))?.thingID
-        guard let replyAddress = message.properties.responseTopic ?? headers.replyTo
-            ?? thingID.flatMap({ try? DittoPublication.render(configuration.ditto.publishTopic, for: $0) })
-        else { return }
-        var responseHeaders = DittoHeaders()
-        responseHeaders.correlationID = correlationID
-        let response = Envelope.errorResponse(thingID: thingID, channel: .live, error: error, headers: responseHeaders)
-        do {
-            try await publishToDitto(response, topic: replyAddress)
-            metrics.increment("ditto.error-response")
-        } catch {
-            logger.error("publishing an error response failed", metadata: ["mqtt.topic": "\(message.topic)", "error": "\(error)"])
-        }
-    }
-
-    private func acknowledge(_ request: Envelope, label: String, status: Int, replyAddress: String?) async {
-        guard let thingID = request.topic.thingID, let replyAddress else { return }
-        do {
-            var headers = DittoHeaders()
-            headers.correlationID = request.headers.correlationID
-            let ack = try Envelope.acknowledgement(thingID: thingID, channel: .live, label: label, status: status,
-                                                   headers: headers)
-            try await publishToDitto(ack, topic: replyAddress)
-            metrics.increment("ack.issued")
-        } catch {
-            metrics.increment("ack.failed")
-            logger.error("issuing an acknowledgement failed", metadata: ["ack.label": "\(label)", "error": "\(error)"])
-        }
-    }
-
-    /// Sends Ditto's answer (or the bridge's own error) to the device that asked.
-    private func answerDevice(_ request: DeviceRequest, status: Int, payload: MessagePayload, headers: DittoHeaders) async {
-        do {
-            let answer = try request.answer(status: status, payload: payload, headers: headers,
-                                            mapper: HeaderMapper(policy: configuration.headers))
-            _ = try await deviceClient.publish(to: answer.topic, payload: answer.payload, qos: .atLeastOnce, retain: false,
-                                               properties: PublishProperties(answer.properties))
-        } catch {
-            metrics.increment("uplink.request.reply-failed")
-            logger.error("answering the device failed", metadata: ["thing.id": "\(request.thingID)", "error": "\(error)"])
-        }
-    }
-
-    // MARK: expiry
-
-    private func sweepExpired() async {
-        while !Task.isCancelled {
-            let next = state.nextDeadline.map { $0 - .now } ?? .milliseconds(100)
-            try? await Task.sleep(for: min(max(next, .milliseconds(5)), .milliseconds(100)))
-            let expired = state.expire(now: .now)
-            for pending in expired.downlink {
-                metrics.increment("downlink.timeout")
-                logger.info("device did not answer in time", metadata: [
-                    "thing.id": "\(pending.route.thingID)", "correlation-id": "\(pending.request.headers.correlationID ?? "")",
-                ])
-                if pending.responseRequired {
-                    await answerDitto(pending.request, error: BridgeErrors.deviceTimeout(pending.route.timeout),
-                                      replyAddress: pending.replyAddress)
-                }
-                if let label = pending.answeredAck {
-                    await acknowledge(pending.request, label: label, status: 408, replyAddress: pending.replyAddress)
-                }
-            }
-            for request in expired.uplink {
-                metrics.increment("uplink.request.timeout")
-                await answerDevice(request, status: 408, payload: .json(BridgeErrors.deviceTimeout(request.timeout).errorValue),
-                                   headers: DittoHeaders())
-            }
-        }
-    }
-
-    // MARK: publishing
-
-    private func publishToDitto(_ envelope: Envelope, topic: String) async throws {
-        _ = try await dittoClient.publish(
-            to: topic, payload: envelope.encoded(), qos: Mosquitto.QoS(configuration.ditto.qos),
-            retain: false, properties: PublishProperties(DittoPublication.properties(for: envelope)))
     }
 }

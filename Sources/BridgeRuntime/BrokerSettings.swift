@@ -26,6 +26,7 @@ extension MQTTConfiguration {
             tls.insecure = tlsSettings.insecure
             self.tls = tls
         }
+        maxInflightPublishes = connection.maxInflight
         reconnect = ReconnectPolicy(initial: connection.reconnect.initial, maximum: connection.reconnect.maximum)
     }
 }

@@ -56,4 +56,39 @@ public enum AcknowledgementLabel {
             throw DittoError.ackLabelInvalid(label)
         }
     }
+
+    /// Ditto's rule for acknowledgements a connection sends: each label (the topic's, or every label of an
+    /// aggregated acknowledgement's `value`) must be one the connection declares (`declaredAcks`, with
+    /// `{{connection:id}}:` resolved to `connectionID`); otherwise `acknowledgement:label.not.declared`.
+    public static func requireDeclared(
+        _ envelope: Envelope, declared: some Collection<String>, connectionID: String
+    ) throws(DittoError) {
+        guard envelope.topic.criterion == .acks else { return }
+        let resolved = Set(declared.map { resolvingConnectionPlaceholder($0, connectionID: connectionID) })
+        let labels: [String]
+        if let label = envelope.topic.subject {
+            labels = [label]
+        } else {
+            labels = envelope.value?.objectValue?.keys ?? []
+        }
+        for label in labels where !resolved.contains(label) {
+            throw DittoError.ackLabelNotDeclared(label)
+        }
+    }
+
+    /// `{{connection:id}}:x` (any spacing inside the braces) as Ditto resolves it for a connection.
+    static func resolvingConnectionPlaceholder(_ label: String, connectionID: String) -> String {
+        let scalars = Array(label.unicodeScalars)
+        guard scalars.count > 2, scalars[0] == "{", scalars[1] == "{" else { return label }
+        var i = 2
+        var inner = ""
+        while i + 2 < scalars.count, !(scalars[i] == "}" && scalars[i + 1] == "}" && scalars[i + 2] == ":") {
+            if !scalars[i].properties.isWhitespace { inner.unicodeScalars.append(scalars[i]) }
+            i += 1
+        }
+        guard i + 2 < scalars.count, inner == "connection:id" else { return label }
+        var rest = ""
+        rest.unicodeScalars.append(contentsOf: scalars[(i + 3)...])
+        return connectionID + ":" + rest
+    }
 }

@@ -186,6 +186,20 @@ extension Envelope {
             error: error, headers: responseHeaders)
     }
 
+    /// An error response answering `request` that Ditto accepts: its headers stay within Ditto's 5 kB limit
+    /// (FACTS rule 16, 431 `headers.too.large`). When `headers` would exceed it they are left out; when even
+    /// the request's `correlation-id` alone exceeds it, no response can reach the requester (Ditto routes
+    /// responses by that id and would refuse it), and the result is nil.
+    public static func errorResponseWithinLimits(
+        to request: Envelope, error: DittoError, headers: DittoHeaders = DittoHeaders()
+    ) -> Envelope? {
+        let full = errorResponse(to: request, error: error, headers: headers)
+        if (try? full.headers.checkSize()) != nil { return full }
+        let minimal = errorResponse(to: request, error: error)
+        if (try? minimal.headers.checkSize()) != nil { return minimal }
+        return nil
+    }
+
     /// The error carried by an error response envelope (`…/errors` with an error object as `value`).
     public var error: DittoError? {
         guard topic.criterion == .errors, let value else { return nil }

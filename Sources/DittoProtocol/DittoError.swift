@@ -192,6 +192,15 @@ extension DittoError {
             description: "An acknowledgement label must conform to the regular expression of Ditto documentation.")
     }
 
+    /// 400 `acknowledgement:label.not.declared`: a connection may only issue the labels its source declares
+    /// (`AcknowledgementLabelNotDeclaredException`).
+    public static func ackLabelNotDeclared(_ label: String) -> DittoError {
+        DittoError(
+            status: 400, error: "acknowledgement:label.not.declared",
+            message: "Cannot send acknowledgement with label <\(label)>, which is not declared.",
+            description: "Each connection may only send acknowledgements whose label matches one declared in its source's 'declaredAcks'.")
+    }
+
     /// 400 `acknowledgement:ditto.acklabel.forbidden`: reserved labels may only be issued by Ditto.
     public static func ackLabelForbidden(_ label: String) -> DittoError {
         DittoError(

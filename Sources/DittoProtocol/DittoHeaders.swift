@@ -148,6 +148,20 @@ public struct DittoHeaders: Sendable, Hashable, Sequence {
         for entry in other.entries { set(entry.name, value: entry.value, json: entry.json) }
     }
 
+    /// Gives the header `name` (any case) the name `newName`, keeping its place and value (JSON values as they
+    /// came in); a header already called `newName` is replaced.
+    public mutating func rename(_ name: String, to newName: String) {
+        guard let i = position(ofKey: Self.lowercase(name)) else { return }
+        let newKey = Self.lowercase(newName)
+        if let j = position(ofKey: newKey), j != i {
+            entries.remove(at: j)
+            return rename(name, to: newName)
+        }
+        entries[i].name = newName
+        entries[i].key = newKey
+        entries[i].definition = HeaderDefinition.known[newKey]
+    }
+
     /// Removes every header for which `shouldRemove(lower-cased name, value)` is true.
     public mutating func removeAll(where shouldRemove: (_ lowercasedName: String, _ value: String) -> Bool) {
         entries.removeAll { shouldRemove($0.key, $0.value) }
@@ -398,6 +412,24 @@ extension DittoHeaders {
         if key.utf8HasPrefix("ditto-") { return true }
         if let definition = HeaderDefinition.known[key] { return !definition.read }
         return false
+    }
+
+    /// Headers that must never cross between Ditto and the outside world besides ``isDittoInternal(_:)``'s: the
+    /// ones Ditto's docs say never to set (`channel`, `raw-request-url`, `read-subjects`, `subject`,
+    /// `timeout-access`, FACTS §e), the HTTP gateway's (`raw-request-uri`, `authorization`, conditional
+    /// `if-match`/`if-none-match`), response diversion between connections, and the MQTT header-mapping
+    /// placeholders of Ditto's connectivity (`mqtt.topic`, ...). The one list every layer uses.
+    public static let neverForwardedNames: Set<String> = [
+        "channel", "raw-request-url", "raw-request-uri", "read-subjects", "subject", "timeout-access",
+        "authorization", "if-match", "if-none-match", "divert-response-to-connection",
+        "divert-expected-response-types", "diverted-response-from-connection", "mqtt.topic", "mqtt.qos",
+        "mqtt.retain", "mqtt.message-expiry-interval",
+    ]
+
+    /// Whether `name` is internal: Ditto-internal (``isDittoInternal(_:)``: `ditto-*`, known headers Ditto never
+    /// reads from outside such as `etag` or `entity-revision`) or one of ``neverForwardedNames``.
+    public static func isInternal(_ name: String) -> Bool {
+        isDittoInternal(name) || neverForwardedNames.contains(lowercase(name))
     }
 
     /// Whether Ditto silently drops `name` when it comes from outside (known header with `read=false`).

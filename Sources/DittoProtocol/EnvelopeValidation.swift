@@ -2,7 +2,10 @@
 /// in `protocol/adapter/**` and their mapping strategies), as far as this module models them:
 ///
 /// - adapter resolution by group / channel / criterion / action / response-ness (`unknown.topicpath`);
-/// - thing resource paths for commands and events (`unknown.path`), policy top-level resources;
+/// - thing resource paths for commands and events (`unknown.path`), policy top-level resources; a path with an
+///   empty segment (`/features//properties`) is not a JSON pointer (`json.pointer.invalid`);
+/// - the JSON kind of the value per thing resource, for commands, events and responses alike (`json.invalid`,
+///   see ``ThingResource/valueKind``);
 /// - which thing events exist for a resource (`policyIdCreated` does not, `unknown.topicpath`);
 /// - events need `revision` (`json.field.missing`);
 /// - modifying thing commands need a `value` (`json.invalid`), `create`/`modify` of a whole thing must not
@@ -10,7 +13,8 @@
 /// - live messages need a subject and a path that repeats it (`invalid.path`), the subject must be a valid
 ///   `ditto-message-subject` header value;
 /// - acknowledgements need `status` and a valid, non-reserved label;
-/// - error responses need an error object with `error`;
+/// - error responses need `status` (without it no adapter resolves: `unknown.topicpath`) and an error object
+///   with `error`;
 /// - thing IDs built from the topic are valid (`things:id.invalid`).
 extension Envelope {
     /// Applies the adapter-level checks; throws the `DittoError` Ditto would answer with.
@@ -79,6 +83,7 @@ extension Envelope {
         guard let action = topic.action,
             [.create, .retrieve, .modify, .merge, .delete, .migrate].contains(action)
         else { throw noAdapter }
+        try requireResourcePointer()
         guard let resource = ThingResource(path: path) else { throw DittoError.unknownPath(normalizedPath) }
         if action == .create && resource != .thing {
             // There is no create<SubResource> command: sub-resources are created with `modify`.
@@ -87,16 +92,24 @@ extension Envelope {
         if action == .migrate && resource != .thing {
             throw DittoError.unknownCommand("things.commands:migrate\(resource.typeSuffix)")
         }
-        guard !isResponse else { return }
+        if let status {
+            // A retrieve response (200) carries the resource, a create/modify response (201) the created one; a
+            // 204 has no value to read, and a wildcard retrieve (RetrieveThings) answers with a list.
+            let carriesResource = (status == 201 && (action == .create || action == .modify))
+                || (status == 200 && action == .retrieve && !topic.isWildcard)
+            if let value, carriesResource {
+                try requireValueKind(value, of: resource)
+            }
+            return
+        }
         switch action {
         case .create, .modify, .merge:
             guard let value else {
                 throw DittoError.jsonInvalid("The command '\(action.rawValue)' at path '\(normalizedPath)' requires a value.")
             }
-            if resource == .thing && action != .merge {
-                guard let object = value.objectValue else {
-                    throw DittoError.jsonInvalid("Payload value is not a Thing as JSON object but: \(value.jsonText)")
-                }
+            // A merge patch may hold any JSON (null deletes).
+            if action != .merge { try requireValueKind(value, of: resource) }
+            if resource == .thing && action != .merge, let object = value.objectValue {
                 if let idValue = object["thingId"] {
                     guard let id = idValue.stringValue, id.utf8Equals("\(topic.namespace):\(topic.entityName)") else {
                         throw DittoError.thingIDNotSettable()
@@ -104,8 +117,7 @@ extension Envelope {
                 }
             }
             if action == .merge {
-                let mediaType = headers.contentType.map { $0.lowercased().utf8Prefix(before: UInt8(ascii: ";")) }
-                guard mediaType?.utf8Equals("application/merge-patch+json") == true else {
+                guard ContentTypeStrategy(contentType: headers.contentType) == .jsonMergePatch else {
                     throw DittoError.mediaTypeUnsupported(headers.contentType, allowed: ["application/merge-patch+json"])
                 }
             }
@@ -118,9 +130,27 @@ extension Envelope {
         guard let action = topic.action,
             [.created, .modified, .deleted, .merged, .migrated].contains(action)
         else { throw noAdapter }
+        try requireResourcePointer()
         guard let resource = ThingResource(path: path) else { throw DittoError.unknownPath(normalizedPath) }
         guard resource.supportsEvent(action) else { throw noAdapter }
         guard revision != nil else { throw DittoError.jsonFieldMissing("revision") }
+        if action == .created || action == .modified, let value { try requireValueKind(value, of: resource) }
+    }
+
+    /// Thing command and event paths are JSON pointers to a resource; an empty segment (`//`) is not one.
+    private func requireResourcePointer() throws(DittoError) {
+        _ = try JSONPointer(path)
+    }
+
+    /// Ditto's mapping strategies read the value as the resource's JSON kind (`asObject()`, `asString()`, ...);
+    /// another kind fails with `json.invalid`.
+    private func requireValueKind(_ value: JSONValue, of resource: ThingResource) throws(DittoError) {
+        guard !resource.valueKind.admits(value) else { return }
+        throw DittoError.jsonInvalid(
+            resource == .thing
+                ? "Payload value is not a Thing as JSON object but: \(value.jsonText)"
+                : "Payload value of \(resource.typeSuffix) is not a \(resource.valueKind.javaName) but: \(value.jsonText)",
+            description: "Check that the value at path '\(normalizedPath)' is \(resource.valueKind.article).")
     }
 
     private func validateMessage() throws(DittoError) {
@@ -153,6 +183,8 @@ extension Envelope {
     }
 
     private func validateErrorResponse() throws(DittoError) {
+        // The error adapters only take responses: without `status` nothing resolves.
+        guard isResponse else { throw noAdapter }
         guard let value else { throw DittoError.jsonFieldMissing("value") }
         _ = try DittoError(errorValue: value)
     }
@@ -266,6 +298,51 @@ enum ThingResource: Sendable, Hashable {
         case .featureProperty: return "FeatureProperty"
         case .featureDesiredProperties: return "FeatureDesiredProperties"
         case .featureDesiredProperty: return "FeatureDesiredProperty"
+        }
+    }
+
+    /// The JSON kind Ditto's mapping strategies read a value of this resource as.
+    var valueKind: ValueKind {
+        switch self {
+        case .thing, .attributes, .features, .feature, .featureProperties, .featureDesiredProperties: return .object
+        case .policyID, .definition: return .string
+        case .featureDefinition: return .array
+        case .attribute, .featureProperty, .featureDesiredProperty: return .any
+        // The inline policy's own model checks its parts; this module does not model them.
+        case .policy, .policyEntries, .policyEntry, .policyEntrySubjects, .policyEntrySubject,
+            .policyEntryResources, .policyEntryResource:
+            return .any
+        }
+    }
+
+    enum ValueKind: Sendable, Hashable {
+        case object, string, array, any
+
+        func admits(_ value: JSONValue) -> Bool {
+            switch self {
+            case .object: return value.objectValue != nil
+            case .string: return value.stringValue != nil
+            case .array: return value.arrayValue != nil
+            case .any: return true
+            }
+        }
+
+        var javaName: String {
+            switch self {
+            case .object: return "JSON object"
+            case .string: return "JSON string"
+            case .array: return "JSON array"
+            case .any: return "JSON value"
+            }
+        }
+
+        var article: String {
+            switch self {
+            case .object: return "a JSON object"
+            case .string: return "a JSON string"
+            case .array: return "a JSON array"
+            case .any: return "any JSON value"
+            }
         }
     }
 

@@ -63,6 +63,12 @@ public struct JSONPointer: Sendable, Hashable, CustomStringConvertible {
         return String(decoding: out, as: UTF8.self)
     }
 
+    /// The first key that Ditto refuses as a feature ID or attribute/property key: control characters,
+    /// U+007F–U+00FF (`NoControlCharactersNoSlashesValidator`, `JsonKeyValidator`), more than 256 characters.
+    public var firstInvalidKey: String? {
+        segments.first { !ThingID.isValidName($0) || $0.utf16.count > 256 }
+    }
+
     /// Whether this is the root pointer.
     public var isRoot: Bool { segments.isEmpty }
 

@@ -339,6 +339,13 @@ public struct TopicPath: Sendable, Hashable, CustomStringConvertible {
         return topic
     }
 
+    /// `<ns>/<name>/things/twin/commands/<action>`.
+    public static func twinCommand(thingID: ThingID, action: Action) -> TopicPath {
+        var topic = TopicPath(unchecked: thingID.namespace, thingID.name, .twin, .commands)
+        topic.action = action
+        return topic
+    }
+
     /// `<ns>/<name>/things/<channel>/errors`.
     public static func errors(thingID: ThingID, channel: Channel = .live) -> TopicPath {
         TopicPath(unchecked: thingID.namespace, thingID.name, channel == .none ? .twin : channel, .errors)

@@ -1,54 +1,100 @@
 import CMosquitto
-import Dispatch
+import DequeModule
 import Foundation
+import Glibc
 import Logging
 import Synchronization
 
-/// The shared state behind a ``MosquittoClient``: the handle, waiters and the network thread.
+/// The state behind a ``MosquittoClient``: its libmosquitto handle, driven by an ``MQTTEventLoop``.
 ///
-/// Callbacks run on the network thread with libmosquitto's callback mutex held: they take `state` briefly,
-/// resume continuations after releasing it, and never block.
-final class ClientCore: Sendable {
+/// SAFETY (`@unchecked Sendable`): every mutable stored property is touched only on `loop`'s thread (jobs
+/// handed in with `loop.execute`, libmosquitto callbacks, which run inside `mosquitto_loop_read`/`_write`/
+/// `_misc` on that thread); the connector thread touches only the handle, and only while `phase` is
+/// `.connecting`, when the loop leaves the handle alone. Values read from other threads are atomics.
+final class ClientCore: @unchecked Sendable {
     typealias Waiter<T> = CheckedContinuation<Result<T, MQTTError>, Never>
 
-    struct State {
-        var connected = false
-        var stopping = false
-        var stopped = false
-        var threadRunning = false
-        var destroyed = false
-        var attempt = 0
-        var connectWaiters: [Waiter<Void>] = []
-        var connectedWaiters: [Waiter<Void>] = []
-        var publishWaiters: [Int32: Waiter<PublishAck>] = [:]
-        /// Acknowledgements that arrived before the publisher registered its waiter.
-        var earlyAcks: [Int32: Int32] = [:]
-        var subscribeWaiters: [Int32: Waiter<[ReasonCode]>] = [:]
-        var earlySubacks: [Int32: [ReasonCode]] = [:]
-        /// SUBACKs of subscriptions replayed after a reconnect: nobody waits for them.
-        var replayedSubscribeMids: Set<Int32> = []
-        var unsubscribeWaiters: [Int32: Waiter<Void>] = [:]
-        var earlyUnsubacks: Set<Int32> = []
-        /// Replayed after a reconnect without session; keyed by filter, in first-subscribed order.
-        var subscriptions: [Subscription] = []
-        var inflight = 0
-        var inflightWaiters: [Waiter<Void>] = []
-        var threadExitWaiters: [CheckedContinuation<Void, Never>] = []
-        var droppedMessages = 0
+    enum Phase {
+        case idle
+        /// A connector thread runs the blocking TCP/TLS connect with the handle.
+        case connecting
+        case awaitingConnack
+        case connected
+        case waitingToReconnect
+        case closing
+        case closed
+    }
+
+    /// Who learns the outcome of a publish.
+    enum Completion {
+        case waiter(Waiter<PublishAck>)
+        case token(UInt64)
+    }
+
+    struct InflightPublish {
+        var completion: Completion
+        var qos: QoS
+    }
+
+    struct QueuedPublish {
+        var topic: String
+        var payload: [UInt8]
+        var qos: QoS
+        var retain: Bool
+        var properties: MosquittoPropertyList
+        var waiter: Waiter<PublishAck>
     }
 
     let handle: MosquittoHandle
     let configuration: MQTTConfiguration
     let logger: Logger
-    let state = Mutex(State())
+    let loop: MQTTEventLoop
+    /// A client without a loop of its own's choosing owns its loop and ends it when it closes.
+    let ownsLoop: Bool
     let messages: AsyncStream<MQTTMessage>.Continuation
     let events: AsyncStream<ConnectionEvent>.Continuation
-    /// Wakes the network thread's backoff sleep on shutdown.
-    let wakeup = DispatchSemaphore(value: 0)
     private let connectProperties: MosquittoPropertyList
 
-    init(configuration: MQTTConfiguration, logger: Logger, messages: AsyncStream<MQTTMessage>.Continuation,
-         events: AsyncStream<ConnectionEvent>.Continuation) throws(MQTTError) {
+    // Read from any thread.
+    let connectedFlag = Atomic<Bool>(false)
+    let inflightCount = Atomic<Int>(0)
+    let droppedCount = Atomic<Int>(0)
+    /// The last error libmosquitto logged (the OpenSSL reason behind "A TLS error occurred"); written by the
+    /// connector thread too.
+    private let lastErrorLog = Mutex<String?>(nil)
+
+    // Loop thread only.
+    private(set) var phase = Phase.idle
+    private var everConnected = false
+    private var attempt = 0
+    private var reconnectTimer: MQTTEventLoop.TimerID?
+    private var closeTimer: MQTTEventLoop.TimerID?
+    private var connectWaiters: [Waiter<Void>] = []
+    private var whenConnected: [(Result<Void, MQTTError>) -> Void] = []
+    private var inflight: [Int32: InflightPublish] = [:]
+    private var earlyAcks: [Int32: Int32] = [:]
+    private var insidePublish = false
+    private var queued = Deque<QueuedPublish>()
+    private var subscribeWaiters: [Int32: ([ReasonCode]) -> Void] = [:]
+    private var replayedSubscribeMids: Set<Int32> = []
+    private var unsubscribeWaiters: [Int32: () -> Void] = [:]
+    /// Replayed after a reconnect without session, in first-subscribed order.
+    private var subscriptions: [Subscription] = []
+    private var closeWaiters: [CheckedContinuation<Void, Never>] = []
+    private(set) var readingPaused = false
+    private(set) var nextMiscDeadline = ContinuousClock.now + .seconds(1)
+    /// Set inside callbacks, acted on once the read returned (outside libmosquitto's callback).
+    private var connectedJustNow = false
+    private var capacityFreed = false
+
+    // Loop-thread handlers (the fast path); nil: messages go to the `messages` stream.
+    var messageHandler: ((MQTTMessage) -> Void)?
+    var tokenCompletionHandler: ((UInt64, Result<PublishAck, MQTTError>) -> Void)?
+    var capacityHandler: (() -> Void)?
+    var connectionHandler: ((ConnectionEvent) -> Void)?
+
+    init(configuration: MQTTConfiguration, logger: Logger, loop: MQTTEventLoop?,
+         messages: AsyncStream<MQTTMessage>.Continuation, events: AsyncStream<ConnectionEvent>.Continuation) throws(MQTTError) {
         self.configuration = configuration
         self.logger = logger
         self.messages = messages
@@ -60,24 +106,31 @@ final class ClientCore: Sendable {
         guard configuration.clientID != nil || configuration.cleanStart else {
             throw MQTTError(.invalidConfiguration, "a persistent session (clean start false) needs a client id")
         }
-        guard let raw = mosquitto_new(configuration.clientID, configuration.cleanStart || configuration.version == .v5, nil)
-        else {
+        // MQTT 5 sends this flag as clean start on every CONNECT; MQTT 3.1.1 as clean session.
+        guard let raw = mosquitto_new(configuration.clientID, configuration.cleanStart, nil) else {
             throw MQTTError(.library(MOSQ_ERR_NOMEM.rawValue), "cannot create a libmosquitto client (errno \(errno))")
         }
         handle = MosquittoHandle(raw: raw)
-        var properties = PublishPropertiesBuilder()
+        var properties = ConnectPropertiesBuilder()
         if configuration.version == .v5, let expiry = configuration.sessionExpiry {
             properties.sessionExpiry = UInt32(clamping: expiry.components.seconds)
         }
         do {
             connectProperties = try properties.build()
-            try configure()
+            try Self.configure(raw, configuration)
         } catch {
             mosquitto_destroy(raw)
             throw error
         }
-        // SAFETY: `self` outlives the handle: the handle is destroyed in `destroyIfStopped`, called from the
-        // owning client's deinit after the network thread (which also retains `self`) has ended.
+        if let loop {
+            self.loop = loop
+            ownsLoop = false
+        } else {
+            self.loop = MQTTEventLoop(name: "mqtt \(configuration.clientID ?? "client")")
+            ownsLoop = true
+        }
+        // SAFETY: the handle is destroyed in `finishClose` before `self` can go away: the loop keeps `self`
+        // registered (a strong reference) from here until then.
         mosquitto_user_data_set(raw, Unmanaged.passUnretained(self).toOpaque())
         mosquitto_connect_v5_callback_set(raw, onConnect)
         mosquitto_disconnect_v5_callback_set(raw, onDisconnect)
@@ -85,15 +138,13 @@ final class ClientCore: Sendable {
         mosquitto_message_v5_callback_set(raw, onMessage)
         mosquitto_subscribe_v5_callback_set(raw, onSubscribe)
         mosquitto_unsubscribe_v5_callback_set(raw, onUnsubscribe)
-        mosquitto_log_callback_set(raw, onLog)
+        self.loop.execute { [self] in self.loop.register(self) }
     }
 
-    private func configure() throws(MQTTError) {
-        let raw = handle.raw
+    private static func configure(_ raw: OpaquePointer, _ configuration: MQTTConfiguration) throws(MQTTError) {
         let version = configuration.version == .v5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311
         try check(mosquitto_int_option(raw, MOSQ_OPT_PROTOCOL_VERSION, version), "protocol version")
         try check(mosquitto_int_option(raw, MOSQ_OPT_TCP_NODELAY, configuration.tcpNoDelay ? 1 : 0), "TCP_NODELAY")
-        try check(mosquitto_threaded_set(raw, true), "threaded mode")
         if let credentials = configuration.credentials {
             try check(mosquitto_username_pw_set(raw, credentials.username, credentials.password), "username/password")
         }
@@ -121,137 +172,297 @@ final class ClientCore: Sendable {
         }
     }
 
-    // MARK: network thread
+    private var raw: OpaquePointer { handle.raw }
+    private var brokerAddress: String { "\(configuration.host):\(configuration.port)" }
+    private var inflightLimit: Int { max(1, configuration.maxInflightPublishes) }
 
-    /// Runs connect, the network loop and reconnects on a thread of its own, until shutdown.
-    private func startThreadIfNeeded() {
-        let start = state.withLock { state -> Bool in
-            guard !state.threadRunning, !state.stopping else { return false }
-            state.threadRunning = true
-            return true
-        }
-        guard start else { return }
-        let thread = Thread { [self] in runNetworkThread() }
-        thread.name = "mqtt \(configuration.clientID ?? "client")"
-        thread.start()
-    }
+    // MARK: connecting (loop thread)
 
-    private func runNetworkThread() {
-        let raw = handle.raw
+    private func startConnecting() {
+        loop.assertInLoop()
+        reconnectTimer = nil
+        phase = .connecting
+        lastErrorLog.withLock { $0 = nil }
+        // libmosquitto formats a log line for every packet while a log callback is set: only while connecting
+        // (for the TLS and connect errors' reasons) or when trace logging asks for it.
+        mosquitto_log_callback_set(raw, onLog)
+        let handle = self.handle
+        let first = !everConnected
         let host = configuration.host
         let port = Int32(configuration.port)
         let keepAlive = Int32(configuration.keepAlive.components.seconds)
-        var everConnected = false
-        while !isStopping {
-            let rc = everConnected ? mosquitto_reconnect(raw)
-                : mosquitto_connect_bind_v5(raw, host, port, keepAlive, nil, connectProperties.list)
-            if rc == MOSQ_ERR_SUCCESS.rawValue {
-                everConnected = true
-                var loopRC = MOSQ_ERR_SUCCESS.rawValue
-                while !isStopping, loopRC == MOSQ_ERR_SUCCESS.rawValue {
-                    loopRC = mosquitto_loop(raw, 1_000, 1)
-                }
-                if isStopping { break }
-                connectionEnded(MQTTError.library(loopRC, "connection to \(host):\(port) ended"))
-            } else {
-                connectionEnded(MQTTError.library(rc, "cannot connect to \(host):\(port)"))
-            }
-            sleepBeforeReconnect()
+        let properties = connectProperties
+        // The blocking TCP connect and TLS handshake run on a thread of their own, so a slow or unreachable
+        // broker never stalls the other clients on the loop.
+        let connector = Thread { [self] in
+            let rc = first ? mosquitto_connect_bind_v5(handle.raw, host, port, keepAlive, nil, properties.list)
+                : mosquitto_reconnect(handle.raw)
+            loop.execute { self.connectAttemptFinished(rc) }
         }
-        // Let a DISCONNECT queued by shutdown() reach the broker before the socket goes.
-        for _ in 0..<10 where mosquitto_want_write(raw) {
-            _ = mosquitto_loop(raw, 10, 1)
-        }
-        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
-            state.threadRunning = false
-            defer { state.threadExitWaiters.removeAll() }
-            return state.threadExitWaiters
-        }
-        for waiter in waiters { waiter.resume() }
+        connector.name = "mqtt connect \(configuration.clientID ?? "")"
+        connector.start()
     }
 
-    private var isStopping: Bool { state.withLock { $0.stopping } }
-
-    private func sleepBeforeReconnect() {
-        let attempt = state.withLock { state -> Int in
-            defer { state.attempt += 1 }
-            return state.attempt
+    private func connectAttemptFinished(_ rc: Int32) {
+        if phase == .closing {
+            finishClose()
+            return
         }
+        guard phase == .connecting else { return }
+        if rc == MOSQ_ERR_SUCCESS.rawValue {
+            everConnected = true
+            phase = .awaitingConnack
+            nextMiscDeadline = .now + .seconds(1)
+            flushWrites()
+        } else {
+            connectionEnded(MQTTError.library(rc, "cannot connect to \(brokerAddress)\(errorLogSuffix())"))
+        }
+    }
+
+    private func errorLogSuffix() -> String {
+        lastErrorLog.withLock { $0 }.map { " (\($0))" } ?? ""
+    }
+
+    /// A connection attempt failed or a connection ended without our asking: fail what cannot survive it and
+    /// try again after the backoff.
+    private func connectionEnded(_ error: MQTTError?) {
+        let wasConnected = phase == .connected
+        phase = .waitingToReconnect
+        connectedFlag.store(false, ordering: .releasing)
+        let failure = error ?? MQTTError(.library(MOSQ_ERR_CONN_LOST.rawValue), "connection to \(brokerAddress) lost")
+        // QoS 0 packets not yet written are gone with the socket; QoS 1/2 stay with libmosquitto and are sent
+        // again after the reconnect.
+        for (mid, entry) in inflight where entry.qos == .atMostOnce {
+            inflight[mid] = nil
+            complete(entry.completion, .failure(failure))
+        }
+        publishInflightCount()
+        for waiter in subscribeWaiters.values { waiter([]) }
+        subscribeWaiters.removeAll()
+        for waiter in unsubscribeWaiters.values { waiter() }
+        unsubscribeWaiters.removeAll()
+        replayedSubscribeMids.removeAll()
+        if wasConnected {
+            logger.info("MQTT disconnected", metadata: ["broker": "\(brokerAddress)", "reason": "\(failure)"])
+        } else {
+            logger.debug("MQTT connection attempt failed", metadata: ["broker": "\(brokerAddress)", "error": "\(failure)"])
+        }
+        emit(.disconnected(failure))
+        let waiters = connectWaiters
+        connectWaiters.removeAll()
+        for waiter in waiters { waiter.resume(returning: .failure(failure)) }
+        scheduleReconnect()
+    }
+
+    private func scheduleReconnect() {
         let initial = max(configuration.reconnect.initial, .milliseconds(50))
         var delay = initial
         for _ in 0..<min(attempt, 20) where delay < configuration.reconnect.maximum { delay *= 2 }
         delay = min(delay, max(configuration.reconnect.maximum, initial))
-        let nanoseconds = delay.components.seconds * 1_000_000_000 + delay.components.attoseconds / 1_000_000_000
-        _ = wakeup.wait(timeout: .now() + .nanoseconds(Int(nanoseconds)))
+        attempt += 1
+        reconnectTimer = loop.schedule(at: .now + delay) { [self] in
+            if phase == .waitingToReconnect { startConnecting() }
+        }
     }
 
-    /// A connection attempt failed or a connection ended without our asking.
-    private func connectionEnded(_ error: MQTTError) {
-        let (waiters, wasConnected) = state.withLock { state in
-            let wasConnected = state.connected
-            state.connected = false
-            defer { state.connectWaiters.removeAll() }
-            return (state.connectWaiters, wasConnected)
-        }
-        if !wasConnected { events.yield(.disconnected(error)) }
-        logger.debug("MQTT connection ended", metadata: ["error": "\(error)"])
-        for waiter in waiters { waiter.resume(returning: .failure(error)) }
+    private func emit(_ event: ConnectionEvent) {
+        events.yield(event)
+        connectionHandler?(event)
     }
 
-    // MARK: operations
+    // MARK: driving the socket (loop thread)
 
-    func connect() async throws(MQTTError) {
-        let result: Result<Void, MQTTError> = await withCheckedContinuation { continuation in
-            let immediate: Result<Void, MQTTError>? = state.withLock { state in
-                if state.stopping { return .failure(MQTTError(.shutdown, "the client was disconnected")) }
-                if state.connected { return .success(()) }
-                state.connectWaiters.append(continuation)
-                return nil
-            }
-            if let immediate { continuation.resume(returning: immediate) }
-            startThreadIfNeeded()
+    /// What the loop polls for, or nil while the socket is not ours to use.
+    func pollEvents() -> (fd: Int32, events: Int16)? {
+        switch phase {
+        case .awaitingConnack, .connected, .closing:
+            let fd = mosquitto_socket(raw)
+            guard fd >= 0 else { return nil }
+            var events: Int16 = readingPaused && phase == .connected ? 0 : Int16(POLLIN)
+            if mosquitto_want_write(raw) { events |= Int16(POLLOUT) }
+            return (fd, events)
+        default:
+            return nil
         }
-        try result.get()
     }
 
-    func publish(topic: String, payload: [UInt8], qos: QoS, retain: Bool,
-                 properties: PublishProperties) async throws(MQTTError) -> PublishAck {
-        try MQTTTopic.validatePublishTopic(topic)
-        guard payload.count <= 268_435_455 else {
-            throw MQTTError(.invalidConfiguration, "payload of \(payload.count) bytes exceeds MQTT's maximum")
+    func handle(revents: Int16) {
+        let failed = revents & Int16(POLLHUP | POLLERR) != 0
+        if revents & Int16(POLLIN) != 0 || failed {
+            readAvailable()
         }
-        let useProperties = configuration.version == .v5 && !properties.isEmpty
-        var list: OpaquePointer? = useProperties ? try properties.makeOwnedList() : nil
-        defer { mosquitto_property_free_all(&list) }
-        try await acquireInflightSlot()
-        defer { releaseInflightSlot() }
-        try await waitUntilConnected()
-        let propertyList = MosquittoPropertyList(list: list)
-        let raw = handle.raw
-        let result: Result<PublishAck, MQTTError> = await withCheckedContinuation { continuation in
-            var mid: Int32 = 0
-            let rc = payload.withUnsafeBytes { bytes in
-                mosquitto_publish_v5(raw, &mid, topic, Int32(bytes.count), bytes.baseAddress, Int32(qos.rawValue),
-                                     retain, propertyList.list)
-            }
-            // QoS > 0 while the connection just dropped: libmosquitto queued it and sends it after reconnecting.
-            guard rc == MOSQ_ERR_SUCCESS.rawValue || (rc == MOSQ_ERR_NO_CONN.rawValue && qos != .atMostOnce) else {
-                continuation.resume(returning: .failure(MQTTError.library(rc, "publish to '\(topic)'")))
+        if socketOpen, mosquitto_want_write(raw) {
+            let rc = mosquitto_loop_write(raw, 1)
+            if rc != MOSQ_ERR_SUCCESS.rawValue { socketFailed(rc); return }
+        }
+        afterIO()
+    }
+
+    private var socketOpen: Bool {
+        switch phase {
+        case .awaitingConnack, .connected, .closing: mosquitto_socket(raw) >= 0
+        default: false
+        }
+    }
+
+    /// Reads packets until the socket has no more, reading is paused, or a fair share is done.
+    private func readAvailable() {
+        for _ in 0..<512 {
+            errno = 0
+            let rc = mosquitto_loop_read(raw, 1)
+            if rc != MOSQ_ERR_SUCCESS.rawValue {
+                socketFailed(rc)
                 return
             }
-            let early: Int32? = state.withLock { state in
-                if let reason = state.earlyAcks.removeValue(forKey: mid) { return reason }
-                if state.stopping { return -1 }
-                state.publishWaiters[mid] = continuation
-                return nil
+            if errno == EAGAIN || errno == EWOULDBLOCK || !socketOpen { break }
+            if readingPaused && phase == .connected { break }
+        }
+        afterIO()
+    }
+
+    /// Writes what callbacks queued while the socket is writable, instead of waiting a poll round for it.
+    private func flushWrites() {
+        guard socketOpen, mosquitto_want_write(raw) else { return }
+        let rc = mosquitto_loop_write(raw, 1)
+        if rc != MOSQ_ERR_SUCCESS.rawValue { socketFailed(rc) }
+    }
+
+    private func socketFailed(_ rc: Int32) {
+        if phase == .closing {
+            finishClose()
+        } else if phase == .awaitingConnack || phase == .connected {
+            connectionEnded(MQTTError.library(rc, "connection to \(brokerAddress) ended\(errorLogSuffix())"))
+        }
+    }
+
+    /// Work that must not run inside a libmosquitto callback.
+    private func afterIO() {
+        switch phase {
+        case .awaitingConnack, .connected:
+            if mosquitto_socket(raw) < 0 {
+                connectionEnded(nil)
+                return
             }
-            if let early {
-                continuation.resume(returning: early < 0
-                    ? .failure(MQTTError(.shutdown, "the client was disconnected"))
-                    : Self.ackResult(mid: mid, reason: early))
+        case .closing:
+            if mosquitto_socket(raw) < 0 { finishClose() }
+            return
+        default:
+            return
+        }
+        if connectedJustNow {
+            connectedJustNow = false
+            if logger.logLevel > .trace { mosquitto_log_callback_set(raw, nil) }
+            let waiters = connectWaiters
+            connectWaiters.removeAll()
+            for waiter in waiters { waiter.resume(returning: .success(())) }
+            let work = whenConnected
+            whenConnected.removeAll()
+            for item in work { item(.success(())) }
+            drainQueued()
+            flushWrites()
+            if phase == .connected { capacityHandler?() }
+            capacityFreed = false
+        }
+        if capacityFreed {
+            capacityFreed = false
+            drainQueued()
+            if phase == .connected, inflight.count < inflightLimit { capacityHandler?() }
+        }
+    }
+
+    func loopMisc(now: ContinuousClock.Instant) {
+        guard now >= nextMiscDeadline else { return }
+        nextMiscDeadline = now + .seconds(1)
+        guard phase == .awaitingConnack || phase == .connected else { return }
+        let rc = mosquitto_loop_misc(raw)
+        if rc != MOSQ_ERR_SUCCESS.rawValue && rc != MOSQ_ERR_NO_CONN.rawValue {
+            socketFailed(rc)
+            return
+        }
+        afterIO()
+    }
+
+    // MARK: operations (loop thread)
+
+    func connect(_ waiter: Waiter<Void>) {
+        switch phase {
+        case .closing, .closed:
+            waiter.resume(returning: .failure(Self.shutdownError))
+        case .connected:
+            waiter.resume(returning: .success(()))
+        case .idle:
+            connectWaiters.append(waiter)
+            startConnecting()
+        default:
+            connectWaiters.append(waiter)
+        }
+    }
+
+    static let shutdownError = MQTTError(.shutdown, "the client was disconnected")
+
+    /// Whether a publish now goes straight to the socket within the in-flight bound.
+    var canPublishNow: Bool { phase == .connected && inflight.count < inflightLimit && queued.isEmpty }
+
+    func enqueue(_ publish: QueuedPublish) {
+        switch phase {
+        case .closing, .closed:
+            publish.waiter.resume(returning: .failure(Self.shutdownError))
+        default:
+            if canPublishNow {
+                send(publish)
+            } else {
+                queued.append(publish)
+                if phase == .idle { startConnecting() }
             }
         }
-        return try result.get()
+    }
+
+    private func send(_ publish: QueuedPublish) {
+        if let error = publishNow(topic: publish.topic, payload: publish.payload, qos: publish.qos, retain: publish.retain,
+                                  list: publish.properties.list, completion: .waiter(publish.waiter)) {
+            publish.waiter.resume(returning: .failure(error))
+        }
+    }
+
+    private func drainQueued() {
+        while phase == .connected, inflight.count < inflightLimit, let next = queued.popFirst() {
+            send(next)
+        }
+    }
+
+    /// Hands one PUBLISH to libmosquitto (written to the socket at once outside callbacks) and registers who
+    /// learns its outcome. Returns an error when nothing was sent.
+    func publishNow(topic: String, payload: [UInt8], qos: QoS, retain: Bool, list: OpaquePointer?,
+                    completion: Completion) -> MQTTError? {
+        var mid: Int32 = 0
+        insidePublish = true
+        let rc = payload.withUnsafeBytes { bytes in
+            mosquitto_publish_v5(raw, &mid, topic, Int32(bytes.count), bytes.baseAddress, Int32(qos.rawValue), retain, list)
+        }
+        insidePublish = false
+        // QoS > 0 while the connection just dropped: libmosquitto queued it and sends it after reconnecting.
+        guard rc == MOSQ_ERR_SUCCESS.rawValue || (rc == MOSQ_ERR_NO_CONN.rawValue && qos != .atMostOnce) else {
+            return MQTTError.library(rc, "publish to '\(topic)'")
+        }
+        if let reason = earlyAcks.removeValue(forKey: mid) {
+            // A QoS 0 PUBLISH written inline: libmosquitto called back before returning the mid.
+            complete(completion, Self.ackResult(mid: mid, reason: reason))
+            return nil
+        }
+        inflight[mid] = InflightPublish(completion: completion, qos: qos)
+        publishInflightCount()
+        return nil
+    }
+
+    private func publishInflightCount() {
+        inflightCount.store(inflight.count, ordering: .relaxed)
+    }
+
+    private func complete(_ completion: Completion, _ result: Result<PublishAck, MQTTError>) {
+        switch completion {
+        case .waiter(let waiter): waiter.resume(returning: result)
+        case .token(let token): tokenCompletionHandler?(token, result)
+        }
     }
 
     static func ackResult(mid: Int32, reason: Int32) -> Result<PublishAck, MQTTError> {
@@ -262,48 +473,60 @@ final class ClientCore: Sendable {
         return .success(PublishAck(messageID: UInt16(truncatingIfNeeded: mid), reasonCode: code))
     }
 
-    func subscribe(_ subscriptions: [Subscription]) async throws(MQTTError) -> [ReasonCode] {
-        guard !subscriptions.isEmpty else { return [] }
-        for subscription in subscriptions { try MQTTTopic.validateFilter(subscription.filter) }
-        state.withLock { state in
-            for subscription in subscriptions {
-                if let index = state.subscriptions.firstIndex(where: { $0.filter == subscription.filter }) {
-                    state.subscriptions[index] = subscription
-                } else {
-                    state.subscriptions.append(subscription)
-                }
-            }
-        }
-        try await waitUntilConnected()
-        var codes: [ReasonCode] = []
-        for subscription in subscriptions {
-            codes += try await sendSubscribe(subscription)
-        }
-        return codes
+    func pauseReading() { readingPaused = true }
+
+    func resumeReading() {
+        guard readingPaused else { return }
+        readingPaused = false
+        // Data may already wait in the socket; the next poll reports it.
     }
 
-    private func sendSubscribe(_ subscription: Subscription) async throws(MQTTError) -> [ReasonCode] {
-        let raw = handle.raw
-        let options = subscribeOptions(subscription)
-        let result: Result<[ReasonCode], MQTTError> = await withCheckedContinuation { continuation in
-            var mid: Int32 = 0
-            let rc = mosquitto_subscribe_v5(raw, &mid, subscription.filter, Int32(subscription.qos.rawValue), options, nil)
-            guard rc == MOSQ_ERR_SUCCESS.rawValue else {
-                continuation.resume(returning: .failure(MQTTError.library(rc, "subscribe to '\(subscription.filter)'")))
-                return
-            }
-            let early: [ReasonCode]?? = state.withLock { state in
-                if let codes = state.earlySubacks.removeValue(forKey: mid) { return .some(codes) }
-                if state.stopping { return .some(nil) }
-                state.subscribeWaiters[mid] = continuation
-                return nil
-            }
-            if let early {
-                continuation.resume(returning: early.map { .success($0) }
-                    ?? .failure(MQTTError(.shutdown, "the client was disconnected")))
+    /// Runs `work` once connected (at once when connected), or with the error that ends the client.
+    private func onceConnected(_ work: @escaping (Result<Void, MQTTError>) -> Void) {
+        switch phase {
+        case .connected: work(.success(()))
+        case .closing, .closed: work(.failure(Self.shutdownError))
+        case .idle:
+            whenConnected.append(work)
+            startConnecting()
+        default: whenConnected.append(work)
+        }
+    }
+
+    func subscribe(_ list: [Subscription], _ waiter: Waiter<[ReasonCode]>) {
+        for subscription in list {
+            if let index = subscriptions.firstIndex(where: { $0.filter == subscription.filter }) {
+                subscriptions[index] = subscription
+            } else {
+                subscriptions.append(subscription)
             }
         }
-        return try result.get()
+        onceConnected { [self] result in
+            if case .failure(let error) = result { return waiter.resume(returning: .failure(error)) }
+            var codes = [[ReasonCode]?](repeating: nil, count: list.count)
+            var remaining = list.count
+            for (index, subscription) in list.enumerated() {
+                var mid: Int32 = 0
+                let rc = mosquitto_subscribe_v5(raw, &mid, subscription.filter, Int32(subscription.qos.rawValue),
+                                                subscribeOptions(subscription), nil)
+                guard rc == MOSQ_ERR_SUCCESS.rawValue else {
+                    remaining = -1
+                    return waiter.resume(returning: .failure(MQTTError.library(rc, "subscribe to '\(subscription.filter)'")))
+                }
+                subscribeWaiters[mid] = { granted in
+                    guard remaining > 0 else { return }
+                    if granted.isEmpty {
+                        remaining = -1
+                        return waiter.resume(returning: .failure(MQTTError(.library(MOSQ_ERR_CONN_LOST.rawValue),
+                                                                           "connection lost before SUBACK")))
+                    }
+                    codes[index] = granted
+                    remaining -= 1
+                    if remaining == 0 { waiter.resume(returning: .success(codes.flatMap { $0 ?? [] })) }
+                }
+            }
+            flushWrites()
+        }
     }
 
     private func subscribeOptions(_ subscription: Subscription) -> Int32 {
@@ -316,240 +539,205 @@ final class ClientCore: Sendable {
         return options
     }
 
-    func unsubscribe(_ filters: [String]) async throws(MQTTError) {
-        for filter in filters { try MQTTTopic.validateFilter(filter) }
-        state.withLock { state in state.subscriptions.removeAll { filters.contains($0.filter) } }
-        try await waitUntilConnected()
-        let raw = handle.raw
-        for filter in filters {
-            let result: Result<Void, MQTTError> = await withCheckedContinuation { continuation in
+    func unsubscribe(_ filters: [String], _ waiter: Waiter<Void>) {
+        subscriptions.removeAll { filters.contains($0.filter) }
+        onceConnected { [self] result in
+            if case .failure(let error) = result { return waiter.resume(returning: .failure(error)) }
+            var remaining = filters.count
+            guard remaining > 0 else { return waiter.resume(returning: .success(())) }
+            for filter in filters {
                 var mid: Int32 = 0
                 let rc = mosquitto_unsubscribe_v5(raw, &mid, filter, nil)
                 guard rc == MOSQ_ERR_SUCCESS.rawValue else {
-                    continuation.resume(returning: .failure(MQTTError.library(rc, "unsubscribe from '\(filter)'")))
-                    return
+                    remaining = -1
+                    return waiter.resume(returning: .failure(MQTTError.library(rc, "unsubscribe from '\(filter)'")))
                 }
-                let early: Result<Void, MQTTError>? = state.withLock { state in
-                    if state.earlyUnsubacks.remove(mid) != nil { return .success(()) }
-                    if state.stopping { return .failure(MQTTError(.shutdown, "the client was disconnected")) }
-                    state.unsubscribeWaiters[mid] = continuation
-                    return nil
+                unsubscribeWaiters[mid] = {
+                    guard remaining > 0 else { return }
+                    remaining -= 1
+                    if remaining == 0 { waiter.resume(returning: .success(())) }
                 }
-                if let early { continuation.resume(returning: early) }
             }
-            try result.get()
+            flushWrites()
         }
     }
 
-    private func waitUntilConnected() async throws(MQTTError) {
-        let result: Result<Void, MQTTError> = await withCheckedContinuation { continuation in
-            let immediate: Result<Void, MQTTError>? = state.withLock { state in
-                if state.stopping { return .failure(MQTTError(.shutdown, "the client was disconnected")) }
-                if state.connected { return .success(()) }
-                state.connectedWaiters.append(continuation)
-                return nil
-            }
-            if let immediate { continuation.resume(returning: immediate) }
-        }
-        try result.get()
-    }
+    // MARK: closing (loop thread)
 
-    private func acquireInflightSlot() async throws(MQTTError) {
-        let limit = max(1, configuration.maxInflightPublishes)
-        let result: Result<Void, MQTTError> = await withCheckedContinuation { continuation in
-            let immediate: Result<Void, MQTTError>? = state.withLock { state in
-                if state.stopping { return .failure(MQTTError(.shutdown, "the client was disconnected")) }
-                if state.inflight < limit {
-                    state.inflight += 1
-                    return .success(())
+    /// Sends DISCONNECT (with `reason`), waits briefly for the broker to close, then frees everything.
+    func close(reason: Int32, _ waiter: CheckedContinuation<Void, Never>?) {
+        if let waiter { closeWaiters.append(waiter) }
+        switch phase {
+        case .closed:
+            resumeCloseWaiters()
+        case .closing:
+            break
+        case .connecting:
+            // The connector thread owns the handle until it reports back.
+            phase = .closing
+        case .idle, .waitingToReconnect:
+            finishClose()
+        case .awaitingConnack, .connected:
+            phase = .closing
+            _ = mosquitto_disconnect_v5(raw, configuration.version == .v5 ? reason : 0, nil)
+            flushWrites()
+            if phase == .closing {
+                closeTimer = loop.schedule(at: .now + .seconds(1)) { [self] in
+                    if phase == .closing { finishClose() }
                 }
-                state.inflightWaiters.append(continuation)
-                return nil
             }
-            if let immediate { continuation.resume(returning: immediate) }
         }
-        try result.get()
     }
 
-    private func releaseInflightSlot() {
-        // The slot passes straight to the next waiter, so the count stays the same.
-        let next = state.withLock { state -> Waiter<Void>? in
-            if state.inflightWaiters.isEmpty {
-                state.inflight -= 1
-                return nil
-            }
-            return state.inflightWaiters.removeFirst()
+    /// The loop is ending: close without waiting for the broker.
+    func closeNow() {
+        switch phase {
+        case .closed, .connecting:
+            return
+        case .awaitingConnack, .connected:
+            _ = mosquitto_disconnect_v5(raw, 0, nil)
+            flushWrites()
+            if phase != .closed { finishClose() }
+        default:
+            finishClose()
         }
-        next?.resume(returning: .success(()))
     }
 
-    func shutdown(reason: Int32) async {
-        let (running, alreadyStopping) = state.withLock { state in
-            defer { state.stopping = true }
-            return (state.threadRunning, state.stopping)
-        }
-        if !alreadyStopping {
-            if running {
-                _ = mosquitto_disconnect_v5(handle.raw, configuration.version == .v5 ? reason : 0, nil)
-                wakeup.signal()
-            }
-        }
-        if running {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let exited = state.withLock { state -> Bool in
-                    if !state.threadRunning { return true }
-                    state.threadExitWaiters.append(continuation)
-                    return false
-                }
-                if exited { continuation.resume() }
-            }
-        }
-        failEverything()
-    }
-
-    private func failEverything() {
-        let error = MQTTError(.shutdown, "the client was disconnected")
-        let state = self.state.withLock { state -> State in
-            let copy = state
-            state.connectWaiters = []
-            state.connectedWaiters = []
-            state.publishWaiters = [:]
-            state.subscribeWaiters = [:]
-            state.unsubscribeWaiters = [:]
-            state.inflightWaiters = []
-            state.connected = false
-            state.stopped = true
-            return copy
-        }
-        for waiter in state.connectWaiters + state.connectedWaiters + state.inflightWaiters { waiter.resume(returning: .failure(error)) }
-        for waiter in state.publishWaiters.values { waiter.resume(returning: .failure(error)) }
-        for waiter in state.subscribeWaiters.values { waiter.resume(returning: .failure(error)) }
-        for waiter in state.unsubscribeWaiters.values { waiter.resume(returning: .failure(error)) }
+    private func finishClose() {
+        guard phase != .closed else { return }
+        phase = .closed
+        connectedFlag.store(false, ordering: .releasing)
+        if let reconnectTimer { loop.cancel(reconnectTimer) }
+        if let closeTimer { loop.cancel(closeTimer) }
+        let error = Self.shutdownError
+        for waiter in connectWaiters { waiter.resume(returning: .failure(error)) }
+        connectWaiters.removeAll()
+        let work = whenConnected
+        whenConnected.removeAll()
+        for item in work { item(.failure(error)) }
+        let pending = inflight
+        inflight.removeAll()
+        publishInflightCount()
+        for entry in pending.values { complete(entry.completion, .failure(error)) }
+        while let next = queued.popFirst() { next.waiter.resume(returning: .failure(error)) }
+        for waiter in subscribeWaiters.values { waiter([]) }
+        subscribeWaiters.removeAll()
+        for waiter in unsubscribeWaiters.values { waiter() }
+        unsubscribeWaiters.removeAll()
+        let wasConnectedOnce = everConnected
+        mosquitto_destroy(raw)
+        if wasConnectedOnce { emit(.disconnected(nil)) }
         messages.finish()
         events.finish()
+        messageHandler = nil
+        tokenCompletionHandler = nil
+        capacityHandler = nil
+        connectionHandler = nil
+        loop.unregister(self)
+        if ownsLoop { loop.requestStop() }
+        resumeCloseWaiters()
     }
 
-    /// Frees the handle once the network thread is gone (never while it might still use it).
-    func destroyIfStopped() {
-        let destroy = state.withLock { state -> Bool in
-            guard !state.threadRunning, !state.destroyed else { return false }
-            state.destroyed = true
-            return true
-        }
-        if destroy {
-            mosquitto_destroy(handle.raw)
-        }
-        messages.finish()
-        events.finish()
+    private func resumeCloseWaiters() {
+        let waiters = closeWaiters
+        closeWaiters.removeAll()
+        for waiter in waiters { waiter.resume() }
     }
 
-    // MARK: callbacks (network thread)
+    // MARK: callbacks (loop thread, inside libmosquitto)
 
     fileprivate func didConnect(reason: Int32, sessionPresent: Bool) {
         if reason != 0 {
             let code = ReasonCode(rawValue: UInt8(clamping: reason))
             let text = configuration.version == .v5 ? code.description : String(cString: mosquitto_connack_string(reason))
             let error = MQTTError(.refused(code), text)
-            let waiters = state.withLock { state in
-                defer { state.connectWaiters.removeAll() }
-                return state.connectWaiters
-            }
-            logger.warning("MQTT connection refused", metadata: ["broker": "\(configuration.host):\(configuration.port)", "reason": "\(text)"])
-            events.yield(.refused(code))
+            logger.warning("MQTT connection refused", metadata: ["broker": "\(brokerAddress)", "reason": "\(text)"])
+            emit(.refused(code))
+            let waiters = connectWaiters
+            connectWaiters.removeAll()
             for waiter in waiters { waiter.resume(returning: .failure(error)) }
             return
         }
         // Without a session the broker forgot our subscriptions. Queue them before anything else: before
-        // libmosquitto resends in-flight publishes (right after this callback) and before publishers waiting
-        // for the connection are let go, so nothing published on this connection misses them.
-        let replay = sessionPresent ? [] : state.withLock { $0.subscriptions }
+        // libmosquitto resends in-flight publishes (right after this callback) and before queued publishes go
+        // out, so nothing published on this connection misses them.
+        let replay = sessionPresent ? [] : subscriptions
         for subscription in replay {
             var mid: Int32 = 0
-            let rc = mosquitto_subscribe_v5(handle.raw, &mid, subscription.filter, Int32(subscription.qos.rawValue),
+            let rc = mosquitto_subscribe_v5(raw, &mid, subscription.filter, Int32(subscription.qos.rawValue),
                                             subscribeOptions(subscription), nil)
             if rc == MOSQ_ERR_SUCCESS.rawValue {
-                state.withLock { _ = $0.replayedSubscribeMids.insert(mid) }
+                replayedSubscribeMids.insert(mid)
             } else {
-                logger.error("restoring a subscription failed", metadata: ["mqtt.filter": "\(subscription.filter)", "error": "\(MQTTError.library(rc, "subscribe"))"])
+                logger.error("restoring a subscription failed", metadata: [
+                    "mqtt.filter": "\(subscription.filter)", "error": "\(MQTTError.library(rc, "subscribe"))",
+                ])
             }
         }
-        let waiters = state.withLock { state in
-            state.connected = true
-            state.attempt = 0
-            defer {
-                state.connectWaiters.removeAll()
-                state.connectedWaiters.removeAll()
-            }
-            return state.connectWaiters + state.connectedWaiters
-        }
+        phase = .connected
+        attempt = 0
+        connectedFlag.store(true, ordering: .releasing)
+        connectedJustNow = true
         logger.info("MQTT connected", metadata: [
-            "broker": "\(configuration.host):\(configuration.port)", "session.present": "\(sessionPresent)",
-            "resubscribed": "\(replay.count)",
+            "broker": "\(brokerAddress)", "session.present": "\(sessionPresent)", "resubscribed": "\(replay.count)",
         ])
-        events.yield(.connected(sessionPresent: sessionPresent))
-        for waiter in waiters { waiter.resume(returning: .success(())) }
-    }
-
-    fileprivate func didDisconnect(reason: Int32) {
-        let wasConnected = state.withLock { state in
-            defer { state.connected = false }
-            return state.connected
-        }
-        guard wasConnected else { return }
-        let error: MQTTError? = reason == 0 ? nil : MQTTError.library(reason, "connection lost")
-        logger.info("MQTT disconnected", metadata: ["broker": "\(configuration.host):\(configuration.port)", "reason": "\(error.map { "\($0)" } ?? "requested")"])
-        events.yield(.disconnected(error))
+        emit(.connected(sessionPresent: sessionPresent))
     }
 
     fileprivate func didPublish(mid: Int32, reason: Int32) {
-        let waiter = state.withLock { state -> Waiter<PublishAck>? in
-            if let waiter = state.publishWaiters.removeValue(forKey: mid) { return waiter }
-            state.earlyAcks[mid] = reason
-            return nil
+        guard let entry = inflight.removeValue(forKey: mid) else {
+            if insidePublish { earlyAcks[mid] = reason }
+            return
         }
-        waiter?.resume(returning: Self.ackResult(mid: mid, reason: reason))
+        publishInflightCount()
+        complete(entry.completion, Self.ackResult(mid: mid, reason: reason))
+        capacityFreed = true
     }
 
     fileprivate func didSubscribe(mid: Int32, granted: [ReasonCode]) {
-        let replayed = state.withLock { $0.replayedSubscribeMids.remove(mid) != nil }
-        if replayed {
+        if replayedSubscribeMids.remove(mid) != nil {
             if granted.contains(where: \.isFailure) {
                 logger.error("the broker refused a restored subscription", metadata: ["reason": "\(granted)"])
             }
             return
         }
-        let waiter = state.withLock { state -> Waiter<[ReasonCode]>? in
-            if let waiter = state.subscribeWaiters.removeValue(forKey: mid) { return waiter }
-            state.earlySubacks[mid] = granted
-            return nil
-        }
-        waiter?.resume(returning: .success(granted))
+        subscribeWaiters.removeValue(forKey: mid)?(granted)
     }
 
     fileprivate func didUnsubscribe(mid: Int32) {
-        let waiter = state.withLock { state -> Waiter<Void>? in
-            if let waiter = state.unsubscribeWaiters.removeValue(forKey: mid) { return waiter }
-            state.earlyUnsubacks.insert(mid)
-            return nil
-        }
-        waiter?.resume(returning: .success(()))
+        unsubscribeWaiters.removeValue(forKey: mid)?()
     }
 
     fileprivate func didReceive(_ message: MQTTMessage) {
+        if let messageHandler {
+            messageHandler(message)
+            return
+        }
         if case .dropped = messages.yield(message) {
-            let dropped = state.withLock { state in
-                state.droppedMessages += 1
-                return state.droppedMessages
-            }
+            let dropped = droppedCount.add(1, ordering: .relaxed).newValue
             if dropped == 1 || dropped % 1_000 == 0 {
                 logger.warning("inbound MQTT messages dropped: the consumer is behind", metadata: ["dropped": "\(dropped)"])
             }
         }
     }
 
+    /// Any thread (the connector's too).
     fileprivate func didLog(level: Int32, text: String) {
-        logger.trace("libmosquitto: \(text)")
+        if level & Int32(MOSQ_LOG_ERR) != 0 {
+            lastErrorLog.withLock { $0 = text }
+            logger.debug("libmosquitto error: \(text)")
+        } else {
+            logger.trace("libmosquitto: \(text)")
+        }
     }
+}
+
+/// The libmosquitto handle.
+///
+/// SAFETY: used only on the owning client's event-loop thread, or on its connector thread while the loop
+/// leaves it alone (see ``ClientCore``); destroyed once, in `ClientCore.finishClose`.
+struct MosquittoHandle: @unchecked Sendable {
+    let raw: OpaquePointer
 }
 
 /// A libmosquitto property list owned by Swift.
@@ -558,13 +746,12 @@ final class ClientCore: Sendable {
 /// needs from it.
 final class MosquittoPropertyList: @unchecked Sendable {
     let list: OpaquePointer?
+    private let owned: Bool
 
     init(list: OpaquePointer?, owned: Bool = false) {
         self.list = list
         self.owned = owned
     }
-
-    private let owned: Bool
 
     deinit {
         if owned {
@@ -575,7 +762,7 @@ final class MosquittoPropertyList: @unchecked Sendable {
 }
 
 /// CONNECT properties.
-struct PublishPropertiesBuilder {
+struct ConnectPropertiesBuilder {
     var sessionExpiry: UInt32?
 
     func build() throws(MQTTError) -> MosquittoPropertyList {
@@ -603,9 +790,9 @@ private let onConnect: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?,
     core(userdata)?.didConnect(reason: reason, sessionPresent: flags & 1 == 1)
 }
 
+/// The loop notices a closed socket itself after each read, write and keepalive check.
 private let onDisconnect: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int32, OpaquePointer?) -> Void = {
-    _, userdata, reason, _ in
-    core(userdata)?.didDisconnect(reason: reason)
+    _, _, _, _ in
 }
 
 private let onPublish: @convention(c) (OpaquePointer?, UnsafeMutableRawPointer?, Int32, Int32, OpaquePointer?) -> Void = {

@@ -10,14 +10,6 @@ private let libraryInitialized: Bool = {
     return true
 }()
 
-/// The libmosquitto handle.
-///
-/// SAFETY: in threaded mode (`mosquitto_threaded_set(true)`) libmosquitto locks every shared structure
-/// itself, so the handle may be used from any thread; it is destroyed only after the network thread ended.
-struct MosquittoHandle: @unchecked Sendable {
-    let raw: OpaquePointer
-}
-
 /// An MQTT 3.1.1 / 5 client over libmosquitto, for long-running daemons.
 ///
 /// - ``connect()`` returns once the broker accepted the connection (CONNACK) and throws a clear error when it
@@ -33,13 +25,18 @@ struct MosquittoHandle: @unchecked Sendable {
 ///   dropping the client.
 public final class MosquittoClient: Sendable {
     public let configuration: MQTTConfiguration
-    /// Messages for this client's subscriptions, in arrival order.
+    /// Messages for this client's subscriptions, in arrival order (unless a message handler takes them; see
+    /// ``setHandlers(message:publishCompleted:capacityAvailable:connection:)``).
     public let messages: AsyncStream<MQTTMessage>
     /// Connection state changes.
     public let events: AsyncStream<ConnectionEvent>
+    /// The thread that drives this client (its own unless one was given).
+    public var eventLoop: MQTTEventLoop { core.loop }
     let core: ClientCore
 
-    public init(configuration: MQTTConfiguration, logger: Logger) throws(MQTTError) {
+    /// - Parameter eventLoop: share one loop between clients so that a message read by one is written by the
+    ///   other on the same thread; nil: the client gets a loop of its own, ended by ``disconnect()``.
+    public init(configuration: MQTTConfiguration, logger: Logger, eventLoop: MQTTEventLoop? = nil) throws(MQTTError) {
         _ = libraryInitialized
         self.configuration = configuration
         let (messages, messageContinuation) = AsyncStream.makeStream(
@@ -47,56 +44,164 @@ public final class MosquittoClient: Sendable {
         let (events, eventContinuation) = AsyncStream.makeStream(of: ConnectionEvent.self, bufferingPolicy: .bufferingNewest(1_000))
         self.messages = messages
         self.events = events
-        self.core = try ClientCore(configuration: configuration, logger: logger, messages: messageContinuation,
-                                   events: eventContinuation)
+        self.core = try ClientCore(configuration: configuration, logger: logger, loop: eventLoop,
+                                   messages: messageContinuation, events: eventContinuation)
     }
 
     /// Whether the broker accepted the current connection.
-    public var isConnected: Bool { core.state.withLock { $0.connected } }
+    public var isConnected: Bool { core.connectedFlag.load(ordering: .acquiring) }
 
-    /// Publishes handed to the broker and not yet acknowledged (at most ``MQTTConfiguration/maxInflightPublishes``).
-    public var publishesInFlight: Int { core.state.withLock { $0.inflight } }
+    /// Publishes handed to the broker and not yet acknowledged (at most ``MQTTConfiguration/maxInflightPublishes``
+    /// through ``publish(to:payload:qos:retain:properties:)``).
+    public var publishesInFlight: Int { core.inflightCount.load(ordering: .relaxed) }
 
-    /// Inbound messages dropped because the consumer fell behind ``MQTTConfiguration/inboundBufferLimit``.
-    public var droppedMessages: Int { core.state.withLock { $0.droppedMessages } }
+    /// Inbound messages dropped because the `messages` consumer fell behind ``MQTTConfiguration/inboundBufferLimit``.
+    public var droppedMessages: Int { core.droppedCount.load(ordering: .relaxed) }
 
     /// Starts connecting (if not already) and waits for the outcome of the next connection attempt.
     public func connect() async throws(MQTTError) {
-        try await core.connect()
+        let core = self.core
+        let result: Result<Void, MQTTError> = await withCheckedContinuation { continuation in
+            core.loop.execute { core.connect(continuation) }
+        }
+        try result.get()
     }
 
-    /// Publishes and waits for the broker's acknowledgement. Reason codes below 0x80 (such as 16, no matching
-    /// subscribers) are success; failures throw ``MQTTError/Kind/rejected(_:)``.
+    /// Publishes and waits for the broker's acknowledgement (QoS 0: written to the socket). Waits while the
+    /// client is not connected (also before the first ``connect()``), so nothing is published before CONNACK,
+    /// and while ``MQTTConfiguration/maxInflightPublishes`` are unacknowledged. Reason codes below 0x80 (such
+    /// as 16, no matching subscribers) are success; failures throw ``MQTTError/Kind/rejected(_:)``.
     @discardableResult
     public func publish(to topic: String, payload: [UInt8], qos: QoS = .atLeastOnce, retain: Bool = false,
                         properties: PublishProperties = .init()) async throws(MQTTError) -> PublishAck {
-        try await core.publish(topic: topic, payload: payload, qos: qos, retain: retain, properties: properties)
+        try MQTTTopic.validatePublishTopic(topic)
+        guard payload.count <= 268_435_455 else {
+            throw MQTTError(.invalidConfiguration, "payload of \(payload.count) bytes exceeds MQTT's maximum")
+        }
+        let useProperties = configuration.version == .v5 && !properties.isEmpty
+        let list = MosquittoPropertyList(list: useProperties ? try properties.makeOwnedList() : nil, owned: true)
+        let core = self.core
+        let result: Result<PublishAck, MQTTError> = await withCheckedContinuation { continuation in
+            let publish = ClientCore.QueuedPublish(topic: topic, payload: payload, qos: qos, retain: retain,
+                                                   properties: list, waiter: continuation)
+            core.loop.execute { core.enqueue(publish) }
+        }
+        return try result.get()
     }
 
     /// Subscribes and remembers the subscriptions, replaying them after a reconnect that has no session.
     /// Returns the broker's reason code per subscription (the granted QoS, or a failure code).
     @discardableResult
     public func subscribe(_ subscriptions: [Subscription]) async throws(MQTTError) -> [ReasonCode] {
-        try await core.subscribe(subscriptions)
+        guard !subscriptions.isEmpty else { return [] }
+        for subscription in subscriptions { try MQTTTopic.validateFilter(subscription.filter) }
+        let core = self.core
+        let result: Result<[ReasonCode], MQTTError> = await withCheckedContinuation { continuation in
+            core.loop.execute { core.subscribe(subscriptions, continuation) }
+        }
+        return try result.get()
     }
 
     public func unsubscribe(_ filters: [String]) async throws(MQTTError) {
-        try await core.unsubscribe(filters)
+        for filter in filters { try MQTTTopic.validateFilter(filter) }
+        let core = self.core
+        let result: Result<Void, MQTTError> = await withCheckedContinuation { continuation in
+            core.loop.execute { core.unsubscribe(filters, continuation) }
+        }
+        try result.get()
     }
 
-    /// Sends DISCONNECT (the will is not published), stops the network thread, fails waiting operations with
+    /// Sends DISCONNECT (the will is not published), closes the connection, fails waiting operations with
     /// ``MQTTError/Kind/shutdown`` and finishes the streams. Idempotent.
     public func disconnect() async {
-        await core.shutdown(reason: 0)
+        await close(reason: 0)
     }
 
     /// Like ``disconnect()``, but asks an MQTT 5 broker to publish the will anyway (reason code 0x04), as if
     /// the client had died: for graceful shutdowns that should still announce the client as gone.
     public func disconnectPublishingWill() async {
-        await core.shutdown(reason: 4)
+        await close(reason: 4)
+    }
+
+    private func close(reason: Int32) async {
+        let core = self.core
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            core.loop.execute { core.close(reason: reason, continuation) }
+        }
+        if core.ownsLoop { await core.loop.shutdown() }
     }
 
     deinit {
-        core.destroyIfStopped()
+        // Dropped without disconnect(): close on the loop, which then ends if it was this client's own.
+        let core = self.core
+        core.loop.execute { core.close(reason: 0, nil) }
+    }
+
+    // MARK: the event loop's own interface
+
+    /// Installs handlers that run on ``eventLoop``'s thread: `message` receives every inbound message instead
+    /// of ``messages`` (inside libmosquitto's read, so a publish it makes on another client of the same loop
+    /// goes to that socket at once); `publishCompleted` learns the outcome of each
+    /// ``publishNow(to:payload:qos:retain:properties:token:)``; `capacityAvailable` runs when publishes can go
+    /// out again (connected, below the in-flight bound); `connection` sees connection events as they happen.
+    /// Call on the loop's thread, before connecting.
+    public func setHandlers(message: ((MQTTMessage) -> Void)?,
+                            publishCompleted: ((UInt64, Result<PublishAck, MQTTError>) -> Void)? = nil,
+                            capacityAvailable: (() -> Void)? = nil,
+                            connection: ((ConnectionEvent) -> Void)? = nil) {
+        core.loop.assertInLoop()
+        core.messageHandler = message
+        core.tokenCompletionHandler = publishCompleted
+        core.capacityHandler = capacityAvailable
+        core.connectionHandler = connection
+    }
+
+    /// Loop thread only: connected, below ``MQTTConfiguration/maxInflightPublishes``, nothing queued.
+    public var canPublishNow: Bool {
+        core.loop.assertInLoop()
+        return core.canPublishNow
+    }
+
+    /// Loop thread only: unacknowledged publishes.
+    public var inflightCount: Int {
+        core.loop.assertInLoop()
+        return core.inflightCount.load(ordering: .relaxed)
+    }
+
+    /// Loop thread only: publishes at once, without waiting; the outcome goes to the `publishCompleted`
+    /// handler with `token`. The caller keeps within the in-flight bound (``canPublishNow``); beyond it
+    /// libmosquitto would queue without bound. Returns the error when nothing was sent.
+    public func publishNow(to topic: String, payload: [UInt8], qos: QoS, retain: Bool = false,
+                           properties: PublishProperties = .init(), token: UInt64) -> MQTTError? {
+        core.loop.assertInLoop()
+        do {
+            try MQTTTopic.validatePublishTopic(topic)
+            let useProperties = configuration.version == .v5 && !properties.isEmpty
+            var list: OpaquePointer? = useProperties ? try properties.makeOwnedList() : nil
+            defer { mosquitto_property_free_all(&list) }
+            return core.publishNow(topic: topic, payload: payload, qos: qos, retain: retain, list: list,
+                                   completion: .token(token))
+        } catch {
+            return error
+        }
+    }
+
+    /// Loop thread only: stop reading this client's socket (the broker then holds what it has for us: TCP
+    /// flow control, then its session queue). Acknowledgements for our own publishes wait too.
+    public func pauseReading() {
+        core.loop.assertInLoop()
+        core.pauseReading()
+    }
+
+    /// Loop thread only.
+    public func resumeReading() {
+        core.loop.assertInLoop()
+        core.resumeReading()
+    }
+
+    /// Loop thread only.
+    public var isReadingPaused: Bool {
+        core.loop.assertInLoop()
+        return core.readingPaused
     }
 }

@@ -14,16 +14,22 @@ public final class TestBroker: Sendable {
         public var tls: Bool
         /// With `tls`: clients must present a certificate signed by the test CA.
         public var requireClientCertificate: Bool
-        /// mosquitto's `max_queued_messages`: per client, QoS 1/2 messages queued beyond the in-flight window
-        /// and QoS 0 messages waiting to be written; more are dropped. 0: no limit (benchmarks, where a
-        /// subject that falls behind must not lose messages at the broker).
+        /// Keep sessions, subscriptions and queued messages in `mosquitto.db` in the broker's directory, so
+        /// they survive ``TestBroker/restart()``. mosquitto writes the file at a clean stop and every
+        /// `autosaveInterval`; a `kill -9` loses what changed since the last save.
+        public var persistence: Bool
+        /// Seconds between persistence saves (mosquitto's `autosave_interval`).
+        public var autosaveInterval: Int
+        /// Messages queued per client session beyond those in flight (mosquitto's `max_queued_messages`).
         public var maxQueuedMessages: Int
 
         public init(passwordFile: Bool = false, tls: Bool = false, requireClientCertificate: Bool = false,
-                    maxQueuedMessages: Int = 100_000) {
+                    persistence: Bool = false, autosaveInterval: Int = 1, maxQueuedMessages: Int = 100_000) {
             self.passwordFile = passwordFile
             self.tls = tls
             self.requireClientCertificate = requireClientCertificate
+            self.persistence = persistence
+            self.autosaveInterval = autosaveInterval
             self.maxQueuedMessages = maxQueuedMessages
         }
     }
@@ -111,15 +117,16 @@ public final class TestBroker: Sendable {
         try start()
     }
 
-    /// Stops the broker (SIGTERM, then SIGKILL) and waits for it.
-    public func stop() {
-        stopProcess()
+    /// Stops the broker (SIGTERM, then SIGKILL after `gracePeriod`) and waits for it. A persistent broker
+    /// saves its database on SIGTERM, so give it time when it holds many messages.
+    public func stop(gracePeriod: Duration = .milliseconds(300)) {
+        stopProcess(gracePeriod: gracePeriod)
     }
 
-    public var isRunning: Bool { process.withLock { $0?.isRunning ?? false } }
-
-    /// The broker's process id while it runs (for CPU and memory readings from /proc).
+    /// The broker's process id while it runs.
     public var processIdentifier: Int32? { process.withLock { $0?.isRunning == true ? $0?.processIdentifier : nil } }
+
+    public var isRunning: Bool { process.withLock { $0?.isRunning ?? false } }
 
     /// Freezes the broker (SIGSTOP): connections stay open, nothing is answered.
     public func pause() {
@@ -131,7 +138,7 @@ public final class TestBroker: Sendable {
         if let pid = process.withLock({ $0?.processIdentifier }) { kill(pid, SIGCONT) }
     }
 
-    private func stopProcess() {
+    private func stopProcess(gracePeriod: Duration = .milliseconds(300)) {
         let running = process.withLock { process -> Process? in
             defer { process = nil }
             return process
@@ -139,17 +146,22 @@ public final class TestBroker: Sendable {
         guard let running, running.isRunning else { return }
         let pid = running.processIdentifier
         running.terminate()
-        // SIGTERM first; a child spawned from a thread that blocks SIGTERM may not see it, so SIGKILL follows.
+        // SIGTERM first (the broker saves its persistence file); SIGKILL when it takes longer than the grace period.
         let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
-        DispatchQueue.global().asyncAfter(deadline: .now() + 0.3, execute: watchdog)
+        let grace = Double(gracePeriod.components.seconds) + Double(gracePeriod.components.attoseconds) / 1e18
+        DispatchQueue.global().asyncAfter(deadline: .now() + grace, execute: watchdog)
         running.waitUntilExit()
         watchdog.cancel()
     }
 
     private func start() throws {
+        guard FileManager.default.isExecutableFile(atPath: Self.executable) else {
+            throw Failure(description: "cannot find mosquitto (apt-get install mosquitto)")
+        }
         let broker = Process()
-        broker.executableURL = URL(fileURLWithPath: Self.executable)
-        broker.arguments = ["-c", directory.appendingPathComponent("mosquitto.conf").path]
+        let command = Self.withSignalsUnblocked(Self.executable, ["-c", directory.appendingPathComponent("mosquitto.conf").path])
+        broker.executableURL = URL(fileURLWithPath: command.executable)
+        broker.arguments = command.arguments
         _ = FileManager.default.createFile(atPath: logFile, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logFile))
         log.seekToEndOfFile()
@@ -158,7 +170,7 @@ public final class TestBroker: Sendable {
         do {
             try broker.run()
         } catch {
-            throw Failure(description: "cannot start \(Self.executable) (apt-get install mosquitto): \(error)")
+            throw Failure(description: "cannot start \(command.executable) \(Self.executable): \(error)")
         }
         process.withLock { $0 = broker }
         let deadline = Date().addingTimeInterval(10)
@@ -176,7 +188,6 @@ public final class TestBroker: Sendable {
     private func writeConfig() throws {
         var lines = [
             "listener \(port) 127.0.0.1",
-            "persistence false",
             "user root",
             "log_dest stderr",
             "log_type error",
@@ -186,6 +197,15 @@ public final class TestBroker: Sendable {
             // Nagle plus delayed ACKs would add ~40 ms to each small request/response hop.
             "set_tcp_nodelay true",
         ]
+        if options.persistence {
+            lines += [
+                "persistence true",
+                "persistence_location \(directory.path)/",
+                "autosave_interval \(max(1, options.autosaveInterval))",
+            ]
+        } else {
+            lines.append("persistence false")
+        }
         if options.passwordFile {
             let file = directory.appendingPathComponent("passwords").path
             try Self.run("/usr/bin/mosquitto_passwd", ["-b", "-c", file, username, password])
@@ -221,6 +241,20 @@ public final class TestBroker: Sendable {
             try openssl(["x509", "-req", "-in", "\(dir)/\(name).csr", "-CA", "\(dir)/ca.crt", "-CAkey", "\(dir)/ca.key",
                          "-CAcreateserial", "-days", "2", "-extfile", extensions, "-out", "\(dir)/\(name).crt"])
         }
+    }
+
+    /// The command that runs `executable` with an empty signal mask.
+    ///
+    /// A child inherits the signal mask of the thread that spawns it, and the test runner's threads block
+    /// SIGTERM, SIGINT, SIGHUP and others: a child spawned directly never sees SIGTERM, so mosquitto would not
+    /// save its persistence file and a program's graceful stop could not be tested. Debian's essential
+    /// `perl` clears the mask and `exec`s the program, which keeps the process id.
+    public static func withSignalsUnblocked(_ executable: String, _ arguments: [String])
+        -> (executable: String, arguments: [String])
+    {
+        let script = "use POSIX; sigprocmask(SIG_SETMASK, POSIX::SigSet->new) or die \"sigprocmask: $!\"; "
+            + "exec { $ARGV[0] } @ARGV or die \"exec $ARGV[0]: $!\""
+        return ("/usr/bin/perl", ["-e", script, executable] + arguments)
     }
 
     /// Runs a helper program (openssl, mosquitto_passwd) and returns its output; throws when it fails.

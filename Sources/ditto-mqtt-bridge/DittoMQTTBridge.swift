@@ -6,6 +6,7 @@ import DittoProtocol
 import Foundation
 import Logging
 import ServiceLifecycle
+import UnixSignals
 
 @main
 struct DittoMQTTBridge: AsyncParsableCommand {
@@ -68,6 +69,23 @@ struct Run: AsyncParsableCommand {
             logger.warning("\(warning.description)")
         }
         let bridge = try BridgeService(configuration: configuration, logger: logger)
+        let path = options.config
+        // SIGHUP re-reads the file: a valid one is applied, an invalid one is refused with `check`'s diagnostics.
+        let reloads = Task {
+            for await _ in await UnixSignalsSequence(trapping: .sighup) {
+                logger.notice("SIGHUP: reloading the config", metadata: ["config": "\(path)"])
+                do {
+                    let new = try BridgeConfiguration.load(path: path)
+                    for warning in new.warnings { logger.warning("\(warning.description)") }
+                    await bridge.reload(new)
+                } catch let error as ConfigErrors {
+                    logger.error("config reload refused; the running config stays:\n\(error.description)")
+                } catch {
+                    logger.error("config reload refused; the running config stays: \(error)")
+                }
+            }
+        }
+        defer { reloads.cancel() }
         let group = ServiceGroup(
             configuration: .init(services: [bridge], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()

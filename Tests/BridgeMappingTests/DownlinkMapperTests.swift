@@ -275,7 +275,13 @@ import Testing
         let (mapper, request, route) = try routed(#"{"topic":"org.example/dev-1/things/live/commands/modify","headers":{"correlation-id":"c-7"},"path":"/attributes/mode","value":{"m":"eco"}}"#)
         let published = try mapper.devicePublication(for: request, route: route, messageExpiry: nil)
         #expect(published.topic == "devices/dev-1/attributes/mode")
-        #expect(try JSON.parse(published.payload) == ["m": "eco", "id": "c-7"])
+        // The value Ditto sent stays intact next to the id: a user's own `id` is not overwritten (issue 10, item 3).
+        #expect(try JSON.parse(published.payload) == ["value": ["m": "eco"], "id": "c-7"])
+        #expect(published.properties.contentType == "application/json")
+
+        let (_, ownID, ownRoute) = try routed(#"{"topic":"org.example/dev-1/things/live/commands/modify","headers":{"correlation-id":"c-9"},"path":"/attributes/mode","value":{"id":"user-schedule-7","level":1}}"#)
+        let own = try mapper.devicePublication(for: ownID, route: ownRoute, messageExpiry: nil)
+        #expect(try JSON.parse(own.payload) == ["value": ["id": "user-schedule-7", "level": 1], "id": "c-9"])
 
         let (_, scalarRequest, scalarRoute) = try routed(#"{"topic":"org.example/dev-1/things/live/commands/modify","headers":{"correlation-id":"c-8"},"path":"/attributes/level","value":3}"#)
         let scalar = try mapper.devicePublication(for: scalarRequest, route: scalarRoute, messageExpiry: nil)
@@ -476,7 +482,7 @@ import Testing
             """
         let (mapper, request, route) = try routed(#"{"topic":"org.example/dev-1/things/live/commands/modify","headers":{"correlation-id":"n-1"},"path":"/attributes/mode","value":{"m":"eco","meta":{"keep":true}}}"#, yaml: yaml)
         let published = try mapper.devicePublication(for: request, route: route, messageExpiry: nil)
-        #expect(try JSON.parse(published.payload) == ["m": "eco", "meta": ["keep": true, "id": "n-1"]])
+        #expect(try JSON.parse(published.payload) == ["data": ["value": ["m": "eco", "meta": ["keep": true]]], "meta": ["id": "n-1"]])
 
         let (_, scalarRequest, scalarRoute) = try routed(#"{"topic":"org.example/dev-1/things/live/commands/modify","headers":{"correlation-id":"n-2"},"path":"/attributes/level","value":3}"#, yaml: yaml)
         let scalar = try mapper.devicePublication(for: scalarRequest, route: scalarRoute, messageExpiry: nil)

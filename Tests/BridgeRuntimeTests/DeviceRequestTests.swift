@@ -55,7 +55,7 @@ struct DeviceRequestTests {
         #expect(answer.properties.userProperties.contains(UserProperty(name: "status", value: "200")))
         #expect(answer.properties.userProperties.contains(UserProperty(name: "x-answered-by", value: "ditto")))
         #expect(try JSON.parse(answer.payload) == ["interval": 30])
-        #expect(harness.bridge.pendingRequestCounts.uplink == 0)
+        #expect(await harness.bridge.pendingRequestCounts.uplink == 0)
         await device.disconnect()
         await harness.stop()
     }
@@ -72,6 +72,23 @@ struct DeviceRequestTests {
         let request = try Envelope.decode(try #require(harness.fromBridge.messages.first).payload)
         #expect(request.headers.correlationID == "req-77")
         #expect(request.thingID?.description == "org.example:legacy-old")
+        await device.disconnect()
+        await harness.stop()
+    }
+
+    @Test("A device request whose headers Ditto would refuse gets the 431 on its response topic at once")
+    func oversizedHeaders() async throws {
+        let harness = try await BridgeHarness(yaml: downlinkConfig)
+        let (device, inbox) = try await harness.device("big", subscribe: ["devices/big/answers"])
+        var properties = PublishProperties(responseTopic: "devices/big/answers", correlationData: Array("q-431".utf8))
+        properties.userProperties = [UserProperty(name: "x-big", value: String(repeating: "b", count: 6_000))]
+        try await device.publish(to: "devices/big/ask/config", payload: Array("{}".utf8), properties: properties)
+        let answer = try #require(await inbox.first(timeout: .seconds(5)) { _ in true })
+        #expect(answer.properties.correlationData == Array("q-431".utf8))
+        #expect(answer.properties.userProperties.first { $0.name == "status" }?.value == "431")
+        let error = try JSON.parse(answer.payload)
+        #expect(error["status"] == 431)
+        #expect(harness.fromBridge.messages.isEmpty)
         await device.disconnect()
         await harness.stop()
     }

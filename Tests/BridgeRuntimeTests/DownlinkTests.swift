@@ -324,7 +324,7 @@ struct DownlinkTests {
         let statuses = try rejected.map { try Envelope.decode($0.payload) }.map { $0.value?["error"] }
         #expect(statuses.allSatisfy { $0 == .string("bridge:requests.toomany") })
         #expect(await received.wait(for: 5).count == 5)
-        #expect(harness.bridge.pendingRequestCounts.downlink == 5)
+        #expect(await harness.bridge.pendingRequestCounts.downlink == 5)
         await device.disconnect()
         await harness.stop()
     }

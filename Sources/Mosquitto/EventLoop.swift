@@ -1,0 +1,253 @@
+import CMosquitto
+import Foundation
+import Glibc
+import HeapModule
+import Synchronization
+
+/// One thread that drives any number of libmosquitto clients: `poll` on their sockets, `mosquitto_loop_read`,
+/// `_write` and `_misc`, timers, and jobs handed in from other threads.
+///
+/// Why one thread of our own instead of `mosquitto_loop_start` per client: a message read by one client can be
+/// mapped and written to another client's socket on the same thread, in the same call stack, with no thread
+/// hop, no wake-up and no queue in between; and the loop decides whether to read a socket at all, which is how
+/// back pressure reaches a broker (TCP flow control, then the broker's session queue).
+///
+/// Everything a client does with its libmosquitto handle happens on this thread, so the handles run in
+/// libmosquitto's non-threaded mode, where a publish outside a callback is written to the socket at once.
+public final class MQTTEventLoop: Sendable {
+    public typealias Job = @Sendable () -> Void
+
+    private struct Shared {
+        var jobs: [Job] = []
+        var wakePending = false
+        var stopRequested = false
+        var exited = false
+        var exitWaiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let shared = Mutex(Shared())
+    /// A pipe whose read end the loop polls, so `execute` from another thread interrupts `poll`.
+    private let wakeFD: Int32
+    private let wakeWriteFD: Int32
+    private let threadID = Atomic<UInt>(0)
+    let confined: Confined
+    public let name: String
+
+    /// Loop-thread state.
+    ///
+    /// SAFETY: only touched on the loop thread (the thread that runs `run()`), checked by `assertInLoop`.
+    final class Confined: @unchecked Sendable {
+        var clients: [ObjectIdentifier: ClientCore] = [:]
+        var timers = Heap<TimerEntry>()
+        var timerWork: [UInt64: () -> Void] = [:]
+        var nextTimerID: UInt64 = 0
+        var pollFDs: [pollfd] = []
+        var pollClients: [ClientCore] = []
+    }
+
+    struct TimerEntry: Comparable {
+        var deadline: ContinuousClock.Instant
+        var id: UInt64
+        static func < (lhs: TimerEntry, rhs: TimerEntry) -> Bool {
+            lhs.deadline == rhs.deadline ? lhs.id < rhs.id : lhs.deadline < rhs.deadline
+        }
+    }
+
+    /// A timer that can be cancelled.
+    public struct TimerID: Sendable, Hashable {
+        let raw: UInt64
+    }
+
+    /// Starts the loop's thread.
+    public init(name: String = "mqtt loop") {
+        self.name = name
+        var fds: [Int32] = [-1, -1]
+        let rc = pipe(&fds)
+        precondition(rc == 0, "pipe failed: errno \(errno)")
+        for fd in fds {
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        }
+        wakeFD = fds[0]
+        wakeWriteFD = fds[1]
+        confined = Confined()
+        let thread = Thread { [self] in run() }
+        thread.name = name
+        thread.stackSize = 1 << 20
+        thread.start()
+    }
+
+    deinit {
+        close(wakeFD)
+        close(wakeWriteFD)
+    }
+
+    /// Whether the caller runs on the loop's thread.
+    public var inEventLoop: Bool {
+        pthread_equal(pthread_self(), pthread_t(threadID.load(ordering: .acquiring))) != 0
+    }
+
+    @inline(__always)
+    func assertInLoop(_ function: StaticString = #function) {
+        assert(inEventLoop, "\(function) must run on the event loop's thread")
+    }
+
+    /// Runs `job` on the loop's thread, after the jobs handed in before it. Jobs handed in after ``shutdown()``
+    /// still run before the thread ends.
+    public func execute(_ job: @escaping Job) {
+        let wake = shared.withLock { shared -> Bool in
+            shared.jobs.append(job)
+            defer { shared.wakePending = true }
+            return !shared.wakePending
+        }
+        if wake { signalWake() }
+    }
+
+    /// Runs `body` on the loop's thread and returns its result.
+    public func submit<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+        if inEventLoop { return body() }
+        return await withCheckedContinuation { continuation in
+            execute { continuation.resume(returning: body()) }
+        }
+    }
+
+    /// Calls `work` on the loop's thread at `deadline` (loop thread only).
+    @discardableResult
+    public func schedule(at deadline: ContinuousClock.Instant, _ work: @escaping () -> Void) -> TimerID {
+        assertInLoop()
+        confined.nextTimerID += 1
+        let id = confined.nextTimerID
+        confined.timers.insert(TimerEntry(deadline: deadline, id: id))
+        confined.timerWork[id] = work
+        return TimerID(raw: id)
+    }
+
+    /// Loop thread only.
+    public func cancel(_ timer: TimerID) {
+        assertInLoop()
+        confined.timerWork[timer.raw] = nil
+    }
+
+    /// Ends the thread once the jobs handed in so far have run; returns when it has ended. Clients still
+    /// registered are closed first. Idempotent.
+    public func shutdown() async {
+        if inEventLoop {
+            shared.withLock { $0.stopRequested = true }
+            return
+        }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let exited = shared.withLock { shared -> Bool in
+                shared.stopRequested = true
+                if shared.exited { return true }
+                shared.exitWaiters.append(continuation)
+                return false
+            }
+            if exited { continuation.resume() } else { signalWake() }
+        }
+    }
+
+    /// Asks the thread to end without waiting (used when the last owner goes away).
+    func requestStop() {
+        shared.withLock { $0.stopRequested = true }
+        signalWake()
+    }
+
+    func register(_ client: ClientCore) {
+        assertInLoop()
+        confined.clients[ObjectIdentifier(client)] = client
+    }
+
+    func unregister(_ client: ClientCore) {
+        assertInLoop()
+        confined.clients[ObjectIdentifier(client)] = nil
+    }
+
+    private func signalWake() {
+        var one: UInt8 = 1
+        _ = write(wakeWriteFD, &one, 1)
+    }
+
+    // MARK: the thread
+
+    private func run() {
+        threadID.store(UInt(pthread_self()), ordering: .releasing)
+        // Visible in `top -H`, /proc and core dumps (Linux keeps 15 characters).
+        let comm = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
+        if comm >= 0 {
+            let bytes = Array(name.utf8.prefix(15))
+            _ = bytes.withUnsafeBytes { write(comm, $0.baseAddress, $0.count) }
+            close(comm)
+        }
+        var stopping = false
+        while true {
+            let (jobs, stop) = shared.withLock { shared -> ([Job], Bool) in
+                shared.wakePending = false
+                defer { shared.jobs.removeAll(keepingCapacity: true) }
+                return (shared.jobs, shared.stopRequested)
+            }
+            for job in jobs { job() }
+            if stop && !stopping {
+                stopping = true
+                for client in confined.clients.values { client.closeNow() }
+            }
+            if stopping, jobs.isEmpty, shared.withLock({ $0.jobs.isEmpty }) { break }
+            let now = ContinuousClock.now
+            runTimers(now: now)
+            for client in confined.clients.values { client.loopMisc(now: now) }
+            pollOnce(timeout: pollTimeout(now: .now))
+        }
+        for client in confined.clients.values { client.closeNow() }
+        confined.clients.removeAll()
+        let waiters = shared.withLock { shared -> [CheckedContinuation<Void, Never>] in
+            shared.exited = true
+            defer { shared.exitWaiters.removeAll() }
+            return shared.exitWaiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    private func runTimers(now: ContinuousClock.Instant) {
+        while let first = confined.timers.min, first.deadline <= now {
+            confined.timers.removeMin()
+            if let work = confined.timerWork.removeValue(forKey: first.id) { work() }
+        }
+    }
+
+    /// Milliseconds until the next timer or keepalive check, at most one second.
+    private func pollTimeout(now: ContinuousClock.Instant) -> Int32 {
+        if shared.withLock({ !$0.jobs.isEmpty || $0.stopRequested }) { return 0 }
+        var next = now + .seconds(1)
+        while let first = confined.timers.min, confined.timerWork[first.id] == nil {
+            confined.timers.removeMin()
+        }
+        if let first = confined.timers.min { next = min(next, first.deadline) }
+        for client in confined.clients.values { next = min(next, client.nextMiscDeadline) }
+        let left = next - now
+        if left <= .zero { return 0 }
+        let milliseconds = left.components.seconds * 1_000 + left.components.attoseconds / 1_000_000_000_000_000
+        return Int32(clamping: milliseconds + 1)
+    }
+
+    private func pollOnce(timeout: Int32) {
+        confined.pollFDs.removeAll(keepingCapacity: true)
+        confined.pollClients.removeAll(keepingCapacity: true)
+        confined.pollFDs.append(pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0))
+        for client in confined.clients.values {
+            guard let events = client.pollEvents() else { continue }
+            confined.pollFDs.append(pollfd(fd: events.fd, events: events.events, revents: 0))
+            confined.pollClients.append(client)
+        }
+        let count = confined.pollFDs.withUnsafeMutableBufferPointer { fds in
+            poll(fds.baseAddress, nfds_t(fds.count), timeout)
+        }
+        guard count > 0 else { return }
+        if confined.pollFDs[0].revents != 0 {
+            var buffer = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+            while withUnsafeMutableBytes(of: &buffer, { read(wakeFD, $0.baseAddress, $0.count) }) > 0 {}
+        }
+        for index in confined.pollClients.indices {
+            let revents = confined.pollFDs[index + 1].revents
+            if revents != 0 { confined.pollClients[index].handle(revents: revents) }
+        }
+    }
+}

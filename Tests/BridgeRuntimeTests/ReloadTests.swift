@@ -1,0 +1,90 @@
+import BridgeConfig
+import BridgeRuntime
+import DittoProtocol
+import Foundation
+import Mosquitto
+import MosquittoTestSupport
+import Testing
+
+@Suite("Reloading the config while the bridge runs", .serialized)
+struct ReloadTests {
+    static func config(path: String, topic: String) -> String {
+        baseConnections + """
+
+            uplink:
+              - name: telemetry
+                topic: "\(topic)"
+                thing-id: "{namespace}:{deviceId}"
+                event: { action: modified, path: "\(path)" }
+                payload: { format: json, pointer: /value }
+            downlink:
+              - name: inbox
+                match: { messages: { subject: "*" } }
+                thing-id: "{namespace}:{deviceId}"
+                topic: "devices/{deviceId}/inbox/{subject}"
+                reply: { mode: mqtt5, topic: "devices/{deviceId}/reply", timeout: 20s }
+            """
+    }
+
+    @Test("A new mapping applies to the next message; no reconnect; a pending request still gets its answer")
+    func newMapping() async throws {
+        let harness = try await BridgeHarness(
+            yaml: Self.config(path: "/features/{sensor}/properties/value", topic: "devices/{deviceId}/telemetry/{sensor}"))
+        let (device, inbox) = try await harness.device("lamp", subscribe: ["devices/lamp/inbox/#"])
+        try await harness.sendFromDitto(try liveMessage("org.example:lamp", subject: "blink", correlationID: "r-1"),
+                                        thingID: "org.example:lamp", correlationID: "r-1")
+        let request = try #require(await inbox.first { _ in true })
+
+        let reloaded = Self.config(path: "/features/{sensor}/properties/reading", topic: "devices/{deviceId}/t2/{sensor}")
+            .replacingOccurrences(of: "PORT", with: "\(harness.broker.port)")
+        let changes = await harness.bridge.reload(try BridgeConfiguration.parse(yaml: reloaded, fileName: "reloaded.yaml",
+                                                                               environment: [:]))
+        #expect(!changes.contains { $0.contains("reconnected") })
+
+        try await device.publish(to: "devices/lamp/t2/temp", payload: Array(#"{"value": 7}"#.utf8))
+        let event = try #require(await harness.fromBridge.first { message in
+            (try? Envelope.decode(message.payload))?.path == "/features/temp/properties/reading"
+        })
+        #expect(try Envelope.decode(event.payload).value == 7)
+
+        // The request sent before the reload is answered after it.
+        try await device.publish(to: "devices/lamp/reply", payload: Array(#"{"ok": true}"#.utf8),
+                                 properties: PublishProperties(contentType: "application/json",
+                                                               correlationData: request.properties.correlationData))
+        let response = try #require(await harness.envelope(correlationID: "r-1") { $0.status == 200 })
+        #expect(response.path == "/inbox/messages/blink")
+        #expect(harness.bridge.metrics["device.connected"] == 1)
+        #expect(harness.bridge.metrics["ditto.connected"] == 1)
+        await device.disconnect()
+        await harness.stop()
+    }
+
+    @Test("A changed device connection reconnects that side only, to the new broker")
+    func newDeviceBroker() async throws {
+        let harness = try await BridgeHarness(
+            yaml: Self.config(path: "/features/{sensor}/properties/value", topic: "devices/{deviceId}/telemetry/{sensor}"))
+        let other = try TestBroker()
+        let moved = Self.config(path: "/features/{sensor}/properties/value", topic: "devices/{deviceId}/telemetry/{sensor}")
+            .replacingOccurrences(of: "device: { host: 127.0.0.1, port: PORT", with: "device: { host: 127.0.0.1, port: \(other.port)")
+            .replacingOccurrences(of: "PORT", with: "\(harness.broker.port)")
+        let changes = await harness.bridge.reload(try BridgeConfiguration.parse(yaml: moved, fileName: "moved.yaml", environment: [:]))
+        #expect(changes.contains { $0.hasPrefix("device connection changed") })
+        await harness.bridge.waitUntilReady()
+
+        let device = try MosquittoClient(configuration: other.clientConfiguration(clientID: "device-moved"), logger: harnessLogger)
+        try await device.connect()
+        let deadline = ContinuousClock.now + .seconds(10)
+        var arrived = false
+        var sequence = 0
+        while !arrived, ContinuousClock.now < deadline {
+            sequence += 1
+            try await device.publish(to: "devices/m1/telemetry/temp", payload: Array(#"{"value": \#(sequence)}"#.utf8))
+            arrived = await harness.fromBridge.first(timeout: .milliseconds(300)) { _ in true } != nil
+        }
+        #expect(arrived)
+        #expect(harness.bridge.metrics["ditto.connected"] == 1)
+        await device.disconnect()
+        await harness.stop()
+        other.stop()
+    }
+}

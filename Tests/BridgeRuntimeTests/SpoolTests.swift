@@ -1,0 +1,152 @@
+import BridgeConfig
+import Foundation
+import Logging
+import Mosquitto
+import Testing
+
+@testable import BridgeRuntime
+
+/// The spool on a real temp directory: what is appended survives reopening until acknowledged, in order.
+struct SpoolTests {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("spool-\(UUID().uuidString)").path
+    let logger = Logger(label: "spool-test")
+
+    func settings(_ change: (inout SpoolSettings) -> Void = { _ in }) -> SpoolSettings {
+        var settings = SpoolSettings(directory: directory, segmentSize: 4 << 10)
+        change(&settings)
+        return settings
+    }
+
+    func append(_ spool: Spool, _ count: Int, from first: Int = 0) throws {
+        for index in first..<first + count {
+            var properties = PublishProperties()
+            properties.correlationData = Array("c-\(index)".utf8)
+            properties.userProperties = [UserProperty(name: "n", value: "\(index)")]
+            try spool.append(topic: "ditto/in/t", payload: Array("payload-\(index)".utf8), properties: properties)
+        }
+    }
+
+    func drain(_ spool: Spool) throws -> [String] {
+        var payloads: [String] = []
+        while let record = try spool.nextToSend() { payloads.append(String(decoding: record.payload, as: UTF8.self)) }
+        return payloads
+    }
+
+    @Test func unacknowledgedRecordsComeBackInOrderAfterReopening() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        do {
+            let spool = try Spool(settings: settings(), logger: logger)
+            try append(spool, 200)
+            let sent = try drain(spool)
+            #expect(sent.count == 200)
+            for sequence in 1...120 { spool.acknowledge(UInt64(sequence)) }
+            spool.persistCursor()
+        }
+        let reopened = try Spool(settings: settings(), logger: logger)
+        #expect(reopened.backlog == 80)
+        let replayed = try drain(reopened)
+        #expect(replayed == (120..<200).map { "payload-\($0)" })
+        // New records continue the numbering after the replayed ones.
+        try append(reopened, 1, from: 200)
+        #expect(try drain(reopened) == ["payload-200"])
+    }
+
+    @Test func propertiesSurviveTheDisk() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        do {
+            let spool = try Spool(settings: settings(), logger: logger)
+            var properties = PublishProperties(payloadFormatIndicator: 1, messageExpiryInterval: 9,
+                                               contentType: "application/json", responseTopic: "r/t",
+                                               correlationData: [0, 255, 7])
+            properties.userProperties = [UserProperty(name: "a", value: "1"), UserProperty(name: "a", value: "2")]
+            try spool.append(topic: "ditto/in/x", payload: [1, 2, 3], properties: properties)
+        }
+        let record = try #require(try Spool(settings: settings(), logger: logger).nextToSend())
+        #expect(record.topic == "ditto/in/x")
+        #expect(record.payload == [1, 2, 3])
+        #expect(record.properties.contentType == "application/json")
+        #expect(record.properties.responseTopic == "r/t")
+        #expect(record.properties.correlationData == [0, 255, 7])
+        #expect(record.properties.messageExpiryInterval == 9)
+        #expect(record.properties.userProperties.map(\.value) == ["1", "2"])
+    }
+
+    @Test func fullyAcknowledgedSegmentsAreDeleted() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let spool = try Spool(settings: settings(), logger: logger)
+        try append(spool, 500)
+        let segments = { (try? FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".seg") }.count) ?? 0 }
+        #expect(segments() > 3)
+        _ = try drain(spool)
+        for sequence in 1...500 { spool.acknowledge(UInt64(sequence)) }
+        #expect(segments() == 1)
+        #expect(spool.unacknowledged == 0)
+    }
+
+    @Test func outOfOrderAcknowledgementsMoveTheCursorOnlyOverAGaplessPrefix() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let spool = try Spool(settings: settings(), logger: logger)
+        try append(spool, 5)
+        _ = try drain(spool)
+        spool.acknowledge(2)
+        spool.acknowledge(3)
+        #expect(spool.ackedThrough == 0)
+        spool.acknowledge(1)
+        #expect(spool.ackedThrough == 3)
+    }
+
+    @Test func aTornTailFromACrashIsCutOff() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        do {
+            let spool = try Spool(settings: settings { $0.segmentSize = 1 << 20 }, logger: logger)
+            try append(spool, 10)
+        }
+        let segment = try #require(try FileManager.default.contentsOfDirectory(atPath: directory).first { $0.hasSuffix(".seg") })
+        let handle = try #require(FileHandle(forWritingAtPath: directory + "/" + segment))
+        handle.seekToEndOfFile()
+        handle.write(Data([40, 0, 0, 0, 1, 2, 3, 4, 9, 9]))  // a header promising 40 bytes, then the crash
+        handle.closeFile()
+        let reopened = try Spool(settings: settings { $0.segmentSize = 1 << 20 }, logger: logger)
+        #expect(try drain(reopened) == (0..<10).map { "payload-\($0)" })
+        try append(reopened, 1, from: 10)
+        #expect(try drain(reopened) == ["payload-10"])
+    }
+
+    @Test func dropOldestMakesRoomAndCounts() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let spool = try Spool(settings: settings { $0.maxSize = 16 << 10; $0.whenFull = .dropOldest }, logger: logger)
+        try append(spool, 600)
+        #expect(spool.isFull)
+        let dropped = try spool.dropOldestUntilRoom()
+        #expect(dropped > 0)
+        #expect(spool.hasRoom)
+        let rest = try drain(spool)
+        #expect(rest.count == 600 - dropped)
+        #expect(rest.last == "payload-599")
+        #expect(rest.first == "payload-\(dropped)")
+    }
+
+    @Test func recordsOlderThanMaxAgeAreSkipped() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        do {
+            let spool = try Spool(settings: settings(), logger: logger)
+            try append(spool, 3)
+        }
+        Thread.sleep(forTimeInterval: 1.1)
+        let reopened = try Spool(settings: settings { $0.maxAge = .seconds(1) }, logger: logger)
+        #expect(try drain(reopened).isEmpty)
+        #expect(reopened.takeExpired() == 3)
+        #expect(reopened.unacknowledged == 0)
+    }
+
+    @Test func revisionBasesOnlyGrow() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let first = RevisionBase.next(stateDirectory: directory, logger: logger)
+        // A clock set back by a day must not take revisions back.
+        try "\(first + 86_400_000_000)\n".write(toFile: directory + "/revision-base", atomically: true, encoding: .utf8)
+        let second = RevisionBase.next(stateDirectory: directory, logger: logger)
+        #expect(second >= first + 86_400_000_000 + RevisionBase.perRunSpan)
+        #expect(second < 1 << 53)
+    }
+}
