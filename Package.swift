@@ -89,11 +89,11 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // Prints numbers; run with `swift run -c release bridge-bench`.
+        // Prints numbers; run with `swift run -c release bridge-bench`, or `scripts/bench.sh` for the data path.
         .executableTarget(
             name: "bridge-bench",
             dependencies: [
-                "Mosquitto", "MosquittoTestSupport", "DittoProtocol", "BridgeConfig", "BridgeMapping", "BridgeRuntime",
+                "CMosquitto", "Mosquitto", "MosquittoTestSupport", "DittoProtocol", "BridgeConfig", "BridgeMapping", "BridgeRuntime",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
