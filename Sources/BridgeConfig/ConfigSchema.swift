@@ -1,7 +1,7 @@
 /// Every key the file accepts, per mapping: the loader rejects anything else, and a test checks that
 /// docs/CONFIG.md documents each of them.
 enum ConfigSchema {
-    static let root = ["connections", "ditto", "defaults", "headers", "devices", "acks", "uplink", "downlink"]
+    static let root = ["connections", "ditto", "defaults", "headers", "devices", "acks", "uplink", "downlink", "operations"]
     static let connections = ["device", "ditto"]
     static let connection = [
         "host", "port", "mqtt-version", "client-id", "keepalive", "clean-start", "session-expiry", "username",
@@ -15,6 +15,7 @@ enum ConfigSchema {
     static let mqtt311 = ["mode"]
     static let devices = ["status-topic", "offline-payloads"]
     static let acks = ["delivered", "answered"]
+    static let operations = ["listen"]
     static let uplinkRule = [
         "name", "topic", "thing-id", "event", "message", "passthrough", "payload", "headers", "priority", "qos",
     ]
@@ -33,7 +34,7 @@ enum ConfigSchema {
     static let all: [(section: String, keys: [String])] = [
         ("top level", root), ("connections", connections), ("connections.*", connection), ("tls", tls),
         ("reconnect", reconnect), ("ditto", ditto), ("defaults", defaults), ("headers", headers),
-        ("headers.mqtt311", mqtt311), ("devices", devices), ("acks", acks), ("uplink[]", uplinkRule),
+        ("headers.mqtt311", mqtt311), ("devices", devices), ("acks", acks), ("operations", operations), ("uplink[]", uplinkRule),
         ("uplink[].event", event), ("uplink[].message", message), ("uplink[].payload", payload),
         ("downlink[]", downlinkRule), ("downlink[].match", match), ("downlink[].match.messages", matchMessages),
         ("downlink[].match.commands", matchCommands), ("downlink[].reply", reply),

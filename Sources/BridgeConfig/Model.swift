@@ -22,6 +22,8 @@ public struct BridgeConfiguration: Sendable, Equatable {
     public var downlink: [DownlinkRule]
     /// Things `check` should tell the user about; the file is usable.
     public var warnings: [ConfigDiagnostic]
+    /// The operations endpoint (`/metrics`, `/health`, `/ready`); off unless `operations.listen` is set.
+    public var operations: OperationsSettings = OperationsSettings()
 
     /// Uplink rules in the order they are tried: higher ``UplinkRule/priority`` first, then the more specific
     /// topic (``TopicTemplate/Specificity``), then file order. The first rule whose topic matches wins.
