@@ -84,7 +84,7 @@ let package = Package(
         .executableTarget(
             name: "ditto-mqtt-bridge",
             dependencies: [
-                "BridgeRuntime", "BridgeConfig", "BridgeMapping", "DittoProtocol",
+                "BridgeRuntime", "BridgeConfig", "BridgeMapping", "BridgeOperations", "DittoProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -1,11 +1,13 @@
 import ArgumentParser
 import BridgeConfig
 import BridgeMapping
+import BridgeOperations
 import BridgeRuntime
 import DittoProtocol
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 @main
 struct DittoMQTTBridge: AsyncParsableCommand {
@@ -18,6 +20,7 @@ struct DittoMQTTBridge: AsyncParsableCommand {
             payloads, routing the devices' answers back under the same correlation-id. See README.md and \
             docs/CONFIG.md.
             """,
+        version: BridgeVersion.current,
         subcommands: [Run.self, Check.self, Map.self, Brokers.self],
         defaultSubcommand: Run.self)
 }
@@ -46,47 +49,147 @@ struct StandardError: TextOutputStream {
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 
+/// How `run` writes its log.
+enum LogFormat: String, ExpressibleByArgument, CaseIterable {
+    /// swift-log's standard text lines on standard error.
+    case text
+    /// One JSON object per line on standard error (``JSONLogHandler``).
+    case json
+}
+
 struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Connect to both brokers and bridge until SIGINT or SIGTERM.")
+        abstract: "Connect to both brokers and bridge until SIGINT or SIGTERM.",
+        discussion: """
+            With operations.listen in the config, /metrics, /health and /ready are served there. Under a \
+            systemd Type=notify unit ($NOTIFY_SOCKET set) the bridge reports READY=1, STATUS=, STOPPING=1 \
+            and pings the watchdog at half of WatchdogSec.
+            """)
 
     @OptionGroup var options: ConfigOption
 
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
 
+    @Option(help: "text (default) or json: one JSON object per line with the metadata as fields.")
+    var logFormat: LogFormat = .text
+
     func run() async throws {
-        let configuration = try options.load()
         let level = logLevel
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+        switch logFormat {
+        case .text:
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            }
+        case .json:
+            LoggingSystem.bootstrap { label in
+                var handler = JSONLogHandler(label: label)
+                handler.logLevel = level
+                return handler
+            }
         }
         let logger = Logger(label: "ditto-mqtt-bridge")
+        let configuration: BridgeConfiguration
+        do {
+            configuration = try BridgeConfiguration.load(path: options.config)
+        } catch {
+            // The same diagnostics `check` prints, one log event each, so a JSON log carries them too.
+            for diagnostic in error.errors + error.warnings {
+                logger.log(level: diagnostic.severity == .error ? .error : .warning, "\(diagnostic.description)")
+            }
+            logger.critical("the config file has errors; not starting", metadata: ["file": "\(options.config)"])
+            throw ExitCode(1)
+        }
         for warning in configuration.warnings {
             logger.warning("\(warning.description)")
         }
+        logger.info("starting", metadata: ["version": "\(BridgeVersion.current)", "file": "\(options.config)"])
+
+        let registry = BridgeMetricsBackend.bootstrap()
         let bridge = try BridgeService(configuration: configuration, logger: logger)
+        // Until the runtime reports each side itself, /ready says whether both sides have connected and
+        // subscribed since the start.
+        let firstConnect = FirstConnect()
+        Task { [bridge] in
+            await bridge.waitUntilReady()
+            firstConnect.reached()
+        }
+        let readiness: @Sendable () -> Readiness = {
+            firstConnect.hasBeenReached ? .ready : .notReady("brokers: not yet connected and subscribed on both sides")
+        }
+
+        let notifier = SystemdNotifier(logger: logger)
+        var operations: OperationsServer?
+        if let listen = configuration.operations.listen {
+            do {
+                operations = try OperationsServer(address: listen, registry: registry, logger: logger, readiness: readiness)
+            } catch {
+                logger.critical("\(error)")
+                throw ExitCode(1)
+            }
+        }
+        // Services shut down in reverse order: systemd hears STOPPING=1 first, the bridge drains while the
+        // watchdog still pings and /health still answers.
+        var services: [any Service] = []
+        if let operations { services.append(operations) }
+        services.append(SystemdWatchdogService(notifier: notifier, logger: logger))
+        services.append(bridge)
+        services.append(
+            SystemdLifecycleService(
+                notifier: notifier,
+                started: { [operations] in
+                    if let operations { _ = try await operations.waitUntilListening() }
+                },
+                readiness: readiness))
         let group = ServiceGroup(
-            configuration: .init(services: [bridge], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        do {
+            try await group.run()
+        } catch let error as OperationsServerError {
+            logger.critical("\(error)")
+            throw ExitCode(1)
+        }
     }
+}
+
+/// Set once both brokers were connected and subscribed.
+final class FirstConnect: Sendable {
+    private let state = Mutex(false)
+    func reached() { state.withLock { $0 = true } }
+    var hasBeenReached: Bool { state.withLock { $0 } }
+}
+
+/// How `check` prints its findings.
+enum CheckFormat: String, ExpressibleByArgument, CaseIterable {
+    /// `file:line:column: [warning: ]key: message` lines, then a summary.
+    case text
+    /// One JSON document: `{file, ok, errors: [...], warnings: [...]}`.
+    case json
 }
 
 struct Check: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Validate a config file and every template in it.",
-        discussion: "Exit status 0 when the file is usable (warnings are printed), 1 with every error otherwise.")
+        discussion: """
+            Errors and warnings go to standard output, sorted by position, then a summary line; with \
+            --format json one JSON document {file, ok, errors: [{file, line, column, key, message, hint, \
+            severity}], warnings: [...]}. Exit status 0 when the file is usable (warnings allowed), 1 otherwise.
+            """)
 
     @OptionGroup var options: ConfigOption
 
+    @Option(help: "text (default) or json.")
+    var format: CheckFormat = .text
+
     func run() throws {
-        let configuration = try options.load()
-        for warning in configuration.warnings {
-            print(warning.description)
+        let report = CheckReport(path: options.config)
+        switch format {
+        case .text: print(report.textLines.joined(separator: "\n"))
+        case .json: print(report.json)
         }
-        print("\(options.config): OK (\(configuration.uplink.count) uplink rules, \(configuration.downlink.count) downlink rules)")
+        if !report.ok { throw ExitCode(1) }
     }
 }
 
