@@ -21,7 +21,7 @@ struct DittoMQTTBridge: AsyncParsableCommand {
             docs/CONFIG.md.
             """,
         version: BridgeVersion.current,
-        subcommands: [Run.self, Check.self, Map.self, Brokers.self],
+        subcommands: [Run.self, Check.self, Map.self, Brokers.self, Probe.self],
         defaultSubcommand: Run.self)
 }
 
@@ -190,6 +190,37 @@ struct Check: ParsableCommand {
         case .json: print(report.json)
         }
         if !report.ok { throw ExitCode(1) }
+    }
+}
+
+struct Probe: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "GET /health (or --path) from the running bridge's operations endpoint; exit 0 on 200.",
+        discussion: """
+            Reads operations.listen from the config (0.0.0.0 and :: become the loopback address). For a \
+            container HEALTHCHECK in an image without curl.
+            """)
+
+    @OptionGroup var options: ConfigOption
+
+    @Option(help: "/health, /ready or /metrics.")
+    var path: String = "/health"
+
+    func run() throws {
+        let configuration = try options.load()
+        var standardError = StandardError()
+        guard let listen = configuration.operations.listen else {
+            print("\(options.config): operations.listen is not set; the bridge serves no endpoint", to: &standardError)
+            throw ExitCode(2)
+        }
+        do {
+            let (status, body) = try OperationsProbe.get(path, at: OperationsProbe.target(for: listen))
+            print("\(status) \(body.trimmingCharacters(in: .whitespacesAndNewlines))")
+            if status != 200 { throw ExitCode(1) }
+        } catch let failure as OperationsProbe.Failure {
+            print("\(failure)", to: &standardError)
+            throw ExitCode(1)
+        }
     }
 }
 

@@ -187,3 +187,39 @@ struct OperationsServerTests {
         }
     }
 }
+
+/// `ditto-mqtt-bridge probe` (the container HEALTHCHECK) against a running endpoint.
+struct OperationsProbeTests {
+    @Test func probesHealthAndReady() async throws {
+        let ready = Flag(false)
+        let server = try OperationsServer(
+            address: OperationsServerTests.loopbackAnyPort, registry: PrometheusCollectorRegistry(), logger: .test,
+            isReady: { ready.value })
+        try await OperationsServerTests.withRunningServer(server) { port in
+            // The wildcard address the container config uses is probed on loopback.
+            let target = OperationsProbe.target(for: ListenAddress(host: "0.0.0.0", port: port, family: .ipv4))
+            #expect(target.description == "127.0.0.1:\(port)")
+            let health = try await Task.detached { try OperationsProbe.get("/health", at: target) }.value
+            #expect(health.status == 200)
+            #expect(health.body == "ok\n")
+            let notReady = try await Task.detached { try OperationsProbe.get("/ready", at: target) }.value
+            #expect(notReady.status == 503)
+            ready.value = true
+            #expect(try await Task.detached { try OperationsProbe.get("/ready", at: target) }.value.status == 200)
+        }
+        #expect(OperationsProbe.target(for: ListenAddress(host: "::", port: 1, family: .ipv6)).description == "[::1]:1")
+    }
+
+    @Test func nothingListeningIsAFailure() async throws {
+        // Bind and close a server to learn a port nobody listens on any more.
+        let server = try OperationsServer(
+            address: OperationsServerTests.loopbackAnyPort, registry: PrometheusCollectorRegistry(), logger: .test,
+            readiness: { .ready })
+        var port = 0
+        try await OperationsServerTests.withRunningServer(server) { port = $0 }
+        let target = ListenAddress(host: "127.0.0.1", port: port, family: .ipv4)
+        await #expect(throws: OperationsProbe.Failure.self) {
+            try await Task.detached { try OperationsProbe.get("/health", at: target) }.value
+        }
+    }
+}
