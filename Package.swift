@@ -126,7 +126,7 @@ let package = Package(
         .testTarget(
             name: "OperationsTests",
             dependencies: [
-                "BridgeOperations", "BridgeConfig",
+                "BridgeOperations", "BridgeConfig", "DittoProtocol",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
