@@ -14,11 +14,15 @@ let package = Package(
         .library(name: "DittoProtocol", targets: ["DittoProtocol"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.0.0"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        // No SwiftNIO: the metrics/health endpoint costs seconds of build time, not minutes.
+        .package(url: "https://github.com/swhitty/FlyingFox.git", from: "0.27.1"),
     ],
     targets: [
         // C layer: Debian's libmosquitto-dev, nothing but two #includes.
@@ -69,10 +73,25 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // What an operator needs around the runtime: /metrics, /health and /ready over HTTP, sd_notify,
+        // metric names, JSON log lines. No MQTT, no mapping: the runtime hands it closures and a registry.
+        .target(
+            name: "BridgeOperations",
+            dependencies: [
+                "BridgeConfig",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "FlyingFox", package: "FlyingFox"),
+                .product(name: "FlyingSocks", package: "FlyingFox"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "ditto-mqtt-bridge",
             dependencies: [
-                "BridgeRuntime", "BridgeConfig", "BridgeMapping", "DittoProtocol",
+                "BridgeRuntime", "BridgeConfig", "BridgeMapping", "BridgeOperations", "DittoProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -124,6 +143,20 @@ let package = Package(
         .testTarget(
             name: "DataPathTests",
             dependencies: ["Mosquitto", "MosquittoTestSupport", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        // OperationsServer, sd_notify, JSON logs, `check` reports; and the deployment files (compose,
+        // Dockerfile, Ditto connection, systemd unit) checked against the config with real parsers.
+        .testTarget(
+            name: "OperationsTests",
+            dependencies: [
+                "BridgeOperations", "BridgeConfig", "DittoProtocol",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(

@@ -1,7 +1,7 @@
 /// Every key the file accepts, per mapping: the loader rejects anything else, and a test checks that
 /// docs/CONFIG.md documents each of them.
 enum ConfigSchema {
-    static let root = ["connections", "ditto", "defaults", "headers", "devices", "acks", "uplink", "downlink", "spool"]
+    static let root = ["connections", "ditto", "defaults", "headers", "devices", "acks", "uplink", "downlink", "spool", "operations"]
     static let connections = ["device", "ditto"]
     static let connection = [
         "host", "port", "mqtt-version", "client-id", "keepalive", "clean-start", "session-expiry", "username",
@@ -17,6 +17,7 @@ enum ConfigSchema {
     static let devices = ["status-topic", "offline-payloads", "connection-status"]
     static let connectionStatus = ["feature", "thing-id"]
     static let acks = ["delivered", "answered"]
+    static let operations = ["listen"]
     static let uplinkRule = [
         "name", "topic", "thing-id", "event", "message", "passthrough", "payload", "headers", "priority", "qos",
     ]
@@ -36,7 +37,7 @@ enum ConfigSchema {
     static let all: [(section: String, keys: [String])] = [
         ("top level", root), ("connections", connections), ("connections.*", connection), ("tls", tls),
         ("reconnect", reconnect), ("spool", spool), ("ditto", ditto), ("defaults", defaults), ("headers", headers),
-        ("headers.mqtt311", mqtt311), ("devices", devices), ("devices.connection-status", connectionStatus), ("acks", acks), ("uplink[]", uplinkRule),
+        ("headers.mqtt311", mqtt311), ("devices", devices), ("devices.connection-status", connectionStatus), ("acks", acks), ("operations", operations), ("uplink[]", uplinkRule),
         ("uplink[].event", event), ("uplink[].message", message), ("uplink[].payload", payload),
         ("uplink[].passthrough", passthrough),
         ("downlink[]", downlinkRule), ("downlink[].match", match), ("downlink[].match.messages", matchMessages),

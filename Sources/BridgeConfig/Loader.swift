@@ -146,7 +146,7 @@ struct ConfigLoader {
         return BridgeConfiguration(
             fileName: fileName, connections: connections, ditto: ditto, defaults: defaults, headers: globalHeaders,
             deviceStatus: deviceStatus, acks: acks, uplink: uplink, downlink: downlink, warnings: [],
-            spool: spoolBlock(top["spool"]))
+            spool: spoolBlock(top["spool"]), operations: operationsBlock(top["operations"]))
     }
 
     /// Where each rule's `topic` value is, by rule index, so cross-rule messages point at the topic line.
@@ -261,7 +261,7 @@ struct ConfigLoader {
             }
             switch key {
             case "password-file":
-                if let path = reader.string(pv) {
+                if let path = expanded(pv) {
                     c.passwordSource = .file(path)
                     c.password = readPasswordFile(path, at: pv)
                 }
@@ -315,8 +315,9 @@ struct ConfigLoader {
         return c
     }
 
-    /// The scalar with `${VAR}` and `${VAR:-default}` replaced from the environment (for host, client-id and
-    /// username, so one file serves a container and a laptop).
+    /// The scalar with `${VAR}` and `${VAR:-default}` replaced from the environment (for host, client-id,
+    /// username, file paths and the operations listen address, so one file serves a container, a systemd unit
+    /// with `${CREDENTIALS_DIRECTORY}` and a laptop).
     func expanded(_ v: YAMLValue) -> String? {
         guard let text = reader.string(v) else { return nil }
         guard text.contains("${") else { return text }
@@ -390,7 +391,7 @@ struct ConfigLoader {
         guard let m = reader.mapping(v, keys: ConfigSchema.tls)
         else { return nil }
         func file(_ key: String, directory: Bool = false) -> String? {
-            guard let fv = m[key], let path = reader.string(fv) else { return nil }
+            guard let fv = m[key], let path = expanded(fv) else { return nil }
             let full = resolve(path)
             var isDirectory: ObjCBool = false
             if !FileManager.default.fileExists(atPath: full, isDirectory: &isDirectory) {

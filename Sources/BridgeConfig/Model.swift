@@ -26,6 +26,8 @@ public struct BridgeConfiguration: Sendable, Equatable {
     public var warnings: [ConfigDiagnostic]
     /// The on-disk spool and the bridge's state (revisions); nil: messages wait in memory only.
     public var spool: SpoolSettings? = nil
+    /// The operations endpoint (`/metrics`, `/health`, `/ready`); off unless `operations.listen` is set.
+    public var operations: OperationsSettings = OperationsSettings()
 
     /// Uplink rules in the order they are tried: higher ``UplinkRule/priority`` first, then the more specific
     /// topic (``TopicTemplate/Specificity``), then file order. The first rule whose topic matches wins.

@@ -76,6 +76,9 @@ public final class BridgeService: Service, Sendable {
     /// Both sides connected and subscribed now.
     public var isReady: Bool { readiness.isReady }
 
+    /// Seconds since the event loop that carries every message last turned (for `/health` and the watchdog).
+    public var secondsSinceEventLoopTurn: Double { loop.secondsSinceLastTurn }
+
     /// Which sides are not ready (for `/ready`).
     public var notReadySides: [String] { readiness.notReady }
 

@@ -30,6 +30,8 @@ public final class MQTTEventLoop: Sendable {
     private let wakeFD: Int32
     private let wakeWriteFD: Int32
     private let threadID = Atomic<UInt>(0)
+    /// Monotonic nanoseconds of the loop's last turn, for liveness checks.
+    private let heartbeat = Atomic<Int64>(0)
     let confined: Confined
     public let name: String
 
@@ -80,6 +82,19 @@ public final class MQTTEventLoop: Sendable {
     deinit {
         close(wakeFD)
         close(wakeWriteFD)
+    }
+
+    /// Seconds since the loop last turned (it turns at least once a second while healthy).
+    public var secondsSinceLastTurn: Double {
+        let last = heartbeat.load(ordering: .relaxed)
+        guard last > 0 else { return 0 }
+        return Double(Self.monotonicNanoseconds() - last) / 1e9
+    }
+
+    static func monotonicNanoseconds() -> Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &spec)
+        return Int64(spec.tv_sec) * 1_000_000_000 + Int64(spec.tv_nsec)
     }
 
     /// Whether the caller runs on the loop's thread.
@@ -192,6 +207,7 @@ public final class MQTTEventLoop: Sendable {
             }
             if stopping, jobs.isEmpty, shared.withLock({ $0.jobs.isEmpty }) { break }
             let now = ContinuousClock.now
+            heartbeat.store(Self.monotonicNanoseconds(), ordering: .relaxed)
             runTimers(now: now)
             for client in confined.clients.values { client.loopMisc(now: now) }
             pollOnce(timeout: pollTimeout(now: .now))

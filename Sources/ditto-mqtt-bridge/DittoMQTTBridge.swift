@@ -1,6 +1,7 @@
 import ArgumentParser
 import BridgeConfig
 import BridgeMapping
+import BridgeOperations
 import BridgeRuntime
 import DittoProtocol
 import Foundation
@@ -19,7 +20,8 @@ struct DittoMQTTBridge: AsyncParsableCommand {
             payloads, routing the devices' answers back under the same correlation-id. See README.md and \
             docs/CONFIG.md.
             """,
-        subcommands: [Run.self, Check.self, Map.self, Brokers.self],
+        version: BridgeVersion.current,
+        subcommands: [Run.self, Check.self, Map.self, Brokers.self, Probe.self],
         defaultSubcommand: Run.self)
 }
 
@@ -47,28 +49,67 @@ struct StandardError: TextOutputStream {
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 
+/// How `run` writes its log.
+enum LogFormat: String, ExpressibleByArgument, CaseIterable {
+    /// swift-log's standard text lines on standard error.
+    case text
+    /// One JSON object per line on standard error (``JSONLogHandler``).
+    case json
+}
+
 struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Connect to both brokers and bridge until SIGINT or SIGTERM.")
+        abstract: "Connect to both brokers and bridge until SIGINT or SIGTERM.",
+        discussion: """
+            With operations.listen in the config, /metrics, /health and /ready are served there. Under a \
+            systemd Type=notify unit ($NOTIFY_SOCKET set) the bridge reports READY=1, STATUS=, STOPPING=1 \
+            and pings the watchdog at half of WatchdogSec.
+            """)
 
     @OptionGroup var options: ConfigOption
 
     @Option(help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: Logger.Level = .info
 
+    @Option(help: "text (default) or json: one JSON object per line with the metadata as fields.")
+    var logFormat: LogFormat = .text
+
     func run() async throws {
-        let configuration = try options.load()
         let level = logLevel
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+        switch logFormat {
+        case .text:
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            }
+        case .json:
+            LoggingSystem.bootstrap { label in
+                var handler = JSONLogHandler(label: label)
+                handler.logLevel = level
+                return handler
+            }
         }
         let logger = Logger(label: "ditto-mqtt-bridge")
+        let configuration: BridgeConfiguration
+        do {
+            configuration = try BridgeConfiguration.load(path: options.config)
+        } catch {
+            // The same diagnostics `check` prints, one log event each, so a JSON log carries them too.
+            for diagnostic in error.errors + error.warnings {
+                logger.log(level: diagnostic.severity == .error ? .error : .warning, "\(diagnostic.description)")
+            }
+            logger.critical("the config file has errors; not starting", metadata: ["file": "\(options.config)"])
+            throw ExitCode(1)
+        }
         for warning in configuration.warnings {
             logger.warning("\(warning.description)")
         }
+        logger.info("starting", metadata: ["version": "\(BridgeVersion.current)", "file": "\(options.config)"])
+
+        let registry = BridgeMetricsBackend.bootstrap()
         let bridge = try BridgeService(configuration: configuration, logger: logger)
+        let notifier = SystemdNotifier(logger: logger)
         let path = options.config
         // SIGHUP re-reads the file: a valid one is applied, an invalid one is refused with `check`'s diagnostics.
         let reloads = Task {
@@ -77,7 +118,9 @@ struct Run: AsyncParsableCommand {
                 do {
                     let new = try BridgeConfiguration.load(path: path)
                     for warning in new.warnings { logger.warning("\(warning.description)") }
+                    notifier.notify(.reloading)
                     await bridge.reload(new)
+                    notifier.notify(.ready)
                 } catch let error as ConfigErrors {
                     logger.error("config reload refused; the running config stays:\n\(error.description)")
                 } catch {
@@ -86,25 +129,107 @@ struct Run: AsyncParsableCommand {
             }
         }
         defer { reloads.cancel() }
+        // Ready while both sides are connected and subscribed; back to 503 as soon as one drops.
+        let readiness: @Sendable () -> Readiness = { [bridge] in
+            let sides = bridge.notReadySides
+            return sides.isEmpty ? .ready : Readiness(notReadyBecause: sides.map { "\($0) broker: not connected and subscribed" })
+        }
+        // Alive while the event loop turns (it wakes at least once a second).
+        let isAlive: @Sendable () -> Bool = { [bridge] in bridge.secondsSinceEventLoopTurn < 10 }
+        var operations: OperationsServer?
+        if let listen = configuration.operations.listen {
+            do {
+                operations = try OperationsServer(address: listen, registry: registry, logger: logger, readiness: readiness,
+                                                  isAlive: isAlive)
+            } catch {
+                logger.critical("\(error)")
+                throw ExitCode(1)
+            }
+        }
+        // Services shut down in reverse order: systemd hears STOPPING=1 first, the bridge drains while the
+        // watchdog still pings and /health still answers.
+        var services: [any Service] = []
+        if let operations { services.append(operations) }
+        services.append(SystemdWatchdogService(notifier: notifier, logger: logger, isHealthy: isAlive))
+        services.append(bridge)
+        services.append(
+            SystemdLifecycleService(
+                notifier: notifier,
+                started: { [operations] in
+                    if let operations { _ = try await operations.waitUntilListening() }
+                },
+                readiness: readiness))
         let group = ServiceGroup(
-            configuration: .init(services: [bridge], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        try await group.run()
+            configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        do {
+            try await group.run()
+        } catch let error as OperationsServerError {
+            logger.critical("\(error)")
+            throw ExitCode(1)
+        }
     }
+}
+
+/// How `check` prints its findings.
+enum CheckFormat: String, ExpressibleByArgument, CaseIterable {
+    /// `file:line:column: [warning: ]key: message` lines, then a summary.
+    case text
+    /// One JSON document: `{file, ok, errors: [...], warnings: [...]}`.
+    case json
 }
 
 struct Check: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Validate a config file and every template in it.",
-        discussion: "Exit status 0 when the file is usable (warnings are printed), 1 with every error otherwise.")
+        discussion: """
+            Errors and warnings go to standard output, sorted by position, then a summary line; with \
+            --format json one JSON document {file, ok, errors: [{file, line, column, key, message, hint, \
+            severity}], warnings: [...]}. Exit status 0 when the file is usable (warnings allowed), 1 otherwise.
+            """)
 
     @OptionGroup var options: ConfigOption
 
+    @Option(help: "text (default) or json.")
+    var format: CheckFormat = .text
+
+    func run() throws {
+        let report = CheckReport(path: options.config)
+        switch format {
+        case .text: print(report.textLines.joined(separator: "\n"))
+        case .json: print(report.json)
+        }
+        if !report.ok { throw ExitCode(1) }
+    }
+}
+
+struct Probe: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "GET /health (or --path) from the running bridge's operations endpoint; exit 0 on 200.",
+        discussion: """
+            Reads operations.listen from the config (0.0.0.0 and :: become the loopback address). For a \
+            container HEALTHCHECK in an image without curl.
+            """)
+
+    @OptionGroup var options: ConfigOption
+
+    @Option(help: "/health, /ready or /metrics.")
+    var path: String = "/health"
+
     func run() throws {
         let configuration = try options.load()
-        for warning in configuration.warnings {
-            print(warning.description)
+        var standardError = StandardError()
+        guard let listen = configuration.operations.listen else {
+            print("\(options.config): operations.listen is not set; the bridge serves no endpoint", to: &standardError)
+            throw ExitCode(2)
         }
-        print("\(options.config): OK (\(configuration.uplink.count) uplink rules, \(configuration.downlink.count) downlink rules)")
+        do {
+            let (status, body) = try OperationsProbe.get(path, at: OperationsProbe.target(for: listen))
+            print("\(status) \(body.trimmingCharacters(in: .whitespacesAndNewlines))")
+            if status != 200 { throw ExitCode(1) }
+        } catch let failure as OperationsProbe.Failure {
+            print("\(failure)", to: &standardError)
+            throw ExitCode(1)
+        }
     }
 }
 
