@@ -24,6 +24,8 @@ struct PendingDownlink: Sendable {
     var answeredAck: String?
     /// The rules the request was sent with: its answer is read with them even after a reload.
     var mapper: DownlinkMapper
+    /// When the request reached the bridge (round-trip histogram).
+    var arrival = ContinuousClock.now
 }
 
 /// A device's request waiting for Ditto's answer.
@@ -90,6 +92,7 @@ final class DataPlane: @unchecked Sendable {
     private var takingDeviceMessages = true
     private var deviceReadingPaused = false
     private var timestampCache: (millisecond: Int64, text: String) = (-1, "")
+    private let gauges: BridgeGauges
 
     /// Memory queue bound without a spool; with one, the backlog the spool may hold while Ditto is connected
     /// (beyond it the device broker holds the surplus, so latency stays bounded under overload).
@@ -108,6 +111,7 @@ final class DataPlane: @unchecked Sendable {
         self.logger = logger
         self.metrics = metrics
         self.maximumPendingRequests = maximumPendingRequests
+        gauges = BridgeGauges(factory: metrics.factory)
         uplink = UplinkMapper(configuration: configuration)
         downlink = DownlinkMapper(configuration: configuration)
         headerMapper = HeaderMapper(policy: configuration.headers)
@@ -127,6 +131,21 @@ final class DataPlane: @unchecked Sendable {
         installDitto()
         if let spool, case .interval(let interval) = spool.settings.fsync { scheduleSync(every: interval) }
         updateDeviceReading()
+        sampleGauges()
+    }
+
+    /// The gauges of `/metrics`, once a second.
+    private func sampleGauges() {
+        gauges.requestsPendingDownlink.record(downlinkPending.count)
+        gauges.requestsPendingUplink.record(uplinkPending.count)
+        gauges.inFlightDevice.record(device.inflightCount)
+        gauges.inFlightDitto.record(ditto.inflightCount)
+        gauges.upDevice.record(device.isConnected ? 1 : 0)
+        gauges.upDitto.record(ditto.isConnected ? 1 : 0)
+        gauges.spoolBytes.record(spool?.totalBytes ?? 0)
+        gauges.spoolMessages.record(spool?.unacknowledged ?? memoryQueue.count + memoryInFlight)
+        gauges.spoolOldestAge.record(spool?.oldestAge ?? 0)
+        loop.schedule(at: .now + .seconds(1)) { [weak self] in self?.sampleGauges() }
     }
 
     private func installDevice() {
@@ -451,6 +470,7 @@ final class DataPlane: @unchecked Sendable {
             publishToDitto(response, topic: pending.replyAddress)
             metrics.increment("reply.published")
         }
+        gauges.roundTrip.recordNanoseconds(Int64((ContinuousClock.now - pending.arrival) / .nanoseconds(1)))
         if let label = pending.answeredAck {
             acknowledge(pending.request, label: label, status: response.status ?? 200, replyAddress: pending.replyAddress)
         }
