@@ -440,8 +440,11 @@ final class ClientCore: @unchecked Sendable {
             mosquitto_publish_v5(raw, &mid, topic, Int32(bytes.count), bytes.baseAddress, Int32(qos.rawValue), retain, list)
         }
         insidePublish = false
-        // QoS > 0 while the connection just dropped: libmosquitto queued it and sends it after reconnecting.
-        guard rc == MOSQ_ERR_SUCCESS.rawValue || (rc == MOSQ_ERR_NO_CONN.rawValue && qos != .atMostOnce) else {
+        // QoS > 0: once libmosquitto accepted the message it is queued even when writing it failed (the connection
+        // just dropped: NO_CONN, ERRNO such as EPIPE, CONN_LOST), and it is sent again after the reconnect.
+        let queuedAnyway = qos != .atMostOnce && [MOSQ_ERR_NO_CONN.rawValue, MOSQ_ERR_ERRNO.rawValue,
+                                                  MOSQ_ERR_CONN_LOST.rawValue].contains(rc)
+        guard rc == MOSQ_ERR_SUCCESS.rawValue || queuedAnyway else {
             return MQTTError.library(rc, "publish to '\(topic)'")
         }
         if let reason = earlyAcks.removeValue(forKey: mid) {
