@@ -217,12 +217,13 @@ final class DataPlane: @unchecked Sendable {
                       properties: PublishProperties(DittoPublication.properties(for: mapped.envelope)), request: requestKey)
     }
 
-    private var uplinkEnvironment: UplinkEnvironment {
+    /// Made once: the mapper calls back for revisions, timestamps and correlation ids on every message.
+    private lazy var uplinkEnvironment: UplinkEnvironment = {
         UplinkEnvironment(
             nextRevision: { [unowned self] in nextRevision(for: $0) },
             timestamp: { [unowned self] in timestamp() },
             newCorrelationID: { CorrelationID.generate() })
-    }
+    }()
 
     private func nextRevision(for thingID: ThingID) -> Int64 {
         let next = (revisions[thingID] ?? revisionBase) + 1

@@ -66,9 +66,8 @@ final class Spool {
     private(set) var totalBytes = 0
     private(set) var cursorDirty = false
     private(set) var dataDirty = false
-    /// Records skipped because of `max-age` or `drop-oldest` since start.
+    /// Records skipped because of `max-age` since the last ``takeExpired()``.
     private(set) var expired = 0
-    private(set) var droppedWhenFull = 0
 
     /// Opens (creating when missing) the spool directory and recovers what an earlier run left.
     init(settings: SpoolSettings, logger: Logger) throws {
@@ -308,7 +307,6 @@ final class Spool {
             sendSequence += 1
             dropped += 1
         }
-        droppedWhenFull += dropped
         return dropped
     }
 
