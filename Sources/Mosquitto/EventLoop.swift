@@ -22,6 +22,8 @@ public final class MQTTEventLoop: Sendable {
         var wakePending = false
         var stopRequested = false
         var exited = false
+        /// After the thread ended: a caller of `execute` is running the jobs (see `drainAfterExit`).
+        var draining = false
         var exitWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
@@ -37,7 +39,8 @@ public final class MQTTEventLoop: Sendable {
 
     /// Loop-thread state.
     ///
-    /// SAFETY: only touched on the loop thread (the thread that runs `run()`), checked by `assertInLoop`.
+    /// SAFETY: only touched on the loop thread (the thread that runs `run()`, or after it ended the one thread
+    /// that drains late jobs), checked by `assertInLoop`.
     final class Confined: @unchecked Sendable {
         var clients: [ObjectIdentifier: ClientCore] = [:]
         var timers = Heap<TimerEntry>()
@@ -108,14 +111,43 @@ public final class MQTTEventLoop: Sendable {
     }
 
     /// Runs `job` on the loop's thread, after the jobs handed in before it. Jobs handed in after ``shutdown()``
-    /// still run before the thread ends.
+    /// still run before the thread ends; jobs handed in after it ended run on the caller's thread, one caller
+    /// at a time, so that a second `disconnect()` or a late publish gets its answer instead of waiting forever.
     public func execute(_ job: @escaping Job) {
-        let wake = shared.withLock { shared -> Bool in
+        enum Next { case nothing, wake, drain }
+        let next = shared.withLock { shared -> Next in
             shared.jobs.append(job)
+            if shared.exited {
+                guard !shared.draining else { return .nothing }
+                shared.draining = true
+                threadID.store(UInt(pthread_self()), ordering: .releasing)
+                return .drain
+            }
             defer { shared.wakePending = true }
-            return !shared.wakePending
+            return shared.wakePending ? .nothing : .wake
         }
-        if wake { signalWake() }
+        switch next {
+        case .nothing: break
+        case .wake: signalWake()
+        case .drain: drainAfterExit()
+        }
+    }
+
+    /// Runs queued jobs until none is left, as the loop's thread would have. Only the thread that set
+    /// `draining` calls this; jobs that hand in more jobs (from this or another thread) are run here too.
+    private func drainAfterExit() {
+        while true {
+            let jobs = shared.withLock { shared -> [Job] in
+                defer { shared.jobs.removeAll() }
+                if shared.jobs.isEmpty {
+                    shared.draining = false
+                    threadID.store(0, ordering: .releasing)
+                }
+                return shared.jobs
+            }
+            if jobs.isEmpty { return }
+            for job in jobs { job() }
+        }
     }
 
     /// Runs `body` on the loop's thread and returns its result.
@@ -214,11 +246,14 @@ public final class MQTTEventLoop: Sendable {
         }
         for client in confined.clients.values { client.closeNow() }
         confined.clients.removeAll()
-        let waiters = shared.withLock { shared -> [CheckedContinuation<Void, Never>] in
+        // Jobs that came in since the last turn are drained here; later ones by their callers.
+        let (waiters, drain) = shared.withLock { shared -> ([CheckedContinuation<Void, Never>], Bool) in
             shared.exited = true
+            shared.draining = !shared.jobs.isEmpty
             defer { shared.exitWaiters.removeAll() }
-            return shared.exitWaiters
+            return (shared.exitWaiters, shared.draining)
         }
+        if drain { drainAfterExit() } else { threadID.store(0, ordering: .releasing) }
         for waiter in waiters { waiter.resume() }
     }
 

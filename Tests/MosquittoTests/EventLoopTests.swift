@@ -1,6 +1,7 @@
 import Foundation
 import Mosquitto
 import MosquittoTestSupport
+import Synchronization
 import Testing
 
 @Suite("The event loop: shared clients, back pressure, no leaks")
@@ -29,6 +30,38 @@ struct EventLoopTests {
         let again = try MosquittoClient(configuration: broker.clientConfiguration(clientID: "leak-test"), logger: testLogger)
         try await again.connect()
         await again.disconnect()
+    }
+
+    @Test("After disconnect() the client answers every call instead of waiting forever: disconnect again, publish, subscribe")
+    func callsAfterDisconnectAnswer() async throws {
+        let broker = try TestBroker()
+        let client = try MosquittoClient(configuration: broker.clientConfiguration(clientID: "late-calls"), logger: testLogger)
+        try await client.connect()
+        await client.disconnect()
+        // The client's own loop thread has ended; a call that queued a job for it would wait forever.
+        let outcomes = Mutex<[String]>([])
+        let calls = Task.detached {
+            await client.disconnect()
+            outcomes.withLock { $0.append("disconnect") }
+            do {
+                try await client.publish(to: "late/topic", payload: [1], qos: .atLeastOnce)
+                outcomes.withLock { $0.append("publish succeeded") }
+            } catch {
+                outcomes.withLock { $0.append("publish failed: \((error as? MQTTError).map { "\($0.kind)" } ?? "\(error)")") }
+            }
+            do {
+                try await client.subscribe([Subscription(filter: "late/#", qos: .atLeastOnce)])
+                outcomes.withLock { $0.append("subscribe succeeded") }
+            } catch {
+                outcomes.withLock { $0.append("subscribe failed: \((error as? MQTTError).map { "\($0.kind)" } ?? "\(error)")") }
+            }
+        }
+        let deadline = ContinuousClock.now + .seconds(5)
+        while outcomes.withLock({ $0.count }) < 3, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        #expect(outcomes.withLock { $0 } == ["disconnect", "publish failed: shutdown", "subscribe failed: shutdown"])
+        if outcomes.withLock({ $0.count }) == 3 { await calls.value }
     }
 
     @Test("Two clients on one loop: a handler republishes inside the read; pausing reading holds messages back")
