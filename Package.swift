@@ -165,7 +165,8 @@ let package = Package(
             name: "BridgeRuntimeTests",
             dependencies: [
                 "BridgeRuntime", "BridgeConfig", "BridgeMapping", "DittoProtocol", "Mosquitto",
-                "MosquittoTestSupport",
+                "MosquittoTestSupport", "BridgeOperations",
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: strict
         ),

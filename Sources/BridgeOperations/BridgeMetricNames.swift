@@ -66,6 +66,16 @@ public enum BridgeMetricNames {
         case reply
     }
 
+    /// Values of the `result` label of ``reloads``.
+    public enum ReloadResult: String, Sendable, CaseIterable {
+        /// A valid file was applied.
+        case applied
+        /// The file was valid and equal to the running config.
+        case unchanged
+        /// The file was refused (the running config stays).
+        case rejected
+    }
+
     /// Values of the `side` label.
     public enum Side: String, Sendable, CaseIterable {
         /// The broker the devices use.

@@ -11,6 +11,8 @@ public final class BridgeMetrics: Sendable {
     private struct State {
         var counts: [String: Int] = [:]
         var series: [String: Counter?] = [:]
+        /// `messages_total` by direction, then rule name.
+        var published: [BridgeMetricNames.Direction: [String: Counter]] = [:]
     }
 
     private let state = Mutex(State())
@@ -36,6 +38,54 @@ public final class BridgeMetrics: Sendable {
         counter?.increment(by: Int64(amount))
     }
 
+    /// A message the bridge published and its broker acknowledged: `messages_total{direction, rule}`, and the
+    /// count `name` (default `<direction>.published`) for the shutdown log and tests. `rule` is empty where no
+    /// rule is known (Ditto's answers to device requests, messages replayed from the spool after a restart).
+    public func published(_ direction: BridgeMetricNames.Direction, rule: String, as name: String? = nil) {
+        let counter = state.withLock { state -> Counter in
+            state.counts[name ?? Self.publishedName(direction), default: 0] += 1
+            if let cached = state.published[direction]?[rule] { return cached }
+            let dimensions = [("direction", direction.rawValue), ("rule", rule)]
+            let made = factory.map { Counter(label: BridgeMetricNames.messages, dimensions: dimensions, factory: $0) }
+                ?? Counter(label: BridgeMetricNames.messages, dimensions: dimensions)
+            state.published[direction, default: [:]][rule] = made
+            return made
+        }
+        counter.increment()
+    }
+
+    private static func publishedName(_ direction: BridgeMetricNames.Direction) -> String {
+        switch direction {
+        case .uplink: "uplink.published"
+        case .downlink: "downlink.published"
+        case .reply: "reply.published"
+        }
+    }
+
+    /// A SIGHUP reload: `config_reloads_total{result}` and the count `reload.<result>`.
+    public func reload(_ result: BridgeMetricNames.ReloadResult) {
+        count("reload.\(result.rawValue)", series: "reload.\(result.rawValue)", BridgeMetricNames.reloads,
+              [("result", result.rawValue)])
+    }
+
+    /// An acknowledgement issued: `acknowledgements_total{label}` and the count `ack.issued`.
+    func acknowledged(label: String) {
+        count("ack.issued", series: "ack.issued.\(label)", BridgeMetricNames.acknowledgements, [("label", label)])
+    }
+
+    /// Bumps the count `name` and the series cached under `key` (made with `label` and `dimensions` once).
+    private func count(_ name: String, series key: String, _ label: String, _ dimensions: [(String, String)]) {
+        let counter = state.withLock { state -> Counter? in
+            state.counts[name, default: 0] += 1
+            if let cached = state.series[key] { return cached }
+            let made = factory.map { Counter(label: label, dimensions: dimensions, factory: $0) }
+                ?? Counter(label: label, dimensions: dimensions)
+            state.series[key] = made
+            return made
+        }
+        counter?.increment()
+    }
+
     public subscript(name: String) -> Int {
         state.withLock { $0.counts[name] ?? 0 }
     }
@@ -44,13 +94,11 @@ public final class BridgeMetrics: Sendable {
         state.withLock { $0.counts }
     }
 
-    /// The Prometheus series a counter name feeds (nil: log and tests only).
+    /// The Prometheus series a counter name feeds (nil: log and tests only). Published messages go through
+    /// ``published(_:rule:as:)`` instead: `messages_total` always carries the `rule` label.
     static func series(for name: String) -> (String, [(String, String)])? {
         typealias Names = BridgeMetricNames
         switch name {
-        case "uplink.published": return (Names.messages, [("direction", "uplink")])
-        case "downlink.published": return (Names.messages, [("direction", "downlink")])
-        case "reply.published", "uplink.request.answered": return (Names.messages, [("direction", "reply")])
         case "downlink.timeout": return (Names.dropped, [("direction", "downlink"), ("reason", "timeout")])
         case "uplink.request.timeout": return (Names.dropped, [("direction", "reply"), ("reason", "timeout")])
         case "reply.unmatched": return (Names.dropped, [("direction", "reply"), ("reason", "unmatched")])
@@ -58,7 +106,6 @@ public final class BridgeMetrics: Sendable {
         case "uplink.publish-failed": return (Names.dropped, [("direction", "uplink"), ("reason", "publish-failed")])
         case "device.connected": return (Names.connects, [("side", "device")])
         case "ditto.connected": return (Names.connects, [("side", "ditto")])
-        case "ack.issued": return (Names.acknowledgements, [])
         default:
             for (prefix, direction) in [("uplink.dropped.", "uplink"), ("downlink.dropped.", "downlink"),
                                         ("reply.dropped.", "reply")] where name.hasPrefix(prefix) {
@@ -81,6 +128,11 @@ struct BridgeGauges {
     let spoolMessages: Gauge
     let spoolOldestAge: Gauge
     let roundTrip: Timer
+    let mappingUplink: Timer
+    let mappingDownlink: Timer
+    let mappingReply: Timer
+    let latencyUplink: Timer
+    let latencyDownlink: Timer
 
     init(factory: (any MetricsFactory)?) {
         typealias Names = BridgeMetricNames
@@ -96,7 +148,14 @@ struct BridgeGauges {
         spoolBytes = gauge(Names.spoolBytes)
         spoolMessages = gauge(Names.spoolMessages)
         spoolOldestAge = gauge(Names.spoolOldestAge)
-        roundTrip = factory.map { Timer(label: Names.downlinkRoundTrip, dimensions: [], factory: $0) }
-            ?? Timer(label: Names.downlinkRoundTrip)
+        func timer(_ label: String, _ dimensions: [(String, String)] = []) -> Timer {
+            factory.map { Timer(label: label, dimensions: dimensions, factory: $0) } ?? Timer(label: label, dimensions: dimensions)
+        }
+        roundTrip = timer(Names.downlinkRoundTrip)
+        mappingUplink = timer(Names.mappingDuration, [("direction", "uplink")])
+        mappingDownlink = timer(Names.mappingDuration, [("direction", "downlink")])
+        mappingReply = timer(Names.mappingDuration, [("direction", "reply")])
+        latencyUplink = timer(Names.bridgeLatency, [("direction", "uplink")])
+        latencyDownlink = timer(Names.bridgeLatency, [("direction", "downlink")])
     }
 }

@@ -175,9 +175,15 @@ public final class BridgeService: Service, Sendable {
             defer { busy = true }
             return busy
         }
-        guard !busy else { return ["a reload is already in progress: ignored"] }
+        guard !busy else {
+            metrics.reload(.rejected)
+            return ["a reload is already in progress: ignored"]
+        }
         defer { reloading.withLock { $0 = false } }
         let old = currentConfiguration
+        var unchanged = new
+        unchanged.spool = old.spool
+        metrics.reload(unchanged == old ? .unchanged : .applied)
         var changes: [String] = []
         if new.spool != old.spool { changes.append("spool settings changed: they take effect at the next start") }
         let plane = self.plane

@@ -32,6 +32,26 @@ struct PendingDownlink: Sendable {
 struct PendingUplink: Sendable {
     var request: DeviceRequest
     var envelope: Envelope
+    /// The uplink rule that mapped the request (`messages_total`'s `rule` of the answer).
+    var rule: String
+}
+
+/// An uplink message between being taken and Ditto's acknowledgement, for `messages_total{rule}` and the
+/// bridge-latency histogram.
+struct UplinkTrack {
+    var rule: String
+    /// ``MonotonicClock/nanoseconds()`` when the device message was read.
+    var arrival: Int64
+}
+
+/// The monotonic clock as plain nanoseconds: cheaper to read and subtract per message than `ContinuousClock`.
+enum MonotonicClock {
+    @inline(__always)
+    static func nanoseconds() -> Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &spec)
+        return Int64(spec.tv_sec) * 1_000_000_000 + Int64(spec.tv_nsec)
+    }
 }
 
 /// A Ditto request mapped for a device, on its way to the device broker.
@@ -42,6 +62,8 @@ struct DownlinkSend {
     var deliveredAck: String?
     var pendingKey: PendingKey?
     var publication: MQTTPublication
+    /// ``MonotonicClock/nanoseconds()`` when the request was read (bridge-latency histogram).
+    var arrival: Int64
 }
 
 /// Everything that happens per message, on one thread: the event loop that drives both MQTT clients.
@@ -77,6 +99,9 @@ final class DataPlane: @unchecked Sendable {
     private var returnedRecords: [OutboundRecord] = []
     /// Device requests among the uplink publishes in flight, by token.
     private var requestTokens: [UInt64: PendingKey] = [:]
+    /// Rule and arrival of uplink messages not yet acknowledged by Ditto's broker, by token; bounded by
+    /// ``trackLimit`` (beyond it, during a long outage, messages are counted with an empty rule and no latency).
+    private var uplinkTracks: [UInt64: UplinkTrack] = [:]
     private var downlinkPending: PendingTable<PendingKey, PendingDownlink>
     /// Things with a pending downlink request per correlation id, to find a device's answer.
     private var downlinkByCorrelation: [String: Set<String>] = [:]
@@ -97,6 +122,7 @@ final class DataPlane: @unchecked Sendable {
     /// Memory queue bound without a spool; with one, the backlog the spool may hold while Ditto is connected
     /// (beyond it the device broker holds the surplus, so latency stays bounded under overload).
     private var queueLimit: Int { max(1_000, 4 * configuration.connections.ditto.maxInflight) }
+    private var trackLimit: Int { 2 * queueLimit + configuration.connections.ditto.maxInflight }
     /// Tokens of uplink publishes not from the spool carry this bit.
     private static let memoryToken: UInt64 = 1 << 63
     /// Answers, errors and acks to Ditto: nothing to do on their acknowledgement but count failures.
@@ -166,6 +192,7 @@ final class DataPlane: @unchecked Sendable {
     // MARK: device -> Ditto
 
     private func handleDeviceMessage(_ message: MQTTMessage) {
+        let arrival = MonotonicClock.nanoseconds()
         let publication = MQTTPublication(message)
         if let status = configuration.deviceStatus, let variables = status.topic.match(message.topic) {
             updatePresence(status, variables: variables, payload: message.payload)
@@ -193,7 +220,8 @@ final class DataPlane: @unchecked Sendable {
         if let request = mapped.request {
             let key = PendingKey(thing: request.thingID.description, correlationID: request.correlationID)
             let deadline = ContinuousClock.now + request.timeout + .seconds(2)
-            switch uplinkPending.insert(PendingUplink(request: request, envelope: mapped.envelope), for: key, deadline: deadline) {
+            let pending = PendingUplink(request: request, envelope: mapped.envelope, rule: mapped.rule)
+            switch uplinkPending.insert(pending, for: key, deadline: deadline) {
             case .inserted:
                 requestKey = key
                 scheduleExpiry(deadline)
@@ -213,8 +241,11 @@ final class DataPlane: @unchecked Sendable {
         logger.debug("device message mapped", metadata: [
             "mqtt.topic": "\(message.topic)", "rule": "\(mapped.rule)", "ditto.topic": "\(mapped.envelope.topic)",
         ])
-        enqueueUplink(topic: mapped.topic, payload: mapped.envelope.encoded(),
-                      properties: PublishProperties(DittoPublication.properties(for: mapped.envelope)), request: requestKey)
+        let payload = mapped.envelope.encoded()
+        let properties = PublishProperties(DittoPublication.properties(for: mapped.envelope))
+        gauges.mappingUplink.recordNanoseconds(MonotonicClock.nanoseconds() - arrival)
+        enqueueUplink(topic: mapped.topic, payload: payload, properties: properties, request: requestKey,
+                      track: UplinkTrack(rule: mapped.rule, arrival: arrival))
     }
 
     /// Made once: the mapper calls back for revisions, timestamps and correlation ids on every message.
@@ -241,11 +272,13 @@ final class DataPlane: @unchecked Sendable {
     }
 
     /// The message counts as taken once this returns: in the spool, or (without one) in the bounded queue.
-    private func enqueueUplink(topic: String, payload: [UInt8], properties: PublishProperties, request: PendingKey?) {
+    private func enqueueUplink(topic: String, payload: [UInt8], properties: PublishProperties, request: PendingKey?,
+                               track: UplinkTrack) {
         if let spool {
             do {
                 let record = try spool.append(topic: topic, payload: payload, properties: properties)
                 if let request { requestTokens[record.sequence] = request }
+                remember(track, token: record.sequence)
                 if spool.isFull, spool.settings.whenFull == .dropOldest {
                     let dropped = try spool.dropOldestUntilRoom()
                     if dropped > 0 {
@@ -260,20 +293,31 @@ final class DataPlane: @unchecked Sendable {
                 logger.error("spool append failed; the message waits in memory", metadata: [
                     "mqtt.topic": "\(topic)", "error": "\(error)",
                 ])
-                appendToMemory(topic: topic, payload: payload, properties: properties, request: request)
+                appendToMemory(topic: topic, payload: payload, properties: properties, request: request, track: track)
             }
         } else {
-            appendToMemory(topic: topic, payload: payload, properties: properties, request: request)
+            appendToMemory(topic: topic, payload: payload, properties: properties, request: request, track: track)
         }
         pump()
         updateDeviceReading()
     }
 
-    private func appendToMemory(topic: String, payload: [UInt8], properties: PublishProperties, request: PendingKey?) {
+    private func appendToMemory(topic: String, payload: [UInt8], properties: PublishProperties, request: PendingKey?,
+                                track: UplinkTrack) {
         memorySequence += 1
         memoryQueue.append(OutboundRecord(sequence: memorySequence, created: Spool.nowMillis(), topic: topic,
                                           payload: payload, properties: properties))
         if let request { requestTokens[Self.memoryToken | memorySequence] = request }
+        remember(track, token: Self.memoryToken | memorySequence)
+    }
+
+    private func remember(_ track: UplinkTrack, token: UInt64) {
+        if uplinkTracks.count >= trackLimit, let spool {
+            // Records the spool dropped (drop-oldest, max-age) are never acknowledged: forget them.
+            let acked = spool.ackedThrough
+            uplinkTracks = uplinkTracks.filter { $0.key & Self.memoryToken != 0 || $0.key > acked }
+        }
+        if uplinkTracks.count < trackLimit { uplinkTracks[token] = track }
     }
 
     /// Sends what waits, in order, while the Ditto side takes more.
@@ -323,7 +367,9 @@ final class DataPlane: @unchecked Sendable {
         let request = requestTokens.isEmpty ? nil : requestTokens.removeValue(forKey: token)
         switch result {
         case .success:
-            metrics.increment("uplink.published")
+            let track = uplinkTracks.removeValue(forKey: token)
+            metrics.published(.uplink, rule: track?.rule ?? "")
+            if let track { gauges.latencyUplink.recordNanoseconds(MonotonicClock.nanoseconds() - track.arrival) }
         case .failure(let error) where error.kind == .shutdown:
             // The client closed with it unacknowledged: the spool keeps it (sent again after a client
             // replacement or a restart); without a spool it goes back to the queue.
@@ -337,6 +383,7 @@ final class DataPlane: @unchecked Sendable {
             return
         case .failure(let error):
             metrics.increment("uplink.publish-failed")
+            uplinkTracks[token] = nil
             logger.error("Ditto's broker refused an uplink message; dropped", metadata: ["error": "\(error)"])
             if let request { uplinkPending.remove(request) }
         }
@@ -446,6 +493,7 @@ final class DataPlane: @unchecked Sendable {
         let match = things.lazy.map { PendingKey(thing: $0, correlationID: reply.correlationID) }.first { key in
             self.downlinkPending[key].map { $0.mapper.isReplyTopic(topic, of: $0.route) } ?? false
         }
+        let arrival = MonotonicClock.nanoseconds()
         guard let key = match, let pending = removeDownlink(key) else {
             metrics.increment("reply.unmatched")
             // With a shared group, the other instances' answers reach this one too.
@@ -467,9 +515,10 @@ final class DataPlane: @unchecked Sendable {
             }
             return
         }
+        gauges.mappingReply.recordNanoseconds(MonotonicClock.nanoseconds() - arrival)
         if pending.responseRequired {
             publishToDitto(response, topic: pending.replyAddress)
-            metrics.increment("reply.published")
+            metrics.published(.reply, rule: pending.route.ruleName)
         }
         gauges.roundTrip.recordNanoseconds(Int64((ContinuousClock.now - pending.arrival) / .nanoseconds(1)))
         if let label = pending.answeredAck {
@@ -492,6 +541,7 @@ final class DataPlane: @unchecked Sendable {
     // MARK: Ditto -> device
 
     private func handleDittoMessage(_ message: MQTTMessage) {
+        let arrival = MonotonicClock.nanoseconds()
         let envelope: Envelope
         do {
             envelope = try Envelope.decode(message.payload)
@@ -510,14 +560,14 @@ final class DataPlane: @unchecked Sendable {
             ?? envelope.topic.thingID.flatMap { try? DittoPublication.render(configuration.ditto.publishTopic, for: $0) }
         switch envelope.topic.criterion {
         case .messages, .commands:
-            handleDittoRequest(envelope, replyAddress: replyAddress, topic: message.topic)
+            handleDittoRequest(envelope, replyAddress: replyAddress, topic: message.topic, arrival: arrival)
         default:
             metrics.increment("ditto.ignored")
             logger.debug("Ditto signal ignored", metadata: ["mqtt.topic": "\(message.topic)", "ditto.topic": "\(envelope.topic)"])
         }
     }
 
-    private func handleDittoRequest(_ envelope: Envelope, replyAddress: String?, topic: String) {
+    private func handleDittoRequest(_ envelope: Envelope, replyAddress: String?, topic: String, arrival: Int64) {
         let route: DownlinkRoute
         do {
             route = try downlink.route(envelope)
@@ -586,7 +636,8 @@ final class DataPlane: @unchecked Sendable {
             return
         }
         let send = DownlinkSend(envelope: envelope, route: route, replyAddress: replyAddress, deliveredAck: deliveredAck,
-                                pendingKey: pendingKey, publication: publication)
+                                pendingKey: pendingKey, publication: publication, arrival: arrival)
+        gauges.mappingDownlink.recordNanoseconds(MonotonicClock.nanoseconds() - arrival)
         if device.canPublishNow && downlinkBacklog.isEmpty {
             sendToDevice(send)
         } else if downlinkBacklog.count < maximumPendingRequests {
@@ -635,7 +686,8 @@ final class DataPlane: @unchecked Sendable {
         guard let send = deviceSends.removeValue(forKey: token) else { return }
         switch result {
         case .success:
-            metrics.increment("downlink.published")
+            metrics.published(.downlink, rule: send.route.ruleName)
+            gauges.latencyDownlink.recordNanoseconds(MonotonicClock.nanoseconds() - send.arrival)
             if let label = send.deliveredAck {
                 acknowledge(send.envelope, label: label, status: 200, replyAddress: send.replyAddress)
             }
@@ -684,7 +736,7 @@ final class DataPlane: @unchecked Sendable {
             ? .json(envelope.value ?? .null)
             : MessagePayload.from(envelopeValue: envelope.value, contentType: envelope.headers.contentType)
         answerDevice(pending.request, status: envelope.status ?? 200, payload: payload, headers: envelope.headers)
-        metrics.increment("uplink.request.answered")
+        metrics.published(.reply, rule: pending.rule, as: "uplink.request.answered")
     }
 
     // MARK: answers
@@ -732,7 +784,7 @@ final class DataPlane: @unchecked Sendable {
             let ack = try Envelope.acknowledgement(thingID: thingID, channel: .live, label: label, status: status,
                                                    headers: headers)
             publishToDitto(ack, topic: replyAddress)
-            metrics.increment("ack.issued")
+            metrics.acknowledged(label: label)
         } catch {
             metrics.increment("ack.failed")
             logger.error("issuing an acknowledgement failed", metadata: ["ack.label": "\(label)", "error": "\(error)"])

@@ -122,8 +122,10 @@ struct Run: AsyncParsableCommand {
                     await bridge.reload(new)
                     notifier.notify(.ready)
                 } catch let error as ConfigErrors {
+                    bridge.metrics.reload(.rejected)
                     logger.error("config reload refused; the running config stays:\n\(error.description)")
                 } catch {
+                    bridge.metrics.reload(.rejected)
                     logger.error("config reload refused; the running config stays: \(error)")
                 }
             }

@@ -40,6 +40,10 @@ struct ReloadTests {
         let changes = await harness.bridge.reload(try BridgeConfiguration.parse(yaml: reloaded, fileName: "reloaded.yaml",
                                                                                environment: [:]))
         #expect(!changes.contains { $0.contains("reconnected") })
+        // The same file again changes nothing.
+        _ = await harness.bridge.reload(try BridgeConfiguration.parse(yaml: reloaded, fileName: "reloaded.yaml", environment: [:]))
+        #expect(harness.bridge.metrics["reload.applied"] == 1)
+        #expect(harness.bridge.metrics["reload.unchanged"] == 1)
 
         try await device.publish(to: "devices/lamp/t2/temp", payload: Array(#"{"value": 7}"#.utf8))
         let event = try #require(await harness.fromBridge.first { message in
