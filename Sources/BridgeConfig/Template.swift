@@ -201,6 +201,14 @@ public struct Template: Sendable, Hashable, CustomStringConvertible {
     /// - parameter fixed: values some placeholders must have (compared after their transforms), e.g. the
     ///   configured namespace; they are included in the result.
     public func match(_ text: String, fixed: [String: String] = [:]) -> [String: String]? {
+        // The common level `{deviceId}`: the whole text is the value, no search (this runs per device message).
+        if parts.count == 1, case .placeholder(let p) = parts[0], p.transforms.isEmpty {
+            guard !text.isEmpty else { return nil }
+            if let known = fixed[p.name] { return known == text ? fixed : nil }
+            var values = fixed
+            values[p.name] = text
+            return values
+        }
         // Cheap rejections first: a literal start or end must be there.
         if case .literal(let first)? = parts.first, !text.hasPrefix(first) { return nil }
         if case .literal(let last)? = parts.last, !text.hasSuffix(last) { return nil }

@@ -142,7 +142,8 @@ public struct TopicTemplate: Sendable, Hashable, CustomStringConvertible {
             for byte in topic.utf8 where byte == UInt8(ascii: "/") { separators += 1 }
             guard separators + 1 == levels.count else { return nil }
         }
-        let topicLevels = topic.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        // Substrings: literal levels compare without a copy; only captured levels become Strings.
+        let topicLevels = topic.split(separator: "/", omittingEmptySubsequences: false)
         var values = fixed
         for (index, level) in levels.enumerated() {
             if index == 0, topic.hasPrefix("$") {
@@ -162,7 +163,7 @@ public struct TopicTemplate: Sendable, Hashable, CustomStringConvertible {
             case .singleLevelWildcard:
                 guard index < topicLevels.count else { return nil }
             case .capture(let template):
-                guard index < topicLevels.count, let found = template.match(topicLevels[index], fixed: values) else {
+                guard index < topicLevels.count, let found = template.match(String(topicLevels[index]), fixed: values) else {
                     return nil
                 }
                 values = found
