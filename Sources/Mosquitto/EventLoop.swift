@@ -250,10 +250,12 @@ public final class MQTTEventLoop: Sendable {
         let (waiters, drain) = shared.withLock { shared -> ([CheckedContinuation<Void, Never>], Bool) in
             shared.exited = true
             shared.draining = !shared.jobs.isEmpty
+            // Under the lock: a caller that drains after this sets its own thread.
+            if !shared.draining { threadID.store(0, ordering: .releasing) }
             defer { shared.exitWaiters.removeAll() }
             return (shared.exitWaiters, shared.draining)
         }
-        if drain { drainAfterExit() } else { threadID.store(0, ordering: .releasing) }
+        if drain { drainAfterExit() }
         for waiter in waiters { waiter.resume() }
     }
 
