@@ -147,6 +147,13 @@ let package = Package(
             dependencies: ["Mosquitto", "MosquittoTestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
+        // Issue 11's acceptance through the real `ditto-mqtt-bridge` binary between two private mosquittos:
+        // /metrics counts what happened, /ready follows the brokers, SIGHUP reloads (valid and invalid files).
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: ["Mosquitto", "MosquittoTestSupport", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
         // OperationsServer, sd_notify, JSON logs, `check` reports; and the deployment files (compose,
         // Dockerfile, Ditto connection, systemd unit) checked against the config with real parsers.
         .testTarget(

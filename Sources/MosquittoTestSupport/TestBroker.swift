@@ -22,15 +22,20 @@ public final class TestBroker: Sendable {
         public var autosaveInterval: Int
         /// Messages queued per client session beyond those in flight (mosquitto's `max_queued_messages`).
         public var maxQueuedMessages: Int
+        /// Also log connects and disconnects (mosquitto's `log_type notice`: `New client connected from ... as
+        /// <client id> (...)`, `Client <client id> disconnected.`) to ``TestBroker/logFile``.
+        public var logConnections: Bool
 
         public init(passwordFile: Bool = false, tls: Bool = false, requireClientCertificate: Bool = false,
-                    persistence: Bool = false, autosaveInterval: Int = 1, maxQueuedMessages: Int = 100_000) {
+                    persistence: Bool = false, autosaveInterval: Int = 1, maxQueuedMessages: Int = 100_000,
+                    logConnections: Bool = false) {
             self.passwordFile = passwordFile
             self.tls = tls
             self.requireClientCertificate = requireClientCertificate
             self.persistence = persistence
             self.autosaveInterval = autosaveInterval
             self.maxQueuedMessages = maxQueuedMessages
+            self.logConnections = logConnections
         }
     }
 
@@ -197,6 +202,7 @@ public final class TestBroker: Sendable {
             // Nagle plus delayed ACKs would add ~40 ms to each small request/response hop.
             "set_tcp_nodelay true",
         ]
+        if options.logConnections { lines.append("log_type notice") }
         if options.persistence {
             lines += [
                 "persistence true",
