@@ -38,11 +38,17 @@ public struct CheckReport: Sendable {
         }
     }
 
+    /// Errors and warnings together, by position (as a compiler prints them): the order of `check`'s lines,
+    /// which `run` also logs them in (at start and on a refused reload).
+    public static func byPosition(errors: [ConfigDiagnostic], warnings: [ConfigDiagnostic]) -> [ConfigDiagnostic] {
+        (errors + warnings).enumerated().sorted { a, b in
+            (a.element.line, a.element.column, a.offset) < (b.element.line, b.element.column, b.offset)
+        }.map(\.element)
+    }
+
     /// Errors and warnings together, by position (as a compiler prints them), then a summary line.
     public var textLines: [String] {
-        let all = (errors + warnings).enumerated().sorted { a, b in
-            (a.element.line, a.element.column, a.offset) < (b.element.line, b.element.column, b.offset)
-        }.map(\.element.description)
+        let all = Self.byPosition(errors: errors, warnings: warnings).map(\.description)
         let summary: String
         if ok {
             summary = "\(file): OK (\(uplinkRules) uplink rules, \(downlinkRules) downlink rules"

@@ -96,7 +96,7 @@ struct Run: AsyncParsableCommand {
             configuration = try BridgeConfiguration.load(path: options.config)
         } catch {
             // The same diagnostics `check` prints, one log event each, so a JSON log carries them too.
-            for diagnostic in error.errors + error.warnings {
+            for diagnostic in CheckReport.byPosition(errors: error.errors, warnings: error.warnings) {
                 logger.log(level: diagnostic.severity == .error ? .error : .warning, "\(diagnostic.description)")
             }
             logger.critical("the config file has errors; not starting", metadata: ["file": "\(options.config)"])
@@ -123,7 +123,8 @@ struct Run: AsyncParsableCommand {
                     notifier.notify(.ready)
                 } catch let error as ConfigErrors {
                     bridge.metrics.reload(.rejected)
-                    logger.error("config reload refused; the running config stays:\n\(error.description)")
+                    let lines = CheckReport.byPosition(errors: error.errors, warnings: error.warnings).map(\.description)
+                    logger.error("config reload refused; the running config stays:\n\(lines.joined(separator: "\n"))")
                 } catch {
                     bridge.metrics.reload(.rejected)
                     logger.error("config reload refused; the running config stays: \(error)")
