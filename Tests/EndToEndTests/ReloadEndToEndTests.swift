@@ -120,11 +120,11 @@ extension EndToEndTests {
             let marker = "config reload refused; the running config stays:"
             let refused = await eventually(timeout: .seconds(10)) { world.bridge.log.contains(marker) }
             #expect(refused, "no '\(marker)' in the bridge's log:\n\(world.bridge.logTail())")
-            // The lines after the marker are exactly check's diagnostics.
+            // The lines after the marker are exactly check's diagnostics, in check's order (by position).
             let logLines = world.bridge.log.split(separator: "\n").map(String.init)
             let start = (logLines.firstIndex { $0.hasSuffix(marker) } ?? logLines.count - 1) + 1
             let logged = Array(logLines[start..<min(logLines.count, start + diagnostics.count)])
-            #expect(Set(logged) == Set(diagnostics), "logged:\n\(logged.joined(separator: "\n"))\ncheck:\n\(diagnostics.joined(separator: "\n"))")
+            #expect(logged == diagnostics, "logged:\n\(logged.joined(separator: "\n"))\ncheck:\n\(diagnostics.joined(separator: "\n"))")
             // Each error's file:line:column: key, as check's JSON names it, is in the log.
             #expect(errors.count == 2)
             for error in errors {
