@@ -188,7 +188,6 @@ final class BridgeProcess: Sendable {
         process = child
     }
 
-    var pid: Int32 { process.processIdentifier }
     var isRunning: Bool { process.isRunning }
 
     func signal(_ signal: Int32) {
@@ -231,14 +230,13 @@ final class E2EWorld: Sendable {
     let bridge: BridgeProcess
     private let cleanups = Shared<[@Sendable () async -> Void]>([])
 
-    init(config: (inout BridgeConfigFile) -> Void = { _ in }) async throws {
+    init() async throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("e2e-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         deviceBroker = try TestBroker(.init(logConnections: true))
         dittoBroker = try TestBroker(.init(logConnections: true))
         operationsPort = try freeLoopbackPort()
-        var file = BridgeConfigFile(devicePort: deviceBroker.port, dittoPort: dittoBroker.port, operationsPort: operationsPort)
-        config(&file)
+        let file = BridgeConfigFile(devicePort: deviceBroker.port, dittoPort: dittoBroker.port, operationsPort: operationsPort)
         configFile = file
         configPath = directory.appendingPathComponent("bridge.yaml").path
         try file.yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
@@ -377,9 +375,8 @@ final class E2EWorld: Sendable {
 
 /// Runs `body` in a fresh world (the bridge ready) and shuts it down afterwards, also when `body` throws.
 /// The directory (config, bridge log) is kept when `body` throws, or always with `E2E_KEEP=1`.
-func withWorld(config: (inout BridgeConfigFile) -> Void = { _ in },
-               _ body: (E2EWorld) async throws -> Void) async throws {
-    let world = try await E2EWorld(config: config)
+func withWorld(_ body: (E2EWorld) async throws -> Void) async throws {
+    let world = try await E2EWorld()
     do {
         try await world.waitUntilReady()
         try await body(world)
