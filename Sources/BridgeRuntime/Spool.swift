@@ -61,6 +61,12 @@ final class Spool {
     /// Records appended and not yet handed out, newest last, so that a short backlog is never read back from
     /// the disk; bounded (older ones are read from their segment when their turn comes).
     private var recent = Deque<(record: OutboundRecord, length: Int)>()
+    /// Records handed out and not yet acknowledged (front trimmed as the cursor passes), in send order: the
+    /// oldest unacknowledged record's age without reading the disk. Bounded by the publishes in flight.
+    private var handedOut = Deque<(sequence: UInt64, created: Int64)>()
+    /// Where ``oldestAge`` found the oldest unacknowledged record last time it had to read the disk, so the
+    /// next look starts there instead of at the segment's start.
+    private var ageScan: (path: String, offset: Int)?
     private var recentBytes = 0
     private static let recentLimit = (count: 8_192, bytes: 8 << 20)
     private(set) var totalBytes = 0
@@ -292,6 +298,7 @@ final class Spool {
                 acknowledge(record.sequence)
                 continue
             }
+            handedOut.append((record.sequence, record.created))
             return record
         }
         return nil
@@ -325,6 +332,7 @@ final class Spool {
     /// flight). Records acknowledged out of order beyond the cursor go out twice (at-least-once).
     func rewindToCursor() throws {
         ackedAhead.removeAll()
+        handedOut.removeAll()
         sendSequence = ackedThrough + 1
         try positionReader(at: sendSequence)
     }
@@ -396,6 +404,7 @@ final class Spool {
             ackedAhead.insert(sequence)
         }
         cursorDirty = true
+        while let first = handedOut.first, first.sequence <= ackedThrough { handedOut.removeFirst() }
         if let first = segments.first, first.lastSequence <= ackedThrough, segments.count > 1 {
             deleteAcknowledgedSegments()
         }
@@ -431,13 +440,24 @@ final class Spool {
 
     /// Age of the oldest record not yet acknowledged, in seconds (0 when none).
     var oldestAge: Double {
-        guard unacknowledged > 0, let first = segments.first(where: { $0.lastSequence > ackedThrough }) else { return 0 }
+        guard unacknowledged > 0 else { return 0 }
+        // In order: the oldest unacknowledged record is the first one in flight, or with nothing in flight the
+        // next to send, usually still in memory. Only a backlog beyond the memory cache needs the disk.
+        if let first = handedOut.first, first.sequence == ackedThrough + 1 {
+            return Double(Self.nowMillis() - first.created) / 1_000
+        }
+        if handedOut.isEmpty, let first = recent.first, first.record.sequence == ackedThrough + 1 {
+            return Double(Self.nowMillis() - first.record.created) / 1_000
+        }
+        guard let first = segments.first(where: { $0.lastSequence > ackedThrough }) else { return 0 }
         guard let fd = Optional(open(first.path, O_RDONLY | O_CLOEXEC)), fd >= 0 else { return 0 }
         defer { close(fd) }
-        var offset = 0
+        // The cursor only moves forward: resume where the last look found the oldest record.
+        var offset = ageScan.flatMap { $0.path == first.path ? $0.offset : nil } ?? 0
         while let body = readRecordBytes(fd: fd, offset: offset) {
             var reader = ByteReader(bytes: body)
             if let sequence = reader.uint64(), sequence > ackedThrough, let created = reader.int64() {
+                ageScan = (first.path, offset)
                 return Double(Self.nowMillis() - created) / 1_000
             }
             offset += 8 + body.count

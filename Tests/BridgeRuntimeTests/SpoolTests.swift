@@ -51,6 +51,37 @@ struct SpoolTests {
         #expect(try drain(reopened) == ["payload-200"])
     }
 
+    @Test("The oldest unacknowledged record's age: from memory in flight, from the disk after a reopen, 0 when empty")
+    func oldestAgeFollowsTheCursor() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        do {
+            let spool = try Spool(settings: settings(), logger: logger)
+            #expect(spool.oldestAge == 0)
+            try append(spool, 3)
+            Thread.sleep(forTimeInterval: 0.3)
+            try append(spool, 3, from: 3)
+            // Nothing handed out: the next to send (record 1, 0.3 s old) is the oldest.
+            #expect(spool.oldestAge >= 0.3)
+            _ = try drain(spool)
+            #expect(spool.oldestAge >= 0.3)
+            for sequence in 1...3 { spool.acknowledge(UInt64(sequence)) }
+            // Records 4...6 were appended just now.
+            #expect(spool.oldestAge < 0.3)
+            spool.acknowledge(5)
+            #expect(spool.oldestAge < 0.3)
+            spool.persistCursor()
+        }
+        // After a reopen nothing is in memory: the age comes from the disk, resuming where it found it.
+        let reopened = try Spool(settings: settings(), logger: logger)
+        Thread.sleep(forTimeInterval: 0.1)
+        let age = reopened.oldestAge
+        #expect(age >= 0.1 && age < 0.4)
+        #expect(reopened.oldestAge >= age)
+        _ = try drain(reopened)
+        for sequence in 4...6 { reopened.acknowledge(UInt64(sequence)) }
+        #expect(reopened.oldestAge == 0)
+    }
+
     @Test func propertiesSurviveTheDisk() throws {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         do {
