@@ -321,9 +321,11 @@ struct MQTTSideService: Service {
             for await event in client.events {
                 switch event {
                 case .connected:
-                    readiness.setConnected(side, true)
                     metrics.increment("\(side).connected")
                     logger.info("connection state", metadata: ["mqtt.side": "\(side)", "mqtt.event": "\(event)"])
+                case .subscriptionsRestored:
+                    // Ready again only once the broker has the subscriptions back (a reconnect without a session).
+                    readiness.setConnected(side, true)
                 case .disconnected(let error):
                     readiness.setConnected(side, false)
                     if error != nil { metrics.increment("\(side).connect-failed") }

@@ -77,6 +77,8 @@ final class ClientCore: @unchecked Sendable {
     private var queued = Deque<QueuedPublish>()
     private var subscribeWaiters: [Int32: ([ReasonCode]) -> Void] = [:]
     private var replayedSubscribeMids: Set<Int32> = []
+    /// A subscription could not be restored on this connection: ``ConnectionEvent/subscriptionsRestored`` is not sent.
+    private var replayFailed = false
     private var unsubscribeWaiters: [Int32: () -> Void] = [:]
     /// Replayed after a reconnect without session, in first-subscribed order.
     private var subscriptions: [Subscription] = []
@@ -665,6 +667,7 @@ final class ClientCore: @unchecked Sendable {
         // libmosquitto resends in-flight publishes (right after this callback) and before queued publishes go
         // out, so nothing published on this connection misses them.
         let replay = sessionPresent ? [] : subscriptions
+        replayFailed = false
         for subscription in replay {
             var mid: Int32 = 0
             let rc = mosquitto_subscribe_v5(raw, &mid, subscription.filter, Int32(subscription.qos.rawValue),
@@ -672,6 +675,7 @@ final class ClientCore: @unchecked Sendable {
             if rc == MOSQ_ERR_SUCCESS.rawValue {
                 replayedSubscribeMids.insert(mid)
             } else {
+                replayFailed = true
                 logger.error("restoring a subscription failed", metadata: [
                     "mqtt.filter": "\(subscription.filter)", "error": "\(MQTTError.library(rc, "subscribe"))",
                 ])
@@ -685,6 +689,7 @@ final class ClientCore: @unchecked Sendable {
             "broker": "\(brokerAddress)", "session.present": "\(sessionPresent)", "resubscribed": "\(replay.count)",
         ])
         emit(.connected(sessionPresent: sessionPresent))
+        if replayedSubscribeMids.isEmpty, !replayFailed { emit(.subscriptionsRestored) }
     }
 
     fileprivate func didPublish(mid: Int32, reason: Int32) {
@@ -700,8 +705,10 @@ final class ClientCore: @unchecked Sendable {
     fileprivate func didSubscribe(mid: Int32, granted: [ReasonCode]) {
         if replayedSubscribeMids.remove(mid) != nil {
             if granted.contains(where: \.isFailure) {
+                replayFailed = true
                 logger.error("the broker refused a restored subscription", metadata: ["reason": "\(granted)"])
             }
+            if replayedSubscribeMids.isEmpty, !replayFailed { emit(.subscriptionsRestored) }
             return
         }
         subscribeWaiters.removeValue(forKey: mid)?(granted)

@@ -218,6 +218,10 @@ public struct PublishAck: Sendable, Hashable {
 /// Connection state changes, in order.
 public enum ConnectionEvent: Sendable, Hashable, CustomStringConvertible {
     case connected(sessionPresent: Bool)
+    /// Every subscription the client holds is in place on the broker again: right after ``connected(sessionPresent:)``
+    /// when the broker kept the session (or there was nothing to restore), otherwise once it granted every
+    /// restored SUBSCRIBE. Not sent when it refused one (that is logged), so the side does not count as ready.
+    case subscriptionsRestored
     /// The broker refused the connection (CONNACK reason code); the client retries with backoff.
     case refused(ReasonCode)
     /// The connection ended (or an attempt failed); `nil` when this client asked for it.
@@ -226,6 +230,7 @@ public enum ConnectionEvent: Sendable, Hashable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .connected(let sessionPresent): "connected (session present: \(sessionPresent))"
+        case .subscriptionsRestored: "subscriptions restored"
         case .refused(let code): "refused: \(code)"
         case .disconnected(nil): "disconnected"
         case .disconnected(let error?): "disconnected: \(error)"

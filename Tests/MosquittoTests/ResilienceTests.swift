@@ -37,6 +37,10 @@ struct ResilienceTests {
         let seen = events.events
         #expect(seen.contains { if case .disconnected(let error) = $0 { error != nil } else { false } })
         #expect(seen.filter { if case .connected = $0 { true } else { false } }.count >= 1)
+        // The restarted broker lost the session: ready again only after it granted the restored subscription.
+        let lastConnected = seen.lastIndex { if case .connected(sessionPresent: false) = $0 { true } else { false } }
+        let lastRestored = seen.lastIndex(of: .subscriptionsRestored)
+        #expect(lastConnected != nil && lastRestored != nil && lastRestored! > lastConnected!, "\(seen)")
         #expect(client.isConnected)
         await client.disconnect()
     }
