@@ -201,19 +201,23 @@ public struct Template: Sendable, Hashable, CustomStringConvertible {
     /// - parameter fixed: values some placeholders must have (compared after their transforms), e.g. the
     ///   configured namespace; they are included in the result.
     public func match(_ text: String, fixed: [String: String] = [:]) -> [String: String]? {
-        // The common level `{deviceId}`: the whole text is the value, no search (this runs per device message).
-        if parts.count == 1, case .placeholder(let p) = parts[0], p.transforms.isEmpty {
-            guard !text.isEmpty else { return nil }
-            if let known = fixed[p.name] { return known == text ? fixed : nil }
-            var values = fixed
-            values[p.name] = text
-            return values
-        }
+        var values = fixed
+        if let bound = bindWhole(text[...], into: &values) { return bound ? values : nil }
         // Cheap rejections first: a literal start or end must be there.
         if case .literal(let first)? = parts.first, !text.hasPrefix(first) { return nil }
         if case .literal(let last)? = parts.last, !text.hasSuffix(last) { return nil }
         var state = MatchState(chars: Array(text), values: fixed, memoize: placeholders.count == placeholderParts.count)
         return matchParts(0, 0, &state) ? state.values : nil
+    }
+
+    /// The common level `{deviceId}` (one placeholder, no transforms): the whole text is the value, bound in
+    /// place with no search and no copy of `values`; this runs per device message. Nil for other templates.
+    func bindWhole(_ text: Substring, into values: inout [String: String]) -> Bool? {
+        guard parts.count == 1, case .placeholder(let p) = parts[0], p.transforms.isEmpty else { return nil }
+        guard !text.isEmpty else { return false }
+        if let known = values[p.name] { return known == text }
+        values[p.name] = String(text)
+        return true
     }
 
     private struct MatchState {

@@ -145,6 +145,8 @@ public struct TopicTemplate: Sendable, Hashable, CustomStringConvertible {
         // Substrings: literal levels compare without a copy; only captured levels become Strings.
         let topicLevels = topic.split(separator: "/", omittingEmptySubsequences: false)
         var values = fixed
+        // Room for the captures and what the rule adds (namespace, thingId, thingName, topic): no rehashing.
+        values.reserveCapacity(fixed.count + levels.count + 4)
         for (index, level) in levels.enumerated() {
             if index == 0, topic.hasPrefix("$") {
                 if case .literal = level {} else { return nil }
@@ -163,10 +165,13 @@ public struct TopicTemplate: Sendable, Hashable, CustomStringConvertible {
             case .singleLevelWildcard:
                 guard index < topicLevels.count else { return nil }
             case .capture(let template):
-                guard index < topicLevels.count, let found = template.match(String(topicLevels[index]), fixed: values) else {
-                    return nil
+                guard index < topicLevels.count else { return nil }
+                if let bound = template.bindWhole(topicLevels[index], into: &values) {
+                    guard bound else { return nil }
+                } else {
+                    guard let found = template.match(String(topicLevels[index]), fixed: values) else { return nil }
+                    values = found
                 }
-                values = found
             }
         }
         if levels.count != topicLevels.count {
