@@ -48,7 +48,9 @@ final class NotifySocket {
     }
 
     /// The next datagram, or nil after `timeout` (blocking on its own thread, off the cooperative pool).
-    func receive(timeout: Duration = .seconds(5)) async -> String? {
+    /// Generous by default: at the start of a full run every suite starts brokers at once and the cooperative
+    /// pool (two threads here) can be busy for seconds before a service gets to send.
+    func receive(timeout: Duration = .seconds(30)) async -> String? {
         let fd = self.fd
         let (seconds, attoseconds) = timeout.components
         return await withCheckedContinuation { continuation in
