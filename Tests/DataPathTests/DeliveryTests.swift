@@ -48,7 +48,9 @@ struct DeliveryTests {
             }
             let report = await world.collector.waitForDelivery(expected: Self.expected(fleet))
             await fleet.disconnect()
-            return expectDelivered(report, "b: bridge kill -9")
+            // libmosquitto sends the device broker its PUBACK before it hands the message to the bridge: a kill
+            // between the two loses that one message (README, "The window that remains"). One at most.
+            return expectDelivered(report, "b: bridge kill -9", allowedLoss: 1)
         }
     }
 
