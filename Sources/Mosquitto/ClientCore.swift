@@ -113,6 +113,12 @@ final class ClientCore: @unchecked Sendable {
             throw MQTTError(.library(MOSQ_ERR_NOMEM.rawValue), "cannot create a libmosquitto client (errno \(errno))")
         }
         handle = MosquittoHandle(raw: raw)
+        // "External threading": libmosquitto queues every packet instead of writing it inline, and the loop
+        // writes after the read that queued it. So the PUBACK of an inbound QoS 1 message leaves only after
+        // `on_message` returned (the bridge spooled it: a kill in between loses nothing, the broker redelivers),
+        // and the publishes and PUBACKs of one read go out in one write. Nothing else changes: the handle stays
+        // confined to the loop thread.
+        mosquitto_threaded_set(raw, true)
         var properties = ConnectPropertiesBuilder()
         if configuration.version == .v5, let expiry = configuration.sessionExpiry {
             properties.sessionExpiry = UInt32(clamping: expiry.components.seconds)
@@ -323,7 +329,7 @@ final class ClientCore: @unchecked Sendable {
     }
 
     /// Writes what callbacks queued while the socket is writable, instead of waiting a poll round for it.
-    private func flushWrites() {
+    func flushWrites() {
         guard socketOpen, mosquitto_want_write(raw) else { return }
         let rc = mosquitto_loop_write(raw, 1)
         if rc != MOSQ_ERR_SUCCESS.rawValue { socketFailed(rc) }

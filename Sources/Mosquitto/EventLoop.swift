@@ -282,6 +282,9 @@ public final class MQTTEventLoop: Sendable {
     }
 
     private func pollOnce(timeout: Int32) {
+        // Packets queued by jobs, timers and other clients' callbacks (external threading mode) go out now,
+        // not one poll round later.
+        for client in confined.clients.values { client.flushWrites() }
         confined.pollFDs.removeAll(keepingCapacity: true)
         confined.pollClients.removeAll(keepingCapacity: true)
         confined.pollFDs.append(pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0))
@@ -302,5 +305,7 @@ public final class MQTTEventLoop: Sendable {
             let revents = confined.pollFDs[index + 1].revents
             if revents != 0 { confined.pollClients[index].handle(revents: revents) }
         }
+        // What one client's read made another publish (a device message mapped for Ditto) leaves in this turn.
+        for client in confined.pollClients { client.flushWrites() }
     }
 }
