@@ -29,8 +29,7 @@ public final class BridgeMetrics: Sendable {
             state.counts[name, default: 0] += amount
             if let cached = state.series[name] { return cached }
             let made = Self.series(for: name).map { label, dimensions in
-                factory.map { Counter(label: label, dimensions: dimensions, factory: $0) }
-                    ?? Counter(label: label, dimensions: dimensions)
+                makeCounter(label, dimensions)
             }
             state.series[name] = made
             return made
@@ -46,8 +45,7 @@ public final class BridgeMetrics: Sendable {
             state.counts[name ?? Self.publishedName(direction), default: 0] += 1
             if let cached = state.published[direction]?[rule] { return cached }
             let dimensions = [("direction", direction.rawValue), ("rule", rule)]
-            let made = factory.map { Counter(label: BridgeMetricNames.messages, dimensions: dimensions, factory: $0) }
-                ?? Counter(label: BridgeMetricNames.messages, dimensions: dimensions)
+            let made = makeCounter(BridgeMetricNames.messages, dimensions)
             state.published[direction, default: [:]][rule] = made
             return made
         }
@@ -78,12 +76,16 @@ public final class BridgeMetrics: Sendable {
         let counter = state.withLock { state -> Counter? in
             state.counts[name, default: 0] += 1
             if let cached = state.series[key] { return cached }
-            let made = factory.map { Counter(label: label, dimensions: dimensions, factory: $0) }
-                ?? Counter(label: label, dimensions: dimensions)
+            let made = makeCounter(label, dimensions)
             state.series[key] = made
             return made
         }
         counter?.increment()
+    }
+
+    /// A series in `factory`, or in the process-wide `MetricsSystem` without one.
+    private func makeCounter(_ label: String, _ dimensions: [(String, String)]) -> Counter {
+        factory.map { Counter(label: label, dimensions: dimensions, factory: $0) } ?? Counter(label: label, dimensions: dimensions)
     }
 
     public subscript(name: String) -> Int {

@@ -51,29 +51,6 @@ struct DataPathFailure: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// Polls `condition` until it holds or `timeout` passed; returns whether it held.
-func eventually(timeout: Duration, every interval: Duration = .milliseconds(50),
-                _ condition: () async -> Bool) async -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if await condition() { return true }
-        try? await Task.sleep(for: interval)
-    }
-    return await condition()
-}
-
-/// A value shared with tasks and threads.
-final class Shared<Value: Sendable>: Sendable {
-    private let mutex: Mutex<Value>
-
-    init(_ value: Value) { mutex = Mutex(value) }
-
-    var value: Value { mutex.withLock { $0 } }
-
-    @discardableResult
-    func update<Result: Sendable>(_ body: @Sendable (inout Value) -> Result) -> Result { mutex.withLock { body(&$0) } }
-}
-
 extension Duration {
     var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }
@@ -179,17 +156,7 @@ final class BridgeProcess: Sendable {
 
     /// `DATAPATH_BRIDGE=/path/to/ditto-mqtt-bridge` runs another build (for example a release build).
     static func executable() throws -> String {
-        if let path = DataPath.environment("DATAPATH_BRIDGE") { return path }
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent()
-        let candidates = [".build/debug/ditto-mqtt-bridge", ".build/x86_64-unknown-linux-gnu/debug/ditto-mqtt-bridge",
-                          ".build/aarch64-unknown-linux-gnu/debug/ditto-mqtt-bridge"]
-        guard let path = candidates.map({ root.appendingPathComponent($0).path })
-            .first(where: { FileManager.default.isExecutableFile(atPath: $0) })
-        else {
-            throw DataPathFailure("ditto-mqtt-bridge is not built under \(root.path)/.build (run swift build --build-tests)")
-        }
-        return path
+        try BuiltExecutable.path("ditto-mqtt-bridge", overriddenBy: "DATAPATH_BRIDGE")
     }
 
     /// Writes `config` next to the log and starts the bridge.
@@ -731,14 +698,12 @@ func runFleet(_ fleet: DeviceFleet, faultAfter trigger: Int, fault: () async thr
 /// The expectations every fault test shares: nothing lost, order kept, revisions never backwards.
 /// Duplicates are reported, not failed (at-least-once).
 @discardableResult
-func expectDelivered(_ report: DeliveryReport, _ scenario: String, allowedLoss: Int = 0,
-                     sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
+func expectDelivered(_ report: DeliveryReport, _ scenario: String, sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
     print("datapath [\(scenario)]: \(report)")
-    #expect(report.lost <= allowedLoss, "\(scenario): \(report.lost) messages lost (at most \(allowedLoss) allowed)",
-            sourceLocation: sourceLocation)
+    #expect(report.lost == 0, "\(scenario): \(report.lost) messages lost", sourceLocation: sourceLocation)
     #expect(report.reordered == 0, "\(scenario): \(report.reordered) messages out of order per device",
             sourceLocation: sourceLocation)
     #expect(report.revisionRegressions == 0, "\(scenario): revision went backwards \(report.revisionRegressions) times",
             sourceLocation: sourceLocation)
-    return report.lost <= allowedLoss && report.reordered == 0 && report.revisionRegressions == 0
+    return report.lost == 0 && report.reordered == 0 && report.revisionRegressions == 0
 }

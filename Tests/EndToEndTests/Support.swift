@@ -29,45 +29,6 @@ struct E2EFailure: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// Polls `condition` until it holds or `timeout` passed; returns whether it held.
-func eventually(timeout: Duration, every interval: Duration = .milliseconds(50),
-                _ condition: () async -> Bool) async -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if await condition() { return true }
-        try? await Task.sleep(for: interval)
-    }
-    return await condition()
-}
-
-/// A value shared with tasks.
-final class Shared<Value: Sendable>: Sendable {
-    private let mutex: Mutex<Value>
-    init(_ value: Value) { mutex = Mutex(value) }
-    var value: Value { mutex.withLock { $0 } }
-    func update<Result: Sendable>(_ body: (inout Value) -> Result) -> Result { mutex.withLock { body(&$0) } }
-}
-
-/// A TCP port on 127.0.0.1 that was free a moment ago.
-func freeLoopbackPort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw E2EFailure("socket() failed: errno \(errno)") }
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = 0
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let bound = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    guard bound == 0 else { throw E2EFailure("bind() failed: errno \(errno)") }
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-    }
-    return Int(UInt16(bigEndian: address.sin_port))
-}
-
 // MARK: - The bridge's config
 
 /// The YAML the bridge runs with: two brokers, a short reconnect backoff, the operations endpoint, a
@@ -136,19 +97,7 @@ struct BridgeConfigFile {
 
 /// The real `ditto-mqtt-bridge` executable (`.build/debug`, built by `swift build --build-tests`).
 enum BridgeExecutable {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-
-    static func path() throws -> String {
-        let candidates = [".build/debug/ditto-mqtt-bridge", ".build/x86_64-unknown-linux-gnu/debug/ditto-mqtt-bridge",
-                          ".build/aarch64-unknown-linux-gnu/debug/ditto-mqtt-bridge"]
-        guard let path = candidates.map({ root.appendingPathComponent($0).path })
-            .first(where: { FileManager.default.isExecutableFile(atPath: $0) })
-        else {
-            throw E2EFailure("ditto-mqtt-bridge is not built under \(root.path)/.build (run swift build --build-tests)")
-        }
-        return path
-    }
+    static func path() throws -> String { try BuiltExecutable.path("ditto-mqtt-bridge") }
 
     /// Runs a short command of the binary (e.g. `check`) to its end: exit status and standard output.
     static func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
@@ -235,7 +184,7 @@ final class E2EWorld: Sendable {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         deviceBroker = try TestBroker(.init(logConnections: true))
         dittoBroker = try TestBroker(.init(logConnections: true))
-        operationsPort = try freeLoopbackPort()
+        operationsPort = try TestBroker.freePort()
         let file = BridgeConfigFile(devicePort: deviceBroker.port, dittoPort: dittoBroker.port, operationsPort: operationsPort)
         configFile = file
         configPath = directory.appendingPathComponent("bridge.yaml").path
