@@ -31,13 +31,43 @@ public struct DittoPublication: Sendable {
         return properties
     }
 
+    /// What a device topic decides (``UplinkMapper/route(topic:)``) plus the Ditto-side topic of its thing:
+    /// everything per message that does not depend on the payload, so the runtime keeps it per topic.
+    public struct Route: Sendable {
+        public let uplink: UplinkRoute
+        /// `ditto.publish-topic` for the thing, or why it cannot be rendered (reported after the mapping).
+        let topic: Result<String, MappingError>
+    }
+
+    /// The route of a device topic; nil when no uplink rule takes it.
+    public static func route(topic: String, mapper: UplinkMapper, ditto: DittoSettings) throws(MappingError) -> Route? {
+        guard let uplink = try mapper.route(topic: topic) else { return nil }
+        let rendered: Result<String, MappingError>
+        do throws(MappingError) {
+            rendered = .success(try render(ditto.publishTopic, for: uplink.matched.thingID))
+        } catch {
+            rendered = .failure(error)
+        }
+        return Route(uplink: uplink, topic: rendered)
+    }
+
     /// Maps one device message (requests get `reply-to` = `ditto.reply-topic` from the mapper).
     public static func uplink(
         _ message: MQTTPublication, mapper: UplinkMapper, ditto: DittoSettings, environment: UplinkEnvironment
     ) throws(MappingError) -> DittoPublication {
-        let result = try mapper.map(message, environment: environment)
+        guard let route = try route(topic: message.topic, mapper: mapper, ditto: ditto) else {
+            throw UplinkMapper.noRule(message.topic)
+        }
+        return try uplink(message, route: route, mapper: mapper, environment: environment)
+    }
+
+    /// Maps one device message whose topic took `route` (from ``route(topic:mapper:ditto:)`` with this mapper).
+    public static func uplink(
+        _ message: MQTTPublication, route: Route, mapper: UplinkMapper, environment: UplinkEnvironment
+    ) throws(MappingError) -> DittoPublication {
+        let result = try mapper.map(message, route: route.uplink, environment: environment)
         return DittoPublication(
-            rule: result.rule, thingID: result.thingID, topic: try render(ditto.publishTopic, for: result.thingID),
+            rule: result.rule, thingID: result.thingID, topic: try route.topic.get(),
             envelope: result.envelope, request: result.request)
     }
 

@@ -75,6 +75,16 @@ extension DeviceRequest {
     }
 }
 
+/// What a device topic decides before its payload is read: see ``UplinkMapper/route(topic:)``.
+public struct UplinkRoute: Sendable {
+    public let rule: UplinkRule
+    public let matched: UplinkMatch
+    /// `matched.values` plus `topic`: what the rule's templates see.
+    public let variables: [String: String]
+    /// An event rule's rendered path, or why the topic's values cannot make one (reported per message).
+    let eventPath: Result<String, MappingError>?
+}
+
 /// The outcome of mapping one device message.
 public struct UplinkResult: Sendable {
     public var rule: String
@@ -119,24 +129,49 @@ public struct UplinkMapper: Sendable {
     }
 
     public func map(_ message: MQTTPublication, environment: UplinkEnvironment) throws(MappingError) -> UplinkResult {
+        guard let route = try route(topic: message.topic) else { throw Self.noRule(message.topic) }
+        return try map(message, route: route, environment: environment)
+    }
+
+    /// The drop of a device message no rule takes.
+    public static func noRule(_ topic: String) -> MappingError {
+        MappingError(.noRule, "no uplink rule matches topic \(topic)")
+    }
+
+    /// What the topic alone decides (the first rule that matches it, its values, an event's path); nil when no
+    /// rule matches. A pure function of the topic, so the runtime keeps it per topic instead of matching and
+    /// rendering on every message.
+    public func route(topic: String) throws(MappingError) -> UplinkRoute? {
         for rule in rules {
             let matched: UplinkMatch?
             do {
-                matched = try rule.match(topic: message.topic)
+                matched = try rule.match(topic: topic)
             } catch {
                 throw MappingError(.invalidIdentifier, "rule \(rule.name): \(error)")
             }
             guard let matched else { continue }
-            return try map(message, rule: rule, matched: matched, environment: environment)
+            var variables = matched.values
+            variables["topic"] = topic
+            var eventPath: Result<String, MappingError>?
+            if case .event(let spec) = rule.action {
+                do throws(MappingError) {
+                    eventPath = .success(try renderPointer(spec.path, variables).description)
+                } catch {
+                    eventPath = .failure(error)
+                }
+            }
+            return UplinkRoute(rule: rule, matched: matched, variables: variables, eventPath: eventPath)
         }
-        throw MappingError(.noRule, "no uplink rule matches topic \(message.topic)")
+        return nil
     }
 
-    func map(_ message: MQTTPublication, rule: UplinkRule, matched: UplinkMatch,
-             environment: UplinkEnvironment) throws(MappingError) -> UplinkResult {
+    /// Maps a message whose topic took `route` (from ``route(topic:)`` of this mapper).
+    public func map(_ message: MQTTPublication, route: UplinkRoute,
+                    environment: UplinkEnvironment) throws(MappingError) -> UplinkResult {
+        let rule = route.rule
+        let matched = route.matched
         let thingID = matched.thingID
-        var variables = matched.values
-        variables["topic"] = message.topic
+        let variables = route.variables
         let mapper = HeaderMapper(policy: rule.headers)
 
         var payload = message.payload
@@ -151,13 +186,15 @@ public struct UplinkMapper: Sendable {
 
         switch rule.action {
         case .event(let spec):
-            let path = try renderPointer(spec.path, variables)
+            guard let path = try route.eventPath?.get() else {
+                preconditionFailure("a route of an event rule has its path")
+            }
             let value = try PayloadReader.jsonValue(payload, format: rule.payload)
             let headers = try mapper.dittoHeaders(
                 properties: message.properties, carriedHeaders: carried, variables: variables,
                 generateCorrelationID: environment.newCorrelationID)
             let envelope = Envelope.liveEvent(
-                thingID: thingID, action: TopicPath.Action(spec.action), path: path.description, value: value,
+                thingID: thingID, action: TopicPath.Action(spec.action), path: path, value: value,
                 revision: environment.nextRevision(thingID), timestamp: environment.timestamp(), headers: headers)
             do {
                 // Ditto's rules for the event (e.g. an object for `/attributes`); `check` proved the rule can

@@ -102,6 +102,11 @@ final class DataPlane: @unchecked Sendable {
     /// Rule and arrival of uplink messages not yet acknowledged by Ditto's broker, by token; bounded by
     /// ``trackLimit`` (beyond it, during a long outage, messages are counted with an empty rule and no latency).
     private var uplinkTracks: [UInt64: UplinkTrack] = [:]
+    /// What each device topic decides (rule, thing, path, Ditto-side topic), so that a message costs a lookup
+    /// instead of a rule match and template renders; only topics that are neither status nor reply topics.
+    /// Emptied when the mapping is reloaded.
+    private var routes: [String: DittoPublication.Route] = [:]
+    private static let routeLimit = 65_536
     private var downlinkPending: PendingTable<PendingKey, PendingDownlink>
     /// Things with a pending downlink request per correlation id, to find a device's answer.
     private var downlinkByCorrelation: [String: Set<String>] = [:]
@@ -194,26 +199,35 @@ final class DataPlane: @unchecked Sendable {
     private func handleDeviceMessage(_ message: MQTTMessage) {
         let arrival = MonotonicClock.nanoseconds()
         let publication = MQTTPublication(message)
-        if let status = configuration.deviceStatus, let variables = status.topic.match(message.topic) {
-            updatePresence(status, variables: variables, payload: message.payload)
-            return
-        }
-        if let reply = downlink.reply(from: publication) {
-            handleDeviceReply(reply, topic: message.topic)
-            return
+        let route: DittoPublication.Route?
+        if let known = routes[message.topic] {
+            route = known
+        } else {
+            if let status = configuration.deviceStatus, let variables = status.topic.match(message.topic) {
+                updatePresence(status, variables: variables, payload: message.payload)
+                return
+            }
+            // A reply topic may also be an uplink topic: the reply check needs the message, so such a topic is
+            // never kept as a route.
+            let mayBeReply = downlink.isReplyTopic(message.topic)
+            if mayBeReply, let reply = downlink.reply(from: publication) {
+                handleDeviceReply(reply, topic: message.topic)
+                return
+            }
+            do {
+                route = try DittoPublication.route(topic: message.topic, mapper: uplink, ditto: configuration.ditto)
+            } catch {
+                dropDeviceMessage(publication, error)
+                return
+            }
+            if let route, !mayBeReply { remember(route, topic: message.topic) }
         }
         let mapped: DittoPublication
-        do {
-            mapped = try DittoPublication.uplink(publication, mapper: uplink, ditto: configuration.ditto,
-                                                 environment: uplinkEnvironment)
+        do throws(MappingError) {
+            guard let route else { throw UplinkMapper.noRule(message.topic) }
+            mapped = try DittoPublication.uplink(publication, route: route, mapper: uplink, environment: uplinkEnvironment)
         } catch {
-            metrics.increment("uplink.dropped.\(error.kind.rawValue)")
-            logger.warning("device message dropped", metadata: [
-                "mqtt.topic": "\(message.topic)", "reason": "\(error.reason)", "drop.kind": "\(error.kind.rawValue)",
-            ])
-            if let answer = uplink.errorAnswer(to: publication, error: error) {
-                publishToDevice(answer)
-            }
+            dropDeviceMessage(publication, error)
             return
         }
         var requestKey: PendingKey?
@@ -246,6 +260,23 @@ final class DataPlane: @unchecked Sendable {
         gauges.mappingUplink.recordNanoseconds(MonotonicClock.nanoseconds() - arrival)
         enqueueUplink(topic: mapped.topic, payload: payload, properties: properties, request: requestKey,
                       track: UplinkTrack(rule: mapped.rule, arrival: arrival))
+    }
+
+    private func dropDeviceMessage(_ publication: MQTTPublication, _ error: MappingError) {
+        metrics.increment("uplink.dropped.\(error.kind.rawValue)")
+        logger.warning("device message dropped", metadata: [
+            "mqtt.topic": "\(publication.topic)", "reason": "\(error.reason)", "drop.kind": "\(error.kind.rawValue)",
+        ])
+        if let answer = uplink.errorAnswer(to: publication, error: error) {
+            publishToDevice(answer)
+        }
+    }
+
+    /// Keeps a topic's route; at the bound an arbitrary one goes (a fleet larger than the bound costs a
+    /// re-match per message of the topics that do not fit, nothing else).
+    private func remember(_ route: DittoPublication.Route, topic: String) {
+        if routes.count >= Self.routeLimit { routes.remove(at: routes.startIndex) }
+        routes[topic] = route
     }
 
     /// Made once: the mapper calls back for revisions, timestamps and correlation ids on every message.
@@ -886,6 +917,7 @@ final class DataPlane: @unchecked Sendable {
         uplink = UplinkMapper(configuration: configuration)
         downlink = DownlinkMapper(configuration: configuration)
         headerMapper = HeaderMapper(policy: configuration.headers)
+        routes.removeAll()
     }
 
     /// Moves a side to a new client (new host, credentials or TLS); the old one is closed by the caller.

@@ -2,11 +2,12 @@
     import Glibc
 #endif
 
-// Dispatch on the first argument: `bridge-bench protocol|mqtt|bridge|datapath`; no argument runs protocol, mqtt
+// Dispatch on the first argument: `bridge-bench protocol|mapping|mqtt|bridge|datapath`; no argument runs protocol, mqtt
 // and bridge. Build with `-c release`: `swift run -c release bridge-bench mqtt`. `datapath` runs the bridge and
 // the relay as child processes: use `scripts/bench.sh`, which builds them first.
 let benchmarks: [(name: String, run: () async throws -> Void)] = [
     ("protocol", { ProtocolBenchmarks.run() }),
+    ("mapping", { try MappingBenchmarks.run() }),
     ("mqtt", { try await MQTTBenchmarks.run() }),
     ("bridge", { try await BridgeBenchmarks.run() }),
     ("datapath", { try await Datapath.run(arguments: Array(CommandLine.arguments.dropFirst(2))) }),

@@ -113,6 +113,67 @@ import Testing
         #expect(result.request == nil)
     }
 
+    /// The runtime keeps a topic's route and maps later messages on it without matching again: that must give
+    /// byte for byte what a fresh match gives, for every kind of rule and for each message's own payload.
+    @Test(arguments: [
+        ("devices/Sensor-1/telemetry/temperature", [#"{"value": 21.5}"#, #"{"value": "x"}"#, "not json"]),
+        ("devices/d/state", [#"{"a": 1}"#, "[1]"]),
+        ("devices/d/env", [#"{"t": 1, "h": {"value": 2}}"#, "{}"]),
+        ("devices/d/number/t", ["1", "x"]),
+        ("devices/d/label", ["hello", "world"]),
+        ("devices/d/events/alarm", [#"{"level": 3}"#, "{"]),
+        ("devices/d/features/motor/events/hot", ["too hot"]),
+        ("devices/d/ask/status", ["{}"]),
+        ("devices/d/ditto", [#"{"topic":"org.example/d/things/live/messages/hi","headers":{},"path":"/outbox/messages/hi","value":1}"#]),
+    ])
+    func aKeptRouteMapsLikeAFreshMatch(topic: String, payloads: [String]) throws {
+        let configuration = try configuration(Self.yaml)
+        let mapper = UplinkMapper(configuration: configuration)
+        let route = try #require(try DittoPublication.route(topic: topic, mapper: mapper, ditto: configuration.ditto))
+        #expect(["d", "sensor-1"].contains(route.uplink.matched.thingID.name))
+        for payload in payloads {
+            let message = publication(topic, payload)
+            let fresh = Result { () throws(MappingError) in
+                try DittoPublication.uplink(message, mapper: mapper, ditto: configuration.ditto, environment: fixedEnvironment)
+            }
+            let kept = Result { () throws(MappingError) in
+                try DittoPublication.uplink(message, route: route, mapper: mapper, environment: fixedEnvironment)
+            }
+            switch (fresh, kept) {
+            case (.success(let a), .success(let b)):
+                #expect(a.topic == b.topic && a.rule == b.rule && a.request == b.request)
+                #expect(a.envelope.encoded() == b.envelope.encoded())
+            case (.failure(let a), .failure(let b)):
+                #expect(a.kind == b.kind && a.reason == b.reason)
+            default:
+                Issue.record("\(topic) \(payload): fresh \(fresh), kept \(kept)")
+            }
+        }
+    }
+
+    @Test func aTopicNoRuleTakesHasNoRoute() throws {
+        let configuration = try configuration(Self.yaml)
+        let mapper = UplinkMapper(configuration: configuration)
+        #expect(try DittoPublication.route(topic: "elsewhere/d", mapper: mapper, ditto: configuration.ditto) == nil)
+        #expect(try error("elsewhere/d", [])?.kind == .noRule)
+    }
+
+    /// A topic whose values cannot make the event's path still has a route: each message on it is refused
+    /// with the same error as before, after its payload was read.
+    @Test func aRouteWhosePathCannotBeRenderedRefusesEachMessage() throws {
+        let configuration = try configuration(Self.yaml)
+        let mapper = UplinkMapper(configuration: configuration)
+        let topic = "devices/d/telemetry/t\u{01}"
+        let route = try #require(try DittoPublication.route(topic: topic, mapper: mapper, ditto: configuration.ditto))
+        for _ in 0..<2 {
+            let error = mappingError {
+                _ = try DittoPublication.uplink(publication(topic, #"{"value": 1}"#), route: route, mapper: mapper,
+                                                environment: fixedEnvironment)
+            }
+            #expect(error?.kind == .invalidIdentifier)
+        }
+    }
+
     @Test func revisionComesFromTheEnvironmentPerThing() throws {
         let environment = UplinkEnvironment(
             nextRevision: { $0.name == "a" ? 7 : 900 }, timestamp: { "2026-01-01T00:00:00Z" }, newCorrelationID: { "x" })

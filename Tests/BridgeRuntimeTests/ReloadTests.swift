@@ -63,6 +63,29 @@ struct ReloadTests {
         await harness.stop()
     }
 
+    /// The bridge keeps what each device topic decides (rule, thing, path); a reload must not leave the old
+    /// decision in place for a topic both files take.
+    @Test("A reload changes what a topic already seen maps to")
+    func reloadReachesTopicsAlreadySeen() async throws {
+        let topic = "devices/{deviceId}/telemetry/{sensor}"
+        let harness = try await BridgeHarness(yaml: Self.config(path: "/features/{sensor}/properties/value", topic: topic))
+        let (device, _) = try await harness.device("lamp", subscribe: [])
+        for value in 1...2 {
+            try await device.publish(to: "devices/lamp/telemetry/temp", payload: Array(#"{"value": \#(value)}"#.utf8))
+            let event = try #require(await harness.fromBridge.first { (try? Envelope.decode($0.payload))?.value == .number(JSONNumber(value)) })
+            #expect(try Envelope.decode(event.payload).path == "/features/temp/properties/value")
+        }
+        let reloaded = Self.config(path: "/features/{sensor}/properties/reading", topic: topic)
+            .replacingOccurrences(of: "PORT", with: "\(harness.broker.port)")
+        _ = await harness.bridge.reload(try BridgeConfiguration.parse(yaml: reloaded, fileName: "reloaded.yaml", environment: [:]))
+        #expect(harness.bridge.metrics["reload.applied"] == 1)
+        try await device.publish(to: "devices/lamp/telemetry/temp", payload: Array(#"{"value": 3}"#.utf8))
+        let event = try #require(await harness.fromBridge.first { (try? Envelope.decode($0.payload))?.value == 3 })
+        #expect(try Envelope.decode(event.payload).path == "/features/temp/properties/reading")
+        await device.disconnect()
+        await harness.stop()
+    }
+
     @Test("A changed device connection reconnects that side only, to the new broker")
     func newDeviceBroker() async throws {
         let harness = try await BridgeHarness(

@@ -1,0 +1,47 @@
+import BridgeConfig
+import BridgeMapping
+import DittoProtocol
+
+/// `bridge-bench mapping`: the uplink's per-message work without I/O, with the data-path benchmark's rule and
+/// payload: match, map, encode the envelope and build the publish properties, as `DataPlane` does per message.
+enum MappingBenchmarks {
+    static func run() throws {
+        let filter = CommandLine.arguments.count > 2 ? CommandLine.arguments[2] : nil
+        let yaml = Datapath.bridgeConfig(devicePort: 1883, dittoPort: 1883, qos: .atLeastOnce, spool: nil)
+        let configuration = try BridgeConfiguration.parse(yaml: yaml, environment: [:])
+        let mapper = UplinkMapper(configuration: configuration)
+        let environment = UplinkEnvironment(
+            nextRevision: { _ in 1 }, timestamp: { "2026-11-28T12:00:00.123Z" }, newCorrelationID: { CorrelationID.generate() })
+        let topics = (0..<20).map { "devices/device-\($0)/telemetry/temperature" }
+        let payloads = (0..<20).map { Telemetry.payload(device: $0, phase: 2, sequence: 12_345, timestamp: 1_234_567_890_123) }
+        print("bridge-bench mapping (one core; the data-path benchmark's rule and \(Telemetry.size)-byte payload)")
+        var index = 0
+        ProtocolBenchmarks.measure("uplink map+encode (telemetry -> live event)", filter: filter) {
+            index = (index + 1) % 20
+            let message = MQTTPublication(topic: topics[index], payload: payloads[index], qos: 1)
+            guard let mapped = try? DittoPublication.uplink(message, mapper: mapper, ditto: configuration.ditto,
+                                                            environment: environment) else { return 0 }
+            let properties = DittoPublication.properties(for: mapped.envelope)
+            return mapped.envelope.encoded().count + mapped.topic.utf8.count + (properties.correlationData?.count ?? 0)
+        }
+        // As `DataPlane` runs it: the route of each topic kept, only the payload mapped per message.
+        let routes = topics.compactMap { try? DittoPublication.route(topic: $0, mapper: mapper, ditto: configuration.ditto) }
+        ProtocolBenchmarks.measure("uplink map+encode, route kept per topic", filter: filter) {
+            index = (index + 1) % 20
+            let message = MQTTPublication(topic: topics[index], payload: payloads[index], qos: 1)
+            guard let mapped = try? DittoPublication.uplink(message, route: routes[index], mapper: mapper,
+                                                            environment: environment) else { return 0 }
+            let properties = DittoPublication.properties(for: mapped.envelope)
+            return mapped.envelope.encoded().count + mapped.topic.utf8.count + (properties.correlationData?.count ?? 0)
+        }
+        ProtocolBenchmarks.measure("uplink rule match", filter: filter) {
+            index = (index + 1) % 20
+            return (try? mapper.rules[0].match(topic: topics[index]))?.values.count ?? 0
+        }
+        if let mapped = try? DittoPublication.uplink(MQTTPublication(topic: topics[0], payload: payloads[0]), mapper: mapper,
+                                                     ditto: configuration.ditto, environment: environment) {
+            ProtocolBenchmarks.measure("uplink envelope encode", filter: filter) { mapped.envelope.encoded().count }
+            print(String(decoding: mapped.envelope.encoded(), as: UTF8.self))
+        }
+    }
+}
