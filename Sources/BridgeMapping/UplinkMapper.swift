@@ -21,7 +21,49 @@ public struct UplinkEnvironment: Sendable {
 
     /// ISO-8601 with milliseconds, as Ditto writes timestamps.
     public static func isoTimestamp(_ date: Date) -> String {
-        date.formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+        isoTimestamp(millisecondsSince1970: Int64((date.timeIntervalSince1970 * 1_000).rounded(.down)))
+    }
+
+    /// `yyyy-MM-ddTHH:mm:ss.SSSZ` (UTC) by arithmetic: at a low message rate every event has a new millisecond, and
+    /// Foundation's formatter cost more than the rest of the mapping. Years 0...9999.
+    public static func isoTimestamp(millisecondsSince1970 milliseconds: Int64) -> String {
+        let (seconds, millis) = floorDivision(milliseconds, 1_000)
+        let (days, secondOfDay) = floorDivision(seconds, 86_400)
+        // Civil date from days since 1970-01-01 (H. Hinnant, "chrono-compatible low-level date algorithms").
+        let z = days + 719_468
+        let era = floorDivision(z, 146_097).quotient
+        let dayOfEra = z - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1_460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let shiftedMonth = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * shiftedMonth + 2) / 5 + 1
+        let month = shiftedMonth < 10 ? shiftedMonth + 3 : shiftedMonth - 9
+        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+        return String(unsafeUninitializedCapacity: 24) { buffer in
+            func put(_ value: Int64, digits: Int, at offset: Int) {
+                var rest = value
+                for index in stride(from: offset + digits - 1, through: offset, by: -1) {
+                    buffer[index] = UInt8(ascii: "0") + UInt8(rest % 10)
+                    rest /= 10
+                }
+            }
+            put(year, digits: 4, at: 0)
+            put(month, digits: 2, at: 5)
+            put(day, digits: 2, at: 8)
+            put(secondOfDay / 3_600, digits: 2, at: 11)
+            put(secondOfDay / 60 % 60, digits: 2, at: 14)
+            put(secondOfDay % 60, digits: 2, at: 17)
+            put(millis, digits: 3, at: 20)
+            for (offset, byte) in [(4, "-"), (7, "-"), (10, "T"), (13, ":"), (16, ":"), (19, "."), (23, "Z")] as [(Int, Unicode.Scalar)] {
+                buffer[offset] = UInt8(ascii: byte)
+            }
+            return 24
+        }
+    }
+
+    private static func floorDivision(_ value: Int64, _ divisor: Int64) -> (quotient: Int64, remainder: Int64) {
+        let quotient = value / divisor - (value % divisor < 0 ? 1 : 0)
+        return (quotient, value - quotient * divisor)
     }
 }
 

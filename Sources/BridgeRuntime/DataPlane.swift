@@ -297,7 +297,7 @@ final class DataPlane: @unchecked Sendable {
     private func timestamp() -> String {
         let now = Spool.nowMillis()
         if timestampCache.millisecond != now {
-            timestampCache = (now, UplinkEnvironment.isoTimestamp(Date(timeIntervalSince1970: Double(now) / 1_000)))
+            timestampCache = (now, UplinkEnvironment.isoTimestamp(millisecondsSince1970: now))
         }
         return timestampCache.text
     }

@@ -181,6 +181,25 @@ import Testing
         #expect(try redecoded(try map("devices/b/number/t", "1", environment: environment).envelope).revision == 900)
     }
 
+    /// The arithmetic formatter against Foundation's, across leap years, century rules and month ends.
+    @Test func isoTimestampsMatchFoundation() {
+        var generator = SystemRandomNumberGenerator()
+        let fixed: [Int64] = [0, 999, 1_000, 951_782_400_000, 951_868_799_999, 4_107_542_399_999, 1_709_164_800_123,
+                              253_402_300_799_999, 1_700_000_000_250]
+        for milliseconds in fixed + (0..<5_000).map({ _ in Int64.random(in: 0..<253_402_300_800_000, using: &generator) }) {
+            let date = Date(timeIntervalSince1970: Double(milliseconds) / 1_000)
+            let foundation = date.formatted(
+                .iso8601.year().month().day().time(includingFractionalSeconds: true).timeZone(separator: .omitted))
+            let ours = UplinkEnvironment.isoTimestamp(millisecondsSince1970: milliseconds)
+            // Foundation goes through a Double and may print 0.999 s as .998: its milliseconds are not compared.
+            let millis = String(1_000 + milliseconds % 1_000).dropFirst()
+            guard ours.prefix(20) == foundation.prefix(20), ours.dropFirst(20) == millis + "Z" else {
+                Issue.record("\(milliseconds): \(ours), Foundation \(foundation)")
+                return
+            }
+        }
+    }
+
     @Test func isoTimestampsAreAcceptedByDitto() throws {
         let text = UplinkEnvironment.isoTimestamp(Date(timeIntervalSince1970: 1_700_000_000.25))
         #expect(text == "2023-11-14T22:13:20.250Z")
