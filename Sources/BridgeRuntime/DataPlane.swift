@@ -102,11 +102,16 @@ final class DataPlane: @unchecked Sendable {
     /// Rule and arrival of uplink messages not yet acknowledged by Ditto's broker, by token; bounded by
     /// ``trackLimit`` (beyond it, during a long outage, messages are counted with an empty rule and no latency).
     private var uplinkTracks: [UInt64: UplinkTrack] = [:]
-    /// What each device topic decides (rule, thing, path, Ditto-side topic), so that a message costs a lookup
-    /// instead of a rule match and template renders; only topics that are neither status nor reply topics.
-    /// Emptied when the mapping is reloaded.
-    private var routes: [String: DittoPublication.Route] = [:]
-    private static let routeLimit = 65_536
+    /// What each device topic decides (a reply topic or not; the uplink rule, thing, path, Ditto-side topic or
+    /// no rule), so that a message costs a lookup instead of rule matches and template renders. Not for status
+    /// topics, nor for topics whose values make no valid thing ID. Emptied when the mapping is reloaded.
+    private var topics: [String: TopicEntry] = [:]
+    private static let topicLimit = 65_536
+
+    private struct TopicEntry {
+        var isReplyTopic: Bool
+        var uplink: Result<DittoPublication.Route?, MappingError>
+    }
     private var downlinkPending: PendingTable<PendingKey, PendingDownlink>
     /// Things with a pending downlink request per correlation id, to find a device's answer.
     private var downlinkByCorrelation: [String: Set<String>] = [:]
@@ -199,32 +204,28 @@ final class DataPlane: @unchecked Sendable {
     private func handleDeviceMessage(_ message: MQTTMessage) {
         let arrival = MonotonicClock.nanoseconds()
         let publication = MQTTPublication(message)
-        let route: DittoPublication.Route?
-        if let known = routes[message.topic] {
-            route = known
+        let entry: TopicEntry
+        if let known = topics[message.topic] {
+            entry = known
         } else {
             if let status = configuration.deviceStatus, let variables = status.topic.match(message.topic) {
                 updatePresence(status, variables: variables, payload: message.payload)
                 return
             }
-            // A reply topic may also be an uplink topic: the reply check needs the message, so such a topic is
-            // never kept as a route.
-            let mayBeReply = downlink.isReplyTopic(message.topic)
-            if mayBeReply, let reply = downlink.reply(from: publication) {
-                handleDeviceReply(reply, topic: message.topic)
-                return
+            let uplinkRoute = Result { () throws(MappingError) in
+                try DittoPublication.route(topic: message.topic, mapper: uplink, ditto: configuration.ditto)
             }
-            do {
-                route = try DittoPublication.route(topic: message.topic, mapper: uplink, ditto: configuration.ditto)
-            } catch {
-                dropDeviceMessage(publication, error)
-                return
-            }
-            if let route, !mayBeReply { remember(route, topic: message.topic) }
+            entry = TopicEntry(isReplyTopic: downlink.isReplyTopic(message.topic), uplink: uplinkRoute)
+            if case .success = uplinkRoute { remember(entry, topic: message.topic) }
+        }
+        // A reply topic may also be an uplink topic: whether a message is a reply depends on the message.
+        if entry.isReplyTopic, let reply = downlink.reply(from: publication) {
+            handleDeviceReply(reply, topic: message.topic)
+            return
         }
         let mapped: DittoPublication
         do throws(MappingError) {
-            guard let route else { throw UplinkMapper.noRule(message.topic) }
+            guard let route = try entry.uplink.get() else { throw UplinkMapper.noRule(message.topic) }
             mapped = try DittoPublication.uplink(publication, route: route, mapper: uplink, environment: uplinkEnvironment)
         } catch {
             dropDeviceMessage(publication, error)
@@ -272,11 +273,11 @@ final class DataPlane: @unchecked Sendable {
         }
     }
 
-    /// Keeps a topic's route; at the bound an arbitrary one goes (a fleet larger than the bound costs a
-    /// re-match per message of the topics that do not fit, nothing else).
-    private func remember(_ route: DittoPublication.Route, topic: String) {
-        if routes.count >= Self.routeLimit { routes.remove(at: routes.startIndex) }
-        routes[topic] = route
+    /// Keeps what a topic decides; at the bound an arbitrary topic goes (a fleet with more topics than the bound
+    /// costs a rule match per message of the topics that do not fit, nothing else).
+    private func remember(_ entry: TopicEntry, topic: String) {
+        if topics.count >= Self.topicLimit { topics.remove(at: topics.startIndex) }
+        topics[topic] = entry
     }
 
     /// Made once: the mapper calls back for revisions, timestamps and correlation ids on every message.
@@ -917,7 +918,7 @@ final class DataPlane: @unchecked Sendable {
         uplink = UplinkMapper(configuration: configuration)
         downlink = DownlinkMapper(configuration: configuration)
         headerMapper = HeaderMapper(policy: configuration.headers)
-        routes.removeAll()
+        topics.removeAll()
     }
 
     /// Moves a side to a new client (new host, credentials or TLS); the old one is closed by the caller.
