@@ -123,8 +123,16 @@ public struct UplinkRoute: Sendable {
     public let matched: UplinkMatch
     /// `matched.values` plus `topic`: what the rule's templates see.
     public let variables: [String: String]
-    /// An event rule's rendered path, or why the topic's values cannot make one (reported per message).
-    let eventPath: Result<String, MappingError>?
+    /// An event rule's rendered path and Ditto's rules for events there, or why the topic's values cannot make
+    /// a path (reported per message).
+    let event: Result<EventRoute, MappingError>?
+
+    struct EventRoute: Sendable {
+        var path: String
+        /// Why Ditto would refuse every event here (reported per message, where a refused value is), or the
+        /// rules that remain per event.
+        var rules: Result<Envelope.EventRules, DittoError>
+    }
 }
 
 /// The outcome of mapping one device message.
@@ -194,15 +202,17 @@ public struct UplinkMapper: Sendable {
             guard let matched else { continue }
             var variables = matched.values
             variables["topic"] = topic
-            var eventPath: Result<String, MappingError>?
+            var event: Result<UplinkRoute.EventRoute, MappingError>?
             if case .event(let spec) = rule.action {
-                do throws(MappingError) {
-                    eventPath = .success(try renderPointer(spec.path, variables).description)
-                } catch {
-                    eventPath = .failure(error)
+                event = Result { () throws(MappingError) in
+                    let path = try renderPointer(spec.path, variables).description
+                    let probe = Envelope.liveEvent(thingID: matched.thingID, action: TopicPath.Action(spec.action),
+                                                   path: path, value: nil, revision: 0)
+                    return UplinkRoute.EventRoute(
+                        path: path, rules: Result { () throws(DittoError) in try Envelope.EventRules(validating: probe) })
                 }
             }
-            return UplinkRoute(rule: rule, matched: matched, variables: variables, eventPath: eventPath)
+            return UplinkRoute(rule: rule, matched: matched, variables: variables, event: event)
         }
         return nil
     }
@@ -228,7 +238,7 @@ public struct UplinkMapper: Sendable {
 
         switch rule.action {
         case .event(let spec):
-            guard let path = try route.eventPath?.get() else {
+            guard let event = try route.event?.get() else {
                 preconditionFailure("a route of an event rule has its path")
             }
             let value = try PayloadReader.jsonValue(payload, format: rule.payload)
@@ -236,12 +246,12 @@ public struct UplinkMapper: Sendable {
                 properties: message.properties, carriedHeaders: carried, variables: variables,
                 generateCorrelationID: environment.newCorrelationID)
             let envelope = Envelope.liveEvent(
-                thingID: thingID, action: TopicPath.Action(spec.action), path: path, value: value,
+                thingID: thingID, action: TopicPath.Action(spec.action), path: event.path, value: value,
                 revision: environment.nextRevision(thingID), timestamp: environment.timestamp(), headers: headers)
-            do {
+            do throws(DittoError) {
                 // Ditto's rules for the event (e.g. an object for `/attributes`); `check` proved the rule can
-                // satisfy them, this payload may still not.
-                try envelope.validate()
+                // satisfy them, this payload may still not. What the topic alone decides was checked once.
+                try event.rules.get().validate(envelope)
             } catch {
                 throw MappingError(.invalidPayload, "Ditto would refuse the event: \(error.message)", dittoError: error)
             }

@@ -144,7 +144,7 @@ extension Envelope {
 
     /// Ditto's mapping strategies read the value as the resource's JSON kind (`asObject()`, `asString()`, ...);
     /// another kind fails with `json.invalid`.
-    private func requireValueKind(_ value: JSONValue, of resource: ThingResource) throws(DittoError) {
+    fileprivate func requireValueKind(_ value: JSONValue, of resource: ThingResource) throws(DittoError) {
         guard !resource.valueKind.admits(value) else { return }
         throw DittoError.jsonInvalid(
             resource == .thing
@@ -222,6 +222,41 @@ extension Envelope {
             return
         default:
             throw noAdapter
+        }
+    }
+}
+
+extension Envelope {
+    /// ``Envelope/validate()`` for many thing events on one topic and path, split in two: what depends on the
+    /// topic and path only (thing ID, action, resource), checked once here, and what each event adds (its
+    /// revision, and its value's kind for `created`/`modified`), checked by ``validate(_:)``. Together they throw
+    /// exactly what `validate()` throws for the event.
+    public struct EventRules: Sendable {
+        let action: TopicPath.Action
+        let resource: ThingResource
+
+        /// Throws what `validate()` throws for any event on `event`'s topic and path, whatever its value.
+        public init(validating event: Envelope) throws(DittoError) {
+            var probe = event
+            probe.value = nil
+            probe.revision = 0
+            try probe.validate()
+            // A valid thing event has an action and a resource path.
+            guard event.topic.group == .things, event.topic.criterion == .events, let action = event.topic.action,
+                  let resource = ThingResource(path: event.path)
+            else {
+                throw DittoError.unknownTopicPath(topic: event.topic.description, path: event.normalizedPath)
+            }
+            self.action = action
+            self.resource = resource
+        }
+
+        /// Throws what `validate()` throws for `event`, an event on the topic and path these rules were made for.
+        public func validate(_ event: Envelope) throws(DittoError) {
+            guard event.revision != nil else { throw DittoError.jsonFieldMissing("revision") }
+            if action == .created || action == .modified, let value = event.value {
+                try event.requireValueKind(value, of: resource)
+            }
         }
     }
 }

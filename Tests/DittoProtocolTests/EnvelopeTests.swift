@@ -193,3 +193,38 @@ import Testing
         #expect(try DittoError(errorValue: full.errorValue) == full)
     }
 }
+
+/// `Envelope.EventRules` splits `validate()` for events into a once-per-topic-and-path part and a per-event part;
+/// together they must throw exactly what `validate()` throws, for every path, action, value kind and revision.
+@Suite struct EventRulesTests {
+    static let paths = ["", "/", "/attributes", "/attributes/location", "/attributes/a/b", "/features", "/features/lamp",
+                        "/features/lamp/properties", "/features/lamp/properties/on", "/features/lamp/definition",
+                        "/features/lamp/desiredProperties", "/features/lamp/desiredProperties/x", "/policyId",
+                        "/definition", "/thingId", "/_policy", "/unknown", "//attributes", "/features//x",
+                        "/features/lamp/other", "/attributes/~1x"]
+    static let values: [JSONValue?] = [nil, .null, true, 1.5, "text", ["a", 1], ["key": "value"]]
+
+    @Test(arguments: [TopicPath.Action.created, .modified, .merged, .deleted, .retrieve])
+    func togetherTheyThrowWhatValidateThrows(action: TopicPath.Action) throws {
+        let thing = try ThingID("org.example:lamp-1")
+        for path in Self.paths {
+            for value in Self.values {
+                for revision: Int64? in [7, nil] {
+                    var event = Envelope.liveEvent(thingID: thing, action: action, path: path, value: value, revision: 0)
+                    event.revision = revision
+                    let whole = Result { () throws(DittoError) in try event.validate() }
+                    let split = Result { () throws(DittoError) in try Envelope.EventRules(validating: event).validate(event) }
+                    switch (whole, split) {
+                    case (.success, .success):
+                        break
+                    case (.failure(let a), .failure(let b)):
+                        #expect(a.status == b.status && a.error == b.error && a.message == b.message,
+                                "\(action) \(path) \(String(describing: value)) \(String(describing: revision))")
+                    default:
+                        Issue.record("\(action) \(path) \(String(describing: value)) \(String(describing: revision)): validate \(whole), split \(split)")
+                    }
+                }
+            }
+        }
+    }
+}
