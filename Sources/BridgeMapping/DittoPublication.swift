@@ -33,10 +33,15 @@ public struct DittoPublication: Sendable {
 
     /// What a device topic decides (``UplinkMapper/route(topic:)``) plus the Ditto-side topic of its thing:
     /// everything per message that does not depend on the payload, so the runtime keeps it per topic.
-    public struct Route: Sendable {
+    public final class Route: Sendable {
         public let uplink: UplinkRoute
         /// `ditto.publish-topic` for the thing, or why it cannot be rendered (reported after the mapping).
         let topic: Result<String, MappingError>
+
+        init(uplink: UplinkRoute, topic: Result<String, MappingError>) {
+            self.uplink = uplink
+            self.topic = topic
+        }
     }
 
     /// The route of a device topic; nil when no uplink rule takes it.

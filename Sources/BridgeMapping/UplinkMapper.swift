@@ -117,8 +117,9 @@ extension DeviceRequest {
     }
 }
 
-/// What a device topic decides before its payload is read: see ``UplinkMapper/route(topic:)``.
-public struct UplinkRoute: Sendable {
+/// What a device topic decides before its payload is read: see ``UplinkMapper/route(topic:)``. A class: the
+/// runtime hands one around per message, one reference instead of copying the rule and its dictionaries.
+public final class UplinkRoute: Sendable {
     public let rule: UplinkRule
     public let matched: UplinkMatch
     /// `matched.values` plus `topic`: what the rule's templates see.
@@ -132,6 +133,13 @@ public struct UplinkRoute: Sendable {
         /// Why Ditto would refuse every event here (reported per message, where a refused value is), or the
         /// rules that remain per event.
         var rules: Result<Envelope.EventRules, DittoError>
+    }
+
+    init(rule: UplinkRule, matched: UplinkMatch, variables: [String: String], event: Result<EventRoute, MappingError>?) {
+        self.rule = rule
+        self.matched = matched
+        self.variables = variables
+        self.event = event
     }
 }
 
