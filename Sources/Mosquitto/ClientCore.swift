@@ -450,8 +450,10 @@ final class ClientCore: @unchecked Sendable {
         insidePublish = false
         // QoS > 0: once libmosquitto accepted the message it is queued even when writing it failed (the connection
         // just dropped: NO_CONN, ERRNO such as EPIPE, CONN_LOST), and it is sent again after the reconnect.
-        let queuedAnyway = qos != .atMostOnce && [MOSQ_ERR_NO_CONN.rawValue, MOSQ_ERR_ERRNO.rawValue,
-                                                  MOSQ_ERR_CONN_LOST.rawValue].contains(rc)
+        let queuedAnyway = switch rc {
+        case MOSQ_ERR_NO_CONN.rawValue, MOSQ_ERR_ERRNO.rawValue, MOSQ_ERR_CONN_LOST.rawValue: qos != .atMostOnce
+        default: false
+        }
         guard rc == MOSQ_ERR_SUCCESS.rawValue || queuedAnyway else {
             return MQTTError.library(rc, "publish to '\(topic)'")
         }
