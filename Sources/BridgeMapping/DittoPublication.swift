@@ -49,7 +49,7 @@ public struct DittoPublication: Sendable {
         guard let uplink = try mapper.route(topic: topic) else { return nil }
         let rendered: Result<String, MappingError>
         do throws(MappingError) {
-            rendered = .success(try render(ditto.publishTopic, for: uplink.matched.thingID))
+            rendered = .success(try render(ditto.publishTopic, for: uplink.thingID))
         } catch {
             rendered = .failure(error)
         }

@@ -42,7 +42,8 @@ public final class BridgeService: Service, Sendable {
     public var currentConfiguration: BridgeConfiguration { sides.withLock { $0.configuration } }
 
     public init(configuration: BridgeConfiguration, logger: Logger, metrics: BridgeMetrics = BridgeMetrics(),
-                maximumPendingRequests: Int = 10_000, drainTimeout: Duration = .seconds(10)) throws {
+                maximumPendingRequests: Int = 10_000, drainTimeout: Duration = .seconds(10),
+                keptTopicLimit: Int = 16_384) throws {
         self.configuration = configuration
         self.logger = logger
         self.metrics = metrics
@@ -59,7 +60,8 @@ public final class BridgeService: Service, Sendable {
                                               logger: dittoLogger, eventLoop: loop)
         sides = Mutex((deviceClient, dittoClient, configuration))
         plane = try DataPlane(configuration: configuration, loop: loop, device: deviceClient, ditto: dittoClient,
-                              logger: logger, metrics: metrics, maximumPendingRequests: maximumPendingRequests)
+                              logger: logger, metrics: metrics, maximumPendingRequests: maximumPendingRequests,
+                              keptTopicLimit: keptTopicLimit)
         let plane = self.plane
         loop.execute { plane.install() }
     }

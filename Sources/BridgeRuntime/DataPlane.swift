@@ -104,9 +104,10 @@ final class DataPlane: @unchecked Sendable {
     private var uplinkTracks: [UInt64: UplinkTrack] = [:]
     /// What each device topic decides (a reply topic or not; the uplink rule, thing, path, Ditto-side topic or
     /// no rule), so that a message costs a lookup instead of rule matches and template renders. Not for status
-    /// topics, nor for topics whose values make no valid thing ID. Emptied when the mapping is reloaded.
+    /// topics, nor for topics whose values make no valid thing ID. At most ``keptTopicLimit`` topics (about
+    /// 1 kB each); emptied when the mapping is reloaded.
     private var topics: [String: TopicEntry] = [:]
-    private static let topicLimit = 65_536
+    private let keptTopicLimit: Int
 
     private struct TopicEntry {
         var isReplyTopic: Bool
@@ -139,8 +140,9 @@ final class DataPlane: @unchecked Sendable {
     private static let answerToken: UInt64 = 0
 
     init(configuration: BridgeConfiguration, loop: MQTTEventLoop, device: MosquittoClient, ditto: MosquittoClient,
-         logger: Logger, metrics: BridgeMetrics, maximumPendingRequests: Int) throws {
+         logger: Logger, metrics: BridgeMetrics, maximumPendingRequests: Int, keptTopicLimit: Int = 16_384) throws {
         self.configuration = configuration
+        self.keptTopicLimit = max(1, keptTopicLimit)
         self.loop = loop
         self.device = device
         self.ditto = ditto
@@ -276,7 +278,10 @@ final class DataPlane: @unchecked Sendable {
     /// Keeps what a topic decides; at the bound an arbitrary topic goes (a fleet with more topics than the bound
     /// costs a rule match per message of the topics that do not fit, nothing else).
     private func remember(_ entry: TopicEntry, topic: String) {
-        if topics.count >= Self.topicLimit { topics.remove(at: topics.startIndex) }
+        if topics.count >= keptTopicLimit {
+            topics.remove(at: topics.startIndex)
+            metrics.increment("uplink.topics-evicted")
+        }
         topics[topic] = entry
     }
 

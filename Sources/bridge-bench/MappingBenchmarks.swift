@@ -1,4 +1,5 @@
 import BridgeConfig
+import Foundation
 import BridgeMapping
 import DittoProtocol
 
@@ -33,6 +34,21 @@ enum MappingBenchmarks {
                                                             environment: environment) else { return 0 }
             let properties = DittoPublication.properties(for: mapped.envelope)
             return mapped.envelope.encoded().count + mapped.topic.utf8.count + (properties.correlationData?.count ?? 0)
+        }
+        if filter == nil || "route memory".contains(filter ?? "") {
+            // What the runtime's table of kept routes costs per device topic (resident memory).
+            func residentBytes() -> Int {
+                let fields = (try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8))?.split(separator: " ") ?? []
+                return (fields.count > 1 ? Int(fields[1]) ?? 0 : 0) * Int(sysconf(Int32(_SC_PAGESIZE)))
+            }
+            let before = residentBytes()
+            var kept: [String: DittoPublication.Route] = [:]
+            for device in 0..<20_000 {
+                let topic = "devices/device-\(device)/telemetry/temperature"
+                kept[topic] = try? DittoPublication.route(topic: topic, mapper: mapper, ditto: configuration.ditto)
+            }
+            let perTopic = Double(residentBytes() - before) / Double(kept.count)
+            print("route memory: \(Int(perTopic)) bytes per kept topic (\(kept.count) topics)")
         }
         ProtocolBenchmarks.measure("uplink rule match", filter: filter) {
             index = (index + 1) % 20

@@ -130,7 +130,7 @@ import Testing
         let configuration = try configuration(Self.yaml)
         let mapper = UplinkMapper(configuration: configuration)
         let route = try #require(try DittoPublication.route(topic: topic, mapper: mapper, ditto: configuration.ditto))
-        #expect(["d", "sensor-1"].contains(route.uplink.matched.thingID.name))
+        #expect(["d", "sensor-1"].contains(route.uplink.thingID.name))
         for payload in payloads {
             let message = publication(topic, payload)
             let fresh = Result { () throws(MappingError) in

@@ -29,7 +29,7 @@ final class BridgeHarness: Sendable {
     /// `yaml` may use `PORT` for the broker's port; both connections default to that broker. With
     /// `separateDeviceBroker`, `DEVICE_PORT` is a second broker's.
     init(yaml: String, maximumPendingRequests: Int = 1_000, separateDeviceBroker: Bool = false,
-         metrics: BridgeMetrics = BridgeMetrics()) async throws {
+         metrics: BridgeMetrics = BridgeMetrics(), keptTopicLimit: Int = 16_384) async throws {
         broker = try TestBroker()
         deviceBroker = separateDeviceBroker ? try TestBroker() : nil
         var text = yaml
@@ -37,7 +37,7 @@ final class BridgeHarness: Sendable {
         text = text.replacingOccurrences(of: "PORT", with: "\(broker.port)")
         configuration = try BridgeConfiguration.parse(yaml: text, fileName: "test.yaml", environment: [:])
         bridge = try BridgeService(configuration: configuration, logger: harnessLogger, metrics: metrics,
-                                   maximumPendingRequests: maximumPendingRequests)
+                                   maximumPendingRequests: maximumPendingRequests, keptTopicLimit: keptTopicLimit)
         let bridge = self.bridge
         runTask = Task { try await bridge.run() }
         ditto = try MosquittoClient(configuration: broker.clientConfiguration(clientID: "ditto"), logger: harnessLogger)

@@ -153,6 +153,37 @@ struct UplinkTests {
         await harness.stop()
     }
 
+    /// More device topics than the bridge keeps routes for: each message is still mapped right, the table stays
+    /// bounded (topics beyond it are evicted and matched again when they come back).
+    @Test("More topics than the route table holds: every message still mapped right")
+    func moreTopicsThanTheRouteTableHolds() async throws {
+        let harness = try await BridgeHarness(yaml: uplinkConfig, keptTopicLimit: 8)
+        let (device, _) = try await harness.device("fleet")
+        for round in 0..<2 {
+            for sensor in 0..<20 {
+                try await device.publish(to: "devices/d\(sensor)/telemetry/s\(sensor)",
+                                         payload: Array(#"{"value": \#(round * 100 + sensor)}"#.utf8))
+            }
+        }
+        let envelopes = try await harness.envelopes(count: 40)
+        #expect(envelopes.count == 40)
+        for envelope in envelopes {
+            guard let value = envelope.value?.int64Value else {
+                Issue.record("no value in \(envelope.topic)")
+                continue
+            }
+            let sensor = value % 100
+            #expect(envelope.topic.entityName == "d\(sensor)")
+            #expect(envelope.path == "/features/s\(sensor)/properties/value")
+        }
+        // 20 topics through a table of 8: the first round alone evicts 12; in the second a topic may still be
+        // there (an arbitrary one goes), so at most every one of its 20 evicts again.
+        let evicted = harness.bridge.metrics["uplink.topics-evicted"]
+        #expect((12...32).contains(evicted))
+        await device.disconnect()
+        await harness.stop()
+    }
+
     @Test("Bad device input is logged, counted and dropped; the next message still flows")
     func badInputNeverStopsTheBridge() async throws {
         let harness = try await BridgeHarness(yaml: uplinkConfig)
