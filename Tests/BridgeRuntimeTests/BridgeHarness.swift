@@ -98,6 +98,17 @@ final class BridgeHarness: Sendable {
 }
 
 /// The base config of the runtime tests: one broker for both sides.
+/// Live messages to `devices/{deviceId}/inbox/{subject}`, answered over MQTT 5 on `devices/{deviceId}/reply`.
+let inboxDownlink = """
+
+    downlink:
+      - name: inbox
+        match: { messages: { subject: "*" } }
+        thing-id: "{namespace}:{deviceId}"
+        topic: "devices/{deviceId}/inbox/{subject}"
+        reply: { mode: mqtt5, topic: "devices/{deviceId}/reply", timeout: 20s }
+    """
+
 let baseConnections = """
     connections:
       device: { host: 127.0.0.1, port: PORT, client-id: bridge-devices, reconnect: { initial: 100ms, maximum: 1s } }

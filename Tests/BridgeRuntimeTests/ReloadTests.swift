@@ -17,13 +17,7 @@ struct ReloadTests {
                 thing-id: "{namespace}:{deviceId}"
                 event: { action: modified, path: "\(path)" }
                 payload: { format: json, pointer: /value }
-            downlink:
-              - name: inbox
-                match: { messages: { subject: "*" } }
-                thing-id: "{namespace}:{deviceId}"
-                topic: "devices/{deviceId}/inbox/{subject}"
-                reply: { mode: mqtt5, topic: "devices/{deviceId}/reply", timeout: 20s }
-            """
+            """ + inboxDownlink
     }
 
     @Test("A new mapping applies to the next message; no reconnect; a pending request still gets its answer")

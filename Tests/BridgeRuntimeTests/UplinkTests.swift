@@ -120,13 +120,7 @@ struct UplinkTests {
                 thing-id: "{namespace}:{deviceId}"
                 event: { action: modified, path: "/features/reply/properties/value" }
                 payload: json
-            downlink:
-              - name: inbox
-                match: { messages: { subject: "*" } }
-                thing-id: "{namespace}:{deviceId}"
-                topic: "devices/{deviceId}/inbox/{subject}"
-                reply: { mode: mqtt5, topic: "devices/{deviceId}/reply", timeout: 20s }
-            """
+            """ + inboxDownlink
         let harness = try await BridgeHarness(yaml: yaml)
         let (device, inbox) = try await harness.device("lamp", subscribe: ["devices/lamp/inbox/#"])
         func event(_ value: Int) async throws {
