@@ -119,10 +119,10 @@ extension DeviceRequest {
 
 /// What a device topic decides before its payload is read: see ``UplinkMapper/route(topic:)``. A class: the
 /// runtime hands one around per message, one reference instead of copying dictionaries. Kept per device topic,
-/// so it holds only what the mapping needs (about 1 kB each, `bridge-bench mapping`).
+/// so it holds only what the mapping needs (about 1 kB each, `bridge-bench mapping`); the rule is shared.
 public final class UplinkRoute: Sendable {
-    /// The rule's position in the mapper's ``UplinkMapper/rules``.
-    let ruleIndex: Int
+    /// The rule, shared with the mapper (a reference: no copy per kept topic, no copy per message).
+    let rule: SharedRule
     /// The thing the device speaks for.
     public let thingID: ThingID
     /// The topic's captures, `namespace`, `thingId`, `thingName` and `topic`: what the rule's templates see.
@@ -138,8 +138,16 @@ public final class UplinkRoute: Sendable {
         var rules: Result<Envelope.EventRules, DittoError>
     }
 
-    init(ruleIndex: Int, thingID: ThingID, variables: [String: String], event: Result<EventRoute, MappingError>?) {
-        self.ruleIndex = ruleIndex
+    final class SharedRule: Sendable {
+        let rule: UplinkRule
+
+        init(_ rule: UplinkRule) {
+            self.rule = rule
+        }
+    }
+
+    init(rule: SharedRule, thingID: ThingID, variables: [String: String], event: Result<EventRoute, MappingError>?) {
+        self.rule = rule
         self.thingID = thingID
         self.variables = variables
         self.event = event
@@ -162,6 +170,8 @@ public struct UplinkResult: Sendable {
 public struct UplinkMapper: Sendable {
     /// In the order they are tried.
     public let rules: [UplinkRule]
+    /// The same rules, for routes to refer to.
+    private let sharedRules: [UplinkRoute.SharedRule]
     /// `ditto.reply-topic`: the `reply-to` of device-initiated requests, where Ditto publishes the answer.
     public let replyTopic: TopicTemplate?
     /// The acknowledgement labels the bridge's Ditto connection declares (`acks`); Ditto refuses any other
@@ -178,6 +188,7 @@ public struct UplinkMapper: Sendable {
     public init(rules: [UplinkRule], replyTopic: TopicTemplate? = nil, declaredAcks: [String] = [],
                 connectionID: String = "") {
         self.rules = rules
+        sharedRules = rules.map(UplinkRoute.SharedRule.init)
         self.replyTopic = replyTopic
         self.declaredAcks = declaredAcks
         self.connectionID = connectionID
@@ -226,7 +237,7 @@ public struct UplinkMapper: Sendable {
             // Kept per topic: no spare capacity.
             var compact = [String: String](minimumCapacity: variables.count)
             for (name, value) in variables { compact[name] = value }
-            return UplinkRoute(ruleIndex: index, thingID: matched.thingID, variables: compact, event: event)
+            return UplinkRoute(rule: sharedRules[index], thingID: matched.thingID, variables: compact, event: event)
         }
         return nil
     }
@@ -234,7 +245,7 @@ public struct UplinkMapper: Sendable {
     /// Maps a message whose topic took `route` (from ``route(topic:)`` of this mapper).
     public func map(_ message: MQTTPublication, route: UplinkRoute,
                     environment: UplinkEnvironment) throws(MappingError) -> UplinkResult {
-        let rule = rules[route.ruleIndex]
+        let rule = route.rule.rule
         let thingID = route.thingID
         let variables = route.variables
         let mapper = HeaderMapper(policy: rule.headers)
