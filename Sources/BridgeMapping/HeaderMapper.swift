@@ -235,11 +235,20 @@ public enum CorrelationID {
     /// group. Unique like a UUID per message, without a random-number syscall per message.
     public static func generate() -> String {
         let count = generated.add(1, ordering: .relaxed).newValue
-        let hex = String(count, radix: 16)
-        return processPrefix + String(repeating: "0", count: max(0, 12 - hex.count)) + hex
+        // Written into one buffer: this runs for every device message that brings no correlation id.
+        return String(unsafeUninitializedCapacity: 36) { buffer in
+            for (index, byte) in processPrefix.enumerated() { buffer[index] = byte }
+            var rest = count
+            for index in stride(from: 35, through: 24, by: -1) {
+                buffer[index] = hexDigits[Int(rest & 0xF)]
+                rest >>= 4
+            }
+            return 36
+        }
     }
 
-    /// The first four groups of a random UUID (`xxxxxxxx-xxxx-4xxx-yxxx-`).
-    private static let processPrefix = String(UUID().uuidString.lowercased().dropLast(12))
+    /// The first four groups of a random UUID (`xxxxxxxx-xxxx-4xxx-yxxx-`), 24 bytes.
+    private static let processPrefix = Array(UUID().uuidString.lowercased().utf8.dropLast(12))
+    private static let hexDigits = Array("0123456789abcdef".utf8)
     private static let generated = Atomic<UInt64>(UInt64.random(in: 0..<(1 << 40)))
 }

@@ -120,6 +120,16 @@ import Testing
         #expect(try uplink(MQTTProperties()).correlationID == "generated-id")
         #expect(!CorrelationID.generate().isEmpty)
         #expect(CorrelationID.generate() != CorrelationID.generate())
+        // A UUID in form: 8-4-4-4-12 lower-case hex digits, version 4; the last group counts up.
+        let ids = (0..<20).map { _ in CorrelationID.generate() }
+        for id in ids {
+            let groups = id.split(separator: "-", omittingEmptySubsequences: false)
+            #expect(groups.map(\.count) == [8, 4, 4, 4, 12], "\(id)")
+            #expect(id.allSatisfy { $0 == "-" || $0.isHexDigit && !$0.isUppercase }, "\(id)")
+            #expect(groups.count == 5 && groups[2].first == "4", "\(id)")
+        }
+        let counters = ids.compactMap { UInt64($0.suffix(12), radix: 16) }
+        #expect(counters.count == 20 && zip(counters, counters.dropFirst()).allSatisfy { $0 < $1 })
     }
 
     @Test func aCorrelationIDUserPropertyDoesNotReplaceCorrelationData() throws {
