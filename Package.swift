@@ -159,7 +159,7 @@ let package = Package(
         .testTarget(
             name: "OperationsTests",
             dependencies: [
-                "BridgeOperations", "BridgeConfig", "DittoProtocol",
+                "BridgeOperations", "BridgeConfig", "DittoProtocol", "MosquittoTestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -46,11 +46,6 @@ enum DataPath {
     }()
 }
 
-struct DataPathFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}
-
 extension Duration {
     var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }
@@ -320,7 +315,7 @@ final class DeviceFleet: Sendable {
     func waitForAcknowledged(_ count: Int, timeout: Duration) async throws {
         guard await eventually(timeout: timeout, { acknowledged >= count }) else {
             let last = counters.withLock { c in c.lastError.map { ", \(c.retries) failed publishes, last: \($0)" } ?? "" }
-            throw DataPathFailure("devices got only \(acknowledged) of \(count) PUBACKs within \(timeout)\(last)")
+            throw TestFailure("devices got only \(acknowledged) of \(count) PUBACKs within \(timeout)\(last)")
         }
     }
 
@@ -416,7 +411,7 @@ final class DittoCollector: Sendable {
         do {
             try child.run()
         } catch {
-            throw DataPathFailure("cannot start /usr/bin/mosquitto_sub (apt-get install mosquitto-clients): \(error)")
+            throw TestFailure("cannot start /usr/bin/mosquitto_sub (apt-get install mosquitto-clients): \(error)")
         }
         process = child
         let reader = output.fileHandleForReading
@@ -558,7 +553,7 @@ final class DittoCollector: Sendable {
         }
         await probe.disconnect()
         guard arrived else {
-            throw DataPathFailure("the Ditto-side subscriber (mosquitto_sub) received nothing within 10 s; see \(logPath)")
+            throw TestFailure("the Ditto-side subscriber (mosquitto_sub) received nothing within 10 s; see \(logPath)")
         }
     }
 }
@@ -634,11 +629,11 @@ final class DataPathScenario: Sendable {
         }
         await probe.disconnect()
         if let exited = bridges.first(where: { !$0.isRunning }) {
-            throw DataPathFailure("bridge \(exited.name) exited before it carried a message:\n\(exited.logTail())")
+            throw TestFailure("bridge \(exited.name) exited before it carried a message:\n\(exited.logTail())")
         }
         guard ready else {
             let logs = bridges.map { "\($0.name):\n\($0.logTail())" }.joined(separator: "\n")
-            throw DataPathFailure("the bridge did not carry a probe message to Ditto within 30 s\n\(logs)")
+            throw TestFailure("the bridge did not carry a probe message to Ditto within 30 s\n\(logs)")
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import MosquittoTestSupport
 
 #if canImport(Glibc)
 import Glibc
@@ -21,38 +22,24 @@ enum HTTPClient {
     }
 
     private static func blockingGet(_ path: String, port: Int) throws -> HTTPResponse {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw E2EFailure("socket: errno \(errno)") }
+        let fd = try Loopback.connect(port: port)
         defer { close(fd) }
-        var timeout = timeval(tv_sec: 5, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
-        }
-        guard connected == 0 else { throw E2EFailure("connect to 127.0.0.1:\(port): \(String(cString: strerror(errno)))") }
         let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\n\r\n".utf8)
         let sent = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        guard sent == request.count else { throw E2EFailure("send: errno \(errno)") }
+        guard sent == request.count else { throw TestFailure("send: errno \(errno)") }
         var received: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
         while true {
             let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n < 0 { throw E2EFailure("recv: \(String(cString: strerror(errno)))") }
+            if n < 0 { throw TestFailure("recv: \(String(cString: strerror(errno)))") }
             if n == 0 { break }
             received += buffer[0..<n]
         }
         let text = String(decoding: received, as: UTF8.self)
-        guard let split = text.range(of: "\r\n\r\n") else { throw E2EFailure("malformed HTTP response: \(text)") }
+        guard let split = text.range(of: "\r\n\r\n") else { throw TestFailure("malformed HTTP response: \(text)") }
         let statusLine = text[..<split.lowerBound].prefix { $0 != "\r" }.split(separator: " ")
         guard statusLine.count >= 2, statusLine[0] == "HTTP/1.1", let status = Int(statusLine[1]) else {
-            throw E2EFailure("malformed status line: \(text.prefix(80))")
+            throw TestFailure("malformed status line: \(text.prefix(80))")
         }
         return HTTPResponse(status: status, body: String(text[split.upperBound...]))
     }
@@ -85,7 +72,7 @@ struct MetricsScrape: Sendable {
             do {
                 samples.append(try Self.sample(Array(line.unicodeScalars)))
             } catch {
-                throw E2EFailure("/metrics line \(index + 1) '\(line)': \(error)")
+                throw TestFailure("/metrics line \(index + 1) '\(line)': \(error)")
             }
         }
     }
@@ -118,7 +105,7 @@ struct MetricsScrape: Sendable {
         func isNameStart(_ c: Unicode.Scalar) -> Bool { c == "_" || c == ":" || ("a"..."z").contains(c) || ("A"..."Z").contains(c) }
         func isName(_ c: Unicode.Scalar) -> Bool { isNameStart(c) || ("0"..."9").contains(c) }
         func name() throws -> String {
-            guard i < scalars.count, isNameStart(scalars[i]) else { throw E2EFailure("expected a name at \(i)") }
+            guard i < scalars.count, isNameStart(scalars[i]) else { throw TestFailure("expected a name at \(i)") }
             var text = ""
             while i < scalars.count, isName(scalars[i]) {
                 text.unicodeScalars.append(scalars[i])
@@ -137,53 +124,53 @@ struct MetricsScrape: Sendable {
                 let label = try name()
                 skipSpaces()
                 guard i + 1 < scalars.count, scalars[i] == "=", scalars[i + 1] == "\"" else {
-                    throw E2EFailure("expected =\" after label \(label)")
+                    throw TestFailure("expected =\" after label \(label)")
                 }
                 i += 2
                 var value = ""
                 while true {
-                    guard i < scalars.count else { throw E2EFailure("unterminated value of label \(label)") }
+                    guard i < scalars.count else { throw TestFailure("unterminated value of label \(label)") }
                     let c = scalars[i]
                     i += 1
                     if c == "\"" { break }
                     if c == "\\" {
-                        guard i < scalars.count else { throw E2EFailure("dangling escape") }
+                        guard i < scalars.count else { throw TestFailure("dangling escape") }
                         let escaped = scalars[i]
                         i += 1
                         switch escaped {
                         case "n": value += "\n"
                         case "\\": value += "\\"
                         case "\"": value += "\""
-                        default: throw E2EFailure("invalid escape \\\(escaped)")
+                        default: throw TestFailure("invalid escape \\\(escaped)")
                         }
                     } else {
                         value.unicodeScalars.append(c)
                     }
                 }
-                guard labels.updateValue(value, forKey: label) == nil else { throw E2EFailure("label \(label) twice") }
+                guard labels.updateValue(value, forKey: label) == nil else { throw TestFailure("label \(label) twice") }
                 skipSpaces()
                 if i < scalars.count, scalars[i] == "," {
                     i += 1
                     skipSpaces()
                 }
             }
-            guard i < scalars.count else { throw E2EFailure("unterminated label set") }
+            guard i < scalars.count else { throw TestFailure("unterminated label set") }
             i += 1
         }
-        guard i < scalars.count, scalars[i] == " " || scalars[i] == "\t" else { throw E2EFailure("expected a space before the value") }
+        guard i < scalars.count, scalars[i] == " " || scalars[i] == "\t" else { throw TestFailure("expected a space before the value") }
         skipSpaces()
         let rest = String(String.UnicodeScalarView(scalars[i...])).split(separator: " ", omittingEmptySubsequences: true)
-        guard (1...2).contains(rest.count) else { throw E2EFailure("expected a value and an optional timestamp") }
+        guard (1...2).contains(rest.count) else { throw TestFailure("expected a value and an optional timestamp") }
         let value: Double
         switch rest[0] {
         case "+Inf": value = .infinity
         case "-Inf": value = -.infinity
         case "NaN": value = .nan
         default:
-            guard let number = Double(rest[0]) else { throw E2EFailure("invalid value '\(rest[0])'") }
+            guard let number = Double(rest[0]) else { throw TestFailure("invalid value '\(rest[0])'") }
             value = number
         }
-        if rest.count == 2, Int64(rest[1]) == nil { throw E2EFailure("invalid timestamp '\(rest[1])'") }
+        if rest.count == 2, Int64(rest[1]) == nil { throw TestFailure("invalid timestamp '\(rest[1])'") }
         return MetricSample(name: metric, labels: labels, value: value)
     }
 }

@@ -24,11 +24,6 @@ enum E2E {
     }()
 }
 
-struct E2EFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
-}
-
 // MARK: - The bridge's config
 
 /// The YAML the bridge runs with: two brokers, a short reconnect backoff, the operations endpoint, a
@@ -209,7 +204,7 @@ final class E2EWorld: Sendable {
 
     func scrape() async throws -> MetricsScrape {
         let response = try await get("/metrics")
-        guard response.status == 200 else { throw E2EFailure("GET /metrics answered \(response.status): \(response.body)") }
+        guard response.status == 200 else { throw TestFailure("GET /metrics answered \(response.status): \(response.body)") }
         return try MetricsScrape(parsing: response.body)
     }
 
@@ -219,8 +214,8 @@ final class E2EWorld: Sendable {
             if !bridge.isRunning { return true }
             return (try? await get("/ready"))?.status == 200
         }
-        guard bridge.isRunning else { throw E2EFailure("the bridge exited:\n\(bridge.logTail())") }
-        guard ready else { throw E2EFailure("/ready did not answer 200 within \(timeout):\n\(bridge.logTail())") }
+        guard bridge.isRunning else { throw TestFailure("the bridge exited:\n\(bridge.logTail())") }
+        guard ready else { throw TestFailure("/ready did not answer 200 within \(timeout):\n\(bridge.logTail())") }
     }
 
     /// A connected MQTT 5 client on `broker`, disconnected by ``shutdown(passed:)``.

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MosquittoTestSupport
 import Synchronization
 import Testing
 
@@ -53,26 +54,11 @@ enum HTTPProbe {
     }
 
     private static func connect(port: Int) throws -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw HTTPProbeError.connect("socket: \(errno)") }
-        var timeout = timeval(tv_sec: 5, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-            }
+        do {
+            return try Loopback.connect(port: port)
+        } catch {
+            throw HTTPProbeError.connect(error.description)
         }
-        guard result == 0 else {
-            let message = String(cString: strerror(errno))
-            close(fd)
-            throw HTTPProbeError.connect(message)
-        }
-        return fd
     }
 
     private static func blockingRequest(method: String, path: String, port: Int) throws -> HTTPProbeResponse {
