@@ -22,7 +22,7 @@ enum Datapath {
         let rate: Int?
         let brokers: Int
 
-        var subjects: [Subject] { kind == .uplink ? [.bridge, .relay] : [.bridge] }
+        var subjects: [Subject] { [.bridge, .relay] }
 
         var summary: String {
             let pace = rate.map { "\($0) msg/s" } ?? (kind == .uplink ? "unthrottled" : "sequential")
@@ -241,7 +241,7 @@ enum Datapath {
                 for subject in run % 2 == 0 ? subjects : subjects.reversed() {
                     let measurement = scenario.kind == .uplink
                         ? try await measureUplink(scenario, subject, settings)
-                        : try await measureDownlink(scenario, settings)
+                        : try await measureDownlink(scenario, subject, settings)
                     runs[subject.rawValue, default: []].append(measurement)
                     say("   run \(run + 1) \(subject.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0)) "
                         + "\(whole(measurement.throughput)) /s, p99 \(whole(measurement.latencyP99Microseconds)) µs, "
@@ -300,7 +300,7 @@ enum Datapath {
 
     static let relayPrefix = "relay"
 
-    static func startSubject(_ subject: Subject, devicePort: Int, dittoPort: Int, qos: QoS, directory: URL,
+    static func startSubject(_ subject: Subject, kind: Scenario.Kind, devicePort: Int, dittoPort: Int, qos: QoS, directory: URL,
                              settings: Settings) throws -> ChildProcess {
         let log = directory.appendingPathComponent("\(subject.rawValue).log").path
         switch subject {
@@ -313,6 +313,7 @@ enum Datapath {
         case .relay:
             return try ChildProcess(name: "mqtt-relay", executable: settings.binDirectory + "/mqtt-relay",
                                     arguments: ["--source-port", "\(devicePort)", "--target-port", "\(dittoPort)",
+                                                "--mode", kind.rawValue,
                                                 "--filter", "devices/+/telemetry/+", "--prefix", relayPrefix,
                                                 "--qos", "\(qos.rawValue)"],
                                     logFile: log)
@@ -395,7 +396,7 @@ enum Datapath {
         try await withBrokers(scenario.brokers) { brokers, directory in
             let deviceBroker = brokers[0]
             let dittoBroker = brokers[brokers.count - 1]
-            let child = try startSubject(subject, devicePort: deviceBroker.port, dittoPort: dittoBroker.port, qos: scenario.qos,
+            let child = try startSubject(subject, kind: .uplink, devicePort: deviceBroker.port, dittoPort: dittoBroker.port, qos: scenario.qos,
                                          directory: directory, settings: settings)
             defer { child.stop() }
             let receiver = try TelemetryReceiver(port: dittoBroker.port, filter: subject == .bridge ? "ditto/in/#" : relayPrefix + "/#",
@@ -481,10 +482,10 @@ enum Datapath {
                                         payload: .json(.number(JSONNumber(index))), headers: headers).encoded()
     }
 
-    static func measureDownlink(_ scenario: Scenario, _ settings: Settings) async throws -> Measurement {
+    static func measureDownlink(_ scenario: Scenario, _ subject: Subject, _ settings: Settings) async throws -> Measurement {
         try await withBrokers(1) { brokers, directory in
             let broker = brokers[0]
-            let child = try startSubject(.bridge, devicePort: broker.port, dittoPort: broker.port, qos: scenario.qos,
+            let child = try startSubject(subject, kind: .downlink, devicePort: broker.port, dittoPort: broker.port, qos: scenario.qos,
                                          directory: directory, settings: settings)
             defer { child.stop() }
             let ditto = try await client(broker, "bench-ditto")
@@ -588,14 +589,14 @@ enum Datapath {
         func row(_ label: String, _ field: KeyPath<Measurement, Double>, _ render: (Double) -> String, ratio: Bool = false) {
             var line = "   " + label.padding(toLength: 24, withPad: " ", startingAt: 0)
             line += (bridge.map { render($0[keyPath: field]) } ?? "-").leftPadded(12)
-            if scenario.kind == .uplink { line += (relay.map { render($0[keyPath: field]) } ?? "-").leftPadded(12) }
+            line += (relay.map { render($0[keyPath: field]) } ?? "-").leftPadded(12)
             if ratio, let bridge, let relay, relay[keyPath: field] > 0 {
                 line += (String(format: "%.2f", bridge[keyPath: field] / relay[keyPath: field]) + " x").leftPadded(14)
             }
             say(line)
         }
         say("   " + "".padding(toLength: 24, withPad: " ", startingAt: 0) + "bridge".leftPadded(12)
-            + (scenario.kind == .uplink ? "relay".leftPadded(12) + "bridge/relay".leftPadded(14) : ""))
+            + "relay".leftPadded(12) + "bridge/relay".leftPadded(14))
         row("\(unit)/s", \.throughput, whole, ratio: true)
         row("latency p50 µs", \.latencyP50Microseconds, whole)
         row("latency p99 µs", \.latencyP99Microseconds, whole, ratio: true)

@@ -284,7 +284,11 @@ final class RoundTripTracker: Sendable {
         Task { [self] in
             for await message in messages {
                 let arrival = monotonicNanoseconds()
-                guard let envelope = try? Envelope.decode(message.payload), let id = envelope.headers.correlationID else {
+                // The bridge answers with a Ditto envelope; the zero-work relay hands back the device's bytes with the
+                // request's correlation data.
+                let envelope = try? Envelope.decode(message.payload)
+                guard let id = envelope?.headers.correlationID ?? message.properties.correlationData.map({ String(decoding: $0, as: UTF8.self) })
+                else {
                     state.withLock { $0.unmatched += 1 }
                     continue
                 }
@@ -302,7 +306,7 @@ final class RoundTripTracker: Sendable {
                     }
                     state.completed += 1
                     state.latencies.append(arrival - sentAt)
-                    if let status = envelope.status, !(200..<300).contains(status) { state.errors += 1 }
+                    if let status = envelope?.status, !(200..<300).contains(status) { state.errors += 1 }
                     if let waiting = state.waiting, waiting.index == index {
                         state.waiting = nil
                         return waiting.continuation
