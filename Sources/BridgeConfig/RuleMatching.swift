@@ -47,6 +47,7 @@ extension DownlinkRule {
     /// `thingName`; nil when this rule does not serve the thing.
     public func values(for thingID: ThingID) -> [String: String]? {
         guard var values = self.thingID.match(thingID.description, fixed: fixedValues) else { return nil }
+        values.reserveCapacity(values.count + 3)
         values["thingId"] = thingID.description
         values["namespace"] = thingID.namespace
         values["thingName"] = thingID.name

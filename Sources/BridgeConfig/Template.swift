@@ -156,10 +156,18 @@ public struct Template: Sendable, Hashable, CustomStringConvertible {
     /// The compiled parts, in order.
     public let parts: [Part]
 
+    /// No placeholder name occurs twice, so `match` may remember failed (part, position) pairs. Worked out once:
+    /// `match` runs for every downlink request.
+    private let namesAreDistinct: Bool
+
     /// Compiles `source`; throws on syntax errors with the character offset.
     public init(_ source: String) throws(TemplateError) {
         self.source = source
         self.parts = try TemplateParser.parse(source)
+        var seen = Set<String>()
+        var distinct = true
+        for case .placeholder(let p) in parts where !seen.insert(p.name).inserted { distinct = false }
+        self.namesAreDistinct = distinct
     }
 
     /// The placeholder names in order of first use.
@@ -206,7 +214,16 @@ public struct Template: Sendable, Hashable, CustomStringConvertible {
         // Cheap rejections first: a literal start or end must be there.
         if case .literal(let first)? = parts.first, !text.hasPrefix(first) { return nil }
         if case .literal(let last)? = parts.last, !text.hasSuffix(last) { return nil }
-        var state = MatchState(chars: Array(text), values: fixed, memoize: placeholders.count == placeholderParts.count)
+        var chars: [Character] = []
+        var offsets: [String.Index] = []
+        chars.reserveCapacity(text.utf8.count)
+        offsets.reserveCapacity(text.utf8.count + 1)
+        for index in text.indices {
+            chars.append(text[index])
+            offsets.append(index)
+        }
+        offsets.append(text.endIndex)
+        var state = MatchState(text: text, chars: chars, offsets: offsets, values: fixed, memoize: namesAreDistinct)
         return matchParts(0, 0, &state) ? state.values : nil
     }
 
@@ -221,7 +238,10 @@ public struct Template: Sendable, Hashable, CustomStringConvertible {
     }
 
     private struct MatchState {
+        let text: String
+        /// The text's characters, and where each starts in `text` (plus its end): a candidate value is one slice.
         let chars: [Character]
+        let offsets: [String.Index]
         var values: [String: String]
         /// (part, position) pairs known to fail. Exact when no name repeats: a placeholder's binding then depends
         /// only on its own text and the fixed values.
@@ -259,10 +279,12 @@ public struct Template: Sendable, Hashable, CustomStringConvertible {
             // Only ends where the following literal starts can succeed.
             if let nextLiteral, !Self.hasLiteral(nextLiteral, in: chars, at: end) { continue }
             state.budget -= 1
-            let raw = String(chars[position..<end])
-            let snapshot = state.values
+            let raw = String(state.text[state.offsets[position]..<state.offsets[end]])
+            // `bind` adds at most this placeholder's value, and a failed `matchParts` leaves `values` as it found
+            // them (each level undoes its own binding), so undoing ours restores the state.
+            let adds = state.values[p.name] == nil
             if bind(p, raw, &state.values), matchParts(index + 1, end, &state) { return true }
-            state.values = snapshot
+            if adds { state.values[p.name] = nil }
             if state.budget < 0 { return false }
         }
         return false

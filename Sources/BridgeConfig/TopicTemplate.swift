@@ -185,15 +185,16 @@ public struct TopicTemplate: Sendable, Hashable, CustomStringConvertible {
     /// The topic for these values. Values must not contain `+`, `#` or NUL; they may contain `/`
     /// (a subject such as `a/b` spans levels).
     public func render(_ values: [String: String]) throws(TemplateError) -> String {
-        var out: [String] = []
-        for level in levels {
+        var out = ""
+        for (index, level) in levels.enumerated() {
+            if index > 0 { out.append("/") }
             switch level {
             case .literal(let text): out.append(text)
             case .singleLevelWildcard, .multiLevelWildcard:
                 throw TemplateError(.invalidTopic("a topic with '+' or '#' cannot be rendered"))
             case .capture(let template):
                 let text = try template.render(values)
-                for p in template.placeholderParts {
+                for case .placeholder(let p) in template.parts {
                     if let v = values[p.name], !Self.isPublishable(v) {
                         throw TemplateError(.invalidTopicValue(placeholder: p.name, value: v))
                     }
@@ -205,7 +206,7 @@ public struct TopicTemplate: Sendable, Hashable, CustomStringConvertible {
                 out.append(v)
             }
         }
-        return out.joined(separator: "/")
+        return out
     }
 
     static func isPublishable(_ value: String) -> Bool {

@@ -399,12 +399,21 @@ struct JSONWriter {
     mutating func writeStringContents(_ string: String) {
         var string = string
         string.withUTF8 { utf8 in
+            guard let base = utf8.baseAddress else { return }
+            let count = utf8.count
             var runStart = 0
-            for i in 0..<utf8.count {
-                let c = utf8[i]
+            var i = 0
+            while i < count {
+                // Eight bytes at a time while none needs an escape: most strings need none at all.
+                if count &- i >= 8, !Self.anyNeedsEscape(UnsafeRawPointer(base + i).loadUnaligned(as: UInt64.self)) {
+                    i &+= 8
+                    continue
+                }
+                let c = base[i]
+                i &+= 1
                 guard c < 0x20 || c == quote || c == backslash else { continue }
-                if runStart < i { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<i])) }
-                runStart = i + 1
+                if runStart < i &- 1 { bytes.append(contentsOf: UnsafeBufferPointer(start: base + runStart, count: i &- 1 &- runStart)) }
+                runStart = i
                 bytes.append(backslash)
                 switch c {
                 case quote: bytes.append(quote)
@@ -419,7 +428,21 @@ struct JSONWriter {
                     bytes.append(contentsOf: [UInt8(ascii: "u"), 0x30, 0x30, hex[Int(c >> 4)], hex[Int(c & 0xF)]])
                 }
             }
-            if runStart < utf8.count { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart...])) }
+            if runStart < count { bytes.append(contentsOf: UnsafeBufferPointer(start: base + runStart, count: count &- runStart)) }
         }
+    }
+
+    /// Whether any of the eight bytes of `word` is a control character, a quote or a backslash. The classic
+    /// zero-byte tests ("Bit Twiddling Hacks": haszero, hasless), exact as a yes/no answer for the whole word.
+    @inline(__always)
+    static func anyNeedsEscape(_ word: UInt64) -> Bool {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highBits: UInt64 = 0x8080_8080_8080_8080
+        let control = (word &- ones &* 0x20) & ~word & highBits
+        let quotes = word ^ (ones &* UInt64(quote))
+        let backslashes = word ^ (ones &* UInt64(backslash))
+        let quoteFound = (quotes &- ones) & ~quotes & highBits
+        let backslashFound = (backslashes &- ones) & ~backslashes & highBits
+        return (control | quoteFound | backslashFound) != 0
     }
 }

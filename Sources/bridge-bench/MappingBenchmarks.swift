@@ -3,8 +3,9 @@ import Foundation
 import BridgeMapping
 import DittoProtocol
 
-/// `bridge-bench mapping`: the uplink's per-message work without I/O, with the data-path benchmark's rule and
-/// payload: match, map, encode the envelope and build the publish properties, as `DataPlane` does per message.
+/// `bridge-bench mapping`: the per-message work without I/O, with the data-path benchmark's rules and payloads.
+/// Uplink: match, map, encode the envelope and build the publish properties, as `DataPlane` does per message;
+/// downlink: a live message's round trip through the mapper.
 enum MappingBenchmarks {
     static func run() throws {
         let filter = CommandLine.arguments.count > 2 ? CommandLine.arguments[2] : nil
@@ -49,6 +50,27 @@ enum MappingBenchmarks {
             }
             let perTopic = Double(residentBytes() - before) / Double(kept.count)
             print("route memory: \(Int(perTopic)) bytes per kept topic (\(kept.count) topics)")
+        }
+        // The downlink's per-round-trip work, as `DataPlane` does it: decode Ditto's live message, route it, build
+        // the device's publish, take the device's MQTT 5 answer and build and encode Ditto's response.
+        let downlink = DownlinkMapper(configuration: configuration)
+        let things = (0..<20).map { String(format: "dev-%02d", $0) }
+        let requests = try things.enumerated().map { index, device in
+            try Datapath.request(phase: "measured", index: index, thing: "org.bench:" + device)
+        }
+        ProtocolBenchmarks.measure("downlink round trip mapping", filter: filter) {
+            index = (index + 1) % 20
+            guard let request = try? Envelope.decode(requests[index]), let route = try? downlink.route(request),
+                  let publication = try? downlink.devicePublication(for: request, route: route, messageExpiry: 10)
+            else { return 0 }
+            let answer = MQTTPublication(
+                topic: publication.properties.responseTopic ?? "", payload: Array(#""pong""#.utf8),
+                properties: MQTTProperties(contentType: "application/json", correlationData: publication.properties.correlationData))
+            guard downlink.isReplyTopic(answer.topic, of: route), let reply = downlink.reply(from: answer),
+                  let response = try? downlink.response(to: request, route: route, reply: reply)
+            else { return 0 }
+            let properties = DittoPublication.properties(for: response)
+            return publication.payload.count + response.encoded().count + (properties.correlationData?.count ?? 0)
         }
         ProtocolBenchmarks.measure("uplink rule match", filter: filter) {
             index = (index + 1) % 20

@@ -96,6 +96,10 @@ struct TemplateTests {
     @Test func matchBacktracksOverRepeatedLiterals() throws {
         let t = try Template("{a}-{b}-end")
         #expect(t.match("1-2-3-end") == ["a": "1", "b": "2-3"])
+        // A binding made on a path that failed is undone: `b` is bound to "2" while `a` is "1", and must be
+        // free again when `a` becomes "1-2".
+        let repeated = try Template("{a}-{b}-{b}")
+        #expect(repeated.match("1-2-3-3") == ["a": "1-2", "b": "3"])
     }
 
     @Test func adversarialInputEndsQuickly() throws {

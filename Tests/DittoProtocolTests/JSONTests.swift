@@ -24,6 +24,53 @@ import Testing
         #expect(JSON.serializeToString(value) == #"["a/b","ü","ü","😀","tab\there","quote\"back\\slash","\u0001"]"#)
     }
 
+    /// The writer skips eight bytes at a time when none needs an escape: every character that needs one, at
+    /// every offset in and around an eight-byte word, next to multi-byte UTF-8, is escaped as one at a time would.
+    @Test func stringEscapesAtEveryOffset() {
+        func reference(_ string: String) -> String {
+            var out = "\""
+            for scalar in string.unicodeScalars {
+                switch scalar {
+                case "\"": out += "\\\""
+                case "\\": out += "\\\\"
+                case "\u{08}": out += "\\b"
+                case "\u{0C}": out += "\\f"
+                case "\n": out += "\\n"
+                case "\r": out += "\\r"
+                case "\t": out += "\\t"
+                case let s where s.value < 0x20: out += String(format: "\\u%04x", s.value)
+                default: out.unicodeScalars.append(scalar)
+                }
+            }
+            return out + "\""
+        }
+        let specials: [Character] = (0..<0x20).map { Character(UnicodeScalar(UInt8($0))) } + ["\"", "\\", "/", " ", "!", "#", "[", "]", "\u{7F}", "é", "€", "😀"]
+        var checked = 0
+        for special in specials {
+            for length in [1, 7, 8, 9, 15, 16, 17, 24] {
+                for offset in 0..<length {
+                    var characters = Array(repeating: Character("a"), count: length)
+                    characters[offset] = special
+                    if length > 9 { characters[length - 1 - offset % 3] = "ü" }
+                    let string = String(characters)
+                    let written = String(decoding: JSON.serializeString(string), as: UTF8.self)
+                    #expect(written == reference(string), "\(Array(string.utf8))")
+                    checked += 1
+                }
+            }
+        }
+        #expect(checked == specials.count * 97)
+        // The word test alone: each byte value at each of the eight places among harmless bytes.
+        for byte in UInt8.min...UInt8.max {
+            let needsEscape = byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\")
+            for place in 0..<8 {
+                let shift = UInt64(place * 8)
+                let word = 0x6161_6161_6161_6161 & ~(0xFF << shift) | UInt64(byte) << shift
+                #expect(JSONWriter.anyNeedsEscape(word) == needsEscape, "byte \(byte) at \(place)")
+            }
+        }
+    }
+
     @Test func stringEqualityIsByteExact() {
         let precomposed = JSONValue.string("\u{E9}")
         let decomposed = JSONValue.string("e\u{301}")
