@@ -185,7 +185,8 @@ public struct Envelope: Sendable, Hashable {
     /// Compact JSON in Ditto's field order. An empty `headers` is written (as Ditto does) unless the envelope
     /// was decoded from input without it.
     public func encoded() -> [UInt8] {
-        var w = JSONWriter(capacity: 256 + path.utf8.count)
+        // Room for a typical event (topic, a few headers, path, a small value) without growing on the way.
+        var w = JSONWriter(capacity: 512 + path.utf8.count)
         w.bytes.append(UInt8(ascii: "{"))
         w.writeKey("topic")
         topic.writeJSON(into: &w)

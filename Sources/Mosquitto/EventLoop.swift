@@ -229,7 +229,9 @@ public final class MQTTEventLoop: Sendable {
         while true {
             let (jobs, stop) = shared.withLock { shared -> ([Job], Bool) in
                 shared.wakePending = false
-                defer { shared.jobs.removeAll(keepingCapacity: true) }
+                // Most turns have no jobs: hand over nothing rather than a copy of the empty buffer.
+                if shared.jobs.isEmpty { return ([], shared.stopRequested) }
+                defer { shared.jobs = [] }
                 return (shared.jobs, shared.stopRequested)
             }
             for job in jobs { job() }

@@ -4,15 +4,19 @@ import CMosquitto
 public enum MQTTTopic {
     /// A PUBLISH topic: non-empty, valid UTF-8 without NUL, no `+` or `#`, at most 65,535 bytes.
     public static func validatePublishTopic(_ topic: String) throws(MQTTError) {
-        let bytes = Array(topic.utf8)
-        guard !bytes.isEmpty else { throw MQTTError(.invalidTopic, "empty topic") }
-        guard bytes.count <= 65_535 else {
-            throw MQTTError(.invalidTopic, "topic of \(bytes.count) bytes exceeds MQTT's 65535")
+        // In place: this runs for every publish.
+        var topic = topic
+        let (count, rc, hasNUL) = topic.withUTF8 { buffer -> (Int, Int32, Bool) in
+            if buffer.isEmpty { return (0, MOSQ_ERR_SUCCESS.rawValue, false) }
+            return (buffer.count,
+                    buffer.withMemoryRebound(to: CChar.self) { mosquitto_pub_topic_check2($0.baseAddress, $0.count) },
+                    buffer.contains(0))
         }
-        let rc = bytes.withUnsafeBufferPointer { buffer in
-            buffer.withMemoryRebound(to: CChar.self) { mosquitto_pub_topic_check2($0.baseAddress, $0.count) }
+        guard count > 0 else { throw MQTTError(.invalidTopic, "empty topic") }
+        guard count <= 65_535 else {
+            throw MQTTError(.invalidTopic, "topic of \(count) bytes exceeds MQTT's 65535")
         }
-        guard rc == MOSQ_ERR_SUCCESS.rawValue, !bytes.contains(0) else {
+        guard rc == MOSQ_ERR_SUCCESS.rawValue, !hasNUL else {
             throw MQTTError(.invalidTopic, "'\(topic)' is not a valid publish topic (no '+', '#' or NUL)")
         }
     }
