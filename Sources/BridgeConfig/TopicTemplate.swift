@@ -142,8 +142,18 @@ public struct TopicTemplate: Sendable, Hashable, CustomStringConvertible {
             for byte in topic.utf8 where byte == UInt8(ascii: "/") { separators += 1 }
             guard separators + 1 == levels.count else { return nil }
         }
-        // Substrings: literal levels compare without a copy; only captured levels become Strings.
-        let topicLevels = topic.split(separator: "/", omittingEmptySubsequences: false)
+        // Levels are taken one at a time as substrings (no array of them): literal levels compare without a copy;
+        // only captured levels become Strings. This runs for every device answer on the downlink.
+        var next: String.Index? = topic.startIndex
+        func nextLevel() -> Substring? {
+            guard let start = next else { return nil }
+            if let slash = topic.utf8[start...].firstIndex(of: UInt8(ascii: "/")) {
+                next = topic.utf8.index(after: slash)
+                return topic[start..<slash]
+            }
+            next = nil
+            return topic[start...]
+        }
         var values = fixed
         // Room for the captures and what the rule adds (namespace, thingId, thingName, topic): no rehashing.
         values.reserveCapacity(fixed.count + levels.count + 4)
@@ -153,33 +163,30 @@ public struct TopicTemplate: Sendable, Hashable, CustomStringConvertible {
             }
             switch level {
             case .multiLevelWildcard:
+                // Also when no level is left: `a/#` matches `a`.
                 return values
             case .multiLevelCapture(let name):
-                guard index < topicLevels.count else { return nil }
-                let rest = topicLevels[index...].joined(separator: "/")
+                guard let start = next else { return nil }
+                let rest = String(topic[start...])
                 if let known = values[name], known != rest { return nil }
                 values[name] = rest
                 return values
             case .literal(let text):
-                guard index < topicLevels.count, topicLevels[index] == text else { return nil }
+                guard let found = nextLevel(), found == text else { return nil }
             case .singleLevelWildcard:
-                guard index < topicLevels.count else { return nil }
+                guard nextLevel() != nil else { return nil }
             case .capture(let template):
-                guard index < topicLevels.count else { return nil }
-                if let bound = template.bindWhole(topicLevels[index], into: &values) {
+                guard let found = nextLevel() else { return nil }
+                if let bound = template.bindWhole(found, into: &values) {
                     guard bound else { return nil }
                 } else {
-                    guard let found = template.match(String(topicLevels[index]), fixed: values) else { return nil }
-                    values = found
+                    guard let matched = template.match(String(found), fixed: values) else { return nil }
+                    values = matched
                 }
             }
         }
-        if levels.count != topicLevels.count {
-            // `a/#` matches `a`.
-            if levels.count == topicLevels.count + 1, levels.last == .multiLevelWildcard { return values }
-            return nil
-        }
-        return values
+        // More levels than the template has.
+        return next == nil ? values : nil
     }
 
     /// The topic for these values. Values must not contain `+`, `#` or NUL; they may contain `/`

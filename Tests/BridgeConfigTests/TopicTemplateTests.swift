@@ -41,6 +41,15 @@ struct TopicTemplateTests {
         #expect(t.filter == "/a/+")
         #expect(t.match("/a/x") == ["b": "x"])
         #expect(t.match("a/x") == nil)
+        #expect(t.match("/a/") == nil)  // a capture takes no empty level
+        let wildcard = try TopicTemplate("a/+/c")
+        #expect(wildcard.match("a//c") == [:])  // '+' does
+        #expect(wildcard.match("a/b/c/") == nil)
+        let rest = try TopicTemplate("a/{rest...}")
+        #expect(rest.match("a/b//c/") == ["rest": "b//c/"])
+        #expect(rest.match("a/") == ["rest": ""])
+        #expect(try TopicTemplate("{only}").match("") == nil)
+        #expect(try TopicTemplate("+").match("") == [:])
     }
 
     @Test func dollarTopicsAreNotMatchedByLeadingWildcards() throws {
