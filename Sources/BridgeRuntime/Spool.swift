@@ -58,6 +58,8 @@ final class Spool {
     private var readFD: Int32 = -1
     private var readFDPath = ""
     private var ackedAhead = Set<UInt64>()
+    /// Flushes running on another thread (``flushInBackground(_:)``).
+    private let backgroundFlushes = DispatchGroup()
     /// Records appended and not yet handed out, newest last, so that a short backlog is never read back from
     /// the disk; bounded (older ones are read from their segment when their turn comes).
     private var recent = Deque<(record: OutboundRecord, length: Int)>()
@@ -237,7 +239,10 @@ final class Spool {
 
     private func startSegment() throws {
         if writeFD >= 0 {
-            _ = fdatasync(writeFD)
+            // The finished segment goes to the disk off the event loop, as the interval's flush does: flushing up to
+            // a segment of dirty pages in place stalled both directions (about 10 ms for 16 MiB on a VM disk, far
+            // more on flash). With `always` every record is on the disk already; `never` promises nothing.
+            if case .interval = settings.fsync { flushInBackground([writeFD]) }
             close(writeFD)
             writeFD = -1
         }
@@ -261,14 +266,25 @@ final class Spool {
         dataDirty = false
         if wait {
             for fd in descriptors { _ = fdatasync(fd) }
+            // And what earlier flushes (finished segments, earlier intervals) still have on their way.
+            backgroundFlushes.wait()
             return
         }
+        flushInBackground(descriptors)
+    }
+
+    /// `fdatasync` on duplicates of `descriptors` on another thread; ``sync(wait:)`` with `wait` waits for it.
+    private func flushInBackground(_ descriptors: [Int32]) {
         let duplicates = descriptors.map { dup($0) }.filter { $0 >= 0 }
+        guard !duplicates.isEmpty else { return }
+        let flushes = backgroundFlushes
+        flushes.enter()
         DispatchQueue.global(qos: .utility).async {
             for fd in duplicates {
                 _ = fdatasync(fd)
                 close(fd)
             }
+            flushes.leave()
         }
     }
 
