@@ -214,12 +214,12 @@ public struct DownlinkMapper: Sendable {
 
     // MARK: device -> Ditto
 
-    /// Recognises a device's answer by the reply topics of the rules.
     /// Whether a device topic is a reply topic of some rule (so ``reply(from:)`` may take a message on it).
     public func isReplyTopic(_ topic: String) -> Bool {
         rules.contains { Self.replyTopic(of: $0)?.match(topic) != nil }
     }
 
+    /// Recognises a device's answer by the reply topics of the rules.
     public func reply(from message: MQTTPublication) -> DeviceReply? {
         for (index, rule) in rules.enumerated() {
             guard let replyTopic = Self.replyTopic(of: rule), let captured = replyTopic.match(message.topic) else { continue }

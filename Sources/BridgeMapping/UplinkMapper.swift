@@ -352,49 +352,64 @@ public struct UplinkMapper: Sendable {
     /// What a device that asked for an answer gets when its message is refused (`error` from ``map(_:environment:)``):
     /// for a request of a `message` rule (an MQTT 5 response topic, or the rule's reply topic) the Ditto error
     /// as its answer, with the error's status, on the route a successful answer would take; for a pass-through
-    /// request with an MQTT 5 response topic, the Ditto error response envelope Ditto would have sent. Nil when the device asked for nothing or no rule takes the topic.
-    public func errorAnswer(to message: MQTTPublication, error: MappingError) -> MQTTPublication? {
+    /// request with an MQTT 5 response topic, the Ditto error response envelope Ditto would have sent. Nil when the
+    /// device asked for nothing or no rule takes the topic.
+    ///
+    /// - Parameter route: the message topic's route when the caller holds it (the runtime keeps one per topic);
+    ///   without it the rules are matched again.
+    public func errorAnswer(to message: MQTTPublication, error: MappingError, route: UplinkRoute? = nil) -> MQTTPublication? {
+        if let route {
+            return errorAnswer(to: message, error: error, rule: route.rule.rule, thingID: route.thingID,
+                               variables: route.variables)
+        }
         for rule in rules {
             guard let matched = try? rule.match(topic: message.topic) else { continue }
             var variables = matched.values
             variables["topic"] = message.topic
-            switch rule.action {
-            case .event:
-                return nil
-            case .message(let spec):
-                guard let reply = replyRoute(for: message, spec: spec, variables: variables) else { return nil }
-                var correlationID = matched.values["correlationId"].map(TopicToken.decode)
-                if let data = message.properties.correlationData, !data.isEmpty {
-                    correlationID = CorrelationID.fromCorrelationData(data)
-                } else if rule.headers.mqtt311 == .wrapper, let unwrapped = try? HeaderWrapper.unwrap(message.payload) {
-                    correlationID = unwrapped.headers.last { $0.name.lowercased() == HeaderMapper.correlationID }?.value
-                        ?? correlationID
-                }
-                let request = DeviceRequest(
-                    correlationID: correlationID ?? "", thingID: matched.thingID, reply: reply, timeout: spec.timeout,
-                    headerWrapper: rule.headers.mqtt311 == .wrapper)
-                var headers = DittoHeaders()
-                headers.contentType = "application/json"
-                return try? request.answer(
-                    status: error.dittoError.status, payload: .json(error.dittoError.errorValue), headers: headers,
-                    mapper: HeaderMapper(policy: rule.headers))
-            case .passthrough:
-                guard let responseTopic = message.properties.responseTopic, !responseTopic.isEmpty else { return nil }
-                // (Ditto's header limit concerns what reaches Ditto; this answer goes to the device.)
-                let response: Envelope
-                if let json = try? JSON.parse(message.payload), let request = try? Envelope.decodeFields(json: json) {
-                    guard !request.isResponse else { return nil }
-                    response = Envelope.errorResponse(to: request, error: error.dittoError)
-                } else {
-                    response = Envelope.errorResponse(thingID: matched.thingID, error: error.dittoError)
-                }
-                var properties = MQTTProperties()
-                properties.correlationData = message.properties.correlationData
-                properties.contentType = DownlinkMapper.dittoProtocolContentType
-                return MQTTPublication(topic: responseTopic, payload: response.encoded(), properties: properties)
-            }
+            return errorAnswer(to: message, error: error, rule: rule, thingID: matched.thingID, variables: variables)
         }
         return nil
+    }
+
+    /// The answer for a message the first matching `rule` took, with the topic's `variables` (its captures and
+    /// `topic`).
+    private func errorAnswer(to message: MQTTPublication, error: MappingError, rule: UplinkRule, thingID: ThingID,
+                             variables: [String: String]) -> MQTTPublication? {
+        switch rule.action {
+        case .event:
+            return nil
+        case .message(let spec):
+            guard let reply = replyRoute(for: message, spec: spec, variables: variables) else { return nil }
+            var correlationID = variables["correlationId"].map(TopicToken.decode)
+            if let data = message.properties.correlationData, !data.isEmpty {
+                correlationID = CorrelationID.fromCorrelationData(data)
+            } else if rule.headers.mqtt311 == .wrapper, let unwrapped = try? HeaderWrapper.unwrap(message.payload) {
+                correlationID = unwrapped.headers.last { $0.name.lowercased() == HeaderMapper.correlationID }?.value
+                    ?? correlationID
+            }
+            let request = DeviceRequest(
+                correlationID: correlationID ?? "", thingID: thingID, reply: reply, timeout: spec.timeout,
+                headerWrapper: rule.headers.mqtt311 == .wrapper)
+            var headers = DittoHeaders()
+            headers.contentType = "application/json"
+            return try? request.answer(
+                status: error.dittoError.status, payload: .json(error.dittoError.errorValue), headers: headers,
+                mapper: HeaderMapper(policy: rule.headers))
+        case .passthrough:
+            guard let responseTopic = message.properties.responseTopic, !responseTopic.isEmpty else { return nil }
+            // (Ditto's header limit concerns what reaches Ditto; this answer goes to the device.)
+            let response: Envelope
+            if let json = try? JSON.parse(message.payload), let request = try? Envelope.decodeFields(json: json) {
+                guard !request.isResponse else { return nil }
+                response = Envelope.errorResponse(to: request, error: error.dittoError)
+            } else {
+                response = Envelope.errorResponse(thingID: thingID, error: error.dittoError)
+            }
+            var properties = MQTTProperties()
+            properties.correlationData = message.properties.correlationData
+            properties.contentType = DownlinkMapper.dittoProtocolContentType
+            return MQTTPublication(topic: responseTopic, payload: response.encoded(), properties: properties)
+        }
     }
 
     /// The bridge is a live-channel bridge: a pass-through admits live signals, and twin commands or events only

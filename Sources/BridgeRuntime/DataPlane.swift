@@ -230,7 +230,7 @@ final class DataPlane: @unchecked Sendable {
             guard let route = try entry.uplink.get() else { throw UplinkMapper.noRule(message.topic) }
             mapped = try DittoPublication.uplink(publication, route: route, mapper: uplink, environment: uplinkEnvironment)
         } catch {
-            dropDeviceMessage(publication, error)
+            dropDeviceMessage(publication, error, route: (try? entry.uplink.get())??.uplink)
             return
         }
         var requestKey: PendingKey?
@@ -265,12 +265,12 @@ final class DataPlane: @unchecked Sendable {
                       track: UplinkTrack(rule: mapped.rule, arrival: arrival))
     }
 
-    private func dropDeviceMessage(_ publication: MQTTPublication, _ error: MappingError) {
+    private func dropDeviceMessage(_ publication: MQTTPublication, _ error: MappingError, route: UplinkRoute?) {
         metrics.increment("uplink.dropped.\(error.kind.rawValue)")
         logger.warning("device message dropped", metadata: [
             "mqtt.topic": "\(publication.topic)", "reason": "\(error.reason)", "drop.kind": "\(error.kind.rawValue)",
         ])
-        if let answer = uplink.errorAnswer(to: publication, error: error) {
+        if let answer = uplink.errorAnswer(to: publication, error: error, route: route) {
             publishToDevice(answer)
         }
     }

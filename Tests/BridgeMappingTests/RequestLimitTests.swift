@@ -69,6 +69,27 @@ import Testing
         #expect(response.headers.correlationID == "p-1")
     }
 
+    /// The runtime hands in the topic's kept route instead of having the rules matched again: same answers.
+    @Test func anAnswerFromTheKeptRouteIsTheSame() throws {
+        let mapper = try uplink
+        var properties = MQTTProperties()
+        properties.responseTopic = "devices/d/answers"
+        properties.correlationData = Array(Self.bigID.utf8)
+        let json = #"{"topic":"org.example/d/things/twin/commands/delete","headers":{"correlation-id":"p-1"},"path":"/"}"#
+        let messages = [
+            publication("devices/d/ask/time", "{}", properties: properties),
+            publication("devices/d/ditto", json, properties: properties),
+            publication("devices/d/telemetry/t", "oops"),
+        ]
+        for message in messages {
+            let error = try #require(mappingError { _ = try mapper.map(message, environment: fixedEnvironment) })
+            let route = try #require(try mapper.route(topic: message.topic))
+            #expect(mapper.errorAnswer(to: message, error: error, route: route)
+                == mapper.errorAnswer(to: message, error: error), "\(message.topic)")
+        }
+        #expect(mapper.errorAnswer(to: messages[0], error: UplinkMapper.noRule("x"), route: nil) != nil)
+    }
+
     @Test func dittoSideRequestsWithOversizedHeadersAreRefused() throws {
         let mapper = DownlinkMapper(configuration: try configuration(DownlinkMapperTests.yaml))
         let request = Envelope.liveCommandForTest(correlationID: Self.bigID)
