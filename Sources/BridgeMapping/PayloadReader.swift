@@ -33,6 +33,22 @@ public enum PayloadReader {
         }
     }
 
+    /// ``jsonValue(_:format:)`` plus, for a whole JSON payload already in compact form, the payload's bytes of
+    /// the value (``Envelope/setValue(_:compactText:)``): the event then carries the device's bytes instead of
+    /// writing the same bytes again from the parsed value.
+    public static func jsonValueKeepingText(
+        _ payload: [UInt8], format: UplinkPayload
+    ) throws(MappingError) -> (value: JSONValue, compactText: ArraySlice<UInt8>?) {
+        guard case .json(.whole) = format else { return (try jsonValue(payload, format: format), nil) }
+        try checkSize(payload)
+        do {
+            let (value, compact) = try JSON.parseKeepingCompactText(payload)
+            return (value, compact.map { payload[$0] })
+        } catch {
+            throw invalidJSON(error)
+        }
+    }
+
     /// The payload of a live message and the content type that goes with it (Ditto encodes the `value`
     /// by content type: JSON types as JSON, text types as a string, everything else as base64).
     public static func messagePayload(
@@ -68,8 +84,12 @@ public enum PayloadReader {
         do {
             return try JSON.parse(payload)
         } catch {
-            throw MappingError(.invalidPayload, "invalid JSON: \(error)")
+            throw invalidJSON(error)
         }
+    }
+
+    private static func invalidJSON(_ error: JSONParseError) -> MappingError {
+        MappingError(.invalidPayload, "invalid JSON: \(error)")
     }
 
     static func utf8(_ payload: [UInt8]) throws(MappingError) -> String {

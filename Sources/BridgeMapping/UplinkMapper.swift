@@ -265,13 +265,14 @@ public struct UplinkMapper: Sendable {
             guard let event = try route.event?.get() else {
                 preconditionFailure("a route of an event rule has its path")
             }
-            let value = try PayloadReader.jsonValue(payload, format: rule.payload)
+            let (value, compactText) = try PayloadReader.jsonValueKeepingText(payload, format: rule.payload)
             let headers = try mapper.dittoHeaders(
                 properties: message.properties, carriedHeaders: carried, variables: variables,
                 generateCorrelationID: environment.newCorrelationID)
-            let envelope = Envelope.liveEvent(
+            var envelope = Envelope.liveEvent(
                 thingID: thingID, action: TopicPath.Action(spec.action), path: event.path, value: value,
                 revision: environment.nextRevision(thingID), timestamp: environment.timestamp(), headers: headers)
+            envelope.setValue(value, compactText: compactText)
             do throws(DittoError) {
                 // Ditto's rules for the event (e.g. an object for `/attributes`); `check` proved the rule can
                 // satisfy them, this payload may still not. What the topic alone decides was checked once.

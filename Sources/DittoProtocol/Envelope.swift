@@ -13,7 +13,12 @@ public struct Envelope: Sendable, Hashable {
     /// paths as strings.
     public var path: String
     /// Command payload, event value, message payload (see `MessagePayload`) or error object.
-    public var value: JSONValue?
+    public var value: JSONValue? {
+        didSet { valueText = nil }
+    }
+    /// `value` as the compact JSON text it was parsed from (``setValue(_:compactText:)``), copied by
+    /// ``encoded()`` instead of walking `value`. Cleared by any change of `value`; not part of equality.
+    public private(set) var valueText: ArraySlice<UInt8>?
     /// Enrichment (`extraFields`) of events and messages Ditto sends.
     public var extra: JSONObject?
     /// HTTP status; its presence makes the envelope a response (`DefaultAdapterResolver#isResponse`).
@@ -62,6 +67,13 @@ public struct Envelope: Sendable, Hashable {
         hasher.combine(value)
         hasher.combine(status)
         hasher.combine(revision)
+    }
+
+    /// Sets `value` together with the text it was parsed from. `compactText` must be exactly what
+    /// `JSON.serialize(value)` writes: the range ``JSON/parseKeepingCompactText(_:)`` returns.
+    public mutating func setValue(_ value: JSONValue, compactText: ArraySlice<UInt8>?) {
+        self.value = value
+        valueText = compactText
     }
 
     /// Ditto's rule: a response (or ack, or error) exactly when `status` is present.
@@ -216,7 +228,11 @@ public struct Envelope: Sendable, Hashable {
         if let value {
             w.bytes.append(UInt8(ascii: ","))
             w.writeKey("value")
-            w.write(value)
+            if let valueText {
+                w.bytes.append(contentsOf: valueText)
+            } else {
+                w.write(value)
+            }
         }
         if let extra {
             w.bytes.append(UInt8(ascii: ","))

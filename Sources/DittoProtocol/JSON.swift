@@ -36,6 +36,32 @@ public enum JSON {
         return try text.withUTF8 { parseResult($0) }.get()
     }
 
+    /// Parses one JSON text like ``parse(_:)-(some Collection<UInt8>)`` and also returns the range of `bytes` that is, byte for byte,
+    /// what ``serialize(_:)`` writes for the value, or nil when the text is not in that form (whitespace between
+    /// tokens, an escape sequence in a string, a repeated key). Surrounding whitespace is outside the range. A
+    /// writer can then copy the range instead of walking the value.
+    public static func parseKeepingCompactText(_ bytes: [UInt8]) throws(JSONParseError) -> (value: JSONValue, compact: Range<Int>?) {
+        let result = bytes.withUnsafeBufferPointer { buffer -> Result<(JSONValue, Range<Int>?), JSONParseError> in
+            var parser = JSONParser(buffer)
+            do throws(JSONParseError) {
+                parser.skipWhitespace()
+                let start = parser.position
+                parser.isCompact = true
+                let value = try parser.parseValue(depth: 0)
+                let end = parser.position
+                let compact = parser.isCompact
+                parser.skipWhitespace()
+                guard parser.position == buffer.count else {
+                    throw JSONParseError(offset: parser.position, reason: "Unexpected data after the JSON value")
+                }
+                return .success((value, compact ? start..<end : nil))
+            } catch {
+                return .failure(error)
+            }
+        }
+        return try result.get()
+    }
+
     static func parseResult(_ buffer: UnsafeBufferPointer<UInt8>) -> Result<JSONValue, JSONParseError> {
         var parser = JSONParser(buffer)
         do throws(JSONParseError) {
@@ -88,6 +114,9 @@ struct JSONParser {
     let b: UnsafeBufferPointer<UInt8>
     var position = 0
     private var scratch: [UInt8] = []
+    /// Whether everything parsed since this was last set to true is in the form `JSONWriter` writes: no
+    /// whitespace, no escape sequences, no repeated keys.
+    var isCompact = false
 
     init(_ buffer: UnsafeBufferPointer<UInt8>) { b = buffer }
 
@@ -95,7 +124,9 @@ struct JSONParser {
     mutating func skipWhitespace() {
         while position < b.count {
             switch b[position] {
-            case 0x20, 0x0A, 0x0D, 0x09: position += 1
+            case 0x20, 0x0A, 0x0D, 0x09:
+                position += 1
+                isCompact = false
             default: return
             }
         }
@@ -207,6 +238,7 @@ struct JSONParser {
             members.append((key, value))
             skipWhitespace()
             guard position < b.count else { throw fail("Unterminated object") }
+            if needsDeduplication { isCompact = false }
             let c = b[position]
             position += 1
             if c == UInt8(ascii: ",") { continue }
@@ -245,6 +277,7 @@ struct JSONParser {
     }
 
     private mutating func parseEscapedString(start: Int, firstEscape: Int) throws(JSONParseError) -> String {
+        isCompact = false
         scratch.removeAll(keepingCapacity: true)
         scratch.append(contentsOf: UnsafeBufferPointer(rebasing: b[start..<firstEscape]))
         var i = firstEscape

@@ -218,6 +218,24 @@ import Testing
         #expect(fields.value == ["temperature": 20, "humidity": 55])
     }
 
+    /// A whole JSON payload already in compact form goes into the event as the device's bytes; any other form is
+    /// written from the parsed value. Either way the event is byte for byte the same.
+    @Test(arguments: [
+        #"{"mode":"eco","level":[1,2.50,-0e1],"name":"ü名😀","n":null}"#,
+        #" {"mode": "eco", "level": [1, 2.50, -0e1], "name": "\u00fc名😀", "n": null} "#,
+        #"{"mode":"eco","mode":"x","level":[1,2.50,-0e1],"name":"ü名😀","n":null}"#,
+    ])
+    func aCompactPayloadIsCopiedAsItIs(payload: String) throws {
+        let envelope = try map("devices/d/state", payload).envelope
+        var rebuilt = envelope
+        rebuilt.value = envelope.value
+        #expect(rebuilt.valueText == nil)
+        #expect(envelope.encoded() == rebuilt.encoded())
+        let compact = !payload.hasPrefix(" ") && !payload.contains(#""mode":"x""#)
+        #expect((envelope.valueText != nil) == compact)
+        if let text = envelope.valueText { #expect(Array(text) == Array(payload.utf8)) }
+    }
+
     @Test func numberBooleanTextAndBytes() throws {
         #expect(try redecoded(try map("devices/d/number/t", " -3.25e2\n").envelope).value == .number(try #require(JSONNumber(literal: "-3.25e2"))))
         #expect(try redecoded(try map("devices/d/switch/s", "true").envelope).value == true)

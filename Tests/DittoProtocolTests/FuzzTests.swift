@@ -181,3 +181,62 @@ extension FuzzTests {
         #expect(accepted >= 0)
     }
 }
+
+extension FuzzTests {
+    /// `parseKeepingCompactText` parses exactly as `parse` does, and the range it returns is byte for byte what
+    /// `serialize` writes: the uplink copies that range into events instead of writing the value again.
+    @Test func compactTextIsTheSerialization() throws {
+        var rng = Generator(state: 0xC0_4EAC_0000_0001)
+        var compactFound = 0
+        var notCompact = 0
+        let examples = Corpus.examples.map(\.bytes)
+        try #require(!examples.isEmpty)
+        for i in 0..<40_000 {
+            let base = examples[i % examples.count]
+            let input: [UInt8]
+            switch i % 4 {
+            case 0: input = base
+            case 1: input = JSON.serialize((try? JSON.parse(base)) ?? .null)
+            case 2: input = Self.mutate(JSON.serialize((try? JSON.parse(base)) ?? .null), using: &rng)
+            default: input = Self.randomJSONish(using: &rng)
+            }
+            let plain = Result { () throws(JSONParseError) in try JSON.parse(input) }
+            let kept = Result { () throws(JSONParseError) in try JSON.parseKeepingCompactText(input) }
+            switch (plain, kept) {
+            case (.success(let value), .success(let result)):
+                #expect(result.value == value)
+                if let range = result.compact {
+                    compactFound += 1
+                    #expect(Array(input[range]) == JSON.serialize(value), "\(String(decoding: input, as: UTF8.self))")
+                } else {
+                    notCompact += 1
+                }
+            case (.failure(let error), .failure(let same)):
+                #expect(error == same)
+            default:
+                Issue.record("parse and parseKeepingCompactText disagree on \(String(decoding: input, as: UTF8.self))")
+            }
+        }
+        #expect(compactFound > 5_000)
+        #expect(notCompact > 5_000)
+    }
+
+    @Test(arguments: [
+        (#"{"a":1,"b":[true,null,"x"]}"#, 0..<27),
+        (#" {"a":1} "#, 1..<8),
+        ("\n[1,2.50,-0,1e9]\t", 1..<16),
+        (#""ü名😀""#, 0..<11),
+        (#"{"a":1,"a":2}"#, nil),
+        (#"{"a": 1}"#, nil),
+        (#"[1, 2]"#, nil),
+        (#""\u00e9""#, nil),
+        (#""a\/b""#, nil),
+        (#"{"k":"line\n"}"#, nil),
+    ] as [(String, Range<Int>?)])
+    func compactTextCases(text: String, expected: Range<Int>?) throws {
+        let bytes = Array(text.utf8)
+        let result = try JSON.parseKeepingCompactText(bytes)
+        #expect(result.compact == expected)
+        #expect(result.value == (try JSON.parse(bytes)))
+    }
+}
