@@ -294,9 +294,13 @@ final class DataPlane: @unchecked Sendable {
     }()
 
     private func nextRevision(for thingID: ThingID) -> Int64 {
-        let next = (revisions[thingID] ?? revisionBase) + 1
-        revisions[thingID] = next
-        return next
+        // Incremented in place in the table: the thing's ID is hashed once per event.
+        Self.increment(&revisions[thingID, default: revisionBase])
+    }
+
+    private static func increment(_ value: inout Int64) -> Int64 {
+        value += 1
+        return value
     }
 
     /// ISO 8601 with milliseconds; formatted once per millisecond.
@@ -342,7 +346,8 @@ final class DataPlane: @unchecked Sendable {
     private func appendToMemory(topic: String, payload: [UInt8], properties: PublishProperties, request: PendingKey?,
                                 track: UplinkTrack) {
         memorySequence += 1
-        memoryQueue.append(OutboundRecord(sequence: memorySequence, created: Spool.nowMillis(), topic: topic,
+        // `created` is for the spool's `max-age`; the memory queue has none, so no clock is read for it.
+        memoryQueue.append(OutboundRecord(sequence: memorySequence, created: 0, topic: topic,
                                           payload: payload, properties: properties))
         if let request { requestTokens[Self.memoryToken | memorySequence] = request }
         remember(track, token: Self.memoryToken | memorySequence)

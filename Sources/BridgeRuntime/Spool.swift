@@ -8,7 +8,8 @@ import DequeModule
 /// One message on its way to the Ditto-side broker, as the spool stores it.
 struct OutboundRecord {
     var sequence: UInt64
-    /// Milliseconds since 1970 when the bridge took the message (for `max-age`).
+    /// Milliseconds since 1970 when the bridge took the message (for `max-age`); 0 in the memory queue, which has
+    /// no `max-age`.
     var created: Int64
     var topic: String
     var payload: [UInt8]
