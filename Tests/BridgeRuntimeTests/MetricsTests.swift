@@ -21,6 +21,34 @@ struct MetricsTests {
         return samples
     }
 
+    /// `published` keeps the series each direction bumped last: interleaved rules and directions, and counts under
+    /// another name, must still land on their own series and counts.
+    @Test func publishedCountsEachRuleAndDirection() {
+        let registry = PrometheusCollectorRegistry()
+        let metrics = BridgeMetrics(factory: BridgeMetricsBackend.makeFactory(registry: registry))
+        let sequence: [(BridgeMetricNames.Direction, String, String?)] = [
+            (.uplink, "a", nil), (.uplink, "a", nil), (.uplink, "b", nil), (.downlink, "a", nil), (.uplink, "a", nil),
+            (.reply, "r", nil), (.reply, "r", "uplink.request.answered"), (.uplink, "", nil), (.uplink, "b", nil),
+        ]
+        for (direction, rule, name) in sequence { metrics.published(direction, rule: rule, as: name) }
+        let seen = Self.samples(registry)
+        func series(_ direction: String, _ rule: String) -> Double? {
+            seen[#"ditto_mqtt_bridge_messages_total{direction="\#(direction)",rule="\#(rule)"}"#]
+        }
+        #expect(series("uplink", "a") == 3)
+        #expect(series("uplink", "b") == 2)
+        #expect(series("uplink", "") == 1)
+        #expect(series("downlink", "a") == 1)
+        #expect(series("reply", "r") == 2)
+        #expect(metrics["uplink.published"] == 6)
+        #expect(metrics["downlink.published"] == 1)
+        #expect(metrics["reply.published"] == 1)
+        #expect(metrics["uplink.request.answered"] == 1)
+        #expect(metrics.snapshot == [
+            "uplink.published": 6, "downlink.published": 1, "reply.published": 1, "uplink.request.answered": 1,
+        ])
+    }
+
     @Test("messages_total carries the rule, acknowledgements their label; mapping and latency histograms fill")
     func labelledSeries() async throws {
         let registry = PrometheusCollectorRegistry()
