@@ -36,42 +36,35 @@ public enum JSON {
         return try text.withUTF8 { parseResult($0) }.get()
     }
 
-    /// Parses one JSON text like ``parse(_:)-(some Collection<UInt8>)`` and also returns the range of `bytes` that is, byte for byte,
-    /// what ``serialize(_:)`` writes for the value, or nil when the text is not in that form (whitespace between
-    /// tokens, an escape sequence in a string, a repeated key). Surrounding whitespace is outside the range. A
-    /// writer can then copy the range instead of walking the value.
+    /// Parses one JSON text like `parse(_:)` and also returns the range of `bytes` that is, byte for byte, what
+    /// ``serialize(_:)`` writes for the value; nil when the text is not in that form (whitespace between tokens, an
+    /// escape sequence in a string, a repeated key, or an object of more than 16 members, whose keys are not
+    /// compared on the way). Surrounding whitespace is outside the range. A writer can copy the range instead of
+    /// walking the value.
     public static func parseKeepingCompactText(_ bytes: [UInt8]) throws(JSONParseError) -> (value: JSONValue, compact: Range<Int>?) {
-        let result = bytes.withUnsafeBufferPointer { buffer -> Result<(JSONValue, Range<Int>?), JSONParseError> in
-            var parser = JSONParser(buffer)
-            do throws(JSONParseError) {
-                parser.skipWhitespace()
-                let start = parser.position
-                parser.isCompact = true
-                let value = try parser.parseValue(depth: 0)
-                let end = parser.position
-                let compact = parser.isCompact
-                parser.skipWhitespace()
-                guard parser.position == buffer.count else {
-                    throw JSONParseError(offset: parser.position, reason: "Unexpected data after the JSON value")
-                }
-                return .success((value, compact ? start..<end : nil))
-            } catch {
-                return .failure(error)
-            }
-        }
-        return try result.get()
+        try bytes.withUnsafeBufferPointer { parseDocument($0) }.get()
     }
 
     static func parseResult(_ buffer: UnsafeBufferPointer<UInt8>) -> Result<JSONValue, JSONParseError> {
+        parseDocument(buffer).map { $0.value }
+    }
+
+    private static func parseDocument(
+        _ buffer: UnsafeBufferPointer<UInt8>
+    ) -> Result<(value: JSONValue, compact: Range<Int>?), JSONParseError> {
         var parser = JSONParser(buffer)
         do throws(JSONParseError) {
             parser.skipWhitespace()
+            let start = parser.position
+            parser.isCompact = true
             let value = try parser.parseValue(depth: 0)
+            let end = parser.position
+            let compact = parser.isCompact
             parser.skipWhitespace()
             guard parser.position == buffer.count else {
                 throw JSONParseError(offset: parser.position, reason: "Unexpected data after the JSON value")
             }
-            return .success(value)
+            return .success((value, compact ? start..<end : nil))
         } catch {
             return .failure(error)
         }
