@@ -24,11 +24,46 @@ public struct DittoPublication: Sendable {
     /// content type such as `application/vnd.eclipse.ditto+json` on an envelope without `content-type` would
     /// add one and make Ditto read a binary message's base64 value as JSON.
     public static func properties(for envelope: Envelope) -> MQTTProperties {
+        properties(correlationID: envelope.headers.correlationID, contentType: envelope.headers.contentType,
+                   replyTo: envelope.headers.replyTo)
+    }
+
+    /// The same, from those three headers of the envelope.
+    public static func properties(correlationID: String?, contentType: String?, replyTo: String?) -> MQTTProperties {
         var properties = MQTTProperties()
-        properties.contentType = envelope.headers.contentType
-        if let id = envelope.headers.correlationID { properties.correlationData = Array(id.utf8) }
-        properties.responseTopic = envelope.headers.replyTo
+        properties.contentType = contentType
+        if let correlationID { properties.correlationData = Array(correlationID.utf8) }
+        properties.responseTopic = replyTo
         return properties
+    }
+
+    /// A device message's publish to Ditto as bytes: topic, envelope encoding and MQTT 5 properties.
+    public struct Encoded: Sendable, Hashable {
+        public var rule: String
+        public var topic: String
+        public var payload: [UInt8]
+        public var properties: MQTTProperties
+    }
+
+    /// This publication as bytes.
+    public var encoded: Encoded {
+        Encoded(rule: rule, topic: topic, payload: envelope.encoded(), properties: properties)
+    }
+
+    /// What ``uplink(_:route:mapper:environment:)`` publishes, encoded without building the envelope, where the
+    /// topic's route has an event template (``UplinkMapper/encodedEvent(_:route:environment:)``): the same topic,
+    /// bytes and properties. Nil, with nothing drawn from `environment`, where `uplink` must do the work.
+    public static func encodedUplink(
+        _ message: MQTTPublication, route: Route, mapper: UplinkMapper, environment: UplinkEnvironment
+    ) throws(MappingError) -> Encoded? {
+        // `uplink` reports a topic that cannot be rendered after the mapping's own errors.
+        guard case .success(let topic) = route.topic,
+              let event = try mapper.encodedEvent(message, route: route.uplink, environment: environment)
+        else { return nil }
+        return Encoded(
+            rule: route.uplink.rule.rule.name, topic: topic, payload: event.bytes,
+            properties: properties(correlationID: event.correlationID, contentType: event.contentType,
+                                   replyTo: event.replyTo))
     }
 
     /// What a device topic decides (``UplinkMapper/route(topic:)``) plus the Ditto-side topic of its thing:

@@ -62,6 +62,19 @@ public struct HeaderMapper: Sendable {
         return try completed(headers, variables: variables, generateCorrelationID: generateCorrelationID)
     }
 
+    /// Whether ``dittoHeaders(properties:carriedHeaders:variables:request:generateCorrelationID:)`` takes
+    /// nothing from `properties` for a message that is not a request: no user property, correlation data or
+    /// content type.
+    public static func takesNoHeaders(fromEvent properties: MQTTProperties) -> Bool {
+        properties.userProperties.isEmpty && (properties.correlationData?.isEmpty ?? true)
+            && (properties.contentType?.isEmpty ?? true)
+    }
+
+    /// Whether a static header's value names another header (`{header:...}`).
+    static func namesHeaders(_ header: StaticHeader) -> Bool {
+        header.value.placeholderParts.contains { $0.name.hasPrefix(headerPlaceholderPrefix) }
+    }
+
     /// Ditto headers of a pass-through envelope: the headers the device wrote into the envelope, through this
     /// policy only (reserved, denied and not allowed headers dropped, renames applied, JSON values and order kept),
     /// then the static headers. The envelope's own `correlation-id` and `content-type` stay as they are. The MQTT

@@ -136,6 +136,9 @@ public final class UplinkRoute: Sendable {
         /// Why Ditto would refuse every event here (reported per message, where a refused value is), or the
         /// rules that remain per event.
         var rules: Result<Envelope.EventRules, DittoError>
+        /// The encoding of the events of messages that bring no headers (``UplinkMapper/encodedEvent(_:route:environment:)``),
+        /// where the rule and the topic fix all of their headers but the correlation id.
+        var template: Envelope.EventTemplate?
     }
 
     final class SharedRule: Sendable {
@@ -151,6 +154,29 @@ public final class UplinkRoute: Sendable {
         self.thingID = thingID
         self.variables = variables
         self.event = event
+    }
+}
+
+/// A live event as the bytes of its envelope (``UplinkMapper/encodedEvent(_:route:environment:)``).
+public struct EncodedEvent: Sendable {
+    /// The envelope's encoding.
+    public var bytes: [UInt8]
+    /// Its `correlation-id`, `content-type` and `reply-to` headers: what the publish to Ditto mirrors.
+    public var correlationID: String?
+    public var contentType: String?
+    public var replyTo: String?
+
+    init(bytes: [UInt8], headers: DittoHeaders) {
+        self.bytes = bytes
+        correlationID = headers.correlationID
+        contentType = headers.contentType
+        replyTo = headers.replyTo
+    }
+
+    /// The headers are the template's but for the correlation id.
+    init(bytes: [UInt8], templateHeaders: DittoHeaders, correlationID: String) {
+        self.init(bytes: bytes, headers: templateHeaders)
+        self.correlationID = correlationID
     }
 }
 
@@ -228,10 +254,15 @@ public struct UplinkMapper: Sendable {
             if case .event(let spec) = rule.action {
                 event = Result { () throws(MappingError) in
                     let path = try renderPointer(spec.path, variables).description
-                    let probe = Envelope.liveEvent(thingID: matched.thingID, action: TopicPath.Action(spec.action),
-                                                   path: path, value: nil, revision: 0)
-                    return UplinkRoute.EventRoute(
-                        path: path, rules: Result { () throws(DittoError) in try Envelope.EventRules(validating: probe) })
+                    let action = TopicPath.Action(spec.action)
+                    let probe = Envelope.liveEvent(thingID: matched.thingID, action: action, path: path, value: nil,
+                                                   revision: 0)
+                    let rules = Result { () throws(DittoError) in try Envelope.EventRules(validating: probe) }
+                    let template = (try? rules.get()).flatMap { _ in
+                        Self.eventTemplate(rule: rule, thingID: matched.thingID, action: action, path: path,
+                                           variables: variables)
+                    }
+                    return UplinkRoute.EventRoute(path: path, rules: rules, template: template)
                 }
             }
             // Kept per topic: no spare capacity.
@@ -240,6 +271,57 @@ public struct UplinkMapper: Sendable {
             return UplinkRoute(rule: sharedRules[index], thingID: matched.thingID, variables: compact, event: event)
         }
         return nil
+    }
+
+    /// The template of an event rule's events on one topic, or nil when their headers can differ in more than
+    /// the correlation id: a 3.1.1 header wrapper or a `{correlationId}` topic level carries headers per message,
+    /// and a static header that names a header (`{header:...}`) may follow one.
+    private static func eventTemplate(rule: UplinkRule, thingID: ThingID, action: TopicPath.Action, path: String,
+                                      variables: [String: String]) -> Envelope.EventTemplate? {
+        guard rule.headers.mqtt311 != .wrapper, variables["correlationId"] == nil,
+              !rule.headers.staticHeaders.contains(where: HeaderMapper.namesHeaders)
+        else { return nil }
+        // What `map` builds for a message without properties, with the sentinels for what changes.
+        guard let headers = try? HeaderMapper(policy: rule.headers).dittoHeaders(
+            properties: MQTTProperties(), variables: variables,
+            generateCorrelationID: { Envelope.EventTemplate.correlationIDSentinel })
+        else { return nil }
+        return Envelope.EventTemplate(probe: Envelope.liveEvent(
+            thingID: thingID, action: action, path: path, value: Envelope.EventTemplate.valueSentinel,
+            revision: Envelope.EventTemplate.revisionSentinel, timestamp: Envelope.EventTemplate.timestampSentinel,
+            headers: headers))
+    }
+
+    /// The encoded live event of a message on an event rule's topic, the same bytes as `map(...).envelope.encoded()`
+    /// with the same calls to `environment`, made through the topic's template.
+    ///
+    /// Nil, with nothing drawn from `environment`, when `map` must do the work: the topic has no template
+    /// (another rule kind, or see ``eventTemplate(rule:thingID:action:path:variables:)``), the message brings MQTT 5
+    /// properties that become headers, or its payload is refused (`map` reports why).
+    public func encodedEvent(_ message: MQTTPublication, route: UplinkRoute,
+                             environment: UplinkEnvironment) throws(MappingError) -> EncodedEvent? {
+        guard case .success(let event)? = route.event, let template = event.template,
+              case .success(let rules) = event.rules,
+              HeaderMapper.takesNoHeaders(fromEvent: message.properties),
+              let (value, compactText) = try? PayloadReader.jsonValueKeepingText(message.payload,
+                                                                                 format: route.rule.rule.payload),
+              rules.admits(value)
+        else { return nil }
+        // `map`'s order: the headers' correlation id, then the revision and the timestamp.
+        let correlationID = environment.newCorrelationID()
+        let revision = environment.nextRevision(route.thingID)
+        let timestamp = environment.timestamp()
+        guard Envelope.EventTemplate.accepts(correlationID: correlationID) else {
+            // An id the template was not checked for (never one the bridge generates): `map` with the same values.
+            let drawn = UplinkEnvironment(nextRevision: { _ in revision }, timestamp: { timestamp },
+                                          newCorrelationID: { correlationID })
+            let envelope = try map(message, route: route, environment: drawn).envelope
+            return EncodedEvent(bytes: envelope.encoded(), headers: envelope.headers)
+        }
+        return EncodedEvent(
+            bytes: template.encode(correlationID: correlationID, value: value, compactText: compactText,
+                                   revision: revision, timestamp: timestamp),
+            templateHeaders: template.headers, correlationID: correlationID)
     }
 
     /// Maps a message whose topic took `route` (from ``route(topic:)`` of this mapper).

@@ -228,6 +228,11 @@ final class DataPlane: @unchecked Sendable {
         let mapped: DittoPublication
         do throws(MappingError) {
             guard let route = try entry.uplink.get() else { throw UplinkMapper.noRule(message.topic) }
+            if let encoded = try DittoPublication.encodedUplink(publication, route: route, mapper: uplink,
+                                                                 environment: uplinkEnvironment) {
+                sendUplink(encoded, arrival: arrival, request: nil)
+                return
+            }
             mapped = try DittoPublication.uplink(publication, route: route, mapper: uplink, environment: uplinkEnvironment)
         } catch {
             dropDeviceMessage(publication, error, route: (try? entry.uplink.get())??.uplink)
@@ -255,14 +260,15 @@ final class DataPlane: @unchecked Sendable {
                 return
             }
         }
-        logger.debug("device message mapped", metadata: [
-            "mqtt.topic": "\(message.topic)", "rule": "\(mapped.rule)", "ditto.topic": "\(mapped.envelope.topic)",
-        ])
-        let payload = mapped.envelope.encoded()
-        let properties = PublishProperties(DittoPublication.properties(for: mapped.envelope))
+        sendUplink(mapped.encoded, arrival: arrival, request: requestKey)
+    }
+
+    private func sendUplink(_ encoded: DittoPublication.Encoded, arrival: Int64, request: PendingKey?) {
+        logger.debug("device message mapped", metadata: ["rule": "\(encoded.rule)", "ditto.mqtt-topic": "\(encoded.topic)"])
+        let properties = PublishProperties(encoded.properties)
         gauges.mappingUplink.recordNanoseconds(MonotonicClock.nanoseconds() - arrival)
-        enqueueUplink(topic: mapped.topic, payload: payload, properties: properties, request: requestKey,
-                      track: UplinkTrack(rule: mapped.rule, arrival: arrival))
+        enqueueUplink(topic: encoded.topic, payload: encoded.payload, properties: properties, request: request,
+                      track: UplinkTrack(rule: encoded.rule, arrival: arrival))
     }
 
     private func dropDeviceMessage(_ publication: MQTTPublication, _ error: MappingError, route: UplinkRoute?) {

@@ -228,11 +228,7 @@ public struct Envelope: Sendable, Hashable {
         if let value {
             w.bytes.append(UInt8(ascii: ","))
             w.writeKey("value")
-            if let valueText {
-                w.bytes.append(contentsOf: valueText)
-            } else {
-                w.write(value)
-            }
+            w.write(value, compactText: valueText)
         }
         if let extra {
             w.bytes.append(UInt8(ascii: ","))
@@ -242,12 +238,12 @@ public struct Envelope: Sendable, Hashable {
         if let status {
             w.bytes.append(UInt8(ascii: ","))
             w.writeKey("status")
-            w.bytes.append(contentsOf: String(status).utf8)
+            w.writeInteger(Int64(status))
         }
         if let revision {
             w.bytes.append(UInt8(ascii: ","))
             w.writeKey("revision")
-            w.bytes.append(contentsOf: String(revision).utf8)
+            w.writeInteger(revision)
         }
         if let timestamp {
             w.bytes.append(UInt8(ascii: ","))

@@ -254,9 +254,14 @@ extension Envelope {
         /// Throws what `validate()` throws for `event`, an event on the topic and path these rules were made for.
         public func validate(_ event: Envelope) throws(DittoError) {
             guard event.revision != nil else { throw DittoError.jsonFieldMissing("revision") }
-            if action == .created || action == .modified, let value = event.value {
+            if let value = event.value, !admits(value) {
                 try event.requireValueKind(value, of: resource)
             }
+        }
+
+        /// Whether `validate` accepts an event with a revision and `value` on this topic and path.
+        public func admits(_ value: JSONValue) -> Bool {
+            !(action == .created || action == .modified) || resource.valueKind.admits(value)
         }
     }
 }

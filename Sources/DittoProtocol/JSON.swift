@@ -394,6 +394,19 @@ struct JSONWriter {
         }
     }
 
+    /// `value`, or `compactText` where given: the text it was parsed from, exactly what `write(value)` writes.
+    mutating func write(_ value: JSONValue, compactText: ArraySlice<UInt8>?) {
+        if let compactText {
+            bytes.append(contentsOf: compactText)
+        } else {
+            write(value)
+        }
+    }
+
+    mutating func writeInteger(_ integer: Int64) {
+        bytes.append(contentsOf: String(integer).utf8)
+    }
+
     mutating func write(_ object: JSONObject) {
         bytes.append(UInt8(ascii: "{"))
         var first = true

@@ -1,0 +1,112 @@
+extension Envelope {
+    /// The encoding of a live event in which only the `correlation-id`, the value, the revision and the
+    /// timestamp change from one message to the next: what a device topic's event rule produces for every
+    /// message that brings no headers of its own.
+    ///
+    /// It is ``Envelope/encoded()`` of a probe event that carries sentinels where those four parts go, cut at the
+    /// sentinels. Encoding a message with it gives, byte for byte, what `encoded()` gives for the probe with the
+    /// four parts set, without building headers, an envelope and its teardown per message. The format stays in
+    /// `encoded()`: this only remembers its output.
+    public struct EventTemplate: Sendable {
+        /// Where the probe's correlation id goes. As long as the longest id ``accepts(correlationID:)``
+        /// takes, so that headers that fit Ditto's size limit with it fit with every accepted id.
+        public static let correlationIDSentinel = "@@ditto-mqtt-bridge:template:correlation-id@@"
+            + String(repeating: "0", count: maximumCorrelationIDLength - 45)
+        /// The probe's value.
+        public static let valueSentinel = JSONValue.string("@@ditto-mqtt-bridge:template:value@@")
+        /// The probe's revision: nineteen digits no config writes by chance.
+        public static let revisionSentinel: Int64 = 7_306_179_342_818_529_065
+        /// The probe's timestamp.
+        public static let timestampSentinel = "@@ditto-mqtt-bridge:template:timestamp@@"
+        /// The longest correlation id the template encodes (the bridge generates 36 characters).
+        public static let maximumCorrelationIDLength = 128
+
+        enum Slot: Sendable {
+            case correlationID, value, revision, timestamp
+        }
+
+        /// `literals[i]` precedes `slots[i]`; the last literal closes the event.
+        private let literals: [[UInt8]]
+        private let slots: [Slot]
+        private let literalSize: Int
+        /// The probe's headers, sentinel correlation id included (for what else the publish carries).
+        public let headers: DittoHeaders
+
+        /// The template of `probe`: a live event whose correlation id, value, revision and timestamp are the
+        /// sentinels. Nil when one of them does not appear exactly once in its encoding, as when another
+        /// header repeats the correlation id.
+        public init?(probe: Envelope) {
+            guard probe.headers.correlationID == Self.correlationIDSentinel, probe.value == Self.valueSentinel,
+                  probe.revision == Self.revisionSentinel, probe.timestamp == Self.timestampSentinel
+            else { return nil }
+            let encoded = probe.encoded()
+            var found: [(range: Range<Int>, slot: Slot)] = []
+            for (slot, text) in [(Slot.correlationID, Self.quoted(Self.correlationIDSentinel)),
+                                 (.value, JSON.serialize(Self.valueSentinel)),
+                                 (.revision, Array(String(Self.revisionSentinel).utf8)),
+                                 (.timestamp, Self.quoted(Self.timestampSentinel))] {
+                let ranges = Self.occurrences(of: text, in: encoded)
+                guard ranges.count == 1 else { return nil }
+                found.append((ranges[0], slot))
+            }
+            found.sort { $0.range.lowerBound < $1.range.lowerBound }
+            var literals: [[UInt8]] = []
+            var start = 0
+            for (range, _) in found {
+                guard range.lowerBound >= start else { return nil }
+                literals.append(Array(encoded[start..<range.lowerBound]))
+                start = range.upperBound
+            }
+            literals.append(Array(encoded[start...]))
+            self.literals = literals
+            self.slots = found.map(\.slot)
+            self.literalSize = literals.reduce(0) { $0 + $1.count }
+            self.headers = probe.headers
+        }
+
+        /// Whether an event with this correlation id is the probe's with the id replaced: an id Ditto accepts
+        /// (not empty) that keeps the headers within the size the probe was checked at.
+        public static func accepts(correlationID: String) -> Bool {
+            !correlationID.isEmpty && correlationID.utf8.count <= maximumCorrelationIDLength
+        }
+
+        /// `encoded()` of the probe with these parts in place of the sentinels. `compactText`, where given, is
+        /// what ``Envelope/setValue(_:compactText:)`` takes.
+        public func encode(correlationID: String, value: JSONValue, compactText: ArraySlice<UInt8>?, revision: Int64,
+                           timestamp: String) -> [UInt8] {
+            var w = JSONWriter(capacity: literalSize + correlationID.utf8.count + (compactText?.count ?? 128) + 64)
+            for (index, slot) in slots.enumerated() {
+                w.bytes.append(contentsOf: literals[index])
+                switch slot {
+                case .correlationID: w.writeString(correlationID)
+                case .value: w.write(value, compactText: compactText)
+                case .revision: w.writeInteger(revision)
+                case .timestamp: w.writeString(timestamp)
+                }
+            }
+            w.bytes.append(contentsOf: literals[slots.count])
+            return w.bytes
+        }
+
+        private static func quoted(_ text: String) -> [UInt8] {
+            var w = JSONWriter()
+            w.writeString(text)
+            return w.bytes
+        }
+
+        private static func occurrences(of needle: [UInt8], in haystack: [UInt8]) -> [Range<Int>] {
+            guard !needle.isEmpty, haystack.count >= needle.count else { return [] }
+            var ranges: [Range<Int>] = []
+            var index = 0
+            while index <= haystack.count - needle.count {
+                if haystack[index] == needle[0], haystack[index..<index + needle.count].elementsEqual(needle) {
+                    ranges.append(index..<index + needle.count)
+                    index += needle.count
+                } else {
+                    index += 1
+                }
+            }
+            return ranges
+        }
+    }
+}

@@ -1,0 +1,59 @@
+import Testing
+
+@testable import DittoProtocol
+
+/// `Envelope.EventTemplate`: `encoded()` cut at the sentinels, refused where a sentinel is missing or repeated.
+@Suite struct EventTemplateTests {
+    typealias Template = Envelope.EventTemplate
+
+    static func probe(headers: [(String, String)] = [], timestamp: String? = Template.timestampSentinel) throws -> Envelope {
+        var dittoHeaders = DittoHeaders()
+        dittoHeaders["correlation-id"] = Template.correlationIDSentinel
+        for (name, value) in headers { dittoHeaders[name] = value }
+        return Envelope.liveEvent(
+            thingID: try ThingID("org.example:lamp-1"), action: .modified, path: "/features/f/properties/value",
+            value: Template.valueSentinel, revision: Template.revisionSentinel, timestamp: timestamp, headers: dittoHeaders)
+    }
+
+    @Test func encodesWhatTheEnvelopeEncodes() throws {
+        let probe = try Self.probe(headers: [("x-a", "1"), ("dry-run", "false"), ("requested-acks", #"["twin-persisted"]"#)])
+        let template = try #require(Template(probe: probe))
+        let values: [(JSONValue, String)] = [
+            (["a": [1, "x", nil, true]], #"{"a":[1,"x",null,true]}"#), (.string("\"\\\u{1}é"), ""), (-0.5, ""),
+        ]
+        for (revision, (value, text)) in zip([Int64.min, 0, Int64.max], values) {
+            for id in ["c-1", #"q"\"#, "ü名\n"] {
+                var envelope = probe
+                envelope.headers.correlationID = id
+                envelope.revision = revision
+                envelope.timestamp = "t\"\(revision)"
+                envelope.setValue(value, compactText: text.isEmpty ? nil : ArraySlice(text.utf8))
+                let compact: ArraySlice<UInt8>? = text.isEmpty ? nil : ArraySlice(text.utf8)
+                #expect(template.encode(correlationID: id, value: value, compactText: compact, revision: revision,
+                                        timestamp: "t\"\(revision)") == envelope.encoded())
+            }
+        }
+        #expect(template.headers == probe.headers)
+    }
+
+    @Test func aMissingOrRepeatedSentinelGivesNoTemplate() throws {
+        #expect(Template(probe: try Self.probe(timestamp: nil)) == nil)
+        #expect(Template(probe: try Self.probe(headers: [("x-copy", Template.correlationIDSentinel)])) == nil)
+        #expect(Template(probe: try Self.probe(headers: [("x-ts", Template.timestampSentinel)])) == nil)
+        var other = try Self.probe()
+        other.value = .string("not the sentinel")
+        #expect(Template(probe: other) == nil)
+        other = try Self.probe()
+        other.revision = 1
+        #expect(Template(probe: other) == nil)
+        #expect(Template(probe: try Self.probe()) != nil)
+    }
+
+    @Test func acceptedCorrelationIDs() {
+        #expect(Template.correlationIDSentinel.utf8.count == Template.maximumCorrelationIDLength)
+        #expect(!Template.accepts(correlationID: ""))
+        #expect(Template.accepts(correlationID: "x"))
+        #expect(Template.accepts(correlationID: String(repeating: "x", count: Template.maximumCorrelationIDLength)))
+        #expect(!Template.accepts(correlationID: String(repeating: "x", count: Template.maximumCorrelationIDLength + 1)))
+    }
+}
