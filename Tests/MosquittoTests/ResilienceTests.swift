@@ -56,8 +56,9 @@ struct ResilienceTests {
             try await client.connect()
             Issue.record("connect with a wrong password succeeded")
         } catch {
-            // Milliseconds when the machine is idle; the bound only catches a hang under a loaded parallel test run.
-            #expect(ContinuousClock.now - start < .seconds(5))
+            // Milliseconds when the machine is idle, but over 5 s was seen while the parallel run starts its
+            // brokers; the bound only catches a hang (a connect that waits for its timeout or forever).
+            #expect(ContinuousClock.now - start < .seconds(15))
             guard case .refused(let code) = error.kind else {
                 Issue.record("expected a refusal, got \(error)")
                 return
