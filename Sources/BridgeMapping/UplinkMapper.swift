@@ -174,9 +174,11 @@ public struct EncodedEvent: Sendable {
     }
 
     /// The headers are the template's but for the correlation id.
-    init(bytes: [UInt8], templateHeaders: DittoHeaders, correlationID: String) {
-        self.init(bytes: bytes, headers: templateHeaders)
+    init(bytes: [UInt8], template: Envelope.EventTemplate, correlationID: String) {
+        self.bytes = bytes
         self.correlationID = correlationID
+        contentType = template.contentType
+        replyTo = template.replyTo
     }
 }
 
@@ -321,7 +323,7 @@ public struct UplinkMapper: Sendable {
         return EncodedEvent(
             bytes: template.encode(correlationID: correlationID, value: value, compactText: compactText,
                                    revision: revision, timestamp: timestamp),
-            templateHeaders: template.headers, correlationID: correlationID)
+            template: template, correlationID: correlationID)
     }
 
     /// Maps a message whose topic took `route` (from ``route(topic:)`` of this mapper).

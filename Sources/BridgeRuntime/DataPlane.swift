@@ -80,6 +80,9 @@ final class DataPlane: @unchecked Sendable {
     private(set) var device: MosquittoClient
     private(set) var ditto: MosquittoClient
     let logger: Logger
+    /// `logger` logs at debug level: asked once, not per message (the level is the handler's, read through an
+    /// existential copy).
+    private let logsEachMessage: Bool
     let metrics: BridgeMetrics
     let maximumPendingRequests: Int
     private(set) var configuration: BridgeConfiguration
@@ -147,6 +150,7 @@ final class DataPlane: @unchecked Sendable {
         self.device = device
         self.ditto = ditto
         self.logger = logger
+        logsEachMessage = logger.logLevel <= .debug
         self.metrics = metrics
         self.maximumPendingRequests = maximumPendingRequests
         gauges = BridgeGauges(factory: metrics.factory)
@@ -264,7 +268,9 @@ final class DataPlane: @unchecked Sendable {
     }
 
     private func sendUplink(_ encoded: DittoPublication.Encoded, arrival: Int64, request: PendingKey?) {
-        logger.debug("device message mapped", metadata: ["rule": "\(encoded.rule)", "ditto.mqtt-topic": "\(encoded.topic)"])
+        if logsEachMessage {
+            logger.debug("device message mapped", metadata: ["rule": "\(encoded.rule)", "ditto.mqtt-topic": "\(encoded.topic)"])
+        }
         let properties = PublishProperties(encoded.properties)
         gauges.mappingUplink.recordNanoseconds(MonotonicClock.nanoseconds() - arrival)
         enqueueUplink(topic: encoded.topic, payload: encoded.payload, properties: properties, request: request,

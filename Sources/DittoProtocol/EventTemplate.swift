@@ -31,6 +31,9 @@ extension Envelope {
         private let literalSize: Int
         /// The probe's headers, sentinel correlation id included (for what else the publish carries).
         public let headers: DittoHeaders
+        /// Its `content-type` and `reply-to`, looked up once.
+        public let contentType: String?
+        public let replyTo: String?
 
         /// The template of `probe`: a live event whose correlation id, value, revision and timestamp are the
         /// sentinels. Nil when one of them does not appear exactly once in its encoding, as when another
@@ -62,6 +65,8 @@ extension Envelope {
             self.slots = found.map(\.slot)
             self.literalSize = literals.reduce(0) { $0 + $1.count }
             self.headers = probe.headers
+            contentType = probe.headers.contentType
+            replyTo = probe.headers.replyTo
         }
 
         /// Whether an event with this correlation id is the probe's with the id replaced: an id Ditto accepts

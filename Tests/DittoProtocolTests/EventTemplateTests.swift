@@ -16,7 +16,8 @@ import Testing
     }
 
     @Test func encodesWhatTheEnvelopeEncodes() throws {
-        let probe = try Self.probe(headers: [("x-a", "1"), ("dry-run", "false"), ("requested-acks", #"["twin-persisted"]"#)])
+        let probe = try Self.probe(headers: [("x-a", "1"), ("dry-run", "false"), ("requested-acks", #"["twin-persisted"]"#),
+                                             ("content-type", "application/json")])
         let template = try #require(Template(probe: probe))
         let values: [(JSONValue, String)] = [
             (["a": [1, "x", nil, true]], #"{"a":[1,"x",null,true]}"#), (.string("\"\\\u{1}é"), ""), (-0.5, ""),
@@ -34,6 +35,8 @@ import Testing
             }
         }
         #expect(template.headers == probe.headers)
+        #expect(template.contentType == "application/json")
+        #expect(template.replyTo == nil)
     }
 
     @Test func aMissingOrRepeatedSentinelGivesNoTemplate() throws {
