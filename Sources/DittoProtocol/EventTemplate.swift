@@ -10,8 +10,10 @@ extension Envelope {
     public struct EventTemplate: Sendable {
         /// Where the probe's correlation id goes. As long as the longest id ``accepts(correlationID:)``
         /// takes, so that headers that fit Ditto's size limit with it fit with every accepted id.
-        public static let correlationIDSentinel = "@@ditto-mqtt-bridge:template:correlation-id@@"
-            + String(repeating: "0", count: maximumCorrelationIDLength - 45)
+        public static let correlationIDSentinel = {
+            let mark = "@@ditto-mqtt-bridge:template:correlation-id@@"
+            return mark + String(repeating: "0", count: maximumCorrelationIDLength - mark.utf8.count)
+        }()
         /// The probe's value.
         public static let valueSentinel = JSONValue.string("@@ditto-mqtt-bridge:template:value@@")
         /// The probe's revision: nineteen digits no config writes by chance.
