@@ -2,7 +2,9 @@ import BridgeConfig
 import DittoProtocol
 
 /// A Ditto Protocol message as the bridge publishes it on the Ditto-side broker: topic, envelope and
-/// MQTT 5 properties. `run` and `map` both build it here, so `map` prints exactly what `run` sends.
+/// MQTT 5 properties. `run` and `map` both build it here, so `map` prints exactly what `run` sends (`run`
+/// writes most events through their topic's template, ``encodedUplink(_:route:mapper:environment:)``: the same
+/// bytes, held to it by `EventTemplateTests`).
 public struct DittoPublication: Sendable {
     public var rule: String
     public var thingID: ThingID
