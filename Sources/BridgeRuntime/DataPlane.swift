@@ -234,7 +234,7 @@ final class DataPlane: @unchecked Sendable {
             guard let route = try entry.uplink.get() else { throw UplinkMapper.noRule(message.topic) }
             if let encoded = try DittoPublication.encodedUplink(publication, route: route, mapper: uplink,
                                                                  environment: uplinkEnvironment) {
-                sendUplink(encoded, arrival: arrival, request: nil)
+                sendUplink(encoded, from: message.topic, arrival: arrival, request: nil)
                 return
             }
             mapped = try DittoPublication.uplink(publication, route: route, mapper: uplink, environment: uplinkEnvironment)
@@ -264,12 +264,15 @@ final class DataPlane: @unchecked Sendable {
                 return
             }
         }
-        sendUplink(mapped.encoded, arrival: arrival, request: requestKey)
+        sendUplink(mapped.encoded, from: message.topic, arrival: arrival, request: requestKey)
     }
 
-    private func sendUplink(_ encoded: DittoPublication.Encoded, arrival: Int64, request: PendingKey?) {
+    private func sendUplink(_ encoded: DittoPublication.Encoded, from deviceTopic: String, arrival: Int64,
+                            request: PendingKey?) {
         if logsEachMessage {
-            logger.debug("device message mapped", metadata: ["rule": "\(encoded.rule)", "ditto.mqtt-topic": "\(encoded.topic)"])
+            logger.debug("device message mapped", metadata: [
+                "mqtt.topic": "\(deviceTopic)", "rule": "\(encoded.rule)", "ditto.mqtt-topic": "\(encoded.topic)",
+            ])
         }
         let properties = PublishProperties(encoded.properties)
         gauges.mappingUplink.recordNanoseconds(MonotonicClock.nanoseconds() - arrival)
