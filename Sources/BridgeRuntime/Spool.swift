@@ -204,16 +204,21 @@ final class Spool {
     func append(topic: String, payload: [UInt8], properties: PublishProperties) throws -> OutboundRecord {
         let record = OutboundRecord(sequence: nextSequence, created: Self.nowMillis(), topic: topic, payload: payload,
                                     properties: properties)
-        var body = ByteWriter()
-        body.uint64(record.sequence)
-        body.int64(record.created)
-        body.string(topic)
-        body.properties(properties)
-        body.bytes(payload)
+        // Length and checksum first, filled in once the body behind them is written: one buffer, no copy.
         var frame = ByteWriter()
-        frame.uint32(UInt32(body.data.count))
-        frame.uint32(CRC32.checksum(body.data))
-        frame.data += body.data
+        frame.data.reserveCapacity(64 + topic.utf8.count + payload.count)
+        frame.uint64(0)
+        frame.uint64(record.sequence)
+        frame.int64(record.created)
+        frame.string(topic)
+        frame.properties(properties)
+        frame.bytes(payload)
+        let bodyLength = frame.data.count - 8
+        let checksum = frame.data.withUnsafeBufferPointer { CRC32.checksum(UnsafeBufferPointer(rebasing: $0[8...])) }
+        frame.data.withUnsafeMutableBytes { header in
+            header.storeBytes(of: UInt32(bodyLength).littleEndian, toByteOffset: 0, as: UInt32.self)
+            header.storeBytes(of: checksum.littleEndian, toByteOffset: 4, as: UInt32.self)
+        }
         if writeFD < 0 || (segments.last?.size ?? 0) >= settings.segmentSize { try startSegment() }
         let written = frame.data.withUnsafeBytes { write(writeFD, $0.baseAddress, $0.count) }
         guard written == frame.data.count else {
@@ -546,7 +551,10 @@ struct ByteWriter {
         data += value
     }
 
-    mutating func string(_ value: String) { bytes(Array(value.utf8)) }
+    mutating func string(_ value: String) {
+        uint32(UInt32(value.utf8.count))
+        data.append(contentsOf: value.utf8)
+    }
 
     mutating func optional<T>(_ value: T?, _ write: (inout ByteWriter, T) -> Void) {
         if let value {
@@ -637,16 +645,51 @@ struct ByteReader {
 }
 
 /// CRC-32 (IEEE 802.3), for torn or damaged spool records.
+/// CRC-32 (IEEE 802.3: reflected polynomial 0xEDB88320, as zlib's `crc32`), the checksum every spool record and
+/// the cursor carry. Slicing-by-8: eight table lookups per eight bytes instead of one lookup per byte; with the
+/// spool on it ran for every message and took 6.5 % of the bridge's CPU one byte at a time.
 enum CRC32 {
-    private static let table: [UInt32] = (0..<256).map { index in
-        var value = UInt32(index)
-        for _ in 0..<8 { value = value & 1 == 1 ? 0xEDB8_8320 ^ (value >> 1) : value >> 1 }
-        return value
-    }
+    /// Table `k` (at `k * 256`) advances a byte through `k` further zero bytes.
+    private static let tables: [UInt32] = {
+        var tables = [UInt32](repeating: 0, count: 8 * 256)
+        for index in 0..<256 {
+            var value = UInt32(index)
+            for _ in 0..<8 { value = value & 1 == 1 ? 0xEDB8_8320 ^ (value >> 1) : value >> 1 }
+            tables[index] = value
+        }
+        for index in 0..<256 {
+            for k in 1..<8 {
+                let previous = tables[(k - 1) * 256 + index]
+                tables[k * 256 + index] = (previous >> 8) ^ tables[Int(previous & 0xFF)]
+            }
+        }
+        return tables
+    }()
 
     static func checksum(_ bytes: [UInt8]) -> UInt32 {
-        var crc: UInt32 = 0xFFFF_FFFF
-        for byte in bytes { crc = table[Int((crc ^ UInt32(byte)) & 0xFF)] ^ (crc >> 8) }
-        return crc ^ 0xFFFF_FFFF
+        bytes.withUnsafeBufferPointer { checksum($0) }
+    }
+
+    static func checksum(_ bytes: UnsafeBufferPointer<UInt8>) -> UInt32 {
+        tables.withUnsafeBufferPointer { t in
+            var crc: UInt32 = 0xFFFF_FFFF
+            guard let base = bytes.baseAddress else { return 0 }
+            let count = bytes.count
+            var i = 0
+            while count &- i >= 8 {
+                let one = UnsafeRawPointer(base + i).loadUnaligned(as: UInt32.self).littleEndian ^ crc
+                let two = UnsafeRawPointer(base + i + 4).loadUnaligned(as: UInt32.self).littleEndian
+                crc = t[7 * 256 + Int(one & 0xFF)] ^ t[6 * 256 + Int((one >> 8) & 0xFF)]
+                    ^ t[5 * 256 + Int((one >> 16) & 0xFF)] ^ t[4 * 256 + Int(one >> 24)]
+                    ^ t[3 * 256 + Int(two & 0xFF)] ^ t[2 * 256 + Int((two >> 8) & 0xFF)]
+                    ^ t[1 * 256 + Int((two >> 16) & 0xFF)] ^ t[Int(two >> 24)]
+                i &+= 8
+            }
+            while i < count {
+                crc = t[Int((crc ^ UInt32(base[i])) & 0xFF)] ^ (crc >> 8)
+                i &+= 1
+            }
+            return crc ^ 0xFFFF_FFFF
+        }
     }
 }

@@ -143,6 +143,58 @@ struct SpoolTests {
         #expect(try drain(reopened) == ["payload-10"])
     }
 
+    /// The byte-at-a-time CRC-32 the spool used before slicing-by-8: the oracle for records already on disks.
+    static func referenceCRC32(_ bytes: some Sequence<UInt8>) -> UInt32 {
+        var crc: UInt32 = 0xFFFF_FFFF
+        for byte in bytes {
+            crc ^= UInt32(byte)
+            for _ in 0..<8 { crc = crc & 1 == 1 ? 0xEDB8_8320 ^ (crc >> 1) : crc >> 1 }
+        }
+        return crc ^ 0xFFFF_FFFF
+    }
+
+    @Test func checksumsAreZlibsCRC32() {
+        #expect(CRC32.checksum(Array("123456789".utf8)) == 0xCBF4_3926)
+        #expect(CRC32.checksum([]) == 0)
+        #expect(CRC32.checksum(Array("The quick brown fox jumps over the lazy dog".utf8)) == 0x414F_A339)
+        var generator = SystemRandomNumberGenerator()
+        for count in 0..<300 {
+            let bytes = (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            #expect(CRC32.checksum(bytes) == Self.referenceCRC32(bytes), "\(count) bytes")
+            // At every alignment: the eight-byte loads are unaligned.
+            if count > 3 {
+                let tail = bytes.withUnsafeBufferPointer { CRC32.checksum(UnsafeBufferPointer(rebasing: $0[3...])) }
+                #expect(tail == Self.referenceCRC32(bytes[3...]), "\(count) bytes from offset 3")
+            }
+        }
+    }
+
+    /// A record on disk is `length, CRC-32 of the body, body` (little endian), as spools written by earlier versions
+    /// have it, so that they replay after an upgrade.
+    @Test func recordsKeepTheirOnDiskFormat() throws {
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        do {
+            let spool = try Spool(settings: settings { $0.segmentSize = 1 << 20 }, logger: logger)
+            try append(spool, 3)
+        }
+        let segment = try #require(try FileManager.default.contentsOfDirectory(atPath: directory).first { $0.hasSuffix(".seg") })
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: directory + "/" + segment)))
+        var offset = 0
+        var records = 0
+        while offset < bytes.count {
+            let length = Int(bytes[offset]) | Int(bytes[offset + 1]) << 8 | Int(bytes[offset + 2]) << 16 | Int(bytes[offset + 3]) << 24
+            let stored = UInt32(bytes[offset + 4]) | UInt32(bytes[offset + 5]) << 8 | UInt32(bytes[offset + 6]) << 16
+                | UInt32(bytes[offset + 7]) << 24
+            let body = bytes[(offset + 8)..<(offset + 8 + length)]
+            #expect(stored == Self.referenceCRC32(body))
+            // The body starts with the sequence number (1, 2, 3), little endian.
+            #expect(body.prefix(8).elementsEqual([UInt8(records + 1), 0, 0, 0, 0, 0, 0, 0]))
+            offset += 8 + length
+            records += 1
+        }
+        #expect(records == 3 && offset == bytes.count)
+    }
+
     @Test func dropOldestMakesRoomAndCounts() throws {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let spool = try Spool(settings: settings { $0.maxSize = 16 << 10; $0.whenFull = .dropOldest }, logger: logger)
