@@ -108,7 +108,7 @@ final class DataPlane: @unchecked Sendable {
     /// What each device topic decides (a reply topic or not; the uplink rule, thing, path, Ditto-side topic or
     /// no rule), so that a message costs a lookup instead of rule matches and template renders. Not for status
     /// topics, nor for topics whose values make no valid thing ID. At most ``keptTopicLimit`` topics (about
-    /// 1 kB each); emptied when the mapping is reloaded.
+    /// 1.5 kB each); emptied when the mapping is reloaded.
     private var topics: [String: TopicEntry] = [:]
     private let keptTopicLimit: Int
 

@@ -27,13 +27,12 @@ extension Envelope {
             case correlationID, value, revision, timestamp
         }
 
-        /// `literals[i]` precedes `slots[i]`; the last literal closes the event.
-        private let literals: [[UInt8]]
+        /// The encoding without the sentinels; `slots[i]` goes in at `cuts[i]`. One buffer: routes are kept per
+        /// device topic, by the thousand.
+        private let text: [UInt8]
+        private let cuts: [Int]
         private let slots: [Slot]
-        private let literalSize: Int
-        /// The probe's headers, sentinel correlation id included (for what else the publish carries).
-        public let headers: DittoHeaders
-        /// Its `content-type` and `reply-to`, looked up once.
+        /// The probe's `content-type` and `reply-to` headers (for what else the publish carries).
         public let contentType: String?
         public let replyTo: String?
 
@@ -55,18 +54,19 @@ extension Envelope {
                 found.append((ranges[0], slot))
             }
             found.sort { $0.range.lowerBound < $1.range.lowerBound }
-            var literals: [[UInt8]] = []
+            var text: [UInt8] = []
+            var cuts: [Int] = []
             var start = 0
             for (range, _) in found {
                 guard range.lowerBound >= start else { return nil }
-                literals.append(Array(encoded[start..<range.lowerBound]))
+                text += encoded[start..<range.lowerBound]
+                cuts.append(text.count)
                 start = range.upperBound
             }
-            literals.append(Array(encoded[start...]))
-            self.literals = literals
+            text += encoded[start...]
+            self.text = text
+            self.cuts = cuts
             self.slots = found.map(\.slot)
-            self.literalSize = literals.reduce(0) { $0 + $1.count }
-            self.headers = probe.headers
             contentType = probe.headers.contentType
             replyTo = probe.headers.replyTo
         }
@@ -81,17 +81,21 @@ extension Envelope {
         /// what ``Envelope/setValue(_:compactText:)`` takes.
         public func encode(correlationID: String, value: JSONValue, compactText: ArraySlice<UInt8>?, revision: Int64,
                            timestamp: String) -> [UInt8] {
-            var w = JSONWriter(capacity: literalSize + correlationID.utf8.count + (compactText?.count ?? 128) + 64)
-            for (index, slot) in slots.enumerated() {
-                w.bytes.append(contentsOf: literals[index])
-                switch slot {
-                case .correlationID: w.writeString(correlationID)
-                case .value: w.write(value, compactText: compactText)
-                case .revision: w.writeInteger(revision)
-                case .timestamp: w.writeString(timestamp)
+            var w = JSONWriter(capacity: text.count + correlationID.utf8.count + (compactText?.count ?? 128) + 64)
+            text.withUnsafeBufferPointer { text in
+                var start = 0
+                for (cut, slot) in zip(cuts, slots) {
+                    w.bytes.append(contentsOf: UnsafeBufferPointer(rebasing: text[start..<cut]))
+                    start = cut
+                    switch slot {
+                    case .correlationID: w.writeString(correlationID)
+                    case .value: w.write(value, compactText: compactText)
+                    case .revision: w.writeInteger(revision)
+                    case .timestamp: w.writeString(timestamp)
+                    }
                 }
+                w.bytes.append(contentsOf: UnsafeBufferPointer(rebasing: text[start...]))
             }
-            w.bytes.append(contentsOf: literals[slots.count])
             return w.bytes
         }
 

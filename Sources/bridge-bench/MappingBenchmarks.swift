@@ -36,6 +36,14 @@ enum MappingBenchmarks {
             let properties = DittoPublication.properties(for: mapped.envelope)
             return mapped.envelope.encoded().count + mapped.topic.utf8.count + (properties.correlationData?.count ?? 0)
         }
+        // The same through the topic's event template, as `DataPlane` runs a message without headers of its own.
+        ProtocolBenchmarks.measure("uplink through the topic's event template", filter: filter) {
+            index = (index + 1) % 20
+            let message = MQTTPublication(topic: topics[index], payload: payloads[index], qos: 1)
+            guard let encoded = try? DittoPublication.encodedUplink(message, route: routes[index], mapper: mapper,
+                                                                    environment: environment) else { return 0 }
+            return encoded.payload.count + encoded.topic.utf8.count + (encoded.properties.correlationData?.count ?? 0)
+        }
         if filter == nil || "route memory".contains(filter ?? "") {
             // What the runtime's table of kept routes costs per device topic (resident memory).
             func residentBytes() -> Int {

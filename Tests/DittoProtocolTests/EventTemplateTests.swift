@@ -34,7 +34,6 @@ import Testing
                                         timestamp: "t\"\(revision)") == envelope.encoded())
             }
         }
-        #expect(template.headers == probe.headers)
         #expect(template.contentType == "application/json")
         #expect(template.replyTo == nil)
     }
