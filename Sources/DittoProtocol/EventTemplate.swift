@@ -45,10 +45,10 @@ extension Envelope {
             else { return nil }
             let encoded = probe.encoded()
             var found: [(range: Range<Int>, slot: Slot)] = []
-            for (slot, text) in [(Slot.correlationID, Self.quoted(Self.correlationIDSentinel)),
+            for (slot, text) in [(Slot.correlationID, JSON.serializeString(Self.correlationIDSentinel)),
                                  (.value, JSON.serialize(Self.valueSentinel)),
                                  (.revision, Array(String(Self.revisionSentinel).utf8)),
-                                 (.timestamp, Self.quoted(Self.timestampSentinel))] {
+                                 (.timestamp, JSON.serializeString(Self.timestampSentinel))] {
                 let ranges = Self.occurrences(of: text, in: encoded)
                 guard ranges.count == 1 else { return nil }
                 found.append((ranges[0], slot))
@@ -96,12 +96,6 @@ extension Envelope {
                 }
                 w.bytes.append(contentsOf: UnsafeBufferPointer(rebasing: text[start...]))
             }
-            return w.bytes
-        }
-
-        private static func quoted(_ text: String) -> [UInt8] {
-            var w = JSONWriter()
-            w.writeString(text)
             return w.bytes
         }
 
