@@ -644,10 +644,9 @@ struct ByteReader {
     }
 }
 
-/// CRC-32 (IEEE 802.3), for torn or damaged spool records.
 /// CRC-32 (IEEE 802.3: reflected polynomial 0xEDB88320, as zlib's `crc32`), the checksum every spool record and
-/// the cursor carry. Slicing-by-8: eight table lookups per eight bytes instead of one lookup per byte; with the
-/// spool on it ran for every message and took 6.5 % of the bridge's CPU one byte at a time.
+/// the cursor carry, for torn or damaged records. Slicing-by-8: eight table lookups per eight bytes instead of one
+/// lookup per byte; with the spool on it ran for every message and took 6.5 % of the bridge's CPU one byte at a time.
 enum CRC32 {
     /// Table `k` (at `k * 256`) advances a byte through `k` further zero bytes.
     private static let tables: [UInt32] = {
