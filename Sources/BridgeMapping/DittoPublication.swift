@@ -52,20 +52,42 @@ public struct DittoPublication: Sendable {
         Encoded(rule: rule, topic: topic, payload: envelope.encoded(), properties: properties)
     }
 
-    /// What ``uplink(_:route:mapper:environment:)`` publishes, encoded without building the envelope, where the
-    /// topic's route has an event template (``UplinkMapper/encodedEvent(_:route:environment:)``): the same topic,
-    /// bytes and properties. Nil, with nothing drawn from `environment`, where `uplink` must do the work.
+    /// What ``uplink(_:route:mapper:environment:)`` publishes for an event, with the same calls to `environment`,
+    /// written into the topic's event template instead of building headers and an envelope: the same topic, bytes
+    /// and properties.
+    ///
+    /// Nil, with nothing drawn from `environment`, where `uplink` must do the work: the topic has no template
+    /// (another rule kind, or see `UplinkMapper.eventTemplate`), the message brings MQTT 5 properties that become
+    /// headers, its payload is refused or its Ditto-side topic cannot be rendered (`uplink` reports why, in its
+    /// order).
     public static func encodedUplink(
         _ message: MQTTPublication, route: Route, mapper: UplinkMapper, environment: UplinkEnvironment
     ) throws(MappingError) -> Encoded? {
-        // `uplink` reports a topic that cannot be rendered after the mapping's own errors.
-        guard case .success(let topic) = route.topic,
-              let event = try mapper.encodedEvent(message, route: route.uplink, environment: environment)
+        let uplink = route.uplink
+        guard case .success(let topic) = route.topic, case .success(let event)? = uplink.event,
+              let template = event.template, case .success(let rules) = event.rules,
+              HeaderMapper.takesNoHeaders(fromEvent: message.properties),
+              let (value, compactText) = try? PayloadReader.jsonValueKeepingText(message.payload,
+                                                                                 format: uplink.rule.rule.payload),
+              rules.admits(value)
         else { return nil }
+        // `map`'s order: the headers' correlation id, then the revision and the timestamp.
+        let correlationID = environment.newCorrelationID()
+        let revision = environment.nextRevision(uplink.thingID)
+        let timestamp = environment.timestamp()
+        guard Envelope.EventTemplate.accepts(correlationID: correlationID) else {
+            // An id the template was not checked for (never one the bridge generates): the full mapping with the
+            // same values.
+            let drawn = UplinkEnvironment(nextRevision: { _ in revision }, timestamp: { timestamp },
+                                          newCorrelationID: { correlationID })
+            return try Self.uplink(message, route: route, mapper: mapper, environment: drawn).encoded
+        }
         return Encoded(
-            rule: route.uplink.rule.rule.name, topic: topic, payload: event.bytes,
-            properties: properties(correlationID: event.correlationID, contentType: event.contentType,
-                                   replyTo: event.replyTo))
+            rule: uplink.rule.rule.name, topic: topic,
+            payload: template.encode(correlationID: correlationID, value: value, compactText: compactText,
+                                     revision: revision, timestamp: timestamp),
+            properties: properties(correlationID: correlationID, contentType: template.contentType,
+                                   replyTo: template.replyTo))
     }
 
     /// What a device topic decides (``UplinkMapper/route(topic:)``) plus the Ditto-side topic of its thing:

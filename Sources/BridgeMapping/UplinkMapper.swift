@@ -136,7 +136,7 @@ public final class UplinkRoute: Sendable {
         /// Why Ditto would refuse every event here (reported per message, where a refused value is), or the
         /// rules that remain per event.
         var rules: Result<Envelope.EventRules, DittoError>
-        /// The encoding of the events of messages that bring no headers (``UplinkMapper/encodedEvent(_:route:environment:)``),
+        /// The encoding of the events of messages that bring no headers (``DittoPublication/encodedUplink(_:route:mapper:environment:)``),
         /// where the rule and the topic fix all of their headers but the correlation id.
         var template: Envelope.EventTemplate?
     }
@@ -154,31 +154,6 @@ public final class UplinkRoute: Sendable {
         self.thingID = thingID
         self.variables = variables
         self.event = event
-    }
-}
-
-/// A live event as the bytes of its envelope (``UplinkMapper/encodedEvent(_:route:environment:)``).
-public struct EncodedEvent: Sendable {
-    /// The envelope's encoding.
-    public var bytes: [UInt8]
-    /// Its `correlation-id`, `content-type` and `reply-to` headers: what the publish to Ditto mirrors.
-    public var correlationID: String?
-    public var contentType: String?
-    public var replyTo: String?
-
-    init(bytes: [UInt8], headers: DittoHeaders) {
-        self.bytes = bytes
-        correlationID = headers.correlationID
-        contentType = headers.contentType
-        replyTo = headers.replyTo
-    }
-
-    /// The headers are the template's but for the correlation id.
-    init(bytes: [UInt8], template: Envelope.EventTemplate, correlationID: String) {
-        self.bytes = bytes
-        self.correlationID = correlationID
-        contentType = template.contentType
-        replyTo = template.replyTo
     }
 }
 
@@ -292,38 +267,6 @@ public struct UplinkMapper: Sendable {
             thingID: thingID, action: action, path: path, value: Envelope.EventTemplate.valueSentinel,
             revision: Envelope.EventTemplate.revisionSentinel, timestamp: Envelope.EventTemplate.timestampSentinel,
             headers: headers))
-    }
-
-    /// The encoded live event of a message on an event rule's topic, the same bytes as `map(...).envelope.encoded()`
-    /// with the same calls to `environment`, made through the topic's template.
-    ///
-    /// Nil, with nothing drawn from `environment`, when `map` must do the work: the topic has no template
-    /// (another rule kind, or see ``eventTemplate(rule:thingID:action:path:variables:)``), the message brings MQTT 5
-    /// properties that become headers, or its payload is refused (`map` reports why).
-    public func encodedEvent(_ message: MQTTPublication, route: UplinkRoute,
-                             environment: UplinkEnvironment) throws(MappingError) -> EncodedEvent? {
-        guard case .success(let event)? = route.event, let template = event.template,
-              case .success(let rules) = event.rules,
-              HeaderMapper.takesNoHeaders(fromEvent: message.properties),
-              let (value, compactText) = try? PayloadReader.jsonValueKeepingText(message.payload,
-                                                                                 format: route.rule.rule.payload),
-              rules.admits(value)
-        else { return nil }
-        // `map`'s order: the headers' correlation id, then the revision and the timestamp.
-        let correlationID = environment.newCorrelationID()
-        let revision = environment.nextRevision(route.thingID)
-        let timestamp = environment.timestamp()
-        guard Envelope.EventTemplate.accepts(correlationID: correlationID) else {
-            // An id the template was not checked for (never one the bridge generates): `map` with the same values.
-            let drawn = UplinkEnvironment(nextRevision: { _ in revision }, timestamp: { timestamp },
-                                          newCorrelationID: { correlationID })
-            let envelope = try map(message, route: route, environment: drawn).envelope
-            return EncodedEvent(bytes: envelope.encoded(), headers: envelope.headers)
-        }
-        return EncodedEvent(
-            bytes: template.encode(correlationID: correlationID, value: value, compactText: compactText,
-                                   revision: revision, timestamp: timestamp),
-            template: template, correlationID: correlationID)
     }
 
     /// Maps a message whose topic took `route` (from ``route(topic:)`` of this mapper).
