@@ -73,6 +73,13 @@ public final class TestBroker: Sendable {
         try start()
     }
 
+    /// Starts a broker and waits until it accepts connections, on a thread of its own (see ``onOwnThread(_:)``):
+    /// the start spawns processes (`openssl` for TLS) and polls the port. Tests use this; the synchronous
+    /// initializer is for programs without a shared pool to keep free.
+    public static func start(_ options: Options = .init()) async throws -> TestBroker {
+        try await onOwnThread { try TestBroker(options) }
+    }
+
     deinit {
         stopProcess()
         try? FileManager.default.removeItem(at: directory)
@@ -116,10 +123,12 @@ public final class TestBroker: Sendable {
         running.waitUntilExit()
     }
 
-    /// Starts the broker again on the same port.
-    public func restart() throws {
-        kill9()
-        try start()
+    /// Kills the broker (-9) and starts it again on the same port, on a thread of its own.
+    public func restart() async throws {
+        try await onOwnThread { [self] in
+            kill9()
+            try start()
+        }
     }
 
     /// Stops the broker (SIGTERM, then SIGKILL after `gracePeriod`) and waits for it. A persistent broker

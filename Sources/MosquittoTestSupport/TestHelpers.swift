@@ -12,6 +12,18 @@ public func eventually(timeout: Duration, every interval: Duration = .millisecon
     return await condition()
 }
 
+/// Runs blocking work (spawning a process and waiting for it, polling a port, sleeping) on a thread of its
+/// own and awaits its result.
+///
+/// Swift's cooperative pool has one thread per core, two on a small gateway, and every test in the run
+/// shares it with the servers under test. Blocking work on it starves them all: a parallel run once held
+/// the pool for 11 s while brokers started, and an HTTP endpoint under test missed its 5 s answer.
+public func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try body() }) }.start()
+    }
+}
+
 /// A value shared with tasks and threads.
 public final class Shared<Value: Sendable>: Sendable {
     private let mutex: Mutex<Value>

@@ -30,8 +30,8 @@ final class BridgeHarness: Sendable {
     /// `separateDeviceBroker`, `DEVICE_PORT` is a second broker's.
     init(yaml: String, maximumPendingRequests: Int = 1_000, separateDeviceBroker: Bool = false,
          metrics: BridgeMetrics = BridgeMetrics(), keptTopicLimit: Int = 16_384) async throws {
-        broker = try TestBroker()
-        deviceBroker = separateDeviceBroker ? try TestBroker() : nil
+        broker = try await TestBroker.start()
+        deviceBroker = separateDeviceBroker ? try await TestBroker.start() : nil
         var text = yaml
         if let deviceBroker { text = text.replacingOccurrences(of: "DEVICE_PORT", with: "\(deviceBroker.port)") }
         text = text.replacingOccurrences(of: "PORT", with: "\(broker.port)")

@@ -84,7 +84,7 @@ struct ReloadTests {
     func newDeviceBroker() async throws {
         let harness = try await BridgeHarness(
             yaml: Self.config(path: "/features/{sensor}/properties/value", topic: "devices/{deviceId}/telemetry/{sensor}"))
-        let other = try TestBroker()
+        let other = try await TestBroker.start()
         let moved = Self.config(path: "/features/{sensor}/properties/value", topic: "devices/{deviceId}/telemetry/{sensor}")
             .replacingOccurrences(of: "device: { host: 127.0.0.1, port: PORT", with: "device: { host: 127.0.0.1, port: \(other.port)")
             .replacingOccurrences(of: "PORT", with: "\(harness.broker.port)")

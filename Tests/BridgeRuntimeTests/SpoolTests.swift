@@ -52,13 +52,13 @@ struct SpoolTests {
     }
 
     @Test("The oldest unacknowledged record's age: from memory in flight, from the disk after a reopen, 0 when empty")
-    func oldestAgeFollowsTheCursor() throws {
+    func oldestAgeFollowsTheCursor() async throws {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         do {
             let spool = try Spool(settings: settings(), logger: logger)
             #expect(spool.oldestAge == 0)
             try append(spool, 3)
-            Thread.sleep(forTimeInterval: 0.3)
+            try await Task.sleep(for: .milliseconds(300))
             try append(spool, 3, from: 3)
             // Nothing handed out: the next to send (record 1, 0.3 s old) is the oldest.
             #expect(spool.oldestAge >= 0.3)
@@ -73,7 +73,7 @@ struct SpoolTests {
         }
         // After a reopen nothing is in memory: the age comes from the disk, resuming where it found it.
         let reopened = try Spool(settings: settings(), logger: logger)
-        Thread.sleep(forTimeInterval: 0.1)
+        try await Task.sleep(for: .milliseconds(100))
         let age = reopened.oldestAge
         #expect(age >= 0.1 && age < 0.4)
         #expect(reopened.oldestAge >= age)
@@ -209,13 +209,13 @@ struct SpoolTests {
         #expect(rest.first == "payload-\(dropped)")
     }
 
-    @Test func recordsOlderThanMaxAgeAreSkipped() throws {
+    @Test func recordsOlderThanMaxAgeAreSkipped() async throws {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         do {
             let spool = try Spool(settings: settings(), logger: logger)
             try append(spool, 3)
         }
-        Thread.sleep(forTimeInterval: 1.1)
+        try await Task.sleep(for: .milliseconds(1_100))
         let reopened = try Spool(settings: settings { $0.maxAge = .seconds(1) }, logger: logger)
         #expect(try drain(reopened).isEmpty)
         #expect(reopened.takeExpired() == 3)

@@ -235,7 +235,7 @@ struct UplinkTests {
                              "--correlation-data", input.correlation]
             if let revision = sent.revision { arguments += ["--revision", "\(revision)"] }
             if let timestamp = sent.timestamp { arguments += ["--timestamp", timestamp] }
-            let output = try runBridgeExecutable(arguments)
+            let output = try await runBridgeExecutable(arguments)
             #expect(output.status == 0)
             #expect(output.standardOutput == String(decoding: message.payload, as: UTF8.self) + "\n")
             #expect(output.standardError.contains("publish to \(message.topic)"))
@@ -245,8 +245,17 @@ struct UplinkTests {
     }
 }
 
-/// Runs the built `ditto-mqtt-bridge` (built with the tests by `swift build --build-tests`).
-func runBridgeExecutable(_ arguments: [String]) throws -> (status: Int32, standardOutput: String, standardError: String) {
+/// Runs the built `ditto-mqtt-bridge` (built with the tests by `swift build --build-tests`) to its end, on a
+/// thread of its own.
+func runBridgeExecutable(_ arguments: [String]) async throws
+    -> (status: Int32, standardOutput: String, standardError: String)
+{
+    try await onOwnThread { try runBridgeExecutableBlocking(arguments) }
+}
+
+private func runBridgeExecutableBlocking(_ arguments: [String]) throws
+    -> (status: Int32, standardOutput: String, standardError: String)
+{
     let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     let candidates = [".build/debug/ditto-mqtt-bridge", ".build/x86_64-unknown-linux-gnu/debug/ditto-mqtt-bridge",
                       ".build/aarch64-unknown-linux-gnu/debug/ditto-mqtt-bridge"]

@@ -27,7 +27,7 @@ struct DeliveryTests {
             try await runFleet(fleet, faultAfter: fleet.total * 3 / 10) {
                 world.dittoBroker.kill9()
                 try await Task.sleep(for: .seconds(10))
-                try world.dittoBroker.restart()
+                try await world.dittoBroker.restart()
             }
             let report = await world.collector.waitForDelivery(expected: Self.expected(fleet))
             await fleet.disconnect()
@@ -69,7 +69,7 @@ struct DeliveryTests {
             try await runFleet(fleet, faultAfter: fleet.total * 3 / 10) {
                 world.deviceBroker.stop(gracePeriod: .seconds(10))
                 try await Task.sleep(for: .seconds(2))
-                try world.deviceBroker.restart()
+                try await world.deviceBroker.restart()
             }
             let report = await world.collector.waitForDelivery(expected: Self.expected(fleet))
             await fleet.disconnect()
@@ -118,7 +118,7 @@ struct DeliveryTests {
                 // A clean stop: the broker saves the collector's session, so the outage tests the bridge only.
                 world.dittoBroker.stop(gracePeriod: .seconds(10))
                 try await Task.sleep(for: DataPath.outage)
-                try world.dittoBroker.restart()
+                try await world.dittoBroker.restart()
             }
             let report = await world.collector.waitForDelivery(expected: Self.expected(fleet))
             sampling.cancel()

@@ -576,8 +576,12 @@ final class DataPathScenario: Sendable {
          deviceReconnect: String = "{ initial: 1s, maximum: 2s }") async throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("datapath-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        deviceBroker = try TestBroker(deviceOptions)
-        dittoBroker = try dittoOptions.map { try TestBroker($0) } ?? deviceBroker
+        deviceBroker = try await TestBroker.start(deviceOptions)
+        if let dittoOptions {
+            dittoBroker = try await TestBroker.start(dittoOptions)
+        } else {
+            dittoBroker = deviceBroker
+        }
         collector = try DittoCollector(broker: dittoBroker, directory: directory)
         try await collector.waitUntilSubscribed(broker: dittoBroker)
         var bridges: [BridgeProcess] = []

@@ -26,6 +26,12 @@ import Testing
         "features", "ü", "名", "😀", "\u{7F}", " ", "\n", "\t",
     ].map { Array($0.utf8) } + [[0xFF], [0xC3], [0xED, 0xA0, 0x80], [0xF4, 0x90, 0x80, 0x80], [0x00]]
 
+    /// Lets the run's other tests (and the servers some of them start) have the cooperative pool every 500
+    /// inputs: it has one thread per core, and a fuzz loop that never yields holds one of them for seconds.
+    static func yieldNow(every i: Int) async {
+        if i % 500 == 0 { await Task.yield() }
+    }
+
     static func mutate(_ input: [UInt8], using rng: inout Generator) -> [UInt8] {
         var bytes = input
         let rounds = Int.random(in: 1...4, using: &rng)
@@ -91,7 +97,7 @@ import Testing
         return JSON.serialize(.object(object))
     }
 
-    @Test func envelopeDecoderSurvives100kInputs() throws {
+    @Test func envelopeDecoderSurvives100kInputs() async throws {
         var rng = Generator(state: 0xD177_0000_0000_0006)
         let corpus = Corpus.examples.map(\.bytes)
         try #require(!corpus.isEmpty)
@@ -100,6 +106,7 @@ import Testing
         var codes: [String: Int] = [:]
         let total = 100_000
         for i in 0..<total {
+            await Self.yieldNow(every: i)
             let input: [UInt8]
             switch i % 4 {
             case 0, 1: input = Self.mutate(corpus[i % corpus.count], using: &rng)
@@ -125,12 +132,13 @@ import Testing
         #expect(rejected > 10_000)
     }
 
-    @Test func topicParserAndJSONSurviveRandomInput() throws {
+    @Test func topicParserAndJSONSurviveRandomInput() async throws {
         var rng = Generator(state: 0x70_0000_0000_0001)
         let topics = Corpus.examples.compactMap { try? JSON.parse($0.bytes)["topic"]?.stringValue }
         try #require(!topics.isEmpty)
         var parsed = 0
         for i in 0..<20_000 {
+            await Self.yieldNow(every: i)
             let base = Array(topics[i % topics.count].utf8)
             let bytes = i % 2 == 0 ? Self.mutate(base, using: &rng) : Self.randomJSONish(using: &rng)
             let text = String(decoding: bytes, as: UTF8.self)
@@ -150,7 +158,7 @@ import Testing
 
 extension FuzzTests {
     /// The small parsers and validators the bridge feeds with device and config input.
-    @Test func smallParsersSurviveRandomStrings() throws {
+    @Test func smallParsersSurviveRandomStrings() async throws {
         var rng = Generator(state: 0x5EED_0000_0000_0003)
         let knownHeaders = [
             "correlation-id", "response-required", "requested-acks", "timeout", "channel", "content-type",
@@ -158,6 +166,7 @@ extension FuzzTests {
         ]
         var accepted = 0
         for i in 0..<20_000 {
+            await Self.yieldNow(every: i)
             let bytes = Self.randomJSONish(using: &rng)
             let text = String(decoding: bytes, as: UTF8.self)
             if (try? ThingID(text)) != nil { accepted += 1 }
@@ -185,13 +194,14 @@ extension FuzzTests {
 extension FuzzTests {
     /// `parseKeepingCompactText` parses exactly as `parse` does, and the range it returns is byte for byte what
     /// `serialize` writes: the uplink copies that range into events instead of writing the value again.
-    @Test func compactTextIsTheSerialization() throws {
+    @Test func compactTextIsTheSerialization() async throws {
         var rng = Generator(state: 0xC0_4EAC_0000_0001)
         var compactFound = 0
         var notCompact = 0
         let examples = Corpus.examples.map(\.bytes)
         try #require(!examples.isEmpty)
         for i in 0..<40_000 {
+            await Self.yieldNow(every: i)
             let base = examples[i % examples.count]
             let input: [UInt8]
             switch i % 4 {

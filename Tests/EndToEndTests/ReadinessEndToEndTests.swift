@@ -35,7 +35,7 @@ extension EndToEndTests {
                 #expect(try await world.get("/ready").status == 503, "/ready while the \(side) broker is still down")
 
                 let restarted = ContinuousClock.now
-                try broker.restart()
+                try await broker.restart()
                 // Reconnect backoff: 500 ms doubling to 1 s, so the next attempt comes within about a second.
                 let back = await eventually(timeout: .seconds(10), every: .milliseconds(50)) {
                     (try? await world.get("/ready"))?.status == 200

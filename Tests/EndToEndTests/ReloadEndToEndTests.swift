@@ -37,7 +37,7 @@ extension EndToEndTests {
                 "    payload: { format: json }",
             ]
             try world.writeConfig(changed.yaml)
-            #expect(try BridgeExecutable.run(["check", "--config", world.configPath]).status == 0)
+            #expect(try await BridgeExecutable.run(["check", "--config", world.configPath]).status == 0)
             world.bridge.signal(SIGHUP)
             let reloaded = await eventually(timeout: .seconds(10)) { world.bridge.log.contains("config reloaded") }
             #expect(reloaded, "no 'config reloaded' in the bridge's log:\n\(world.bridge.logTail())")
@@ -103,13 +103,13 @@ extension EndToEndTests {
             try world.writeConfig(text)
 
             // What `check` prints for this file: diagnostic lines, then a summary line.
-            let check = try BridgeExecutable.run(["check", "--config", world.configPath])
+            let check = try await BridgeExecutable.run(["check", "--config", world.configPath])
             #expect(check.status == 1)
             let checkLines = check.output.split(separator: "\n").map(String.init)
             let diagnostics = Array(checkLines.dropLast())
             #expect(diagnostics.count == 3, "check printed:\n\(check.output)")
             #expect(diagnostics.contains { $0.contains("warning:") }, "check printed:\n\(check.output)")
-            let json = try BridgeExecutable.run(["check", "--config", world.configPath, "--format", "json"])
+            let json = try await BridgeExecutable.run(["check", "--config", world.configPath, "--format", "json"])
             let report = try JSONDecoder().decode(JSON.self, from: Data(json.output.utf8))
             guard case .array(let errors)? = report["errors"] else {
                 Issue.record("check --format json: \(json.output)")

@@ -94,8 +94,13 @@ struct BridgeConfigFile {
 enum BridgeExecutable {
     static func path() throws -> String { try BuiltExecutable.path("ditto-mqtt-bridge") }
 
-    /// Runs a short command of the binary (e.g. `check`) to its end: exit status and standard output.
-    static func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
+    /// Runs a short command of the binary (e.g. `check`) to its end, on a thread of its own: exit status and
+    /// standard output.
+    static func run(_ arguments: [String]) async throws -> (status: Int32, output: String) {
+        try await onOwnThread { try runBlocking(arguments) }
+    }
+
+    private static func runBlocking(_ arguments: [String]) throws -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try path())
         process.arguments = arguments
@@ -177,8 +182,8 @@ final class E2EWorld: Sendable {
     init() async throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("e2e-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        deviceBroker = try TestBroker(.init(logConnections: true))
-        dittoBroker = try TestBroker(.init(logConnections: true))
+        deviceBroker = try await TestBroker.start(.init(logConnections: true))
+        dittoBroker = try await TestBroker.start(.init(logConnections: true))
         operationsPort = try TestBroker.freePort()
         let file = BridgeConfigFile(devicePort: deviceBroker.port, dittoPort: dittoBroker.port, operationsPort: operationsPort)
         configFile = file

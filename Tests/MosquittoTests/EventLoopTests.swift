@@ -15,7 +15,7 @@ struct EventLoopTests {
 
     @Test("A client dropped without disconnect() closes its connection and ends its thread")
     func droppedClientLeaksNothing() async throws {
-        let broker = try TestBroker()
+        let broker = try await TestBroker.start()
         do {
             let client = try MosquittoClient(configuration: broker.clientConfiguration(clientID: "leak-test"), logger: testLogger)
             try await client.connect()
@@ -34,7 +34,7 @@ struct EventLoopTests {
 
     @Test("After disconnect() the client answers every call instead of waiting forever: disconnect again, publish, subscribe")
     func callsAfterDisconnectAnswer() async throws {
-        let broker = try TestBroker()
+        let broker = try await TestBroker.start()
         let client = try MosquittoClient(configuration: broker.clientConfiguration(clientID: "late-calls"), logger: testLogger)
         try await client.connect()
         await client.disconnect()
@@ -66,7 +66,7 @@ struct EventLoopTests {
 
     @Test("Two clients on one loop: a handler republishes inside the read; pausing reading holds messages back")
     func sharedLoopAndPause() async throws {
-        let broker = try TestBroker()
+        let broker = try await TestBroker.start()
         let loop = MQTTEventLoop(name: "test loop")
         let source = try MosquittoClient(configuration: broker.clientConfiguration(clientID: "loop-source"),
                                          logger: testLogger, eventLoop: loop)

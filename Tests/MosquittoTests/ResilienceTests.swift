@@ -8,7 +8,7 @@ import Testing
 struct ResilienceTests {
     @Test("Broker killed (-9) and restarted while publishing QoS 1: reconnect, subscription restored, no acked message missing")
     func brokerKilledAndRestarted() async throws {
-        let broker = try TestBroker()
+        let broker = try await TestBroker.start()
         // One client publishes and subscribes: after the restart its subscription is restored before anything
         // is published on the new connection, so every message the broker acknowledged must come back.
         let client = try await connectedClient(broker, subscribe: ["kill/#"])
@@ -27,7 +27,7 @@ struct ResilienceTests {
         broker.kill9()
         try await Task.sleep(for: .milliseconds(400))
         #expect(!client.isConnected)
-        try broker.restart()
+        try await broker.restart()
         await publisher.value
         let ackedIndexes = acked.withLock { $0 }
         #expect(ackedIndexes.count == 150)
@@ -47,7 +47,7 @@ struct ResilienceTests {
 
     @Test("Wrong password: a clear refusal within seconds, and recovery once the broker accepts the client")
     func wrongPassword() async throws {
-        let broker = try TestBroker(.init(passwordFile: true))
+        let broker = try await TestBroker.start(.init(passwordFile: true))
         var configuration = broker.clientConfiguration()
         configuration.credentials = .init(username: broker.username, password: "wrong")
         let client = try MosquittoClient(configuration: configuration, logger: testLogger)
@@ -70,7 +70,7 @@ struct ResilienceTests {
         // The operator fixes the broker side: the same credentials become valid. The client retries by itself.
         try TestBroker.run("/usr/bin/mosquitto_passwd", ["-b", broker.directory.appendingPathComponent("passwords").path,
                                                         broker.username, "wrong"])
-        try broker.restart()
+        try await broker.restart()
         try await client.connect()
         #expect(client.isConnected)
         try await client.publish(to: "auth/ok", payload: [1], qos: .atLeastOnce)
@@ -79,7 +79,7 @@ struct ResilienceTests {
 
     @Test("MQTT 3.1.1 refusal is reported too")
     func refusedMQTT311() async throws {
-        let broker = try TestBroker(.init(passwordFile: true))
+        let broker = try await TestBroker.start(.init(passwordFile: true))
         var configuration = broker.clientConfiguration(version: .v311)
         configuration.credentials = nil
         let client = try MosquittoClient(configuration: configuration, logger: testLogger)
@@ -89,7 +89,7 @@ struct ResilienceTests {
 
     @Test("TLS: the right CA connects, a client certificate where required, a wrong CA fails clearly")
     func tls() async throws {
-        let broker = try TestBroker(.init(tls: true))
+        let broker = try await TestBroker.start(.init(tls: true))
         let client = try MosquittoClient(configuration: broker.clientConfiguration(), logger: testLogger)
         try await client.connect()
         try await client.publish(to: "tls/ok", payload: [1], qos: .atLeastOnce)
@@ -106,7 +106,7 @@ struct ResilienceTests {
         }
         await untrusting.disconnect()
 
-        let mutual = try TestBroker(.init(tls: true, requireClientCertificate: true))
+        let mutual = try await TestBroker.start(.init(tls: true, requireClientCertificate: true))
         let withCertificate = try MosquittoClient(configuration: mutual.clientConfiguration(), logger: testLogger)
         try await withCertificate.connect()
         await withCertificate.disconnect()
@@ -120,7 +120,7 @@ struct ResilienceTests {
 
     @Test("The will is published when a client dies without DISCONNECT")
     func will() async throws {
-        let broker = try TestBroker()
+        let broker = try await TestBroker.start()
         let watcher = try await connectedClient(broker, subscribe: ["status/#"])
         let received = MessageCollector(watcher.messages)
         // A real process that dies: mosquitto_sub with a will, killed with SIGKILL.
@@ -153,7 +153,7 @@ struct ResilienceTests {
 
     @Test("Shared subscriptions split the messages between the group's members")
     func sharedSubscription() async throws {
-        let broker = try TestBroker()
+        let broker = try await TestBroker.start()
         let first = try await connectedClient(broker, subscribe: ["$share/workers/jobs/#"])
         let second = try await connectedClient(broker, subscribe: ["$share/workers/jobs/#"])
         let a = MessageCollector(first.messages)

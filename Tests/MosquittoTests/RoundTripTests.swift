@@ -23,7 +23,7 @@ func connectedClient(_ broker: TestBroker, version: MQTTVersion = .v5, subscribe
 struct RoundTripTests {
     @Test("Every MQTT 5 property survives publish -> broker -> subscriber")
     func propertiesRoundTrip() async throws {
-        let broker = try TestBroker()
+        let broker = try await TestBroker.start()
         let subscriber = try await connectedClient(broker, subscribe: ["props/#"])
         let received = MessageCollector(subscriber.messages)
         let publisher = try await connectedClient(broker)
@@ -55,7 +55,7 @@ struct RoundTripTests {
 
     @Test("MQTT 3.1.1 clients publish and receive; properties are not sent")
     func mqtt311() async throws {
-        let broker = try TestBroker()
+        let broker = try await TestBroker.start()
         let subscriber = try await connectedClient(broker, version: .v311, subscribe: ["v3/+"])
         let received = MessageCollector(subscriber.messages)
         let publisher = try await connectedClient(broker, version: .v311)
@@ -70,7 +70,7 @@ struct RoundTripTests {
 
     @Test("10,000 QoS 1 messages from one publisher arrive complete and in order")
     func tenThousandInOrder() async throws {
-        let broker = try TestBroker()
+        let broker = try await TestBroker.start()
         let subscriber = try await connectedClient(broker, subscribe: ["bulk/#"])
         let received = MessageCollector(subscriber.messages)
         let publisher = try await connectedClient(broker)
@@ -95,7 +95,7 @@ struct RoundTripTests {
 
     @Test("Publishes issued before CONNACK wait for it and arrive exactly once")
     func noDuplicatesBeforeConnack() async throws {
-        let broker = try TestBroker()
+        let broker = try await TestBroker.start()
         let subscriber = try await connectedClient(broker, subscribe: ["early/#"])
         let received = MessageCollector(subscriber.messages)
         let publisher = try MosquittoClient(configuration: broker.clientConfiguration(), logger: testLogger)
@@ -121,7 +121,7 @@ struct RoundTripTests {
 
     @Test("At most maxInflightPublishes wait for acknowledgements; the rest wait in publish (back pressure)")
     func inflightBound() async throws {
-        let broker = try TestBroker()
+        let broker = try await TestBroker.start()
         let client = try await connectedClient(broker) { $0.maxInflightPublishes = 4 }
         broker.pause()
         let completed = MessageCollector()
@@ -151,7 +151,7 @@ struct RoundTripTests {
 
     @Test("Subscription options: noLocal keeps a client's own messages away; unsubscribe stops delivery")
     func subscriptionOptions() async throws {
-        let broker = try TestBroker()
+        let broker = try await TestBroker.start()
         let client = try MosquittoClient(configuration: broker.clientConfiguration(), logger: testLogger)
         try await client.connect()
         let codes = try await client.subscribe([Subscription(filter: "opts/local", qos: .exactlyOnce, noLocal: true),

@@ -1,6 +1,7 @@
 import BridgeConfig
 import BridgeOperations
 import Foundation
+import MosquittoTestSupport
 import Testing
 import Yams
 
@@ -423,7 +424,7 @@ struct DeploymentFilesTests {
         .enabled(
             if: FileManager.default.isExecutableFile(atPath: systemdAnalyze),
             "systemd-analyze is not installed on this machine: the unit was not verified by systemd"))
-    func systemdAnalyzeVerifyAcceptsTheUnit() throws {
+    func systemdAnalyzeVerifyAcceptsTheUnit() async throws {
         // systemd-analyze checks that ExecStart's binary exists; point it at an executable in a temp dir.
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("unit-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -436,16 +437,19 @@ struct DeploymentFilesTests {
         let unitFile = directory.appendingPathComponent("ditto-mqtt-bridge.service")
         try unit.write(to: unitFile, atomically: true, encoding: .utf8)
 
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.systemdAnalyze)
-        process.arguments = ["verify", "--man=no", unitFile.path]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "systemd-analyze verify: \(text)")
+        let (status, text) = try await onOwnThread { () throws -> (Int32, String) in
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: Self.systemdAnalyze)
+            process.arguments = ["verify", "--man=no", unitFile.path]
+            let output = Pipe()
+            process.standardOutput = output
+            process.standardError = output
+            try process.run()
+            let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            return (process.terminationStatus, text)
+        }
+        #expect(status == 0, "systemd-analyze verify: \(text)")
         // Warnings about this unit fail too (lines about other units on the machine do not concern it).
         let about = text.split(separator: "\n").filter { $0.contains("ditto-mqtt-bridge") }
         #expect(about.isEmpty, "systemd-analyze verify: \(about.joined(separator: "\n"))")

@@ -3,6 +3,7 @@ import BridgeOperations
 import Foundation
 import Logging
 import Metrics
+import MosquittoTestSupport
 import Prometheus
 import ServiceLifecycle
 import Testing
@@ -196,16 +197,17 @@ struct OperationsProbeTests {
             address: OperationsServerTests.loopbackAnyPort, registry: PrometheusCollectorRegistry(), logger: .test,
             isReady: { ready.value })
         try await OperationsServerTests.withRunningServer(server) { port in
-            // The wildcard address the container config uses is probed on loopback.
+            // The wildcard address the container config uses is probed on loopback. The probe blocks, so it
+            // runs on a thread of its own, and waits long (see HTTPProbe).
             let target = OperationsProbe.target(for: ListenAddress(host: "0.0.0.0", port: port, family: .ipv4))
             #expect(target.description == "127.0.0.1:\(port)")
-            let health = try await Task.detached { try OperationsProbe.get("/health", at: target) }.value
+            let health = try await onOwnThread { try OperationsProbe.get("/health", at: target, timeoutSeconds: 30) }
             #expect(health.status == 200)
             #expect(health.body == "ok\n")
-            let notReady = try await Task.detached { try OperationsProbe.get("/ready", at: target) }.value
+            let notReady = try await onOwnThread { try OperationsProbe.get("/ready", at: target, timeoutSeconds: 30) }
             #expect(notReady.status == 503)
             ready.value = true
-            #expect(try await Task.detached { try OperationsProbe.get("/ready", at: target) }.value.status == 200)
+            #expect(try await onOwnThread { try OperationsProbe.get("/ready", at: target, timeoutSeconds: 30) }.status == 200)
         }
         #expect(OperationsProbe.target(for: ListenAddress(host: "::", port: 1, family: .ipv6)).description == "[::1]:1")
     }
@@ -219,7 +221,7 @@ struct OperationsProbeTests {
         try await OperationsServerTests.withRunningServer(server) { port = $0 }
         let target = ListenAddress(host: "127.0.0.1", port: port, family: .ipv4)
         await #expect(throws: OperationsProbe.Failure.self) {
-            try await Task.detached { try OperationsProbe.get("/health", at: target) }.value
+            try await onOwnThread { try OperationsProbe.get("/health", at: target) }
         }
     }
 }

@@ -30,7 +30,7 @@ enum HTTPProbeError: Error, CustomStringConvertible {
 }
 
 /// A deliberately independent HTTP/1.1 client over POSIX sockets (not FlyingFox's), as curl or Prometheus would
-/// talk to the endpoint. Blocking I/O runs on its own thread with a 5 s socket timeout, never on the
+/// talk to the endpoint. Blocking I/O runs on its own thread with a 30 s socket timeout, never on the
 /// cooperative pool the server needs.
 enum HTTPProbe {
     static func get(_ path: String, port: Int, method: String = "GET") async throws -> HTTPProbeResponse {
@@ -55,7 +55,9 @@ enum HTTPProbe {
 
     private static func connect(port: Int) throws -> Int32 {
         do {
-            return try Loopback.connect(port: port)
+            // The endpoint answers in milliseconds; the generous bound is for the parallel run, whose other
+            // tests can keep the server's tasks off the cooperative pool (two threads here) for seconds.
+            return try Loopback.connect(port: port, timeoutSeconds: 30)
         } catch {
             throw HTTPProbeError.connect(error.description)
         }
