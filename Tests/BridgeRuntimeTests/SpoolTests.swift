@@ -26,6 +26,16 @@ struct SpoolTests {
         }
     }
 
+    /// The path of the one segment a spool (closed again) wrote `count` records into.
+    func segmentFile(holding count: Int) throws -> String {
+        do {
+            let spool = try Spool(settings: settings { $0.segmentSize = 1 << 20 }, logger: logger)
+            try append(spool, count)
+        }
+        let segment = try #require(try FileManager.default.contentsOfDirectory(atPath: directory).first { $0.hasSuffix(".seg") })
+        return directory + "/" + segment
+    }
+
     func drain(_ spool: Spool) throws -> [String] {
         var payloads: [String] = []
         while let record = try spool.nextToSend() { payloads.append(String(decoding: record.payload, as: UTF8.self)) }
@@ -133,12 +143,8 @@ struct SpoolTests {
 
     @Test func aTornTailFromACrashIsCutOff() throws {
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        do {
-            let spool = try Spool(settings: settings { $0.segmentSize = 1 << 20 }, logger: logger)
-            try append(spool, 10)
-        }
-        let segment = try #require(try FileManager.default.contentsOfDirectory(atPath: directory).first { $0.hasSuffix(".seg") })
-        let handle = try #require(FileHandle(forWritingAtPath: directory + "/" + segment))
+        let segment = try segmentFile(holding: 10)
+        let handle = try #require(FileHandle(forWritingAtPath: segment))
         handle.seekToEndOfFile()
         handle.write(Data([40, 0, 0, 0, 1, 2, 3, 4, 9, 9]))  // a header promising 40 bytes, then the crash
         handle.closeFile()
@@ -178,12 +184,8 @@ struct SpoolTests {
     /// have it, so that they replay after an upgrade.
     @Test func recordsKeepTheirOnDiskFormat() throws {
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        do {
-            let spool = try Spool(settings: settings { $0.segmentSize = 1 << 20 }, logger: logger)
-            try append(spool, 3)
-        }
-        let segment = try #require(try FileManager.default.contentsOfDirectory(atPath: directory).first { $0.hasSuffix(".seg") })
-        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: directory + "/" + segment)))
+        let segment = try segmentFile(holding: 3)
+        let bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: segment)))
         var offset = 0
         var records = 0
         while offset < bytes.count {
