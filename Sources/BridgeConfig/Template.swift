@@ -160,6 +160,10 @@ public struct Template: Sendable, Hashable, CustomStringConvertible {
     /// `match` runs for every downlink request.
     private let namesAreDistinct: Bool
 
+    /// No transforms, never two placeholders in a row, literals of printable ASCII (`{namespace}:{deviceId}`):
+    /// ``match(_:fixed:)`` can then try its first candidate on bytes before searching by characters.
+    private let isPlainSequence: Bool
+
     /// Compiles `source`; throws on syntax errors with the character offset.
     public init(_ source: String) throws(TemplateError) {
         self.source = source
@@ -168,6 +172,19 @@ public struct Template: Sendable, Hashable, CustomStringConvertible {
         var distinct = true
         for case .placeholder(let p) in parts where !seen.insert(p.name).inserted { distinct = false }
         self.namesAreDistinct = distinct
+        var plain = true
+        var previousIsPlaceholder = false
+        for part in parts {
+            switch part {
+            case .placeholder(let p):
+                if !p.transforms.isEmpty || previousIsPlaceholder { plain = false }
+                previousIsPlaceholder = true
+            case .literal(let text):
+                if !Self.isPrintableASCII(text) { plain = false }
+                previousIsPlaceholder = false
+            }
+        }
+        self.isPlainSequence = plain
     }
 
     /// The placeholder names in order of first use.
@@ -214,6 +231,12 @@ public struct Template: Sendable, Hashable, CustomStringConvertible {
         // Cheap rejections first: a literal start or end must be there.
         if case .literal(let first)? = parts.first, !text.hasPrefix(first) { return nil }
         if case .literal(let last)? = parts.last, !text.hasSuffix(last) { return nil }
+        if isPlainSequence, Self.isPrintableASCII(text), let values = firstCandidate(text, fixed: fixed) { return values }
+        return matchSearching(text, fixed: fixed)
+    }
+
+    /// The general search of ``match(_:fixed:)`` (internal for the tests that hold the byte path to it).
+    func matchSearching(_ text: String, fixed: [String: String]) -> [String: String]? {
         var chars: [Character] = []
         var offsets: [String.Index] = []
         chars.reserveCapacity(text.utf8.count)
@@ -235,6 +258,66 @@ public struct Template: Sendable, Hashable, CustomStringConvertible {
         if let known = values[p.name] { return known == text }
         values[p.name] = String(text)
         return true
+    }
+
+    /// The search's first candidate for a plain sequence, on bytes: each placeholder up to the first occurrence of
+    /// the next literal after at least one byte, the last one (or the one before a final literal) up to the end.
+    /// In printable ASCII a byte is a character, so when this candidate binds, it is the one the search returns
+    /// (it tries shorter values first, level by level); nil when it does not, and the search decides.
+    func firstCandidate(_ text: String, fixed: [String: String]) -> [String: String]? {
+        var values = fixed
+        values.reserveCapacity(fixed.count + parts.count + 3)
+        let bytes = text.utf8
+        var position = bytes.startIndex
+        for (index, part) in parts.enumerated() {
+            switch part {
+            case .literal(let literal):
+                guard bytes[position...].starts(with: literal.utf8) else { return nil }
+                position = bytes.index(position, offsetBy: literal.utf8.count)
+            case .placeholder(let p):
+                guard position < bytes.endIndex else { return nil }
+                let end: String.Index
+                if index + 1 == parts.count {
+                    end = bytes.endIndex
+                } else if case .literal(let literal) = parts[index + 1] {
+                    if index + 2 == parts.count {
+                        // The final literal sits at the end (checked by `match`); the value is everything before it.
+                        end = bytes.index(bytes.endIndex, offsetBy: -literal.utf8.count)
+                        guard end > position else { return nil }
+                    } else {
+                        guard let found = Self.firstOccurrence(of: literal, in: text, after: position) else { return nil }
+                        end = found
+                    }
+                } else {
+                    return nil
+                }
+                let value = text[position..<end]
+                if let known = values[p.name] {
+                    guard known == value else { return nil }
+                } else {
+                    values[p.name] = String(value)
+                }
+                position = end
+            }
+        }
+        return position == bytes.endIndex ? values : nil
+    }
+
+    /// Where `literal` first starts in `text` at least one byte after `position`.
+    private static func firstOccurrence(of literal: String, in text: String, after position: String.Index) -> String.Index? {
+        let bytes = text.utf8
+        guard let first = literal.utf8.first, position < bytes.endIndex else { return nil }
+        var candidate = bytes.index(after: position)
+        while candidate < bytes.endIndex {
+            guard let found = bytes[candidate...].firstIndex(of: first) else { return nil }
+            if bytes[found...].starts(with: literal.utf8) { return found }
+            candidate = bytes.index(after: found)
+        }
+        return nil
+    }
+
+    private static func isPrintableASCII(_ text: String) -> Bool {
+        text.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F }
     }
 
     private struct MatchState {

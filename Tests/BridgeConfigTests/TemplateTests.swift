@@ -1,4 +1,4 @@
-import BridgeConfig
+@testable import BridgeConfig
 import Testing
 
 struct TemplateTests {
@@ -118,6 +118,41 @@ struct TemplateTests {
         }
     }
 
+    /// `match` tries a plain template's first candidate on bytes before it searches; both must always agree.
+    /// Every template of up to three placeholders (names may repeat) with these literals between and around them,
+    /// on every text of up to five characters from the same alphabet, with and without a fixed value.
+    @Test func bytePathAgreesWithTheSearch() throws {
+        var templates: [String] = []
+        func extend(_ source: String, placeholders: Int) {
+            for name in ["a", "b"] {
+                let next = source + "{\(name)}"
+                for around in ["", "-", ":", "--"] { templates.append(next + around) }
+                guard placeholders < 3 else { continue }
+                for literal in ["-", ":", "--"] { extend(next + literal, placeholders: placeholders + 1) }
+            }
+        }
+        for lead in ["", "-", "--"] { extend(lead, placeholders: 1) }
+        var texts = [""]
+        var frontier = [""]
+        for _ in 0..<5 {
+            frontier = frontier.flatMap { text in ["a", "-", ":"].map { text + $0 } }
+            texts += frontier
+        }
+        var agreed = 0
+        for source in templates {
+            let template = try Template(source)
+            for text in texts {
+                for fixed in [[:], ["b": "a-"]] {
+                    let fast = template.match(text, fixed: fixed)
+                    #expect(fast == template.matchSearching(text, fixed: fixed), "\(source) on '\(text)' with \(fixed)")
+                    if fast != nil { agreed += 1 }
+                }
+            }
+        }
+        // The cases where a match exists are the ones the byte path can take; enough of them must be there.
+        #expect(templates.count == 1_032 && texts.count == 364 && agreed > 3_000, "\(templates.count) \(texts.count) \(agreed)")
+    }
+
     @Test func headerPlaceholdersAreNamesToo() throws {
         let t = try Template("{header:x-trace}/{deviceId}")
         #expect(t.placeholders == ["header:x-trace", "deviceId"])
@@ -131,3 +166,4 @@ struct TemplateTests {
                 == "unknown transform 'lowr'; did you mean 'lower'?")
     }
 }
+
