@@ -239,7 +239,12 @@ public struct HeaderPattern: Sendable, Hashable, CustomStringConvertible {
 
     /// Case-insensitive glob match.
     public func matches(_ name: String) -> Bool {
-        Glob.matches(pattern, name.lowercased())
+        matches(lowercased: DittoHeaders.lowercase(name))
+    }
+
+    /// The same for a name already in lower case.
+    public func matches(lowercased name: String) -> Bool {
+        pattern == "*" || Glob.matches(pattern, name)
     }
 
     public var description: String { pattern }
@@ -283,17 +288,26 @@ public struct HeaderPolicy: Sendable, Hashable {
 
     /// Whether a custom header named `name` may cross (before renaming).
     public func allows(_ name: String) -> Bool {
-        let lower = name.lowercased()
+        allows(lowercased: DittoHeaders.lowercase(name))
+    }
+
+    /// The same for a name already in lower case.
+    public func allows(lowercased lower: String) -> Bool {
         if ReservedHeaders.isInternal(lower) { return false }
         if traceContext, lower == "traceparent" || lower == "tracestate" {
-            return !deny.contains { $0.matches(lower) && !$0.isWildcard }
+            return !deny.contains { $0.matches(lowercased: lower) && !$0.isWildcard }
         }
-        return allow.contains { $0.matches(lower) } && !deny.contains { $0.matches(lower) }
+        return allow.contains { $0.matches(lowercased: lower) } && !deny.contains { $0.matches(lowercased: lower) }
     }
 
     /// The name a passing header gets on the other side.
     public func renamed(_ name: String) -> String {
-        rename[name.lowercased()] ?? name
+        renamed(name, lowercased: DittoHeaders.lowercase(name))
+    }
+
+    /// The same when the name's lower case is at hand.
+    public func renamed(_ name: String, lowercased lower: String) -> String {
+        rename.isEmpty ? name : rename[lower] ?? name
     }
 
     static let standard = HeaderPolicy(

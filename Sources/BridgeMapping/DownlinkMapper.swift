@@ -34,6 +34,8 @@ public struct DeviceReply: Sendable {
     public var properties: MQTTProperties
     /// Headers that travelled in a 3.1.1 wrapper.
     public var carriedHeaders: [(name: String, value: String)]
+    /// What the rule's reply topic captured from the topic the answer came on.
+    public var topicValues: [String: String] = [:]
 }
 
 /// Ditto live messages and live commands -> device topics and payloads; device answers -> Ditto responses.
@@ -104,7 +106,7 @@ public struct DownlinkMapper: Sendable {
         let responseRequired = (envelope.headers.responseRequired ?? true) && timeout > .zero
 
         for (index, rule) in rules.enumerated() {
-            guard var variables = rule.values(for: thingID) else { continue }
+            // The signal test is cheap and rejects most rules, so it goes before the thing ID's.
             let added: [String: String]?
             switch kind {
             case .message(let subject, let featureID):
@@ -112,7 +114,7 @@ public struct DownlinkMapper: Sendable {
             case .command(let action, let path):
                 added = CommandAction(rawValue: action.rawValue).flatMap { rule.matchCommand(action: $0, path: path) }
             }
-            guard let added else { continue }
+            guard let added, var variables = rule.values(for: thingID) else { continue }
             variables.merge(added) { thing, _ in thing }
             let expectsReply = rule.reply.mode != .none
             let ruleTimeout = expectsReply ? min(timeout, rule.reply.timeout) : timeout
@@ -233,7 +235,7 @@ public struct DownlinkMapper: Sendable {
                 properties.userProperties.removeAll { $0.name.lowercased() == "status" }
                 return DeviceReply(ruleIndex: index, correlationID: CorrelationID.fromCorrelationData(data), status: status,
                                    payload: message.payload, contentType: message.properties.contentType,
-                                   properties: properties, carriedHeaders: [])
+                                   properties: properties, carriedHeaders: [], topicValues: captured)
             case .topic:
                 var payload = message.payload
                 var carried: [(name: String, value: String)] = []
@@ -248,7 +250,7 @@ public struct DownlinkMapper: Sendable {
                 carried.removeAll { ["status", "correlation-id"].contains($0.name.lowercased()) }
                 return DeviceReply(ruleIndex: index, correlationID: TopicToken.decode(token), status: status,
                                    payload: payload, contentType: message.properties.contentType,
-                                   properties: message.properties, carriedHeaders: carried)
+                                   properties: message.properties, carriedHeaders: carried, topicValues: captured)
             case .payload:
                 guard let document = try? JSON.parse(message.payload),
                       let read = Self.payloadModeReply(document, reply: rule.reply)
@@ -256,7 +258,8 @@ public struct DownlinkMapper: Sendable {
                 let (correlationID, status, value) = read
                 return DeviceReply(ruleIndex: index, correlationID: correlationID, status: status,
                                    payload: value.map { JSON.serialize($0) } ?? [],
-                                   contentType: "application/json", properties: message.properties, carriedHeaders: [])
+                                   contentType: "application/json", properties: message.properties, carriedHeaders: [],
+                                   topicValues: captured)
             }
         }
         return nil
@@ -454,6 +457,16 @@ extension DownlinkMapper {
         guard rules.indices.contains(route.ruleIndex), let template = Self.replyTopic(of: rules[route.ruleIndex]),
               let captured = template.match(topic)
         else { return false }
+        return Self.agree(captured, route)
+    }
+
+    /// The same for an answer ``reply(from:)`` recognised on `topic`: when it did so by the route's own rule, the
+    /// topic's values are at hand and the topic is not matched again.
+    public func isAnswer(_ reply: DeviceReply, on topic: String, to route: DownlinkRoute) -> Bool {
+        reply.ruleIndex == route.ruleIndex ? Self.agree(reply.topicValues, route) : isReplyTopic(topic, of: route)
+    }
+
+    private static func agree(_ captured: [String: String], _ route: DownlinkRoute) -> Bool {
         for (name, value) in captured where name != "correlationId" && name != "status" {
             if let expected = route.variables[name], expected != value { return false }
         }

@@ -179,25 +179,24 @@ public struct HeaderMapper: Sendable {
     /// bridge acts on it.
     public func customHeaders(_ headers: DittoHeaders) -> [(name: String, value: String)] {
         var result: [(name: String, value: String)] = []
-        for (name, value) in headers {
-            let lower = name.lowercased()
+        headers.forEachHeader { name, lower, value, isKnown in
             let isTrace = Self.traceContext.contains(lower)
-            if !isTrace, DittoHeaders.isKnown(lower) || Self.isReserved(lower) { continue }
-            if isTrace, !policy.traceContext { continue }
-            guard policy.allows(name) else { continue }
-            let target = policy.renamed(name)
-            guard !Self.isReserved(target) else { continue }
+            if !isTrace, isKnown || Self.isReserved(lowercased: lower) { return }
+            if isTrace, !policy.traceContext { return }
+            guard policy.allows(lowercased: lower) else { return }
+            let target = policy.renamed(name, lowercased: lower)
+            guard !Self.isReserved(target) else { return }
             result.append((target, value))
         }
         return result
     }
 
     private func admit(_ name: String, _ value: String, into headers: inout DittoHeaders) {
-        let lower = name.lowercased()
-        guard !name.isEmpty, !Self.isReserved(lower) else { return }
+        let lower = DittoHeaders.lowercase(name)
+        guard !name.isEmpty, !Self.isReserved(lowercased: lower) else { return }
         if Self.traceContext.contains(lower), !policy.traceContext { return }
-        guard policy.allows(name) else { return }
-        let target = policy.renamed(name)
+        guard policy.allows(lowercased: lower) else { return }
+        let target = policy.renamed(name, lowercased: lower)
         guard !Self.isReserved(target) else { return }
         headers[target] = value
     }
@@ -214,8 +213,11 @@ public struct HeaderMapper: Sendable {
     /// `raw-request-url`, `read-subjects`, `subject`, `timeout-access`, `authorization`, ...), the headers Ditto
     /// drops from outside (FACTS.md §e, R = false), and the ones the bridge sets itself.
     public static func isReserved(_ name: String) -> Bool {
-        let lower = name.lowercased()
-        return DittoHeaders.isInternal(lower) || bridgeOwned.contains(lower)
+        isReserved(lowercased: DittoHeaders.lowercase(name))
+    }
+
+    static func isReserved(lowercased lower: String) -> Bool {
+        DittoHeaders.isInternal(lower) || bridgeOwned.contains(lower)
     }
 }
 

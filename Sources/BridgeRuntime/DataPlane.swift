@@ -548,7 +548,7 @@ final class DataPlane: @unchecked Sendable {
         // The answer belongs to the request with this correlation id whose device answers on this topic.
         let things = downlinkByCorrelation[reply.correlationID] ?? []
         let match = things.lazy.map { PendingKey(thing: $0, correlationID: reply.correlationID) }.first { key in
-            self.downlinkPending[key].map { $0.mapper.isReplyTopic(topic, of: $0.route) } ?? false
+            self.downlinkPending[key].map { $0.mapper.isAnswer(reply, on: topic, to: $0.route) } ?? false
         }
         let arrival = MonotonicClock.nanoseconds()
         guard let key = match, let pending = removeDownlink(key) else {

@@ -88,8 +88,9 @@ public struct DittoHeaders: Sendable, Hashable, Sequence {
         return AnyIterator { iterator.next().map { ($0.name, $0.value) } }
     }
 
+    /// A header name in lower case, as headers are compared; no copy when it already is (the common case).
     @inline(__always)
-    static func lowercase(_ name: String) -> String {
+    public static func lowercase(_ name: String) -> String {
         // ASCII fast path: most header names are already lower-case ASCII.
         var needsWork = false
         for byte in name.utf8 where byte >= 0x80 || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z")) {
@@ -97,6 +98,12 @@ public struct DittoHeaders: Sendable, Hashable, Sequence {
             break
         }
         return needsWork ? name.lowercased() : name
+    }
+
+    /// Each header in order: its name as given, in lower case, its value, and whether Ditto defines it (both
+    /// worked out when it was set, so callers need not lower-case or look up again).
+    public func forEachHeader(_ body: (_ name: String, _ lowercasedName: String, _ value: String, _ isKnown: Bool) -> Void) {
+        for entry in entries { body(entry.name, entry.key, entry.value, entry.definition != nil) }
     }
 
     private func position(ofKey key: String) -> Int? {

@@ -74,7 +74,7 @@ enum MappingBenchmarks {
             let answer = MQTTPublication(
                 topic: publication.properties.responseTopic ?? "", payload: Array(#""pong""#.utf8),
                 properties: MQTTProperties(contentType: "application/json", correlationData: publication.properties.correlationData))
-            guard downlink.isReplyTopic(answer.topic, of: route), let reply = downlink.reply(from: answer),
+            guard let reply = downlink.reply(from: answer), downlink.isAnswer(reply, on: answer.topic, to: route),
                   let response = try? downlink.response(to: request, route: route, reply: reply)
             else { return 0 }
             let properties = DittoPublication.properties(for: response)
