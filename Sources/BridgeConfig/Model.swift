@@ -244,7 +244,7 @@ public struct HeaderPattern: Sendable, Hashable, CustomStringConvertible {
 
     /// The same for a name already in lower case.
     public func matches(lowercased name: String) -> Bool {
-        pattern == "*" || Glob.matches(pattern, name)
+        Glob.matches(pattern, name)
     }
 
     public var description: String { pattern }
@@ -605,6 +605,9 @@ public struct DownlinkRule: Sendable, Hashable {
 enum Glob {
     /// `*` matches any run of characters (also empty); everything else literally.
     static func matches(_ pattern: String, _ text: String) -> Bool {
+        // The usual patterns, `*` and a plain name, need no search (and no arrays of characters).
+        if pattern == "*" { return true }
+        if !pattern.utf8.contains(UInt8(ascii: "*")) { return pattern == text }
         let p = Array(pattern)
         let t = Array(text)
         var pi = 0

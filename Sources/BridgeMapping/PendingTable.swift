@@ -5,11 +5,20 @@ import HeapModule
 /// Pure bookkeeping: the caller supplies the time, so tests drive expiry without sleeping. Both directions
 /// use it (Ditto waiting for a device, a device waiting for Ditto). A full table refuses new entries rather
 /// than growing: the caller answers those requests with an error at once.
+///
+/// Inlinable: it is generic and runs for every request, and only a copy specialised in the caller's module avoids
+/// looking up generic metadata on each call.
 public struct PendingTable<Key: Hashable & Sendable, Value: Sendable>: Sendable {
     public struct Entry: Sendable {
         public var key: Key
         public var value: Value
         public var deadline: ContinuousClock.Instant
+
+        @inlinable init(key: Key, value: Value, deadline: ContinuousClock.Instant) {
+            self.key = key
+            self.value = value
+            self.deadline = deadline
+        }
     }
 
     public enum InsertOutcome: Sendable, Equatable {
@@ -21,40 +30,46 @@ public struct PendingTable<Key: Hashable & Sendable, Value: Sendable>: Sendable 
     }
 
     /// A deadline in the heap; stale when its entry was removed or replaced (`generation` differs).
-    struct Deadline: Comparable, Sendable {
-        var deadline: ContinuousClock.Instant
-        var generation: UInt64
-        var key: Key
+    @usableFromInline struct Deadline: Comparable, Sendable {
+        @usableFromInline var deadline: ContinuousClock.Instant
+        @usableFromInline var generation: UInt64
+        @usableFromInline var key: Key
 
-        static func < (lhs: Deadline, rhs: Deadline) -> Bool {
+        @inlinable init(deadline: ContinuousClock.Instant, generation: UInt64, key: Key) {
+            self.deadline = deadline
+            self.generation = generation
+            self.key = key
+        }
+
+        @inlinable static func < (lhs: Deadline, rhs: Deadline) -> Bool {
             lhs.deadline == rhs.deadline ? lhs.generation < rhs.generation : lhs.deadline < rhs.deadline
         }
 
-        static func == (lhs: Deadline, rhs: Deadline) -> Bool {
+        @inlinable static func == (lhs: Deadline, rhs: Deadline) -> Bool {
             lhs.deadline == rhs.deadline && lhs.generation == rhs.generation
         }
     }
 
     public let capacity: Int
-    private var entries: [Key: (entry: Entry, generation: UInt64)] = [:]
+    @usableFromInline var entries: [Key: (entry: Entry, generation: UInt64)] = [:]
     /// Expiry without scanning every entry: removed entries leave stale heap items, skipped when they surface
     /// and compacted when they outnumber the live ones.
-    private var deadlines = Heap<Deadline>()
-    private var generation: UInt64 = 0
+    @usableFromInline var deadlines = Heap<Deadline>()
+    @usableFromInline var generation: UInt64 = 0
 
     /// - Parameter capacity: at least 1 (smaller values are raised to 1 rather than trapping).
     public init(capacity: Int) {
         self.capacity = max(capacity, 1)
     }
 
-    public var count: Int { entries.count }
-    public var isEmpty: Bool { entries.isEmpty }
+    @inlinable public var count: Int { entries.count }
+    @inlinable public var isEmpty: Bool { entries.isEmpty }
 
-    public func contains(_ key: Key) -> Bool { entries[key] != nil }
+    @inlinable public func contains(_ key: Key) -> Bool { entries[key] != nil }
 
-    public subscript(key: Key) -> Value? { entries[key]?.entry.value }
+    @inlinable public subscript(key: Key) -> Value? { entries[key]?.entry.value }
 
-    public mutating func insert(_ value: Value, for key: Key, deadline: ContinuousClock.Instant) -> InsertOutcome {
+    @inlinable public mutating func insert(_ value: Value, for key: Key, deadline: ContinuousClock.Instant) -> InsertOutcome {
         if entries[key] != nil { return .duplicate }
         if entries.count >= capacity { return .full }
         generation += 1
@@ -65,12 +80,12 @@ public struct PendingTable<Key: Hashable & Sendable, Value: Sendable>: Sendable 
     }
 
     @discardableResult
-    public mutating func remove(_ key: Key) -> Value? {
+    @inlinable public mutating func remove(_ key: Key) -> Value? {
         entries.removeValue(forKey: key)?.entry.value
     }
 
     /// Removes and returns every entry whose deadline is at or before `now`, earliest first.
-    public mutating func expire(now: ContinuousClock.Instant) -> [Entry] {
+    @inlinable public mutating func expire(now: ContinuousClock.Instant) -> [Entry] {
         var due: [Entry] = []
         while let first = deadlines.min, first.deadline <= now {
             deadlines.removeMin()
@@ -83,7 +98,7 @@ public struct PendingTable<Key: Hashable & Sendable, Value: Sendable>: Sendable 
     }
 
     /// The earliest deadline, for scheduling the next expiry sweep.
-    public var nextDeadline: ContinuousClock.Instant? {
+    @inlinable public var nextDeadline: ContinuousClock.Instant? {
         mutating get {
             while let first = deadlines.min, entries[first.key]?.generation != first.generation { deadlines.removeMin() }
             return deadlines.min?.deadline
@@ -91,7 +106,7 @@ public struct PendingTable<Key: Hashable & Sendable, Value: Sendable>: Sendable 
     }
 
     /// Removes and returns everything (shutdown).
-    public mutating func removeAll() -> [Entry] {
+    @inlinable public mutating func removeAll() -> [Entry] {
         defer {
             entries.removeAll()
             deadlines = Heap()
@@ -99,7 +114,7 @@ public struct PendingTable<Key: Hashable & Sendable, Value: Sendable>: Sendable 
         return entries.values.map(\.entry)
     }
 
-    private mutating func compact() {
+    @usableFromInline mutating func compact() {
         deadlines = Heap(entries.values.map { Deadline(deadline: $0.entry.deadline, generation: $0.generation, key: $0.entry.key) })
     }
 }
