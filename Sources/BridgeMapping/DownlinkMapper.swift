@@ -23,6 +23,19 @@ public struct DownlinkRoute: Sendable {
     public var expectsReply: Bool
 }
 
+/// The rule that serves one signal (thing, message subject or command and path), found by
+/// ``DownlinkMapper/target(_:)``; what a ``DownlinkRoute`` takes from the rules rather than from the request.
+public struct DownlinkTarget: Sendable {
+    public var ruleIndex: Int
+    public var ruleName: String
+    public var thingID: ThingID
+    public var kind: DownlinkRoute.Kind
+    /// Thing ID captures, `{subject}`, `{feature}`, path captures, `{action}`, `{thingId}`.
+    public var variables: [String: String]
+    /// The rule's reply timeout; nil when the device has no way to answer.
+    public var replyTimeout: Duration?
+}
+
 /// An answer a device published on a reply topic.
 public struct DeviceReply: Sendable {
     public var ruleIndex: Int
@@ -74,9 +87,15 @@ public struct DownlinkMapper: Sendable {
     // MARK: Ditto -> device
 
     public func route(_ envelope: Envelope) throws(MappingError) -> DownlinkRoute {
-        guard let thingID = envelope.topic.thingID else {
-            throw MappingError(.noRule, "topic \(envelope.topic) does not address a thing")
-        }
+        try checkRoutable(envelope)
+        return route(envelope, to: try target(envelope))
+    }
+
+    /// What every request must pass before any rule is looked at: it names a thing, is a live request (not a
+    /// response) and keeps Ditto's header limit. ``route(_:)`` checks it; a caller that keeps targets checks it
+    /// for every request before ``route(_:to:)``.
+    public func checkRoutable(_ envelope: Envelope) throws(MappingError) {
+        guard envelope.topic.thingID != nil else { throw Self.addressesNoThing(envelope) }
         // Rule 1: with a `status` it is a response (e.g. Ditto's answer to a device's request), never a request
         // for a device; and twin commands are Ditto's own business, not the device's.
         guard !envelope.isResponse else {
@@ -91,6 +110,13 @@ public struct DownlinkMapper: Sendable {
         } catch {
             throw MappingError(protocolError: error)
         }
+    }
+
+    /// The rule that serves a routable request's signal, and what it captured. It depends on the envelope's
+    /// `topic` and `path` only, never on its headers or value, so a caller may keep it per (topic, path) for as
+    /// long as these rules hold.
+    public func target(_ envelope: Envelope) throws(MappingError) -> DownlinkTarget {
+        guard let thingID = envelope.topic.thingID else { throw Self.addressesNoThing(envelope) }
         let kind: DownlinkRoute.Kind
         switch envelope.thingSignal {
         case .message(let messagePath, nil)?:
@@ -102,9 +128,6 @@ public struct DownlinkMapper: Sendable {
         default:
             throw MappingError(.noRule, "the bridge takes live messages and live commands, not \(envelope.topic.criterion)")
         }
-        let timeout = Self.timeout(of: envelope.headers)
-        let responseRequired = (envelope.headers.responseRequired ?? true) && timeout > .zero
-
         for (index, rule) in rules.enumerated() {
             // The signal test is cheap and rejects most rules, so it goes before the thing ID's.
             let added: [String: String]?
@@ -116,11 +139,8 @@ public struct DownlinkMapper: Sendable {
             }
             guard let added, var variables = rule.values(for: thingID) else { continue }
             variables.merge(added) { thing, _ in thing }
-            let expectsReply = rule.reply.mode != .none
-            let ruleTimeout = expectsReply ? min(timeout, rule.reply.timeout) : timeout
-            return DownlinkRoute(ruleIndex: index, ruleName: rule.name, thingID: thingID, kind: kind,
-                                 variables: variables, responseRequired: responseRequired, timeout: ruleTimeout,
-                                 expectsReply: expectsReply)
+            return DownlinkTarget(ruleIndex: index, ruleName: rule.name, thingID: thingID, kind: kind, variables: variables,
+                                  replyTimeout: rule.reply.mode == .none ? nil : rule.reply.timeout)
         }
         let what: String = switch kind {
         case .message(let subject, let featureID?): "feature \(featureID) message \(subject)"
@@ -128,6 +148,21 @@ public struct DownlinkMapper: Sendable {
         case .command(let action, let path): "\(action.rawValue) command on \(path)"
         }
         throw MappingError(.noRule, "no downlink rule serves the \(what) for thing \(thingID)")
+    }
+
+    private static func addressesNoThing(_ envelope: Envelope) -> MappingError {
+        MappingError(.noRule, "topic \(envelope.topic) does not address a thing")
+    }
+
+    /// The route of a routable request (``checkRoutable(_:)``) to its signal's target: the target's rule with the
+    /// request's own `response-required` and `timeout`.
+    public func route(_ envelope: Envelope, to target: DownlinkTarget) -> DownlinkRoute {
+        let timeout = Self.timeout(of: envelope.headers)
+        let responseRequired = (envelope.headers.responseRequired ?? true) && timeout > .zero
+        return DownlinkRoute(ruleIndex: target.ruleIndex, ruleName: target.ruleName, thingID: target.thingID,
+                             kind: target.kind, variables: target.variables, responseRequired: responseRequired,
+                             timeout: target.replyTimeout.map { min(timeout, $0) } ?? timeout,
+                             expectsReply: target.replyTimeout != nil)
     }
 
     /// What the bridge publishes to the device for a routed request.

@@ -116,6 +116,14 @@ final class DataPlane: @unchecked Sendable {
         var isReplyTopic: Bool
         var uplink: Result<DittoPublication.Route?, MappingError>
     }
+    /// The downlink rule each Ditto signal (topic and path) goes to, so a request costs a lookup instead of a
+    /// path parse and rule matches; bounded and emptied like ``topics``.
+    private var downlinkTargets: [SignalKey: DownlinkTarget] = [:]
+
+    private struct SignalKey: Hashable {
+        var topic: TopicPath
+        var path: String
+    }
     private var downlinkPending: PendingTable<PendingKey, PendingDownlink>
     /// Things with a pending downlink request per correlation id, to find a device's answer.
     private var downlinkByCorrelation: [String: Set<String>] = [:]
@@ -627,7 +635,7 @@ final class DataPlane: @unchecked Sendable {
     private func handleDittoRequest(_ envelope: Envelope, replyAddress: String?, topic: String, arrival: Int64) {
         let route: DownlinkRoute
         do {
-            route = try downlink.route(envelope)
+            route = try downlinkRoute(envelope)
         } catch {
             metrics.increment("downlink.dropped.\(error.kind.rawValue)")
             logger.warning("Ditto request not routed", metadata: [
@@ -705,6 +713,20 @@ final class DataPlane: @unchecked Sendable {
             metrics.increment("downlink.dropped.too-many-requests")
             answerDitto(envelope, error: BridgeErrors.tooManyPendingRequests(maximumPendingRequests), replyAddress: replyAddress)
         }
+    }
+
+    /// ``DownlinkMapper/route(_:)`` with the signal's target kept.
+    private func downlinkRoute(_ envelope: Envelope) throws(MappingError) -> DownlinkRoute {
+        try downlink.checkRoutable(envelope)
+        let key = SignalKey(topic: envelope.topic, path: envelope.path)
+        if let target = downlinkTargets[key] { return downlink.route(envelope, to: target) }
+        let target = try downlink.target(envelope)
+        if downlinkTargets.count >= keptTopicLimit {
+            downlinkTargets.remove(at: downlinkTargets.startIndex)
+            metrics.increment("downlink.signals-evicted")
+        }
+        downlinkTargets[key] = target
+        return downlink.route(envelope, to: target)
     }
 
     private func sendToDevice(_ send: DownlinkSend) {
@@ -944,6 +966,7 @@ final class DataPlane: @unchecked Sendable {
         downlink = DownlinkMapper(configuration: configuration)
         headerMapper = HeaderMapper(policy: configuration.headers)
         topics.removeAll()
+        downlinkTargets.removeAll()
     }
 
     /// Moves a side to a new client (new host, credentials or TLS); the old one is closed by the caller.

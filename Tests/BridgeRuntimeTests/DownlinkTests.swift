@@ -311,6 +311,54 @@ struct DownlinkTests {
         await harness.stop()
     }
 
+    /// The bridge keeps the rule each signal (topic and path) goes to; what comes from the request itself
+    /// (correlation id, `response-required`, `timeout`) must still be read from every request.
+    @Test("More signals than the target table holds: every request reaches its device with its own headers")
+    func moreSignalsThanTheTargetTableHolds() async throws {
+        let harness = try await BridgeHarness(yaml: downlinkConfig, keptTopicLimit: 2)
+        var devices: [(client: MosquittoClient, received: MessageCollector)] = []
+        for index in 0..<3 {
+            devices.append(try await startMQTT5Device(harness, id: "t\(index)") { request in
+                (200, Array("\"\(request.topic)\"".utf8))
+            })
+        }
+        // Six signals through a table of two, twice; in the second round each device's `s1` request needs no answer.
+        for round in 0..<2 {
+            for index in 0..<6 {
+                let thing = "org.example:t\(index % 3)"
+                let silent = round == 1 && index / 3 == 1
+                try await harness.sendFromDitto(
+                    try liveMessage(thing, subject: "s\(index / 3)", correlationID: "k-\(round)-\(index)",
+                                    headers: silent ? [("response-required", "false")] : [("timeout", "\(5 + index)s")]),
+                    thingID: thing)
+            }
+        }
+        let envelopes = try await harness.envelopes(count: 9, timeout: .seconds(20))
+        #expect(envelopes.count == 9)
+        for envelope in envelopes {
+            let id = try #require(envelope.headers.correlationID)
+            let index = try #require(Int(id.split(separator: "-")[2]))
+            #expect(!(id.hasPrefix("k-1-") && index / 3 == 1), "\(id) asked for no response")
+            #expect(envelope.status == 200)
+            #expect(envelope.topic.description == "org.example/t\(index % 3)/things/live/messages/s\(index / 3)")
+            #expect(envelope.value == .string("devices/t\(index % 3)/inbox/s\(index / 3)"))
+        }
+        for (device, (client, received)) in devices.enumerated() {
+            let requests = await received.wait(for: 4)
+            #expect(requests.map(\.topic) == ["devices/t\(device)/inbox/s0", "devices/t\(device)/inbox/s1",
+                                              "devices/t\(device)/inbox/s0", "devices/t\(device)/inbox/s1"])
+            // The silent request has no response topic; the others expire with their own timeout.
+            #expect(requests[3].properties.responseTopic == nil)
+            #expect(requests[2].properties.responseTopic == "devices/t\(device)/reply")
+            let expiry = try #require(requests[0].properties.messageExpiryInterval)
+            #expect(expiry <= UInt32(5 + device))
+            await client.disconnect()
+        }
+        // Round one alone evicts four; in round two a signal may still be there (an arbitrary one goes).
+        #expect((4...10).contains(harness.bridge.metrics["downlink.signals-evicted"]))
+        await harness.stop()
+    }
+
     @Test("The pending table never grows past its bound")
     func pendingBound() async throws {
         let harness = try await BridgeHarness(yaml: downlinkConfig, maximumPendingRequests: 5)

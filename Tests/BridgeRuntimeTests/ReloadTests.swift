@@ -57,25 +57,42 @@ struct ReloadTests {
         await harness.stop()
     }
 
-    /// The bridge keeps what each device topic decides (rule, thing, path); a reload must not leave the old
-    /// decision in place for a topic both files take.
-    @Test("A reload changes what a topic already seen maps to")
+    /// The bridge keeps what each device topic decides (rule, thing, path) and which downlink rule each Ditto
+    /// signal goes to; a reload must not leave an old decision in place for a topic or signal both files take.
+    @Test("A reload changes what a topic or Ditto signal already seen maps to")
     func reloadReachesTopicsAlreadySeen() async throws {
         let topic = "devices/{deviceId}/telemetry/{sensor}"
         let harness = try await BridgeHarness(yaml: Self.config(path: "/features/{sensor}/properties/value", topic: topic))
-        let (device, _) = try await harness.device("lamp", subscribe: [])
+        let (device, inbox) = try await harness.device("lamp", subscribe: ["devices/lamp/inbox/#", "devices/lamp/in2/#"])
+        func blink(_ index: Int) async throws {
+            try await harness.sendFromDitto(try liveMessage("org.example:lamp", subject: "blink", correlationID: "b-\(index)",
+                                                            headers: [("response-required", "false")]),
+                                            thingID: "org.example:lamp")
+        }
         for value in 1...2 {
             try await device.publish(to: "devices/lamp/telemetry/temp", payload: Array(#"{"value": \#(value)}"#.utf8))
             let event = try #require(await harness.fromBridge.first { (try? Envelope.decode($0.payload))?.value == .number(JSONNumber(value)) })
             #expect(try Envelope.decode(event.payload).path == "/features/temp/properties/value")
+            try await blink(value)
         }
+        #expect(await inbox.wait(for: 2).map(\.topic) == ["devices/lamp/inbox/blink", "devices/lamp/inbox/blink"])
+        // The reloaded inbox rule takes only `other`; `blink` goes to a second rule with a topic of its own.
         let reloaded = Self.config(path: "/features/{sensor}/properties/reading", topic: topic)
             .replacingOccurrences(of: "PORT", with: "\(harness.broker.port)")
+            .replacingOccurrences(of: #"subject: "*""#, with: "subject: other") + """
+
+              - name: blink
+                match: { messages: { subject: blink } }
+                thing-id: "{namespace}:{deviceId}"
+                topic: "devices/{deviceId}/in2/{subject}"
+            """
         _ = await harness.bridge.reload(try BridgeConfiguration.parse(yaml: reloaded, fileName: "reloaded.yaml", environment: [:]))
         #expect(harness.bridge.metrics["reload.applied"] == 1)
         try await device.publish(to: "devices/lamp/telemetry/temp", payload: Array(#"{"value": 3}"#.utf8))
         let event = try #require(await harness.fromBridge.first { (try? Envelope.decode($0.payload))?.value == 3 })
         #expect(try Envelope.decode(event.payload).path == "/features/temp/properties/reading")
+        try await blink(3)
+        #expect(await inbox.wait(for: 3).last?.topic == "devices/lamp/in2/blink")
         await device.disconnect()
         await harness.stop()
     }
