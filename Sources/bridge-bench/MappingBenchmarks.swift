@@ -66,10 +66,16 @@ enum MappingBenchmarks {
         let requests = try things.enumerated().map { index, device in
             try Datapath.request(phase: "measured", index: index, thing: "org.bench:" + device)
         }
+        // `DataPlane` keeps each signal's target (rule and captures) and routes later requests to it.
+        var targets: [Int: DownlinkTarget] = [:]
         ProtocolBenchmarks.measure("downlink round trip mapping", filter: filter) {
             index = (index + 1) % 20
-            guard let request = try? Envelope.decode(requests[index]), let route = try? downlink.route(request),
-                  let publication = try? downlink.devicePublication(for: request, route: route, messageExpiry: 10)
+            guard let request = try? Envelope.decode(requests[index]), (try? downlink.checkRoutable(request)) != nil,
+                  let target = targets[index] ?? (try? downlink.target(request))
+            else { return 0 }
+            targets[index] = target
+            let route = downlink.route(request, to: target)
+            guard let publication = try? downlink.devicePublication(for: request, route: route, messageExpiry: 10)
             else { return 0 }
             let answer = MQTTPublication(
                 topic: publication.properties.responseTopic ?? "", payload: Array(#""pong""#.utf8),
