@@ -251,15 +251,31 @@ public struct DownlinkMapper: Sendable {
 
     // MARK: device -> Ditto
 
-    /// Whether a device topic is a reply topic of some rule (so ``reply(from:)`` may take a message on it).
-    public func isReplyTopic(_ topic: String) -> Bool {
-        rules.contains { Self.replyTopic(of: $0)?.match(topic) != nil }
+    /// A rule whose reply topic a device topic is, and what the reply topic captured from it.
+    public struct ReplyTopicMatch: Sendable {
+        public var ruleIndex: Int
+        public var captured: [String: String]
+    }
+
+    /// Every rule whose reply topic `topic` is, in rule order; empty when it is no reply topic. It depends on the
+    /// topic only, so a caller may keep it per topic for as long as these rules hold.
+    public func replyTopicMatches(_ topic: String) -> [ReplyTopicMatch] {
+        rules.indices.compactMap { index in
+            Self.replyTopic(of: rules[index])?.match(topic).map { ReplyTopicMatch(ruleIndex: index, captured: $0) }
+        }
     }
 
     /// Recognises a device's answer by the reply topics of the rules.
     public func reply(from message: MQTTPublication) -> DeviceReply? {
-        for (index, rule) in rules.enumerated() {
-            guard let replyTopic = Self.replyTopic(of: rule), let captured = replyTopic.match(message.topic) else { continue }
+        reply(from: message, matches: replyTopicMatches(message.topic))
+    }
+
+    /// The same with the topic's ``replyTopicMatches(_:)`` at hand.
+    public func reply(from message: MQTTPublication, matches: [ReplyTopicMatch]) -> DeviceReply? {
+        for match in matches {
+            let index = match.ruleIndex
+            let rule = rules[index]
+            let captured = match.captured
             switch rule.reply.mode {
             case .none:
                 continue

@@ -105,15 +105,16 @@ final class DataPlane: @unchecked Sendable {
     /// Rule and arrival of uplink messages not yet acknowledged by Ditto's broker, by token; bounded by
     /// ``trackLimit`` (beyond it, during a long outage, messages are counted with an empty rule and no latency).
     private var uplinkTracks: [UInt64: UplinkTrack] = [:]
-    /// What each device topic decides (a reply topic or not; the uplink rule, thing, path, Ditto-side topic or
-    /// no rule), so that a message costs a lookup instead of rule matches and template renders. Not for status
-    /// topics, nor for topics whose values make no valid thing ID. At most ``keptTopicLimit`` topics (about
-    /// 1.5 kB each); emptied when the mapping is reloaded.
+    /// What each device topic decides (the downlink rules it is a reply topic of, with their captures; the uplink
+    /// rule, thing, path, Ditto-side topic or no rule), so that a message costs a lookup instead of rule matches
+    /// and template renders. Not for status topics, nor for topics whose values make no valid thing ID. At most
+    /// ``keptTopicLimit`` topics (about 1.5 kB each); emptied when the mapping is reloaded.
     private var topics: [String: TopicEntry] = [:]
     private let keptTopicLimit: Int
 
     private struct TopicEntry {
-        var isReplyTopic: Bool
+        /// The downlink rules whose reply topic this is (empty: no reply topic).
+        var replyMatches: [DownlinkMapper.ReplyTopicMatch]
         var uplink: Result<DittoPublication.Route?, MappingError>
     }
     /// The downlink rule each Ditto signal (topic and path) goes to, so a request costs a lookup instead of a
@@ -229,11 +230,11 @@ final class DataPlane: @unchecked Sendable {
             let uplinkRoute = Result { () throws(MappingError) in
                 try DittoPublication.route(topic: message.topic, mapper: uplink, ditto: configuration.ditto)
             }
-            entry = TopicEntry(isReplyTopic: downlink.isReplyTopic(message.topic), uplink: uplinkRoute)
+            entry = TopicEntry(replyMatches: downlink.replyTopicMatches(message.topic), uplink: uplinkRoute)
             if case .success = uplinkRoute { remember(entry, topic: message.topic) }
         }
         // A reply topic may also be an uplink topic: whether a message is a reply depends on the message.
-        if entry.isReplyTopic, let reply = downlink.reply(from: publication) {
+        if !entry.replyMatches.isEmpty, let reply = downlink.reply(from: publication, matches: entry.replyMatches) {
             handleDeviceReply(reply, topic: message.topic)
             return
         }

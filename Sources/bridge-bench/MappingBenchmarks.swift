@@ -66,8 +66,9 @@ enum MappingBenchmarks {
         let requests = try things.enumerated().map { index, device in
             try Datapath.request(phase: "measured", index: index, thing: "org.bench:" + device)
         }
-        // `DataPlane` keeps each signal's target (rule and captures) and routes later requests to it.
+        // `DataPlane` keeps each signal's target (rule and captures) and each reply topic's matches.
         var targets: [Int: DownlinkTarget] = [:]
+        var replyMatches: [Int: [DownlinkMapper.ReplyTopicMatch]] = [:]
         ProtocolBenchmarks.measure("downlink round trip mapping", filter: filter) {
             index = (index + 1) % 20
             guard let request = try? Envelope.decode(requests[index]), (try? downlink.checkRoutable(request)) != nil,
@@ -80,7 +81,9 @@ enum MappingBenchmarks {
             let answer = MQTTPublication(
                 topic: publication.properties.responseTopic ?? "", payload: Array(#""pong""#.utf8),
                 properties: MQTTProperties(contentType: "application/json", correlationData: publication.properties.correlationData))
-            guard let reply = downlink.reply(from: answer), downlink.isAnswer(reply, on: answer.topic, to: route),
+            let matches = replyMatches[index] ?? downlink.replyTopicMatches(answer.topic)
+            replyMatches[index] = matches
+            guard let reply = downlink.reply(from: answer, matches: matches), downlink.isAnswer(reply, on: answer.topic, to: route),
                   let response = try? downlink.response(to: request, route: route, reply: reply)
             else { return 0 }
             let properties = DittoPublication.properties(for: response)
