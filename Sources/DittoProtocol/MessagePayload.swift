@@ -16,6 +16,11 @@ public enum ContentTypeStrategy: Sendable, Hashable {
             self = .binary
             return
         }
+        // The usual one, without the lower-casing and pattern tests below.
+        if contentType.utf8Equals("application/json") {
+            self = .json
+            return
+        }
         let mediaType = contentType.lowercased().utf8Prefix(before: UInt8(ascii: ";"))
         if mediaType.utf8Equals("application/merge-patch+json") {
             self = .jsonMergePatch
