@@ -403,8 +403,21 @@ struct JSONWriter {
         }
     }
 
+    /// Decimal digits straight into the buffer: revisions have 16 digits, and a `String` of more than 15 bytes
+    /// would be one more allocation per event.
     mutating func writeInteger(_ integer: Int64) {
-        bytes.append(contentsOf: String(integer).utf8)
+        if integer < 0 { bytes.append(UInt8(ascii: "-")) }
+        var magnitude = integer.magnitude
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // room for the 20 digits of UInt64.max, on the stack
+        withUnsafeMutableBytes(of: &digits) { buffer in
+            var start = buffer.count
+            repeat {
+                start -= 1
+                buffer[start] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+                magnitude /= 10
+            } while magnitude > 0
+            bytes.append(contentsOf: buffer[start...])
+        }
     }
 
     mutating func write(_ object: JSONObject) {

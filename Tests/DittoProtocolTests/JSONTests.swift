@@ -15,6 +15,15 @@ import Testing
         #expect(value["z"]?.int64Value == 1)
     }
 
+    /// Revisions and statuses are written digit by digit, without a `String`; they must read as `String(n)` does.
+    @Test func integersAreWrittenAsTheirDecimalText() {
+        for integer: Int64 in [0, 7, -1, 10, 99, 100, 404, 1_764_400_000_000_001, -42_000, .max, .min, .max - 1, .min + 1] {
+            var writer = JSONWriter(capacity: 0)
+            writer.writeInteger(integer)
+            #expect(String(decoding: writer.bytes, as: UTF8.self) == String(integer))
+        }
+    }
+
     @Test func stringsRoundTripExactly() throws {
         let text = #"["a/b","\u00fc","ü","\ud83d\ude00","tab\there","quote\"back\\slash","\u0001"]"#
         let value = try JSON.parse(text)
