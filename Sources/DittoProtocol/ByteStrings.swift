@@ -14,6 +14,18 @@ extension StringProtocol {
         return utf8.dropFirst(count - suffixCount).elementsEqual(suffix.utf8)
     }
 
+    /// Whether the UTF-8 bytes are `head`'s followed by `tail`'s (without building `head + tail`).
+    func utf8Equals(_ head: String, _ tail: String) -> Bool {
+        utf8.count == head.utf8.count + tail.utf8.count && utf8HasPrefix(head) && utf8HasSuffix(tail)
+    }
+
+    /// Whether the UTF-8 bytes end with `head`'s followed by `tail`'s (without building `head + tail`).
+    func utf8HasSuffix(_ head: String, _ tail: String) -> Bool {
+        let count = utf8.count, headCount = head.utf8.count, tailCount = tail.utf8.count
+        guard headCount + tailCount <= count, utf8HasSuffix(tail) else { return false }
+        return utf8.dropFirst(count - tailCount - headCount).prefix(headCount).elementsEqual(head.utf8)
+    }
+
     /// Splits at every `separator` byte (ASCII), keeping empty parts.
     func utf8Split(_ separator: UInt8) -> [String] {
         var parts: [String] = []

@@ -30,6 +30,10 @@ extension Envelope {
 
     /// The path as Ditto's `MessagePath.toString()` prints it after splitting like a topic.
     var normalizedPath: String {
+        Self.isNormalized(path) ? path : Self.normalize(path)
+    }
+
+    static func normalize(_ path: String) -> String {
         let segments = Envelope.pathSegments(path)
         if segments.isEmpty { return "/" }
         var out = ""
@@ -38,6 +42,24 @@ extension Envelope {
             out.append(JSONPointer.escape(segment))
         }
         return out
+    }
+
+    /// Whether `normalize` would give `path` back: a `/`, then non-empty segments without `~`, no trailing `/`.
+    /// Every request's path is checked, and most are already in this form: no split, no copy.
+    static func isNormalized(_ path: String) -> Bool {
+        var bytes = path.utf8.makeIterator()
+        guard bytes.next() == UInt8(ascii: "/") else { return false }
+        var afterSlash = true
+        while let byte = bytes.next() {
+            if byte == UInt8(ascii: "/") {
+                if afterSlash { return false }
+                afterSlash = true
+            } else {
+                if byte == UInt8(ascii: "~") { return false }
+                afterSlash = false
+            }
+        }
+        return !afterSlash
     }
 
     /// Ditto reads `path` with the topic splitter (`newTopicOrPathPointer`): `""`/`"/"` are the root, a
@@ -164,9 +186,9 @@ extension Envelope {
         let valid: Bool
         // String comparison on code units, as Ditto's `validatePathForLiveMessages` does.
         if printed.utf8HasPrefix("/features/") {
-            valid = printed.utf8HasSuffix("/inbox/messages/" + subject) || printed.utf8HasSuffix("/outbox/messages/" + subject)
+            valid = printed.utf8HasSuffix("/inbox/messages/", subject) || printed.utf8HasSuffix("/outbox/messages/", subject)
         } else {
-            valid = printed.utf8Equals("/inbox/messages/" + subject) || printed.utf8Equals("/outbox/messages/" + subject)
+            valid = printed.utf8Equals("/inbox/messages/", subject) || printed.utf8Equals("/outbox/messages/", subject)
         }
         guard valid else {
             throw DittoError.invalidPath(

@@ -228,3 +228,40 @@ import Testing
         }
     }
 }
+
+/// The shortcuts the message path check takes must give the answers of the long way round.
+@Suite struct PathShortcutTests {
+    /// Every path of up to seven characters from `/`, `a`, `b`, `~`: a path the shortcut takes as normalized is
+    /// one that `normalize` (Ditto's printing) gives back unchanged.
+    @Test func normalizedPathAgreesWithNormalize() {
+        var paths = [""]
+        var frontier = [""]
+        for _ in 0..<7 {
+            frontier = frontier.flatMap { path in ["/", "a", "b", "~"].map { path + $0 } }
+            paths += frontier
+        }
+        var shortcuts = 0
+        for path in paths where Envelope.isNormalized(path) {
+            #expect(Envelope.normalize(path) == path, "\(path)")
+            shortcuts += 1
+        }
+        // The shortcut may leave some paths to the long way ("/", "/a//b"), but takes the usual form.
+        #expect(Envelope.isNormalized("/inbox/messages/ping") && Envelope.isNormalized("/features/f-1/outbox/messages/x.y"))
+        #expect(paths.count == 21_845 && shortcuts > 300, "\(paths.count) \(shortcuts)")
+    }
+
+    @Test func concatenationComparisonsNeedNoConcatenation() {
+        let heads = ["", "/inbox/messages/", "/outbox/messages/", "x"]
+        let tails = ["", "ping", "é", "messages/ping", "/ping"]
+        let texts = ["", "/inbox/messages/ping", "/features/f/inbox/messages/ping", "/outbox/messages/é", "x", "ping",
+                     "/inbox/messages//ping", "/features/f/outbox/messages/é", "/inbox/messages/pin"]
+        for head in heads {
+            for tail in tails {
+                for text in texts {
+                    #expect(text.utf8Equals(head, tail) == text.utf8Equals(head + tail), "\(text) = \(head) + \(tail)")
+                    #expect(text.utf8HasSuffix(head, tail) == text.utf8HasSuffix(head + tail), "\(text) ends \(head) + \(tail)")
+                }
+            }
+        }
+    }
+}
