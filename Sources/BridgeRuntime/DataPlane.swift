@@ -127,7 +127,7 @@ final class DataPlane: @unchecked Sendable {
     }
     private var downlinkPending: PendingTable<PendingKey, PendingDownlink>
     /// Things with a pending downlink request per correlation id, to find a device's answer.
-    private var downlinkByCorrelation: [String: Set<String>] = [:]
+    private var downlinkByCorrelation = ThingsByCorrelation()
     private var uplinkPending: PendingTable<PendingKey, PendingUplink>
     private var downlinkBacklog = Deque<DownlinkSend>()
     private var deviceSends: [UInt64: DownlinkSend] = [:]
@@ -555,10 +555,10 @@ final class DataPlane: @unchecked Sendable {
 
     private func handleDeviceReply(_ reply: DeviceReply, topic: String) {
         // The answer belongs to the request with this correlation id whose device answers on this topic.
-        let things = downlinkByCorrelation[reply.correlationID] ?? []
-        let match = things.lazy.map { PendingKey(thing: $0, correlationID: reply.correlationID) }.first { key in
-            self.downlinkPending[key].map { $0.mapper.isAnswer(reply, on: topic, to: $0.route) } ?? false
-        }
+        let match = downlinkByCorrelation.first(for: reply.correlationID) { thing in
+            let key = PendingKey(thing: thing, correlationID: reply.correlationID)
+            return self.downlinkPending[key].map { $0.mapper.isAnswer(reply, on: topic, to: $0.route) } ?? false
+        }.map { PendingKey(thing: $0, correlationID: reply.correlationID) }
         let arrival = MonotonicClock.nanoseconds()
         guard let key = match, let pending = removeDownlink(key) else {
             metrics.increment("reply.unmatched")
@@ -600,8 +600,7 @@ final class DataPlane: @unchecked Sendable {
     }
 
     private func forgetCorrelation(_ key: PendingKey) {
-        downlinkByCorrelation[key.correlationID]?.remove(key.thing)
-        if downlinkByCorrelation[key.correlationID]?.isEmpty == true { downlinkByCorrelation[key.correlationID] = nil }
+        downlinkByCorrelation.remove(key.thing, for: key.correlationID)
     }
 
     // MARK: Ditto -> device
@@ -671,7 +670,7 @@ final class DataPlane: @unchecked Sendable {
             switch downlinkPending.insert(pending, for: key, deadline: deadline) {
             case .inserted:
                 pendingKey = key
-                downlinkByCorrelation[correlationID, default: []].insert(key.thing)
+                downlinkByCorrelation.insert(key.thing, for: correlationID)
                 scheduleExpiry(deadline)
             case .duplicate:
                 metrics.increment("downlink.dropped.duplicate")
@@ -1017,4 +1016,50 @@ final class DataPlane: @unchecked Sendable {
     }
 
     var dittoIdle: Bool { ditto.inflightCount == 0 || !ditto.isConnected }
+}
+
+/// The things with a pending downlink request per correlation id. Almost always one: that case is kept without a
+/// set of its own (no allocation per request).
+struct ThingsByCorrelation {
+    private enum Things {
+        case one(String)
+        case many(Set<String>)
+    }
+
+    private var table: [String: Things] = [:]
+
+    /// The first thing waiting under `correlationID` that `matches`.
+    func first(for correlationID: String, where matches: (String) -> Bool) -> String? {
+        switch table[correlationID] {
+        case .one(let thing)?: matches(thing) ? thing : nil
+        case .many(let things)?: things.first(where: matches)
+        case nil: nil
+        }
+    }
+
+    mutating func insert(_ thing: String, for correlationID: String) {
+        switch table[correlationID] {
+        case nil: table[correlationID] = .one(thing)
+        case .one(let other)?: table[correlationID] = other == thing ? .one(thing) : .many([other, thing])
+        case .many(var things)?:
+            things.insert(thing)
+            table[correlationID] = .many(things)
+        }
+    }
+
+    mutating func remove(_ thing: String, for correlationID: String) {
+        switch table[correlationID] {
+        case .one(let other)? where other == thing: table[correlationID] = nil
+        case .many(var things)?:
+            things.remove(thing)
+            if things.count == 1, let only = things.first {
+                table[correlationID] = .one(only)
+            } else {
+                table[correlationID] = .many(things)
+            }
+        default: break
+        }
+    }
+
+    mutating func removeAll() { table.removeAll() }
 }

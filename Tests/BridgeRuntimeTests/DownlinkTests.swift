@@ -359,6 +359,38 @@ struct DownlinkTests {
         await harness.stop()
     }
 
+    /// Correlation ids are unique per requester, not across things: the bridge finds a device's answer by
+    /// correlation id and then by the thing whose device answers on that topic.
+    @Test("One correlation id on requests to three things: each answer completes its own request")
+    func sharedCorrelationID() async throws {
+        let harness = try await BridgeHarness(yaml: downlinkConfig)
+        let (client, received) = try await harness.device("shared", subscribe: ["devices/+/inbox/#"])
+        for index in 0..<3 {
+            let thing = "org.example:s\(index)"
+            try await harness.sendFromDitto(try liveMessage(thing, subject: "hello", correlationID: "shared"), thingID: thing)
+        }
+        let requests = await received.wait(for: 3)
+        #expect(requests.count == 3)
+        // Answered in reverse order, while all three wait under the same correlation id.
+        for request in requests.reversed() {
+            let responseTopic = try #require(request.properties.responseTopic)
+            try await client.publish(to: responseTopic, payload: Array("\"\(request.topic)\"".utf8),
+                                     properties: PublishProperties(contentType: "application/json",
+                                                                   correlationData: request.properties.correlationData))
+        }
+        let envelopes = try await harness.envelopes(count: 3)
+        #expect(Set(envelopes.map(\.topic.description)) == Set((0..<3).map { "org.example/s\($0)/things/live/messages/hello" }))
+        for envelope in envelopes {
+            #expect(envelope.status == 200)
+            #expect(envelope.headers.correlationID == "shared")
+            #expect(envelope.value == .string("devices/\(envelope.topic.entityName)/inbox/hello"))
+        }
+        #expect(harness.bridge.metrics["reply.unmatched"] == 0)
+        #expect(await harness.bridge.pendingRequestCounts.downlink == 0)
+        await client.disconnect()
+        await harness.stop()
+    }
+
     @Test("The pending table never grows past its bound")
     func pendingBound() async throws {
         let harness = try await BridgeHarness(yaml: downlinkConfig, maximumPendingRequests: 5)
