@@ -47,8 +47,9 @@ public struct DeviceReply: Sendable {
     public var properties: MQTTProperties
     /// Headers that travelled in a 3.1.1 wrapper.
     public var carriedHeaders: [(name: String, value: String)]
-    /// What the rule's reply topic captured from the topic the answer came on.
+    /// What the rule's reply topic captured from the topic the answer came on, and that reply topic as written.
     public var topicValues: [String: String] = [:]
+    public var replyTopicSource: String?
 }
 
 /// Ditto live messages and live commands -> device topics and payloads; device answers -> Ditto responses.
@@ -286,7 +287,8 @@ public struct DownlinkMapper: Sendable {
                 properties.userProperties.removeAll { $0.name.lowercased() == "status" }
                 return DeviceReply(ruleIndex: index, correlationID: CorrelationID.fromCorrelationData(data), status: status,
                                    payload: message.payload, contentType: message.properties.contentType,
-                                   properties: properties, carriedHeaders: [], topicValues: captured)
+                                   properties: properties, carriedHeaders: [], topicValues: captured,
+                                   replyTopicSource: rule.reply.topic?.source)
             case .topic:
                 var payload = message.payload
                 var carried: [(name: String, value: String)] = []
@@ -301,7 +303,8 @@ public struct DownlinkMapper: Sendable {
                 carried.removeAll { ["status", "correlation-id"].contains($0.name.lowercased()) }
                 return DeviceReply(ruleIndex: index, correlationID: TopicToken.decode(token), status: status,
                                    payload: payload, contentType: message.properties.contentType,
-                                   properties: message.properties, carriedHeaders: carried, topicValues: captured)
+                                   properties: message.properties, carriedHeaders: carried, topicValues: captured,
+                                   replyTopicSource: rule.reply.topic?.source)
             case .payload:
                 guard let document = try? JSON.parse(message.payload),
                       let read = Self.payloadModeReply(document, reply: rule.reply)
@@ -310,7 +313,7 @@ public struct DownlinkMapper: Sendable {
                 return DeviceReply(ruleIndex: index, correlationID: correlationID, status: status,
                                    payload: value.map { JSON.serialize($0) } ?? [],
                                    contentType: "application/json", properties: message.properties, carriedHeaders: [],
-                                   topicValues: captured)
+                                   topicValues: captured, replyTopicSource: rule.reply.topic?.source)
             }
         }
         return nil
@@ -511,10 +514,15 @@ extension DownlinkMapper {
         return Self.agree(captured, route)
     }
 
-    /// The same for an answer ``reply(from:)`` recognised on `topic`: when it did so by the route's own rule, the
-    /// topic's values are at hand and the topic is not matched again.
+    /// The same for an answer ``reply(from:)`` recognised on `topic`: when the route's rule has the reply topic that
+    /// recognised it, the topic's values are at hand and the topic is not matched again. (The answer may have been
+    /// recognised by other rules than the request was routed by: after a reload, or by a rule before it.)
     public func isAnswer(_ reply: DeviceReply, on topic: String, to route: DownlinkRoute) -> Bool {
-        reply.ruleIndex == route.ruleIndex ? Self.agree(reply.topicValues, route) : isReplyTopic(topic, of: route)
+        if let source = reply.replyTopicSource, rules.indices.contains(route.ruleIndex),
+           Self.replyTopic(of: rules[route.ruleIndex])?.source == source {
+            return Self.agree(reply.topicValues, route)
+        }
+        return isReplyTopic(topic, of: route)
     }
 
     private static func agree(_ captured: [String: String], _ route: DownlinkRoute) -> Bool {

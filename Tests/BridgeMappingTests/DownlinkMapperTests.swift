@@ -304,6 +304,25 @@ import Testing
             contentType: contentType, correlationData: bytes(correlation), userProperties: userProperties(pairs)))
     }
 
+    /// An answer is the request's when it came on the reply topic of the request's rule with the route's values;
+    /// the topic's captures are reused only when that same reply topic recognised the answer.
+    @Test func answerBelongsToTheRequestOnlyOnItsRulesReplyTopic() throws {
+        // The feature message's rule is the first with this reply topic, so it is the one that recognises answers.
+        let (mapper, _, route) = try routed(Self.featureMessage)
+        let reply = try #require(mapper.reply(from: mqtt5Reply("{}", correlation: "c-1")))
+        #expect(reply.ruleIndex == route.ruleIndex)
+        #expect(mapper.isAnswer(reply, on: "devices/dev-1/reply", to: route))
+        // Another device's reply topic, the same correlation id: not this request's answer.
+        let other = try #require(mapper.reply(from: publication("devices/dev-2/reply", "{}", properties: MQTTProperties(correlationData: bytes("c-1")))))
+        #expect(!mapper.isAnswer(other, on: "devices/dev-2/reply", to: route))
+        // After a reload the same rule number may mean another rule: the request's rule is asked, not the number.
+        let reloaded = try self.mapper(Self.yaml.replacingOccurrences(of: "devices/{deviceId}/reply", with: "devices/{deviceId}/answers"))
+        let answer = try #require(reloaded.reply(from: publication("devices/dev-1/answers", "{}", properties: MQTTProperties(correlationData: bytes("c-1")))))
+        #expect(answer.ruleIndex == reply.ruleIndex)
+        #expect(!mapper.isAnswer(answer, on: "devices/dev-1/answers", to: route))
+        #expect(reloaded.isAnswer(answer, on: "devices/dev-1/answers", to: route))
+    }
+
     @Test func messageResponseSatisfiesDittosRules() throws {
         let (mapper, request, route) = try routed(Self.message)
         let reply = try #require(mapper.reply(from: mqtt5Reply(#"{"ok":true}"#, correlation: "c-1", contentType: "application/json",
