@@ -44,12 +44,12 @@ enum MappingBenchmarks {
                                                                     environment: environment) else { return 0 }
             return encoded.payload.count + encoded.topic.utf8.count + (encoded.properties.correlationData?.count ?? 0)
         }
+        func residentBytes() -> Int {
+            let fields = (try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8))?.split(separator: " ") ?? []
+            return (fields.count > 1 ? Int(fields[1]) ?? 0 : 0) * Int(sysconf(Int32(_SC_PAGESIZE)))
+        }
         if filter == nil || "route memory".contains(filter ?? "") {
             // What the runtime's table of kept routes costs per device topic (resident memory).
-            func residentBytes() -> Int {
-                let fields = (try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8))?.split(separator: " ") ?? []
-                return (fields.count > 1 ? Int(fields[1]) ?? 0 : 0) * Int(sysconf(Int32(_SC_PAGESIZE)))
-            }
             let before = residentBytes()
             var kept: [String: DittoPublication.Route] = [:]
             for device in 0..<20_000 {
@@ -88,6 +88,25 @@ enum MappingBenchmarks {
             else { return 0 }
             let properties = DittoPublication.properties(for: response)
             return publication.payload.count + response.encoded().count + (properties.correlationData?.count ?? 0)
+        }
+        if filter == nil || "target memory".contains(filter ?? "") {
+            // What the runtime's table of kept downlink targets costs per Ditto signal (topic and path), keyed as
+            // `DataPlane` keys it.
+            struct SignalKey: Hashable {
+                var topic: TopicPath
+                var path: String
+            }
+            let before = residentBytes()
+            var kept: [SignalKey: DownlinkTarget] = [:]
+            for device in 0..<20_000 {
+                guard let request = try? Envelope.decode(Datapath.request(phase: "memory", index: device,
+                                                                          thing: "org.bench:" + String(format: "dev-%05d", device))),
+                      let target = try? downlink.target(request)
+                else { continue }
+                kept[SignalKey(topic: request.topic, path: request.path)] = target
+            }
+            let perSignal = Double(residentBytes() - before) / Double(kept.count)
+            print("target memory: \(Int(perSignal)) bytes per kept downlink signal (\(kept.count) signals)")
         }
         ProtocolBenchmarks.measure("uplink rule match", filter: filter) {
             index = (index + 1) % 20
