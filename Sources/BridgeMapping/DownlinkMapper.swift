@@ -21,6 +21,9 @@ public struct DownlinkRoute: Sendable {
     public var timeout: Duration
     /// Whether the rule has a way for the device to answer.
     public var expectsReply: Bool
+    /// The device topic and the MQTT 5 response topic as the target rendered them (nil: rendered per request).
+    public var deviceTopic: String? = nil
+    public var responseTopic: String? = nil
 }
 
 /// The rule that serves one signal (thing, message subject or command and path), found by
@@ -34,6 +37,10 @@ public struct DownlinkTarget: Sendable {
     public var variables: [String: String]
     /// The rule's reply timeout; nil when the device has no way to answer.
     public var replyTimeout: Duration?
+    /// The device topic and the reply topic rendered once for the signal, where they name nothing but what the
+    /// signal gives (no `{correlationId}`); nil: rendered for each request.
+    public var deviceTopic: String?
+    public var responseTopic: String?
 }
 
 /// An answer a device published on a reply topic.
@@ -62,6 +69,9 @@ public struct DownlinkMapper: Sendable {
 
     /// What a Ditto Protocol JSON payload is (Ditto's own MQTT connections use it).
     public static let dittoProtocolContentType = "application/vnd.eclipse.ditto+json"
+
+    /// The placeholder for the request's correlation id in device and reply topics.
+    static let correlationIDPlaceholder = "correlationId"
 
     /// Ditto's default and maximum live timeout.
     public static let maximumTimeout: Duration = .seconds(60)
@@ -140,8 +150,15 @@ public struct DownlinkMapper: Sendable {
             }
             guard let added, var variables = rule.values(for: thingID) else { continue }
             variables.merge(added) { thing, _ in thing }
+            // A template that fails to render here is rendered again per request, which reports the failure.
+            func rendered(_ template: TopicTemplate?) -> String? {
+                guard let template, !template.placeholders.contains(Self.correlationIDPlaceholder) else { return nil }
+                return try? template.render(variables)
+            }
             return DownlinkTarget(ruleIndex: index, ruleName: rule.name, thingID: thingID, kind: kind, variables: variables,
-                                  replyTimeout: rule.reply.mode == .none ? nil : rule.reply.timeout)
+                                  replyTimeout: rule.reply.mode == .none ? nil : rule.reply.timeout,
+                                  deviceTopic: rendered(rule.topic),
+                                  responseTopic: rule.reply.mode == .mqtt5 ? rendered(rule.reply.topic) : nil)
         }
         let what: String = switch kind {
         case .message(let subject, let featureID?): "feature \(featureID) message \(subject)"
@@ -163,7 +180,8 @@ public struct DownlinkMapper: Sendable {
         return DownlinkRoute(ruleIndex: target.ruleIndex, ruleName: target.ruleName, thingID: target.thingID,
                              kind: target.kind, variables: target.variables, responseRequired: responseRequired,
                              timeout: target.replyTimeout.map { min(timeout, $0) } ?? timeout,
-                             expectsReply: target.replyTimeout != nil)
+                             expectsReply: target.replyTimeout != nil, deviceTopic: target.deviceTopic,
+                             responseTopic: target.responseTopic)
     }
 
     /// What the bridge publishes to the device for a routed request.
@@ -173,14 +191,25 @@ public struct DownlinkMapper: Sendable {
                                   messageExpiry: UInt32?) throws(MappingError) -> MQTTPublication {
         let rule = rules[route.ruleIndex]
         let correlationID = envelope.headers.correlationID ?? ""
-        var variables = route.variables
-        variables["correlationId"] = TopicToken.encode(correlationID)
+        // The request's values, made only for a topic its target did not render.
+        var requestVariables: [String: String]?
+        func variables() -> [String: String] {
+            if let requestVariables { return requestVariables }
+            var values = route.variables
+            values[Self.correlationIDPlaceholder] = TopicToken.encode(correlationID)
+            requestVariables = values
+            return values
+        }
 
         let topic: String
-        do {
-            topic = try rule.topic.render(variables)
-        } catch {
-            throw MappingError(.invalidIdentifier, "cannot render the device topic \(rule.topic.source): \(error)")
+        if let kept = route.deviceTopic {
+            topic = kept
+        } else {
+            do {
+                topic = try rule.topic.render(variables())
+            } catch {
+                throw MappingError(.invalidIdentifier, "cannot render the device topic \(rule.topic.source): \(error)")
+            }
         }
         let mapper = HeaderMapper(policy: rule.headers)
         let wrapper = rule.headers.mqtt311 == .wrapper
@@ -230,7 +259,7 @@ public struct DownlinkMapper: Sendable {
         properties.payloadFormatIndicator = rule.payload == .bytes && !wrapper && !correlationInPayload ? nil : 1
         if rule.reply.mode == .mqtt5, route.responseRequired, let replyTopic = rule.reply.topic {
             do {
-                properties.responseTopic = try replyTopic.render(variables)
+                properties.responseTopic = try route.responseTopic ?? replyTopic.render(variables())
             } catch {
                 throw MappingError(.template, "cannot render the response topic \(replyTopic.source): \(error)")
             }

@@ -515,6 +515,28 @@ import Testing
         #expect(response.value == 3)
     }
 
+    /// A signal's target renders the device and reply topics once where they name nothing the request brings;
+    /// what the device gets is the same as when they are rendered per request.
+    @Test(arguments: [Self.message, Self.featureMessage, Self.modify, Self.retrieve, Self.create])
+    func topicsRenderedOncePerSignalAreTheTopicsOfEachRequest(_ json: String) throws {
+        let (mapper, request, route) = try routed(json)
+        #expect(route.deviceTopic != nil)
+        var perRequest = route
+        perRequest.deviceTopic = nil
+        perRequest.responseTopic = nil
+        let kept = try mapper.devicePublication(for: request, route: route, messageExpiry: 5)
+        #expect(kept == (try mapper.devicePublication(for: request, route: perRequest, messageExpiry: 5)))
+        #expect(kept.properties.responseTopic == (route.expectsReply ? "devices/dev-1/reply" : nil))
+        // Without a response required the kept response topic is not sent.
+        var silent = route
+        silent.responseRequired = false
+        #expect(try mapper.devicePublication(for: request, route: silent, messageExpiry: 5).properties.responseTopic == nil)
+        // A topic with `{correlationId}` is the request's own.
+        let legacy = try self.mapper(Self.topicModeYAML)
+        let target = try legacy.target(try envelope(Self.message))
+        #expect(target.deviceTopic == nil && target.responseTopic == nil)
+    }
+
     // MARK: MQTT 3.1.1: topic mode and wrapper mode
 
     static let topicModeYAML = """
