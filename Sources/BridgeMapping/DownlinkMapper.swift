@@ -26,6 +26,17 @@ public struct DownlinkRoute: Sendable {
     public var responseTopic: String? = nil
 }
 
+/// What a ``DownlinkTarget`` depends on: a request's topic and path. Keep targets by it.
+public struct DownlinkSignal: Hashable, Sendable {
+    public var topic: TopicPath
+    public var path: String
+
+    public init(_ envelope: Envelope) {
+        topic = envelope.topic
+        path = envelope.path
+    }
+}
+
 /// The rule that serves one signal (thing, message subject or command and path), found by
 /// ``DownlinkMapper/target(_:)``; what a ``DownlinkRoute`` takes from the rules rather than from the request.
 public struct DownlinkTarget: Sendable {
@@ -324,7 +335,7 @@ public struct DownlinkMapper: Sendable {
                 if rule.headers.mqtt311 == .wrapper, let unwrapped = try? HeaderWrapper.unwrap(payload) {
                     (payload, carried) = (unwrapped.value ?? [], unwrapped.headers)
                 }
-                let token = captured["correlationId"]
+                let token = captured[Self.correlationIDPlaceholder]
                     ?? carried.last { $0.name.lowercased() == "correlation-id" }.map(\.value)
                 guard let token else { continue }
                 let status = Self.status(captured["status"])
@@ -555,7 +566,7 @@ extension DownlinkMapper {
     }
 
     private static func agree(_ captured: [String: String], _ route: DownlinkRoute) -> Bool {
-        for (name, value) in captured where name != "correlationId" && name != "status" {
+        for (name, value) in captured where name != correlationIDPlaceholder && name != "status" {
             if let expected = route.variables[name], expected != value { return false }
         }
         return true

@@ -119,12 +119,7 @@ final class DataPlane: @unchecked Sendable {
     }
     /// The downlink rule each Ditto signal (topic and path) goes to, so a request costs a lookup instead of a
     /// path parse and rule matches; bounded and emptied like ``topics``.
-    private var downlinkTargets: [SignalKey: DownlinkTarget] = [:]
-
-    private struct SignalKey: Hashable {
-        var topic: TopicPath
-        var path: String
-    }
+    private var downlinkTargets: [DownlinkSignal: DownlinkTarget] = [:]
     private var downlinkPending: PendingTable<PendingKey, PendingDownlink>
     /// Things with a pending downlink request per correlation id, to find a device's answer.
     private var downlinkByCorrelation = ThingsByCorrelation()
@@ -302,11 +297,18 @@ final class DataPlane: @unchecked Sendable {
     /// Keeps what a topic decides; at the bound an arbitrary topic goes (a fleet with more topics than the bound
     /// costs a rule match per message of the topics that do not fit, nothing else).
     private func remember(_ entry: TopicEntry, topic: String) {
-        if topics.count >= keptTopicLimit {
-            topics.remove(at: topics.startIndex)
-            metrics.increment("uplink.topics-evicted")
+        Self.keep(entry, for: topic, in: &topics, limit: keptTopicLimit, evicted: "uplink.topics-evicted", metrics: metrics)
+    }
+
+    /// Puts `value` into a table of at most `limit` entries, where an arbitrary entry makes room (counted as
+    /// `evicted`); the tables of what topics and signals decide share it.
+    private static func keep<Key: Hashable, Value>(_ value: Value, for key: Key, in table: inout [Key: Value], limit: Int,
+                                                   evicted: String, metrics: BridgeMetrics) {
+        if table.count >= limit {
+            table.remove(at: table.startIndex)
+            metrics.increment(evicted)
         }
-        topics[topic] = entry
+        table[key] = value
     }
 
     /// Made once: the mapper calls back for revisions, timestamps and correlation ids on every message.
@@ -718,14 +720,11 @@ final class DataPlane: @unchecked Sendable {
     /// ``DownlinkMapper/route(_:)`` with the signal's target kept.
     private func downlinkRoute(_ envelope: Envelope) throws(MappingError) -> DownlinkRoute {
         try downlink.checkRoutable(envelope)
-        let key = SignalKey(topic: envelope.topic, path: envelope.path)
-        if let target = downlinkTargets[key] { return downlink.route(envelope, to: target) }
+        let signal = DownlinkSignal(envelope)
+        if let target = downlinkTargets[signal] { return downlink.route(envelope, to: target) }
         let target = try downlink.target(envelope)
-        if downlinkTargets.count >= keptTopicLimit {
-            downlinkTargets.remove(at: downlinkTargets.startIndex)
-            metrics.increment("downlink.signals-evicted")
-        }
-        downlinkTargets[key] = target
+        Self.keep(target, for: signal, in: &downlinkTargets, limit: keptTopicLimit, evicted: "downlink.signals-evicted",
+                  metrics: metrics)
         return downlink.route(envelope, to: target)
     }
 

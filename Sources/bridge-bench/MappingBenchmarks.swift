@@ -90,20 +90,15 @@ enum MappingBenchmarks {
             return publication.payload.count + response.encoded().count + (properties.correlationData?.count ?? 0)
         }
         if filter == nil || "target memory".contains(filter ?? "") {
-            // What the runtime's table of kept downlink targets costs per Ditto signal (topic and path), keyed as
-            // `DataPlane` keys it.
-            struct SignalKey: Hashable {
-                var topic: TopicPath
-                var path: String
-            }
+            // What the runtime's table of kept downlink targets costs per Ditto signal (topic and path).
             let before = residentBytes()
-            var kept: [SignalKey: DownlinkTarget] = [:]
+            var kept: [DownlinkSignal: DownlinkTarget] = [:]
             for device in 0..<20_000 {
                 guard let request = try? Envelope.decode(Datapath.request(phase: "memory", index: device,
                                                                           thing: "org.bench:" + String(format: "dev-%05d", device))),
                       let target = try? downlink.target(request)
                 else { continue }
-                kept[SignalKey(topic: request.topic, path: request.path)] = target
+                kept[DownlinkSignal(request)] = target
             }
             let perSignal = Double(residentBytes() - before) / Double(kept.count)
             print("target memory: \(Int(perSignal)) bytes per kept downlink signal (\(kept.count) signals)")
