@@ -66,11 +66,20 @@ public struct DittoPublication: Sendable {
         let uplink = route.uplink
         guard case .success(let topic) = route.topic, case .success(let event)? = uplink.event,
               let template = event.template, case .success(let rules) = event.rules,
-              HeaderMapper.takesNoHeaders(fromEvent: message.properties),
-              let (value, compactText) = try? PayloadReader.jsonValueKeepingText(message.payload,
-                                                                                 format: uplink.rule.rule.payload),
-              rules.admits(value)
+              HeaderMapper.takesNoHeaders(fromEvent: message.properties)
         else { return nil }
+        let format = uplink.rule.rule.payload
+        let value: JSONValue
+        let compactText: ArraySlice<UInt8>?
+        if let compact = PayloadReader.compactJSON(message.payload, format: format) {
+            // The payload's bytes are the value: nothing to build.
+            guard rules.admits(compact.kind) else { return nil }
+            (value, compactText) = (.null, compact.text)
+        } else {
+            guard let parsed = try? PayloadReader.jsonValueKeepingText(message.payload, format: format),
+                  rules.admits(parsed.value) else { return nil }
+            (value, compactText) = parsed
+        }
         // `map`'s order: the headers' correlation id, then the revision and the timestamp.
         let correlationID = environment.newCorrelationID()
         let revision = environment.nextRevision(uplink.thingID)

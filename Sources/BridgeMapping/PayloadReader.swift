@@ -49,6 +49,15 @@ public enum PayloadReader {
         }
     }
 
+    /// For a rule that takes the whole payload as JSON, a payload already in compact form with ASCII strings: the
+    /// kind of its value and its bytes, read without parsing it into a value (``JSON/compactValue(_:)``). Nil for
+    /// everything else: ``jsonValueKeepingText(_:format:)`` then parses it, or says what is wrong with it.
+    public static func compactJSON(_ payload: [UInt8], format: UplinkPayload) -> (kind: JSON.Kind, text: ArraySlice<UInt8>)? {
+        guard case .json(.whole) = format, payload.count <= maximumPayloadSize,
+              let (kind, range) = JSON.compactValue(payload) else { return nil }
+        return (kind, payload[range])
+    }
+
     /// The payload of a live message and the content type that goes with it (Ditto encodes the `value`
     /// by content type: JSON types as JSON, text types as a string, everything else as base64).
     public static func messagePayload(

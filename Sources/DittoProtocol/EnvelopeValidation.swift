@@ -282,8 +282,11 @@ extension Envelope {
         }
 
         /// Whether `validate` accepts an event with a revision and `value` on this topic and path.
-        public func admits(_ value: JSONValue) -> Bool {
-            !(action == .created || action == .modified) || resource.valueKind.admits(value)
+        public func admits(_ value: JSONValue) -> Bool { admits(value.kind) }
+
+        /// The same for a value of `kind` (the check looks at nothing else).
+        public func admits(_ kind: JSON.Kind) -> Bool {
+            !(action == .created || action == .modified) || resource.valueKind.admits(kind)
         }
     }
 }
@@ -380,11 +383,13 @@ enum ThingResource: Sendable, Hashable {
     enum ValueKind: Sendable, Hashable {
         case object, string, array, any
 
-        func admits(_ value: JSONValue) -> Bool {
+        func admits(_ value: JSONValue) -> Bool { admits(value.kind) }
+
+        func admits(_ kind: JSON.Kind) -> Bool {
             switch self {
-            case .object: return value.objectValue != nil
-            case .string: return value.stringValue != nil
-            case .array: return value.arrayValue != nil
+            case .object: return kind == .object
+            case .string: return kind == .string
+            case .array: return kind == .array
             case .any: return true
             }
         }

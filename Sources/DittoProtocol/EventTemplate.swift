@@ -78,7 +78,8 @@ extension Envelope {
         }
 
         /// `encoded()` of the probe with these parts in place of the sentinels. `compactText`, where given, is
-        /// what ``Envelope/setValue(_:compactText:)`` takes.
+        /// what ``Envelope/setValue(_:compactText:)`` takes; it is written instead of `value`, which is then not read
+        /// (the uplink passes `.null` for a payload it did not parse, see ``JSON/compactValue(_:)``).
         public func encode(correlationID: String, value: JSONValue, compactText: ArraySlice<UInt8>?, revision: Int64,
                            timestamp: String) -> [UInt8] {
             var w = JSONWriter(capacity: text.count + correlationID.utf8.count + (compactText?.count ?? 128) + 64)

@@ -45,6 +45,28 @@ public enum JSON {
         try bytes.withUnsafeBufferPointer { parseDocument($0) }.get()
     }
 
+    /// The kinds of JSON values.
+    public enum Kind: Sendable, Hashable {
+        case null, bool, number, string, array, object
+    }
+
+    /// For a JSON text whose value is in the form ``serialize(_:)`` writes and whose strings are ASCII: the value's
+    /// kind and the range of its bytes, the same range ``parseKeepingCompactText(_:)`` returns, found without
+    /// building the value (no allocation). Nil for every other text, valid or not: the caller then parses it, for
+    /// the value or for the error. A device payload copied whole into an event needs nothing more.
+    public static func compactValue(_ bytes: [UInt8]) -> (kind: Kind, range: Range<Int>)? {
+        bytes.withUnsafeBufferPointer { buffer in
+            var parser = JSONParser(buffer)
+            parser.skipWhitespace()
+            let start = parser.position
+            guard start < buffer.count, let kind = parser.skipCompactValue(depth: 0) else { return nil }
+            let end = parser.position
+            parser.skipWhitespace()
+            guard parser.position == buffer.count else { return nil }
+            return (kind, start..<end)
+        }
+    }
+
     static func parseResult(_ buffer: UnsafeBufferPointer<UInt8>) -> Result<JSONValue, JSONParseError> {
         parseDocument(buffer).map { $0.value }
     }
@@ -157,11 +179,15 @@ struct JSONParser {
     private mutating func expectLiteral(_ word: StaticString) throws(JSONParseError) {
         let count = word.utf8CodeUnitCount
         guard b.count - position >= count else { throw fail("Invalid literal") }
-        let p = word.utf8Start
-        for k in 0..<count where b[position + k] != p[k] {
-            throw fail("Invalid literal", at: position + k)
-        }
+        if let mismatch = literalMismatch(word) { throw fail("Invalid literal", at: position + mismatch) }
         position += count
+    }
+
+    /// The offset of the first byte at `position` that differs from `word` (which fits before the end), nil if none.
+    private func literalMismatch(_ word: StaticString) -> Int? {
+        let p = word.utf8Start
+        for k in 0..<word.utf8CodeUnitCount where b[position + k] != p[k] { return k }
+        return nil
     }
 
     private mutating func parseNumber() throws(JSONParseError) -> JSONNumber {
@@ -359,6 +385,105 @@ struct JSONParser {
             scratch.append(UInt8(0x80 | ((scalar >> 6) & 0x3F)))
             scratch.append(UInt8(0x80 | (scalar & 0x3F)))
         }
+    }
+}
+
+// MARK: - Compact values, walked without building them
+
+extension JSONParser {
+    /// Walks one value that `parseValue` would parse with `isCompact` still true and whose strings are ASCII, and
+    /// returns its kind; nil at the first byte where that is not so (invalid, whitespace, an escape, a non-ASCII
+    /// or control byte, a repeated key, a 17th member). Same grammar as `parseValue`, with the same number scan
+    /// and literals; what it refuses goes to `parseValue`.
+    mutating func skipCompactValue(depth: Int) -> JSON.Kind? {
+        guard position < b.count else { return nil }
+        switch b[position] {
+        case UInt8(ascii: "{"):
+            return skipCompactObject(depth: depth + 1) ? .object : nil
+        case UInt8(ascii: "["):
+            return skipCompactArray(depth: depth + 1) ? .array : nil
+        case quote:
+            return skipCompactString() == nil ? nil : .string
+        case UInt8(ascii: "t"):
+            return skipLiteral("true") ? .bool : nil
+        case UInt8(ascii: "f"):
+            return skipLiteral("false") ? .bool : nil
+        case UInt8(ascii: "n"):
+            return skipLiteral("null") ? .null : nil
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            guard let end = JSONNumber.scan(b, from: position) else { return nil }
+            position = end
+            return .number
+        default:
+            return nil
+        }
+    }
+
+    private mutating func skipLiteral(_ word: StaticString) -> Bool {
+        guard b.count - position >= word.utf8CodeUnitCount, literalMismatch(word) == nil else { return false }
+        position += word.utf8CodeUnitCount
+        return true
+    }
+
+    private mutating func skipCompactArray(depth: Int) -> Bool {
+        guard depth <= JSON.maximumDepth else { return false }
+        position += 1  // [
+        if position < b.count && b[position] == UInt8(ascii: "]") {
+            position += 1
+            return true
+        }
+        while true {
+            guard skipCompactValue(depth: depth) != nil, position < b.count else { return false }
+            let c = b[position]
+            position += 1
+            if c == UInt8(ascii: ",") { continue }
+            return c == UInt8(ascii: "]")
+        }
+    }
+
+    private mutating func skipCompactObject(depth: Int) -> Bool {
+        guard depth <= JSON.maximumDepth else { return false }
+        position += 1  // {
+        if position < b.count && b[position] == UInt8(ascii: "}") {
+            position += 1
+            return true
+        }
+        // `parseObject` compares each key with the ones before it up to 16 members; a 17th member or a repeated key
+        // makes the object not compact. The keys' ranges live on the stack.
+        return withUnsafeTemporaryAllocation(of: Range<Int>.self, capacity: 16) { keys in
+            var count = 0
+            while true {
+                guard count < 16, position < b.count, b[position] == quote, let key = skipCompactString() else {
+                    return false
+                }
+                for k in 0..<count where keys[k].count == key.count && b[keys[k]].elementsEqual(b[key]) { return false }
+                keys[count] = key
+                count += 1
+                guard position < b.count, b[position] == UInt8(ascii: ":") else { return false }
+                position += 1
+                guard skipCompactValue(depth: depth) != nil, position < b.count else { return false }
+                let c = b[position]
+                position += 1
+                if c == UInt8(ascii: ",") { continue }
+                return c == UInt8(ascii: "}")
+            }
+        }
+    }
+
+    /// The range of a string's contents when it has only ASCII (no control character) and no escape.
+    private mutating func skipCompactString() -> Range<Int>? {
+        let start = position + 1
+        var i = start
+        while i < b.count {
+            let c = b[i]
+            if c == quote {
+                position = i + 1
+                return start..<i
+            }
+            if c == backslash || c < 0x20 || c >= 0x80 { return nil }
+            i += 1
+        }
+        return nil
     }
 }
 

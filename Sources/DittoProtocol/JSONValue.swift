@@ -38,6 +38,18 @@ public enum JSONValue: Sendable, Hashable {
 // MARK: - Accessors
 
 extension JSONValue {
+    /// Which of JSON's kinds this value is.
+    public var kind: JSON.Kind {
+        switch self {
+        case .null: .null
+        case .bool: .bool
+        case .number: .number
+        case .string: .string
+        case .array: .array
+        case .object: .object
+        }
+    }
+
     /// The string, if this is a JSON string.
     public var stringValue: String? {
         if case .string(let s) = self { return s }

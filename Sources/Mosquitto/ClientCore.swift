@@ -444,8 +444,12 @@ final class ClientCore: @unchecked Sendable {
                     completion: Completion) -> MQTTError? {
         var mid: Int32 = 0
         insidePublish = true
-        let rc = payload.withUnsafeBytes { bytes in
-            mosquitto_publish_v5(raw, &mid, topic, Int32(bytes.count), bytes.baseAddress, Int32(qos.rawValue), retain, list)
+        // `withCString` lends a native string's own bytes; passing the `String` itself made a C copy per publish.
+        let rc = topic.withCString { cTopic in
+            payload.withUnsafeBytes { bytes in
+                mosquitto_publish_v5(raw, &mid, cTopic, Int32(bytes.count), bytes.baseAddress, Int32(qos.rawValue), retain,
+                                     list)
+            }
         }
         insidePublish = false
         // QoS > 0: once libmosquitto accepted the message it is queued even when writing it failed (the connection

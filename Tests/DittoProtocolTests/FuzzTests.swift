@@ -198,6 +198,7 @@ extension FuzzTests {
         var rng = Generator(state: 0xC0_4EAC_0000_0001)
         var compactFound = 0
         var notCompact = 0
+        var scanned = 0
         let examples = Corpus.examples.map(\.bytes)
         try #require(!examples.isEmpty)
         for i in 0..<40_000 {
@@ -212,6 +213,7 @@ extension FuzzTests {
             }
             let plain = Result { () throws(JSONParseError) in try JSON.parse(input) }
             let kept = Result { () throws(JSONParseError) in try JSON.parseKeepingCompactText(input) }
+            if Self.scansLikeTheParser(input, kept) { scanned += 1 }
             switch (plain, kept) {
             case (.success(let value), .success(let result)):
                 #expect(result.value == value)
@@ -229,6 +231,47 @@ extension FuzzTests {
         }
         #expect(compactFound > 5_000)
         #expect(notCompact > 5_000)
+        #expect(scanned > 5_000)
+    }
+
+    /// `compactValue` finds exactly what `parseKeepingCompactText` finds for texts with ASCII strings, with the
+    /// value's kind, and nothing for any other text; true when it found a value.
+    static func scansLikeTheParser(_ input: [UInt8], _ kept: Result<(value: JSONValue, compact: Range<Int>?), JSONParseError>,
+                                   sourceLocation: SourceLocation = #_sourceLocation) -> Bool {
+        let scanned = JSON.compactValue(input)
+        let text = String(decoding: input, as: UTF8.self)
+        if case .success(let result) = kept, let range = result.compact, input[range].allSatisfy({ $0 < 0x80 }) {
+            #expect(scanned?.range == range, "\(text)", sourceLocation: sourceLocation)
+            #expect(scanned?.kind == result.value.kind, "\(text)", sourceLocation: sourceLocation)
+        } else {
+            #expect(scanned == nil, "\(text)", sourceLocation: sourceLocation)
+        }
+        return scanned != nil
+    }
+
+    /// The edges the random texts rarely reach: nesting at and beyond the limit, objects of 16 and 17 members, a
+    /// key repeated as the 16th or 17th, every kind at the top.
+    @Test func compactScanAtTheEdges() throws {
+        let limit = JSON.maximumDepth
+        func members(_ count: Int, repeating: Int? = nil) -> String {
+            "{" + (0..<count).map { #""k\#($0 == repeating ? 0 : $0)":\#($0)"# }.joined(separator: ",") + "}"
+        }
+        let texts = [
+            String(repeating: "[", count: limit) + String(repeating: "]", count: limit),
+            String(repeating: "[", count: limit + 1) + String(repeating: "]", count: limit + 1),
+            String(repeating: #"{"a":"#, count: limit) + "1" + String(repeating: "}", count: limit),
+            String(repeating: #"{"a":"#, count: limit + 1) + "1" + String(repeating: "}", count: limit + 1),
+            members(16), members(17), members(16, repeating: 15), members(17, repeating: 16), members(2, repeating: 1),
+            "1", "-0.5e+3", "01", "1.", "\"a\"", "true", "false", "null", "nul", "[]", "{}", "[,]", "{,}", "[1,]",
+            #"{"a":1,}"#, #"{"a"}"#, #"{"a":}"#, "\"\u{7F}\"", "\"a\u{1}\"", #""é""#, " [1] ", "[1] x", "", " ",
+        ]
+        var found = 0
+        for text in texts {
+            let input = Array(text.utf8)
+            let kept = Result { () throws(JSONParseError) in try JSON.parseKeepingCompactText(input) }
+            if Self.scansLikeTheParser(input, kept) { found += 1 }
+        }
+        #expect(found == 13)
     }
 
     @Test(arguments: [
