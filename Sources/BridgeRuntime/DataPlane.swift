@@ -13,19 +13,32 @@ struct PendingKey: Hashable, Sendable {
 }
 
 /// A Ditto request on its way to a device, waiting for the device's answer.
-struct PendingDownlink: Sendable {
-    var request: Envelope
-    var route: DownlinkRoute
+///
+/// A class: the pending table hands it out for every answer that might be its device's, and a struct of an
+/// envelope, a route and the rules was copied whole each time (a retain and a release per string and array).
+final class PendingDownlink: Sendable {
+    let request: Envelope
+    let route: DownlinkRoute
     /// Where the answer goes on the Ditto side.
-    var replyAddress: String
+    let replyAddress: String
     /// Whether Ditto waits for a response (`response-required`).
-    var responseRequired: Bool
+    let responseRequired: Bool
     /// The requested ack label this bridge issues when the device answers.
-    var answeredAck: String?
+    let answeredAck: String?
     /// The rules the request was sent with: its answer is read with them even after a reload.
-    var mapper: DownlinkMapper
+    let mapper: DownlinkMapper
     /// When the request reached the bridge (round-trip histogram).
-    var arrival = ContinuousClock.now
+    let arrival = ContinuousClock.now
+
+    init(request: Envelope, route: DownlinkRoute, replyAddress: String, responseRequired: Bool, answeredAck: String?,
+         mapper: DownlinkMapper) {
+        self.request = request
+        self.route = route
+        self.replyAddress = replyAddress
+        self.responseRequired = responseRequired
+        self.answeredAck = answeredAck
+        self.mapper = mapper
+    }
 }
 
 /// A device's request waiting for Ditto's answer.
@@ -54,16 +67,28 @@ enum MonotonicClock {
     }
 }
 
-/// A Ditto request mapped for a device, on its way to the device broker.
-struct DownlinkSend {
-    var envelope: Envelope
-    var route: DownlinkRoute
-    var replyAddress: String?
-    var deliveredAck: String?
-    var pendingKey: PendingKey?
-    var publication: MQTTPublication
+/// A Ditto request mapped for a device, on its way to the device broker (a class for the same reason as
+/// ``PendingDownlink``: it is kept until the device broker acknowledges it, and a copy of a struct retained each part).
+final class DownlinkSend {
+    let envelope: Envelope
+    let route: DownlinkRoute
+    let replyAddress: String?
+    let deliveredAck: String?
+    let pendingKey: PendingKey?
+    let publication: MQTTPublication
     /// ``MonotonicClock/nanoseconds()`` when the request was read (bridge-latency histogram).
-    var arrival: Int64
+    let arrival: Int64
+
+    init(envelope: Envelope, route: DownlinkRoute, replyAddress: String?, deliveredAck: String?, pendingKey: PendingKey?,
+         publication: MQTTPublication, arrival: Int64) {
+        self.envelope = envelope
+        self.route = route
+        self.replyAddress = replyAddress
+        self.deliveredAck = deliveredAck
+        self.pendingKey = pendingKey
+        self.publication = publication
+        self.arrival = arrival
+    }
 }
 
 /// Everything that happens per message, on one thread: the event loop that drives both MQTT clients.
