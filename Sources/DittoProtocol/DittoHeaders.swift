@@ -91,13 +91,12 @@ public struct DittoHeaders: Sendable, Hashable, Sequence {
     /// A header name in lower case, as headers are compared; no copy when it already is (the common case).
     @inline(__always)
     public static func lowercase(_ name: String) -> String {
-        // ASCII fast path: most header names are already lower-case ASCII.
-        var needsWork = false
-        for byte in name.utf8 where byte >= 0x80 || (byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z")) {
-            needsWork = true
-            break
-        }
-        return needsWork ? name.lowercased() : name
+        // ASCII fast path: most header names are already lower-case ASCII. Scanned as bytes, not through
+        // `String.Index`: every header lookup and every header set runs this.
+        func isLowercaseASCII(_ byte: UInt8) -> Bool { byte < 0x80 && byte &- UInt8(ascii: "A") >= 26 }
+        let lowercaseASCII = name.utf8.withContiguousStorageIfAvailable { $0.allSatisfy(isLowercaseASCII) }
+            ?? name.utf8.allSatisfy(isLowercaseASCII)
+        return lowercaseASCII ? name : name.lowercased()
     }
 
     /// Each header in order: its name as given, in lower case, its value, and whether Ditto defines it (both
@@ -107,7 +106,9 @@ public struct DittoHeaders: Sendable, Hashable, Sequence {
     }
 
     private func position(ofKey key: String) -> Int? {
-        for i in entries.indices where entries[i].key.utf8Equals(key) { return i }
+        // Lengths first: most entries differ in length from the name looked up, and this runs several times per header.
+        let count = key.utf8.count
+        for i in entries.indices where entries[i].key.utf8.count == count && entries[i].key.utf8Equals(key) { return i }
         return nil
     }
 
@@ -119,7 +120,7 @@ public struct DittoHeaders: Sendable, Hashable, Sequence {
             entries[i].value = value
             entries[i].json = json
         } else {
-            let definition = HeaderDefinition.known[key]
+            let definition = HeaderDefinition.known(key)
             entries.append(Entry(name: name, key: key, value: value, json: json, definition: definition))
         }
     }
@@ -166,7 +167,7 @@ public struct DittoHeaders: Sendable, Hashable, Sequence {
         }
         entries[i].name = newName
         entries[i].key = newKey
-        entries[i].definition = HeaderDefinition.known[newKey]
+        entries[i].definition = HeaderDefinition.known(newKey)
     }
 
     /// Removes every header for which `shouldRemove(lower-cased name, value)` is true.
@@ -409,6 +410,23 @@ struct HeaderDefinition: Sendable {
         def("status", .integer, true, true)
         return d
     }()
+
+    /// `known`'s entry for a lower-cased name. Every header set looks its name up, several per message: comparing
+    /// the bytes of the few known names of the same length costs less than hashing the name.
+    @inline(__always)
+    static func known(_ key: String) -> HeaderDefinition? {
+        let count = key.utf8.count
+        guard count < knownByLength.count else { return nil }
+        for candidate in knownByLength[count] where key.utf8Equals(candidate.name) { return candidate.definition }
+        return nil
+    }
+
+    private static let knownByLength: [[(name: String, definition: HeaderDefinition)]] = {
+        var table = Array(repeating: [(name: String, definition: HeaderDefinition)](),
+                          count: 1 + (known.keys.map(\.utf8.count).max() ?? 0))
+        for (name, definition) in known { table[name.utf8.count].append((name, definition)) }
+        return table
+    }()
 }
 
 extension DittoHeaders {
@@ -417,7 +435,7 @@ extension DittoHeaders {
     public static func isDittoInternal(_ name: String) -> Bool {
         let key = lowercase(name)
         if key.utf8HasPrefix("ditto-") { return true }
-        if let definition = HeaderDefinition.known[key] { return !definition.read }
+        if let definition = HeaderDefinition.known(key) { return !definition.read }
         return false
     }
 
@@ -441,7 +459,7 @@ extension DittoHeaders {
 
     /// Whether Ditto silently drops `name` when it comes from outside (known header with `read=false`).
     public static func isReadOnlyFromExternal(_ name: String) -> Bool {
-        guard let definition = HeaderDefinition.known[lowercase(name)] else { return false }
+        guard let definition = HeaderDefinition.known(lowercase(name)) else { return false }
         return !definition.read
     }
 
@@ -450,12 +468,12 @@ extension DittoHeaders {
 
     /// Whether Ditto writes `name` to the outside (custom headers and known `write=true` ones).
     public static func isWrittenToExternal(_ name: String) -> Bool {
-        guard let definition = HeaderDefinition.known[lowercase(name)] else { return true }
+        guard let definition = HeaderDefinition.known(lowercase(name)) else { return true }
         return definition.write
     }
 
     /// Whether `name` is one of Ditto's defined headers.
-    public static func isKnown(_ name: String) -> Bool { HeaderDefinition.known[lowercase(name)] != nil }
+    public static func isKnown(_ name: String) -> Bool { HeaderDefinition.known(lowercase(name)) != nil }
 
     /// The labels only Ditto may issue, stripped from `requested-acks` before signals leave Ditto.
     public static let dittoAcknowledgementLabels: Set<String> = ["twin-persisted", "live-response", "search-persisted"]
