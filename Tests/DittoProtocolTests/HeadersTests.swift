@@ -3,6 +3,27 @@ import Testing
 @testable import DittoProtocol
 
 @Suite struct HeadersTests {
+    /// The lookup by length finds exactly the known names: each of them, and none of their one-byte changes.
+    @Test func knownHeadersAreFoundByTheirBytes() {
+        for (name, definition) in HeaderDefinition.known {
+            #expect(HeaderDefinition.known(name)?.type == definition.type, "\(name)")
+            var bytes = Array(name.utf8)
+            for index in bytes.indices {
+                let original = bytes[index]
+                bytes[index] = original == UInt8(ascii: "x") ? UInt8(ascii: "y") : UInt8(ascii: "x")
+                let changed = String(decoding: bytes, as: UTF8.self)
+                #expect((HeaderDefinition.known(changed) != nil) == (HeaderDefinition.known[changed] != nil), "\(changed)")
+                bytes[index] = original
+            }
+            #expect(HeaderDefinition.known(name + "x") == nil && HeaderDefinition.known(String(name.dropLast())) == nil)
+        }
+        #expect(HeaderDefinition.known("") == nil)
+        #expect(HeaderDefinition.known(String(repeating: "a", count: 300)) == nil)
+        #expect(DittoHeaders.lowercase("Correlation-ID") == "correlation-id")
+        #expect(DittoHeaders.lowercase("Ünïcode-X") == "ünïcode-x")
+        #expect(DittoHeaders.lowercase("already-lower@[]`{") == "already-lower@[]`{")
+    }
+
     @Test func caseInsensitiveLookupCasePreservingOutput() {
         var headers = DittoHeaders()
         headers["Correlation-ID"] = "abc"
