@@ -3,6 +3,23 @@ import Testing
 @testable import DittoProtocol
 
 @Suite struct HeadersTests {
+    /// Byte equality, compared eight bytes at a time: every length up to 40 (small and heap strings), a difference
+    /// at every position, non-ASCII bytes.
+    @Test func utf8EqualsComparesEveryByte() {
+        for length in 0...40 {
+            let base = (0..<length).map { UInt8(ascii: "a") + UInt8($0 % 26) }
+            let text = String(decoding: base, as: UTF8.self)
+            #expect(text.utf8Equals(String(decoding: base, as: UTF8.self)))
+            for index in base.indices {
+                var changed = base
+                changed[index] = UInt8(ascii: "A")
+                #expect(!text.utf8Equals(String(decoding: changed, as: UTF8.self)), "\(length) \(index)")
+            }
+            #expect(!text.utf8Equals(text + "a"))
+        }
+        #expect("é".utf8Equals("é") && !"é".utf8Equals("e\u{301}"))
+    }
+
     /// The lookup by length finds exactly the known names: each of them, and none of their one-byte changes.
     @Test func knownHeadersAreFoundByTheirBytes() {
         for (name, definition) in HeaderDefinition.known {
