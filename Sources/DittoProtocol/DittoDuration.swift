@@ -15,6 +15,30 @@ public struct DittoDuration: Sendable, Hashable, CustomStringConvertible {
         /// A plain number: seconds.
         case implicitSeconds = ""
 
+        /// The unit a suffix names (`rawValue`), read from bytes.
+        init?(suffix: UnsafeBufferPointer<UInt8>) {
+            switch suffix.count {
+            case 0: self = .implicitSeconds
+            case 1:
+                switch suffix[0] {
+                case UInt8(ascii: "s"): self = .seconds
+                case UInt8(ascii: "m"): self = .minutes
+                case UInt8(ascii: "h"): self = .hours
+                case UInt8(ascii: "d"): self = .days
+                case UInt8(ascii: "w"): self = .weeks
+                case UInt8(ascii: "y"): self = .years
+                default: return nil
+                }
+            case 2:
+                switch (suffix[0], suffix[1]) {
+                case (UInt8(ascii: "m"), UInt8(ascii: "s")): self = .milliseconds
+                case (UInt8(ascii: "m"), UInt8(ascii: "o")): self = .months
+                default: return nil
+                }
+            default: return nil
+            }
+        }
+
         var milliseconds: Int64 {
             switch self {
             case .milliseconds: return 1
@@ -38,28 +62,39 @@ public struct DittoDuration: Sendable, Hashable, CustomStringConvertible {
 
     /// Parses a Ditto duration; `nil` if it is not one (or negative, or out of range).
     public init?(parsing text: String) {
-        let utf8 = Array(text.utf8)
-        var suffixStart = utf8.count
-        while suffixStart > 0 {
-            let c = utf8[suffixStart - 1]
-            if c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9") { break }
-            suffixStart -= 1
-        }
-        guard let unit = Unit(rawValue: String(decoding: utf8[suffixStart...], as: UTF8.self)) else { return nil }
-        var digits = utf8[..<suffixStart]
-        if digits.first == UInt8(ascii: "+") || digits.first == UInt8(ascii: "-") {
-            let negative = digits.first == UInt8(ascii: "-")
-            digits = digits.dropFirst()
-            // "-0" is zero and allowed; any other negative amount is refused like Ditto does.
-            if negative && !digits.allSatisfy({ $0 == UInt8(ascii: "0") }) { return nil }
-        }
-        guard !digits.isEmpty, digits.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
-            let amount = Int64(String(decoding: digits, as: UTF8.self))
-        else { return nil }
-        guard amount.multipliedReportingOverflow(by: unit.milliseconds).overflow == false else { return nil }
+        // On the bytes, without an array or strings for the parts: a request's `timeout` is parsed for every request.
+        var copy = text
+        guard let (amount, unit) = copy.withUTF8({ Self.parse($0) }) else { return nil }
         self.amount = amount
         self.unit = unit
         self.text = text
+    }
+
+    private static func parse(_ utf8: UnsafeBufferPointer<UInt8>) -> (amount: Int64, unit: Unit)? {
+        func isDigit(_ c: UInt8) -> Bool { c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9") }
+        var suffixStart = utf8.count
+        while suffixStart > 0 && !isDigit(utf8[suffixStart - 1]) { suffixStart -= 1 }
+        guard let unit = Unit(suffix: UnsafeBufferPointer(rebasing: utf8[suffixStart...])) else { return nil }
+        var start = 0
+        var negative = false
+        if suffixStart > 0 && (utf8[0] == UInt8(ascii: "+") || utf8[0] == UInt8(ascii: "-")) {
+            negative = utf8[0] == UInt8(ascii: "-")
+            start = 1
+        }
+        guard start < suffixStart else { return nil }
+        var amount: Int64 = 0
+        for index in start..<suffixStart {
+            let c = utf8[index]
+            guard isDigit(c) else { return nil }
+            let (times10, overflow) = amount.multipliedReportingOverflow(by: 10)
+            let (sum, overflow2) = times10.addingReportingOverflow(Int64(c - UInt8(ascii: "0")))
+            guard !overflow, !overflow2 else { return nil }
+            amount = sum
+        }
+        // "-0" is zero and allowed; any other negative amount is refused like Ditto does.
+        if negative && amount != 0 { return nil }
+        guard amount.multipliedReportingOverflow(by: unit.milliseconds).overflow == false else { return nil }
+        return (amount, unit)
     }
 
     /// A duration in milliseconds, written `<n>ms` (negative values become 0).

@@ -180,6 +180,49 @@ import Testing
     func invalidDurations(_ text: String) {
         #expect(DittoDuration(parsing: text) == nil)
     }
+
+    /// The byte parser against the string-based one it replaced, on every text of up to four characters from an
+    /// alphabet of digits, signs, unit letters and others, and on amounts around the overflow limits.
+    @Test func durationParserAgreesWithTheStringParser() {
+        let alphabet = Array("09+-msohdwyx. é")
+        var texts = [""]
+        var level = [""]
+        for _ in 1...4 {
+            level = level.flatMap { prefix in alphabet.map { prefix + String($0) } }
+            texts += level
+        }
+        texts += ["9223372036854775807", "9223372036854775808", "-9223372036854775808", "+0009s",
+                  "9223372036854775ms", "9223372036854776ms", "106751991167300d", "106751991167301d",
+                  "-" + String(repeating: "0", count: 30) + "s", String(repeating: "0", count: 30) + "9mo"]
+        for text in texts {
+            let parsed = DittoDuration(parsing: text)
+            let reference = Self.referenceDuration(text)
+            #expect(parsed?.amount == reference?.amount && parsed?.unit == reference?.unit, "\(text)")
+        }
+    }
+
+    /// The string-based parser as it was before the byte parser (kept as the reference).
+    static func referenceDuration(_ text: String) -> (amount: Int64, unit: DittoDuration.Unit)? {
+        let utf8 = Array(text.utf8)
+        var suffixStart = utf8.count
+        while suffixStart > 0 {
+            let c = utf8[suffixStart - 1]
+            if c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9") { break }
+            suffixStart -= 1
+        }
+        guard let unit = DittoDuration.Unit(rawValue: String(decoding: utf8[suffixStart...], as: UTF8.self)) else { return nil }
+        var digits = utf8[..<suffixStart]
+        if digits.first == UInt8(ascii: "+") || digits.first == UInt8(ascii: "-") {
+            let negative = digits.first == UInt8(ascii: "-")
+            digits = digits.dropFirst()
+            if negative && !digits.allSatisfy({ $0 == UInt8(ascii: "0") }) { return nil }
+        }
+        guard !digits.isEmpty, digits.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
+            let amount = Int64(String(decoding: digits, as: UTF8.self))
+        else { return nil }
+        guard amount.multipliedReportingOverflow(by: unit.milliseconds).overflow == false else { return nil }
+        return (amount, unit)
+    }
 }
 
 extension JSONObject {
