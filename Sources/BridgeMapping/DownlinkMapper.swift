@@ -338,6 +338,7 @@ public struct DownlinkMapper: Sendable {
     private func reply(from message: MQTTPublication, match: ReplyTopicMatch, box: RuleBox) -> DeviceReply? {
         let index = match.ruleIndex
         let captured = match.captured
+        let source = box.rule.reply.topic?.source
         switch box.rule.reply.mode {
         case .none:
             return nil
@@ -349,7 +350,7 @@ public struct DownlinkMapper: Sendable {
             return DeviceReply(ruleIndex: index, correlationID: CorrelationID.fromCorrelationData(data), status: status,
                                payload: message.payload, contentType: message.properties.contentType,
                                properties: properties, carriedHeaders: [], topicValues: captured,
-                               replyTopicSource: box.rule.reply.topic?.source)
+                               replyTopicSource: source)
         case .topic:
             var payload = message.payload
             var carried: [(name: String, value: String)] = []
@@ -365,7 +366,7 @@ public struct DownlinkMapper: Sendable {
             return DeviceReply(ruleIndex: index, correlationID: TopicToken.decode(token), status: status,
                                payload: payload, contentType: message.properties.contentType,
                                properties: message.properties, carriedHeaders: carried, topicValues: captured,
-                               replyTopicSource: box.rule.reply.topic?.source)
+                               replyTopicSource: source)
         case .payload:
             guard let document = try? JSON.parse(message.payload),
                   let read = Self.payloadModeReply(document, reply: box.rule.reply)
@@ -374,7 +375,7 @@ public struct DownlinkMapper: Sendable {
             return DeviceReply(ruleIndex: index, correlationID: correlationID, status: status,
                                payload: value.map { JSON.serialize($0) } ?? [],
                                contentType: "application/json", properties: message.properties, carriedHeaders: [],
-                               topicValues: captured, replyTopicSource: box.rule.reply.topic?.source)
+                               topicValues: captured, replyTopicSource: source)
         }
     }
 

@@ -53,7 +53,7 @@ public enum PayloadReader {
     /// kind of its value and its bytes, read without parsing it into a value (``JSON/compactValue(_:)``). Nil for
     /// everything else: ``jsonValueKeepingText(_:format:)`` then parses it, or says what is wrong with it.
     public static func compactJSON(_ payload: [UInt8], format: UplinkPayload) -> (kind: JSON.Kind, text: ArraySlice<UInt8>)? {
-        guard case .json(.whole) = format, payload.count <= maximumPayloadSize,
+        guard case .json(.whole) = format, (try? checkSize(payload)) != nil,
               let (kind, range) = JSON.compactValue(payload) else { return nil }
         return (kind, payload[range])
     }

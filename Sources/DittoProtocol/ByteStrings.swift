@@ -57,3 +57,24 @@ extension StringProtocol {
         return String(decoding: bytes[start..<end], as: UTF8.self)
     }
 }
+
+/// Whether two buffers of the same length hold the same bytes, compared eight at a time (header names and
+/// JSON keys are compared many times per message).
+@inline(__always)
+func sameBytes(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
+    let count = a.count
+    guard count > 0, let pa = a.baseAddress, let pb = b.baseAddress else { return true }
+    let ra = UnsafeRawPointer(pa), rb = UnsafeRawPointer(pb)
+    var i = 0
+    while i + 8 <= count {
+        if ra.loadUnaligned(fromByteOffset: i, as: UInt64.self) != rb.loadUnaligned(fromByteOffset: i, as: UInt64.self) {
+            return false
+        }
+        i += 8
+    }
+    while i < count {
+        if pa[i] != pb[i] { return false }
+        i += 1
+    }
+    return true
+}

@@ -456,7 +456,10 @@ extension JSONParser {
                 guard count < 16, position < b.count, b[position] == quote, let key = skipCompactString() else {
                     return false
                 }
-                for k in 0..<count where keys[k].count == key.count && b[keys[k]].elementsEqual(b[key]) { return false }
+                for k in 0..<count where keys[k].count == key.count
+                    && sameBytes(UnsafeBufferPointer(rebasing: b[keys[k]]), UnsafeBufferPointer(rebasing: b[key])) {
+                    return false
+                }
                 keys[count] = key
                 count += 1
                 guard position < b.count, b[position] == UInt8(ascii: ":") else { return false }

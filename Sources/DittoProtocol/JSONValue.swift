@@ -144,31 +144,10 @@ extension String {
         let a = utf8, b = other.utf8
         guard a.count == b.count else { return false }
         let fast = a.withContiguousStorageIfAvailable { pa in
-            b.withContiguousStorageIfAvailable { pb in Self.sameBytes(pa, pb) }
+            b.withContiguousStorageIfAvailable { pb in sameBytes(pa, pb) }
         }
         if let fast, let result = fast { return result }
         return a.elementsEqual(b)
-    }
-
-    /// Whether two buffers of the same length hold the same bytes, compared eight at a time (header names and
-    /// JSON keys are compared many times per message).
-    @inline(__always)
-    static func sameBytes(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
-        let count = a.count
-        guard count > 0, let pa = a.baseAddress, let pb = b.baseAddress else { return true }
-        let ra = UnsafeRawPointer(pa), rb = UnsafeRawPointer(pb)
-        var i = 0
-        while i + 8 <= count {
-            if ra.loadUnaligned(fromByteOffset: i, as: UInt64.self) != rb.loadUnaligned(fromByteOffset: i, as: UInt64.self) {
-                return false
-            }
-            i += 8
-        }
-        while i < count {
-            if pa[i] != pb[i] { return false }
-            i += 1
-        }
-        return true
     }
 
     @inline(__always)
