@@ -212,7 +212,7 @@ struct ConfigLoader {
         }
         if let t = m["tls"] { c.tls = tls(t) }
         c.port = c.tls == nil ? 1883 : 8883
-        if let p = m["port"], let port = reader.int(p, range: 1...65535) { c.port = port }
+        if let p = m["port"], let port = self.port(p) { c.port = port }
         if let mv = m["mqtt-version"], let version = reader.choice(mv, ["5", "3.1.1"]) {
             c.mqttVersion = version == "5" ? .v5 : .v311
             // MQTT 3.1.1 has no expiry: a session without clean session lasts until the broker drops it.
@@ -351,6 +351,20 @@ struct ConfigLoader {
         }
         out += rest
         return out
+    }
+
+    /// A port: a YAML number, or text with `${VAR:-1883}` so that a container's or a test's environment can move
+    /// the broker without another config file.
+    func port(_ v: YAMLValue) -> Int? {
+        guard case .scalar(let s) = v.node, v.node.tagName != .int, s.string.contains("${") else {
+            return reader.int(v, range: 1...65535)
+        }
+        guard let text = expanded(v) else { return nil }
+        guard let port = Int(text), (1...65535).contains(port) else {
+            reader.error(v, "'\(text)' (from '\(s.string)') is not a port", hint: "a whole number from 1 to 65535")
+            return nil
+        }
+        return port
     }
 
     func resolve(_ path: String) -> String {

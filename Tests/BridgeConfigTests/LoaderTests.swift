@@ -311,3 +311,41 @@ struct LoaderTests {
         #expect(c.deviceStatus?.topic.filter == "status/+/+")
     }
 }
+
+/// `port: "${VAR:-1883}"`: the container config's brokers move with the environment (the chroot test of the image
+/// runs it against brokers on free loopback ports).
+struct PortFromEnvironmentTests {
+    static let yaml = """
+        connections:
+          device: { host: 127.0.0.1, port: "${BRIDGE_DEVICE_PORT:-1883}" }
+        uplink:
+          - name: t
+            topic: "devices/{deviceId}/t"
+            thing-id: "org.example:{deviceId}"
+            event: { path: /features/t/properties/value }
+        """
+
+    @Test func theDefaultAppliesWithoutTheVariable() throws {
+        #expect(try Fixture.load(Self.yaml).connections.device.port == 1883)
+    }
+
+    @Test func theVariableMovesThePort() throws {
+        let c = try Fixture.load(Self.yaml, environment: ["BRIDGE_DEVICE_PORT": "21883"])
+        #expect(c.connections.device.port == 21883)
+    }
+
+    @Test func aValueThatIsNoPortNamesTheKey() {
+        expectSingleError(
+            Self.yaml, line: 2, keyPath: "connections.device.port", message: "'70000' (from '${BRIDGE_DEVICE_PORT:-1883}') is not a port",
+            environment: ["BRIDGE_DEVICE_PORT": "70000"])
+        expectSingleError(
+            Self.yaml, line: 2, keyPath: "connections.device.port", message: "'x1' (from",
+            environment: ["BRIDGE_DEVICE_PORT": "x1"])
+    }
+
+    @Test func quotedNumbersStayAnError() {
+        expectSingleError(
+            Self.yaml.replacingOccurrences(of: "\"${BRIDGE_DEVICE_PORT:-1883}\"", with: "\"1883\""), line: 2,
+            keyPath: "connections.device.port", message: "found the string '1883'", hint: "remove the quotes")
+    }
+}
