@@ -2,8 +2,15 @@
 # Installs what the bridge and its tests need on a fresh Debian machine: only what is missing.
 set -euo pipefail
 
+# scripts/test.sh sets SETUP_FOR_TESTS=1: the deployment tests also need debootstrap (the image's runtime stage as
+# a chroot), systemd's systemd-analyze and Debian's python3 with libseccomp's bindings (the unit's
+# SystemCallFilter=), and nginx (the compose nginx config).
+packages=(libmosquitto-dev mosquitto mosquitto-clients openssl pkg-config)
+if [ "${SETUP_FOR_TESTS:-0}" = 1 ]; then
+    packages+=(debootstrap systemd python3 python3-seccomp nginx-light)
+fi
 need=()
-for pkg in libmosquitto-dev mosquitto mosquitto-clients openssl pkg-config; do
+for pkg in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
