@@ -1,8 +1,11 @@
 # ditto-mqtt-bridge container image: build with Swift 6.3, run on a slim Debian with only libmosquitto1.
 #   docker build -t ditto-mqtt-bridge .
 #   docker run --rm ditto-mqtt-bridge --version
-# Not built on the project's machines (no container engine there); Tests/OperationsTests/DeploymentFilesTests.swift
-# checks its stages, user and paths against the package.
+# No container engine runs on the project's machines; Tests/DeploymentTests/ContainerImageTests.swift rebuilds the
+# runtime stage as a debootstrap chroot from these very lines (RUN, COPY, USER, WORKDIR, HEALTHCHECK), builds the
+# binary with the build stage's own command, and runs the compose service in it.
+# The packages of every shared library the binary loads (`ldd`; the test holds this line to the chroot's ldd):
+# ldd: libc6 libgcc-s1 libstdc++6 libmosquitto1 libssl3
 
 FROM swift:6.3-bookworm AS build
 RUN apt-get update \
