@@ -177,6 +177,13 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The deployment artifacts run for real: the Dockerfile's runtime stage as a chroot, the systemd unit's
+        // command lines under its SystemCallFilter= (libseccomp), the compose nginx config in a real nginx.
+        .testTarget(
+            name: "DeploymentTests",
+            dependencies: ["Mosquitto", "MosquittoTestSupport", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
     ],
     swiftLanguageModes: [.v6]
 )
