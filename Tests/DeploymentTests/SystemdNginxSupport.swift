@@ -488,25 +488,30 @@ func snProcStatus(_ pid: Int32) -> [String: String] {
 /// systemd's side of `sd_notify`: a datagram socket the service's `$NOTIFY_SOCKET` names; every datagram kept.
 final class SNNotifySocket: Sendable {
     let path: String
-    private let fd: Int32
     private let datagrams = Mutex<[String]>([])
     private let open = Atomic<Bool>(true)
 
     init(path: String) throws {
         self.path = path
         let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        self.fd = fd
         guard fd >= 0 else { throw TestFailure("socket(AF_UNIX): errno \(errno)") }
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8) + [0]
-        guard bytes.count <= MemoryLayout.size(ofValue: address.sun_path) else { throw TestFailure("\(path): too long") }
+        guard bytes.count <= MemoryLayout.size(ofValue: address.sun_path) else {
+            Glibc.close(fd)
+            throw TestFailure("\(path): too long for a unix socket path")
+        }
         withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes) }
         let length = socklen_t(2 + bytes.count)
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
         }
-        guard bound == 0 else { throw TestFailure("bind \(path): \(String(cString: strerror(errno)))") }
+        guard bound == 0 else {
+            let reason = String(cString: strerror(errno))
+            Glibc.close(fd)
+            throw TestFailure("bind \(path): \(reason)")
+        }
         var timeout = timeval(tv_sec: 0, tv_usec: 100_000)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         Thread { [self] in
@@ -515,6 +520,8 @@ final class SNNotifySocket: Sendable {
                 let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
                 if n > 0 { datagrams.withLock { $0.append(String(decoding: buffer[0..<n], as: UTF8.self)) } }
             }
+            // Closed by the reader: no recv can then run on a descriptor number already reused elsewhere.
+            Glibc.close(fd)
         }.start()
     }
 
@@ -525,11 +532,9 @@ final class SNNotifySocket: Sendable {
         await eventually(timeout: timeout) { received.contains { $0.split(separator: "\n").contains(Substring(state)) } }
     }
 
+    /// Stops the reader (within its 100 ms receive timeout, when it closes the socket) and removes the path.
     func close() {
         open.store(false, ordering: .relaxed)
-        // The reader wakes within its 100 ms receive timeout; the descriptor stays open until then.
-        Thread.sleep(forTimeInterval: 0.2)
-        _ = Glibc.close(fd)
         unlink(path)
     }
 }

@@ -144,49 +144,43 @@ struct SystemdUnitTests {
     func theUnitsCommandLinesRunUnderItsFilter() async throws {
         let broker = try await TestBroker.start()
         defer { broker.stop() }
-        let service = try await UnitService.start(broker: broker)
-        var passed = false
-        defer { service.cleanUp(passed: passed) }
-        let ditto = try await UnitService.client(broker, id: "ditto-standin", subscribe: "ditto/in/#")
-        let device = try await UnitService.client(broker, id: "device-sensor-1")
-        defer { Task { await ditto.client.disconnect(); await device.client.disconnect() } }
+        try await UnitService.withRunningUnit(on: broker) { service, fromBridge, device in
+            // The filter is on the bridge itself (the sandbox exec'd it: same process id).
+            let status = snProcStatus(service.bridge.pid)
+            #expect(status["Seccomp"] == "2", "\(status)")
+            #expect(status["Seccomp_filters"] == "4", "\(status)")
+            #expect(status["NoNewPrivs"] == "1", "\(status)")
 
-        // The filter is on the bridge itself (the sandbox exec'd it: same process id).
-        let status = snProcStatus(service.bridge.pid)
-        #expect(status["Seccomp"] == "2", "\(status)")
-        #expect(status["Seccomp_filters"] == "4", "\(status)")
-        #expect(status["NoNewPrivs"] == "1", "\(status)")
+            try await device.publish(to: "devices/sensor-1/telemetry/temperature", payload: Array(#"{"value": 21.5}"#.utf8))
+            let event = try await UnitService.event(on: fromBridge, path: "/features/temperature/properties/value")
+            #expect(event["topic"] as? String == "org.example/sensor-1/things/live/events/modified")
+            #expect(event["value"] as? Double == 21.5)
 
-        try await device.client.publish(to: "devices/sensor-1/telemetry/temperature", payload: Array(#"{"value": 21.5}"#.utf8))
-        let event = try await UnitService.event(on: ditto.received, path: "/features/temperature/properties/value")
-        #expect(event["topic"] as? String == "org.example/sensor-1/things/live/events/modified")
-        #expect(event["value"] as? Double == 21.5)
+            // ExecReload= (/bin/kill -HUP $MAINPID), itself under the unit's filter as systemd runs it, after a
+            // change of the telemetry rule's event path.
+            try service.rewriteConfig {
+                $0.replacingOccurrences(of: #"path: "/features/{sensor}/properties/value""#,
+                                        with: #"path: "/features/{sensor}/properties/reading""#)
+            }
+            let reload = try await service.runUnderFilter(
+                try service.unit.commandLine("ExecReload").map { $0 == "$MAINPID" ? String(service.bridge.pid) : $0 },
+                log: "exec-reload.log")
+            #expect(reload.exit == SNExit(status: 0, signaled: false), "ExecReload: \(reload.exit): \(reload.output)")
+            #expect(await service.notify.waitFor("RELOADING=1"), "\(service.notify.received)")
+            #expect(await eventually(timeout: .seconds(10)) { service.bridge.output.contains("config reloaded") },
+                    "\(service.bridge.output.suffix(3000))")
+            try await device.publish(to: "devices/sensor-1/telemetry/temperature", payload: Array(#"{"value": 22}"#.utf8))
+            let after = try await UnitService.event(on: fromBridge, path: "/features/temperature/properties/reading")
+            #expect(after["value"] as? Double == 22)
+            #expect(service.bridge.isRunning)
 
-        // ExecReload= (/bin/kill -HUP $MAINPID), itself under the unit's filter as systemd runs it, after a change
-        // of the telemetry rule's event path.
-        try service.rewriteConfig {
-            $0.replacingOccurrences(of: #"path: "/features/{sensor}/properties/value""#,
-                                    with: #"path: "/features/{sensor}/properties/reading""#)
+            // KillSignal=SIGTERM: a clean stop, exit status 0 (Restart=on-failure does not restart it).
+            #expect(service.unit.values("KillSignal") == ["SIGTERM"])
+            service.bridge.signal(SIGTERM)
+            let exit = await service.bridge.waitForExit(timeout: .seconds(20))
+            #expect(exit == SNExit(status: 0, signaled: false), "\(exit)\n\(service.bridge.output.suffix(3000))")
+            #expect(await service.notify.waitFor("STOPPING=1", timeout: .seconds(2)), "\(service.notify.received)")
         }
-        let reload = try await service.runUnderFilter(
-            try service.unit.commandLine("ExecReload").map { $0 == "$MAINPID" ? String(service.bridge.pid) : $0 },
-            log: "reload.log")
-        #expect(reload.exit == SNExit(status: 0, signaled: false), "ExecReload: \(reload.exit): \(reload.output)")
-        #expect(await service.notify.waitFor("RELOADING=1"), "\(service.notify.received)")
-        #expect(await eventually(timeout: .seconds(10)) { service.bridge.output.contains("config reloaded") },
-                "\(service.bridge.output.suffix(3000))")
-        try await device.client.publish(to: "devices/sensor-1/telemetry/temperature", payload: Array(#"{"value": 22}"#.utf8))
-        let after = try await UnitService.event(on: ditto.received, path: "/features/temperature/properties/reading")
-        #expect(after["value"] as? Double == 22)
-        #expect(service.bridge.isRunning)
-
-        // KillSignal=SIGTERM: a clean stop, exit status 0 (Restart=on-failure does not restart it).
-        #expect(service.unit.values("KillSignal") == ["SIGTERM"])
-        service.bridge.signal(SIGTERM)
-        let exit = await service.bridge.waitForExit(timeout: .seconds(20))
-        #expect(exit == SNExit(status: 0, signaled: false), "\(exit)\n\(service.bridge.output.suffix(3000))")
-        #expect(await service.notify.waitFor("STOPPING=1", timeout: .seconds(2)), "\(service.notify.received)")
-        passed = true
     }
 
     @Test("The documented credential drop-in: LoadCredential= + password-file: ${CREDENTIALS_DIRECTORY}/... against a broker with passwords")
@@ -198,8 +192,8 @@ struct SystemdUnitTests {
         defer { credentials.remove() }
         _ = try credentials.write(broker.password + "\n", to: "device-password")
         _ = try credentials.write(broker.password + "\n", to: "ditto-password")
-        let service = try await UnitService.start(broker: broker, credentialsDirectory: credentials.path) { config in
-            // The README's config lines for both connections (one broker here, so both need a password).
+        // The unit file's config lines for both connections (one broker here, so both need a password).
+        let editConfig = { (config: String) -> String in
             var lines: [String] = []
             var side = ""
             for line in config.split(separator: "\n", omittingEmptySubsequences: false) {
@@ -213,17 +207,15 @@ struct SystemdUnitTests {
             }
             return lines.joined(separator: "\n")
         }
-        var passed = false
-        defer { service.cleanUp(passed: passed) }
-        let ditto = try await UnitService.client(broker, id: "ditto-standin", subscribe: "ditto/in/#")
-        let device = try await UnitService.client(broker, id: "device-sensor-1")
-        defer { Task { await ditto.client.disconnect(); await device.client.disconnect() } }
-        try await device.client.publish(to: "devices/sensor-1/telemetry/temperature", payload: Array(#"{"value": 7}"#.utf8))
-        let event = try await UnitService.event(on: ditto.received, path: "/features/temperature/properties/value")
-        #expect(event["value"] as? Double == 7)
-        service.bridge.signal(SIGTERM)
-        #expect(await service.bridge.waitForExit(timeout: .seconds(20)) == SNExit(status: 0, signaled: false))
-        passed = true
+        try await UnitService.withRunningUnit(on: broker, credentialsDirectory: credentials.path, editConfig: editConfig) {
+            service, fromBridge, device in
+            #expect(try String(contentsOfFile: service.configPath, encoding: .utf8).contains("${CREDENTIALS_DIRECTORY}/ditto-password"))
+            try await device.publish(to: "devices/sensor-1/telemetry/temperature", payload: Array(#"{"value": 7}"#.utf8))
+            let event = try await UnitService.event(on: fromBridge, path: "/features/temperature/properties/value")
+            #expect(event["value"] as? Double == 7)
+            service.bridge.signal(SIGTERM)
+            #expect(await service.bridge.waitForExit(timeout: .seconds(20)) == SNExit(status: 0, signaled: false))
+        }
     }
 }
 
@@ -340,6 +332,30 @@ final class UnitService: Sendable {
             directory.remove()
         } else {
             print("systemd unit test: kept \(directory.path)\n---- ExecStart's output ----\n\(bridge.output.suffix(3000))")
+        }
+    }
+
+    /// Starts the unit's commands on `broker`, with a Ditto stand-in subscribed to `ditto/in/#` and a connected
+    /// device client, runs `body`, then disconnects the clients and stops the bridge whatever happened (the
+    /// directory with the config and logs is kept when `body` throws).
+    static func withRunningUnit(
+        on broker: TestBroker, credentialsDirectory: String? = nil, editConfig: (String) -> String = { $0 },
+        _ body: (UnitService, _ fromBridge: MessageCollector, _ device: MosquittoClient) async throws -> Void
+    ) async throws {
+        let service = try await start(broker: broker, credentialsDirectory: credentialsDirectory, editConfig: editConfig)
+        var clients: [MosquittoClient] = []
+        do {
+            let ditto = try await client(broker, id: "ditto-standin", subscribe: "ditto/in/#")
+            clients.append(ditto.client)
+            let device = try await client(broker, id: "device-sensor-1")
+            clients.append(device.client)
+            try await body(service, ditto.received, device.client)
+            for client in clients { await client.disconnect() }
+            service.cleanUp(passed: true)
+        } catch {
+            for client in clients { await client.disconnect() }
+            service.cleanUp(passed: false)
+            throw error
         }
     }
 
