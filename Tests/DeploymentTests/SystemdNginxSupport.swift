@@ -261,8 +261,9 @@ struct SyscallSets {
         var current: String?
         for raw in text.split(separator: "\n") {
             if raw.hasPrefix("@") {
-                current = raw.trimmingCharacters(in: .whitespaces)
-                members[current!] = []
+                let name = raw.trimmingCharacters(in: .whitespaces)
+                current = name
+                members[name] = []
                 continue
             }
             let line = raw.trimmingCharacters(in: .whitespaces)
@@ -347,7 +348,7 @@ struct SeccompPolicy: Encodable {
                 }
                 let calls = try sets.expand(item)
                 // Allow list: plain adds, `~` removes. Deny list: `~` adds, plain removes.
-                if invert != allowList! { names.formUnion(calls) } else { names.subtract(calls) }
+                if invert != (allowList ?? true) { names.formUnion(calls) } else { names.subtract(calls) }
             }
         }
         syscallFilter = allowList.map { SyscallFilter(allowList: $0, names: names.sorted()) }
