@@ -480,6 +480,12 @@ public enum UplinkAction: Sendable, Hashable {
         if case .passthrough = self { return true }
         return false
     }
+
+    /// Whether this is an event rule (a device's event asks for no answer).
+    public var isEvent: Bool {
+        if case .event = self { return true }
+        return false
+    }
 }
 
 /// What a pass-through rule admits besides live signals.

@@ -279,6 +279,10 @@ public struct UplinkMapper: Sendable {
         let thingID = route.thingID
         let variables = route.variables
         let mapper = HeaderMapper(policy: rule.headers)
+        // Before anything else is read: a refused request is refused whatever else is wrong with it.
+        if !rule.action.isEvent {
+            try Self.requireAdmittedResponseTopic(message, rule: rule, variables: variables)
+        }
 
         var payload = message.payload
         var carried: [(name: String, value: String)] = []
@@ -319,7 +323,6 @@ public struct UplinkMapper: Sendable {
             }
             let read = try PayloadReader.messagePayload(payload, format: rule.payload,
                                                         contentType: spec.contentType ?? message.properties.contentType)
-            try Self.requireAdmittedResponseTopic(message, rule: rule, variables: variables)
             let reply = replyRoute(for: message, spec: spec, variables: variables)
             var headers = try mapper.dittoHeaders(
                 properties: message.properties, carriedHeaders: carried, variables: variables,
@@ -357,7 +360,6 @@ public struct UplinkMapper: Sendable {
             return UplinkResult(rule: rule.name, thingID: thingID, envelope: envelope, request: request)
 
         case .passthrough(let spec):
-            try Self.requireAdmittedResponseTopic(message, rule: rule, variables: variables)
             try PayloadReader.checkSize(payload)
             var envelope: Envelope
             do {
