@@ -198,6 +198,13 @@ import Testing
         #expect(try uplink(named, [("x-user", "nginx:admin")])["x-ditto-pre-authenticated"] == "nginx:admin")
     }
 
+    @Test func anXDittoPatternInAllowIsAWarning() throws {
+        let loaded = try configuration(Self.yaml(allow: #"["*", "X-Ditto-*"]"#))
+        #expect(loaded.warnings.map(\.keyPath) == ["headers.allow[1]"])
+        #expect(loaded.warnings.first?.message.contains("only by their exact name") == true)
+        #expect(try configuration(Self.yaml(allow: #"["*", "x-ditto-foo"]"#)).warnings.isEmpty)
+    }
+
     @Test func thePolicyRuleIsCaseInsensitive() throws {
         let policy = try configuration(Self.yaml(allow: #"["*", "x-ditto-foo"]"#)).uplink[0].headers
         #expect(policy.allows("X-DITTO-FOO"))
