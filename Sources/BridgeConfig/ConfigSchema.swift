@@ -20,6 +20,7 @@ enum ConfigSchema {
     static let operations = ["listen"]
     static let uplinkRule = [
         "name", "topic", "thing-id", "event", "message", "passthrough", "payload", "headers", "priority", "qos",
+        "response-topics",
     ]
     static let event = ["action", "path"]
     static let message = ["feature", "subject", "content-type", "response", "timeout", "reply-topic"]

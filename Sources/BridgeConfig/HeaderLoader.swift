@@ -45,6 +45,11 @@ extension ConfigLoader {
                     item, "'\(pattern)' is one of Ditto's internal headers and is never forwarded",
                     hint: "remove it from allow")
             }
+            for (pattern, item) in allow where pattern.isWildcard && pattern.pattern.hasPrefix("x-ditto") {
+                reader.warning(
+                    item, "'\(pattern)' lets no x-ditto-* header cross: those cross only by their exact name",
+                    hint: "list each x-ditto-* header that must cross by name, e.g. x-ditto-foo")
+            }
         }
         if let deny = patterns("deny") {
             denyEntries = deny

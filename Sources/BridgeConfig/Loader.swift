@@ -179,8 +179,33 @@ struct ConfigLoader {
         if let v, !v.isNull, let m = reader.mapping(v, keys: ConfigSchema.connections) {
             if let d = m["device"] { device = connection(d, role: "device", defaultClientID: "ditto-bridge-devices") }
             if let d = m["ditto"] { ditto = connection(d, role: "ditto", defaultClientID: "ditto-bridge-ditto") }
+            if Self.sharesUnauthenticatedListener(device, ditto) {
+                reader.warning(
+                    m["ditto"] ?? v,
+                    "connections.device and connections.ditto are the same listener (\(ditto.host):\(ditto.port)) and neither authenticates (no username, password or client certificate): any client of that broker can publish on the Ditto topics and act as Ditto, sending commands to devices and signals Ditto's connection executes with its authorization",
+                    hint: "give Ditto's connection a listener of its own, or make the broker require authentication and give both connections credentials")
+            }
         }
         return Connections(device: device, ditto: ditto)
+    }
+
+    /// Whether both connections reach one broker listener (same host, compared without case, and port) with no
+    /// credential on either: that listener takes anonymous clients, and devices are among them. Loopback hosts
+    /// are left out: the bridge then talks to a broker on its own machine, as with the private loopback broker of
+    /// `scripts/run.sh` and `Config/bridge.yaml`; whether other clients reach that broker is the broker's
+    /// configuration, which the bridge cannot see (docs/CONFIG.md says so).
+    static func sharesUnauthenticatedListener(_ device: BrokerConnection, _ ditto: BrokerConnection) -> Bool {
+        func authenticates(_ c: BrokerConnection) -> Bool { c.username != nil || c.password != nil || c.tls?.certFile != nil }
+        let host = device.host.lowercased()
+        return host == ditto.host.lowercased() && device.port == ditto.port && !isLoopback(host)
+            && !authenticates(device) && !authenticates(ditto)
+    }
+
+    /// `localhost`, `127.0.0.0/8` and `::1`, as written in a host key.
+    static func isLoopback(_ host: String) -> Bool {
+        let host = host.lowercased()
+        return host == "localhost" || host == "::1" || host == "[::1]"
+            || (host.hasPrefix("127.") && host.allSatisfy { $0 == "." || $0.isASCII && $0.isNumber })
     }
 
     func defaultConnection(clientID: String) -> BrokerConnection {

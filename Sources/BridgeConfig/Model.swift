@@ -271,7 +271,8 @@ public struct StaticHeader: Sendable, Hashable {
 /// Which headers cross between MQTT and Ditto, in both directions.
 ///
 /// A header passes when it matches ``allow`` and not ``deny``, and is not one of Ditto's internal headers
-/// (``ReservedHeaders``); it is then renamed per ``rename``. ``staticHeaders`` are added after that.
+/// (``ReservedHeaders``); an `x-ditto-*` header only when ``allow`` names it exactly
+/// (``isDittoExtension(lowercased:)``). It is then renamed per ``rename``. ``staticHeaders`` are added after that.
 public struct HeaderPolicy: Sendable, Hashable {
     /// Names or patterns that may cross (`*` by default).
     public var allow: [HeaderPattern]
@@ -294,10 +295,32 @@ public struct HeaderPolicy: Sendable, Hashable {
     /// The same for a name already in lower case.
     public func allows(lowercased lower: String) -> Bool {
         if ReservedHeaders.isInternal(lower) { return false }
+        if Self.isDittoExtension(lowercased: lower) {
+            return namesExactly(lower) && !deny.contains { $0.matches(lowercased: lower) }
+        }
         if traceContext, lower == "traceparent" || lower == "tracestate" {
             return !deny.contains { $0.matches(lowercased: lower) && !$0.isWildcard }
         }
         return allow.contains { $0.matches(lowercased: lower) } && !deny.contains { $0.matches(lowercased: lower) }
+    }
+
+    /// Whether `lower` is an `x-ditto-*` header (any case). Ditto's gateway reads such headers as its own (e.g.
+    /// `x-ditto-pre-authenticated`, the authenticated subject a trusted proxy hands over), so neither a device
+    /// nor Ditto may pass one to the other side on a glob: only an exact, wildcard-free name in ``allow`` lets one
+    /// cross, in either direction, and also only then may a rename produce one. The one place for this rule.
+    public static func isDittoExtension(lowercased lower: String) -> Bool {
+        lower.utf8.starts(with: "x-ditto-".utf8)
+    }
+
+    /// Whether ``allow`` names `lower` exactly (no wildcard).
+    func namesExactly(_ lower: String) -> Bool {
+        allow.contains { !$0.isWildcard && $0.pattern == lower }
+    }
+
+    /// Whether a header may arrive on the other side under the (renamed) name `target`: an `x-ditto-*` name only
+    /// when ``allow`` names it exactly.
+    public func mayProduce(lowercased target: String) -> Bool {
+        !Self.isDittoExtension(lowercased: target) || namesExactly(target)
     }
 
     /// The name a passing header gets on the other side.
@@ -457,6 +480,12 @@ public enum UplinkAction: Sendable, Hashable {
         if case .passthrough = self { return true }
         return false
     }
+
+    /// Whether this is an event rule (a device's event asks for no answer).
+    public var isEvent: Bool {
+        if case .event = self { return true }
+        return false
+    }
 }
 
 /// What a pass-through rule admits besides live signals.
@@ -504,6 +533,9 @@ public struct UplinkRule: Sendable, Hashable {
     public var qos: QoS
     /// `defaults.namespace`, what `{namespace}` stands for unless the topic captures it.
     public var defaultNamespace: String?
+    /// The MQTT 5 response topics a device may name for the answer to its request (`response-topics`; by default
+    /// the device's own topic space). A request that names another is refused.
+    public var responseTopics: ResponseTopics
 }
 
 /// A live command action (the last topic segment of a Ditto command).

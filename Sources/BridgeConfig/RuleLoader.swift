@@ -104,11 +104,63 @@ extension ConfigLoader {
         if let pv = m["priority"], let p = reader.int(pv, range: -1_000_000...1_000_000) { priority = p }
         var qos = context.defaults.qos
         if let qv = m["qos"], let q = reader.int(qv, range: 0...2) { qos = QoS(rawValue: q) ?? qos }
-        guard let name, let topic, let thingID, let action else { return nil }
+        let responseTopics = responseTopics(m, rule: v, topic: topic, action: action, vars: ruleVars, device: device)
+        guard let name, let topic, let thingID, let action, let responseTopics else { return nil }
         return UplinkRule(
             name: name, index: index, location: v.location, topic: topic, thingID: thingID, action: action,
             payload: payload, headers: headers, priority: priority, qos: qos,
-            defaultNamespace: context.defaults.namespace)
+            defaultNamespace: context.defaults.namespace, responseTopics: responseTopics)
+    }
+
+    /// `response-topics:`, or the device's own topic space (``ResponseTopics/deviceSpace(of:)``). Nil after an
+    /// error, and when the rule itself is unusable (no topic or action).
+    func responseTopics(_ m: MappingView, rule v: YAMLValue, topic: TopicTemplate?, action: UplinkAction?,
+                        vars: [String]?, device: BrokerConnection) -> ResponseTopics? {
+        guard let rv = m["response-topics"] else {
+            guard let topic, let action else { return nil }
+            if let space = ResponseTopics.deviceSpace(of: topic) { return space }
+            // An MQTT 5 device of a rule that promises answers would name a response topic: with no device
+            // space to confine it to, the rule must say which topics are the device's.
+            if case .message(let spec) = action, spec.expectsResponse, device.mqttVersion == .v5 {
+                let at = (m["message"].flatMap { reader.peekMapping($0)?["response"] }) ?? m["topic"] ?? v
+                reader.error(
+                    at, "the rule's topic captures no {deviceId}, so the bridge cannot tell which MQTT 5 response topics belong to the device",
+                    hint: "add response-topics: with the device's own topics, e.g. response-topics: [\"answers/{\(topic.placeholders.first ?? "name")}/#\"]")
+                return nil
+            }
+            // Any other rule admits no response topic a device names (its request is refused).
+            return .filters([])
+        }
+        if case .event? = action {
+            reader.error(rv, "response-topics is only used by message and passthrough rules", hint: "an event has no answer; remove it")
+            return nil
+        }
+        if rv.isNull { return .filters([]) }
+        guard let items = reader.sequence(rv, what: "MQTT topic filters such as devices/{deviceId}/#") else { return nil }
+        var filters: [TopicTemplate] = []
+        var ok = true
+        for item in items {
+            guard let filter = reader.topic(item, allowWildcards: true, what: "response topic filter") else {
+                ok = false
+                continue
+            }
+            if case .multiLevelCapture(let name)? = filter.levels.last {
+                reader.error(item, "{\(name)...} is not a filter level", hint: "write '#' for the rest of the topic")
+                ok = false
+                continue
+            }
+            if let vars, !reader.checkPlaceholders(filter.placeholderOffsets, at: item, known: vars) {
+                ok = false
+                continue
+            }
+            if filter.placeholders.isEmpty, filter.hasWildcards {
+                reader.warning(
+                    item, "'\(filter.source)' holds no captured value: every device of this rule may have answers published on any topic it matches, another device's too",
+                    hint: "confine it to the device, e.g. with a {deviceId} level")
+            }
+            filters.append(filter)
+        }
+        return ok ? .filters(filters) : nil
     }
 
     /// `passthrough: {allow-twin: [modify, merge]}`: the twin actions a device may send besides live signals.

@@ -10,7 +10,8 @@ import Synchronization
 /// - MQTT 5 correlation data <-> `correlation-id` (see ``CorrelationID`` for non-UTF-8 data);
 ///   content type <-> `content-type`; message expiry -> `timeout` for requests, `timeout` -> message expiry.
 /// - Each user property <-> a header of the same name, through the policy's allow, deny and rename lists.
-/// - Reserved headers (``HeaderMapper/isReserved(_:)``) never cross.
+/// - Reserved headers (``HeaderMapper/isReserved(_:)``) never cross; `x-ditto-*` headers only when the policy's
+///   `allow` names them exactly (``HeaderPolicy/isDittoExtension(lowercased:)``).
 /// - One value per name, names compared case-insensitively: a later user property replaces an earlier one
 ///   of the same name, static headers replace what the device sent, and MQTT properties (correlation data,
 ///   content type) replace user properties of the same name.
@@ -97,7 +98,7 @@ public struct HeaderMapper: Sendable {
         for name in headers.names where !kept.contains(name.lowercased()) {
             let target = policy.renamed(name)
             if target == name { continue }
-            if Self.isReserved(target) {
+            if !mayProduce(target, lowercased: nil) {
                 headers.removeValue(forName: name)
             } else {
                 headers.rename(name, to: target)
@@ -185,7 +186,7 @@ public struct HeaderMapper: Sendable {
             if isTrace, !policy.traceContext { return }
             guard policy.allows(lowercased: lower) else { return }
             let target = policy.renamed(name, lowercased: lower)
-            guard !Self.isReserved(target) else { return }
+            guard mayProduce(target, lowercased: policy.rename.isEmpty ? lower : nil) else { return }
             result.append((target, value))
         }
         return result
@@ -197,8 +198,16 @@ public struct HeaderMapper: Sendable {
         if Self.traceContext.contains(lower), !policy.traceContext { return }
         guard policy.allows(lowercased: lower) else { return }
         let target = policy.renamed(name, lowercased: lower)
-        guard !Self.isReserved(target) else { return }
+        guard mayProduce(target, lowercased: policy.rename.isEmpty ? lower : nil) else { return }
         headers[target] = value
+    }
+
+    /// Whether a passing header may arrive under the name `target` (after its rename): not a reserved name, and
+    /// an `x-ditto-*` name only when the policy names it exactly (``HeaderPolicy/mayProduce(lowercased:)``).
+    /// - Parameter lowercased: `target` in lower case when at hand (no rename: the source name's).
+    private func mayProduce(_ target: String, lowercased: String?) -> Bool {
+        let lower = lowercased ?? DittoHeaders.lowercase(target)
+        return !Self.isReserved(lowercased: lower) && policy.mayProduce(lowercased: lower)
     }
 
     static let headerPlaceholderPrefix = "header:"

@@ -18,6 +18,8 @@ public struct MappingError: Error, Sendable, Hashable, CustomStringConvertible {
         case invalidProtocol = "invalid-protocol"
         /// A template could not be rendered with what the message carries.
         case template = "template"
+        /// A request names an MQTT 5 response topic its rule does not admit (`response-topics`).
+        case responseTopicRefused = "response-topic-refused"
     }
 
     public var kind: Kind
@@ -45,6 +47,9 @@ public struct MappingError: Error, Sendable, Hashable, CustomStringConvertible {
         case .payloadTooLarge:
             return DittoError(status: 413, error: "messages:payload.toolarge", message: reason,
                               description: "Reduce the size of the payload.")
+        case .responseTopicRefused:
+            return DittoError(status: 403, error: "bridge:responsetopic.notallowed", message: reason,
+                              description: "A device may name only response topics of its own topic space, or those its rule's response-topics admit.")
         case .invalidIdentifier, .thingMismatch, .invalidPayload, .invalidProtocol, .template:
             return DittoError(status: 400, error: "bridge:mapping.failed", message: reason,
                               description: "The bridge could not map this message; check its mapping rules.")

@@ -149,6 +149,9 @@ public final class UplinkRoute: Sendable {
         }
     }
 
+    /// The name of the rule that takes the topic (for logs).
+    public var ruleName: String { rule.rule.name }
+
     init(rule: SharedRule, thingID: ThingID, variables: [String: String], event: Result<EventRoute, MappingError>?) {
         self.rule = rule
         self.thingID = thingID
@@ -276,6 +279,10 @@ public struct UplinkMapper: Sendable {
         let thingID = route.thingID
         let variables = route.variables
         let mapper = HeaderMapper(policy: rule.headers)
+        // Before anything else is read: a refused request is refused whatever else is wrong with it.
+        if !rule.action.isEvent {
+            try Self.requireAdmittedResponseTopic(message, rule: rule, variables: variables)
+        }
 
         var payload = message.payload
         var carried: [(name: String, value: String)] = []
@@ -407,7 +414,10 @@ public struct UplinkMapper: Sendable {
         case .event:
             return nil
         case .message(let spec):
-            guard let reply = replyRoute(for: message, spec: spec, variables: variables) else { return nil }
+            // Never on a response topic the rule does not admit: that is someone else's topic.
+            guard Self.admitsResponseTopic(message, rule: rule, variables: variables),
+                  let reply = replyRoute(for: message, spec: spec, variables: variables)
+            else { return nil }
             var correlationID = variables["correlationId"].map(TopicToken.decode)
             if let data = message.properties.correlationData, !data.isEmpty {
                 correlationID = CorrelationID.fromCorrelationData(data)
@@ -424,7 +434,9 @@ public struct UplinkMapper: Sendable {
                 status: error.dittoError.status, payload: .json(error.dittoError.errorValue), headers: headers,
                 mapper: HeaderMapper(policy: rule.headers))
         case .passthrough:
-            guard let responseTopic = message.properties.responseTopic, !responseTopic.isEmpty else { return nil }
+            guard let responseTopic = message.properties.responseTopic, !responseTopic.isEmpty,
+                  Self.admitsResponseTopic(message, rule: rule, variables: variables)
+            else { return nil }
             // (Ditto's header limit concerns what reaches Ditto; this answer goes to the device.)
             let response: Envelope
             if let json = try? JSON.parse(message.payload), let request = try? Envelope.decodeFields(json: json) {
@@ -457,6 +469,25 @@ public struct UplinkMapper: Sendable {
                 status: 403, error: "bridge:signal.notallowed", message: reason,
                 description: "The bridge forwards live signals; a rule admits twin commands and events only when it names them in passthrough.allow-twin."))
         }
+    }
+
+    /// A device that names an MQTT 5 response topic has the bridge publish there for it; the topic must be one the
+    /// rule admits (``UplinkRule/responseTopics``), or the request is refused: not forwarded to Ditto, and not
+    /// answered, since the only topic the device named is not its own.
+    static func requireAdmittedResponseTopic(_ message: MQTTPublication, rule: UplinkRule,
+                                             variables: [String: String]) throws(MappingError) {
+        guard !admitsResponseTopic(message, rule: rule, variables: variables),
+              let responseTopic = message.properties.responseTopic
+        else { return }
+        throw MappingError(
+            .responseTopicRefused,
+            "response topic \(responseTopic) is outside what rule \(rule.name) admits (\(rule.responseTopics))")
+    }
+
+    /// Whether the message names no response topic, or one its rule admits.
+    static func admitsResponseTopic(_ message: MQTTPublication, rule: UplinkRule, variables: [String: String]) -> Bool {
+        guard let responseTopic = message.properties.responseTopic, !responseTopic.isEmpty else { return true }
+        return rule.responseTopics.admits(responseTopic, requestTopic: message.topic, variables: variables)
     }
 
     /// Where Ditto's answer goes, if the device asked for one.

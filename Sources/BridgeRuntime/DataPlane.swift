@@ -311,9 +311,12 @@ final class DataPlane: @unchecked Sendable {
 
     private func dropDeviceMessage(_ publication: MQTTPublication, _ error: MappingError, route: UplinkRoute?) {
         metrics.increment("uplink.dropped.\(error.kind.rawValue)")
-        logger.warning("device message dropped", metadata: [
+        var metadata: Logger.Metadata = [
             "mqtt.topic": "\(publication.topic)", "reason": "\(error.reason)", "drop.kind": "\(error.kind.rawValue)",
-        ])
+        ]
+        if let route { metadata["rule"] = "\(route.ruleName)" }
+        if let responseTopic = publication.properties.responseTopic { metadata["mqtt.response-topic"] = "\(responseTopic)" }
+        logger.warning("device message dropped", metadata: metadata)
         if let answer = uplink.errorAnswer(to: publication, error: error, route: route) {
             publishToDevice(answer)
         }

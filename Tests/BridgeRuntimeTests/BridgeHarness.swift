@@ -29,14 +29,15 @@ final class BridgeHarness: Sendable {
     /// `yaml` may use `PORT` for the broker's port; both connections default to that broker. With
     /// `separateDeviceBroker`, `DEVICE_PORT` is a second broker's.
     init(yaml: String, maximumPendingRequests: Int = 1_000, separateDeviceBroker: Bool = false,
-         metrics: BridgeMetrics = BridgeMetrics(), keptTopicLimit: Int = 16_384) async throws {
+         metrics: BridgeMetrics = BridgeMetrics(), keptTopicLimit: Int = 16_384,
+         logger: Logger = harnessLogger) async throws {
         broker = try await TestBroker.start()
         deviceBroker = separateDeviceBroker ? try await TestBroker.start() : nil
         var text = yaml
         if let deviceBroker { text = text.replacingOccurrences(of: "DEVICE_PORT", with: "\(deviceBroker.port)") }
         text = text.replacingOccurrences(of: "PORT", with: "\(broker.port)")
         configuration = try BridgeConfiguration.parse(yaml: text, fileName: "test.yaml", environment: [:])
-        bridge = try BridgeService(configuration: configuration, logger: harnessLogger, metrics: metrics,
+        bridge = try BridgeService(configuration: configuration, logger: logger, metrics: metrics,
                                    maximumPendingRequests: maximumPendingRequests, keptTopicLimit: keptTopicLimit)
         let bridge = self.bridge
         runTask = Task { try await bridge.run() }

@@ -179,13 +179,15 @@ final class E2EWorld: Sendable {
     let bridge: BridgeProcess
     private let cleanups = Shared<[@Sendable () async -> Void]>([])
 
-    init() async throws {
+    /// - Parameter extraUplinkRules: added to ``BridgeConfigFile/extraUplinkRules``.
+    init(extraUplinkRules: [String] = []) async throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("e2e-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         deviceBroker = try await TestBroker.start(.init(logConnections: true))
         dittoBroker = try await TestBroker.start(.init(logConnections: true))
         operationsPort = try TestBroker.freePort()
-        let file = BridgeConfigFile(devicePort: deviceBroker.port, dittoPort: dittoBroker.port, operationsPort: operationsPort)
+        var file = BridgeConfigFile(devicePort: deviceBroker.port, dittoPort: dittoBroker.port, operationsPort: operationsPort)
+        file.extraUplinkRules += extraUplinkRules
         configFile = file
         configPath = directory.appendingPathComponent("bridge.yaml").path
         try file.yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
