@@ -444,3 +444,97 @@ struct BrokerSecurityTests {
         for client in [ditto, bridge] { await client.close() }
     }
 }
+
+/// The bridge binary with the container's config (Config/bridge.docker.yaml) on the shipped broker: it logs in on
+/// both listeners with the secret add-device.sh made, its subscriptions and publishes pass the ACLs, and a device's
+/// telemetry, Ditto's live message and the device's answer all get through.
+@Suite("Broker security: the bridge binary on the shipped broker")
+struct ShippedBrokerBridgeTests {
+    /// Config/bridge.docker.yaml rewritten only where this machine differs from the container: each
+    /// `port: <shipped listener>` becomes the broker's loopback port, the spool directory a temporary one. Hosts,
+    /// the password file and the operations endpoint come through the environment variables the file reads.
+    static func containerConfig(_ broker: ShippedBroker, spool: String) throws -> String {
+        var lines: [String] = []
+        for line in try Repository.text("Config/bridge.docker.yaml").split(separator: "\n", omittingEmptySubsequences: false) {
+            if let match = line.wholeMatch(of: /(\s+port: )(\d+)/), let port = Int(match.2) {
+                lines.append("\(match.1)\(try broker.port(port))")
+            } else if let match = line.wholeMatch(of: /(\s+directory: )\/var\/lib\/ditto-mqtt-bridge\/spool/) {
+                lines.append("\(match.1)\(spool)")
+            } else {
+                lines.append(String(line))
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    @Test func theBridgeCarriesTrafficBothWaysThroughTheACLs() async throws {
+        let broker = try await ShippedBroker.start()
+        let base = broker.directory.deletingLastPathComponent()
+        let configPath = base.appendingPathComponent("bridge.docker.yaml").path
+        try Self.containerConfig(broker, spool: base.appendingPathComponent("spool").path)
+            .write(toFile: configPath, atomically: true, encoding: .utf8)
+        let operationsPort = try TestBroker.freePort()
+
+        let ditto = try await broker.client("ditto", on: ShippedBroker.dittoPort, subscribe: ["ditto/in/#"])
+        let device = try await broker.client("sensor-1", on: ShippedBroker.devicePort, subscribe: ["devices/sensor-1/inbox/#"])
+
+        let logPath = base.appendingPathComponent("bridge.log").path
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        let command = TestBroker.withSignalsUnblocked(
+            try BuiltExecutable.path("ditto-mqtt-bridge"), ["run", "--config", configPath, "--log-format", "json"])
+        let bridge = Process()
+        bridge.executableURL = URL(fileURLWithPath: command.executable)
+        bridge.arguments = command.arguments
+        bridge.environment = ProcessInfo.processInfo.environment.merging([
+            "BRIDGE_DEVICE_HOST": "127.0.0.1", "BRIDGE_DITTO_HOST": "127.0.0.1",
+            "BRIDGE_PASSWORD_FILE": broker.secrets.appendingPathComponent("bridge.password").path,
+            "BRIDGE_OPERATIONS_LISTEN": "127.0.0.1:\(operationsPort)",
+        ]) { $1 }
+        bridge.standardOutput = log
+        bridge.standardError = log
+        try bridge.run()
+        defer {
+            if bridge.isRunning {
+                bridge.terminate()
+                bridge.waitUntilExit()
+            }
+        }
+        func logText() -> String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+        let ready = await eventually(timeout: .seconds(20), every: .milliseconds(100)) {
+            (try? await HTTPProbe.get("/ready", port: operationsPort))?.status == 200
+        }
+        try #require(ready, "/ready: \(logText())")
+
+        // Device -> Ditto: the telemetry rule's live event.
+        try await device.publish("devices/sensor-1/telemetry/temperature", "{\"value\": 21.5}")
+        let event = await ditto.received.first(timeout: .seconds(10)) { $0.topic == "ditto/in/org.example:sensor-1" }
+        let eventText = event.map { String(decoding: $0.payload, as: UTF8.self) } ?? ""
+        #expect(eventText.contains("things/live/events/modified") && eventText.contains("21.5"), "\(eventText)\n\(logText())")
+
+        // Ditto -> device: a live message; the device answers on the MQTT 5 response topic the bridge set.
+        let message = """
+            {"topic":"org.example/sensor-1/things/live/messages/reboot",\
+            "headers":{"correlation-id":"reboot-1","content-type":"application/json"},\
+            "path":"/inbox/messages/reboot","value":{"delay":1}}
+            """
+        try await ditto.publish("ditto/out/org.example:sensor-1", message)
+        let command1 = await device.received.first(timeout: .seconds(10)) { $0.topic == "devices/sensor-1/inbox/reboot" }
+        let request = try #require(command1, "the device got no command: \(logText())")
+        let responseTopic = try #require(request.properties.responseTopic)
+        #expect(responseTopic == "devices/sensor-1/reply")
+        try await device.client.publish(
+            to: responseTopic, payload: Array("{\"ok\": true}".utf8), qos: .atLeastOnce,
+            properties: PublishProperties(contentType: "application/json", correlationData: request.properties.correlationData))
+        let answer = await ditto.received.first(timeout: .seconds(10)) {
+            String(decoding: $0.payload, as: UTF8.self).contains("reboot-1") && $0.topic.hasPrefix("ditto/in/")
+        }
+        #expect(answer != nil, "no answer reached Ditto: \(ditto.received.messages.map(\.topic))\n\(logText())")
+        #expect(!logText().contains("\"error\""), "\(logText())")
+
+        bridge.terminate()
+        bridge.waitUntilExit()
+        for client in [ditto, device] { await client.close() }
+    }
+}
