@@ -324,6 +324,7 @@ struct BrokerSecurityTests {
             #expect(run.status != 0, "\(name)")
             #expect(run.stderr.contains("'\(name)' is reserved"), "\(run.stderr)")
         }
+        #expect(!FileManager.default.fileExists(atPath: secrets.path), "nothing is created for a reserved name")
     }
 
     @Test func addDeviceCreatesTheSecretsWithTheirModes() throws {
