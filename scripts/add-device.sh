@@ -135,13 +135,16 @@ else
     password="$(random_password)"
 fi
 
+# The password file first: a device whose password went nowhere would have a login nobody knows.
+if [ -n "$password_out" ]; then
+    (umask 077 && printf '%s\n' "$password" > "$password_out") 2>/dev/null || fail "cannot write ${password_out}"
+    chmod 0600 "$password_out"
+fi
 existed=no
 has_user "$devices_file" "$device" && existed=yes
 set_user "$devices_file" "$device" "$password"
 if [ "$existed" = yes ]; then what="new password for"; else what="added"; fi
 if [ -n "$password_out" ]; then
-    (umask 077 && printf '%s\n' "$password" > "$password_out")
-    chmod 0600 "$password_out"
     echo "add-device: ${what} ${device}; its password is in ${password_out}; ${reload}" >&2
 elif [ -n "$password_in" ]; then
     echo "add-device: ${what} ${device} (MQTT username ${device}) with the given password; ${reload}" >&2

@@ -364,6 +364,10 @@ struct BrokerSecurityTests {
 
         let missing = try ShippedBroker.addDevice(["--remove", "lamp-9"], secrets: secrets)
         #expect(missing.status != 0 && missing.stderr.contains("no device 'lamp-9'"), "\(missing.stderr)")
+        let nowhere = try ShippedBroker.addDevice(
+            ["--password-out", secrets.appendingPathComponent("missing/lamp-6.password").path, "lamp-6"], secrets: secrets)
+        #expect(nowhere.status != 0 && nowhere.stderr.contains("cannot write"), "\(nowhere.stderr)")
+        #expect(try users("mosquitto/devices.passwd") == ["bridge", "lamp-2", "lamp-3"], "no login whose password went nowhere")
         let unknown = try ShippedBroker.addDevice(["--frobnicate", "lamp-4"], secrets: secrets)
         #expect(unknown.status != 0 && unknown.stderr.contains("unknown option --frobnicate"), "\(unknown.stderr)")
     }
