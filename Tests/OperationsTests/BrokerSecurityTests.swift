@@ -196,6 +196,37 @@ struct BrokerSecurityTests {
         for client in [bridge, device] { await client.close() }
     }
 
+    /// The ACL follows the compose config's topic layout: every topic its rules read from a device is one the
+    /// device may write, every topic they send a device one it may read (rendered for sensor-1; other
+    /// placeholders are "x").
+    @Test func everyTopicOfTheContainerConfigsRulesIsOpenToItsDevice() async throws {
+        let environment = try DeploymentFilesTests.containerEnvironment()
+        defer { DeploymentFilesTests.removeContainerEnvironment(environment) }
+        let configuration = try BridgeConfiguration.load(
+            path: Repository.file("Config/bridge.docker.yaml").path, environment: environment)
+        func render(_ template: TopicTemplate) throws -> String {
+            try template.render(Dictionary(uniqueKeysWithValues: template.placeholders.map { ($0, $0 == "deviceId" ? "sensor-1" : "x") }))
+        }
+        var written = try configuration.uplink.map { try render($0.topic) }
+        written.append(try render(try #require(configuration.deviceStatus?.topic)))
+        written += try configuration.downlink.compactMap(\.reply.topic).map(render)
+        let read = try configuration.downlink.map { try render($0.topic) }
+        #expect(written.count >= 4 && read.count >= 2, "\(written) \(read)")
+
+        let broker = try await ShippedBroker.start()
+        let bridge = try await broker.client("bridge", on: Self.device, subscribe: ["devices/+/telemetry/#", "devices/+/events/#",
+                                                                                    "devices/+/status", "devices/+/reply"])
+        let device = try await broker.client("sensor-1", on: Self.device, subscribe: ["devices/sensor-1/#"])
+        for topic in written {
+            let ack = try await device.publish(topic, "up")
+            #expect(!ack.reasonCode.isFailure, "\(topic)")
+        }
+        for topic in read { try await bridge.publish(topic, "down") }
+        #expect(Set(await bridge.received.wait(for: written.count).map(\.topic)) == Set(written))
+        #expect(Set(await device.received.wait(for: read.count).map(\.topic)) == Set(read))
+        for client in [bridge, device] { await client.close() }
+    }
+
     @Test func theBridgeAndDittoExchangeOnTheDittoListener() async throws {
         let broker = try await ShippedBroker.start()
         let ditto = try await broker.client("ditto", on: Self.dittoSide, subscribe: ["ditto/in/#"])

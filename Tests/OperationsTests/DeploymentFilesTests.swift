@@ -67,7 +67,7 @@ struct DeploymentFilesTests {
         #expect((services["nginx"]?["ports"] as? [String])?.contains("${DITTO_EXTERNAL_PORT:-8080}:80") == true)
     }
 
-    /// Config/mosquitto.conf's settings (comments dropped) by listener: the key "" holds the global ones.
+    /// Config/mosquitto.conf's settings (comments dropped) by listener port; the key 0 holds the global ones.
     static func mosquittoListeners() throws -> [Int: [String: String]] {
         var result: [Int: [String: String]] = [0: [:]]
         var current = 0
@@ -172,7 +172,7 @@ struct DeploymentFilesTests {
             let path = try Self.hostPath(source, secrets: secrets).path
             #expect(FileManager.default.fileExists(atPath: path), "\(name): \(source)")
         }
-        // Every secret a service names is declared, and mounted where the service reads it (/run/secrets/<name>).
+        // Every secret a service names is declared.
         for (name, service) in try Self.services() {
             for secret in service["secrets"] as? [String] ?? [] {
                 #expect(declared[secret] != nil, "\(name): secret \(secret)")
