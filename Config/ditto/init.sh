@@ -4,11 +4,26 @@
 #   1. the policy org.example:edge-bridge-demo (policy.json): the demo user, and the connection's subject
 #      integration:edge-bridge with READ and WRITE on thing:/ and message:/;
 #   2. the thing org.example:sensor-1 (thing.json) governed by it;
-#   3. the MQTT-5 connection edge-bridge (Config/ditto-connection.json).
-# Environment: DITTO_GATEWAY (http://gateway:8080), DITTO_DEVOPS_PASSWORD (foobar).
+#   3. the MQTT-5 connection edge-bridge (Config/ditto-connection.json), which logs in on mosquitto's Ditto-side
+#      listener as the user `ditto`: DITTO_MQTT_PASSWORD in its uri becomes that user's password, read from the
+#      compose secret scripts/add-device.sh made (secrets/ditto.password).
+# Environment: DITTO_GATEWAY (http://gateway:8080), DITTO_DEVOPS_PASSWORD (foobar),
+# DITTO_MQTT_PASSWORD_FILE (/run/secrets/ditto-password).
 set -eu
 gateway="${DITTO_GATEWAY:-http://gateway:8080}"
 devops="devops:${DITTO_DEVOPS_PASSWORD:-foobar}"
+password_file="${DITTO_MQTT_PASSWORD_FILE:-/run/secrets/ditto-password}"
+
+[ -r "$password_file" ] || { echo "ditto-init: cannot read ${password_file}: run scripts/add-device.sh first" >&2; exit 1; }
+mqtt_password=$(head -n 1 "$password_file")
+# It goes into the uri's user info as it is: only characters that need no percent-encoding (add-device.sh
+# makes letters and digits).
+case "$mqtt_password" in
+    "" | *[!A-Za-z0-9._~-]*)
+        echo "ditto-init: the password in ${password_file} is empty or has characters a uri would need encoded" >&2
+        exit 1 ;;
+esac
+sed "s|:DITTO_MQTT_PASSWORD@|:${mqtt_password}@|" /ditto/connection.json > /tmp/connection.json
 # The gateway trusts this header because it runs with ENABLE_PRE_AUTHENTICATION=true (as behind nginx).
 user="x-ditto-pre-authenticated: nginx:ditto"
 policy="org.example:edge-bridge-demo"
@@ -34,5 +49,5 @@ put() { # what, url, file, auth-args...
 
 put "policy ${policy}" "${gateway}/api/2/policies/${policy}" /ditto/policy.json -H "${user}"
 put "thing ${thing}" "${gateway}/api/2/things/${thing}" /ditto/thing.json -H "${user}"
-put "connection edge-bridge" "${gateway}/api/2/connections/edge-bridge" /ditto/connection.json -u "${devops}"
+put "connection edge-bridge" "${gateway}/api/2/connections/edge-bridge" /tmp/connection.json -u "${devops}"
 echo "ditto-init: done; the connection's status: ${gateway}/api/2/connections/edge-bridge/status (devops)"

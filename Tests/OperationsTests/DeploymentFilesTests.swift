@@ -67,33 +67,131 @@ struct DeploymentFilesTests {
         #expect((services["nginx"]?["ports"] as? [String])?.contains("${DITTO_EXTERNAL_PORT:-8080}:80") == true)
     }
 
-    @Test func mosquittoIsReachableByDevicesAndPersistsOnAVolume() throws {
+    /// Config/mosquitto.conf's settings (comments dropped) by listener port; the key 0 holds the global ones.
+    static func mosquittoListeners() throws -> [Int: [String: String]] {
+        var result: [Int: [String: String]] = [0: [:]]
+        var current = 0
+        for raw in try Repository.text("Config/mosquitto.conf").split(separator: "\n") {
+            let line = raw.trimmingCharacters(in: .whitespaces)
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            let parts = line.split(separator: " ", maxSplits: 1).map(String.init)
+            if parts[0] == "listener" {
+                current = try #require(Int(parts[1].split(separator: " ")[0]), "\(line)")
+                result[current] = ["listener": parts[1]]
+            } else {
+                result[current, default: [:]][parts[0]] = parts.count > 1 ? parts[1] : ""
+            }
+        }
+        return result
+    }
+
+    static let devicePort = 1883
+    static let dittoPort = 1884
+
+    @Test func mosquittoPublishesOnlyTheDeviceListenerAndPersistsOnAVolume() throws {
         let compose = try Self.compose()
         let mosquitto = try #require(try Self.services()["mosquitto"])
-        // All interfaces: a "127.0.0.1:" prefix would hide the broker from devices and from a remote Ditto.
-        #expect(mosquitto["ports"] as? [String] == ["1883:1883"])
+        // All interfaces: a "127.0.0.1:" prefix would hide the broker from devices. The Ditto side stays unpublished.
+        #expect(mosquitto["ports"] as? [String] == ["\(Self.devicePort):\(Self.devicePort)"])
         let volumes = try #require(mosquitto["volumes"] as? [String])
         #expect(volumes.contains("./Config/mosquitto.conf:/mosquitto/config/mosquitto.conf:ro"))
         let data = try #require(volumes.first { $0.hasSuffix(":/mosquitto/data") })
         let volumeName = String(data.prefix { $0 != ":" })
         let declared = try #require(compose["volumes"] as? [String: Any?])
         #expect(declared.keys.contains(volumeName), "named volume \(volumeName) is declared")
+        // Configuration and secrets read-only.
+        for volume in volumes where volume.hasPrefix("./") { #expect(volume.hasSuffix(":ro"), "\(volume)") }
 
-        let conf = try Repository.text("Config/mosquitto.conf")
-        let lines = conf.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }
-        #expect(lines.contains("listener 1883 0.0.0.0"))
-        #expect(lines.contains("persistence true"))
-        #expect(lines.contains("persistence_location /mosquitto/data/"))
-        #expect(lines.contains("set_tcp_nodelay true"))
+        let listeners = try Self.mosquittoListeners()
+        let global = try #require(listeners[0])
+        #expect(global["per_listener_settings"] == "true", "each listener its own users and ACL")
+        #expect(global["persistence"] == "true")
+        #expect(global["persistence_location"] == "/mosquitto/data/")
+        #expect(global["set_tcp_nodelay"] == "true")
+        #expect(global["max_queued_messages"] == "100000")
+        #expect(Set(listeners.keys) == [0, Self.devicePort, Self.dittoPort])
+        for port in [Self.devicePort, Self.dittoPort] {
+            let listener = try #require(listeners[port])
+            #expect(listener["listener"] == "\(port) 0.0.0.0")
+            #expect(listener["allow_anonymous"] == "false", "\(port)")
+            #expect(listener["password_file"] != nil && listener["acl_file"] != nil, "\(port)")
+        }
+        let devices = try #require(listeners[Self.devicePort])
+        let ditto = try #require(listeners[Self.dittoPort])
+        #expect(devices["use_username_as_clientid"] == "true")
+        #expect(devices["password_file"] != ditto["password_file"] && devices["acl_file"] != ditto["acl_file"])
+        #expect(devices["acl_file"]?.hasSuffix("/devices.acl") == true && ditto["acl_file"]?.hasSuffix("/ditto.acl") == true)
+
+        // Every file the config names lies in a mount: the repository's (existing) or the secrets add-device.sh makes.
+        let secrets = try Self.quickStartSecrets()
+        defer { try? FileManager.default.removeItem(at: secrets) }
+        let paths = listeners.values.flatMap { [$0["password_file"], $0["acl_file"]] }.compactMap { $0 }
+        for path in paths {
+            let mount = try #require(volumes.first { path.hasPrefix(String($0.split(separator: ":")[1]) + "/") }, "\(path) is mounted")
+            let parts = mount.split(separator: ":").map(String.init)
+            let inside = String(path.dropFirst(parts[1].count + 1))
+            let source = try Self.hostPath(parts[0], secrets: secrets).appendingPathComponent(inside)
+            #expect(FileManager.default.fileExists(atPath: source.path), "\(path) from \(source.path)")
+        }
     }
 
-    @Test func everyBindMountSourceExists() throws {
+    /// What the quick start (README, top of docker-compose.yml) runs: add-device.sh for the simulated device,
+    /// in a temporary directory instead of secrets/. The caller removes it.
+    static func quickStartSecrets() throws -> URL {
+        let secrets = FileManager.default.temporaryDirectory.appendingPathComponent("quick-start-\(UUID().uuidString)")
+        let run = try ProgramRun.run(
+            "/bin/bash", [Repository.file("scripts/add-device.sh").path, "--secrets", secrets.path,
+                          "--password-out", secrets.appendingPathComponent("sensor-1.password").path, "sensor-1"])
+        try #require(run.status == 0, "add-device.sh: \(run.stderr)")
+        return secrets
+    }
+
+    /// A compose source path (./...) on the host: under secrets/ it is what add-device.sh made in `secrets`.
+    static func hostPath(_ source: String, secrets: URL) throws -> URL {
+        try #require(source.hasPrefix("./"), "\(source)")
+        let relative = String(source.dropFirst(2))
+        if relative.hasPrefix("secrets/") { return secrets.appendingPathComponent(String(relative.dropFirst("secrets/".count))) }
+        try #require(!relative.hasPrefix("secrets"), "\(source)")
+        return Repository.file(relative)
+    }
+
+    /// Bind mounts and file secrets: in the repository, or (under secrets/) made by the quick start's add-device.sh.
+    @Test func everyBindMountAndSecretSourceExists() throws {
+        let secrets = try Self.quickStartSecrets()
+        defer { try? FileManager.default.removeItem(at: secrets) }
+        var sources: [(String, String)] = []
         for (name, service) in try Self.services() {
             for volume in service["volumes"] as? [String] ?? [] where volume.hasPrefix("./") {
-                let source = String(volume.dropFirst(2).prefix { $0 != ":" })
-                #expect(FileManager.default.fileExists(atPath: Repository.file(source).path), "\(name): \(source)")
+                sources.append((name, String(volume.prefix { $0 != ":" })))
             }
         }
+        let declared = try #require(try Self.compose()["secrets"] as? [String: [String: String]])
+        for (name, secret) in declared { sources.append(("secret \(name)", try #require(secret["file"], "\(name)"))) }
+        #expect(sources.contains { $0.1.hasPrefix("./secrets/") })
+        for (name, source) in sources {
+            let path = try Self.hostPath(source, secrets: secrets).path
+            #expect(FileManager.default.fileExists(atPath: path), "\(name): \(source)")
+        }
+        // Every secret a service names is declared.
+        for (name, service) in try Self.services() {
+            for secret in service["secrets"] as? [String] ?? [] {
+                #expect(declared[secret] != nil, "\(name): secret \(secret)")
+            }
+        }
+        let ignored = try Repository.text(".gitignore").split(separator: "\n")
+        #expect(ignored.contains("/secrets/"), "generated secrets stay out of git")
+    }
+
+    /// The bridge's password file, for loading Config/bridge.docker.yaml outside the container; remove it with
+    /// ``removeContainerEnvironment(_:)``.
+    static func containerEnvironment() throws -> [String: String] {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-password-\(UUID().uuidString)")
+        try "not-the-real-one\n".write(to: file, atomically: true, encoding: .utf8)
+        return ["BRIDGE_PASSWORD_FILE": file.path]
+    }
+
+    static func removeContainerEnvironment(_ environment: [String: String]) {
+        if let file = environment["BRIDGE_PASSWORD_FILE"] { try? FileManager.default.removeItem(atPath: file) }
     }
 
     /// The file the image's `run` reads: Dockerfile copies Config/ to /etc/ditto-mqtt-bridge/.
@@ -112,15 +210,44 @@ struct DeploymentFilesTests {
         let configIndex = try #require(command.firstIndex(of: "--config"))
         let config = try Self.configInImage(command[configIndex + 1])
         #expect(command.contains("--log-format"))
-        let configuration = try BridgeConfiguration.load(path: config.path, environment: Self.environment(bridge))
-        for connection in [configuration.connections.device, configuration.connections.ditto] {
+        let passwordFile = try Self.containerEnvironment()
+        defer { Self.removeContainerEnvironment(passwordFile) }
+        let configuration = try BridgeConfiguration.load(
+            path: config.path, environment: Self.environment(bridge).merging(passwordFile) { $1 })
+        let devices = configuration.connections.device
+        let ditto = configuration.connections.ditto
+        for connection in [devices, ditto] {
             #expect(services[connection.host] != nil, "\(connection.host) is a compose service")
             #expect(connection.host == "mosquitto")
-            #expect(connection.port == 1883)
+            // The user of Config/mosquitto/*.acl; BrokerSecurityTests logs in with this config on the shipped broker.
+            #expect(connection.username == "bridge")
+            #expect(!connection.cleanStart && (connection.sessionExpiry ?? .zero) > .zero,
+                    "the broker keeps the session (and queues messages) while the bridge restarts")
         }
-        // Without the environment the container config still defaults to the compose broker.
-        let defaults = try BridgeConfiguration.load(path: config.path, environment: [:])
-        #expect(defaults.connections.device.host == "mosquitto")
+        #expect(devices.port == Self.devicePort)
+        #expect(ditto.port == Self.dittoPort)
+        // Without the environment the container config still defaults to the compose broker (the password file
+        // is then the compose secret, which does not exist here).
+        let raw = try #require(try Yams.load(yaml: Repository.text("Config/bridge.docker.yaml")) as? [String: Any])
+        let rawConnections = try #require(raw["connections"] as? [String: [String: Any]])
+        let secrets = try #require(bridge["secrets"] as? [String])
+        for side in ["device", "ditto"] {
+            #expect(rawConnections[side]?["host"] as? String == "${BRIDGE_\(side.uppercased())_HOST:-mosquitto}")
+            let file = try #require(rawConnections[side]?["password-file"] as? String)
+            let fallback = try #require(file.wholeMatch(of: /\$\{BRIDGE_PASSWORD_FILE:-\/run\/secrets\/(.+)\}/), "\(file)").1
+            #expect(secrets.contains(String(fallback)), "\(side): the compose secret \(fallback)")
+        }
+        // The spool on the named volume mounted at the image's state directory.
+        let spool = try #require(configuration.spool)
+        let stateMount = try #require((bridge["volumes"] as? [String])?.first { $0.hasSuffix(":/var/lib/ditto-mqtt-bridge") })
+        let declared = try #require(try Self.compose()["volumes"] as? [String: Any?])
+        #expect(declared.keys.contains(String(stateMount.prefix { $0 != ":" })))
+        #expect(spool.directory.hasPrefix("/var/lib/ditto-mqtt-bridge/"), "\(spool.directory)")
+        let runtime = try #require(try Self.dockerfileStages().last)
+        #expect(runtime.instructions.contains { $0.keyword == "WORKDIR" && $0.arguments == "/var/lib/ditto-mqtt-bridge" })
+        #expect(runtime.instructions.contains {
+            $0.keyword == "RUN" && $0.arguments.contains("--uid 10001") && $0.arguments.contains("--home-dir /var/lib/ditto-mqtt-bridge")
+        }, "the image's user owns the directory a new named volume copies")
         let listen = try #require(configuration.operations.listen)
         #expect(listen.description == "0.0.0.0:9464")
         #expect((bridge["ports"] as? [String]) == ["127.0.0.1:\(listen.port):\(listen.port)"])
@@ -129,8 +256,10 @@ struct DeploymentFilesTests {
 
     @Test func theContainerConfigHasTheDefaultRules() throws {
         let local = try BridgeConfiguration.load(path: Repository.file("Config/bridge.yaml").path, environment: [:])
+        let passwordFile = try Self.containerEnvironment()
+        defer { Self.removeContainerEnvironment(passwordFile) }
         let container = try BridgeConfiguration.load(
-            path: Repository.file("Config/bridge.docker.yaml").path, environment: [:])
+            path: Repository.file("Config/bridge.docker.yaml").path, environment: passwordFile)
         // Equal but for where in the file each rule is.
         func unlocated(_ rules: [UplinkRule]) -> [UplinkRule] {
             rules.map { var rule = $0; rule.location = SourceLocation(line: 0, column: 0); return rule }
@@ -157,6 +286,10 @@ struct DeploymentFilesTests {
         #expect(dependsOn["gateway"]?["condition"] == "service_healthy")
         #expect(dependsOn["connectivity"]?["condition"] == "service_healthy")
         #expect(Self.environment(initService)["DITTO_GATEWAY"] == "http://gateway:8080")
+        // The password of the Ditto-side user `ditto`, for the connection's uri.
+        let initSecrets = try #require(initService["secrets"] as? [String])
+        let passwordPath = try #require(Self.environment(initService)["DITTO_MQTT_PASSWORD_FILE"])
+        #expect(initSecrets.map { "/run/secrets/\($0)" }.contains(passwordPath), "\(passwordPath)")
         let script = try Repository.text("Config/ditto/init.sh")
         let entrypoint = try #require(initService["entrypoint"] as? [String])
         #expect(entrypoint == ["/bin/sh", "/ditto/init.sh"])
@@ -170,6 +303,12 @@ struct DeploymentFilesTests {
         let broker = try #require(environment["BROKER_HOST"])
         #expect(services[broker] != nil)
         let deviceID = try #require(environment["DEVICE_ID"])
+        // It logs in as itself with the password the quick start's add-device.sh wrote (a compose secret).
+        let devicePassword = try #require(environment["DEVICE_PASSWORD_FILE"])
+        let deviceSecrets = try #require(device["secrets"] as? [String])
+        #expect(deviceSecrets.map { "/run/secrets/\($0)" } == [devicePassword])
+        let declaredSecrets = try #require(try Self.compose()["secrets"] as? [String: [String: String]])
+        #expect(declaredSecrets[deviceSecrets[0]]?["file"] == "./secrets/\(deviceID).password")
         let configuration = try BridgeConfiguration.load(path: Repository.file("Config/bridge.yaml").path, environment: [:])
         let telemetry = "devices/\(deviceID)/telemetry/temperature"
         let rule = try #require(configuration.uplinkRule(forTopic: telemetry), "a rule maps \(telemetry)")
@@ -190,6 +329,20 @@ struct DeploymentFilesTests {
         return try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
     }
 
+    /// What init.sh replaces in the connection's uri with the password of the user `ditto`.
+    static let connectionPasswordPlaceholder = "DITTO_MQTT_PASSWORD"
+
+    /// The connection's uri as init.sh sends it: its sed command, run here on the uri.
+    static func renderConnectionURI(_ uri: String, password: String) throws -> String {
+        let script = try Repository.text("Config/ditto/init.sh")
+        let command = "sed \"s|:\(connectionPasswordPlaceholder)@|:${mqtt_password}@|\""
+        try #require(script.contains(command), "init.sh substitutes the password with \(command)")
+        let run = try ProgramRun.run(
+            "/bin/sh", ["-c", "printf '%s' \"$1\" | " + command, "sh", uri], environment: ["mqtt_password": password])
+        try #require(run.status == 0, "\(run.stderr)")
+        return run.stdout
+    }
+
     /// Ditto's `{{ thing:id }}` (any spacing) turned into a sample thing ID.
     static func renderDittoPlaceholders(_ text: String, thingID: String, connectionID: String) -> String {
         text.replacing(/\{\{\s*thing:id\s*\}\}/, with: thingID)
@@ -204,13 +357,20 @@ struct DeploymentFilesTests {
 
         #expect(connection["connectionType"] as? String == "mqtt-5")
         #expect(connection["id"] as? String == ditto.connectionID)
-        // The URI points at the compose broker's service name and container port.
+        // The URI points at the compose broker's service name and its Ditto-side listener, as the user `ditto`
+        // whose password init.sh puts in.
         let uriText = try #require(connection["uri"] as? String)
         let uri = try #require(URLComponents(string: uriText))
         #expect(uri.scheme == "tcp")
         #expect(uri.host.map { services[$0] != nil } == true, "\(uri)")
         #expect(uri.host == "mosquitto")
-        #expect(uri.port == 1883)
+        #expect(uri.port == Self.dittoPort)
+        #expect(uri.user == "ditto")
+        #expect(uri.password == Self.connectionPasswordPlaceholder)
+        let rendered = try #require(URLComponents(string: Self.renderConnectionURI(uriText, password: "abc123XYZ")))
+        #expect(rendered.password == "abc123XYZ" && rendered.user == "ditto" && rendered.port == Self.dittoPort)
+        let acl = try Repository.text("Config/mosquitto/ditto.acl")
+        #expect(acl.split(separator: "\n").contains("user ditto"))
 
         let sources = try #require(connection["sources"] as? [[String: Any]])
         let source = try #require(sources.first)
@@ -368,7 +528,9 @@ struct DeploymentFilesTests {
         #expect(probe.prefix(2) == [binary, "probe"])
         #expect(probe.contains("/health"))
         let probeConfig = try Self.configInImage(probe[try #require(probe.firstIndex(of: "--config")) + 1])
-        let listen = try BridgeConfiguration.load(path: probeConfig.path, environment: [:]).operations.listen
+        let passwordFile = try Self.containerEnvironment()
+        defer { Self.removeContainerEnvironment(passwordFile) }
+        let listen = try BridgeConfiguration.load(path: probeConfig.path, environment: passwordFile).operations.listen
         #expect(listen != nil, "the HEALTHCHECK's config serves /health")
         let exposed = runtime.instructions.filter { $0.keyword == "EXPOSE" }.map(\.arguments)
         #expect(exposed == [String(listen?.port ?? 0)])
