@@ -486,15 +486,13 @@ struct BrokerSecurityTests {
 /// telemetry, Ditto's live message and the device's answer all get through.
 @Suite("Broker security: the bridge binary on the shipped broker")
 struct ShippedBrokerBridgeTests {
-    /// Config/bridge.docker.yaml rewritten only where this machine differs from the container: each
-    /// `port: <shipped listener>` becomes the broker's loopback port, the spool directory a temporary one. Hosts,
-    /// the password file and the operations endpoint come through the environment variables the file reads.
+    /// Config/bridge.docker.yaml rewritten only where this machine differs from the container: the spool directory
+    /// becomes a temporary one. Hosts, ports, the password file and the operations endpoint come through the
+    /// environment variables the file reads.
     static func containerConfig(_ broker: ShippedBroker, spool: String) throws -> String {
         var lines: [String] = []
         for line in try Repository.text("Config/bridge.docker.yaml").split(separator: "\n", omittingEmptySubsequences: false) {
-            if let match = line.wholeMatch(of: /(\s+port: )(\d+)/), let port = Int(match.2) {
-                lines.append("\(match.1)\(try broker.port(port))")
-            } else if let match = line.wholeMatch(of: /(\s+directory: )\/var\/lib\/ditto-mqtt-bridge\/spool/) {
+            if let match = line.wholeMatch(of: /(\s+directory: )\/var\/lib\/ditto-mqtt-bridge\/spool/) {
                 lines.append("\(match.1)\(spool)")
             } else {
                 lines.append(String(line))
@@ -524,6 +522,8 @@ struct ShippedBrokerBridgeTests {
         bridge.arguments = command.arguments
         bridge.environment = ProcessInfo.processInfo.environment.merging([
             "BRIDGE_DEVICE_HOST": "127.0.0.1", "BRIDGE_DITTO_HOST": "127.0.0.1",
+            "BRIDGE_DEVICE_PORT": "\(try broker.port(ShippedBroker.devicePort))",
+            "BRIDGE_DITTO_PORT": "\(try broker.port(ShippedBroker.dittoPort))",
             "BRIDGE_PASSWORD_FILE": broker.secrets.appendingPathComponent("bridge.password").path,
             "BRIDGE_OPERATIONS_LISTEN": "127.0.0.1:\(operationsPort)",
         ]) { $1 }
