@@ -58,14 +58,19 @@ struct ContainerImageTests {
         #expect(version.status == 0 && !version.output.isEmpty, "\(version)")
         try #require(version.status == 0, "the binary does not start in the image")
 
-        // The compose service, against two brokers on loopback.
-        let deviceBroker = try await TestBroker.start()
-        let dittoBroker = try await TestBroker.start()
+        // The compose service, against two brokers on loopback that want the bridge's password (the compose secret,
+        // mounted where compose mounts it).
+        let deviceBroker = try await TestBroker.start(.init(passwordFile: true))
+        let dittoBroker = try await TestBroker.start(.init(passwordFile: true))
         defer {
             deviceBroker.stop()
             dittoBroker.stop()
         }
         let compose = try ComposeBridgeService.load()
+        #expect(!compose.secrets.isEmpty, "the bridge service gets its broker password as a compose secret")
+        for secret in compose.secrets {
+            try image.write("\(deviceBroker.password)\n", to: "/run/secrets/\(secret)", mode: 0o644)
+        }
         let operationsPort = try TestBroker.freePort()
         var environment = compose.environment
         for key in environment.keys where key.hasSuffix("_HOST") { environment[key] = "127.0.0.1" }
@@ -115,6 +120,14 @@ struct ContainerImageTests {
                 "no live event reached the Ditto side (got \(text)); bridge log:\n\(bridge.log)")
         #expect(text.contains(#""value":21.5"#), "\(text)")
 
+        // The spool lives on the compose volume's mount point, written by the image's user.
+        let spool = image.root.appendingPathComponent(compose.volumeTargets.first ?? "/nonexistent").path
+        let spoolOwner = (try? FileManager.default.attributesOfItem(atPath: spool)[.ownerAccountID] as? Int) ?? nil
+        #expect(compose.volumeTargets.count == 1 && spoolOwner.map { "\($0)" } == image.user.split(separator: ":").first.map(String.init),
+                "the bridge-state volume's mount point belongs to the image's user \(image.user): \(String(describing: spoolOwner))")
+        let spoolFiles = (try? FileManager.default.subpathsOfDirectory(atPath: spool)) ?? []
+        #expect(spoolFiles.contains { $0.hasPrefix("spool") }, "no spool under \(spool): \(spoolFiles)")
+
         // docker stop: SIGTERM, exit 0; the HEALTHCHECK then fails.
         bridge.signal(SIGTERM)
         let status = await bridge.waitForExit(timeout: .seconds(15))
@@ -124,10 +137,14 @@ struct ContainerImageTests {
     }
 }
 
-/// The bridge service of docker-compose.yml: its command and environment.
+/// The bridge service of docker-compose.yml: its command, environment, secrets and volume mount points.
 struct ComposeBridgeService {
     var command: [String]?
     var environment: [String: String]
+    /// Compose mounts each at `/run/secrets/<name>`.
+    var secrets: [String]
+    /// Where its named volumes are mounted.
+    var volumeTargets: [String]
 
     static func load() throws -> ComposeBridgeService {
         guard let compose = try Yams.load(yaml: Repository.text("docker-compose.yml")) as? [String: Any],
@@ -142,7 +159,16 @@ struct ComposeBridgeService {
                 environment[String(item[..<equals])] = String(item[item.index(after: equals)...])
             }
         }
-        return ComposeBridgeService(command: bridge["command"] as? [String], environment: environment)
+        let secrets = (bridge["secrets"] as? [Any] ?? []).compactMap { item in
+            item as? String ?? (item as? [String: Any])?["source"] as? String
+        }
+        let volumeTargets = (bridge["volumes"] as? [String] ?? []).compactMap { volume -> String? in
+            let parts = volume.split(separator: ":").map(String.init)
+            return parts.count >= 2 && !parts[0].hasPrefix(".") && !parts[0].hasPrefix("/") ? parts[1] : nil
+        }
+        return ComposeBridgeService(
+            command: bridge["command"] as? [String], environment: environment, secrets: secrets,
+            volumeTargets: volumeTargets)
     }
 }
 

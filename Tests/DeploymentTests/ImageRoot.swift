@@ -186,6 +186,14 @@ struct ImageRoot {
             environment: [:], logPath: logPath)
     }
 
+    /// Puts a file into the image (a compose secret, say), owned by root like a bind mount of a root-owned file.
+    func write(_ text: String, to path: String, mode: Int) throws {
+        let url = root.appendingPathComponent(path)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try text.write(to: url, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: mode], ofItemAtPath: url.path)
+    }
+
     /// The absolute paths `ldd` resolved.
     static func libraries(inLDDOutput output: String) -> [String] {
         output.split(separator: "\n").compactMap { line in
