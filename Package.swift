@@ -21,8 +21,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.5.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
-        // No SwiftNIO: the metrics/health endpoint costs seconds of build time, not minutes.
-        .package(url: "https://github.com/swhitty/FlyingFox.git", from: "0.27.1"),
+        // No HTTP library: BridgeOperations serves /metrics, /health and /ready on POSIX sockets itself, so
+        // the binary needs no SwiftNIO (minutes of build time) and no FoundationNetworking (libcurl).
     ],
     targets: [
         // C layer: Debian's libmosquitto-dev, nothing but two #includes.
@@ -84,8 +84,6 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
-                .product(name: "FlyingFox", package: "FlyingFox"),
-                .product(name: "FlyingSocks", package: "FlyingFox"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict

@@ -1,4 +1,10 @@
-import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// The `operations:` block: where the HTTP endpoint for `/metrics`, `/health` and `/ready` listens.
 public struct OperationsSettings: Sendable, Hashable {

@@ -1,5 +1,9 @@
 import DittoProtocol
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// What every rule needs from the rest of the file.
 struct RuleContext {

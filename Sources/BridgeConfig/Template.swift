@@ -1,4 +1,8 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// Why a template could not be compiled, rendered or used where it was written.
 public struct TemplateError: Error, Sendable, Hashable, CustomStringConvertible {

@@ -1,6 +1,10 @@
 import BridgeConfig
 import DittoProtocol
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// Where a Ditto live message or live command goes, decided by ``DownlinkMapper/route(_:)``.
 public struct DownlinkRoute: Sendable {

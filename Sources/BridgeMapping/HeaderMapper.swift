@@ -1,6 +1,10 @@
 import BridgeConfig
 import DittoProtocol
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Synchronization
 
 /// Decides which header goes where between MQTT (5 properties and user properties, or a 3.1.1 JSON wrapper)

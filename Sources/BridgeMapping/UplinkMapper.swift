@@ -1,6 +1,10 @@
 import BridgeConfig
 import DittoProtocol
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// What the mapper needs from outside that a pure function cannot make up itself.
 public struct UplinkEnvironment: Sendable {

@@ -1,5 +1,9 @@
 import BridgeConfig
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 
 /// What `ditto-mqtt-bridge check` reports about one config file, as text or JSON.
 ///

@@ -1,5 +1,4 @@
 import BridgeConfig
-import Foundation
 
 #if canImport(Glibc)
 import Glibc
@@ -75,7 +74,12 @@ public enum OperationsProbe {
             throw Failure(description: "cannot connect to \(address): \(String(cString: strerror(errno)))")
         }
         let request = Array("GET \(path) HTTP/1.1\r\nHost: \(address)\r\nConnection: close\r\n\r\n".utf8)
-        let sent = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        #if canImport(Darwin)
+        let noSignal: Int32 = 0
+        #else
+        let noSignal = Int32(MSG_NOSIGNAL)  // a closed peer is an error here, not a SIGPIPE
+        #endif
+        let sent = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, noSignal) }
         guard sent == request.count else { throw Failure(description: "sending to \(address) failed") }
         var received: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 16384)
@@ -85,13 +89,14 @@ public enum OperationsProbe {
             if n == 0 { break }
             received += buffer[0..<n]
         }
-        let text = String(decoding: received, as: UTF8.self)
-        let statusLine = text.prefix { $0 != "\r" && $0 != "\n" }
+        let statusLine = String(decoding: received.prefix { $0 != UInt8(ascii: "\r") && $0 != UInt8(ascii: "\n") }, as: UTF8.self)
         let parts = statusLine.split(separator: " ")
         guard parts.count >= 2, parts[0].hasPrefix("HTTP/1."), let status = Int(parts[1]) else {
             throw Failure(description: "\(address) did not answer HTTP: '\(statusLine.prefix(80))'")
         }
-        let body = text.range(of: "\r\n\r\n").map { String(text[$0.upperBound...]) } ?? ""
+        let body = HTTPServerLoop.headEnd(in: received, limit: received.count).map {
+            String(decoding: received[$0...], as: UTF8.self)
+        } ?? ""
         return (status, body)
     }
 }

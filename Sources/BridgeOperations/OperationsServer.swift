@@ -1,11 +1,14 @@
 import BridgeConfig
-import FlyingFox
-import FlyingSocks
-import Foundation
 import Logging
 import Prometheus
 import ServiceLifecycle
 import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
 
 /// Whether the bridge can do its work right now, and if not, why.
 ///
@@ -55,52 +58,68 @@ public struct OperationsServerError: Error, Sendable, CustomStringConvertible {
 /// - `GET /health`: 200 `ok` while ``isAlive`` says so (the process and its event loop work), else 503;
 /// - `GET /ready`: 200 `ready` or 503 `not ready: ...` from the ``Readiness`` closure the runtime provides.
 ///
-/// Anything else is 404. Graceful shutdown closes the listening socket and the open connections.
-/// Put it **first** in the `ServiceGroup` so it is shut down last and `/health` keeps answering while the
-/// bridge drains.
+/// Anything else is 404; methods other than GET and HEAD are 405. Graceful shutdown closes the listening
+/// socket and the open connections. Put it **first** in the `ServiceGroup` so it is shut down last and
+/// `/health` keeps answering while the bridge drains.
+///
+/// The server is a few hundred lines of our own over POSIX sockets: one thread runs a `poll(2)` loop over
+/// the listener, every connection and a wake-up pipe, with nonblocking sockets and the bounds in
+/// ``Limits``. It answers HTTP/1.1 with keep-alive (HTTP/1.0 and `Connection: close` requests are
+/// answered and closed), never reads a request body, and matches the path without its query string.
 public final class OperationsServer: Service, Sendable {
+    /// What one endpoint holds open at most, and for how long.
+    public struct Limits: Sendable, Hashable {
+        /// Connections open at once; one more is answered 503 and closed at once.
+        public var maxConnections: Int
+        /// Bytes of a request line plus headers; a longer head is answered 431.
+        public var maxRequestHeadBytes: Int
+        /// How long a connection may take to send a whole request head (counted from its accept, or from
+        /// the end of the previous answer on a kept-alive connection), and to take a whole answer. A
+        /// connection that needs longer is closed: a slow or silent client holds a slot for this long at most.
+        public var requestTimeout: Duration
+
+        public init(maxConnections: Int = 64, maxRequestHeadBytes: Int = 8192, requestTimeout: Duration = .seconds(10)) {
+            self.maxConnections = max(1, maxConnections)
+            self.maxRequestHeadBytes = max(64, maxRequestHeadBytes)
+            self.requestTimeout = requestTimeout
+        }
+
+        /// 64 connections, 8 KiB heads, 10 s per request.
+        public static let standard = Limits()
+    }
+
     /// Where it listens (from `operations.listen`).
     public let address: ListenAddress
-    private let server: HTTPServer
+    /// The bounds the server keeps.
+    public let limits: Limits
+    private let socketAddress: IPSocketAddress
+    private let handler: OperationsHandler
     private let logger: Logger
-    private let stopping: StoppingFlag
+    private let control = ServerControl()
 
     /// Creates the server; nothing listens until ``run()``.
     ///
-    /// - parameter readiness: called on every `/ready` request from a server task; must be cheap and must not
-    ///   block (read an atomic or a mutex-protected snapshot).
-    /// - parameter isAlive: called on every `/health` request; the default says the process answers HTTP, which
-    ///   is what a container HEALTHCHECK needs. A runtime with an event loop can report a stalled loop here.
+    /// - parameter readiness: called on every `/ready` request, on the server's thread; must be cheap and must
+    ///   not block (read an atomic or a mutex-protected snapshot).
+    /// - parameter isAlive: called on every `/health` request, on the server's thread; the default says the
+    ///   process answers HTTP, which is what a container HEALTHCHECK needs. A runtime with an event loop can
+    ///   report a stalled loop here.
     /// - throws: ``OperationsServerError`` when `address` cannot be turned into a socket address.
     public init(
         address: ListenAddress,
         registry: PrometheusCollectorRegistry,
         logger: Logger,
         readiness: @escaping @Sendable () -> Readiness,
-        isAlive: @escaping @Sendable () -> Bool = { true }
+        isAlive: @escaping @Sendable () -> Bool = { true },
+        limits: Limits = .standard
     ) throws(OperationsServerError) {
         self.address = address
+        self.limits = limits
+        var logger = logger
+        logger[metadataKey: "component"] = "operations-http"
         self.logger = logger
-        let stopping = StoppingFlag()
-        self.stopping = stopping
-        let socketAddress: any SocketAddress
-        do {
-            guard let port = UInt16(exactly: address.port) else {
-                throw OperationsServerError(address: address, reason: "port out of range")
-            }
-            switch address.family {
-            case .ipv4: socketAddress = try sockaddr_in.inet(ip4: address.host, port: port)
-            case .ipv6: socketAddress = try sockaddr_in6.inet6(ip6: address.host, port: port)
-            }
-        } catch let error as OperationsServerError {
-            throw error
-        } catch {
-            throw OperationsServerError(address: address, reason: "\(error)")
-        }
-        let handler = OperationsHandler(registry: registry, readiness: readiness, isAlive: isAlive)
-        server = HTTPServer(
-            address: socketAddress, timeout: 10,
-            logger: FlyingFoxLogger(logger: logger, stopping: stopping), handler: handler)
+        socketAddress = try IPSocketAddress(address)
+        handler = OperationsHandler(registry: registry, readiness: readiness, isAlive: isAlive)
     }
 
     /// Convenience for a runtime that only knows yes or no: `/ready` then says `not ready` without a reason.
@@ -115,138 +134,309 @@ public final class OperationsServer: Service, Sendable {
 
     /// Waits until the socket listens and returns the bound address (with the real port when the
     /// configured one was 0).
-    /// - throws: when it does not listen within `timeout` seconds.
-    public func waitUntilListening(timeout: TimeInterval = 5) async throws -> ListenAddress {
-        try await server.waitUntilListening(timeout: timeout)
-        switch await server.listeningAddress {
-        case .ip4(let host, let port): return ListenAddress(host: host, port: Int(port), family: .ipv4)
-        case .ip6(let host, let port): return ListenAddress(host: host, port: Int(port), family: .ipv6)
-        case .unix, nil: return address
+    /// - throws: ``OperationsServerError`` when it does not listen within `timeout` seconds, or when
+    ///   ``run()`` has already ended.
+    public func waitUntilListening(timeout: Double = 5) async throws -> ListenAddress {
+        let deadline = ContinuousClock.now + .milliseconds(Int64(max(0, timeout) * 1000))
+        while true {
+            switch control.phase {
+            case .listening(let bound): return bound
+            case .ended: throw OperationsServerError(address: address, reason: "the endpoint has stopped")
+            case .idle: break
+            }
+            if ContinuousClock.now >= deadline {
+                throw OperationsServerError(address: address, reason: "not listening after \(timeout) s")
+            }
+            try await Task.sleep(for: .milliseconds(5))
         }
     }
 
     /// Listens until graceful shutdown (or cancellation), then closes the listener and its connections.
+    /// Runs once.
     /// - throws: ``OperationsServerError`` when the socket cannot be bound (port in use, address not local).
     public func run() async throws {
-        let server = self.server
-        let stopping = self.stopping
-        logger.info("operations endpoint: GET /metrics, /health, /ready", metadata: ["address": "\(address)"])
-        let runError: (any Error)? = await withTaskGroup(of: Outcome.self) { group in
-            group.addTask {
-                do {
-                    try await server.run()
-                    return .serverEnded(nil)
-                } catch {
-                    return .serverEnded(error)
-                }
+        let control = self.control
+        try await withTaskCancellationHandler {
+            try await withGracefulShutdownHandler {
+                try await serve()
+            } onGracefulShutdown: {
+                control.stop()
             }
-            group.addTask {
-                do { try await gracefulShutdown() } catch { return .cancelled }
-                stopping.set()
-                await server.stop(timeout: 0.25)
-                return .shutdown
-            }
-            // Whichever ends first ends the other. A shutdown that came before the socket was listening found
-            // nothing to stop; cancelling ends the pending run().
-            var runError: (any Error)?
-            while let outcome = await group.next() {
-                if case .serverEnded(let error) = outcome { runError = error }
-                group.cancelAll()
-            }
-            return runError
+        } onCancel: {
+            control.stop()
         }
-        if stopping.isSet || Task.isCancelled || runError == nil || runError is CancellationError {
-            // FlyingFox ends run() with an error even when stopped on purpose.
-            logger.info("operations endpoint closed", metadata: ["address": "\(address)"])
+    }
+
+    private func serve() async throws {
+        if control.stopRequested {
+            // Shut down before it started: nothing to open, nothing to close.
+            control.end()
             return
         }
-        throw OperationsServerError(address: address, reason: Self.describe(runError ?? CancellationError()))
-    }
-
-    private enum Outcome: Sendable {
-        case serverEnded((any Error)?)
-        case shutdown
-        case cancelled
-    }
-
-    private static func describe(_ error: any Error) -> String {
-        if let socketError = error as? SocketError, case .failed(let type, let code, let message) = socketError {
-            return "\(type) failed: \(message) (errno \(code))"
+        let listener: Listener
+        do {
+            listener = try Listener(socketAddress, backlog: Int32(min(limits.maxConnections, 128)))
+        } catch {
+            control.end()
+            throw OperationsServerError(address: address, reason: error.description)
         }
-        return "\(error)"
+        let wake: WakePipe
+        do {
+            wake = try WakePipe()
+        } catch {
+            listener.close()
+            control.end()
+            throw OperationsServerError(address: address, reason: error.description)
+        }
+        let bound = listener.boundAddress(family: address.family, host: address.host)
+        control.listening(on: bound, wake: wake)
+        logger.info("operations endpoint: GET /metrics, /health, /ready", metadata: ["address": "\(bound)"])
+
+        let loop = LoopSettings(
+            listener: listener.fd, wake: wake.readEnd, limits: limits, handler: handler, logger: logger)
+        let control = self.control
+        let failure = await withCheckedContinuation { (continuation: CheckedContinuation<String?, Never>) in
+            do {
+                try ServerThread.start(name: "bridge-http") {
+                    let failure = HTTPServerLoop(loop, control: control).run()
+                    listener.close()
+                    control.end()  // closes the wake pipe under the lock stop() writes it with
+                    continuation.resume(returning: failure)
+                }
+            } catch {
+                listener.close()
+                control.end()
+                continuation.resume(returning: "\(error)")
+            }
+        }
+        if let failure {
+            throw OperationsServerError(address: address, reason: failure)
+        }
+        logger.info("operations endpoint closed", metadata: ["address": "\(bound)"])
     }
 }
 
-/// Answers the three paths; one value shared by every connection.
-struct OperationsHandler: HTTPHandler {
-    let registry: PrometheusCollectorRegistry
-    let readiness: @Sendable () -> Readiness
-    let isAlive: @Sendable () -> Bool
+/// What the server's thread reads from the service and what ``OperationsServer/run()`` waits for.
+final class ServerControl: Sendable {
+    enum Phase: Sendable {
+        case idle
+        case listening(ListenAddress)
+        case ended
+    }
 
-    static let textPlain = "text/plain; charset=utf-8"
-    /// The Prometheus text exposition format the registry writes.
-    static let prometheusText = "text/plain; version=0.0.4; charset=utf-8"
+    private struct State {
+        var phase = Phase.idle
+        var stopRequested = false
+        var wake: WakePipe?
+    }
 
-    func handleRequest(_ request: HTTPRequest) async throws -> HTTPResponse {
-        guard request.method == .GET || request.method == .HEAD else {
-            return Self.text(.methodNotAllowed, "only GET\n", extra: [HTTPHeader("Allow"): "GET, HEAD"], head: false)
+    private let state = Mutex(State())
+
+    var phase: Phase { state.withLock { $0.phase } }
+    var stopRequested: Bool { state.withLock { $0.stopRequested } }
+
+    /// Asks the loop to end; wakes its `poll` when it has started.
+    func stop() {
+        state.withLock { state in
+            state.stopRequested = true
+            state.wake?.signal()
         }
-        let head = request.method == .HEAD
-        switch request.path {
-        case "/metrics":
-            var body = Data(registry.emitToBuffer())
-            if head { body = Data() }
-            return HTTPResponse(
-                statusCode: .ok, headers: [.contentType: Self.prometheusText, .cacheControl: "no-store"], body: body)
-        case "/health":
-            return isAlive() ? Self.text(.ok, "ok\n", head: head) : Self.text(.serviceUnavailable, "not alive\n", head: head)
-        case "/ready":
-            let state = readiness()
-            return Self.text(state.isReady ? .ok : .serviceUnavailable, "\(state)\n", head: head)
+    }
+
+    func listening(on address: ListenAddress, wake: WakePipe) {
+        state.withLock { state in
+            state.phase = .listening(address)
+            state.wake = wake
+        }
+    }
+
+    /// The loop has ended: the pipe closes here, under the lock ``stop()`` writes it with, so a late stop
+    /// never writes to a descriptor number the process has given to something else.
+    func end() {
+        state.withLock { state in
+            state.phase = .ended
+            state.wake?.close()
+            state.wake = nil
+        }
+    }
+}
+
+/// `close(2)`, under a name that the types' own `close()` methods do not hide.
+@discardableResult @inline(__always) func closeDescriptor(_ fd: Int32) -> Int32 { close(fd) }
+
+/// A socket error with the call that failed, as `bind failed: Address already in use (errno 98)`.
+struct SocketFailure: Error, CustomStringConvertible {
+    var call: String
+    var code: Int32
+
+    init(_ call: String, errno code: Int32 = errno) {
+        self.call = call
+        self.code = code
+    }
+
+    var description: String { "\(call) failed: \(String(cString: strerror(code))) (errno \(code))" }
+}
+
+/// A `sockaddr_in` or `sockaddr_in6` for a numeric address, kept as bytes.
+struct IPSocketAddress: Sendable {
+    let family: Int32
+    private let bytes: [UInt8]
+
+    init(_ address: ListenAddress) throws(OperationsServerError) {
+        guard let port = UInt16(exactly: address.port) else {
+            throw OperationsServerError(address: address, reason: "port out of range")
+        }
+        switch address.family {
+        case .ipv4:
+            var ipv4 = sockaddr_in()
+            ipv4.sin_family = sa_family_t(AF_INET)
+            ipv4.sin_port = port.bigEndian
+            guard inet_pton(AF_INET, address.host, &ipv4.sin_addr) == 1 else {
+                throw OperationsServerError(address: address, reason: "'\(address.host)' is not an IPv4 address")
+            }
+            family = AF_INET
+            bytes = withUnsafeBytes(of: ipv4) { Array($0) }
+        case .ipv6:
+            var ipv6 = sockaddr_in6()
+            ipv6.sin6_family = sa_family_t(AF_INET6)
+            ipv6.sin6_port = port.bigEndian
+            guard inet_pton(AF_INET6, address.host, &ipv6.sin6_addr) == 1 else {
+                throw OperationsServerError(address: address, reason: "'\(address.host)' is not an IPv6 address")
+            }
+            family = AF_INET6
+            bytes = withUnsafeBytes(of: ipv6) { Array($0) }
+        }
+    }
+
+    func withSockaddr<Result>(_ body: (UnsafePointer<sockaddr>, socklen_t) -> Result) -> Result {
+        bytes.withUnsafeBytes { raw in
+            body(raw.baseAddress!.assumingMemoryBound(to: sockaddr.self), socklen_t(raw.count))
+        }
+    }
+}
+
+/// The listening socket: nonblocking, close-on-exec, `SO_REUSEADDR` (a restart binds while old connections
+/// sit in TIME_WAIT). An IPv6 wildcard (`::`) follows the system's `bindv6only` (dual-stack on Linux by default).
+struct Listener: Sendable {
+    let fd: Int32
+
+    init(_ address: IPSocketAddress, backlog: Int32) throws(SocketFailure) {
+        let fd = socket(address.family, Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw SocketFailure("socket") }
+        var one: Int32 = 1
+        guard setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size)) == 0 else {
+            let failure = SocketFailure("setsockopt(SO_REUSEADDR)")
+            closeDescriptor(fd)
+            throw failure
+        }
+        guard address.withSockaddr({ bind(fd, $0, $1) }) == 0 else {
+            let failure = SocketFailure("bind")
+            closeDescriptor(fd)
+            throw failure
+        }
+        guard listen(fd, backlog) == 0 else {
+            let failure = SocketFailure("listen")
+            closeDescriptor(fd)
+            throw failure
+        }
+        self.fd = fd
+    }
+
+    /// The address the kernel bound, with the real port when the configured one was 0.
+    func boundAddress(family: ListenAddress.Family, host: String) -> ListenAddress {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let found = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        guard found == 0 else { return ListenAddress(host: host, port: 0, family: family) }
+        var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN) + 1)
+        switch Int32(storage.ss_family) {
+        case AF_INET:
+            let ipv4 = withUnsafeBytes(of: storage) { $0.load(as: sockaddr_in.self) }
+            var address = ipv4.sin_addr
+            inet_ntop(AF_INET, &address, &text, socklen_t(text.count))
+            return ListenAddress(host: Self.string(text), port: Int(UInt16(bigEndian: ipv4.sin_port)), family: .ipv4)
+        case AF_INET6:
+            let ipv6 = withUnsafeBytes(of: storage) { $0.load(as: sockaddr_in6.self) }
+            var address = ipv6.sin6_addr
+            inet_ntop(AF_INET6, &address, &text, socklen_t(text.count))
+            return ListenAddress(host: Self.string(text), port: Int(UInt16(bigEndian: ipv6.sin6_port)), family: .ipv6)
         default:
-            return Self.text(.notFound, "not found; this endpoint serves /metrics, /health and /ready\n", head: head)
+            return ListenAddress(host: host, port: 0, family: family)
         }
     }
 
-    static func text(
-        _ status: HTTPStatusCode, _ body: String, extra: [HTTPHeader: String] = [:], head: Bool
-    ) -> HTTPResponse {
-        var headers: HTTPHeaders = [.contentType: textPlain, .cacheControl: "no-store"]
-        for (name, value) in extra { headers[name] = value }
-        return HTTPResponse(statusCode: status, headers: headers, body: head ? Data() : Data(body.utf8))
+    private static func string(_ characters: [CChar]) -> String {
+        String(decoding: characters.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    func close() { _ = closeDescriptor(fd) }
+}
+
+/// The self-pipe that wakes the loop's `poll` for shutdown: nonblocking, close-on-exec.
+struct WakePipe: Sendable {
+    let readEnd: Int32
+    let writeEnd: Int32
+
+    init() throws(SocketFailure) {
+        var ends: [Int32] = [-1, -1]
+        guard pipe(&ends) == 0 else { throw SocketFailure("pipe") }
+        for end in ends {
+            _ = fcntl(end, F_SETFL, O_NONBLOCK)
+            _ = fcntl(end, F_SETFD, FD_CLOEXEC)
+        }
+        readEnd = ends[0]
+        writeEnd = ends[1]
+    }
+
+    /// One byte; a full pipe already wakes the loop, so a failed write is fine.
+    func signal() {
+        var byte: UInt8 = 1
+        _ = write(writeEnd, &byte, 1)
+    }
+
+    func close() {
+        _ = closeDescriptor(readEnd)
+        _ = closeDescriptor(writeEnd)
     }
 }
 
-/// FlyingFox's log lines through swift-log. It reports every connection at "info", which is noise for a
-/// scrape endpoint, so those go to trace; its errors become warnings, except the ones it prints while
-/// stopping on purpose.
-struct FlyingFoxLogger: FlyingSocks.Logging {
-    let logger: Logger
-    let stopping: StoppingFlag
-
-    init(logger: Logger, stopping: StoppingFlag) {
-        var logger = logger
-        logger[metadataKey: "component"] = "operations-http"
-        self.logger = logger
-        self.stopping = stopping
+/// A detached POSIX thread running one closure: the server's loop must not occupy the cooperative pool,
+/// whose few threads the bridge's own tasks need.
+enum ServerThread {
+    private final class Body: Sendable {
+        let run: @Sendable () -> Void
+        init(_ run: @escaping @Sendable () -> Void) { self.run = run }
     }
 
-    private var quiet: Bool { stopping.isSet }
-
-    func logDebug(_ debug: @autoclosure () -> String) { logger.trace("\(debug())") }
-    func logInfo(_ info: @autoclosure () -> String) { logger.trace("\(info())") }
-    func logWarning(_ warning: @autoclosure () -> String) { logger.debug("\(warning())") }
-    func logError(_ error: @autoclosure () -> String) {
-        if quiet { logger.debug("\(error())") } else { logger.warning("\(error())") }
+    struct StartFailure: Error, CustomStringConvertible {
+        var code: Int32
+        var description: String { "pthread_create failed: \(String(cString: strerror(code))) (errno \(code))" }
     }
-    func logCritical(_ critical: @autoclosure () -> String) {
-        if quiet { logger.debug("\(critical())") } else { logger.error("\(critical())") }
-    }
-}
 
-/// Set once the server is being stopped on purpose, shared with the log adapter.
-final class StoppingFlag: Sendable {
-    private let state = Mutex(false)
-    func set() { state.withLock { $0 = true } }
-    var isSet: Bool { state.withLock { $0 } }
+    static func start(name: String, _ run: @escaping @Sendable () -> Void) throws(StartFailure) {
+        let body = Unmanaged.passRetained(Body {
+            // Named for `top -H` and `ps -L` (15 characters at most); best effort.
+            let comm = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
+            if comm >= 0 {
+                _ = name.utf8CString.withUnsafeBufferPointer { write(comm, $0.baseAddress, min($0.count - 1, 15)) }
+                _ = closeDescriptor(comm)
+            }
+            run()
+        }).toOpaque()
+        var attributes = pthread_attr_t()
+        pthread_attr_init(&attributes)
+        defer { pthread_attr_destroy(&attributes) }
+        pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
+        var thread = pthread_t()
+        let result = pthread_create(&thread, &attributes, { argument in
+            Unmanaged<Body>.fromOpaque(argument!).takeRetainedValue().run()
+            return nil
+        }, body)
+        if result != 0 {
+            Unmanaged<Body>.fromOpaque(body).release()
+            throw StartFailure(code: result)
+        }
+    }
 }

@@ -1,7 +1,11 @@
 import BridgeConfig
 import BridgeMapping
 import DittoProtocol
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
 import Logging
 import Mosquitto
 import ServiceLifecycle

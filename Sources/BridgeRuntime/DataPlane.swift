@@ -2,7 +2,14 @@ import BridgeConfig
 import BridgeMapping
 import DequeModule
 import DittoProtocol
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import Mosquitto
 

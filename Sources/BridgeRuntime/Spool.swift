@@ -1,5 +1,10 @@
 import BridgeConfig
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
 import Foundation
+#endif
+import Dispatch
 import Glibc
 import Logging
 import Mosquitto
