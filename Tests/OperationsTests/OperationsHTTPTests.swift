@@ -14,6 +14,8 @@ import Glibc
 /// The endpoint's own HTTP/1.1 server at the wire: limits, deadlines, strict parsing, keep-alive, IPv6.
 /// Every client here is a raw blocking socket on a thread of its own (``onOwnThread``).
 struct OperationsHTTPTests {
+    static var testCounter: MetricNameDescriptor { MetricNameDescriptor(metricName: "ditto_mqtt_bridge_test", unitName: "total", helpText: "a counter of the tests") }
+
     static func server(
         _ address: ListenAddress = OperationsServerTests.loopbackAnyPort,
         registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
@@ -122,7 +124,7 @@ struct OperationsHTTPTests {
 
     @Test func headHasTheGetHeadersAndNoBody() async throws {
         let registry = PrometheusCollectorRegistry()
-        registry.makeCounter(name: "ditto_mqtt_bridge_test_total").increment()
+        registry.makeCounter(descriptor: Self.testCounter).increment()
         try await OperationsServerTests.withRunningServer(try Self.server(registry: registry)) { port in
             let (getMetrics, headMetrics, headHealth, afterHead) = try await onOwnThread {
                 let client = try RawHTTPClient(port: port)
@@ -281,7 +283,7 @@ struct OperationsHTTPTests {
         // About a megabyte of metrics against a 4 KiB receive buffer: the server writes in many parts.
         let registry = PrometheusCollectorRegistry()
         for index in 0..<10_000 {
-            registry.makeCounter(name: "ditto_mqtt_bridge_test_total", labels: [("series", "s\(index)-\(String(repeating: "x", count: 60))")])
+            registry.makeCounter(descriptor: Self.testCounter, labels: [("series", "s\(index)-\(String(repeating: "x", count: 60))")])
                 .increment()
         }
         try await OperationsServerTests.withRunningServer(try Self.server(registry: registry)) { port in

@@ -29,7 +29,7 @@ enum HTTPProbeError: Error, CustomStringConvertible {
     }
 }
 
-/// A deliberately independent HTTP/1.1 client over POSIX sockets (not FlyingFox's), as curl or Prometheus would
+/// A deliberately independent HTTP/1.1 client over POSIX sockets, as curl or Prometheus would
 /// talk to the endpoint. Blocking I/O runs on its own thread with a 30 s socket timeout, never on the
 /// cooperative pool the server needs.
 enum HTTPProbe {
