@@ -267,7 +267,7 @@ import Testing
             _ = try mapper.map(publication("devices/d/attributes", "5"), environment: fixedEnvironment)
         })
         #expect(error.kind == .invalidPayload)
-        #expect(error.dittoError.error == "json.invalid")
+        #expect(error.dittoError.error == "json.format.invalid")
         #expect(try mapper.map(publication("devices/d/attributes", #"{"a":1}"#), environment: fixedEnvironment).envelope.value == ["a": 1])
     }
 
