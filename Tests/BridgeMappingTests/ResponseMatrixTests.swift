@@ -211,6 +211,21 @@ import Testing
         print("response matrix: \(Self.cases.count) responses, all accepted by Ditto: \(counts.sorted { $0.key < $1.key })")
     }
 
+    /// docs/CONFIG.md: a status must be an integer 100–599, spaces around it ignored; anything else is no status,
+    /// so the rule's `default-status` or the action's usual one applies.
+    @Test(arguments: [(" 404 ", 404), ("404", 404), ("abc", 200), ("999", 200), ("42", 200), ("", 200), ("-1", 200),
+                      ("4 04", 200), ("404.0", 200)] as [(String, Int)])
+    func statusUserProperty(_ status: String, _ expected: Int) throws {
+        let mapper = DownlinkMapper(configuration: try configuration(Self.yaml))
+        let response = try response(to: Case(
+            name: "", request: #"{"topic":"org.example/dev-1/things/live/messages/ask","headers":{"correlation-id":"c-1"},"path":"/inbox/messages/ask","value":1}"#,
+            status: status, payload: "1"), mapper: mapper)
+        #expect(response.status == expected)
+        let modify = try self.response(to: Case(name: "", request: Self.request("modify", "/attributes/a", value: "1"),
+                                                status: status, payload: ""), mapper: mapper)
+        #expect(modify.status == (expected == 404 ? 404 : 204))
+    }
+
     /// The unfit answers as the bridge used to send them: Ditto refuses each, or takes it for another thing, and the
     /// bridge's model says so too.
     @Test func unfitAnswersAsSentAreNotResponsesOfTheRequestedThing() throws {
