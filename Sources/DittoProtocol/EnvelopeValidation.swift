@@ -362,17 +362,23 @@ extension Envelope {
             guard event.revision != nil else { throw DittoError.jsonFieldMissing("revision") }
             guard action == .created || action == .modified else { return }
             guard let value = event.value else { throw Envelope.eventWithoutValue(action) }
-            if !admits(value) { try event.requireValueKind(value, of: resource) }
-            if resource.hasModelRules { try event.requireValue(value, of: resource) }
+            if resource.hasModelRules {
+                try event.requireValue(value, of: resource)
+            } else if !admits(value) {
+                try event.requireValueKind(value, of: resource)
+            }
             try event.requireThingInValue()
         }
 
-        /// Whether `validate` accepts an event with a revision and `value` on this topic and path.
+        /// Whether `validate` accepts an event with a revision and `value` on this topic and path by its JSON kind
+        /// alone. False where the model also reads what the value holds (a thing, features, a feature,
+        /// definitions, a policy id): only `validate` decides those.
         public func admits(_ value: JSONValue) -> Bool { admits(value.kind) }
 
-        /// The same for a value of `kind` (the check looks at nothing else).
+        /// The same for a value of `kind`.
         public func admits(_ kind: JSON.Kind) -> Bool {
-            !(action == .created || action == .modified) || resource.valueKind.admits(kind)
+            guard action == .created || action == .modified else { return true }
+            return !resource.hasModelRules && resource.valueKind.admits(kind)
         }
     }
 }
