@@ -33,7 +33,7 @@ public enum ThingModel {
 
     /// `new java.net.URL(text)` succeeds, its protocol starts with `http` (only `http` and `https` have a handler)
     /// and its host is not empty. Java trims spaces and control characters around the text and reads the host from
-    /// `//authority` up to `/`, `?` or `#`, without user info and port; a port must be digits.
+    /// `//authority` up to `/`, `?` or `#`, without user info and port.
     private static func isHTTPURL(_ text: String) -> Bool {
         var bytes = Array(text.utf8)
         while let last = bytes.last, last <= 0x20 { bytes.removeLast() }
@@ -68,7 +68,10 @@ public enum ThingModel {
             host = authority[authority.startIndex..<portColon]
             port = authority[authority.index(after: portColon)...]
         }
-        guard port.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }) else { return false }
+        // Java reads the port with `Integer.parseInt` and refuses one below -1 (-1 is "none").
+        if !port.isEmpty {
+            guard let number = Int32(String(decoding: port, as: UTF8.self)), number >= -1 else { return false }
+        }
         return !host.isEmpty
     }
 
