@@ -211,6 +211,47 @@ import Testing
         print("response matrix: \(Self.cases.count) responses, all accepted by Ditto: \(counts.sorted { $0.key < $1.key })")
     }
 
+    /// The MQTT 3.1.1 ways of answering (the status as a reply topic level, or next to the value in a JSON reply)
+    /// build the same responses as MQTT 5 for every command case, so the fixture's verdicts hold for them too.
+    @Test(arguments: ["topic", "payload"])
+    func mqtt311RepliesBuildTheSameResponses(_ mode: String) throws {
+        let reply = mode == "topic"
+            ? #"{ mode: topic, topic: "devices/{deviceId}/res/{correlationId}/{status}" }"#
+            : #"{ mode: payload, topic: "devices/{deviceId}/answer", correlation-pointer: /id, status-pointer: /status }"#
+        let mqtt311 = DownlinkMapper(configuration: try configuration("""
+            connections: { device: { host: 127.0.0.1, mqtt-version: "3.1.1" } }
+            defaults: { namespace: org.example }
+            downlink:
+              - name: commands
+                match: { commands: { actions: [create, modify, merge, delete, retrieve] } }
+                thing-id: "{namespace}:{deviceId}"
+                topic: "devices/{deviceId}/commands/{correlationId}/{action}"
+                reply: \(reply)
+            """))
+        let mqtt5 = DownlinkMapper(configuration: try configuration(Self.yaml))
+        var compared = 0
+        for testCase in Self.cases where testCase.request.contains("/commands/") {
+            let request = try envelope(testCase.request)
+            let route = try mqtt311.route(request)
+            let answer: MQTTPublication
+            if mode == "topic" {
+                // A level that is no status stands for none.
+                answer = publication("devices/dev-1/res/c-1/\(testCase.status ?? "none")", testCase.payload)
+            } else {
+                var document = "{\"id\":\"c-1\""
+                if let status = testCase.status { document += ",\"status\":\(status)" }
+                if !testCase.payload.isEmpty { document += ",\"value\":\(testCase.payload)" }
+                answer = publication("devices/dev-1/answer", document + "}")
+            }
+            let reply = try #require(mqtt311.reply(from: answer), "\(testCase.name)")
+            let built = try mqtt311.response(to: request, route: route, reply: reply)
+            let reference = try response(to: testCase, mapper: mqtt5)
+            #expect(try JSON.parse(built.encoded()) == (try JSON.parse(reference.encoded())), "\(testCase.name)")
+            compared += 1
+        }
+        #expect(compared == 472)
+    }
+
     /// docs/CONFIG.md: a status must be an integer 100–599, spaces around it ignored; anything else is no status,
     /// so the rule's `default-status` or the action's usual one applies.
     @Test(arguments: [(" 404 ", 404), ("404", 404), ("abc", 200), ("999", 200), ("42", 200), ("", 200), ("-1", 200),
