@@ -253,12 +253,19 @@ extension ConfigLoader {
                 hint: "keys and feature IDs have no control characters, no characters U+007F to U+00FF such as 'é', and at most 256 characters")
             return false
         }
+        // Values Ditto's thing model takes where the kind fits, when the device can send them: a whole JSON value
+        // may be a thing naming its own `thingId` (Ditto takes the thing of a created/modified event at `/` from
+        // it), text a definition or policy id, JSON a feature definition. `fields` builds an object of the device's
+        // values, never a thing with its thingId; `bytes` gives base64, never an identifier.
+        let ownThing = JSONValue.object(["thingId": .string(thingID.description)])
+        let identifier = JSONValue.string("org.example:device1:1.0.0")
         let candidates: [JSONValue] = switch payload {
         case .json(.fields): [.object(JSONObject())]
-        case .json: [.object(JSONObject()), .string("x"), .array([]), .number(JSONNumber(1))]
+        case .json: [.object(JSONObject()), ownThing, .string("x"), identifier, .array([identifier]), .number(JSONNumber(1))]
         case .number: [.number(JSONNumber(1))]
         case .boolean: [.bool(true)]
-        case .text, .bytes: [.string("x")]
+        case .text: [.string("x"), identifier]
+        case .bytes: [.string("x")]
         }
         var firstError: DittoError?
         for value in candidates {

@@ -37,4 +37,15 @@ public enum BridgeErrors {
         error.description = "The device did not answer in time."
         return error
     }
+
+    /// A device answer the bridge cannot turn into the response the request asks for (no value for a retrieve,
+    /// a value that is not the resource, another thing's): Ditto would refuse the response or route it elsewhere,
+    /// so the requester gets this instead of its timeout. `dittoError`: why Ditto would refuse it.
+    public static func deviceReplyInvalid(_ message: String, dittoError: DittoError? = nil) -> DittoError {
+        var description = "Devices answer with the resource the command's path names: an object for a thing, its "
+            + "attributes, features or a feature, a non-empty array of definitions for a feature definition, any JSON "
+            + "for an attribute or property; a thing with its own thingId."
+        if let dittoError { description = "Ditto would refuse it: [\(dittoError.error)] \(dittoError.message). " + description }
+        return DittoError(status: 502, error: "bridge:device.reply.invalid", message: message, description: description)
+    }
 }

@@ -413,7 +413,7 @@ public struct DownlinkMapper: Sendable {
             }
             return Envelope.messageResponse(to: request, status: status, payload: payload, headers: headers)
         case .command(let action, _):
-            let status = reply.status ?? box.rule.reply.defaultStatus ?? Self.defaultStatus(for: action)
+            let status = reply.status ?? box.rule.reply.defaultStatus ?? ThingCommandResponseStatus.usual(for: action)
             // Spelled out: a bare `nil` next to a JSONValue would become JSON null (JSONValue is nil-literal
             // expressible), and an answer without payload would carry `"value": null`.
             let value: JSONValue? = reply.payload.isEmpty ? Optional.none
@@ -421,14 +421,50 @@ public struct DownlinkMapper: Sendable {
             if status >= 400 {
                 return Envelope.errorResponse(to: request, error: Self.deviceError(status: status, value: value), headers: headers)
             }
-            let success = Self.successStatus(for: action, deviceStatus: status)
+            let success = ThingCommandResponseStatus.success(for: action, deviceStatus: status)
             if action == .retrieve, value == nil {
-                return Envelope.errorResponse(to: request, error: Self.retrieveWithoutValue(), headers: headers)
+                return Envelope.errorResponse(
+                    to: request, error: BridgeErrors.deviceReplyInvalid("The device answered the retrieve command without a value."),
+                    headers: headers)
             }
             // A created resource is what the command asked for when the device does not echo it.
-            let responseValue: JSONValue? = success == 204 ? Optional.none : (value ?? request.value)
-            return Envelope.commandResponse(to: request, status: success, value: responseValue, headers: headers)
+            let responseValue: JSONValue? = success == 204 ? Optional.none
+                : (value ?? Self.requested(request, thingID: route.thingID))
+            let response = Envelope.commandResponse(to: request, status: success, value: responseValue, headers: headers)
+            if let invalid = Self.unfitAnswer(response, thingID: route.thingID) {
+                return Envelope.errorResponse(to: request, error: invalid, headers: headers)
+            }
+            return response
         }
+    }
+
+    /// What a command asked to create or modify, as the created resource: a thing created at `/` without a
+    /// `thingId` in the command is the topic's thing (Ditto's `CreateThing` takes it from there), and its create
+    /// response must name it.
+    static func requested(_ request: Envelope, thingID: ThingID) -> JSONValue? {
+        guard request.topic.action == .create, request.valueThingID == nil, case .object(var thing)? = request.value
+        else { return request.value }
+        thing["thingId"] = .string(thingID.description)
+        return .object(thing)
+    }
+
+    /// Why a response built from a device's answer is not one Ditto would take for the request (nil: it is):
+    /// the answer's value is not the resource the command's path names (a feature that is not an object, a
+    /// thing without its `thingId` in a create response), or it is another thing than the request's. Ditto
+    /// would refuse it, or route it to another thing, and the requester would only see its timeout.
+    static func unfitAnswer(_ response: Envelope, thingID: ThingID) -> DittoError? {
+        do {
+            try response.validate()
+        } catch {
+            return BridgeErrors.deviceReplyInvalid(
+                "The device's answer does not fit the \(response.topic.action?.rawValue ?? "") command on '\(response.path)': \(error.message)",
+                dittoError: error)
+        }
+        if let named = response.valueThingID, !named.utf8.elementsEqual(thingID.description.utf8) {
+            return BridgeErrors.deviceReplyInvalid(
+                "The device answered with thing '\(named)' for a command to thing '\(thingID)'.")
+        }
+        return nil
     }
 
     // MARK: helpers
@@ -444,35 +480,6 @@ public struct DownlinkMapper: Sendable {
     static func timeout(of headers: DittoHeaders) -> Duration {
         guard let timeout = headers.timeout?.duration else { return maximumTimeout }
         return min(timeout, maximumTimeout)
-    }
-
-    static func defaultStatus(for action: TopicPath.Action) -> Int {
-        switch action {
-        case .retrieve: 200
-        case .create: 201
-        default: 204
-        }
-    }
-
-    /// Ditto reads a live command response as the command's response type, which accepts only its own success
-    /// statuses (`CommandResponseHttpStatusValidator`): retrieve 200, create 201, modify 201 or 204, merge and
-    /// delete 204. Any other success status of the device becomes the one Ditto accepts, or the response is lost
-    /// and the requester waits for its timeout.
-    static func successStatus(for action: TopicPath.Action, deviceStatus: Int) -> Int {
-        switch action {
-        case .retrieve: 200
-        case .create: 201
-        case .modify: deviceStatus == 201 ? 201 : 204
-        case .merge, .delete: 204
-        default: deviceStatus
-        }
-    }
-
-    /// A retrieve response needs the retrieved value.
-    static func retrieveWithoutValue() -> DittoError {
-        DittoError(status: 502, error: "bridge:device.reply.invalid",
-                   message: "The device answered the retrieve command without a value.",
-                   description: "Devices answer retrieve commands with the requested value as payload.")
     }
 
     static func deviceError(status: Int, value: JSONValue?) -> DittoError {

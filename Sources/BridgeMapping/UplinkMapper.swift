@@ -375,6 +375,12 @@ public struct UplinkMapper: Sendable {
                 let claimedText = envelope.topic.thingID?.description ?? envelope.topic.description
                 throw MappingError(.thingMismatch, "device on \(message.topic) may speak for \(thingID), not for \(claimedText)")
             }
+            // A thing value at `/` names its thing; for a created/modified event and a create response Ditto acts
+            // on that one, not on the topic's (`Envelope.takesThingFromValue`), so it must be the device's too.
+            if let named = envelope.valueThingID, !named.utf8.elementsEqual(thingID.description.utf8) {
+                throw MappingError(.thingMismatch, "device on \(message.topic) may speak for \(thingID), not for \(named) (value.thingId)",
+                                   dittoError: DittoError.thingIDNotSettable())
+            }
             try Self.requireAdmitted(envelope, spec: spec, rule: rule.name)
             do {
                 try AcknowledgementLabel.requireDeclared(envelope, declared: declaredAcks, connectionID: connectionID)

@@ -238,3 +238,14 @@ extension DittoError {
         headerInvalid(name: "ditto-message-subject", value: subject, type: "message subject")
     }
 }
+
+extension DittoError {
+    /// 422 `protocoladapter:illegal.adaptable`: the message names a signal whose model refuses its payload (for
+    /// example a response status its type does not admit, or a value that is not the resource), with the model's
+    /// reason.
+    public static func illegalAdaptable(signal: String, reason: String, description: String? = nil) -> DittoError {
+        DittoError(status: 422, error: "protocoladapter:illegal.adaptable",
+                   message: "Failed to get Signal of type <\(signal)>: \(reason)",
+                   description: description ?? "Check that the payload fits the signal the topic and path name.")
+    }
+}

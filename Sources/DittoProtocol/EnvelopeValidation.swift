@@ -4,8 +4,13 @@
 /// - adapter resolution by group / channel / criterion / action / response-ness (`unknown.topicpath`);
 /// - thing resource paths for commands and events (`unknown.path`), policy top-level resources; a path with an
 ///   empty segment (`/features//properties`) is not a JSON pointer (`json.pointer.invalid`);
-/// - the JSON kind of the value per thing resource, for commands, events and responses alike (`json.invalid`,
-///   see ``ThingResource/valueKind``);
+/// - the JSON kind of the value per thing resource, for commands, events and responses alike
+///   (`json.format.invalid`, see ``ThingResource/valueKind``), and what a thing, its features and definitions
+///   hold (``ThingModel``: `things:definition.identifier.invalid`, `policies:id.invalid`, ...);
+/// - a response's status is one its response type admits (``ThingCommandResponseStatus``), a response that
+///   carries a resource carries one Ditto can read (`protocoladapter:illegal.adaptable`);
+/// - Ditto takes the thing of a `created`/`modified` event and a create response at `/` from `value.thingId`
+///   (``Envelope/takesThingFromValue``), which must be there (`json.format.invalid`);
 /// - which thing events exist for a resource (`policyIdCreated` does not, `unknown.topicpath`);
 /// - events need `revision` (`json.field.missing`);
 /// - modifying thing commands need a `value` (`json.invalid`), `create`/`modify` of a whole thing must not
@@ -19,8 +24,13 @@
 extension Envelope {
     /// Applies the adapter-level checks; throws the `DittoError` Ditto would answer with.
     public func validate() throws(DittoError) {
+        try validate(value: true)
+    }
+
+    /// `value: false` leaves out what an event's value must be (``EventRules`` checks it per event).
+    func validate(value checksValue: Bool) throws(DittoError) {
         switch topic.group {
-        case .things: try validateThings()
+        case .things: try validateThings(checksValue: checksValue)
         case .policies: try validatePolicies()
         case .connections: try validateConnections()
         }
@@ -76,7 +86,7 @@ extension Envelope {
 
     // MARK: things
 
-    private func validateThings() throws(DittoError) {
+    private func validateThings(checksValue: Bool) throws(DittoError) {
         switch (topic.criterion, topic.channel) {
         case (.search, .twin):
             return
@@ -93,7 +103,7 @@ extension Envelope {
         try requireValidThingID()
         switch topic.criterion {
         case .commands: try validateThingCommand()
-        case .events: try validateThingEvent()
+        case .events: try validateThingEvent(checksValue: checksValue)
         case .messages: try validateMessage()
         case .acks: try validateAcknowledgement()
         case .errors: try validateErrorResponse()
@@ -111,44 +121,95 @@ extension Envelope {
             // There is no create<SubResource> command: sub-resources are created with `modify`.
             throw DittoError.unknownCommand("things.commands:create\(resource.typeSuffix)")
         }
+        // A thing's policy id is set, never removed: there is no `deletePolicyId`.
+        if action == .delete && resource == .policyID { throw noAdapter }
         if action == .migrate && resource != .thing {
             throw DittoError.unknownCommand("things.commands:migrate\(resource.typeSuffix)")
         }
         if let status {
-            // A retrieve response (200) carries the resource, a create/modify response (201) the created one; a
-            // 204 has no value to read, and a wildcard retrieve (RetrieveThings) answers with a list.
-            let carriesResource = (status == 201 && (action == .create || action == .modify))
-                || (status == 200 && action == .retrieve && !topic.isWildcard)
-            if let value, carriesResource {
-                try requireValueKind(value, of: resource)
-            }
+            try validateThingCommandResponse(action: action, resource: resource, status: status)
             return
         }
         switch action {
-        case .create, .modify, .merge:
+        case .create, .modify:
             guard let value else {
                 throw DittoError.jsonInvalid("The command '\(action.rawValue)' at path '\(normalizedPath)' requires a value.")
             }
-            // A merge patch may hold any JSON (null deletes).
-            if action != .merge { try requireValueKind(value, of: resource) }
-            if resource == .thing && action != .merge, let object = value.objectValue {
+            try requireValue(value, of: resource)
+            if resource == .thing, let object = value.objectValue {
                 if let idValue = object["thingId"] {
                     guard let id = idValue.stringValue, id.utf8Equals("\(topic.namespace):\(topic.entityName)") else {
                         throw DittoError.thingIDNotSettable()
                     }
                 }
             }
-            if action == .merge {
-                guard ContentTypeStrategy(contentType: headers.contentType) == .jsonMergePatch else {
-                    throw DittoError.mediaTypeUnsupported(headers.contentType, allowed: ["application/merge-patch+json"])
+        case .merge:
+            guard let value else {
+                throw DittoError.jsonInvalid("The command '\(action.rawValue)' at path '\(normalizedPath)' requires a value.")
+            }
+            // A merge patch's null deletes; what it sets is read with the model's rules.
+            if value == .null {
+                if resource == .thing {
+                    throw DittoError(status: 400, error: "things:merge.invalid",
+                                     message: "The provided json value can not be applied at this resource",
+                                     description: "A merge patch for a whole thing is a JSON object.")
                 }
+                if resource == .policyID {
+                    throw DittoError(status: 400, error: "things:policyId.notdeletable",
+                                     message: "The Policy ID of a Thing cannot be deleted.",
+                                     description: "Set another Policy ID instead.")
+                }
+            } else {
+                try requireValue(value, of: resource)
+            }
+            guard ContentTypeStrategy(contentType: headers.contentType) == .jsonMergePatch else {
+                throw DittoError.mediaTypeUnsupported(headers.contentType, allowed: ["application/merge-patch+json"])
             }
         default:
             break
         }
     }
 
-    private func validateThingEvent() throws(DittoError) {
+    /// A thing command response is read as its `<Action><Resource>Response`: only the statuses its type admits
+    /// (``ThingCommandResponseStatus``), the resource it carries read with the model's rules (a retrieved whole
+    /// thing only as an object), and a create response names the created thing in its value. Anything else is
+    /// `protocoladapter:illegal.adaptable`, a create response without `thingId` a mapping failure.
+    private func validateThingCommandResponse(action: TopicPath.Action, resource: ThingResource,
+                                              status: Int) throws(DittoError) {
+        // A wildcard retrieve (RetrieveThings) answers with a list.
+        guard !topic.isWildcard else { return }
+        let signal = "things.responses:\(action.rawValue)\(resource.typeSuffix)"
+        if let admitted = ThingCommandResponseStatus.admitted(for: action), !admitted.contains(status) {
+            throw DittoError.illegalAdaptable(
+                signal: signal, reason: "status \(status) is not one of \(admitted.map(String.init).joined(separator: ", "))",
+                description: "A \(action.rawValue) response has the status \(admitted.map(String.init).joined(separator: " or ")).")
+        }
+        let carriesResource = (status == 201 && (action == .create || action == .modify)) || (status == 200 && action == .retrieve)
+        if carriesResource {
+            if let value {
+                do throws(DittoError) {
+                    if action == .retrieve && resource == .thing {
+                        try requireValueKind(value, of: resource)
+                    } else if action == .retrieve && resource == .feature && value == .null {
+                        throw DittoError.jsonInvalid("Payload value is not a Feature as JSON object but: null")
+                    } else {
+                        try requireValue(value, of: resource)
+                    }
+                } catch {
+                    throw DittoError.illegalAdaptable(signal: signal, reason: error.message, description: error.description)
+                }
+            } else if action != .modify {
+                throw DittoError.illegalAdaptable(signal: signal, reason: "the response carries no value",
+                                                  description: "A \(action.rawValue) response with status \(status) carries the resource.")
+            }
+        } else if action == .modify, let value, value != .null {
+            throw DittoError.illegalAdaptable(signal: signal, reason: "a response with status 204 carries no value",
+                                              description: "A modify response with a value has the status 201.")
+        }
+        try requireThingInValue()
+    }
+
+    private func validateThingEvent(checksValue: Bool) throws(DittoError) {
         guard let action = topic.action,
             [.created, .modified, .deleted, .merged, .migrated].contains(action)
         else { throw noAdapter }
@@ -156,7 +217,16 @@ extension Envelope {
         guard let resource = ThingResource(path: path) else { throw DittoError.unknownPath(normalizedPath) }
         guard resource.supportsEvent(action) else { throw noAdapter }
         guard revision != nil else { throw DittoError.jsonFieldMissing("revision") }
-        if action == .created || action == .modified, let value { try requireValueKind(value, of: resource) }
+        if checksValue, action == .created || action == .modified {
+            guard let value else { throw Self.eventWithoutValue(action) }
+            try requireValue(value, of: resource)
+            try requireThingInValue()
+        }
+    }
+
+    /// A `created` or `modified` event carries what was created or modified.
+    static func eventWithoutValue(_ action: TopicPath.Action) -> DittoError {
+        DittoError.jsonInvalid("The event '\(action.rawValue)' requires a value.")
     }
 
     /// Thing command and event paths are JSON pointers to a resource; an empty segment (`//`) is not one.
@@ -164,14 +234,28 @@ extension Envelope {
         _ = try JSONPointer(path)
     }
 
+    /// The value of a resource read as Ditto's model reads it: its JSON kind, then the model's rules for what is
+    /// inside (``ThingModel``).
+    fileprivate func requireValue(_ value: JSONValue, of resource: ThingResource) throws(DittoError) {
+        try requireValueKind(value, of: resource)
+        switch (resource, value) {
+        case (.thing, .object(let object)): try ThingModel.checkThing(object)
+        case (.features, .object(let object)): try ThingModel.checkFeatures(object)
+        case (.feature, .object(let object)): try ThingModel.checkFeature(object)
+        case (.featureDefinition, _): try ThingModel.checkFeatureDefinition(value)
+        case (.definition, .string(let text)): try ThingModel.checkDefinitionIdentifier(text)
+        case (.policyID, .string(let text)): try ThingModel.checkPolicyID(text)
+        default: break
+        }
+    }
+
     /// Ditto's mapping strategies read the value as the resource's JSON kind (`asObject()`, `asString()`, ...);
-    /// another kind fails with `json.invalid`.
+    /// another kind fails with `json.format.invalid` ("This JSON value is not an object: 42").
     fileprivate func requireValueKind(_ value: JSONValue, of resource: ThingResource) throws(DittoError) {
         guard !resource.valueKind.admits(value) else { return }
-        throw DittoError.jsonInvalid(
-            resource == .thing
-                ? "Payload value is not a Thing as JSON object but: \(value.jsonText)"
-                : "Payload value of \(resource.typeSuffix) is not a \(resource.valueKind.javaName) but: \(value.jsonText)",
+        throw DittoError(
+            status: 400, error: "json.format.invalid",
+            message: "This JSON value is not \(resource.valueKind.dittoName): \(value.jsonText)",
             description: "Check that the value at path '\(normalizedPath)' is \(resource.valueKind.article).")
     }
 
@@ -262,7 +346,7 @@ extension Envelope {
             var probe = event
             probe.value = nil
             probe.revision = 0
-            try probe.validate()
+            try probe.validate(value: false)
             // A valid thing event has an action and a resource path.
             guard event.topic.group == .things, event.topic.criterion == .events, let action = event.topic.action,
                   let resource = ThingResource(path: event.path)
@@ -276,17 +360,25 @@ extension Envelope {
         /// Throws what `validate()` throws for `event`, an event on the topic and path these rules were made for.
         public func validate(_ event: Envelope) throws(DittoError) {
             guard event.revision != nil else { throw DittoError.jsonFieldMissing("revision") }
-            if let value = event.value, !admits(value) {
+            guard action == .created || action == .modified else { return }
+            guard let value = event.value else { throw Envelope.eventWithoutValue(action) }
+            if resource.hasModelRules {
+                try event.requireValue(value, of: resource)
+            } else if !admits(value) {
                 try event.requireValueKind(value, of: resource)
             }
+            try event.requireThingInValue()
         }
 
-        /// Whether `validate` accepts an event with a revision and `value` on this topic and path.
+        /// Whether `validate` accepts an event with a revision and `value` on this topic and path by its JSON kind
+        /// alone. False where the model also reads what the value holds (a thing, features, a feature,
+        /// definitions, a policy id): only `validate` decides those.
         public func admits(_ value: JSONValue) -> Bool { admits(value.kind) }
 
-        /// The same for a value of `kind` (the check looks at nothing else).
+        /// The same for a value of `kind`.
         public func admits(_ kind: JSON.Kind) -> Bool {
-            !(action == .created || action == .modified) || resource.valueKind.admits(kind)
+            guard action == .created || action == .modified else { return true }
+            return !resource.hasModelRules && resource.valueKind.admits(kind)
         }
     }
 }
@@ -387,19 +479,21 @@ enum ThingResource: Sendable, Hashable {
 
         func admits(_ kind: JSON.Kind) -> Bool {
             switch self {
-            case .object: return kind == .object
+            // Ditto's model reads a null object or array as an empty one (`nullAttributes()`, `nullFeatures()`, ...).
+            case .object: return kind == .object || kind == .null
             case .string: return kind == .string
-            case .array: return kind == .array
+            case .array: return kind == .array || kind == .null
             case .any: return true
             }
         }
 
-        var javaName: String {
+        /// As Ditto's `JsonValue.asObject()` and friends name the kind they expected.
+        var dittoName: String {
             switch self {
-            case .object: return "JSON object"
-            case .string: return "JSON string"
-            case .array: return "JSON array"
-            case .any: return "JSON value"
+            case .object: return "an object"
+            case .string: return "a string"
+            case .array: return "an array"
+            case .any: return "a JSON value"
             }
         }
 
@@ -410,6 +504,14 @@ enum ThingResource: Sendable, Hashable {
             case .array: return "a JSON array"
             case .any: return "any JSON value"
             }
+        }
+    }
+
+    /// Whether ``ThingModel`` has rules for what a value of this resource holds beyond its JSON kind.
+    var hasModelRules: Bool {
+        switch self {
+        case .thing, .features, .feature, .featureDefinition, .definition, .policyID: return true
+        default: return false
         }
     }
 

@@ -57,10 +57,16 @@ import Testing
     }
 
     /// A JSON value of the kind Ditto accepts for an event `action` at `path`, or any JSON when the kind is free.
-    static func value(for path: String?, action: String, _ g: inout Generator) -> JSONValue {
-        var candidates: [JSONValue] = [randomObject(&g), .string(key(&g)), .array([.number(JSONNumber(1))]), .number(JSONNumber(Int.random(in: -99...99, using: &g)))]
+    /// A value Ditto takes for an event at `path`, of the shape docs/CONFIG.md documents: the resource's JSON
+    /// kind, and what Ditto's thing model reads inside it (a whole thing names its own `thingId`, definitions and
+    /// policy ids follow their grammar).
+    static func value(for path: String?, action: String, thing: String, _ g: inout Generator) -> JSONValue {
+        let identifier = JSONValue.string(g.pick(["org.example:sensor:1.0.0", "ns:n:2", "https://models.example.com/s.jsonld"]))
+        var candidates: [JSONValue] = [randomObject(&g), .string(key(&g)), .array([.number(JSONNumber(1))]), .number(JSONNumber(Int.random(in: -99...99, using: &g))),
+                                       .object(["thingId": .string(thing)]), .array([identifier])]
+        if path == "/policyId" { candidates.append(.string(thing)) } else { candidates.append(identifier) }
         candidates.shuffle(using: &g)
-        guard let path, let thingID = try? ThingID("org.example:d") else { return candidates[0] }
+        guard let path, let thingID = (try? ThingID(thing)) ?? (try? ThingID("org.example:d")) else { return candidates[0] }
         for candidate in candidates {
             let event = Envelope.liveEvent(thingID: thingID, action: TopicPath.Action(rawValue: action) ?? .modified,
                                            path: path, value: candidate, revision: 1)
@@ -79,7 +85,7 @@ import Testing
     static func document(placing value: JSONValue, at tokens: ArraySlice<String>, in base: JSONValue?,
                          _ g: inout Generator) -> JSONValue {
         guard let token = tokens.first else { return value }
-        if let index = Int(token), token == String(index), base?.objectValue == nil {
+        if let index = Int(token), index >= 0, token == String(index), base?.objectValue == nil {
             var array: [JSONValue] = base?.arrayValue ?? []
             while array.count <= index { array.append(.number(JSONNumber(array.count))) }
             array[index] = document(placing: value, at: tokens.dropFirst(), in: array[index].objectValue == nil && array[index].arrayValue == nil ? nil : array[index], &g)
@@ -106,6 +112,12 @@ import Testing
         let deviceID = g.pick(["Dev-1", "pump-4", "a_b", "x"])
         let sensor = g.pick(["temp", "flow-2", "s_1"])
         let topic = "devices/\(deviceID)/" + (sensorCaptured ? sensor : String(topicTemplate.split(separator: "/").last ?? "t0"))
+        let thing = switch thingID {
+        case "{namespace}:{deviceId}": "org.example:\(deviceID)"
+        case "{namespace}:{deviceId|lower}": "org.example:\(deviceID.lowercased())"
+        case "org.acme:dev-{deviceId}": "org.acme:dev-\(deviceID)"
+        default: deviceID
+        }
 
         // Payload format and selection.
         let format = g.pick(["json", "json", "json", "number", "boolean", "text", "bytes"])
@@ -177,6 +189,10 @@ import Testing
                 payloads.append(Array(number.utf8))
             case "boolean":
                 payloads.append(Array(g.pick(["true", "false", "1", "0", "on", "OFF", " True\n"]).utf8))
+            case "text" where eventPath == "/definition" && ["created", "modified"].contains(eventAction):
+                payloads.append(Array(g.pick(["org.example:pump:1.0.0", "https://models.example.com/pump.jsonld"]).utf8))
+            case "text" where eventPath == "/policyId" && eventAction == "modified":
+                payloads.append(Array(thing.utf8))
             case "text":
                 payloads.append(Array(g.pick(["hello", "", "日本語 ✓", "{\"not\": \"parsed\"}", "line\nbreak"]).utf8))
             case "bytes":
@@ -185,9 +201,9 @@ import Testing
                 let document: JSONValue
                 switch selection {
                 case .whole:
-                    document = value(for: eventPath, action: eventAction, &g)
+                    document = value(for: eventPath, action: eventAction, thing: thing, &g)
                 case .pointer(let tokens):
-                    let selected = value(for: eventPath, action: eventAction, &g)
+                    let selected = value(for: eventPath, action: eventAction, thing: thing, &g)
                     document = Self.document(placing: selected, at: tokens[...], in: nil, &g)
                 case .fields(let fields):
                     var built: JSONValue?
@@ -267,7 +283,7 @@ import Testing
             _ = try mapper.map(publication("devices/d/attributes", "5"), environment: fixedEnvironment)
         })
         #expect(error.kind == .invalidPayload)
-        #expect(error.dittoError.error == "json.invalid")
+        #expect(error.dittoError.error == "json.format.invalid")
         #expect(try mapper.map(publication("devices/d/attributes", #"{"a":1}"#), environment: fixedEnvironment).envelope.value == ["a": 1])
     }
 

@@ -37,6 +37,8 @@ struct BridgeConfigFile {
     var telemetryPath = "/features/{sensor}/properties/value"
     /// Extra uplink rules, YAML list items indented by two spaces.
     var extraUplinkRules: [String] = []
+    /// Extra downlink rules (tried after the two above), YAML list items indented by two spaces.
+    var extraDownlinkRules: [String] = []
 
     var yaml: String {
         var lines = [
@@ -84,6 +86,7 @@ struct BridgeConfigFile {
             "    topic: \"devices/{deviceId}/inbox/{subject}\"",
             "    reply: { mode: mqtt5, topic: \"devices/{deviceId}/reply\", timeout: 10s }",
         ]
+        lines += extraDownlinkRules
         return lines.joined(separator: "\n") + "\n"
     }
 }
@@ -179,8 +182,8 @@ final class E2EWorld: Sendable {
     let bridge: BridgeProcess
     private let cleanups = Shared<[@Sendable () async -> Void]>([])
 
-    /// - Parameter extraUplinkRules: added to ``BridgeConfigFile/extraUplinkRules``.
-    init(extraUplinkRules: [String] = []) async throws {
+    /// - Parameter extraUplinkRules: added to ``BridgeConfigFile/extraUplinkRules``, `extraDownlinkRules` likewise.
+    init(extraUplinkRules: [String] = [], extraDownlinkRules: [String] = []) async throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("e2e-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         deviceBroker = try await TestBroker.start(.init(logConnections: true))
@@ -188,6 +191,7 @@ final class E2EWorld: Sendable {
         operationsPort = try TestBroker.freePort()
         var file = BridgeConfigFile(devicePort: deviceBroker.port, dittoPort: dittoBroker.port, operationsPort: operationsPort)
         file.extraUplinkRules += extraUplinkRules
+        file.extraDownlinkRules += extraDownlinkRules
         configFile = file
         configPath = directory.appendingPathComponent("bridge.yaml").path
         try file.yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
