@@ -16,6 +16,7 @@ public enum PayloadReader {
         case .number:
             let text = try utf8(payload).trimmingCharacters(in: .whitespacesAndNewlines)
             guard let number = JSONNumber(literal: text) else {
+                if let refusal = JSONNumber.rangeRefusal(literal: text) { throw MappingError(.invalidPayload, refusal) }
                 throw MappingError(.invalidPayload, "expected a number, got \(quoted(text))")
             }
             return .number(number)

@@ -192,7 +192,9 @@ struct JSONParser {
 
     private mutating func parseNumber() throws(JSONParseError) -> JSONNumber {
         let start = position
-        guard let end = JSONNumber.scan(b, from: start) else { throw fail("Invalid number", at: start) }
+        guard let end = JSONNumber.scan(b, from: start) else {
+            throw fail(JSONNumber.refusal(b, from: start), at: start)
+        }
         position = end
         let literal = String(decoding: UnsafeBufferPointer(rebasing: b[start..<end]), as: UTF8.self)
         return JSONNumber(validatedLiteral: literal)
