@@ -41,12 +41,21 @@ public struct HeaderMapper: Sendable {
         generateCorrelationID: () -> String
     ) throws(MappingError) -> DittoHeaders {
         var headers = DittoHeaders()
+        // The bridge owns `timeout` (never forwarded), but acts on a request's: how long the device will wait.
+        var askedTimeout: String?
         for property in properties.userProperties {
-            admit(property.name, property.value, into: &headers)
+            if request, DittoHeaders.lowercase(property.name) == Self.timeout {
+                askedTimeout = property.value
+            } else {
+                admit(property.name, property.value, into: &headers)
+            }
         }
         for (name, value) in carriedHeaders {
-            if name.lowercased() == Self.correlationID {
+            let lower = name.lowercased()
+            if lower == Self.correlationID {
                 headers[Self.correlationID] = value
+            } else if request, lower == Self.timeout {
+                askedTimeout = value
             } else {
                 admit(name, value, into: &headers)
             }
@@ -57,7 +66,9 @@ public struct HeaderMapper: Sendable {
         if let contentType = properties.contentType, !contentType.isEmpty {
             headers[Self.contentType] = contentType
         }
-        if request, headers[Self.timeout] == nil, let expiry = properties.messageExpiryInterval, expiry > 0 {
+        if let askedTimeout {
+            headers[Self.timeout] = askedTimeout
+        } else if request, let expiry = properties.messageExpiryInterval, expiry > 0 {
             headers[Self.timeout] = "\(min(expiry, 60))s"
         }
         return try completed(headers, variables: variables, generateCorrelationID: generateCorrelationID)
@@ -89,7 +100,7 @@ public struct HeaderMapper: Sendable {
         generateCorrelationID: () -> String
     ) throws(MappingError) -> DittoHeaders {
         var headers = sent
-        let kept: Set<String> = [Self.correlationID, Self.contentType]
+        let kept = ReservedHeaders.envelopeOwnNames
         headers.removeAll { lower, _ in
             guard !kept.contains(lower) else { return false }
             if Self.traceContext.contains(lower), !policy.traceContext { return true }
@@ -215,18 +226,16 @@ public struct HeaderMapper: Sendable {
     static let contentType = "content-type"
     static let timeout = "timeout"
     static let traceContext: Set<String> = ["traceparent", "tracestate"]
-    /// Set by the bridge itself or derived by Ditto; a device may not fake them.
-    static let bridgeOwned: Set<String> = ["reply-to", "status", "timestamp", "correlation-id", "content-type"]
-
-    /// Never crosses in either direction: Ditto's internal and read-only headers (every `ditto-*`, `channel`,
-    /// `raw-request-url`, `read-subjects`, `subject`, `timeout-access`, `authorization`, ...), the headers Ditto
-    /// drops from outside (FACTS.md §e, R = false), and the ones the bridge sets itself.
+    /// Never crosses as a custom header in either direction: Ditto's internal and read-only headers (every
+    /// `ditto-*`, `channel`, `raw-request-url`, `read-subjects`, `subject`, `timeout-access`, `authorization`, ...),
+    /// the headers Ditto drops from outside (FACTS.md §e, R = false), and the ones the bridge owns
+    /// (``ReservedHeaders/managedNames``: it sets them itself or acts on them).
     public static func isReserved(_ name: String) -> Bool {
         isReserved(lowercased: DittoHeaders.lowercase(name))
     }
 
     static func isReserved(lowercased lower: String) -> Bool {
-        DittoHeaders.isInternal(lower) || bridgeOwned.contains(lower)
+        DittoHeaders.isInternal(lower) || ReservedHeaders.managedNames.contains(lower)
     }
 }
 
