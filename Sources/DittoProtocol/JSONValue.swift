@@ -163,6 +163,25 @@ extension String {
 // MARK: - Numbers
 
 /// A JSON number kept as its literal text, so nothing is lost between decode and encode.
+extension JSONValue {
+    /// The first number in this value (depth first) that Ditto cannot read (``JSONNumber/rangeRefusal(literal:)``),
+    /// nil when there is none: a value parsed with ``JSON/parseAnyNumbers(_:)`` must pass this before it goes to Ditto.
+    public var numberDittoCannotRead: JSONNumber? {
+        switch self {
+        case .number(let number):
+            return JSONNumber(literal: number.literal) == nil ? number : nil
+        case .array(let elements):
+            for element in elements { if let found = element.numberDittoCannotRead { return found } }
+            return nil
+        case .object(let object):
+            for (_, value) in object { if let found = value.numberDittoCannotRead { return found } }
+            return nil
+        case .null, .bool, .string:
+            return nil
+        }
+    }
+}
+
 public struct JSONNumber: Sendable, Hashable, CustomStringConvertible {
     /// The literal text as it appears in JSON, e.g. `21.5`, `1.0`, `12345678901234567890`.
     public let literal: String
