@@ -162,7 +162,6 @@ extension String {
 
 // MARK: - Numbers
 
-/// A JSON number kept as its literal text, so nothing is lost between decode and encode.
 extension JSONValue {
     /// The first number in this value (depth first) that Ditto cannot read (``JSONNumber/rangeRefusal(literal:)``),
     /// nil when there is none: a value parsed with ``JSON/parseAnyNumbers(_:)`` must pass this before it goes to Ditto.
@@ -182,8 +181,9 @@ extension JSONValue {
     }
 }
 
+/// A JSON number kept as its literal text, so nothing is lost between decode and encode.
 public struct JSONNumber: Sendable, Hashable, CustomStringConvertible {
-    /// The literal text as it appears in JSON, e.g. `21.5`, `1.0`, `12345678901234567890`.
+    /// The literal text as it appears in JSON, e.g. `21.5`, `1.0`, `1E+2`.
     public let literal: String
 
     private init(unchecked literal: String) { self.literal = literal }
@@ -220,7 +220,7 @@ public struct JSONNumber: Sendable, Hashable, CustomStringConvertible {
     init(validatedLiteral: String) { self.init(unchecked: validatedLiteral) }
 
     /// Scans a JSON number starting at `start`; returns the end offset, or `nil` if the grammar is broken or the
-    /// number is one Ditto cannot read (``isReadableByDitto``): every parse, compact scan and literal check goes
+    /// number is one Ditto cannot read (``scanGrammar(_:from:)``): every parse, compact scan and literal check goes
     /// through here, so the bridge never writes such a number.
     @inline(__always)
     static func scan(_ b: UnsafeBufferPointer<UInt8>, from start: Int) -> Int? {
