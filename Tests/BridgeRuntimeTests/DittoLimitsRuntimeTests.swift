@@ -100,6 +100,35 @@ struct DittoLimitsRuntimeTests {
         await harness.stop()
     }
 
+    /// `check` accepts the rules (it has no payload to judge); `map` refuses the payload as `run` does and names the
+    /// number, and prints an event without the device's owned headers.
+    @Test("check and map agree: map shows the refusal")
+    func checkAndMap() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("limits-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let file = directory.appendingPathComponent("bridge.yaml").path
+        try Self.config.replacingOccurrences(of: "PORT", with: "1883").write(toFile: file, atomically: true, encoding: .utf8)
+        let check = try await runBridgeExecutable(["check", "--config", file])
+        #expect(check.status == 0, "\(check.standardOutput)")
+        for (topic, payload) in [("devices/m/count", "18446744073709551615"), ("devices/m/state", #"{"a":1e309}"#),
+                                 ("devices/m/telemetry/t", #"{"value":-9223372036854775809}"#)] {
+            let map = try await runBridgeExecutable(["map", "--config", file, "--topic", topic, "--payload", payload])
+            #expect(map.status == 1)
+            #expect(map.standardOutput.isEmpty)
+            #expect(map.standardError.contains("dropped (invalid-payload)"), "\(map.standardError)")
+            #expect(map.standardError.contains("is out of the range Ditto reads"), "\(map.standardError)")
+        }
+        let owned = try await runBridgeExecutable([
+            "map", "--config", file, "--topic", "devices/m/telemetry/t", "--payload", #"{"value":9223372036854775807}"#,
+            "--user-property", "requested-acks=[]", "--user-property", "response-required=true",
+            "--user-property", "timeout=30s", "--user-property", "version=2", "--user-property", "x-kept=k"])
+        #expect(owned.status == 0)
+        let event = try Envelope.decode(Array(owned.standardOutput.utf8.dropLast()))
+        #expect(event.value == .number(JSONNumber(Int64.max)))
+        #expect(event.headers.names.map { $0.lowercased() }.sorted() == ["correlation-id", "x-kept"])
+    }
+
     /// The headers the bridge owns (``ReservedHeaders/managedNames``) do not cross from a device's user properties
     /// or 3.1.1 wrapper: Ditto's request headers on a telemetry event would ask Ditto for acknowledgements, an
     /// answer, a timeout or a schema version the device has no say in.
