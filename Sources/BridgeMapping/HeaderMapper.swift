@@ -8,10 +8,12 @@ import Synchronization
 ///
 /// Rules (the README's table documents them for users):
 /// - MQTT 5 correlation data <-> `correlation-id` (see ``CorrelationID`` for non-UTF-8 data);
-///   content type <-> `content-type`; message expiry -> `timeout` for requests, `timeout` -> message expiry.
+///   content type <-> `content-type`; message expiry (or a `timeout` user property) -> `timeout` for requests,
+///   `timeout` -> message expiry.
 /// - Each user property <-> a header of the same name, through the policy's allow, deny and rename lists.
-/// - Reserved headers (``HeaderMapper/isReserved(_:)``) never cross; `x-ditto-*` headers only when the policy's
-///   `allow` names them exactly (``HeaderPolicy/isDittoExtension(lowercased:)``).
+/// - Reserved headers (``HeaderMapper/isReserved(_:)``: Ditto's internal ones and the ones the bridge owns,
+///   ``ReservedHeaders/managedNames``) never cross; `x-ditto-*` headers only when the policy's `allow` names them
+///   exactly (``HeaderPolicy/isDittoExtension(lowercased:)``).
 /// - One value per name, names compared case-insensitively: a later user property replaces an earlier one
 ///   of the same name, static headers replace what the device sent, and MQTT properties (correlation data,
 ///   content type) replace user properties of the same name.
