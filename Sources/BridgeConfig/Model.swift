@@ -340,11 +340,21 @@ public struct HeaderPolicy: Sendable, Hashable {
 /// Ditto headers the bridge never forwards and a config may not produce: Ditto's internal ones
 /// (``DittoHeaders/isInternal(_:)``, the one list) and the ones the bridge sets itself.
 public enum ReservedHeaders {
-    /// Headers the bridge derives itself (from MQTT properties, topics or the request), which a rename or a static
-    /// header must not overwrite.
+    /// The headers the bridge owns: it derives them itself (from MQTT properties, topics or the request) or acts
+    /// on them, so a device's user property or wrapper header never becomes one, Ditto's never becomes a device's
+    /// user property, and a rename or a static header must not produce or overwrite one. The one list: the header
+    /// mapper and the config checks both read it.
     public static let managedNames: Set<String> = [
         "correlation-id", "content-type", "reply-to", "response-required", "requested-acks", "timeout", "status",
         "timestamp", "version",
+    ]
+
+    /// Of ``managedNames``, those a pass-through envelope keeps as the device wrote them: the envelope is the
+    /// Ditto Protocol message itself, whose own correlation, content type and request headers (whether and which
+    /// answers it wants, within which time, in which schema version) are part of what the device says; the
+    /// bridge adds none of them to it. Its `reply-to`, `status` and `timestamp` are dropped like any owned header.
+    public static let envelopeOwnNames: Set<String> = [
+        "correlation-id", "content-type", "response-required", "requested-acks", "timeout", "version",
     ]
 
     /// Ditto-internal (case-insensitive): ``DittoHeaders/isInternal(_:)``.

@@ -12,10 +12,12 @@ import Synchronization
 ///
 /// Rules (the README's table documents them for users):
 /// - MQTT 5 correlation data <-> `correlation-id` (see ``CorrelationID`` for non-UTF-8 data);
-///   content type <-> `content-type`; message expiry -> `timeout` for requests, `timeout` -> message expiry.
+///   content type <-> `content-type`; message expiry (or a `timeout` user property) -> `timeout` for requests,
+///   `timeout` -> message expiry.
 /// - Each user property <-> a header of the same name, through the policy's allow, deny and rename lists.
-/// - Reserved headers (``HeaderMapper/isReserved(_:)``) never cross; `x-ditto-*` headers only when the policy's
-///   `allow` names them exactly (``HeaderPolicy/isDittoExtension(lowercased:)``).
+/// - Reserved headers (``HeaderMapper/isReserved(_:)``: Ditto's internal ones and the ones the bridge owns,
+///   ``ReservedHeaders/managedNames``) never cross; `x-ditto-*` headers only when the policy's `allow` names them
+///   exactly (``HeaderPolicy/isDittoExtension(lowercased:)``).
 /// - One value per name, names compared case-insensitively: a later user property replaces an earlier one
 ///   of the same name, static headers replace what the device sent, and MQTT properties (correlation data,
 ///   content type) replace user properties of the same name.
@@ -45,12 +47,21 @@ public struct HeaderMapper: Sendable {
         generateCorrelationID: () -> String
     ) throws(MappingError) -> DittoHeaders {
         var headers = DittoHeaders()
+        // The bridge owns `timeout` (never forwarded), but acts on a request's: how long the device will wait.
+        var askedTimeout: String?
         for property in properties.userProperties {
-            admit(property.name, property.value, into: &headers)
+            if request, DittoHeaders.lowercase(property.name) == Self.timeout {
+                askedTimeout = property.value
+            } else {
+                admit(property.name, property.value, into: &headers)
+            }
         }
         for (name, value) in carriedHeaders {
-            if name.lowercased() == Self.correlationID {
+            let lower = name.lowercased()
+            if lower == Self.correlationID {
                 headers[Self.correlationID] = value
+            } else if request, lower == Self.timeout {
+                askedTimeout = value
             } else {
                 admit(name, value, into: &headers)
             }
@@ -61,7 +72,9 @@ public struct HeaderMapper: Sendable {
         if let contentType = properties.contentType, !contentType.isEmpty {
             headers[Self.contentType] = contentType
         }
-        if request, headers[Self.timeout] == nil, let expiry = properties.messageExpiryInterval, expiry > 0 {
+        if let askedTimeout {
+            headers[Self.timeout] = askedTimeout
+        } else if request, let expiry = properties.messageExpiryInterval, expiry > 0 {
             headers[Self.timeout] = "\(min(expiry, 60))s"
         }
         return try completed(headers, variables: variables, generateCorrelationID: generateCorrelationID)
@@ -93,7 +106,7 @@ public struct HeaderMapper: Sendable {
         generateCorrelationID: () -> String
     ) throws(MappingError) -> DittoHeaders {
         var headers = sent
-        let kept: Set<String> = [Self.correlationID, Self.contentType]
+        let kept = ReservedHeaders.envelopeOwnNames
         headers.removeAll { lower, _ in
             guard !kept.contains(lower) else { return false }
             if Self.traceContext.contains(lower), !policy.traceContext { return true }
@@ -219,18 +232,16 @@ public struct HeaderMapper: Sendable {
     static let contentType = "content-type"
     static let timeout = "timeout"
     static let traceContext: Set<String> = ["traceparent", "tracestate"]
-    /// Set by the bridge itself or derived by Ditto; a device may not fake them.
-    static let bridgeOwned: Set<String> = ["reply-to", "status", "timestamp", "correlation-id", "content-type"]
-
-    /// Never crosses in either direction: Ditto's internal and read-only headers (every `ditto-*`, `channel`,
-    /// `raw-request-url`, `read-subjects`, `subject`, `timeout-access`, `authorization`, ...), the headers Ditto
-    /// drops from outside (FACTS.md §e, R = false), and the ones the bridge sets itself.
+    /// Never crosses as a custom header in either direction: Ditto's internal and read-only headers (every
+    /// `ditto-*`, `channel`, `raw-request-url`, `read-subjects`, `subject`, `timeout-access`, `authorization`, ...),
+    /// the headers Ditto drops from outside (FACTS.md §e, R = false), and the ones the bridge owns
+    /// (``ReservedHeaders/managedNames``: it sets them itself or acts on them).
     public static func isReserved(_ name: String) -> Bool {
         isReserved(lowercased: DittoHeaders.lowercase(name))
     }
 
     static func isReserved(lowercased lower: String) -> Bool {
-        DittoHeaders.isInternal(lower) || bridgeOwned.contains(lower)
+        DittoHeaders.isInternal(lower) || ReservedHeaders.managedNames.contains(lower)
     }
 }
 

@@ -12,7 +12,15 @@ enum HeaderWrapper {
     /// The wrapped value's JSON bytes (nil when there is no `value`) and the headers, non-strings as JSON text,
     /// nulls left out.
     static func unwrap(_ payload: [UInt8]) throws(MappingError) -> (value: [UInt8]?, headers: [(name: String, value: String)]) {
-        guard case .object(let wrapper) = try PayloadReader.parseJSON(payload) else {
+        // The value is read again by the rule's payload format, which refuses numbers Ditto cannot read in what
+        // reaches Ditto; the headers travel as strings.
+        let document: JSONValue
+        do {
+            document = try JSON.parseAnyNumbers(payload)
+        } catch {
+            throw PayloadReader.invalidJSON(error)
+        }
+        guard case .object(let wrapper) = document else {
             throw MappingError(.invalidPayload, "expected a JSON object {\"headers\": {...}, \"value\": ...}")
         }
         var carried: [(name: String, value: String)] = []

@@ -15,11 +15,25 @@ public enum PayloadReader {
     public static func jsonValue(_ payload: [UInt8], format: UplinkPayload) throws(MappingError) -> JSONValue {
         try checkSize(payload)
         switch format {
+        case .json(.whole):
+            return try parseJSON(payload)
         case .json(let selection):
-            return try select(selection, from: try parseJSON(payload))
+            // Only the selected values reach Ditto, so only their numbers must be ones Ditto reads.
+            let document: JSONValue
+            do {
+                document = try JSON.parseAnyNumbers(payload)
+            } catch {
+                throw invalidJSON(error)
+            }
+            let selected = try select(selection, from: document)
+            if let number = selected.numberDittoCannotRead, let refusal = JSONNumber.rangeRefusal(literal: number.literal) {
+                throw MappingError(.invalidPayload, refusal)
+            }
+            return selected
         case .number:
             let text = try utf8(payload).trimmingCharacters(in: .whitespacesAndNewlines)
             guard let number = JSONNumber(literal: text) else {
+                if let refusal = JSONNumber.rangeRefusal(literal: text) { throw MappingError(.invalidPayload, refusal) }
                 throw MappingError(.invalidPayload, "expected a number, got \(quoted(text))")
             }
             return .number(number)
@@ -101,7 +115,7 @@ public enum PayloadReader {
         }
     }
 
-    private static func invalidJSON(_ error: JSONParseError) -> MappingError {
+    static func invalidJSON(_ error: JSONParseError) -> MappingError {
         MappingError(.invalidPayload, "invalid JSON: \(error)")
     }
 

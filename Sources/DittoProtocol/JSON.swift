@@ -36,6 +36,17 @@ public enum JSON {
         return try text.withUTF8 { parseResult($0) }.get()
     }
 
+    /// Parses one JSON text like `parse(_:)`, but takes every number of the JSON grammar, also those Ditto cannot
+    /// read (``JSONNumber/rangeRefusal(literal:)``): for a device document of which only some values reach Ditto.
+    /// Whatever of it goes to Ditto must then pass ``JSONValue/numberDittoCannotRead``.
+    public static func parseAnyNumbers(_ bytes: [UInt8]) throws(JSONParseError) -> JSONValue {
+        try bytes.withUnsafeBufferPointer { buffer in
+            var parser = JSONParser(buffer)
+            parser.acceptsAnyNumber = true
+            return parseDocument(buffer, parser: parser).map { $0.value }
+        }.get()
+    }
+
     /// Parses one JSON text like `parse(_:)` and also returns the range of `bytes` that is, byte for byte, what
     /// ``serialize(_:)`` writes for the value; nil when the text is not in that form (whitespace between tokens, an
     /// escape sequence in a string, a repeated key, or an object of more than 16 members, whose keys are not
@@ -72,9 +83,9 @@ public enum JSON {
     }
 
     private static func parseDocument(
-        _ buffer: UnsafeBufferPointer<UInt8>
+        _ buffer: UnsafeBufferPointer<UInt8>, parser: JSONParser? = nil
     ) -> Result<(value: JSONValue, compact: Range<Int>?), JSONParseError> {
-        var parser = JSONParser(buffer)
+        var parser = parser ?? JSONParser(buffer)
         do throws(JSONParseError) {
             parser.skipWhitespace()
             let start = parser.position
@@ -132,6 +143,8 @@ struct JSONParser {
     /// Whether everything parsed since this was last set to true is in the form `JSONWriter` writes: no
     /// whitespace, no escape sequences, no repeated keys.
     var isCompact = false
+    /// Takes numbers Ditto cannot read (``JSON/parseAnyNumbers(_:)``).
+    var acceptsAnyNumber = false
 
     init(_ buffer: UnsafeBufferPointer<UInt8>) { b = buffer }
 
@@ -192,7 +205,10 @@ struct JSONParser {
 
     private mutating func parseNumber() throws(JSONParseError) -> JSONNumber {
         let start = position
-        guard let end = JSONNumber.scan(b, from: start) else { throw fail("Invalid number", at: start) }
+        guard let scanned = JSONNumber.scanGrammar(b, from: start), scanned.readable || acceptsAnyNumber else {
+            throw fail(JSONNumber.refusal(b, from: start), at: start)
+        }
+        let end = scanned.end
         position = end
         let literal = String(decoding: UnsafeBufferPointer(rebasing: b[start..<end]), as: UTF8.self)
         return JSONNumber(validatedLiteral: literal)

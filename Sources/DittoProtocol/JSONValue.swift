@@ -162,9 +162,28 @@ extension String {
 
 // MARK: - Numbers
 
+extension JSONValue {
+    /// The first number in this value (depth first) that Ditto cannot read (``JSONNumber/rangeRefusal(literal:)``),
+    /// nil when there is none: a value parsed with ``JSON/parseAnyNumbers(_:)`` must pass this before it goes to Ditto.
+    public var numberDittoCannotRead: JSONNumber? {
+        switch self {
+        case .number(let number):
+            return JSONNumber(literal: number.literal) == nil ? number : nil
+        case .array(let elements):
+            for element in elements { if let found = element.numberDittoCannotRead { return found } }
+            return nil
+        case .object(let object):
+            for (_, value) in object { if let found = value.numberDittoCannotRead { return found } }
+            return nil
+        case .null, .bool, .string:
+            return nil
+        }
+    }
+}
+
 /// A JSON number kept as its literal text, so nothing is lost between decode and encode.
 public struct JSONNumber: Sendable, Hashable, CustomStringConvertible {
-    /// The literal text as it appears in JSON, e.g. `21.5`, `1.0`, `12345678901234567890`.
+    /// The literal text as it appears in JSON, e.g. `21.5`, `1.0`, `1E+2`.
     public let literal: String
 
     private init(unchecked literal: String) { self.literal = literal }
@@ -200,32 +219,115 @@ public struct JSONNumber: Sendable, Hashable, CustomStringConvertible {
 
     init(validatedLiteral: String) { self.init(unchecked: validatedLiteral) }
 
-    /// Scans a JSON number starting at `start`; returns the end offset, or `nil` if the grammar is broken.
+    /// Scans a JSON number starting at `start`; returns the end offset, or `nil` if the grammar is broken or the
+    /// number is one Ditto cannot read (``scanGrammar(_:from:)``): every parse, compact scan and literal check goes
+    /// through here, so the bridge never writes such a number.
+    @inline(__always)
     static func scan(_ b: UnsafeBufferPointer<UInt8>, from start: Int) -> Int? {
+        guard let scanned = scanGrammar(b, from: start), scanned.readable else { return nil }
+        return scanned.end
+    }
+
+    /// Why ``scan(_:from:)`` returned nil at `start`: a broken number, or one Ditto cannot read (named).
+    static func refusal(_ b: UnsafeBufferPointer<UInt8>, from start: Int) -> String {
+        guard let scanned = scanGrammar(b, from: start) else { return "Invalid number" }
+        var text = String(decoding: UnsafeBufferPointer(rebasing: b[start..<scanned.end]), as: UTF8.self)
+        if text.utf8.count > 40 { text = String(text.prefix(40)) + "..." }
+        return "Number \(text) is out of the range Ditto reads (\(rangeDescription))"
+    }
+
+    /// Ditto's limits in words, for error messages and documentation.
+    public static let rangeDescription =
+        "integers from -9223372036854775808 to 9223372036854775807, other numbers up to ±1.7976931348623157e308"
+
+    /// For a `literal` in the JSON number grammar that Ditto cannot read, why (naming it); nil otherwise.
+    public static func rangeRefusal(literal: String) -> String? {
+        var text = literal
+        return text.withUTF8 { buffer in
+            guard let scanned = scanGrammar(buffer, from: 0), scanned.end == buffer.count, !scanned.readable else {
+                return nil
+            }
+            return refusal(buffer, from: 0)
+        }
+    }
+
+    /// Ditto reads JSON numbers with Java (`DefaultDittoJsonHandler`): a literal without `.`, `e` or `E` with
+    /// `Long.parseLong`, which fails beyond 64 bits and makes the whole message `json.invalid`; any other with
+    /// `Double.parseDouble`, whose infinity for a value beyond `Double.greatestFiniteMagnitude` Ditto then writes
+    /// as `Infinity`, which is not JSON. Underflow to zero is a number Ditto reads and writes, so it passes.
+    /// The grammar (RFC 8259 section 6) and that rule in one pass, without allocating for the usual numbers:
+    /// only a decimal literal between 1e308 and 1e309 is converted to decide.
+    @inline(__always)
+    static func scanGrammar(_ b: UnsafeBufferPointer<UInt8>, from start: Int) -> (end: Int, readable: Bool)? {
         var i = start
         let n = b.count
-        if i < n && b[i] == UInt8(ascii: "-") { i += 1 }
+        let negative = i < n && b[i] == UInt8(ascii: "-")
+        if negative { i += 1 }
         guard i < n else { return nil }
+        let integerStart = i
+        var integerDigits = 0  // significant digits before the point: none for a leading "0"
         if b[i] == UInt8(ascii: "0") {
             i += 1
         } else if b[i] >= UInt8(ascii: "1") && b[i] <= UInt8(ascii: "9") {
             i += 1
             while i < n && b[i] &- UInt8(ascii: "0") < 10 { i += 1 }
+            integerDigits = i - integerStart
         } else {
             return nil
         }
+        var isInteger = true
+        var fractionStart = 0
+        var fractionEnd = 0
         if i < n && b[i] == UInt8(ascii: ".") {
+            isInteger = false
             i += 1
             guard i < n && b[i] &- UInt8(ascii: "0") < 10 else { return nil }
+            fractionStart = i
             while i < n && b[i] &- UInt8(ascii: "0") < 10 { i += 1 }
+            fractionEnd = i
         }
+        var exponent = 0
         if i < n && (b[i] == UInt8(ascii: "e") || b[i] == UInt8(ascii: "E")) {
+            isInteger = false
             i += 1
-            if i < n && (b[i] == UInt8(ascii: "+") || b[i] == UInt8(ascii: "-")) { i += 1 }
+            var exponentNegative = false
+            if i < n && (b[i] == UInt8(ascii: "+") || b[i] == UInt8(ascii: "-")) {
+                exponentNegative = b[i] == UInt8(ascii: "-")
+                i += 1
+            }
             guard i < n && b[i] &- UInt8(ascii: "0") < 10 else { return nil }
-            while i < n && b[i] &- UInt8(ascii: "0") < 10 { i += 1 }
+            while i < n && b[i] &- UInt8(ascii: "0") < 10 {
+                // Saturated far beyond any text's length: only the order of magnitude matters.
+                if exponent < 1_000_000_000_000 { exponent = exponent &* 10 &+ Int(b[i] &- UInt8(ascii: "0")) }
+                i += 1
+            }
+            if exponentNegative { exponent = -exponent }
         }
-        return i
+        if isInteger {
+            // Long.parseLong: up to 18 digits always fit, 20 never (no leading zeros in JSON).
+            if integerDigits < 19 { return (i, true) }
+            if integerDigits > 19 { return (i, false) }
+            // Long.MAX_VALUE, or for a negative number the magnitude of Long.MIN_VALUE.
+            let limit: StaticString = negative ? "9223372036854775808" : "9223372036854775807"
+            let p = limit.utf8Start
+            for k in 0..<19 where b[integerStart + k] != p[k] {
+                return (i, b[integerStart + k] < p[k])
+            }
+            return (i, true)
+        }
+        // The value is in [10^(magnitude-1), 10^magnitude): finite below 1e308, infinite from 1e309 on.
+        var magnitude = integerDigits
+        if integerDigits == 0 {
+            var k = fractionStart
+            while k < fractionEnd && b[k] == UInt8(ascii: "0") { k += 1 }
+            if k == fractionEnd { return (i, true) }  // zero, whatever the exponent
+            magnitude = fractionStart - k
+        }
+        magnitude += exponent
+        if magnitude <= 308 { return (i, true) }
+        if magnitude >= 310 { return (i, false) }
+        let text = String(decoding: UnsafeBufferPointer(rebasing: b[start..<i]), as: UTF8.self)
+        return (i, Double(text)?.isFinite ?? false)
     }
 
     /// The exact integer value if the number is an integer within `Int64` (`1e2` → 100, `1.5` → nil).

@@ -328,13 +328,14 @@ import Testing
         #expect(headers["x-big"] == value)
     }
 
-    @Test(arguments: [("response-required", "yes"), ("timeout", "abc"), ("dry-run", "maybe"),
-                      ("requested-acks", "{\"not\": \"a list\"}")])
+    @Test(arguments: [("timeout", "abc"), ("dry-run", "maybe"), ("allow-policy-lockout", "yes"),
+                      ("put-metadata", "{\"not\": \"a list\"}")])
     func invalidKnownHeaderValuesAreDittos400(_ header: (String, String)) throws {
         let mapper = try mapper(Self.openYAML)
         let error = mappingError {
+            // A request: the bridge acts on (and so checks) its `timeout`; other known headers cross.
             _ = try mapper.dittoHeaders(
-                properties: MQTTProperties(userProperties: userProperties([header])),
+                properties: MQTTProperties(userProperties: userProperties([header])), request: true,
                 generateCorrelationID: { "id" })
         }
         #expect(error?.kind == .invalidProtocol)
@@ -344,10 +345,25 @@ import Testing
 
     @Test func validKnownHeaderValuesPass() throws {
         let headers = try uplink(MQTTProperties(userProperties: userProperties([
-            ("response-required", "false"), ("timeout", "250ms"), ("requested-acks", "edge:answered,edge:delivered"),
-        ])), yaml: Self.openYAML)
-        #expect(headers.responseRequired == false)
+            ("dry-run", "false"), ("put-metadata", "[]"), ("timeout", "250ms"),
+        ])), yaml: Self.openYAML, request: true)
+        #expect(headers["dry-run"] == "false")
+        #expect(headers["put-metadata"] == "[]")
         #expect(headers.timeout?.duration == .milliseconds(250))
-        #expect(headers.requestedAcks == ["edge:answered", "edge:delivered"])
+    }
+
+    /// Issue #22, item 4: Ditto's request headers are the bridge's; from a device they never reach Ditto (on a
+    /// request the bridge reads `timeout` and writes its own).
+    @Test(arguments: [false, true])
+    func headersTheBridgeOwnsDoNotCrossFromDevices(request: Bool) throws {
+        let owned = ReservedHeaders.managedNames.subtracting(["correlation-id", "content-type"]).sorted()
+        let properties = MQTTProperties(userProperties: userProperties(
+            owned.map { ($0, $0 == "timeout" ? "2s" : "true") } + [("Response-Required", "false"), ("x-kept", "k")]))
+        let headers = try uplink(properties, yaml: Self.openYAML, request: request)
+        for name in owned where !(request && name == "timeout") {
+            #expect(headers[name] == nil, "\(name) crossed")
+        }
+        #expect(headers["x-kept"] == "k")
+        #expect(headers.timeout?.duration == (request ? .seconds(2) : nil))
     }
 }

@@ -273,8 +273,10 @@ import Testing
                 var expected = try #require(original.objectValue)
                 var headers = expected["headers"]?.objectValue ?? JSONObject()
                 if headers["correlation-id"] == nil { headers["correlation-id"] = "generated-id" }
-                // Ditto drops these from outside anyway; the bridge's header policy never forwards them.
-                for name in headers.keys where HeaderMapper.isReserved(name) && name != "correlation-id" && name != "content-type" {
+                // Ditto drops these from outside anyway; the bridge's header policy never forwards them. The
+                // envelope's own request headers are the device's to give.
+                for name in headers.keys where HeaderMapper.isReserved(name)
+                    && !ReservedHeaders.envelopeOwnNames.contains(name.lowercased()) {
                     headers[name] = nil
                 }
                 expected["headers"] = .object(headers)

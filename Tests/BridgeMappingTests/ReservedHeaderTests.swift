@@ -73,7 +73,7 @@ import Testing
         }
         #expect(tooLarge?.dittoError.status == 431)
         let invalid = mappingError {
-            _ = try mapper.map(publication("devices/d/telemetry/t", #"{"headers": {"response-required": "yes"}, "value": 1}"#),
+            _ = try mapper.map(publication("devices/d/telemetry/t", #"{"headers": {"dry-run": "yes"}, "value": 1}"#),
                                environment: fixedEnvironment)
         }
         #expect(invalid?.dittoError.status == 400)
