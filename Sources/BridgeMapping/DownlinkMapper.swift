@@ -372,7 +372,9 @@ public struct DownlinkMapper: Sendable {
                                properties: message.properties, carriedHeaders: carried, topicValues: captured,
                                replyTopicSource: source)
         case .payload:
-            guard let document = try? JSON.parse(message.payload),
+            // Any JSON number: a value Ditto cannot read is refused when the response is built, with a reason the
+            // requester gets, instead of the answer going unrecognised until the request times out.
+            guard let document = try? JSON.parseAnyNumbers(message.payload),
                   let read = Self.payloadModeReply(document, reply: box.rule.reply)
             else { return nil }
             let (correlationID, status, value) = read
@@ -416,8 +418,23 @@ public struct DownlinkMapper: Sendable {
             let status = reply.status ?? box.rule.reply.defaultStatus ?? ThingCommandResponseStatus.usual(for: action)
             // Spelled out: a bare `nil` next to a JSONValue would become JSON null (JSONValue is nil-literal
             // expressible), and an answer without payload would carry `"value": null`.
-            let value: JSONValue? = reply.payload.isEmpty ? Optional.none
-                : ((try? JSON.parse(reply.payload)) ?? .string(String(decoding: reply.payload, as: UTF8.self)))
+            // JSON as JSON, anything else as a string; JSON with a number Ditto cannot read is not turned into a
+            // string (that would change what the device said): the requester learns why it gets no value.
+            var value: JSONValue? = Optional.none
+            if !reply.payload.isEmpty {
+                if let document = try? JSON.parseAnyNumbers(reply.payload) {
+                    if let number = document.numberDittoCannotRead {
+                        return Envelope.errorResponse(
+                            to: request,
+                            error: BridgeErrors.deviceReplyInvalid(JSONNumber.rangeRefusal(literal: number.literal)
+                                ?? "The device's answer holds the number \(number.literal), which Ditto cannot read."),
+                            headers: headers)
+                    }
+                    value = document
+                } else {
+                    value = .string(String(decoding: reply.payload, as: UTF8.self))
+                }
+            }
             if status >= 400 {
                 return Envelope.errorResponse(to: request, error: Self.deviceError(status: status, value: value), headers: headers)
             }
