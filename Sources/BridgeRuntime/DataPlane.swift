@@ -172,9 +172,14 @@ final class DataPlane: @unchecked Sendable {
     private var timestampCache: (millisecond: Int64, text: String) = (-1, "")
     private let gauges: BridgeGauges
 
-    /// Memory queue bound without a spool; with one, the backlog the spool may hold while Ditto is connected
-    /// (beyond it the device broker holds the surplus, so latency stays bounded under overload).
-    private var queueLimit: Int { max(1_000, 4 * configuration.connections.ditto.maxInflight) }
+    /// Without a spool, the memory queue's bound: what it holds was acknowledged to the device broker and dies with
+    /// the process, so a crash loses at most this plus the `max-inflight` window (README, Delivery guarantees);
+    /// the surplus stays in the device broker's session. With a spool, the backlog the spool may hold while Ditto is
+    /// connected (beyond it the device broker holds the surplus, so latency stays bounded under overload).
+    private var queueLimit: Int {
+        spool == nil ? Self.memoryQueueLimit : max(Self.memoryQueueLimit, 4 * configuration.connections.ditto.maxInflight)
+    }
+    static let memoryQueueLimit = 1_000
     private var trackLimit: Int { 2 * queueLimit + configuration.connections.ditto.maxInflight }
     /// Tokens of uplink publishes not from the spool carry this bit.
     private static let memoryToken: UInt64 = 1 << 63
