@@ -6,7 +6,7 @@ import Testing
 /// Issue 22, item 9: the README promises `WATCHDOG=1` at half of `WatchdogSec`; pinging at the full interval
 /// lets systemd kill a healthy bridge whenever one ping is a little late (scripts/mutants.sh M26).
 struct WatchdogPeriodTests {
-    @Test("with WatchdogSec=1s the pings come every half second: three periods take 1.5 s, not 3 s")
+    @Test("with WatchdogSec=1s the pings come every half second (the shortest of six gaps is under 0.85 s, not 1 s)")
     func pingsAtHalfOfWatchdogSec() async throws {
         let socket = try NotifySocket()
         let notifier = SystemdNotifier(
@@ -15,15 +15,20 @@ struct WatchdogPeriodTests {
         let group = ServiceGroup(configuration: .init(services: [watchdog], gracefulShutdownSignals: [], logger: .test))
         let running = Task { try await group.run() }
 
+        // A busy test process wakes the sleeping service late, which only lengthens a gap: the shortest gap is
+        // the period.
         #expect(await socket.receive() == "WATCHDOG=1")
         let clock = ContinuousClock()
-        let start = clock.now
-        for _ in 0..<3 {
+        var last = clock.now
+        var gaps: [Duration] = []
+        for _ in 0..<6 {
             #expect(await socket.receive(timeout: .seconds(5)) == "WATCHDOG=1")
+            let now = clock.now
+            gaps.append(now - last)
+            last = now
         }
-        let elapsed = clock.now - start
-        #expect(elapsed < .milliseconds(2_200), "three watchdog periods took \(elapsed)")
-        #expect(elapsed > .milliseconds(1_000), "three watchdog periods took \(elapsed)")
+        let shortest = try #require(gaps.min())
+        #expect(shortest < .milliseconds(850), "gaps between pings: \(gaps)")
 
         await group.triggerGracefulShutdown()
         try await running.value
