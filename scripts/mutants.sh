@@ -9,7 +9,8 @@
 #   scripts/mutants.sh            every mutant
 #   scripts/mutants.sh M06 M28    only these
 #
-# The list was chosen before the script was first run. Format, per mutant:
+# The list was chosen before the script was first run (only filters that selected no test were corrected
+# before that run: Swift Testing names tests by suite and function, not by file). Format, per mutant:
 #   @ <id> <file> :: <swift test --filter regex>
 #   - <exact old text, found exactly once in the file>
 #   + <new text>
@@ -83,7 +84,7 @@ MUTANTS=$(cat <<'LIST'
 @ M21 Sources/BridgeRuntime/BridgeService.swift :: BridgeRuntimeTests.ReloadTests
 - metrics.reload(unchanged == old ? .unchanged : .applied)
 + metrics.reload(.applied)
-@ M22 Sources/BridgeRuntime/BridgeService.swift :: RestoredSubscriptionReadinessTests|EndToEndTests.ReadinessEndToEndTests
+@ M22 Sources/BridgeRuntime/BridgeService.swift :: RestoredSubscriptionReadinessTests|readyFollowsTheBrokers
 - readiness.setConnected(side, true)
 + readiness.setConnected(side, false)
 @ M23 Sources/BridgeRuntime/Spool.swift :: BridgeRuntimeTests.SpoolTests
@@ -104,16 +105,16 @@ MUTANTS=$(cat <<'LIST'
 @ M28 Sources/BridgeOperations/JSONLogHandler.swift :: OperationsTests.JSONLogHandlerTests
 - case "\n": out += "\\n"
 + case "\n": out += "\n"
-@ M29 Sources/BridgeOperations/JSONLogHandler.swift :: OperationsTests.JSONLogHandlerTests|LogKeyTests
+@ M29 Sources/BridgeOperations/JSONLogHandler.swift :: OperationsTests.JSONLogHandlerTests|OperationsPromiseTests
 - public static let thingID = "thing-id"
 + public static let thingID = "thing.id"
 @ M30 Sources/ditto-mqtt-bridge/DittoMQTTBridge.swift :: EndToEndTests.BridgeSecurityEndToEndTests|CheckPromiseTests
 - if !report.ok { throw ExitCode(1) }
 + if !report.ok { throw ExitCode(0) }
-@ M31 Sources/ditto-mqtt-bridge/DittoMQTTBridge.swift :: EndToEndTests.ReadinessEndToEndTests|EndToEndTests.MetricsEndToEndTests
+@ M31 Sources/ditto-mqtt-bridge/DittoMQTTBridge.swift :: readyFollowsTheBrokers|countersEqualWhatHappened
 - let isAlive: @Sendable () -> Bool = { [bridge] in bridge.secondsSinceEventLoopTurn < 10 }
 + let isAlive: @Sendable () -> Bool = { [bridge] in bridge.secondsSinceEventLoopTurn > 10 }
-@ M32 Sources/ditto-mqtt-bridge/DittoMQTTBridge.swift :: EndToEndTests.ReloadEndToEndTests
+@ M32 Sources/ditto-mqtt-bridge/DittoMQTTBridge.swift :: reloadValidConfig|reloadKeepsTheAnswerPath
 - await bridge.reload(new)
 + _ = new
 LIST
@@ -195,6 +196,12 @@ EOF
         continue
     fi
     if swift test --skip-build --filter "$filter" >"$work/test.log" 2>&1; then
+        if ! grep -qE 'Test run with [1-9][0-9]* tests?' "$work/test.log"; then
+            restore
+            echo "$id INVALID   $file :: $filter (the filter selects no test)"
+            invalid=$((invalid + 1))
+            continue
+        fi
         result=SURVIVED
         survived=$((survived + 1))
         survivors+=("$id")
