@@ -212,7 +212,7 @@ EOF
         killed=$((killed + 1))
     fi
     restore
-    failing=$(grep -m1 -oE '✘ Test [^"]+"?[^"]*"? recorded an issue at [^ ]+' "$work/test.log" || true)
+    failing=$(grep -m1 -oE '✘ Test .{0,160}recorded an issue( at [^ ]+)?' "$work/test.log" || true)
     printf '%s %-9s %s :: %s [%d s]%s\n' "$id" "$result" "$file" "$filter" $((SECONDS - start)) \
         "${failing:+ (first failure: $failing)}"
 done
