@@ -161,6 +161,7 @@ public final class BridgeService: Service, Sendable {
         await waitUntil(deadline: .now + .seconds(2)) { await self.loop.submit { plane.dittoIdle } }
         await deviceClient.disconnect()
         await dittoClient.disconnect()
+        await loop.submit { plane.countUnsentAtStop() }
         await loop.shutdown()
     }
 
@@ -189,18 +190,33 @@ public final class BridgeService: Service, Sendable {
         let old = currentConfiguration
         var unchanged = new
         unchanged.spool = old.spool
-        metrics.reload(unchanged == old ? .unchanged : .applied)
         var changes: [String] = []
         if new.spool != old.spool { changes.append("spool settings changed: they take effect at the next start") }
+        metrics.reload(unchanged == old ? .unchanged : .applied)
+        guard unchanged != old else {
+            logger.notice("config reloaded: unchanged, nothing applied", metadata: changes.isEmpty ? [:] : ["changes": "\(changes)"])
+            return changes.isEmpty ? ["unchanged"] : changes
+        }
         let plane = self.plane
-        await loop.submit { plane.apply(new) }
+        // Reply topics of the replaced rules stay subscribed while requests sent with them wait; the data plane
+        // unsubscribes them once those are answered or timed out.
+        let retained = await loop.submit {
+            plane.apply(new)
+            return plane.retainedReplyFilters
+        }
         changes.append("mapping: \(new.uplink.count) uplink and \(new.downlink.count) downlink rules")
 
+        let qos = Mosquitto.QoS(new.defaults.qos)
+        let deviceSubscriptions = Self.deviceSubscriptions(new)
+        let kept = retained.subtracting(deviceSubscriptions.map(\.filter)).sorted()
+            .map { Subscription(filter: $0, qos: qos, noLocal: true) }
+        if !kept.isEmpty { changes.append("reply topics kept until the requests sent before the reload are answered: \(kept.map(\.filter))") }
         if new.connections.device != old.connections.device {
-            await replaceSide("device", connection: new.connections.device, subscriptions: Self.deviceSubscriptions(new))
+            await replaceSide("device", connection: new.connections.device, subscriptions: deviceSubscriptions + kept)
             changes.append("device connection changed: reconnected")
         } else {
-            await resubscribe(deviceClient, from: Self.deviceSubscriptions(old), to: Self.deviceSubscriptions(new), side: "device")
+            await resubscribe(deviceClient, from: Self.deviceSubscriptions(old), to: deviceSubscriptions, keeping: Set(kept.map(\.filter)),
+                              side: "device")
         }
         if new.connections.ditto != old.connections.ditto {
             await replaceSide("ditto", connection: new.connections.ditto, subscriptions: Self.dittoSubscriptions(new))
@@ -211,13 +227,14 @@ public final class BridgeService: Service, Sendable {
         var stored = new
         stored.spool = old.spool
         sides.withLock { $0.configuration = stored }
-        logger.notice("config reloaded", metadata: ["changes": "\(changes)"])
+        logger.notice("config reloaded: applied", metadata: ["changes": "\(changes.joined(separator: "; "))"])
         return changes
     }
 
-    private func resubscribe(_ client: MosquittoClient, from old: [Subscription], to new: [Subscription], side: String) async {
+    private func resubscribe(_ client: MosquittoClient, from old: [Subscription], to new: [Subscription],
+                             keeping kept: Set<String> = [], side: String) async {
         let added = new.filter { !old.contains($0) }
-        let removed = old.map(\.filter).filter { filter in !new.contains { $0.filter == filter } }
+        let removed = old.map(\.filter).filter { filter in !new.contains { $0.filter == filter } && !kept.contains(filter) }
         do {
             if !removed.isEmpty { try await client.unsubscribe(removed) }
             if !added.isEmpty { try await client.subscribe(added) }

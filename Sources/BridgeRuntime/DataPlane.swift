@@ -153,6 +153,16 @@ final class DataPlane: @unchecked Sendable {
     /// path parse and rule matches; bounded and emptied like ``topics``.
     private var downlinkTargets: [DownlinkSignal: DownlinkTarget] = [:]
     private var downlinkPending: PendingTable<PendingKey, PendingDownlink>
+    /// Downlink rules a reload replaced while requests sent with them waited, newest last: a device's answer on
+    /// one of their reply topics is still read, and the topic stays subscribed, until those requests are answered
+    /// or time out (a reload must not cut the answer path of a request sent before it).
+    private var retiredDownlinks: [RetiredDownlink] = []
+
+    private struct RetiredDownlink {
+        let mapper: DownlinkMapper
+        /// The requests sent with these rules that still wait.
+        var waiting: Set<PendingKey>
+    }
     /// Things with a pending downlink request per correlation id, to find a device's answer.
     private var downlinkByCorrelation = ThingsByCorrelation()
     private var uplinkPending: PendingTable<PendingKey, PendingUplink>
@@ -169,9 +179,14 @@ final class DataPlane: @unchecked Sendable {
     private var timestampCache: (millisecond: Int64, text: String) = (-1, "")
     private let gauges: BridgeGauges
 
-    /// Memory queue bound without a spool; with one, the backlog the spool may hold while Ditto is connected
-    /// (beyond it the device broker holds the surplus, so latency stays bounded under overload).
-    private var queueLimit: Int { max(1_000, 4 * configuration.connections.ditto.maxInflight) }
+    /// Without a spool, the memory queue's bound: what it holds was acknowledged to the device broker and dies with
+    /// the process, so a crash loses at most this plus the `max-inflight` window (README, Delivery guarantees);
+    /// the surplus stays in the device broker's session. With a spool, the backlog the spool may hold while Ditto is
+    /// connected (beyond it the device broker holds the surplus, so latency stays bounded under overload).
+    private var queueLimit: Int {
+        spool == nil ? Self.memoryQueueLimit : max(Self.memoryQueueLimit, 4 * configuration.connections.ditto.maxInflight)
+    }
+    static let memoryQueueLimit = 1_000
     private var trackLimit: Int { 2 * queueLimit + configuration.connections.ditto.maxInflight }
     /// Tokens of uplink publishes not from the spool carry this bit.
     private static let memoryToken: UInt64 = 1 << 63
@@ -265,6 +280,10 @@ final class DataPlane: @unchecked Sendable {
             handleDeviceReply(reply, topic: message.topic)
             return
         }
+        if !retiredDownlinks.isEmpty, let reply = retiredReply(publication) {
+            handleDeviceReply(reply, topic: message.topic)
+            return
+        }
         let mapped: DittoPublication
         do throws(MappingError) {
             guard let route = try entry.uplink.get() else { throw UplinkMapper.noRule(message.topic) }
@@ -322,11 +341,19 @@ final class DataPlane: @unchecked Sendable {
             "mqtt.topic": "\(publication.topic)", "reason": "\(error.reason)", "drop.kind": "\(error.kind.rawValue)",
         ]
         if let route { metadata["rule"] = "\(route.ruleName)" }
+        else if error.kind != .noRule, let rule = ruleMatching(publication.topic) { metadata["rule"] = "\(rule)" }
+        if let route { metadata["thing-id"] = "\(route.thingID)" }
         if let responseTopic = publication.properties.responseTopic { metadata["mqtt.response-topic"] = "\(responseTopic)" }
         logger.warning("device message dropped", metadata: metadata)
         if let answer = uplink.errorAnswer(to: publication, error: error, route: route) {
             publishToDevice(answer)
         }
+    }
+
+    /// The first uplink rule whose topic filter matches: the rule a message was dropped under when its topic
+    /// values make no route (an invalid thing ID). Only on that error path, so a plain scan.
+    private func ruleMatching(_ topic: String) -> String? {
+        configuration.uplink.first { MQTTTopic.matches(filter: $0.topic.filter, topic: topic) }?.name
     }
 
     /// Keeps what a topic decides; at the bound an arbitrary topic goes (a fleet with more topics than the bound
@@ -475,8 +502,8 @@ final class DataPlane: @unchecked Sendable {
             if let track { gauges.latencyUplink.recordNanoseconds(MonotonicClock.nanoseconds() - track.arrival) }
         case .failure(let error) where error.kind == .shutdown:
             // The client closed with it unacknowledged: the spool keeps it (sent again after a client
-            // replacement or a restart); without a spool it goes back to the queue.
-            metrics.increment("uplink.unsent-at-stop")
+            // replacement or a restart); without a spool it goes back to the queue. A stop counts what is left
+            // once (``countUnsentAtStop()``).
             if token & Self.memoryToken != 0 {
                 memoryInFlight -= 1
                 if let record = memoryInFlightRecords.removeValue(forKey: token & ~Self.memoryToken) {
@@ -560,12 +587,18 @@ final class DataPlane: @unchecked Sendable {
         return parts.joined(separator: "\u{0}")
     }
 
+    /// A device's topic values for the log, `name=value` sorted by name (`deviceId=lamp`), not Swift's
+    /// dictionary syntax.
+    static func describe(_ variables: [String: String]) -> String {
+        variables.filter { $0.key != "topic" }.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+    }
+
     private func updatePresence(_ status: DeviceStatusSettings, variables: [String: String], payload: [UInt8]) {
         guard let key = Self.presenceKey(status.topic.placeholders, variables) else { return }
         let value = String(decoding: payload, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         let online = !payload.isEmpty && !status.offlinePayloads.contains(value)
         if online { offline.remove(key) } else { offline.insert(key) }
-        logger.info("device presence", metadata: ["device": "\(variables)", "online": "\(online)"])
+        logger.info("device presence", metadata: ["device": "\(Self.describe(variables))", "online": "\(online)"])
         if let connectionStatus = status.connectionStatus { sendConnectionStatus(connectionStatus, variables, online: online) }
     }
 
@@ -580,7 +613,7 @@ final class DataPlane: @unchecked Sendable {
             metrics.increment("presence.published")
         } catch {
             metrics.increment("presence.dropped")
-            logger.warning("ConnectionStatus not sent", metadata: ["device": "\(variables)", "reason": "\(error)"])
+            logger.warning("ConnectionStatus not sent", metadata: ["device": "\(Self.describe(variables))", "reason": "\(error)"])
         }
     }
 
@@ -638,7 +671,46 @@ final class DataPlane: @unchecked Sendable {
 
     private func forgetCorrelation(_ key: PendingKey) {
         downlinkByCorrelation.remove(key.thing, for: key.correlationID)
+        if !retiredDownlinks.isEmpty { releaseRetired(key) }
     }
+
+    /// A device answer on a reply topic only the rules before a reload had (newest rules first).
+    private func retiredReply(_ publication: MQTTPublication) -> DeviceReply? {
+        for retired in retiredDownlinks.reversed() {
+            let matches = retired.mapper.replyTopicMatches(publication.topic)
+            if !matches.isEmpty, let reply = retired.mapper.reply(from: publication, matches: matches) { return reply }
+        }
+        return nil
+    }
+
+    /// The request `key` no longer waits: rules no request waits on any more are dropped, and their reply topics
+    /// that neither the rules in force nor other replaced rules still need are unsubscribed.
+    private func releaseRetired(_ key: PendingKey) {
+        for index in retiredDownlinks.indices { retiredDownlinks[index].waiting.remove(key) }
+        let released = retiredDownlinks.filter(\.waiting.isEmpty)
+        guard !released.isEmpty else { return }
+        retiredDownlinks.removeAll { $0.waiting.isEmpty }
+        let needed = retainedReplyFilters.union(BridgeService.deviceSubscriptions(configuration).map(\.filter))
+        let filters = Array(Set(released.flatMap(\.mapper.replyFilters)).subtracting(needed)).sorted()
+        guard !filters.isEmpty else { return }
+        logger.info("reply topics of replaced rules released: no request sent with them waits any more", metadata: [
+            "mqtt.side": "device", "mqtt.filters": "\(filters)",
+        ])
+        let client = device
+        let logger = self.logger
+        Task {
+            do {
+                try await client.unsubscribe(filters)
+            } catch {
+                logger.error("unsubscribing released reply topics failed", metadata: [
+                    "mqtt.side": "device", "mqtt.filters": "\(filters)", "error": "\(error)",
+                ])
+            }
+        }
+    }
+
+    /// Reply filters of replaced rules that requests still wait on: a reload keeps them subscribed.
+    var retainedReplyFilters: Set<String> { Set(retiredDownlinks.flatMap(\.mapper.replyFilters)) }
 
     // MARK: Ditto -> device
 
@@ -910,7 +982,7 @@ final class DataPlane: @unchecked Sendable {
             publishToDevice(try request.answer(status: status, payload: payload, headers: headers, mapper: headerMapper))
         } catch {
             metrics.increment("uplink.request.reply-failed")
-            logger.error("answering the device failed", metadata: ["thing.id": "\(request.thingID)", "error": "\(error)"])
+            logger.error("answering the device failed", metadata: ["thing-id": "\(request.thingID)", "error": "\(error)"])
         }
     }
 
@@ -950,7 +1022,7 @@ final class DataPlane: @unchecked Sendable {
             let pending = entry.value
             metrics.increment("downlink.timeout")
             logger.info("device did not answer in time", metadata: [
-                "thing.id": "\(pending.route.thingID)", "correlation-id": "\(pending.request.headers.correlationID ?? "")",
+                "thing-id": "\(pending.route.thingID)", "correlation-id": "\(pending.request.headers.correlationID ?? "")",
             ])
             if pending.responseRequired {
                 answerDitto(pending.request, error: BridgeErrors.deviceTimeout(pending.route.timeout),
@@ -989,6 +1061,8 @@ final class DataPlane: @unchecked Sendable {
     /// A reloaded mapping (rules, header policy, devices, acks) takes effect for the next message; requests
     /// already pending keep the rules they were sent with.
     func apply(_ new: BridgeConfiguration) {
+        let waiting = downlinkByCorrelation.keys
+        if !waiting.isEmpty { retiredDownlinks.append(RetiredDownlink(mapper: downlink, waiting: waiting)) }
         configuration.uplink = new.uplink
         configuration.downlink = new.downlink
         configuration.headers = new.headers
@@ -1039,6 +1113,7 @@ final class DataPlane: @unchecked Sendable {
             answerDitto(entry.value.request, error: BridgeErrors.shuttingDown(), replyAddress: entry.value.replyAddress)
         }
         downlinkByCorrelation.removeAll()
+        retiredDownlinks.removeAll()
         while let send = downlinkBacklog.popFirst() {
             answerDitto(send.envelope, error: BridgeErrors.shuttingDown(), replyAddress: send.replyAddress)
         }
@@ -1047,6 +1122,13 @@ final class DataPlane: @unchecked Sendable {
         } else {
             spool?.sync(wait: true)
         }
+    }
+
+    /// Graceful stop, last step (both sides closed): counts what was taken from devices and never acknowledged by
+    /// Ditto's broker: with a spool it is sent at the next start, without one it is lost.
+    func countUnsentAtStop() {
+        let left = spool?.unacknowledged ?? memoryQueue.count + memoryInFlight + returnedRecords.count
+        if left > 0 { metrics.increment("uplink.unsent-at-stop", by: left) }
     }
 
     var dittoIdle: Bool { ditto.inflightCount == 0 || !ditto.isConnected }
@@ -1096,4 +1178,16 @@ struct ThingsByCorrelation {
     }
 
     mutating func removeAll() { table.removeAll() }
+
+    /// Every (thing, correlation id) pair in the table.
+    var keys: Set<PendingKey> {
+        var keys = Set<PendingKey>()
+        for (correlationID, things) in table {
+            switch things {
+            case .one(let thing): keys.insert(PendingKey(thing: thing, correlationID: correlationID))
+            case .many(let set): for thing in set { keys.insert(PendingKey(thing: thing, correlationID: correlationID)) }
+            }
+        }
+        return keys
+    }
 }

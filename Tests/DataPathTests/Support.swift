@@ -63,6 +63,8 @@ struct BridgeConfigFile {
     var sharedSubscriptionGroup: String?
     /// The device connection's `reconnect:` (the Ditto side always uses the default below).
     var deviceReconnect = "{ initial: 1s, maximum: 2s }"
+    /// Without it the config has no `spool:` (messages on their way to Ditto wait in memory only).
+    var spool = true
 
     var yaml: String {
         var lines = [
@@ -105,7 +107,7 @@ struct BridgeConfigFile {
             // Tells the collector which instance handled a message (scale-out test).
             "    x-gateway: \(instance)",
         ]
-        if DataPath.rewriteKeys {
+        if DataPath.rewriteKeys, spool {
             lines += ["spool:", "  directory: \(spoolDirectory)"]
         }
         lines += [
@@ -573,7 +575,7 @@ final class DataPathScenario: Sendable {
     init(deviceBroker deviceOptions: TestBroker.Options = .init(maxQueuedMessages: 1_000_000),
          dittoBroker dittoOptions: TestBroker.Options? = .init(persistence: true, maxQueuedMessages: 1_000_000),
          instances: [String] = ["A"], sharedSubscriptionGroup: String? = nil,
-         deviceReconnect: String = "{ initial: 1s, maximum: 2s }") async throws {
+         deviceReconnect: String = "{ initial: 1s, maximum: 2s }", spool: Bool = true) async throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("datapath-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         deviceBroker = try await TestBroker.start(deviceOptions)
@@ -586,11 +588,12 @@ final class DataPathScenario: Sendable {
         try await collector.waitUntilSubscribed(broker: dittoBroker)
         var bridges: [BridgeProcess] = []
         for instance in instances {
-            let spool = directory.appendingPathComponent("spool-\(instance)")
-            try FileManager.default.createDirectory(at: spool, withIntermediateDirectories: true)
-            let config = BridgeConfigFile(instance: instance, devicePort: deviceBroker.port, dittoPort: dittoBroker.port,
-                                          spoolDirectory: spool.path, sharedSubscriptionGroup: sharedSubscriptionGroup,
+            let spoolPath = directory.appendingPathComponent("spool-\(instance)")
+            try FileManager.default.createDirectory(at: spoolPath, withIntermediateDirectories: true)
+            var config = BridgeConfigFile(instance: instance, devicePort: deviceBroker.port, dittoPort: dittoBroker.port,
+                                          spoolDirectory: spoolPath.path, sharedSubscriptionGroup: sharedSubscriptionGroup,
                                           deviceReconnect: deviceReconnect)
+            config.spool = spool
             bridges.append(try BridgeProcess(name: instance, config: config, directory: directory))
         }
         self.bridges = bridges
