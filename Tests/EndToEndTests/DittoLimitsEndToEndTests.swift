@@ -57,36 +57,19 @@ struct DittoLimitsEndToEndTests {
     func mapShowsTheRefusal() async throws {
         let world = try await E2EWorld()
         do {
-            let map = try await Self.runWithStandardError([
+            let map = try await BridgeExecutable.run([
                 "map", "--config", world.configPath, "--topic", Self.topic, "--payload", #"{"value": -9223372036854775809}"#,
-            ])
+            ], includingStandardError: true)
             #expect(map.status == 1, "\(map.output)")
             #expect(map.output.contains("invalid-payload") && map.output.contains("-9223372036854775809"), "\(map.output)")
-            let accepted = try await Self.runWithStandardError([
+            let accepted = try await BridgeExecutable.run([
                 "map", "--config", world.configPath, "--topic", Self.topic, "--payload", #"{"value": -9223372036854775808}"#,
-            ])
+            ], includingStandardError: true)
             #expect(accepted.status == 0, "\(accepted.output)")
         } catch {
             await world.shutdown(passed: false)
             throw error
         }
         await world.shutdown(passed: true)
-    }
-
-    /// The binary's exit status and what it printed on both streams (`map` says why it dropped on standard error).
-    static func runWithStandardError(_ arguments: [String]) async throws -> (status: Int32, output: String) {
-        let executable = try BridgeExecutable.path()
-        return try await onOwnThread {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = arguments
-            let output = Pipe()
-            process.standardOutput = output
-            process.standardError = output
-            try process.run()
-            let data = output.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-        }
     }
 }

@@ -99,17 +99,18 @@ enum BridgeExecutable {
 
     /// Runs a short command of the binary (e.g. `check`) to its end, on a thread of its own: exit status and
     /// standard output.
-    static func run(_ arguments: [String]) async throws -> (status: Int32, output: String) {
-        try await onOwnThread { try runBlocking(arguments) }
+    /// `includingStandardError`: standard error too, in the same text (`map` says why it dropped there).
+    static func run(_ arguments: [String], includingStandardError: Bool = false) async throws -> (status: Int32, output: String) {
+        try await onOwnThread { try runBlocking(arguments, includingStandardError: includingStandardError) }
     }
 
-    private static func runBlocking(_ arguments: [String]) throws -> (status: Int32, output: String) {
+    private static func runBlocking(_ arguments: [String], includingStandardError: Bool) throws -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try path())
         process.arguments = arguments
         let output = Pipe()
         process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
+        process.standardError = includingStandardError ? output : FileHandle.nullDevice
         try process.run()
         let data = output.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
