@@ -5,7 +5,8 @@ import Testing
 
 /// Issue 22's items 1, 4 and 8 through the real binary between two private mosquittos: a number Ditto cannot read
 /// never reaches it (logged with the topic, counted), the request headers the bridge owns do not cross from a
-/// device, and the warning for a dropped message names its rule and thing.
+/// device, the warning for a dropped message names its rule and thing, the presence line names the device as
+/// `name=value`, and the stop line counts what the spool still holds.
 @Suite("Ditto's limits through the real binary")
 struct DittoLimitsEndToEndTests {
     static let topic = "devices/sensor-1/telemetry/temp"
@@ -66,6 +67,39 @@ struct DittoLimitsEndToEndTests {
                 "map", "--config", world.configPath, "--topic", Self.topic, "--payload", #"{"value": -9223372036854775808}"#,
             ], includingStandardError: true)
             #expect(accepted.status == 0, "\(accepted.output)")
+        } catch {
+            await world.shutdown(passed: false)
+            throw error
+        }
+        await world.shutdown(passed: true)
+    }
+
+    @Test("the presence line names the device as name=value; messages left in the spool at SIGTERM are in the stop line")
+    func presenceAndStopLines() async throws {
+        let spool = FileManager.default.temporaryDirectory.appendingPathComponent("e2e-spool-\(UUID().uuidString.prefix(8))").path
+        defer { try? FileManager.default.removeItem(atPath: spool) }
+        let world = try await E2EWorld(extraTopLevel: [
+            "spool: { directory: \"\(spool)\" }",
+            "devices: { status-topic: \"devices/{deviceId}/status\", offline-payloads: [offline] }",
+        ])
+        do {
+            try await world.waitUntilReady()
+            let (sensor, _) = try await world.client(on: world.deviceBroker, id: "device-sensor-1")
+            try await sensor.publish(to: "devices/sensor-1/status", payload: Array("online".utf8))
+            let presence = await eventually(timeout: .seconds(10)) { world.bridge.log.contains("device presence") }
+            let line = world.bridge.log.split(separator: "\n").first { $0.contains("device presence") } ?? ""
+            #expect(presence && line.contains("deviceId=sensor-1"), "\(world.bridge.logTail())")
+            #expect(!line.contains("[\""), "a Swift dictionary in the log: \(line)")
+
+            // Ditto's broker goes away; what the device sends now waits in the spool, and is still there at the stop.
+            world.dittoBroker.stop()
+            for n in 0..<5 {
+                try await sensor.publish(to: Self.topic, payload: Array(#"{"value": \#(n)}"#.utf8))
+            }
+            try await Task.sleep(for: .seconds(1))
+            await world.bridge.stop()
+            let stopped = world.bridge.log.split(separator: "\n").last { $0.contains("bridge stopped") } ?? ""
+            #expect(stopped.contains("uplink.unsent-at-stop=5"), "the stop line: \(stopped)\n\(world.bridge.logTail())")
         } catch {
             await world.shutdown(passed: false)
             throw error

@@ -39,6 +39,8 @@ struct BridgeConfigFile {
     var extraUplinkRules: [String] = []
     /// Extra downlink rules (tried after the two above), YAML list items indented by two spaces.
     var extraDownlinkRules: [String] = []
+    /// Extra top-level blocks (`spool:`, `devices:`), written after the rules.
+    var extraTopLevel: [String] = []
 
     var yaml: String {
         var lines = [
@@ -87,6 +89,7 @@ struct BridgeConfigFile {
             "    reply: { mode: mqtt5, topic: \"devices/{deviceId}/reply\", timeout: 10s }",
         ]
         lines += extraDownlinkRules
+        lines += extraTopLevel
         return lines.joined(separator: "\n") + "\n"
     }
 }
@@ -184,7 +187,7 @@ final class E2EWorld: Sendable {
     private let cleanups = Shared<[@Sendable () async -> Void]>([])
 
     /// - Parameter extraUplinkRules: added to ``BridgeConfigFile/extraUplinkRules``, `extraDownlinkRules` likewise.
-    init(extraUplinkRules: [String] = [], extraDownlinkRules: [String] = []) async throws {
+    init(extraUplinkRules: [String] = [], extraDownlinkRules: [String] = [], extraTopLevel: [String] = []) async throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("e2e-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         deviceBroker = try await TestBroker.start(.init(logConnections: true))
@@ -193,6 +196,7 @@ final class E2EWorld: Sendable {
         var file = BridgeConfigFile(devicePort: deviceBroker.port, dittoPort: dittoBroker.port, operationsPort: operationsPort)
         file.extraUplinkRules += extraUplinkRules
         file.extraDownlinkRules += extraDownlinkRules
+        file.extraTopLevel += extraTopLevel
         configFile = file
         configPath = directory.appendingPathComponent("bridge.yaml").path
         try file.yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
