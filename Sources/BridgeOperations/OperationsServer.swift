@@ -416,6 +416,8 @@ enum ServerThread {
     }
 
     static func start(name: String, _ run: @escaping @Sendable () -> Void) throws(StartFailure) {
+        // SAFETY (Unmanaged): one retain travels to the new thread, which takes it back exactly once; if the thread
+        // is never created, the release below balances it instead.
         let body = Unmanaged.passRetained(Body {
             // Named for `top -H` and `ps -L` (15 characters at most); best effort.
             let comm = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
