@@ -93,11 +93,11 @@ public struct ResponseTopics: Sendable, Hashable, CustomStringConvertible {
 
     /// One topic level: not empty, no `/`, no wildcard, no NUL.
     private static func isLevel(_ value: String) -> Bool {
-        !value.isEmpty && !value.unicodeScalars.contains { $0 == "/" || $0 == "+" || $0 == "#" || $0 == "\u{0}" }
+        !value.contains("/") && isTopicName(value)
     }
 
     /// A topic a client may publish to (MQTT 3.1.1 §4.7.3 and 5.0 §4.7.3): not empty, no wildcard, no NUL.
     static func isTopicName(_ topic: String) -> Bool {
-        !topic.isEmpty && !topic.unicodeScalars.contains { $0 == "+" || $0 == "#" || $0 == "\u{0}" }
+        !topic.isEmpty && TopicTemplate.isPublishable(topic)
     }
 }

@@ -340,20 +340,18 @@ final class DataPlane: @unchecked Sendable {
         var metadata: Logger.Metadata = [
             "mqtt.topic": "\(publication.topic)", "reason": "\(error.reason)", "drop.kind": "\(error.kind.rawValue)",
         ]
-        if let route { metadata["rule"] = "\(route.ruleName)" }
-        else if error.kind != .noRule, let rule = ruleMatching(publication.topic) { metadata["rule"] = "\(rule)" }
-        if let route { metadata["thing-id"] = "\(route.thingID)" }
+        if let route {
+            metadata["rule"] = "\(route.ruleName)"
+            metadata["thing-id"] = "\(route.thingID)"
+        } else if error.kind != .noRule, let rule = configuration.uplinkRule(forTopic: publication.topic) {
+            // The topic made no route (an invalid thing ID): the rule that took it by precedence.
+            metadata["rule"] = "\(rule.name)"
+        }
         if let responseTopic = publication.properties.responseTopic { metadata["mqtt.response-topic"] = "\(responseTopic)" }
         logger.warning("device message dropped", metadata: metadata)
         if let answer = uplink.errorAnswer(to: publication, error: error, route: route) {
             publishToDevice(answer)
         }
-    }
-
-    /// The first uplink rule whose topic filter matches: the rule a message was dropped under when its topic
-    /// values make no route (an invalid thing ID). Only on that error path, so a plain scan.
-    private func ruleMatching(_ topic: String) -> String? {
-        configuration.uplink.first { MQTTTopic.matches(filter: $0.topic.filter, topic: topic) }?.name
     }
 
     /// Keeps what a topic decides; at the bound an arbitrary topic goes (a fleet with more topics than the bound

@@ -67,21 +67,16 @@ import Testing
         return list
     }()
 
-    /// Verdicts the bridge does not follow yet, each the subject of another part of issue #22: not asserted here,
-    /// and to be removed from this list when that part lands (the test then holds them like every other).
-    static let pending: [String: String] = [:]
-
     @Test func everyFixtureIsThere() {
         #expect(Self.fixtures.count == 351 + 84 + 328 + 433)
         let ids = Set(Self.fixtures.map(\.id))
         for id in Self.deliberate.keys { #expect(ids.contains(id), "\(id) listed but not a fixture") }
-        for id in Self.pending.keys { #expect(ids.contains(id), "\(id) listed but not a fixture") }
     }
 
     @Test func theBridgeAgreesWithDittosParser() {
         var agreed = 0
         var signals = 0
-        for fixture in Self.fixtures where Self.pending[fixture.id] == nil {
+        for fixture in Self.fixtures {
             let expectedError: String?
             if let deliberate = Self.deliberate[fixture.id] {
                 #expect(fixture.ok, "\(fixture.id): listed as accepted by Ditto")
@@ -110,7 +105,7 @@ import Testing
             }
         }
         print("oracle fixtures: \(agreed) of \(Self.fixtures.count) as expected (\(Self.deliberate.count) of them "
-              + "deliberately refused), \(Self.pending.count) pending; \(signals) signals of the same kind")
+              + "deliberately refused); \(signals) signals of the same kind")
         #expect(signals > 1_000)
     }
 
