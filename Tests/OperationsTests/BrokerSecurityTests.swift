@@ -291,7 +291,7 @@ struct BrokerSecurityTests {
 
         // The simulated device of the ditto profile, with the password add-device.sh wrote for it.
         let simulation = try await onOwnThread {
-            try ProgramRun.run("/bin/sh", [Repository.file("Config/ditto/simulated-device.sh").path], environment: [
+            try ProgramRun.runBlocking("/bin/sh", [Repository.file("Config/ditto/simulated-device.sh").path], environment: [
                 "BROKER_HOST": "127.0.0.1", "BROKER_PORT": String(try broker.port(Self.device)), "DEVICE_ID": "sensor-1",
                 "DEVICE_PASSWORD_FILE": ShippedBroker.passwordFile(broker.directory.deletingLastPathComponent(), "sensor-1").path,
                 "COUNT": "1", "INTERVAL": "0",
@@ -309,10 +309,10 @@ struct BrokerSecurityTests {
         "a/b", "+", "#", "sensor+1", "sensor#", "devices/#", "", " ", "with space", "x:y", "-rm", ".hidden", "%u",
         "ünïcode", String(repeating: "a", count: 65),
     ])
-    func addDeviceRefusesAnIDThatIsNotATopicLevel(id: String) throws {
+    func addDeviceRefusesAnIDThatIsNotATopicLevel(id: String) async throws {
         let secrets = FileManager.default.temporaryDirectory.appendingPathComponent("add-device-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: secrets) }
-        let run = try ShippedBroker.addDevice(["--", id], secrets: secrets)
+        let run = try await ShippedBroker.addDevice(["--", id], secrets: secrets)
         #expect(run.status != 0)
         if id.isEmpty {
             #expect(run.stderr.contains("usage:"), "\(run.stderr)")
@@ -345,23 +345,23 @@ struct BrokerSecurityTests {
         return names.sorted()
     }
 
-    @Test func addDeviceRefusesTheTrustedSidesNames() throws {
+    @Test func addDeviceRefusesTheTrustedSidesNames() async throws {
         let names = try Self.trustedNames()
         #expect(Set(["bridge", "ditto", "ditto-bridge-ditto", "ditto-edge-bridge"]).isSubset(of: names), "\(names)")
         let secrets = FileManager.default.temporaryDirectory.appendingPathComponent("add-device-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: secrets) }
         for name in names {
-            let run = try ShippedBroker.addDevice([name], secrets: secrets)
+            let run = try await ShippedBroker.addDevice([name], secrets: secrets)
             #expect(run.status != 0, "\(name)")
             #expect(run.stderr.contains("'\(name)' is reserved"), "\(run.stderr)")
         }
         #expect(!FileManager.default.fileExists(atPath: secrets.path), "nothing is created for a reserved name")
     }
 
-    @Test func addDeviceCreatesTheSecretsWithTheirModes() throws {
+    @Test func addDeviceCreatesTheSecretsWithTheirModes() async throws {
         let secrets = FileManager.default.temporaryDirectory.appendingPathComponent("add-device-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: secrets) }
-        let run = try ShippedBroker.addDevice(["lamp-2"], secrets: secrets)
+        let run = try await ShippedBroker.addDevice(["lamp-2"], secrets: secrets)
         #expect(run.status == 0, "\(run.stderr)")
         // Printed once: the password is all of stdout.
         let password = run.stdout.trimmingCharacters(in: .newlines)
@@ -387,25 +387,25 @@ struct BrokerSecurityTests {
         // A second device keeps the bridge's and Ditto's passwords; --password-out writes 0600.
         let bridgePassword = try ShippedBroker.firstLine(secrets.appendingPathComponent("bridge.password"))
         let out = secrets.appendingPathComponent("lamp-3.password")
-        let second = try ShippedBroker.addDevice(["--password-out", out.path, "lamp-3"], secrets: secrets)
+        let second = try await ShippedBroker.addDevice(["--password-out", out.path, "lamp-3"], secrets: secrets)
         #expect(second.status == 0 && second.stdout.isEmpty, "\(second)")
         #expect(try mode("lamp-3.password") == 0o600)
         #expect(try ShippedBroker.firstLine(secrets.appendingPathComponent("bridge.password")) == bridgePassword)
         #expect(try users("mosquitto/devices.passwd") == ["bridge", "lamp-2", "lamp-3"])
 
-        let missing = try ShippedBroker.addDevice(["--remove", "lamp-9"], secrets: secrets)
+        let missing = try await ShippedBroker.addDevice(["--remove", "lamp-9"], secrets: secrets)
         #expect(missing.status != 0 && missing.stderr.contains("no device 'lamp-9'"), "\(missing.stderr)")
-        let nowhere = try ShippedBroker.addDevice(
+        let nowhere = try await ShippedBroker.addDevice(
             ["--password-out", secrets.appendingPathComponent("missing/lamp-6.password").path, "lamp-6"], secrets: secrets)
         #expect(nowhere.status != 0 && nowhere.stderr.contains("cannot write"), "\(nowhere.stderr)")
         #expect(try users("mosquitto/devices.passwd") == ["bridge", "lamp-2", "lamp-3"], "no login whose password went nowhere")
-        let unknown = try ShippedBroker.addDevice(["--frobnicate", "lamp-4"], secrets: secrets)
+        let unknown = try await ShippedBroker.addDevice(["--frobnicate", "lamp-4"], secrets: secrets)
         #expect(unknown.status != 0 && unknown.stderr.contains("unknown option --frobnicate"), "\(unknown.stderr)")
     }
 
     @Test func addDeviceTakesAPasswordFromStdin() async throws {
         let broker = try await ShippedBroker.start(devices: ["sensor-1"])
-        let run = try ShippedBroker.addDevice(["--password-file", "-", "lamp-5"], secrets: broker.secrets, stdin: "chosen pass\n")
+        let run = try await ShippedBroker.addDevice(["--password-file", "-", "lamp-5"], secrets: broker.secrets, stdin: "chosen pass\n")
         #expect(run.status == 0 && run.stdout.isEmpty, "\(run)")
         broker.reload()
         let ok = await eventually(timeout: .seconds(10)) {
@@ -421,7 +421,7 @@ struct BrokerSecurityTests {
         let broker = try await ShippedBroker.start()
         let device = try await broker.client("sensor-1", on: Self.device, subscribe: ["devices/sensor-1/inbox/#"])
         let password = try broker.password(of: "sensor-1")
-        let run = try broker.removeDevice("sensor-1")
+        let run = try await broker.removeDevice("sensor-1")
         #expect(run.status == 0, "\(run.stderr)")
         #expect(run.stderr.contains("docker compose kill -s HUP mosquitto"))
         broker.reload()
@@ -439,7 +439,7 @@ struct BrokerSecurityTests {
     @Test func addingADeviceAgainChangesItsPassword() async throws {
         let broker = try await ShippedBroker.start()
         let old = try broker.password(of: "sensor-1")
-        let run = try broker.addDevice("sensor-1")
+        let run = try await broker.addDevice("sensor-1")
         #expect(run.status == 0 && run.stderr.contains("new password for sensor-1"), "\(run.stderr)")
         let new = try broker.password(of: "sensor-1")
         #expect(new != old)

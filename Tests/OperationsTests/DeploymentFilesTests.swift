@@ -88,7 +88,7 @@ struct DeploymentFilesTests {
     static let devicePort = 1883
     static let dittoPort = 1884
 
-    @Test func mosquittoPublishesOnlyTheDeviceListenerAndPersistsOnAVolume() throws {
+    @Test func mosquittoPublishesOnlyTheDeviceListenerAndPersistsOnAVolume() async throws {
         let compose = try Self.compose()
         let mosquitto = try #require(try Self.services()["mosquitto"])
         // All interfaces: a "127.0.0.1:" prefix would hide the broker from devices. The Ditto side stays unpublished.
@@ -123,7 +123,7 @@ struct DeploymentFilesTests {
         #expect(devices["acl_file"]?.hasSuffix("/devices.acl") == true && ditto["acl_file"]?.hasSuffix("/ditto.acl") == true)
 
         // Every file the config names lies in a mount: the repository's (existing) or the secrets add-device.sh makes.
-        let secrets = try Self.quickStartSecrets()
+        let secrets = try await onOwnThread { try Self.quickStartSecrets() }
         defer { try? FileManager.default.removeItem(at: secrets) }
         let paths = listeners.values.flatMap { [$0["password_file"], $0["acl_file"]] }.compactMap { $0 }
         for path in paths {
@@ -139,7 +139,7 @@ struct DeploymentFilesTests {
     /// in a temporary directory instead of secrets/. The caller removes it.
     static func quickStartSecrets() throws -> URL {
         let secrets = FileManager.default.temporaryDirectory.appendingPathComponent("quick-start-\(UUID().uuidString)")
-        let run = try ProgramRun.run(
+        let run = try ProgramRun.runBlocking(
             "/bin/bash", [Repository.file("scripts/add-device.sh").path, "--secrets", secrets.path,
                           "--password-out", secrets.appendingPathComponent("sensor-1.password").path, "sensor-1"])
         try #require(run.status == 0, "add-device.sh: \(run.stderr)")
@@ -156,8 +156,8 @@ struct DeploymentFilesTests {
     }
 
     /// Bind mounts and file secrets: in the repository, or (under secrets/) made by the quick start's add-device.sh.
-    @Test func everyBindMountAndSecretSourceExists() throws {
-        let secrets = try Self.quickStartSecrets()
+    @Test func everyBindMountAndSecretSourceExists() async throws {
+        let secrets = try await onOwnThread { try Self.quickStartSecrets() }
         defer { try? FileManager.default.removeItem(at: secrets) }
         var sources: [(String, String)] = []
         for (name, service) in try Self.services() {
@@ -337,7 +337,7 @@ struct DeploymentFilesTests {
         let script = try Repository.text("Config/ditto/init.sh")
         let command = "sed \"s|:\(connectionPasswordPlaceholder)@|:${mqtt_password}@|\""
         try #require(script.contains(command), "init.sh substitutes the password with \(command)")
-        let run = try ProgramRun.run(
+        let run = try ProgramRun.runBlocking(
             "/bin/sh", ["-c", "printf '%s' \"$1\" | " + command, "sh", uri], environment: ["mqtt_password": password])
         try #require(run.status == 0, "\(run.stderr)")
         return run.stdout

@@ -15,8 +15,15 @@ struct ProgramRun: Sendable {
     var stdout: String
     var stderr: String
 
+    /// On a thread of its own: the tests' cooperative pool has one thread per core, and a program that runs for
+    /// a while (mosquitto_passwd hashes) would stall every other test, the operations endpoint's among them.
     static func run(_ executable: String, _ arguments: [String], stdin: String? = nil,
-                    environment: [String: String] = [:]) throws -> ProgramRun {
+                    environment: [String: String] = [:]) async throws -> ProgramRun {
+        try await onOwnThread { try runBlocking(executable, arguments, stdin: stdin, environment: environment) }
+    }
+
+    static func runBlocking(_ executable: String, _ arguments: [String], stdin: String? = nil,
+                            environment: [String: String] = [:]) throws -> ProgramRun {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -94,7 +101,7 @@ final class ShippedBroker: Sendable {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(at: base.appendingPathComponent("passwords"), withIntermediateDirectories: true)
         for device in devices {
-            let run = try Self.addDevice(["--password-out", Self.passwordFile(base, device).path, device], secrets: secrets)
+            let run = try Self.addDeviceBlocking(["--password-out", Self.passwordFile(base, device).path, device], secrets: secrets)
             guard run.status == 0 else { throw TestFailure("add-device.sh \(device): \(run.stderr)") }
         }
         var ports: [Int: Int] = [:]
@@ -125,19 +132,23 @@ final class ShippedBroker: Sendable {
     }
 
     /// Runs add-device.sh with this broker's secrets directory.
-    static func addDevice(_ arguments: [String], secrets: URL, stdin: String? = nil) throws -> ProgramRun {
-        try ProgramRun.run("/bin/bash", [addDevice, "--secrets", secrets.path] + arguments, stdin: stdin)
+    static func addDevice(_ arguments: [String], secrets: URL, stdin: String? = nil) async throws -> ProgramRun {
+        try await onOwnThread { try addDeviceBlocking(arguments, secrets: secrets, stdin: stdin) }
+    }
+
+    static func addDeviceBlocking(_ arguments: [String], secrets: URL, stdin: String? = nil) throws -> ProgramRun {
+        try ProgramRun.runBlocking("/bin/bash", [addDevice, "--secrets", secrets.path] + arguments, stdin: stdin)
     }
 
     /// Adds (or gives a new password to) `device`; the broker sees it after ``reload()``.
     @discardableResult
-    func addDevice(_ device: String) throws -> ProgramRun {
+    func addDevice(_ device: String) async throws -> ProgramRun {
         let file = Self.passwordFile(directory.deletingLastPathComponent(), device)
-        return try Self.addDevice(["--password-out", file.path, device], secrets: secrets)
+        return try await Self.addDevice(["--password-out", file.path, device], secrets: secrets)
     }
 
-    func removeDevice(_ device: String) throws -> ProgramRun {
-        try Self.addDevice(["--remove", device], secrets: secrets)
+    func removeDevice(_ device: String) async throws -> ProgramRun {
+        try await Self.addDevice(["--remove", device], secrets: secrets)
     }
 
     /// What `docker compose kill -s HUP mosquitto` does: mosquitto re-reads its password and ACL files.
