@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The data-path benchmark: builds release, then runs `bridge-bench datapath` (the bridge and the zero-work
 # relay as real processes on private mosquittos). Options go to bridge-bench, e.g.
-#   scripts/bench.sh --runs 3            # median of 3 runs of every scenario (the README's numbers)
+#   scripts/bench.sh --runs 3            # median of 3 runs of every scenario (docs/PERFORMANCE.md's numbers)
 #   scripts/bench.sh --quick             # smoke run, about a minute
 #   scripts/bench.sh --scenario uplink-q1-max --runs 3
 #   scripts/bench.sh --list              # the scenarios

@@ -10,7 +10,7 @@ import Synchronization
 /// Decides which header goes where between MQTT (5 properties and user properties, or a 3.1.1 JSON wrapper)
 /// and Ditto headers, in both directions. Every uplink and downlink path goes through it.
 ///
-/// Rules (the README's table documents them for users):
+/// Rules (docs/CONFIG.md's "Headers: the default mapping" documents them for users):
 /// - MQTT 5 correlation data <-> `correlation-id` (see ``CorrelationID`` for non-UTF-8 data);
 ///   content type <-> `content-type`; message expiry (or a `timeout` user property) -> `timeout` for requests,
 ///   `timeout` -> message expiry.

@@ -2,8 +2,8 @@ import CoreMetrics
 import Metrics
 import Prometheus
 
-/// The names of everything the bridge exports on `/metrics`, so the runtime, the tests and the README use
-/// the same strings.
+/// The names of everything the bridge exports on `/metrics`, so the runtime, the tests and docs/OPERATIONS.md
+/// use the same strings.
 ///
 /// Prometheus conventions: the `ditto_mqtt_bridge_` prefix, `_total` on counters, base units (seconds,
 /// bytes) in the name. A name always carries the same label names (the Prometheus registry refuses a second

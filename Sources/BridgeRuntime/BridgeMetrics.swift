@@ -5,7 +5,7 @@ import Synchronization
 /// What the bridge did and dropped: named counters (logged at shutdown, read by tests) that also feed the
 /// swift-metrics series of ``BridgeMetricNames`` (`/metrics` when the executable bootstrapped a backend).
 ///
-/// Names are stable and documented in the README (`uplink.published`, `uplink.dropped.invalid-payload`, ...).
+/// Names are stable and documented in docs/OPERATIONS.md (`uplink.published`, `uplink.dropped.invalid-payload`, ...).
 /// Each name maps to one series, created once and cached, so a bump costs a lock and a dictionary lookup.
 public final class BridgeMetrics: Sendable {
     private struct State {

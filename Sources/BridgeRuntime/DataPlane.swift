@@ -180,7 +180,7 @@ final class DataPlane: @unchecked Sendable {
     private let gauges: BridgeGauges
 
     /// Without a spool, the memory queue's bound: what it holds was acknowledged to the device broker and dies with
-    /// the process, so a crash loses at most this plus the `max-inflight` window (README, Delivery guarantees);
+    /// the process, so a crash loses at most this plus the `max-inflight` window (docs/DELIVERY.md);
     /// the surplus stays in the device broker's session. With a spool, the backlog the spool may hold while Ditto is
     /// connected (beyond it the device broker holds the surplus, so latency stays bounded under overload).
     private var queueLimit: Int {

@@ -5,7 +5,7 @@ import Mosquitto
 import MosquittoTestSupport
 
 /// `bridge-bench datapath`: the bridge as a real process against the zero-work relay (`mqtt-relay`), on fresh
-/// private brokers per measurement, with the load from clients in this process. See README.md, "Performance".
+/// private brokers per measurement, with the load from clients in this process. See docs/PERFORMANCE.md.
 enum Datapath {
     enum Subject: String, Codable, CaseIterable, Sendable {
         case bridge, relay

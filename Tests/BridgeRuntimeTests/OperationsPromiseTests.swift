@@ -7,7 +7,7 @@ import MosquittoTestSupport
 import Prometheus
 import Testing
 
-/// Issue 22, item 8: what the README's "What is logged and counted", "Logs" and metrics table say, on real
+/// Issue 22, item 8: what docs/OPERATIONS.md's "What is logged and counted", "Logs" and metrics table say, on real
 /// brokers: the stop line's `uplink.unsent-at-stop`, the `rule` and `thing-id` of a dropped message's warning,
 /// the `thing-id` log key, the presence line, an unchanged reload's log line, the `rule` label of replies.
 @Suite("The operations docs' promises on real brokers", .serialized)

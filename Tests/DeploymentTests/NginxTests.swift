@@ -98,7 +98,7 @@ struct NginxTests {
 
     // MARK: - /api/2/connections: Ditto checks the devops user itself
 
-    @Test("README step 3: PUT /api/2/connections/edge-bridge with -u devops:PASSWORD reaches the gateway with that Authorization, never pre-authenticated")
+    @Test("docs/DEPLOYMENT.md step 3: PUT /api/2/connections/edge-bridge with -u devops:PASSWORD reaches the gateway with that Authorization, never pre-authenticated")
     func connectionsWithTheDevopsUser() async throws {
         let connection = try SNRepository.text("Config/ditto-connection.json")
         try await Self.withNginx { port, upstream in

@@ -57,7 +57,7 @@ struct SystemdUnitTests {
     func noMandatoryCredential() throws {
         let unit = try Self.unit()
         #expect(unit.values("LoadCredential").isEmpty,
-                "LoadCredential= fails the unit on a host without the file; the README's drop-in adds it")
+                "LoadCredential= fails the unit on a host without the file; docs/OPERATIONS.md's drop-in adds it")
         // The installed default config takes no password.
         let config = try SNRepository.text("Config/bridge.yaml")
         #expect(!config.split(separator: "\n").contains { $0.trimmingCharacters(in: .whitespaces).hasPrefix("password") })

@@ -131,7 +131,7 @@ extension EndToEndTests {
             #expect(final.sum(Metric.messages, ["direction": "downlink", "rule": "inbox"]) == Double(k))
             #expect(final.sum(Metric.messages, ["direction": "downlink", "rule": "no-answer"]) == Double(l))
             #expect(final.sum(Metric.messages, ["direction": "reply"]) == Double(k))
-            // A reply carries the rule its request came with (README, the metrics table).
+            // A reply carries the rule its request came with (docs/OPERATIONS.md, the metrics table).
             #expect(final.sum(Metric.messages, ["direction": "reply", "rule": "inbox"]) == Double(k))
             #expect(final.sum(Metric.dropped, ["direction": "downlink", "reason": "timeout"]) == Double(l))
             // Nothing else was dropped.

@@ -4,7 +4,7 @@ import MosquittoTestSupport
 import Testing
 
 extension EndToEndTests {
-    /// Issue 22, item 6: README: requests sent before a reload "are answered with the rules they were sent with".
+    /// Issue 22, item 6: docs/OPERATIONS.md (Operating notes): requests sent before a reload "are answered with the rules they were sent with".
     @Test("SIGHUP moving the reply topic: a request sent before it is answered on the old topic, then the old topic is unsubscribed")
     func reloadKeepsTheAnswerPathOfAWaitingRequest() async throws {
         try await withWorld { world in

@@ -2,7 +2,7 @@ import Foundation
 import MosquittoTestSupport
 import Testing
 
-/// Issue 22, item 9: README (`/ready`): after a reconnect without a session the side is ready again only when
+/// Issue 22, item 9: docs/OPERATIONS.md (`/ready`): after a reconnect without a session the side is ready again only when
 /// the broker granted every restored SUBSCRIBE; a refused one keeps it not ready and is logged
 /// (scripts/mutants.sh M02, M22).
 @Suite("A refused restored subscription keeps /ready 503")

@@ -181,10 +181,10 @@ struct OperationsServerTests {
         }
     }
 
-    @Test func theREADMEListsEveryMetric() throws {
-        let readme = try Repository.text("README.md")
+    @Test func theOperationsGuideListsEveryMetric() throws {
+        let guide = try Repository.text("docs/OPERATIONS.md")
         for name in BridgeMetricNames.all {
-            #expect(readme.contains("`\(name)`"), "README.md does not list \(name)")
+            #expect(guide.contains("`\(name)`"), "docs/OPERATIONS.md does not list \(name)")
         }
     }
 }

@@ -3,7 +3,7 @@ import Foundation
 import ServiceLifecycle
 import Testing
 
-/// Issue 22, item 9: the README promises `WATCHDOG=1` at half of `WatchdogSec`; pinging at the full interval
+/// Issue 22, item 9: docs/OPERATIONS.md (systemd) promises `WATCHDOG=1` at half of `WatchdogSec`; pinging at the full interval
 /// lets systemd kill a healthy bridge whenever one ping is a little late (scripts/mutants.sh M26).
 struct WatchdogPeriodTests {
     @Test("with WatchdogSec=1s the pings come every half second (the shortest of six gaps is under 0.85 s, not 1 s)")
