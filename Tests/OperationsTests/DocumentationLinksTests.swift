@@ -26,10 +26,12 @@ struct DocumentationLinksTests {
                     ? document
                     : ((directory as NSString).appendingPathComponent(parts[0]) as NSString).standardizingPath
                 var isDirectory: ObjCBool = false
-                let exists = FileManager.default.fileExists(atPath: Repository.file(path).path, isDirectory: &isDirectory)
+                let exists = FileManager.default.fileExists(
+                    atPath: Repository.file(path).path, isDirectory: &isDirectory)
                 #expect(exists, "\(document): link \(link): \(path) does not exist")
                 guard exists, parts.count == 2 else { continue }
-                #expect(!isDirectory.boolValue && path.hasSuffix(".md"), "\(document): link \(link): an anchor in \(path)")
+                #expect(!isDirectory.boolValue && path.hasSuffix(".md"),
+                        "\(document): link \(link): an anchor in \(path), which is not a Markdown file")
                 guard !isDirectory.boolValue, path.hasSuffix(".md") else { continue }
                 let anchors = MarkdownText.anchors(in: try Repository.text(path))
                 #expect(anchors.contains(parts[1]), "\(document): link \(link): \(path) has no heading #\(parts[1])")
