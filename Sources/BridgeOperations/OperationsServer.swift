@@ -151,33 +151,55 @@ public final class OperationsServer: Service, Sendable {
         }
     }
 
+    /// Binds the socket and starts the server's thread, on the caller's thread, and returns the bound address
+    /// (with the real port when the configured one was 0). ``run()`` calls it when nobody has; calling it first
+    /// makes a port in use an error at startup and the endpoint listen before any task of the service group has
+    /// been scheduled (a busy cooperative pool cannot delay it). Runs once; later calls return the same address.
+    /// - throws: ``OperationsServerError`` when the socket cannot be bound (port in use, address not local), or
+    ///   when the server has already been stopped.
+    @discardableResult
+    public func start() throws(OperationsServerError) -> ListenAddress {
+        let result: Result<ListenAddress, OperationsServerError> = control.startOnce(
+            stopped: OperationsServerError(address: address, reason: "the endpoint has stopped")
+        ) { () throws(OperationsServerError) in
+            try self.bindAndServe()
+        }
+        return try result.get()
+    }
+
     /// Listens until graceful shutdown (or cancellation), then closes the listener and its connections.
     /// Runs once.
     /// - throws: ``OperationsServerError`` when the socket cannot be bound (port in use, address not local).
     public func run() async throws {
+        let started = Result { () throws(OperationsServerError) in try start() }
+        if case .failure = started, control.stoppedBeforeBinding {
+            // Shut down before it started: nothing to open, nothing to close.
+            control.end(failure: nil)
+            return
+        }
+        let bound = try started.get()
         let control = self.control
-        try await withTaskCancellationHandler {
-            try await withGracefulShutdownHandler {
-                try await serve()
+        let failure = await withTaskCancellationHandler {
+            await withGracefulShutdownHandler {
+                await control.ended()
             } onGracefulShutdown: {
                 control.stop()
             }
         } onCancel: {
             control.stop()
         }
+        if let failure {
+            throw OperationsServerError(address: address, reason: failure)
+        }
+        logger.info("operations endpoint closed", metadata: ["address": "\(bound)"])
     }
 
-    private func serve() async throws {
-        if control.stopRequested {
-            // Shut down before it started: nothing to open, nothing to close.
-            control.end()
-            return
-        }
+    /// Opens the listener and the wake pipe and hands both to the server's thread.
+    private func bindAndServe() throws(OperationsServerError) -> ListenAddress {
         let listener: Listener
         do {
             listener = try Listener(socketAddress, backlog: Int32(min(limits.maxConnections, 128)))
         } catch {
-            control.end()
             throw OperationsServerError(address: address, reason: error.description)
         }
         let wake: WakePipe
@@ -185,34 +207,26 @@ public final class OperationsServer: Service, Sendable {
             wake = try WakePipe()
         } catch {
             listener.close()
-            control.end()
             throw OperationsServerError(address: address, reason: error.description)
         }
         let bound = listener.boundAddress(family: address.family, host: address.host)
         control.listening(on: bound, wake: wake)
-        logger.info("operations endpoint: GET /metrics, /health, /ready", metadata: ["address": "\(bound)"])
-
         let loop = LoopSettings(
             listener: listener.fd, wake: wake.readEnd, limits: limits, handler: handler, logger: logger)
         let control = self.control
-        let failure = await withCheckedContinuation { (continuation: CheckedContinuation<String?, Never>) in
-            do {
-                try ServerThread.start(name: "bridge-http") {
-                    let failure = HTTPServerLoop(loop, control: control).run()
-                    listener.close()
-                    control.end()  // closes the wake pipe under the lock stop() writes it with
-                    continuation.resume(returning: failure)
-                }
-            } catch {
+        do {
+            try ServerThread.start(name: "bridge-http") {
+                let failure = HTTPServerLoop(loop, control: control).run()
                 listener.close()
-                control.end()
-                continuation.resume(returning: "\(error)")
+                control.end(failure: failure)  // closes the wake pipe under the lock stop() writes it with
             }
+        } catch {
+            listener.close()
+            control.end(failure: "\(error)")
+            throw OperationsServerError(address: address, reason: "\(error)")
         }
-        if let failure {
-            throw OperationsServerError(address: address, reason: failure)
-        }
-        logger.info("operations endpoint closed", metadata: ["address": "\(bound)"])
+        logger.info("operations endpoint: GET /metrics, /health, /ready", metadata: ["address": "\(bound)"])
+        return bound
     }
 }
 
@@ -228,12 +242,44 @@ final class ServerControl: Sendable {
         var phase = Phase.idle
         var stopRequested = false
         var wake: WakePipe?
+        /// What ``OperationsServer/start()`` returned, so that it binds once.
+        var started: Result<ListenAddress, OperationsServerError>?
+        /// Why the server's thread ended (nil: it was asked to); set with ``Phase/ended``.
+        var failure: String?
+        var waiters: [CheckedContinuation<String?, Never>] = []
     }
 
     private let state = Mutex(State())
+    /// Held while the socket is bound, so two concurrent starts bind once.
+    private let starting = Mutex(())
 
     var phase: Phase { state.withLock { $0.phase } }
     var stopRequested: Bool { state.withLock { $0.stopRequested } }
+    /// Asked to stop before the socket was bound (``startOnce(stopped:_:)`` then binds nothing).
+    var stoppedBeforeBinding: Bool {
+        state.withLock { state in
+            guard state.stopRequested else { return false }
+            if case .success = state.started { return false }
+            return true
+        }
+    }
+
+    /// Runs `bind` the first time and returns its result every time; after a stop, without binding.
+    func startOnce(
+        stopped: OperationsServerError, _ bind: () throws(OperationsServerError) -> ListenAddress
+    ) -> Result<ListenAddress, OperationsServerError> {
+        starting.withLock { _ in
+            if let started = state.withLock({ $0.started }) { return started }
+            let result: Result<ListenAddress, OperationsServerError>
+            if stopRequested {
+                result = .failure(stopped)
+            } else {
+                do throws(OperationsServerError) { result = .success(try bind()) } catch { result = .failure(error) }
+            }
+            state.withLock { $0.started = result }
+            return result
+        }
+    }
 
     /// Asks the loop to end; wakes its `poll` when it has started.
     func stop() {
@@ -252,11 +298,27 @@ final class ServerControl: Sendable {
 
     /// The loop has ended: the pipe closes here, under the lock ``stop()`` writes it with, so a late stop
     /// never writes to a descriptor number the process has given to something else.
-    func end() {
-        state.withLock { state in
+    func end(failure: String?) {
+        let waiters = state.withLock { state in
             state.phase = .ended
+            state.failure = failure
             state.wake?.close()
             state.wake = nil
+            defer { state.waiters = [] }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume(returning: failure) }
+    }
+
+    /// Waits until the server's thread has ended; returns why, when it failed.
+    func ended() async -> String? {
+        await withCheckedContinuation { (continuation: CheckedContinuation<String?, Never>) in
+            let endedAlready: String?? = state.withLock { state in
+                if case .ended = state.phase { return .some(state.failure) }
+                state.waiters.append(continuation)
+                return .none
+            }
+            if case .some(let failure) = endedAlready { continuation.resume(returning: failure) }
         }
     }
 }

@@ -142,8 +142,11 @@ struct Run: AsyncParsableCommand {
         var operations: OperationsServer?
         if let listen = configuration.operations.listen {
             do {
-                operations = try OperationsServer(address: listen, registry: registry, logger: logger, readiness: readiness,
-                                                  isAlive: isAlive)
+                let server = try OperationsServer(address: listen, registry: registry, logger: logger,
+                                                  readiness: readiness, isAlive: isAlive)
+                // Bound here, before the services start: a port in use stops the bridge at once.
+                try server.start()
+                operations = server
             } catch {
                 logger.critical("\(error)")
                 throw ExitCode(1)

@@ -16,9 +16,12 @@ struct OperationsServerTests {
     ) async throws {
         let group = ServiceGroup(
             configuration: .init(services: [server], gracefulShutdownSignals: [], logger: .test))
+        // Bound before the group's tasks run: a cooperative pool busy with other tests cannot delay it.
+        let started = try server.start()
         let running = Task { try await group.run() }
         do {
             let bound = try await server.waitUntilListening()
+            #expect(bound == started)
             try await body(bound.port)
         } catch {
             await group.triggerGracefulShutdown()
@@ -148,7 +151,10 @@ struct OperationsServerTests {
             let taken = ListenAddress(host: "127.0.0.1", port: port, family: .ipv4)
             let second = try OperationsServer(
                 address: taken, registry: PrometheusCollectorRegistry(), logger: .test, readiness: { .ready })
-            let error = await #expect(throws: OperationsServerError.self) { try await second.run() }
+            let error = #expect(throws: OperationsServerError.self) { try second.start() }
+            #expect(error?.description.contains("cannot listen on 127.0.0.1:\(port)") == true, "\(String(describing: error))")
+            let failedRun = await #expect(throws: OperationsServerError.self) { try await second.run() }
+            #expect(failedRun?.description == error?.description)
             #expect(error?.description.contains("cannot listen on 127.0.0.1:\(port)") == true, "\(String(describing: error))")
             #expect(error?.description.contains("in use") == true, "\(String(describing: error))")
         }
