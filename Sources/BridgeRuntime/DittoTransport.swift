@@ -22,6 +22,9 @@ import Mosquitto
 ///   completes everything still in flight with `unconfirmed`. The spool keeps what is unconfirmed and sends it
 ///   again (at least once: Ditto may see a message twice, never lose one the spool took).
 /// - **Flow control:** while ``canPublishNow`` is false the pump waits; `capacityAvailable` runs when it turns true.
+///
+/// Connecting, subscribing and readiness run off the loop, in the service: for MQTT an ``MQTTSideService`` with
+/// ``BridgeService/dittoSubscriptions(_:)``; another binding brings its own service for those.
 protocol DittoTransport: AnyObject {
     /// Connected to Ditto's side now.
     var isConnected: Bool { get }
