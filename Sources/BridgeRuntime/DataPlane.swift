@@ -28,12 +28,15 @@ final class DataPlane {
 
     init(configuration: BridgeConfiguration, loop: MQTTEventLoop, device: MosquittoClient, ditto: MosquittoClient,
          logger: Logger, metrics: BridgeMetrics, maximumPendingRequests: Int, keptTopicLimit: Int = 16_384) throws {
+        // The spool creates the state directory the revision base is kept in.
+        let spool = try configuration.spool.map { try Spool(settings: $0, logger: logger) }
+        let revisionBase = RevisionBase.next(stateDirectory: configuration.spool?.directory, logger: logger)
         dittoTransport = MQTTDittoTransport(client: ditto, qos: Mosquitto.QoS(configuration.ditto.qos))
         context = PlaneContext(configuration: configuration, loop: loop, device: device, ditto: dittoTransport,
                                logger: logger, metrics: metrics, maximumPendingRequests: maximumPendingRequests,
-                               keptTopicLimit: keptTopicLimit)
+                               keptTopicLimit: keptTopicLimit, revisionBase: revisionBase)
         presence = Presence(context: context)
-        pump = try SpoolPump(context: context)
+        pump = SpoolPump(context: context, spool: spool)
         downlink = DownlinkPipeline(context: context, presence: presence)
         uplink = UplinkPipeline(context: context, pump: pump, downlink: downlink, presence: presence)
     }

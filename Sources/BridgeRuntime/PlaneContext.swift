@@ -33,7 +33,7 @@ final class PlaneContext {
     static let deviceAnswerToken: UInt64 = 0
 
     init(configuration: BridgeConfiguration, loop: MQTTEventLoop, device: MosquittoClient, ditto: any DittoTransport,
-         logger: Logger, metrics: BridgeMetrics, maximumPendingRequests: Int, keptTopicLimit: Int) {
+         logger: Logger, metrics: BridgeMetrics, maximumPendingRequests: Int, keptTopicLimit: Int, revisionBase: Int64) {
         self.configuration = configuration
         self.loop = loop
         deviceClient = device
@@ -45,7 +45,6 @@ final class PlaneContext {
         self.maximumPendingRequests = maximumPendingRequests
         self.keptTopicLimit = max(1, keptTopicLimit)
         headerMapper = HeaderMapper(policy: configuration.headers)
-        let revisionBase = RevisionBase.next(stateDirectory: configuration.spool?.directory, logger: logger)
         stamps = LoopBound(EventStamps(revisionBase: revisionBase), loop: loop)
     }
 

@@ -30,13 +30,9 @@ final class SpoolPump {
 
     static let memoryQueueLimit = 1_000
 
-    init(context: PlaneContext) throws {
+    init(context: PlaneContext, spool: Spool?) {
         self.context = context
-        if let settings = context.configuration.spool {
-            spool = try Spool(settings: settings, logger: context.logger)
-        } else {
-            spool = nil
-        }
+        self.spool = spool
     }
 
     /// Without a spool, the memory queue's bound: what it holds was acknowledged to the device broker and dies with
