@@ -11,12 +11,6 @@ struct PendingTable<Key: Hashable & Sendable, Value: Sendable>: Sendable {
         var key: Key
         var value: Value
         var deadline: ContinuousClock.Instant
-
-        init(key: Key, value: Value, deadline: ContinuousClock.Instant) {
-            self.key = key
-            self.value = value
-            self.deadline = deadline
-        }
     }
 
     enum InsertOutcome: Sendable, Equatable {
@@ -32,12 +26,6 @@ struct PendingTable<Key: Hashable & Sendable, Value: Sendable>: Sendable {
         var deadline: ContinuousClock.Instant
         var generation: UInt64
         var key: Key
-
-        init(deadline: ContinuousClock.Instant, generation: UInt64, key: Key) {
-            self.deadline = deadline
-            self.generation = generation
-            self.key = key
-        }
 
         static func < (lhs: Deadline, rhs: Deadline) -> Bool {
             lhs.deadline == rhs.deadline ? lhs.generation < rhs.generation : lhs.deadline < rhs.deadline
