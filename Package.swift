@@ -59,7 +59,7 @@ let package = Package(
         // The mapping: config -> rules -> envelopes, both directions, plus the header mapper. Pure.
         .target(
             name: "BridgeMapping",
-            dependencies: ["DittoProtocol", "BridgeConfig", .product(name: "HeapModule", package: "swift-collections")],
+            dependencies: ["DittoProtocol", "BridgeConfig"],
             swiftSettings: strict
         ),
         // Wires MQTT clients, mapper, pending requests and metrics into services.
@@ -70,6 +70,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "HeapModule", package: "swift-collections"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 "BridgeOperations",
             ],

@@ -80,12 +80,17 @@ public struct DeviceReply: Sendable {
 /// the first whose `match` and thing ID pattern fit takes the request.
 public struct DownlinkMapper: Sendable {
     /// In the order they are tried.
-    public let rules: [DownlinkRule]
-    /// The same rules, each in a box of its own. A round trip reads its rule four times, and taking one out of
-    /// `rules` (even as a `borrowing` argument) copies it whole: a retain and a release of each of its many strings
-    /// and arrays, about a tenth of the round trip's mapping in `bridge-bench mapping`. Through a box the hot paths
-    /// read only the fields they use (`box.rule.headers`).
-    private let boxes: [RuleBox]
+    private let rules: [Rule]
+
+    /// A rule and where its device answers. The rule sits in a box of its own: a round trip reads its rule four
+    /// times, and taking a ``DownlinkRule`` out of an array (even as a `borrowing` argument) copies it whole, a
+    /// retain and a release of each of its many strings and arrays. Through the box the hot paths read only the
+    /// fields they use (`box.rule.headers`).
+    private struct Rule: Sendable {
+        let box: RuleBox
+        /// ``DownlinkMapper/replyTopic(of:)`` of the rule.
+        let replyTopic: TopicTemplate?
+    }
 
     private final class RuleBox: Sendable {
         let rule: DownlinkRule
@@ -106,14 +111,13 @@ public struct DownlinkMapper: Sendable {
     }
 
     public init(rules: [DownlinkRule]) {
-        self.rules = rules
-        boxes = rules.map(RuleBox.init)
+        self.rules = rules.map { Rule(box: RuleBox($0), replyTopic: Self.replyTopic(of: $0.reply)) }
     }
 
     /// The MQTT subscriptions the device side needs for answers.
     public var replyFilters: [String] {
         var seen = Set<String>()
-        return rules.compactMap { Self.replyTopic(of: $0.reply)?.filter }.filter { seen.insert($0).inserted }
+        return rules.compactMap { $0.replyTopic?.filter }.filter { seen.insert($0).inserted }
     }
 
     /// Where a rule's device answers, if they come on a topic of their own.
@@ -165,7 +169,8 @@ public struct DownlinkMapper: Sendable {
         default:
             throw MappingError(.noRule, "the bridge takes live messages and live commands, not \(envelope.topic.criterion)")
         }
-        for (index, rule) in rules.enumerated() {
+        for (index, entry) in rules.enumerated() {
+            let rule = entry.box.rule
             // The signal test is cheap and rejects most rules, so it goes before the thing ID's.
             let added: [String: String]?
             switch kind {
@@ -215,10 +220,10 @@ public struct DownlinkMapper: Sendable {
     /// - Parameter messageExpiry: seconds left before the requester gives up (MQTT 5 message expiry).
     public func devicePublication(for envelope: Envelope, route: DownlinkRoute,
                                   messageExpiry: UInt32?) throws(MappingError) -> MQTTPublication {
-        try devicePublication(for: envelope, route: route, box: boxes[route.ruleIndex], messageExpiry: messageExpiry)
+        try devicePublication(for: envelope, route: route, box: rules[route.ruleIndex].box, messageExpiry: messageExpiry)
     }
 
-    // The rule is read through its box, here and below (see `boxes`).
+    // The rule is read through its box, here and below (see `Rule`).
     private func devicePublication(for envelope: Envelope, route: DownlinkRoute, box: RuleBox,
                                    messageExpiry: UInt32?) throws(MappingError) -> MQTTPublication {
         let correlationID = envelope.headers.correlationID ?? ""
@@ -322,7 +327,7 @@ public struct DownlinkMapper: Sendable {
     /// topic only, so a caller may keep it per topic for as long as these rules hold.
     public func replyTopicMatches(_ topic: String) -> [ReplyTopicMatch] {
         rules.indices.compactMap { index in
-            Self.replyTopic(of: rules[index].reply)?.match(topic).map { ReplyTopicMatch(ruleIndex: index, captured: $0) }
+            rules[index].replyTopic?.match(topic).map { ReplyTopicMatch(ruleIndex: index, captured: $0) }
         }
     }
 
@@ -334,7 +339,7 @@ public struct DownlinkMapper: Sendable {
     /// The same with the topic's ``replyTopicMatches(_:)`` at hand.
     public func reply(from message: MQTTPublication, matches: [ReplyTopicMatch]) -> DeviceReply? {
         for match in matches {
-            if let reply = reply(from: message, match: match, box: boxes[match.ruleIndex]) { return reply }
+            if let reply = reply(from: message, match: match, box: rules[match.ruleIndex].box) { return reply }
         }
         return nil
     }
@@ -388,7 +393,7 @@ public struct DownlinkMapper: Sendable {
     /// The Ditto response to a request, built from the device's answer: same topic, correlation id and path,
     /// the device's status (or the action's usual one), its value and content type.
     public func response(to request: Envelope, route: DownlinkRoute, reply: DeviceReply) throws(MappingError) -> Envelope {
-        try response(to: request, route: route, reply: reply, box: boxes[route.ruleIndex])
+        try response(to: request, route: route, reply: reply, box: rules[route.ruleIndex].box)
     }
 
     private func response(to request: Envelope, route: DownlinkRoute, reply: DeviceReply,
@@ -600,7 +605,7 @@ extension DownlinkMapper {
     /// with the same values for every placeholder the route captured (a device answering on another device's
     /// reply topic is not answering this request).
     public func isReplyTopic(_ topic: String, of route: DownlinkRoute) -> Bool {
-        guard rules.indices.contains(route.ruleIndex), let template = Self.replyTopic(of: rules[route.ruleIndex].reply),
+        guard rules.indices.contains(route.ruleIndex), let template = rules[route.ruleIndex].replyTopic,
               let captured = template.match(topic)
         else { return false }
         return Self.agree(captured, route)
@@ -611,7 +616,7 @@ extension DownlinkMapper {
     /// recognised by other rules than the request was routed by: after a reload, or by a rule before it.)
     public func isAnswer(_ reply: DeviceReply, on topic: String, to route: DownlinkRoute) -> Bool {
         if let source = reply.replyTopicSource, rules.indices.contains(route.ruleIndex),
-           Self.replyTopic(of: boxes[route.ruleIndex].rule.reply)?.source == source {
+           rules[route.ruleIndex].replyTopic?.source == source {
             return Self.agree(reply.topicValues, route)
         }
         return isReplyTopic(topic, of: route)

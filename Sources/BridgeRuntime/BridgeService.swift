@@ -27,7 +27,8 @@ public final class BridgeService: Service, Sendable {
     public let drainTimeout: Duration
     let logger: Logger
     let loop: MQTTEventLoop
-    let plane: DataPlane
+    /// The data plane, reachable only on the loop's thread.
+    let plane: LoopBound<DataPlane>
     let readiness = Readiness()
     private let sides: Mutex<(device: MosquittoClient, ditto: MosquittoClient, configuration: BridgeConfiguration)>
     private let control = AsyncStream<Control>.makeStream()
@@ -63,18 +64,19 @@ public final class BridgeService: Service, Sendable {
         let dittoClient = try MosquittoClient(configuration: MQTTConfiguration(configuration.connections.ditto),
                                               logger: dittoLogger, eventLoop: loop)
         sides = Mutex((deviceClient, dittoClient, configuration))
-        plane = try DataPlane(configuration: configuration, loop: loop, device: deviceClient, ditto: dittoClient,
-                              logger: logger, metrics: metrics, maximumPendingRequests: maximumPendingRequests,
-                              keptTopicLimit: keptTopicLimit)
+        plane = LoopBound(try DataPlane(configuration: configuration, loop: loop, device: deviceClient, ditto: dittoClient,
+                                        logger: logger, metrics: metrics, maximumPendingRequests: maximumPendingRequests,
+                                        keptTopicLimit: keptTopicLimit),
+                          loop: loop)
         let plane = self.plane
-        loop.execute { plane.install() }
+        loop.execute { plane.value.install() }
     }
 
     /// Requests waiting for an answer: Ditto's for devices (downlink) and devices' for Ditto (uplink).
     public var pendingRequestCounts: (downlink: Int, uplink: Int) {
         get async {
             let plane = self.plane
-            let counts = await loop.submit { [plane] in PendingCounts(plane.pendingCounts) }
+            let counts = await loop.submit { [plane] in PendingCounts(plane.value.pendingCounts) }
             return (counts.downlink, counts.uplink)
         }
     }
@@ -149,19 +151,19 @@ public final class BridgeService: Service, Sendable {
     private func shutdown() async {
         logger.info("bridge stopping: no more device messages; waiting for the uplink to drain")
         let plane = self.plane
-        await loop.submit { plane.stopTakingDeviceMessages() }
-        await waitUntil(deadline: .now + drainTimeout) { await self.loop.submit { plane.uplinkDrained } }
-        if !(await loop.submit { plane.uplinkDrained }) {
-            let waiting = await loop.submit { plane.uplinkWaiting }
+        await loop.submit { plane.value.stopTakingDeviceMessages() }
+        await waitUntil(deadline: .now + drainTimeout) { await self.loop.submit { plane.value.uplinkDrained } }
+        if !(await loop.submit { plane.value.uplinkDrained }) {
+            let waiting = await loop.submit { plane.value.uplinkWaiting }
             logger.warning("uplink not drained in time", metadata: [
                 "uplink.waiting": "\(waiting)", "spool": "\(configuration.spool == nil ? "off: these are lost" : "kept on disk")",
             ])
         }
-        await loop.submit { plane.answerPendingForShutdown() }
-        await waitUntil(deadline: .now + .seconds(2)) { await self.loop.submit { plane.dittoIdle } }
+        await loop.submit { plane.value.answerPendingForShutdown() }
+        await waitUntil(deadline: .now + .seconds(2)) { await self.loop.submit { plane.value.dittoIdle } }
         await deviceClient.disconnect()
         await dittoClient.disconnect()
-        await loop.submit { plane.countUnsentAtStop() }
+        await loop.submit { plane.value.countUnsentAtStop() }
         await loop.shutdown()
     }
 
@@ -201,8 +203,8 @@ public final class BridgeService: Service, Sendable {
         // Reply topics of the replaced rules stay subscribed while requests sent with them wait; the data plane
         // unsubscribes them once those are answered or timed out.
         let retained = await loop.submit {
-            plane.apply(new)
-            return plane.retainedReplyFilters
+            plane.value.apply(new)
+            return plane.value.retainedReplyFilters
         }
         changes.append("mapping: \(new.uplink.count) uplink and \(new.downlink.count) downlink rules")
 
@@ -258,8 +260,8 @@ public final class BridgeService: Service, Sendable {
         let plane = self.plane
         if side == "ditto" {
             // What is in flight finishes on the old connection first (bounded); the rest goes out on the new one.
-            await loop.submit { plane.stopTakingDeviceMessages() }
-            await waitUntil(deadline: .now + drainTimeout) { await self.loop.submit { plane.uplinkDrained } }
+            await loop.submit { plane.value.stopTakingDeviceMessages() }
+            await waitUntil(deadline: .now + drainTimeout) { await self.loop.submit { plane.value.uplinkDrained } }
         }
         let old = sides.withLock { sides in
             defer { if side == "ditto" { sides.ditto = client } else { sides.device = client } }
@@ -268,13 +270,13 @@ public final class BridgeService: Service, Sendable {
         await old.disconnect()
         await loop.submit {
             if side == "ditto" {
-                plane.replace(ditto: client, connection: connection)
+                plane.value.replace(ditto: client, connection: connection)
             } else {
-                plane.replace(device: client, connection: connection)
+                plane.value.replace(device: client, connection: connection)
             }
         }
         control.continuation.yield(.start(sideService(side, client, subscriptions)))
-        if side == "ditto" { await loop.submit { plane.resumeTakingDeviceMessages() } }
+        if side == "ditto" { await loop.submit { plane.value.resumeTakingDeviceMessages() } }
     }
 
     private func waitUntil(deadline: ContinuousClock.Instant, _ condition: () async -> Bool) async {
@@ -326,119 +328,5 @@ private struct PendingCounts: Sendable {
     init(_ counts: (downlink: Int, uplink: Int)) {
         downlink = counts.downlink
         uplink = counts.uplink
-    }
-}
-
-/// One MQTT side: connects (the client itself retries with the config's `reconnect:` backoff), subscribes,
-/// then reports connection changes to the readiness and the log until the client is closed.
-struct MQTTSideService: Service {
-    let side: String
-    let client: MosquittoClient
-    let subscriptions: [Subscription]
-    let readiness: Readiness
-    let metrics: BridgeMetrics
-    let logger: Logger
-
-    func run() async {
-        let events = Task { [client, readiness, side, logger, metrics] in
-            for await event in client.events {
-                switch event {
-                case .connected:
-                    metrics.increment("\(side).connected")
-                    logger.info("connection state", metadata: ["mqtt.side": "\(side)", "mqtt.event": "\(event)"])
-                case .subscriptionsRestored:
-                    // Ready again only once the broker has the subscriptions back (a reconnect without a session).
-                    readiness.setConnected(side, true)
-                case .disconnected(let error):
-                    readiness.setConnected(side, false)
-                    if error != nil { metrics.increment("\(side).connect-failed") }
-                    logger.warning("connection state", metadata: ["mqtt.side": "\(side)", "mqtt.event": "\(event)"])
-                case .refused:
-                    logger.error("connection state", metadata: ["mqtt.side": "\(side)", "mqtt.event": "\(event)"])
-                }
-            }
-        }
-        do {
-            try await client.connect()
-        } catch {
-            if case .shutdown = error.kind { return await events.value }
-            logger.error("cannot connect yet; retrying in the background", metadata: [
-                "mqtt.side": "\(side)", "error": "\(error)",
-            ])
-        }
-        // Waits for the connection the client keeps trying to make.
-        while true {
-            do {
-                let codes = try await client.subscribe(subscriptions)
-                for (subscription, code) in zip(subscriptions, codes) where code.isFailure {
-                    logger.error("subscription refused", metadata: [
-                        "mqtt.side": "\(side)", "mqtt.filter": "\(subscription.filter)", "mqtt.reason": "\(code)",
-                    ])
-                }
-                logger.info("connected and subscribed", metadata: [
-                    "mqtt.side": "\(side)", "mqtt.filters": "\(subscriptions.map(\.filter))",
-                ])
-                readiness.setSubscribed(side)
-                break
-            } catch {
-                if case .shutdown = error.kind { break }
-                try? await Task.sleep(for: .milliseconds(100))
-            }
-        }
-        await events.value
-    }
-}
-
-/// Which sides are connected and subscribed; who waits for both.
-final class Readiness: Sendable {
-    private struct State {
-        var subscribed: Set<String> = []
-        var connected: Set<String> = []
-        var waiters: [CheckedContinuation<Void, Never>] = []
-    }
-
-    private let state = Mutex(State())
-    static let sides = ["device", "ditto"]
-
-    var isReady: Bool { state.withLock { Self.ready($0) } }
-
-    var notReady: [String] {
-        state.withLock { state in Self.sides.filter { !state.subscribed.contains($0) || !state.connected.contains($0) } }
-    }
-
-    private static func ready(_ state: State) -> Bool {
-        sides.allSatisfy { state.subscribed.contains($0) && state.connected.contains($0) }
-    }
-
-    func setConnected(_ side: String, _ connected: Bool) {
-        update { if connected { $0.connected.insert(side) } else { $0.connected.remove(side) } }
-    }
-
-    func setSubscribed(_ side: String) {
-        update {
-            $0.subscribed.insert(side)
-            $0.connected.insert(side)
-        }
-    }
-
-    private func update(_ change: (inout State) -> Void) {
-        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
-            change(&state)
-            guard Self.ready(state) else { return [] }
-            defer { state.waiters.removeAll() }
-            return state.waiters
-        }
-        for waiter in waiters { waiter.resume() }
-    }
-
-    func waitUntilReady() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let ready = state.withLock { state in
-                if Self.ready(state) { return true }
-                state.waiters.append(continuation)
-                return false
-            }
-            if ready { continuation.resume() }
-        }
     }
 }

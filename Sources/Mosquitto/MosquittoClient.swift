@@ -30,7 +30,7 @@ private let libraryInitialized: Bool = {
 public final class MosquittoClient: Sendable {
     public let configuration: MQTTConfiguration
     /// Messages for this client's subscriptions, in arrival order (unless a message handler takes them; see
-    /// ``setHandlers(message:publishCompleted:capacityAvailable:connection:)``).
+    /// ``LoopView/setHandlers(message:publishCompleted:capacityAvailable:connection:)``).
     public let messages: AsyncStream<MQTTMessage>
     /// Connection state changes.
     public let events: AsyncStream<ConnectionEvent>
@@ -143,69 +143,75 @@ public final class MosquittoClient: Sendable {
 
     // MARK: the event loop's own interface
 
-    /// Installs handlers that run on ``eventLoop``'s thread: `message` receives every inbound message instead
-    /// of ``messages`` (inside libmosquitto's read, so a publish it makes on another client of the same loop
-    /// goes to that socket at once); `publishCompleted` learns the outcome of each
-    /// ``publishNow(to:payload:qos:retain:properties:token:)``; `capacityAvailable` runs when publishes can go
-    /// out again (connected, below the in-flight bound); `connection` sees connection events as they happen.
-    /// Call on the loop's thread, before connecting.
-    public func setHandlers(message: ((MQTTMessage) -> Void)?,
-                            publishCompleted: ((UInt64, Result<PublishAck, MQTTError>) -> Void)? = nil,
-                            capacityAvailable: (() -> Void)? = nil,
-                            connection: ((ConnectionEvent) -> Void)? = nil) {
-        core.loop.assertInLoop()
-        core.messageHandler = message
-        core.tokenCompletionHandler = publishCompleted
-        core.capacityHandler = capacityAvailable
-        core.connectionHandler = connection
+    /// The interface for code that runs on ``eventLoop``'s thread: handlers called inside the loop's reads,
+    /// publishing without waiting, and reading control for back pressure. Traps (release builds too) unless the
+    /// caller runs on the loop's thread; the view itself is not `Sendable`, so it cannot leave that thread.
+    public var onLoop: LoopView {
+        core.loop.preconditionInEventLoop()
+        return LoopView(client: self)
     }
 
-    /// Loop thread only: connected, below ``MQTTConfiguration/maxInflightPublishes``, nothing queued.
-    public var canPublishNow: Bool {
-        core.loop.assertInLoop()
-        return core.canPublishNow
-    }
+    /// ``MosquittoClient``'s loop-thread-only interface (``MosquittoClient/onLoop``).
+    public struct LoopView {
+        /// The client, for its `async` interface.
+        public let client: MosquittoClient
+        private var core: ClientCore { client.core }
 
-    /// Loop thread only: unacknowledged publishes.
-    public var inflightCount: Int {
-        core.loop.assertInLoop()
-        return core.inflightCount.load(ordering: .relaxed)
-    }
-
-    /// Loop thread only: publishes at once, without waiting; the outcome goes to the `publishCompleted`
-    /// handler with `token`. The caller keeps within the in-flight bound (``canPublishNow``); beyond it
-    /// libmosquitto would queue without bound. Returns the error when nothing was sent.
-    public func publishNow(to topic: String, payload: [UInt8], qos: QoS, retain: Bool = false,
-                           properties: PublishProperties = .init(), token: UInt64) -> MQTTError? {
-        core.loop.assertInLoop()
-        do {
-            try MQTTTopic.validatePublishTopic(topic)
-            let useProperties = configuration.version == .v5 && !properties.isEmpty
-            var list: OpaquePointer? = useProperties ? try properties.makeOwnedList() : nil
-            defer { mosquitto_property_free_all(&list) }
-            return core.publishNow(topic: topic, payload: payload, qos: qos, retain: retain, list: list,
-                                   completion: .token(token))
-        } catch {
-            return error
+        fileprivate init(client: MosquittoClient) {
+            self.client = client
         }
-    }
 
-    /// Loop thread only: stop reading this client's socket (the broker then holds what it has for us: TCP
-    /// flow control, then its session queue). Acknowledgements for our own publishes wait too.
-    public func pauseReading() {
-        core.loop.assertInLoop()
-        core.pauseReading()
-    }
+        /// Whether the broker accepted the current connection.
+        public var isConnected: Bool { client.isConnected }
 
-    /// Loop thread only.
-    public func resumeReading() {
-        core.loop.assertInLoop()
-        core.resumeReading()
-    }
+        /// Installs handlers that run on the loop's thread: `message` receives every inbound message instead
+        /// of ``MosquittoClient/messages`` (inside libmosquitto's read, so a publish it makes on another client of
+        /// the same loop goes to that socket at once); `publishCompleted` learns the outcome of each
+        /// ``publishNow(to:payload:qos:retain:properties:token:)``; `capacityAvailable` runs when publishes can go
+        /// out again (connected, below the in-flight bound); `connection` sees connection events as they happen.
+        /// Call before connecting.
+        public func setHandlers(message: ((MQTTMessage) -> Void)?,
+                                publishCompleted: ((UInt64, Result<PublishAck, MQTTError>) -> Void)? = nil,
+                                capacityAvailable: (() -> Void)? = nil,
+                                connection: ((ConnectionEvent) -> Void)? = nil) {
+            core.messageHandler = message
+            core.tokenCompletionHandler = publishCompleted
+            core.capacityHandler = capacityAvailable
+            core.connectionHandler = connection
+        }
 
-    /// Loop thread only.
-    public var isReadingPaused: Bool {
-        core.loop.assertInLoop()
-        return core.readingPaused
+        /// Connected, below ``MQTTConfiguration/maxInflightPublishes``, nothing queued.
+        public var canPublishNow: Bool { core.canPublishNow }
+
+        /// Unacknowledged publishes.
+        public var inflightCount: Int { core.inflightCount.load(ordering: .relaxed) }
+
+        /// Publishes at once, without waiting; the outcome goes to the `publishCompleted` handler with `token`.
+        /// The caller keeps within the in-flight bound (``canPublishNow``); beyond it libmosquitto would queue
+        /// without bound. Returns the error when nothing was sent.
+        public func publishNow(to topic: String, payload: [UInt8], qos: QoS, retain: Bool = false,
+                               properties: PublishProperties = .init(), token: UInt64) -> MQTTError? {
+            do {
+                try MQTTTopic.validatePublishTopic(topic)
+                let useProperties = client.configuration.version == .v5 && !properties.isEmpty
+                var list: OpaquePointer? = useProperties ? try properties.makeOwnedList() : nil
+                defer { mosquitto_property_free_all(&list) }
+                return core.publishNow(topic: topic, payload: payload, qos: qos, retain: retain, list: list,
+                                       completion: .token(token))
+            } catch {
+                return error
+            }
+        }
+
+        /// Stops reading the client's socket (the broker then holds what it has for us: TCP flow control, then
+        /// its session queue). Acknowledgements for our own publishes wait too.
+        public func pauseReading() { core.pauseReading() }
+
+        public func resumeReading() { core.resumeReading() }
+
+        public var isReadingPaused: Bool { core.readingPaused }
     }
 }
+
+@available(*, unavailable)
+extension MosquittoClient.LoopView: Sendable {}

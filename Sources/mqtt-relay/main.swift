@@ -39,17 +39,17 @@ final class Direction: @unchecked Sendable {
 
     func relay(_ message: MQTTMessage) {
         guard let (topic, properties) = republish(message) else { return }
-        _ = target.publishNow(to: topic, payload: message.payload, qos: qos, properties: properties, token: 1)
-        if !target.canPublishNow, !paused {
+        _ = target.onLoop.publishNow(to: topic, payload: message.payload, qos: qos, properties: properties, token: 1)
+        if !target.onLoop.canPublishNow, !paused {
             paused = true
-            source.pauseReading()
+            source.onLoop.pauseReading()
         }
     }
 
     func capacityAvailable() {
         if paused {
             paused = false
-            source.resumeReading()
+            source.onLoop.resumeReading()
         }
     }
 }
@@ -95,8 +95,8 @@ let target = try MosquittoClient(configuration: MQTTConfiguration(host: host, po
 if mode == "uplink" {
     let up = Direction(from: source, to: target, qos: qos) { message in (prefix + "/" + message.topic, PublishProperties()) }
     await loop.submit {
-        source.setHandlers(message: { up.relay($0) })
-        target.setHandlers(message: nil, publishCompleted: ignore, capacityAvailable: { up.capacityAvailable() })
+        source.onLoop.setHandlers(message: { up.relay($0) })
+        target.onLoop.setHandlers(message: nil, publishCompleted: ignore, capacityAvailable: { up.capacityAvailable() })
     }
     try await target.connect()
     try await source.connect()
@@ -115,8 +115,8 @@ if mode == "uplink" {
                 PublishProperties(contentType: message.properties.contentType, correlationData: message.properties.correlationData))
     }
     await loop.submit {
-        target.setHandlers(message: { down.relay($0) }, publishCompleted: ignore, capacityAvailable: { back.capacityAvailable() })
-        source.setHandlers(message: { back.relay($0) }, publishCompleted: ignore, capacityAvailable: { down.capacityAvailable() })
+        target.onLoop.setHandlers(message: { down.relay($0) }, publishCompleted: ignore, capacityAvailable: { back.capacityAvailable() })
+        source.onLoop.setHandlers(message: { back.relay($0) }, publishCompleted: ignore, capacityAvailable: { down.capacityAvailable() })
     }
     try await target.connect()
     try await source.connect()

@@ -74,10 +74,10 @@ struct EventLoopTests {
                                          logger: testLogger, eventLoop: loop)
         let acked = Counter()
         await loop.submit {
-            source.setHandlers(message: { message in
-                _ = target.publishNow(to: "out/" + message.topic, payload: message.payload, qos: .atLeastOnce, token: 7)
+            source.onLoop.setHandlers(message: { message in
+                _ = target.onLoop.publishNow(to: "out/" + message.topic, payload: message.payload, qos: .atLeastOnce, token: 7)
             })
-            target.setHandlers(message: nil, publishCompleted: { token, result in
+            target.onLoop.setHandlers(message: nil, publishCompleted: { token, result in
                 if token == 7, case .success = result { acked.increment() }
             })
         }
@@ -101,13 +101,13 @@ struct EventLoopTests {
         #expect(acked.value == 100)
 
         // Paused: the broker holds what arrives; resumed: it all comes, in order.
-        await loop.submit { source.pauseReading() }
+        await loop.submit { source.onLoop.pauseReading() }
         for index in 100..<150 {
             try await publisher.publish(to: "in/x", payload: Array("\(index)".utf8))
         }
         try await Task.sleep(for: .milliseconds(300))
         #expect(acked.value == 100)
-        await loop.submit { source.resumeReading() }
+        await loop.submit { source.onLoop.resumeReading() }
         for await message in sink.messages {
             received.append(String(decoding: message.payload, as: UTF8.self))
             if received.count == 150 { break }

@@ -1,4 +1,4 @@
-import BridgeMapping
+@testable import BridgeRuntime
 import Testing
 
 @Suite struct PendingTableTests {

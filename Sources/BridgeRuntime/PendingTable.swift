@@ -1,27 +1,19 @@
 import HeapModule
+import Mosquitto
 
 /// A bounded table of requests waiting for an answer, each with a deadline.
 ///
 /// Pure bookkeeping: the caller supplies the time, so tests drive expiry without sleeping. Both directions
 /// use it (Ditto waiting for a device, a device waiting for Ditto). A full table refuses new entries rather
 /// than growing: the caller answers those requests with an error at once.
-///
-/// Inlinable: it is generic and runs for every request, and only a copy specialised in the caller's module avoids
-/// looking up generic metadata on each call.
-public struct PendingTable<Key: Hashable & Sendable, Value: Sendable>: Sendable {
-    public struct Entry: Sendable {
-        public var key: Key
-        public var value: Value
-        public var deadline: ContinuousClock.Instant
-
-        @inlinable init(key: Key, value: Value, deadline: ContinuousClock.Instant) {
-            self.key = key
-            self.value = value
-            self.deadline = deadline
-        }
+struct PendingTable<Key: Hashable & Sendable, Value: Sendable>: Sendable {
+    struct Entry: Sendable {
+        var key: Key
+        var value: Value
+        var deadline: ContinuousClock.Instant
     }
 
-    public enum InsertOutcome: Sendable, Equatable {
+    enum InsertOutcome: Sendable, Equatable {
         case inserted
         /// An entry with this key is still pending (a redelivered request): not inserted.
         case duplicate
@@ -30,46 +22,40 @@ public struct PendingTable<Key: Hashable & Sendable, Value: Sendable>: Sendable 
     }
 
     /// A deadline in the heap; stale when its entry was removed or replaced (`generation` differs).
-    @usableFromInline struct Deadline: Comparable, Sendable {
-        @usableFromInline var deadline: ContinuousClock.Instant
-        @usableFromInline var generation: UInt64
-        @usableFromInline var key: Key
+    struct Deadline: Comparable, Sendable {
+        var deadline: ContinuousClock.Instant
+        var generation: UInt64
+        var key: Key
 
-        @inlinable init(deadline: ContinuousClock.Instant, generation: UInt64, key: Key) {
-            self.deadline = deadline
-            self.generation = generation
-            self.key = key
-        }
-
-        @inlinable static func < (lhs: Deadline, rhs: Deadline) -> Bool {
+        static func < (lhs: Deadline, rhs: Deadline) -> Bool {
             lhs.deadline == rhs.deadline ? lhs.generation < rhs.generation : lhs.deadline < rhs.deadline
         }
 
-        @inlinable static func == (lhs: Deadline, rhs: Deadline) -> Bool {
+        static func == (lhs: Deadline, rhs: Deadline) -> Bool {
             lhs.deadline == rhs.deadline && lhs.generation == rhs.generation
         }
     }
 
-    public let capacity: Int
-    @usableFromInline var entries: [Key: (entry: Entry, generation: UInt64)] = [:]
+    let capacity: Int
+    var entries: [Key: (entry: Entry, generation: UInt64)] = [:]
     /// Expiry without scanning every entry: removed entries leave stale heap items, skipped when they surface
     /// and compacted when they outnumber the live ones.
-    @usableFromInline var deadlines = Heap<Deadline>()
-    @usableFromInline var generation: UInt64 = 0
+    var deadlines = Heap<Deadline>()
+    var generation: UInt64 = 0
 
     /// - Parameter capacity: at least 1 (smaller values are raised to 1 rather than trapping).
-    public init(capacity: Int) {
+    init(capacity: Int) {
         self.capacity = max(capacity, 1)
     }
 
-    @inlinable public var count: Int { entries.count }
-    @inlinable public var isEmpty: Bool { entries.isEmpty }
+    var count: Int { entries.count }
+    var isEmpty: Bool { entries.isEmpty }
 
-    @inlinable public func contains(_ key: Key) -> Bool { entries[key] != nil }
+    func contains(_ key: Key) -> Bool { entries[key] != nil }
 
-    @inlinable public subscript(key: Key) -> Value? { entries[key]?.entry.value }
+    subscript(key: Key) -> Value? { entries[key]?.entry.value }
 
-    @inlinable public mutating func insert(_ value: Value, for key: Key, deadline: ContinuousClock.Instant) -> InsertOutcome {
+    mutating func insert(_ value: Value, for key: Key, deadline: ContinuousClock.Instant) -> InsertOutcome {
         if entries[key] != nil { return .duplicate }
         if entries.count >= capacity { return .full }
         generation += 1
@@ -80,12 +66,12 @@ public struct PendingTable<Key: Hashable & Sendable, Value: Sendable>: Sendable 
     }
 
     @discardableResult
-    @inlinable public mutating func remove(_ key: Key) -> Value? {
+    mutating func remove(_ key: Key) -> Value? {
         entries.removeValue(forKey: key)?.entry.value
     }
 
     /// Removes and returns every entry whose deadline is at or before `now`, earliest first.
-    @inlinable public mutating func expire(now: ContinuousClock.Instant) -> [Entry] {
+    mutating func expire(now: ContinuousClock.Instant) -> [Entry] {
         var due: [Entry] = []
         while let first = deadlines.min, first.deadline <= now {
             deadlines.removeMin()
@@ -98,7 +84,7 @@ public struct PendingTable<Key: Hashable & Sendable, Value: Sendable>: Sendable 
     }
 
     /// The earliest deadline, for scheduling the next expiry sweep.
-    @inlinable public var nextDeadline: ContinuousClock.Instant? {
+    var nextDeadline: ContinuousClock.Instant? {
         mutating get {
             while let first = deadlines.min, entries[first.key]?.generation != first.generation { deadlines.removeMin() }
             return deadlines.min?.deadline
@@ -106,7 +92,7 @@ public struct PendingTable<Key: Hashable & Sendable, Value: Sendable>: Sendable 
     }
 
     /// Removes and returns everything (shutdown).
-    @inlinable public mutating func removeAll() -> [Entry] {
+    mutating func removeAll() -> [Entry] {
         defer {
             entries.removeAll()
             deadlines = Heap()
@@ -114,7 +100,24 @@ public struct PendingTable<Key: Hashable & Sendable, Value: Sendable>: Sendable 
         return entries.values.map(\.entry)
     }
 
-    @usableFromInline mutating func compact() {
+    mutating func compact() {
         deadlines = Heap(entries.values.map { Deadline(deadline: $0.entry.deadline, generation: $0.generation, key: $0.entry.key) })
+    }
+}
+
+/// The one timer for the earliest deadline of a pending table: moved only for an earlier deadline.
+struct ExpiryTimer {
+    private var armed: (id: MQTTEventLoop.TimerID, deadline: ContinuousClock.Instant)?
+
+    /// Arms the timer for `deadline` unless it fires at or before it already; `fire` runs on the loop's thread
+    /// and calls ``fired()`` first.
+    mutating func arm(_ deadline: ContinuousClock.Instant, on loop: MQTTEventLoop, _ fire: @escaping () -> Void) {
+        if let armed, armed.deadline <= deadline { return }
+        if let armed { loop.cancel(armed.id) }
+        armed = (loop.schedule(at: deadline, fire), deadline)
+    }
+
+    mutating func fired() {
+        armed = nil
     }
 }

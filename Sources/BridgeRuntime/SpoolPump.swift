@@ -1,0 +1,239 @@
+import BridgeConfig
+import DequeModule
+import Logging
+import Mosquitto
+
+/// What devices sent, between being taken and Ditto's side having it: the spool (or, without one, a bounded queue
+/// in memory), the in-flight window towards Ditto, and the back pressure that stops reading devices while either
+/// is full. Loop thread only.
+///
+/// A message counts as taken once ``take(topic:payload:properties:)`` returns; ``send()`` moves what waits to
+/// Ditto's side, in order, while the transport takes more; a completion with ``DittoSendOutcome/taken`` moves the
+/// spool's cursor (persisted in batches).
+final class SpoolPump {
+    private let context: PlaneContext
+    let spool: Spool?
+    /// Called for a publish that ended before it went out, as the transport's completion would have been.
+    var completed: (UplinkToken, DittoSendOutcome) -> Void = { _, _ in }
+
+    /// Without a spool: mapped messages waiting for room in the Ditto-side window.
+    private var memoryQueue = Deque<OutboundRecord>()
+    private var memorySequence: UInt64 = 0
+    private var memoryInFlight = 0
+    /// Without a spool, what is in flight is kept until acknowledged, so that a replaced Ditto-side client
+    /// can send it again.
+    private var memoryInFlightRecords: [UInt64: OutboundRecord] = [:]
+    private var returnedRecords: [OutboundRecord] = []
+    private var cursorTimerArmed = false
+    private var takingDeviceMessages = true
+    private var deviceReadingPaused = false
+
+    static let memoryQueueLimit = 1_000
+
+    init(context: PlaneContext, spool: Spool?) {
+        self.context = context
+        self.spool = spool
+    }
+
+    /// Without a spool, the memory queue's bound: what it holds was acknowledged to the device broker and dies with
+    /// the process, so a crash loses at most this plus the `max-inflight` window (docs/DELIVERY.md);
+    /// the surplus stays in the device broker's session. With a spool, the backlog the spool may hold while Ditto is
+    /// connected (beyond it the device broker holds the surplus, so latency stays bounded under overload).
+    private var queueLimit: Int {
+        spool == nil ? Self.memoryQueueLimit : max(Self.memoryQueueLimit, 4 * context.configuration.connections.ditto.maxInflight)
+    }
+
+    /// How many uplink messages the uplink keeps rule and arrival for.
+    var trackLimit: Int { 2 * queueLimit + context.configuration.connections.ditto.maxInflight }
+
+    /// Records through this sequence number are acknowledged or dropped.
+    var ackedThrough: UInt64 { spool?.ackedThrough ?? 0 }
+
+    /// Loop thread, once: the spool's periodic sync.
+    func install() {
+        if let spool, case .interval(let interval) = spool.settings.fsync { scheduleSync(every: interval) }
+        updateDeviceReading()
+    }
+
+    /// Takes a mapped message: in the spool, or (without one, or when the disk fails) in the bounded queue. The
+    /// caller records what it keeps per token, then calls ``send()``.
+    func take(topic: String, payload: [UInt8], properties: PublishProperties) -> UplinkToken {
+        guard let spool else { return appendToMemory(topic: topic, payload: payload, properties: properties) }
+        do {
+            let record = try spool.append(topic: topic, payload: payload, properties: properties)
+            if spool.isFull, spool.settings.whenFull == .dropOldest {
+                let dropped = try spool.dropOldestUntilRoom()
+                if dropped > 0 {
+                    context.metrics.increment("uplink.dropped.spool-full", by: dropped)
+                    context.logger.warning("spool full: oldest messages dropped", metadata: ["dropped": "\(dropped)"])
+                }
+            }
+            armCursorTimer()
+            return .spooled(record.sequence)
+        } catch {
+            // The disk failed us: keep the message in memory rather than lose it.
+            context.metrics.increment("spool.write-failed")
+            context.logger.error("spool append failed; the message waits in memory", metadata: [
+                "mqtt.topic": "\(topic)", "error": "\(error)",
+            ])
+            return appendToMemory(topic: topic, payload: payload, properties: properties)
+        }
+    }
+
+    private func appendToMemory(topic: String, payload: [UInt8], properties: PublishProperties) -> UplinkToken {
+        memorySequence += 1
+        // `created` is for the spool's `max-age`; the memory queue has none, so no clock is read for it.
+        memoryQueue.append(OutboundRecord(sequence: memorySequence, created: 0, topic: topic,
+                                          payload: payload, properties: properties))
+        return .memory(memorySequence)
+    }
+
+    /// Sends what waits, in order, while the Ditto side takes more.
+    func send() {
+        let ditto = context.ditto
+        while ditto.canPublishNow {
+            let token: UplinkToken
+            let record: OutboundRecord
+            if let next = memoryQueue.popFirst() {
+                record = next
+                token = .memory(next.sequence)
+                memoryInFlight += 1
+                memoryInFlightRecords[next.sequence] = next
+            } else if let spool {
+                do {
+                    guard let next = try spool.nextToSend() else { break }
+                    record = next
+                    token = .spooled(next.sequence)
+                } catch {
+                    context.metrics.increment("spool.read-failed")
+                    context.logger.error("spool record unreadable; skipped", metadata: ["error": "\(error)"])
+                    spool.skipUnreadable()
+                    continue
+                }
+            } else {
+                break
+            }
+            if let outcome = ditto.publish(record.payload, to: record.topic, properties: record.properties, token: token) {
+                completed(token, outcome)
+            }
+        }
+        if let spool, spool.expired > 0 {
+            context.metrics.increment("uplink.dropped.expired", by: spool.takeExpired())
+        }
+        updateDeviceReading()
+    }
+
+    /// The pump's share of a completion: the record leaves the spool or the queue, or (unconfirmed, without a
+    /// spool) goes back to be sent again by a replaced client.
+    func publishCompleted(_ token: UplinkToken, _ outcome: DittoSendOutcome) {
+        switch token {
+        case .answer:
+            return
+        case .memory(let sequence):
+            memoryInFlight -= 1
+            let record = memoryInFlightRecords.removeValue(forKey: sequence)
+            if case .unconfirmed = outcome, let record { returnedRecords.append(record) }
+        case .spooled(let sequence):
+            // Unconfirmed: the spool keeps it (sent again after a client replacement or a restart).
+            if case .unconfirmed = outcome { return }
+            spool?.acknowledge(sequence)
+            armCursorTimer()
+        }
+    }
+
+    /// Reads the device side only while the uplink can take more (hysteresis: resumes at half).
+    func updateDeviceReading() {
+        let limit = deviceReadingPaused ? queueLimit / 2 : queueLimit
+        let pause: Bool
+        if !takingDeviceMessages {
+            pause = true
+        } else if let spool {
+            let full = deviceReadingPaused ? !spool.hasRoom : spool.isFull
+            pause = (full && spool.settings.whenFull == .backPressure) || (context.ditto.isConnected && spool.backlog >= limit)
+                || memoryQueue.count >= limit
+        } else {
+            pause = memoryQueue.count >= limit
+        }
+        guard pause != deviceReadingPaused else { return }
+        deviceReadingPaused = pause
+        if pause {
+            context.device.pauseReading()
+            context.metrics.increment("uplink.back-pressure")
+            context.logger.debug("device side paused: the uplink is full", metadata: ["uplink.waiting": "\(uplinkWaiting)"])
+        } else {
+            context.device.resumeReading()
+            context.logger.debug("device side resumed")
+        }
+    }
+
+    /// Messages taken from devices and not yet acknowledged by Ditto's broker.
+    var uplinkWaiting: Int {
+        memoryQueue.count + memoryInFlight + (spool?.unacknowledged ?? 0)
+    }
+
+    /// What the spool gauge shows: the spool's unacknowledged messages, or the memory queue's.
+    var waitingInQueue: Int { spool?.unacknowledged ?? memoryQueue.count + memoryInFlight }
+
+    private func armCursorTimer() {
+        guard !cursorTimerArmed, let spool, spool.cursorDirty else { return }
+        cursorTimerArmed = true
+        // Acknowledgements persisted in batches: after a kill -9 at most this much is sent twice.
+        context.loop.schedule(at: .now + .milliseconds(20)) { [unowned self] in
+            cursorTimerArmed = false
+            spool.persistCursor()
+        }
+    }
+
+    private func scheduleSync(every interval: Duration) {
+        context.loop.schedule(at: .now + interval) { [weak self] in
+            guard let self, let spool = self.spool else { return }
+            spool.sync()
+            scheduleSync(every: interval)
+        }
+    }
+
+    // MARK: for the service
+
+    /// Graceful stop, step 1: take no more device messages (and, to resume, take them again).
+    func takeDeviceMessages(_ taking: Bool) {
+        takingDeviceMessages = taking
+        updateDeviceReading()
+        if taking { send() }
+    }
+
+    /// A replaced Ditto-side client sends again what the old one returned unconfirmed, first.
+    func dittoReplaced() {
+        for record in returnedRecords.sorted(by: { $0.sequence > $1.sequence }) { memoryQueue.prepend(record) }
+        returnedRecords.removeAll()
+        do {
+            try spool?.rewindToCursor()
+        } catch {
+            context.metrics.increment("spool.read-failed")
+            context.logger.error("spool cannot rewind to its cursor", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// A device side replaced while paused stays paused.
+    func deviceReplaced() {
+        if deviceReadingPaused { context.device.pauseReading() }
+    }
+
+    /// Whether everything taken from devices reached Ditto's side (or, with a spool, is safe on disk while the
+    /// Ditto side is down).
+    var drained: Bool {
+        if spool != nil, !context.ditto.isConnected { return memoryQueue.isEmpty && memoryInFlight == 0 }
+        return uplinkWaiting == 0 && context.ditto.publishesInFlight == 0
+    }
+
+    /// Graceful stop: the spool's cursor goes to disk.
+    func persistForShutdown() {
+        if case .never = spool?.settings.fsync {
+            spool?.persistCursor()
+        } else {
+            spool?.sync(wait: true)
+        }
+    }
+
+    /// Graceful stop, last step: what was taken from devices and never acknowledged by Ditto's side.
+    var unsentAtStop: Int { spool?.unacknowledged ?? memoryQueue.count + memoryInFlight + returnedRecords.count }
+}
