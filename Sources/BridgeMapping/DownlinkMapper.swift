@@ -303,7 +303,7 @@ public struct DownlinkMapper: Sendable {
     /// semantics and the custom headers the rule lets through.
     private func deviceHeaders(_ headers: DittoHeaders, mapper: HeaderMapper) -> DittoHeaders {
         var result = DittoHeaders()
-        for name in ["correlation-id", "content-type", "response-required", "timeout"] {
+        for name in [ReservedHeaders.correlationID, ReservedHeaders.contentType, ReservedHeaders.responseRequired, ReservedHeaders.timeout] {
             if let value = headers[name] { result[name] = value }
         }
         for (name, value) in mapper.customHeaders(headers) { result[name] = value }
@@ -348,9 +348,9 @@ public struct DownlinkMapper: Sendable {
             return nil
         case .mqtt5:
             guard let data = message.properties.correlationData, !data.isEmpty else { return nil }
-            let status = Self.status(message.properties.userProperties.last { $0.name.lowercased() == "status" }?.value)
+            let status = Self.status(message.properties.userProperties.last { $0.name.lowercased() == ReservedHeaders.status }?.value)
             var properties = message.properties
-            properties.userProperties.removeAll { $0.name.lowercased() == "status" }
+            properties.userProperties.removeAll { $0.name.lowercased() == ReservedHeaders.status }
             return DeviceReply(ruleIndex: index, correlationID: CorrelationID.fromCorrelationData(data), status: status,
                                payload: message.payload, contentType: message.properties.contentType,
                                properties: properties, carriedHeaders: [], topicValues: captured,
@@ -362,11 +362,11 @@ public struct DownlinkMapper: Sendable {
                 (payload, carried) = (unwrapped.value ?? [], unwrapped.headers)
             }
             let token = captured[Self.correlationIDPlaceholder]
-                ?? carried.last { $0.name.lowercased() == "correlation-id" }.map(\.value)
+                ?? carried.last { $0.name.lowercased() == ReservedHeaders.correlationID }.map(\.value)
             guard let token else { return nil }
             let status = Self.status(captured["status"])
-                ?? Self.status(carried.last { $0.name.lowercased() == "status" }?.value)
-            carried.removeAll { ["status", "correlation-id"].contains($0.name.lowercased()) }
+                ?? Self.status(carried.last { $0.name.lowercased() == ReservedHeaders.status }?.value)
+            carried.removeAll { [ReservedHeaders.status, ReservedHeaders.correlationID].contains($0.name.lowercased()) }
             return DeviceReply(ruleIndex: index, correlationID: TopicToken.decode(token), status: status,
                                payload: payload, contentType: message.properties.contentType,
                                properties: message.properties, carriedHeaders: carried, topicValues: captured,
@@ -400,7 +400,7 @@ public struct DownlinkMapper: Sendable {
         var headers = try HeaderMapper(policy: box.rule.headers).dittoHeaders(
             properties: properties, carriedHeaders: reply.carriedHeaders, variables: route.variables,
             generateCorrelationID: { correlationID })
-        headers["correlation-id"] = correlationID
+        headers[ReservedHeaders.correlationID] = correlationID
 
         switch route.kind {
         case .message:
@@ -411,7 +411,7 @@ public struct DownlinkMapper: Sendable {
                 let contentType = reply.contentType
                     ?? Self.guessContentType(reply.payload, payloadFormatIndicator: reply.properties.payloadFormatIndicator)
                 payload = MessagePayload.from(bytes: reply.payload, contentType: contentType)
-                headers["content-type"] = contentType
+                headers[ReservedHeaders.contentType] = contentType
             }
             return Envelope.messageResponse(to: request, status: status, payload: payload, headers: headers)
         case .command(let action, _):
@@ -519,7 +519,7 @@ public struct DownlinkMapper: Sendable {
         if payload.isEmpty { return "application/json" }
         if payloadFormatIndicator == 0 { return "application/octet-stream" }
         if (try? JSON.parse(payload)) != nil { return "application/json" }
-        if String(validating: payload, as: UTF8.self) != nil { return "text/plain; charset=utf-8" }
+        if String(validating: payload, as: UTF8.self) != nil { return MessagePayload.textContentType }
         return "application/octet-stream"
     }
 

@@ -93,7 +93,7 @@ public enum PayloadReader {
         case .text:
             try checkSize(payload)
             let kept = strategy == .text ? contentType : nil
-            return (.text(try utf8(payload)), kept ?? "text/plain; charset=utf-8")
+            return (.text(try utf8(payload)), kept ?? MessagePayload.textContentType)
         case .bytes:
             try checkSize(payload)
             let kept = strategy == .binary || strategy == .jsonMergePatch ? contentType : nil
