@@ -157,7 +157,7 @@ let package = Package(
         .testTarget(
             name: "OperationsTests",
             dependencies: [
-                "BridgeOperations", "BridgeConfig", "DittoProtocol", "MosquittoTestSupport",
+                "BridgeOperations", "BridgeConfig", "BridgeMapping", "DittoProtocol", "MosquittoTestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

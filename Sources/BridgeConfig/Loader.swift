@@ -504,14 +504,18 @@ struct ConfigLoader {
             }
         }
         let sample = ["thingId": "org.example:device-1", "namespace": "org.example", "thingName": "device-1"]
-        if let rendered = try? settings.replyTopic.render(sample), settings.subscribeFilter.match(rendered) == nil {
+        // The subscribe filter takes no placeholders: it covers a topic as an MQTT filter does.
+        func isSubscribed(_ topic: String) -> Bool {
+            settings.subscribeFilter.covers(topic.split(separator: "/", omittingEmptySubsequences: false), variables: [:])
+        }
+        if let rendered = try? settings.replyTopic.render(sample), !isSubscribed(rendered) {
             sink.error(
                 (m["reply-topic"] ?? m["subscribe-filter"] ?? v).location,
                 (m["reply-topic"] ?? m["subscribe-filter"] ?? v).path,
                 "reply-topic '\(settings.replyTopic)' is not covered by subscribe-filter '\(settings.subscribeFilter)'",
                 hint: "Ditto's answers to device requests would never reach the bridge")
         }
-        if let rendered = try? settings.publishTopic.render(sample), settings.subscribeFilter.match(rendered) != nil {
+        if let rendered = try? settings.publishTopic.render(sample), isSubscribed(rendered) {
             sink.error(
                 (m["subscribe-filter"] ?? m["publish-topic"] ?? v).location,
                 (m["subscribe-filter"] ?? m["publish-topic"] ?? v).path,

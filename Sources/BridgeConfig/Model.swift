@@ -660,9 +660,9 @@ public struct DownlinkRule: Sendable, Hashable {
     public var qos: QoS
 }
 
-enum Glob {
+package enum Glob {
     /// `*` matches any run of characters (also empty); everything else literally.
-    static func matches(_ pattern: String, _ text: String) -> Bool {
+    package static func matches(_ pattern: String, _ text: String) -> Bool {
         // The usual patterns, `*` and a plain name, need no search (and no arrays of characters).
         if pattern == "*" { return true }
         if !pattern.utf8.contains(UInt8(ascii: "*")) { return pattern == text }
