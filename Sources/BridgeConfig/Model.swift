@@ -420,9 +420,9 @@ public enum UplinkPayload: Sendable, Hashable {
         /// The whole document.
         case whole
         /// One value, by JSON pointer (RFC 6901).
-        case pointer(String)
+        case pointer(RFC6901Pointer)
         /// An object built from several pointers: field name -> pointer, in file order.
-        case fields([(name: String, pointer: String)])
+        case fields([(name: String, pointer: RFC6901Pointer)])
 
         public static func == (a: JSONSelection, b: JSONSelection) -> Bool {
             switch (a, b) {
@@ -611,23 +611,23 @@ public struct ReplySpec: Sendable, Hashable {
     /// captured from the reply topic in `topic` mode).
     public var topic: TopicTemplate?
     /// `payload` mode: RFC 6901 pointer to the correlation id, in the request the device gets and in its reply.
-    public var correlationPointer: String?
+    public var correlationPointer: RFC6901Pointer?
     /// RFC 6901 pointer to the status in a JSON reply.
-    public var statusPointer: String?
+    public var statusPointer: RFC6901Pointer?
     /// RFC 6901 pointer to the value in a JSON reply (and, in `payload` mode, in the request); nil: the whole
     /// reply, or ``payloadModeValuePointer`` in `payload` mode.
-    public var valuePointer: String?
+    public var valuePointer: RFC6901Pointer?
     /// Status when the device does not give one; nil: 200, or 204 for modify/delete commands.
     public var defaultStatus: Int?
     /// How long to wait for the device (capped by the request's own `timeout`).
     public var timeout: Duration
 
     /// Where the value sits in `payload` mode when `value-pointer` is not given: next to the id, never around it.
-    public static let payloadModeValuePointer = "/value"
+    public static let payloadModeValuePointer = RFC6901Pointer(tokens: ["value"])
 
     /// The value pointer in effect: in `payload` mode the value and the id are siblings in one object, so the
     /// value is never the whole document.
-    public var effectiveValuePointer: String? {
+    public var effectiveValuePointer: RFC6901Pointer? {
         mode == .payload ? (valuePointer ?? Self.payloadModeValuePointer) : valuePointer
     }
 }

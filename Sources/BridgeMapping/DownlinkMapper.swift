@@ -528,10 +528,10 @@ public struct DownlinkMapper: Sendable {
     /// `check` makes sure the two never overlap. `{"id": "<correlation-id>", "value": {...}}`.
     public static func payloadModeRequest(correlationID: String, value: JSONValue, reply: ReplySpec) -> JSONValue {
         var document = JSONValue.object(JSONObject())
-        if let text = reply.effectiveValuePointer, let pointer = try? RFC6901Pointer(parsing: text) {
+        if let pointer = reply.effectiveValuePointer {
             document = pointer.setting(value, in: document)
         }
-        if let text = reply.correlationPointer, let pointer = try? RFC6901Pointer(parsing: text) {
+        if let pointer = reply.correlationPointer {
             document = pointer.setting(.string(correlationID), in: document)
         }
         return document
@@ -542,8 +542,7 @@ public struct DownlinkMapper: Sendable {
     public static func payloadModeReply(_ document: JSONValue, reply: ReplySpec)
         -> (correlationID: String, status: Int?, value: JSONValue?)?
     {
-        func pointer(_ text: String?) -> RFC6901Pointer? { text.flatMap { try? RFC6901Pointer(parsing: $0) } }
-        guard let id = pointer(reply.correlationPointer)?.evaluate(in: document) else { return nil }
+        guard let id = reply.correlationPointer?.evaluate(in: document) else { return nil }
         let correlationID: String
         switch id {
         case .string(let text): correlationID = text
@@ -551,12 +550,12 @@ public struct DownlinkMapper: Sendable {
         default: return nil
         }
         var status: Int?
-        switch pointer(reply.statusPointer)?.evaluate(in: document) {
+        switch reply.statusPointer?.evaluate(in: document) {
         case .number(let number)?: status = Self.status(number.description)
         case .string(let text)?: status = Self.status(text)
         default: break
         }
-        let value: JSONValue? = if let valuePointer = pointer(reply.effectiveValuePointer) {
+        let value: JSONValue? = if let valuePointer = reply.effectiveValuePointer {
             valuePointer.evaluate(in: document)
         } else {
             document

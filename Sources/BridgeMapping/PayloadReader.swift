@@ -141,16 +141,10 @@ public enum PayloadReader {
         }
     }
 
-    static func evaluate(_ pointerText: String, in document: JSONValue, field: String?) throws(MappingError) -> JSONValue {
-        let what = field.map { " (field \($0))" } ?? ""
-        let pointer: RFC6901Pointer
-        do {
-            pointer = try RFC6901Pointer(parsing: pointerText)
-        } catch {
-            throw MappingError(.invalidPayload, "invalid JSON pointer \(pointerText)\(what): \(error)")
-        }
+    static func evaluate(_ pointer: RFC6901Pointer, in document: JSONValue, field: String?) throws(MappingError) -> JSONValue {
         guard let value = pointer.evaluate(in: document) else {
-            throw MappingError(.invalidPayload, "JSON pointer \(pointerText)\(what) matches nothing in the payload")
+            let what = field.map { " (field \($0))" } ?? ""
+            throw MappingError(.invalidPayload, "JSON pointer \(pointer)\(what) matches nothing in the payload")
         }
         return value
     }

@@ -190,7 +190,7 @@ struct LoaderTests {
             return
         }
         #expect(fields.map(\.name) == ["temperature", "humidity", "raw"])
-        #expect(fields.map(\.pointer) == ["/t", "/h", ""])
+        #expect(fields.map(\.pointer.description) == ["/t", "/h", ""])
     }
 
     @Test func downlinkDefaultsDependOnTheDeviceProtocol() throws {

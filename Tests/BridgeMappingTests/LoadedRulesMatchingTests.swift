@@ -23,7 +23,7 @@ struct LoadedRulesMatchingTests {
         #expect(c.deviceStatus?.offlinePayloads == ["offline", "0"])
         let telemetry = c.uplink[0]
         #expect(telemetry.topic.filter == "devices/+/telemetry/+")
-        #expect(telemetry.payload == .json(.pointer("/value")))
+        #expect(telemetry.payload == .json(.pointer(try RFC6901Pointer(parsing: "/value"))))
         let values = try #require(telemetry.topic.match("devices/Sensor-1/telemetry/temperature"))
         #expect(try telemetry.thingID.render(values.merging(["namespace": "org.example"]) { a, _ in a }) == "org.example:sensor-1")
         let inbox = c.downlink[0]
@@ -80,7 +80,7 @@ struct LoadedRulesMatchingTests {
                 == ["deviceId": "lamp-2", "correlationId": "c-1", "status": "204"])
         let properties = c.downlink[1]
         #expect(properties.reply.mode == .payload)
-        #expect(properties.reply.correlationPointer == "/id")
+        #expect(properties.reply.correlationPointer?.description == "/id")
         #expect(properties.headers.mqtt311 == .wrapper)
         guard case .commands(let actions, let path?) = properties.match else {
             Issue.record("not commands")
