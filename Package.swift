@@ -50,7 +50,8 @@ let package = Package(
         ),
         // Ditto Protocol model: pure, no I/O.
         .target(name: "DittoProtocol", swiftSettings: strict),
-        // The config file: YAML -> typed, located, validated configuration. Pure.
+        // The config file: YAML -> typed, located, validated configuration. Pure but for SystemConfigSource.swift,
+        // the one place that reads the files a config names and the environment (a ConfigSource).
         .target(
             name: "BridgeConfig",
             dependencies: ["DittoProtocol", .product(name: "Yams", package: "Yams")],
