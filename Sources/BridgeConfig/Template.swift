@@ -75,10 +75,10 @@ public struct TemplateError: Error, Sendable, Hashable, CustomStringConvertible 
 ///   `default('x')` (used when the value is missing).
 /// - `\{`, `\}` and `\\` are literal characters; inside `'...'` arguments `\'` is a quote.
 ///
-/// ``invert(_:fixed:)`` inverts rendering (the mapping's `match` is the same with shortcuts): each placeholder takes the shortest text (at least one character)
-/// that lets the rest match, the last one takes the rest; transforms are undone where possible
-/// (`prefix`/`suffix` must be present and are stripped, `replace` is reversed, `lower`/`upper` require the text to
-/// already be in that case).
+/// ``invert(_:fixed:)`` inverts rendering (the mapping's `match` is the same with shortcuts): each placeholder
+/// takes the shortest text (at least one character) that lets the rest match, the last one takes the rest;
+/// transforms are undone where possible (`prefix`/`suffix` must be present and are stripped, `replace` is
+/// reversed, `lower`/`upper` require the text to already be in that case).
 public struct Template: Sendable, Hashable, CustomStringConvertible {
     /// One value transformation.
     public enum Transform: Sendable, Hashable, CustomStringConvertible {
@@ -241,15 +241,15 @@ public struct Template: Sendable, Hashable, CustomStringConvertible {
             offsets.append(index)
         }
         offsets.append(text.endIndex)
-        var state = MatchState(text: text, chars: chars, offsets: offsets, values: fixed, memoize: namesAreDistinct)
-        return matchParts(0, 0, &state) ? state.values : nil
+        var state = SearchState(text: text, chars: chars, offsets: offsets, values: fixed, memoize: namesAreDistinct)
+        return invertParts(0, 0, &state) ? state.values : nil
     }
 
     package static func isPrintableASCII(_ text: String) -> Bool {
         text.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F }
     }
 
-    private struct MatchState {
+    private struct SearchState {
         let text: String
         /// The text's characters, and where each starts in `text` (plus its end): a candidate value is one slice.
         let chars: [Character]
@@ -263,7 +263,7 @@ public struct Template: Sendable, Hashable, CustomStringConvertible {
         var budget = 5_000
     }
 
-    private func matchParts(_ index: Int, _ position: Int, _ state: inout MatchState) -> Bool {
+    private func invertParts(_ index: Int, _ position: Int, _ state: inout SearchState) -> Bool {
         let chars = state.chars
         if index == parts.count { return position == chars.count }
         let key = index * (chars.count + 1) + position
@@ -273,15 +273,15 @@ public struct Template: Sendable, Hashable, CustomStringConvertible {
         let matched: Bool
         switch parts[index] {
         case .literal(let literal):
-            matched = Self.hasLiteral(literal, in: chars, at: position) && matchParts(index + 1, position + literal.count, &state)
+            matched = Self.hasLiteral(literal, in: chars, at: position) && invertParts(index + 1, position + literal.count, &state)
         case .placeholder(let p):
-            matched = matchPlaceholder(p, index, position, &state)
+            matched = invertPlaceholder(p, index, position, &state)
         }
         if !matched, state.memoize { state.failed.insert(key) }
         return matched
     }
 
-    private func matchPlaceholder(_ p: Placeholder, _ index: Int, _ position: Int, _ state: inout MatchState) -> Bool {
+    private func invertPlaceholder(_ p: Placeholder, _ index: Int, _ position: Int, _ state: inout SearchState) -> Bool {
         let chars = state.chars
         guard position < chars.count else { return false }
         let isLast = index == parts.count - 1
@@ -295,7 +295,7 @@ public struct Template: Sendable, Hashable, CustomStringConvertible {
             // `bind` adds at most this placeholder's value, and a failed `matchParts` leaves `values` as it found
             // them (each level undoes its own binding), so undoing ours restores the state.
             let adds = state.values[p.name] == nil
-            if bind(p, raw, &state.values), matchParts(index + 1, end, &state) { return true }
+            if bind(p, raw, &state.values), invertParts(index + 1, end, &state) { return true }
             if adds { state.values[p.name] = nil }
             if state.budget < 0 { return false }
         }

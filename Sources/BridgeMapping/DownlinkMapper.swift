@@ -303,7 +303,11 @@ public struct DownlinkMapper: Sendable {
     /// semantics and the custom headers the rule lets through.
     private func deviceHeaders(_ headers: DittoHeaders, mapper: HeaderMapper) -> DittoHeaders {
         var result = DittoHeaders()
-        for name in [ReservedHeaders.correlationID, ReservedHeaders.contentType, ReservedHeaders.responseRequired, ReservedHeaders.timeout] {
+        let carried = [
+            ReservedHeaders.correlationID, ReservedHeaders.contentType, ReservedHeaders.responseRequired,
+            ReservedHeaders.timeout,
+        ]
+        for name in carried {
             if let value = headers[name] { result[name] = value }
         }
         for (name, value) in mapper.customHeaders(headers) { result[name] = value }
@@ -348,7 +352,8 @@ public struct DownlinkMapper: Sendable {
             return nil
         case .mqtt5:
             guard let data = message.properties.correlationData, !data.isEmpty else { return nil }
-            let status = Self.status(message.properties.userProperties.last { $0.name.lowercased() == ReservedHeaders.status }?.value)
+            let status = Self.status(
+                message.properties.userProperties.last { $0.name.lowercased() == ReservedHeaders.status }?.value)
             var properties = message.properties
             properties.userProperties.removeAll { $0.name.lowercased() == ReservedHeaders.status }
             return DeviceReply(ruleIndex: index, correlationID: CorrelationID.fromCorrelationData(data), status: status,
