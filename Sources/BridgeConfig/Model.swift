@@ -484,7 +484,7 @@ public struct MessageSpec: Sendable, Hashable {
     public var subject: Template
     /// The message's content type; nil means derived from the payload format (JSON -> `application/json`,
     /// text -> `text/plain`, bytes -> `application/octet-stream`).
-    public var contentType: String?
+    public var contentType: ContentType?
     /// The device expects an answer (a device-initiated request).
     public var expectsResponse: Bool
     /// How long Ditto may take to answer.

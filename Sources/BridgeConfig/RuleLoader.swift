@@ -334,9 +334,9 @@ extension ConfigLoader {
                 ok = false
             }
         }
-        var contentType: String?
+        var contentType: ContentType?
         if let cv = m["content-type"] {
-            contentType = self.contentType(cv)
+            contentType = self.contentType(cv).map(ContentType.init)
             if let ct = contentType, let problem = Self.contentTypeProblem(ct, payload: payload) {
                 reader.error(cv, problem.message, hint: problem.hint)
                 ok = false
@@ -392,9 +392,11 @@ extension ConfigLoader {
             replyTopic: replyTopic)
     }
 
-    static func contentTypeProblem(_ contentType: String, payload: UplinkPayload) -> (message: String, hint: String)? {
+    static func contentTypeProblem(_ contentType: ContentType, payload: UplinkPayload)
+        -> (message: String, hint: String)?
+    {
         // Ditto's classification (``ContentTypeStrategy``): a message's merge-patch payload is binary to Ditto.
-        let strategy = ContentTypeStrategy(contentType: contentType)
+        let strategy = contentType.strategy
         switch payload {
         case .bytes where strategy != .binary && strategy != .jsonMergePatch:
             return (

@@ -81,11 +81,12 @@ public enum PayloadReader {
     public static func messagePayload(
         _ payload: [UInt8],
         format: UplinkPayload,
-        contentType: String?
+        contentType classified: ContentType?
     ) throws(MappingError) -> (payload: MessagePayload, contentType: String) {
         // A content type of another kind than the format (a device saying text/plain for a JSON rule) would make
         // Ditto read the value differently, so it yields to the format's default.
-        let strategy = ContentTypeStrategy(contentType: contentType)
+        let strategy = classified?.strategy ?? .binary
+        let contentType = classified?.value
         switch format {
         case .json, .number, .boolean:
             let kept = strategy == .json ? contentType : nil

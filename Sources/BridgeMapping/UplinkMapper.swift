@@ -325,8 +325,8 @@ public struct UplinkMapper: Sendable {
             let featureID = try spec.feature.map { template throws(MappingError) in
                 try render(template, variables, what: "feature")
             }
-            let read = try PayloadReader.messagePayload(payload, format: rule.payload,
-                                                        contentType: spec.contentType ?? message.properties.contentType)
+            let contentType = spec.contentType ?? message.properties.contentType.map(ContentType.init)
+            let read = try PayloadReader.messagePayload(payload, format: rule.payload, contentType: contentType)
             let reply = replyRoute(for: message, spec: spec, variables: variables)
             var headers = try mapper.dittoHeaders(
                 properties: message.properties, carriedHeaders: carried, variables: variables,
