@@ -50,7 +50,8 @@ let package = Package(
         ),
         // Ditto Protocol model: pure, no I/O.
         .target(name: "DittoProtocol", swiftSettings: strict),
-        // The config file: YAML -> typed, located, validated configuration. Pure.
+        // The config file: YAML -> typed, located, validated configuration. Pure but for SystemConfigSource.swift,
+        // the one place that reads the files a config names and the environment (a ConfigSource).
         .target(
             name: "BridgeConfig",
             dependencies: ["DittoProtocol", .product(name: "Yams", package: "Yams")],
@@ -158,7 +159,7 @@ let package = Package(
         .testTarget(
             name: "OperationsTests",
             dependencies: [
-                "BridgeOperations", "BridgeConfig", "DittoProtocol", "MosquittoTestSupport",
+                "BridgeOperations", "BridgeConfig", "BridgeMapping", "DittoProtocol", "MosquittoTestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -191,9 +191,9 @@ extension ConfigLoader {
                 hint: spec.mode == .topic ? "e.g. devices/{deviceId}/res/{correlationId}/{status}" : "e.g. devices/{deviceId}/reply")
             ok = false
         }
-        func pointer(_ key: String) -> String? {
+        func pointer(_ key: String) -> RFC6901Pointer? {
             guard let pv = m[key] else { return nil }
-            guard let p = reader.string(pv), checkPointer(p, at: pv) else {
+            guard let text = reader.string(pv), let p = parsePointer(text, at: pv) else {
                 ok = false
                 return nil
             }
@@ -206,22 +206,22 @@ extension ConfigLoader {
             reader.error(v, "mode: payload needs correlation-pointer (where the id is in the reply)", hint: "e.g. correlation-pointer: /id")
             ok = false
         }
-        if spec.mode == .payload, let correlation = spec.correlationPointer.flatMap({ try? RFC6901Pointer(parsing: $0) }) {
+        if spec.mode == .payload, let correlation = spec.correlationPointer {
             // The request is one object with the id and the value side by side, and the reply is read the same way:
             // pointers that overlap would overwrite the user's value with the id, or read the id as the value.
-            if let valueText = spec.effectiveValuePointer, let value = try? RFC6901Pointer(parsing: valueText) {
+            if let value = spec.effectiveValuePointer {
                 // (An empty pointer, the whole payload, is refused as empty above.)
                 if value.overlaps(correlation) {
                     reader.error(
                         m["value-pointer"] ?? m["correlation-pointer"] ?? v,
-                        "value-pointer '\(valueText)' and correlation-pointer '\(correlation)' overlap: the id would overwrite the value or be part of it",
+                        "value-pointer '\(value)' and correlation-pointer '\(correlation)' overlap: the id would overwrite the value or be part of it",
                         hint: "use sibling members, e.g. correlation-pointer: /id and value-pointer: /value")
                     ok = false
                 }
             }
-            if let statusText = spec.statusPointer, let status = try? RFC6901Pointer(parsing: statusText), status.overlaps(correlation) {
+            if let status = spec.statusPointer, status.overlaps(correlation) {
                 reader.error(
-                    m["status-pointer"] ?? v, "status-pointer '\(statusText)' and correlation-pointer '\(correlation)' overlap",
+                    m["status-pointer"] ?? v, "status-pointer '\(status)' and correlation-pointer '\(correlation)' overlap",
                     hint: "use sibling members, e.g. correlation-pointer: /id and status-pointer: /status")
                 ok = false
             }

@@ -3,37 +3,33 @@ import Foundation
 import Yams
 
 extension BridgeConfiguration {
-    /// Reads and validates a config file.
+    /// Reads and validates a config file; everything besides the config text comes from `source`.
     ///
     /// Relative `password-file` and TLS paths are resolved against the config file's directory.
     /// - throws: every error in the file (never only the first), each naming file, line, column and key path.
-    public static func load(
-        path: String, environment: [String: String] = ProcessInfo.processInfo.environment
-    ) throws(ConfigErrors) -> BridgeConfiguration {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            let reason =
-                FileManager.default.fileExists(atPath: path) ? "the file is not readable" : "the file does not exist"
+    public static func load(path: String, source: some ConfigSource) throws(ConfigErrors) -> BridgeConfiguration {
+        guard let bytes = source.contents(atPath: path) else {
+            let reason = source.entry(atPath: path) == .missing ? "the file does not exist" : "the file is not readable"
             throw ConfigErrors(errors: [
                 ConfigDiagnostic(file: path, line: 0, column: 0, keyPath: "", message: "cannot read the config file: \(reason)")
             ])
         }
-        guard let text = String(data: data, encoding: .utf8) else {
+        guard let text = String(data: Data(bytes), encoding: .utf8) else {
             throw ConfigErrors(errors: [
                 ConfigDiagnostic(file: path, line: 0, column: 0, keyPath: "", message: "the config file is not UTF-8 text")
             ])
         }
         let directory = URL(fileURLWithPath: path).deletingLastPathComponent().path
-        return try parse(yaml: text, fileName: path, environment: environment, baseDirectory: directory)
+        return try parse(yaml: text, fileName: path, source: source, baseDirectory: directory)
     }
 
-    /// Validates config text.
+    /// Validates config text; the files it names and the environment variables it uses come from `source`.
     ///
     /// - parameter fileName: the name used in diagnostics.
-    /// - parameter baseDirectory: where relative file paths (password files, TLS files) start; the current directory
-    ///   when nil.
+    /// - parameter baseDirectory: where relative file paths (password files, TLS files) start; the source's current
+    ///   directory when nil.
     public static func parse(
-        yaml: String, fileName: String = "<config>",
-        environment: [String: String] = ProcessInfo.processInfo.environment, baseDirectory: String? = nil
+        yaml: String, fileName: String = "<config>", source: some ConfigSource, baseDirectory: String? = nil
     ) throws(ConfigErrors) -> BridgeConfiguration {
         let sink = DiagnosticSink(file: fileName)
         let root: Node?
@@ -43,8 +39,7 @@ extension BridgeConfiguration {
             throw ConfigErrors(errors: [syntaxDiagnostic(error, file: fileName)])
         }
         let loader = ConfigLoader(
-            reader: Reader(sink: sink), environment: environment,
-            baseDirectory: baseDirectory ?? FileManager.default.currentDirectoryPath)
+            reader: Reader(sink: sink), source: source, baseDirectory: baseDirectory ?? source.currentDirectory)
         let configuration = loader.load(root, fileName: fileName)
         guard sink.errors.isEmpty, var configuration else {
             throw ConfigErrors(errors: sink.sortedErrors, warnings: sink.sortedWarnings)
@@ -84,7 +79,8 @@ extension BridgeConfiguration {
 /// Turns the YAML tree into the typed configuration, reporting problems as it goes.
 struct ConfigLoader {
     let reader: Reader
-    let environment: [String: String]
+    /// The files the config names and the environment variables it uses.
+    let source: any ConfigSource
     let baseDirectory: String
 
     var sink: DiagnosticSink { reader.sink }
@@ -293,7 +289,7 @@ struct ConfigLoader {
             case "password-env":
                 if let name = reader.string(pv) {
                     c.passwordSource = .environment(name)
-                    if let value = environment[name] {
+                    if let value = source.environmentVariable(name) {
                         if value.isEmpty {
                             reader.error(pv, "environment variable \(name) is set but empty")
                         } else {
@@ -362,7 +358,7 @@ struct ConfigLoader {
                 reader.error(v, "'${\(inner)}' does not name an environment variable")
                 return nil
             }
-            if let value = environment[name], !value.isEmpty {
+            if let value = source.environmentVariable(name), !value.isEmpty {
                 out += value
             } else if parts.count == 2 {
                 out += parts[1]
@@ -398,16 +394,16 @@ struct ConfigLoader {
 
     func readPasswordFile(_ path: String, at v: YAMLValue) -> Secret? {
         let full = resolve(path)
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: full, isDirectory: &isDirectory) else {
+        let entry = source.entry(atPath: full)
+        guard entry != .missing else {
             reader.error(v, "password file '\(full)' does not exist")
             return nil
         }
-        guard !isDirectory.boolValue, let data = FileManager.default.contents(atPath: full) else {
+        guard case .file = entry, let bytes = source.contents(atPath: full) else {
             reader.error(v, "password file '\(full)' is not readable")
             return nil
         }
-        guard var text = String(data: data, encoding: .utf8) else {
+        guard var text = String(data: Data(bytes), encoding: .utf8) else {
             reader.error(v, "password file '\(full)' is not UTF-8 text")
             return nil
         }
@@ -432,13 +428,15 @@ struct ConfigLoader {
         func file(_ key: String, directory: Bool = false) -> String? {
             guard let fv = m[key], let path = expanded(fv) else { return nil }
             let full = resolve(path)
-            var isDirectory: ObjCBool = false
-            if !FileManager.default.fileExists(atPath: full, isDirectory: &isDirectory) {
+            switch source.entry(atPath: full) {
+            case .missing:
                 reader.error(fv, "'\(full)' does not exist")
-            } else if isDirectory.boolValue != directory {
+            case .file where directory, .directory where !directory:
                 reader.error(fv, "'\(full)' is \(directory ? "not a directory" : "a directory, not a file")")
-            } else if !FileManager.default.isReadableFile(atPath: full) {
+            case .file(readable: false), .directory(readable: false):
                 reader.error(fv, "'\(full)' is not readable")
+            case .file, .directory:
+                break
             }
             return full
         }
@@ -504,14 +502,18 @@ struct ConfigLoader {
             }
         }
         let sample = ["thingId": "org.example:device-1", "namespace": "org.example", "thingName": "device-1"]
-        if let rendered = try? settings.replyTopic.render(sample), settings.subscribeFilter.match(rendered) == nil {
+        // The subscribe filter takes no placeholders: it covers a topic as an MQTT filter does.
+        func isSubscribed(_ topic: String) -> Bool {
+            settings.subscribeFilter.covers(topic.split(separator: "/", omittingEmptySubsequences: false), variables: [:])
+        }
+        if let rendered = try? settings.replyTopic.render(sample), !isSubscribed(rendered) {
             sink.error(
                 (m["reply-topic"] ?? m["subscribe-filter"] ?? v).location,
                 (m["reply-topic"] ?? m["subscribe-filter"] ?? v).path,
                 "reply-topic '\(settings.replyTopic)' is not covered by subscribe-filter '\(settings.subscribeFilter)'",
                 hint: "Ditto's answers to device requests would never reach the bridge")
         }
-        if let rendered = try? settings.publishTopic.render(sample), settings.subscribeFilter.match(rendered) != nil {
+        if let rendered = try? settings.publishTopic.render(sample), isSubscribed(rendered) {
             sink.error(
                 (m["subscribe-filter"] ?? m["publish-topic"] ?? v).location,
                 (m["subscribe-filter"] ?? m["publish-topic"] ?? v).path,

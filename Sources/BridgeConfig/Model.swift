@@ -298,11 +298,14 @@ public struct HeaderPolicy: Sendable, Hashable {
         if Self.isDittoExtension(lowercased: lower) {
             return namesExactly(lower) && !deny.contains { $0.matches(lowercased: lower) }
         }
-        if traceContext, lower == "traceparent" || lower == "tracestate" {
+        if traceContext, Self.traceContextNames.contains(lower) {
             return !deny.contains { $0.matches(lowercased: lower) && !$0.isWildcard }
         }
         return allow.contains { $0.matches(lowercased: lower) } && !deny.contains { $0.matches(lowercased: lower) }
     }
+
+    /// W3C trace context, which ``traceContext`` lets cross.
+    public static let traceContextNames: Set<String> = ["traceparent", "tracestate"]
 
     /// Whether `lower` is an `x-ditto-*` header (any case). Ditto's gateway reads such headers as its own (e.g.
     /// `x-ditto-pre-authenticated`, the authenticated subject a trusted proxy hands over), so neither a device
@@ -338,23 +341,31 @@ public struct HeaderPolicy: Sendable, Hashable {
 }
 
 /// Ditto headers the bridge never forwards and a config may not produce: Ditto's internal ones
-/// (``DittoHeaders/isInternal(_:)``, the one list) and the ones the bridge sets itself.
+/// (``DittoHeaders/isInternal(_:)``, the one list) and the ones the bridge sets itself. The one definition of the
+/// bridge's header names: each role below is a named subset of ``managedNames``, and the header mapper and the
+/// config checks both read them from here.
 public enum ReservedHeaders {
+    public static let correlationID = "correlation-id"
+    public static let contentType = "content-type"
+    public static let replyTo = "reply-to"
+    public static let responseRequired = "response-required"
+    public static let requestedAcks = "requested-acks"
+    public static let timeout = "timeout"
+    public static let status = "status"
+    public static let timestamp = "timestamp"
+    public static let version = "version"
+
     /// The headers the bridge owns: it derives them itself (from MQTT properties, topics or the request) or acts
     /// on them, so a device's user property or wrapper header never becomes one, Ditto's never becomes a device's
-    /// user property, and a rename or a static header must not produce or overwrite one. The one list: the header
-    /// mapper and the config checks both read it.
-    public static let managedNames: Set<String> = [
-        "correlation-id", "content-type", "reply-to", "response-required", "requested-acks", "timeout", "status",
-        "timestamp", "version",
-    ]
+    /// user property, and a rename or a static header must not produce or overwrite one.
+    public static let managedNames: Set<String> = envelopeOwnNames.union([replyTo, status, timestamp])
 
     /// Of ``managedNames``, those a pass-through envelope keeps as the device wrote them: the envelope is the
     /// Ditto Protocol message itself, whose own correlation, content type and request headers (whether and which
     /// answers it wants, within which time, in which schema version) are part of what the device says; the
     /// bridge adds none of them to it. Its `reply-to`, `status` and `timestamp` are dropped like any owned header.
     public static let envelopeOwnNames: Set<String> = [
-        "correlation-id", "content-type", "response-required", "requested-acks", "timeout", "version",
+        correlationID, contentType, responseRequired, requestedAcks, timeout, version,
     ]
 
     /// Ditto-internal (case-insensitive): ``DittoHeaders/isInternal(_:)``.
@@ -362,9 +373,14 @@ public enum ReservedHeaders {
         DittoHeaders.isInternal(name)
     }
 
-    /// Internal or bridge-managed.
+    /// Internal or bridge-managed: never crosses as a custom header in either direction.
     public static func isReserved(_ name: String) -> Bool {
-        isInternal(name) || managedNames.contains(name.lowercased())
+        isReserved(lowercased: DittoHeaders.lowercase(name))
+    }
+
+    /// The same for a name already in lower case.
+    public static func isReserved(lowercased lower: String) -> Bool {
+        DittoHeaders.isInternal(lower) || managedNames.contains(lower)
     }
 }
 
@@ -404,9 +420,9 @@ public enum UplinkPayload: Sendable, Hashable {
         /// The whole document.
         case whole
         /// One value, by JSON pointer (RFC 6901).
-        case pointer(String)
+        case pointer(RFC6901Pointer)
         /// An object built from several pointers: field name -> pointer, in file order.
-        case fields([(name: String, pointer: String)])
+        case fields([(name: String, pointer: RFC6901Pointer)])
 
         public static func == (a: JSONSelection, b: JSONSelection) -> Bool {
             switch (a, b) {
@@ -468,7 +484,7 @@ public struct MessageSpec: Sendable, Hashable {
     public var subject: Template
     /// The message's content type; nil means derived from the payload format (JSON -> `application/json`,
     /// text -> `text/plain`, bytes -> `application/octet-stream`).
-    public var contentType: String?
+    public var contentType: ContentType?
     /// The device expects an answer (a device-initiated request).
     public var expectsResponse: Bool
     /// How long Ditto may take to answer.
@@ -595,23 +611,23 @@ public struct ReplySpec: Sendable, Hashable {
     /// captured from the reply topic in `topic` mode).
     public var topic: TopicTemplate?
     /// `payload` mode: RFC 6901 pointer to the correlation id, in the request the device gets and in its reply.
-    public var correlationPointer: String?
+    public var correlationPointer: RFC6901Pointer?
     /// RFC 6901 pointer to the status in a JSON reply.
-    public var statusPointer: String?
+    public var statusPointer: RFC6901Pointer?
     /// RFC 6901 pointer to the value in a JSON reply (and, in `payload` mode, in the request); nil: the whole
     /// reply, or ``payloadModeValuePointer`` in `payload` mode.
-    public var valuePointer: String?
+    public var valuePointer: RFC6901Pointer?
     /// Status when the device does not give one; nil: 200, or 204 for modify/delete commands.
     public var defaultStatus: Int?
     /// How long to wait for the device (capped by the request's own `timeout`).
     public var timeout: Duration
 
     /// Where the value sits in `payload` mode when `value-pointer` is not given: next to the id, never around it.
-    public static let payloadModeValuePointer = "/value"
+    public static let payloadModeValuePointer = RFC6901Pointer(tokens: ["value"])
 
     /// The value pointer in effect: in `payload` mode the value and the id are siblings in one object, so the
     /// value is never the whole document.
-    public var effectiveValuePointer: String? {
+    public var effectiveValuePointer: RFC6901Pointer? {
         mode == .payload ? (valuePointer ?? Self.payloadModeValuePointer) : valuePointer
     }
 }
@@ -644,9 +660,9 @@ public struct DownlinkRule: Sendable, Hashable {
     public var qos: QoS
 }
 
-enum Glob {
+package enum Glob {
     /// `*` matches any run of characters (also empty); everything else literally.
-    static func matches(_ pattern: String, _ text: String) -> Bool {
+    package static func matches(_ pattern: String, _ text: String) -> Bool {
         // The usual patterns, `*` and a plain name, need no search (and no arrays of characters).
         if pattern == "*" { return true }
         if !pattern.utf8.contains(UInt8(ascii: "*")) { return pattern == text }

@@ -4,7 +4,7 @@
 ///
 /// Either the device's own topic space (the default) or a list of filters over the rule's captures.
 public struct ResponseTopics: Sendable, Hashable, CustomStringConvertible {
-    enum Kind: Sendable, Hashable {
+    package enum Kind: Sendable, Hashable {
         /// The request topic's first `levels` levels, then `#`; nil: the whole request topic (a `{deviceId...}`
         /// level), then `#`.
         case deviceSpace(levels: Int?)
@@ -12,7 +12,7 @@ public struct ResponseTopics: Sendable, Hashable, CustomStringConvertible {
         case filters([TopicTemplate])
     }
 
-    let kind: Kind
+    package let kind: Kind
     /// As `check` and the logs show it: `devices/{deviceId}/#`, or the configured filters.
     public let description: String
 
@@ -46,29 +46,14 @@ public struct ResponseTopics: Sendable, Hashable, CustomStringConvertible {
 
     /// The placeholder that names the device in the default.
     public static let deviceIDPlaceholder = "deviceId"
+}
 
-    /// Whether the bridge may publish the answer to a request that arrived on `requestTopic` (with the rule's
-    /// `variables`: its captures, `namespace`, `thingId`, `thingName`) on `responseTopic`.
-    ///
-    /// A response topic is a topic name: one with `+`, `#` or NUL, or an empty one, is never admitted. A captured
-    /// value only ever matches one whole level of the response topic, compared as text: a value with `/`, `+` or
-    /// `#` cannot widen a filter (it matches no level), and an empty value matches nothing.
-    public func admits(_ responseTopic: String, requestTopic: String, variables: [String: String]) -> Bool {
-        guard Self.isTopicName(responseTopic) else { return false }
-        let topicLevels = responseTopic.split(separator: "/", omittingEmptySubsequences: false)
-        switch kind {
-        case .deviceSpace(let levels):
-            let request = requestTopic.split(separator: "/", omittingEmptySubsequences: false)
-            let prefix = levels.map { request.prefix($0) } ?? request[...]
-            return topicLevels.count >= prefix.count && topicLevels.prefix(prefix.count).elementsEqual(prefix)
-        case .filters(let filters):
-            return filters.contains { Self.matches($0, topicLevels, variables: variables) }
-        }
-    }
-
-    /// MQTT's filter matching, with captures rendered per request and compared as whole levels.
-    private static func matches(_ filter: TopicTemplate, _ topic: [Substring], variables: [String: String]) -> Bool {
-        for (index, level) in filter.levels.enumerated() {
+extension TopicTemplate {
+    /// MQTT's filter matching, this template read as a filter over a topic's levels: captures are rendered with
+    /// `variables` and compared as whole levels. The loader checks the Ditto-side filter with it; the mapping
+    /// confines response topics with it.
+    package func covers(_ topic: [Substring], variables: [String: String]) -> Bool {
+        for (index, level) in levels.enumerated() {
             // MQTT: a wildcard in the first level does not match a topic that starts with `$`.
             let dollar = index == 0 && topic.first?.hasPrefix("$") == true
             switch level {
@@ -80,7 +65,7 @@ public struct ResponseTopics: Sendable, Hashable, CustomStringConvertible {
             case .literal(let text):
                 guard index < topic.count, topic[index] == text else { return false }
             case .capture(let template):
-                guard index < topic.count, let value = try? template.render(variables), isLevel(value),
+                guard index < topic.count, let value = try? template.render(variables), Self.isLevel(value),
                       topic[index] == value
                 else { return false }
             case .multiLevelCapture:
@@ -88,16 +73,16 @@ public struct ResponseTopics: Sendable, Hashable, CustomStringConvertible {
                 return false
             }
         }
-        return filter.levels.count == topic.count
+        return levels.count == topic.count
     }
 
     /// One topic level: not empty, no `/`, no wildcard, no NUL.
-    private static func isLevel(_ value: String) -> Bool {
+    package static func isLevel(_ value: String) -> Bool {
         !value.contains("/") && isTopicName(value)
     }
 
     /// A topic a client may publish to (MQTT 3.1.1 §4.7.3 and 5.0 §4.7.3): not empty, no wildcard, no NUL.
-    static func isTopicName(_ topic: String) -> Bool {
-        !topic.isEmpty && TopicTemplate.isPublishable(topic)
+    package static func isTopicName(_ topic: String) -> Bool {
+        !topic.isEmpty && isPublishable(topic)
     }
 }

@@ -334,9 +334,9 @@ extension ConfigLoader {
                 ok = false
             }
         }
-        var contentType: String?
+        var contentType: ContentType?
         if let cv = m["content-type"] {
-            contentType = self.contentType(cv)
+            contentType = self.contentType(cv).map(ContentType.init)
             if let ct = contentType, let problem = Self.contentTypeProblem(ct, payload: payload) {
                 reader.error(cv, problem.message, hint: problem.hint)
                 ok = false
@@ -392,9 +392,11 @@ extension ConfigLoader {
             replyTopic: replyTopic)
     }
 
-    static func contentTypeProblem(_ contentType: String, payload: UplinkPayload) -> (message: String, hint: String)? {
+    static func contentTypeProblem(_ contentType: ContentType, payload: UplinkPayload)
+        -> (message: String, hint: String)?
+    {
         // Ditto's classification (``ContentTypeStrategy``): a message's merge-patch payload is binary to Ditto.
-        let strategy = ContentTypeStrategy(contentType: contentType)
+        let strategy = contentType.strategy
         switch payload {
         case .bytes where strategy != .binary && strategy != .jsonMergePatch:
             return (
@@ -437,8 +439,8 @@ extension ConfigLoader {
             return nil
         }
         if let pv = m["pointer"] {
-            guard let pointer = reader.string(pv, nonEmpty: false), checkPointer(pointer, at: pv) else { return nil }
-            return .json(pointer.isEmpty ? .whole : .pointer(pointer))
+            guard let text = reader.string(pv, nonEmpty: false), let pointer = parsePointer(text, at: pv) else { return nil }
+            return .json(text.isEmpty ? .whole : .pointer(pointer))
         }
         if let fv = m["fields"] {
             guard case .mapping = fv.node, let fm = reader.mapping(fv, keys: reader.peekMapping(fv)?.entries.map(\.key) ?? [])
@@ -446,7 +448,7 @@ extension ConfigLoader {
                 reader.typeError(fv, expected: "a mapping of field name to JSON pointer, e.g. {temperature: /t}")
                 return nil
             }
-            var fields: [(name: String, pointer: String)] = []
+            var fields: [(name: String, pointer: RFC6901Pointer)] = []
             var ok = true
             for entry in fm.entries {
                 if !ThingIDRules.isValidName(entry.key) {
@@ -454,7 +456,8 @@ extension ConfigLoader {
                     ok = false
                     continue
                 }
-                guard let pointer = reader.string(entry.value, nonEmpty: false), checkPointer(pointer, at: entry.value) else {
+                guard let text = reader.string(entry.value, nonEmpty: false), let pointer = parsePointer(text, at: entry.value)
+                else {
                     ok = false
                     continue
                 }
@@ -480,14 +483,13 @@ extension ConfigLoader {
         }
     }
 
-    /// A device payload pointer (RFC 6901, ``RFC6901Pointer``: the mapping reads payloads with the same type).
-    func checkPointer(_ pointer: String, at v: YAMLValue) -> Bool {
+    /// A device payload pointer (RFC 6901), parsed once here: the mapping reads payloads with it as it is.
+    func parsePointer(_ text: String, at v: YAMLValue) -> RFC6901Pointer? {
         do {
-            _ = try RFC6901Pointer(parsing: pointer)
-            return true
+            return try RFC6901Pointer(parsing: text)
         } catch {
             reader.error(v, error.description, hint: error.hint)
-            return false
+            return nil
         }
     }
 }

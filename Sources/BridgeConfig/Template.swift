@@ -75,10 +75,10 @@ public struct TemplateError: Error, Sendable, Hashable, CustomStringConvertible 
 ///   `default('x')` (used when the value is missing).
 /// - `\{`, `\}` and `\\` are literal characters; inside `'...'` arguments `\'` is a quote.
 ///
-/// ``match(_:fixed:)`` inverts rendering: each placeholder takes the shortest text (at least one character)
-/// that lets the rest match, the last one takes the rest; transforms are undone where possible
-/// (`prefix`/`suffix` must be present and are stripped, `replace` is reversed, `lower`/`upper` require the text to
-/// already be in that case).
+/// ``invert(_:fixed:)`` inverts rendering (the mapping's `match` is the same with shortcuts): each placeholder
+/// takes the shortest text (at least one character) that lets the rest match, the last one takes the rest;
+/// transforms are undone where possible (`prefix`/`suffix` must be present and are stripped, `replace` is
+/// reversed, `lower`/`upper` require the text to already be in that case).
 public struct Template: Sendable, Hashable, CustomStringConvertible {
     /// One value transformation.
     public enum Transform: Sendable, Hashable, CustomStringConvertible {
@@ -160,13 +160,13 @@ public struct Template: Sendable, Hashable, CustomStringConvertible {
     /// The compiled parts, in order.
     public let parts: [Part]
 
-    /// No placeholder name occurs twice, so `match` may remember failed (part, position) pairs. Worked out once:
-    /// `match` runs for every downlink request.
+    /// No placeholder name occurs twice, so the search may remember failed (part, position) pairs. Worked out
+    /// once: the mapping matches thing IDs for every downlink request.
     private let namesAreDistinct: Bool
 
     /// No transforms, never two placeholders in a row, literals of printable ASCII (`{namespace}:{deviceId}`):
-    /// ``match(_:fixed:)`` can then try its first candidate on bytes before searching by characters.
-    private let isPlainSequence: Bool
+    /// the mapping's `match` can then try its first candidate on bytes before searching by characters.
+    package let isPlainSequence: Bool
 
     /// Compiles `source`; throws on syntax errors with the character offset.
     public init(_ source: String) throws(TemplateError) {
@@ -225,22 +225,13 @@ public struct Template: Sendable, Hashable, CustomStringConvertible {
         return out
     }
 
-    /// The values that render to exactly `text`, or nil.
+    /// The values that render to exactly `text`, or nil: the general search, by characters.
     ///
+    /// The one definition of what a template matches. The loader asks it whether a topic level can come from a
+    /// template; the mapping's `match` answers the same per message, trying its shortcuts first.
     /// - parameter fixed: values some placeholders must have (compared after their transforms), e.g. the
     ///   configured namespace; they are included in the result.
-    public func match(_ text: String, fixed: [String: String] = [:]) -> [String: String]? {
-        var values = fixed
-        if let bound = bindWhole(text[...], into: &values) { return bound ? values : nil }
-        // Cheap rejections first: a literal start or end must be there.
-        if case .literal(let first)? = parts.first, !text.hasPrefix(first) { return nil }
-        if case .literal(let last)? = parts.last, !text.hasSuffix(last) { return nil }
-        if isPlainSequence, Self.isPrintableASCII(text), let values = firstCandidate(text, fixed: fixed) { return values }
-        return matchSearching(text, fixed: fixed)
-    }
-
-    /// The general search of ``match(_:fixed:)`` (internal for the tests that hold the byte path to it).
-    func matchSearching(_ text: String, fixed: [String: String]) -> [String: String]? {
+    package func invert(_ text: String, fixed: [String: String] = [:]) -> [String: String]? {
         var chars: [Character] = []
         var offsets: [String.Index] = []
         chars.reserveCapacity(text.utf8.count)
@@ -250,81 +241,15 @@ public struct Template: Sendable, Hashable, CustomStringConvertible {
             offsets.append(index)
         }
         offsets.append(text.endIndex)
-        var state = MatchState(text: text, chars: chars, offsets: offsets, values: fixed, memoize: namesAreDistinct)
-        return matchParts(0, 0, &state) ? state.values : nil
+        var state = SearchState(text: text, chars: chars, offsets: offsets, values: fixed, memoize: namesAreDistinct)
+        return invertParts(0, 0, &state) ? state.values : nil
     }
 
-    /// The common level `{deviceId}` (one placeholder, no transforms): the whole text is the value, bound in
-    /// place with no search and no copy of `values`; this runs per device message. Nil for other templates.
-    func bindWhole(_ text: Substring, into values: inout [String: String]) -> Bool? {
-        guard parts.count == 1, case .placeholder(let p) = parts[0], p.transforms.isEmpty else { return nil }
-        guard !text.isEmpty else { return false }
-        if let known = values[p.name] { return known == text }
-        values[p.name] = String(text)
-        return true
-    }
-
-    /// The search's first candidate for a plain sequence, on bytes: each placeholder up to the first occurrence of
-    /// the next literal after at least one byte, the last one (or the one before a final literal) up to the end.
-    /// In printable ASCII a byte is a character, so when this candidate binds, it is the one the search returns
-    /// (it tries shorter values first, level by level); nil when it does not, and the search decides.
-    func firstCandidate(_ text: String, fixed: [String: String]) -> [String: String]? {
-        var values = fixed
-        values.reserveCapacity(fixed.count + parts.count + 3)
-        let bytes = text.utf8
-        var position = bytes.startIndex
-        for (index, part) in parts.enumerated() {
-            switch part {
-            case .literal(let literal):
-                guard bytes[position...].starts(with: literal.utf8) else { return nil }
-                position = bytes.index(position, offsetBy: literal.utf8.count)
-            case .placeholder(let p):
-                guard position < bytes.endIndex else { return nil }
-                let end: String.Index
-                if index + 1 == parts.count {
-                    end = bytes.endIndex
-                } else if case .literal(let literal) = parts[index + 1] {
-                    if index + 2 == parts.count {
-                        // The final literal sits at the end (checked by `match`); the value is everything before it.
-                        end = bytes.index(bytes.endIndex, offsetBy: -literal.utf8.count)
-                        guard end > position else { return nil }
-                    } else {
-                        guard let found = Self.firstOccurrence(of: literal, in: text, after: position) else { return nil }
-                        end = found
-                    }
-                } else {
-                    return nil
-                }
-                let value = text[position..<end]
-                if let known = values[p.name] {
-                    guard known == value else { return nil }
-                } else {
-                    values[p.name] = String(value)
-                }
-                position = end
-            }
-        }
-        return position == bytes.endIndex ? values : nil
-    }
-
-    /// Where `literal` first starts in `text` at least one byte after `position`.
-    private static func firstOccurrence(of literal: String, in text: String, after position: String.Index) -> String.Index? {
-        let bytes = text.utf8
-        guard let first = literal.utf8.first, position < bytes.endIndex else { return nil }
-        var candidate = bytes.index(after: position)
-        while candidate < bytes.endIndex {
-            guard let found = bytes[candidate...].firstIndex(of: first) else { return nil }
-            if bytes[found...].starts(with: literal.utf8) { return found }
-            candidate = bytes.index(after: found)
-        }
-        return nil
-    }
-
-    private static func isPrintableASCII(_ text: String) -> Bool {
+    package static func isPrintableASCII(_ text: String) -> Bool {
         text.utf8.allSatisfy { $0 >= 0x20 && $0 < 0x7F }
     }
 
-    private struct MatchState {
+    private struct SearchState {
         let text: String
         /// The text's characters, and where each starts in `text` (plus its end): a candidate value is one slice.
         let chars: [Character]
@@ -338,7 +263,7 @@ public struct Template: Sendable, Hashable, CustomStringConvertible {
         var budget = 5_000
     }
 
-    private func matchParts(_ index: Int, _ position: Int, _ state: inout MatchState) -> Bool {
+    private func invertParts(_ index: Int, _ position: Int, _ state: inout SearchState) -> Bool {
         let chars = state.chars
         if index == parts.count { return position == chars.count }
         let key = index * (chars.count + 1) + position
@@ -348,15 +273,15 @@ public struct Template: Sendable, Hashable, CustomStringConvertible {
         let matched: Bool
         switch parts[index] {
         case .literal(let literal):
-            matched = Self.hasLiteral(literal, in: chars, at: position) && matchParts(index + 1, position + literal.count, &state)
+            matched = Self.hasLiteral(literal, in: chars, at: position) && invertParts(index + 1, position + literal.count, &state)
         case .placeholder(let p):
-            matched = matchPlaceholder(p, index, position, &state)
+            matched = invertPlaceholder(p, index, position, &state)
         }
         if !matched, state.memoize { state.failed.insert(key) }
         return matched
     }
 
-    private func matchPlaceholder(_ p: Placeholder, _ index: Int, _ position: Int, _ state: inout MatchState) -> Bool {
+    private func invertPlaceholder(_ p: Placeholder, _ index: Int, _ position: Int, _ state: inout SearchState) -> Bool {
         let chars = state.chars
         guard position < chars.count else { return false }
         let isLast = index == parts.count - 1
@@ -370,7 +295,7 @@ public struct Template: Sendable, Hashable, CustomStringConvertible {
             // `bind` adds at most this placeholder's value, and a failed `matchParts` leaves `values` as it found
             // them (each level undoes its own binding), so undoing ours restores the state.
             let adds = state.values[p.name] == nil
-            if bind(p, raw, &state.values), matchParts(index + 1, end, &state) { return true }
+            if bind(p, raw, &state.values), invertParts(index + 1, end, &state) { return true }
             if adds { state.values[p.name] = nil }
             if state.budget < 0 { return false }
         }

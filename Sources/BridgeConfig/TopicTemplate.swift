@@ -6,7 +6,8 @@
 /// - a template with placeholders (`{deviceId}`, `dev-{id}`, `{id|lower}`): matches one level, compiled to `+`;
 /// - `{name...}`: the rest of the topic (one or more levels, joined with `/`), last level only, compiled to `#`.
 ///
-/// ``filter`` is the MQTT subscription filter; ``match(_:)`` extracts the named values from a concrete topic.
+/// ``filter`` is the MQTT subscription filter; the mapping's `match(_:fixed:)` extracts the named values from a
+/// concrete topic.
 /// Templates without wildcards can also be rendered (``render(_:)``), e.g. for downlink topics.
 public struct TopicTemplate: Sendable, Hashable, CustomStringConvertible {
     /// One `/`-separated level.
@@ -130,65 +131,6 @@ public struct TopicTemplate: Sendable, Hashable, CustomStringConvertible {
         levels.contains { $0 == .singleLevelWildcard || $0 == .multiLevelWildcard }
     }
 
-    /// The values of the named levels if `topic` matches, else nil. MQTT rules apply: wildcards and captures
-    /// do not match a first level starting with `$`; `#` also matches the parent level (`a/#` matches `a`).
-    public func match(_ topic: String, fixed: [String: String] = [:]) -> [String: String]? {
-        // Most topics fail on the level count: count the separators before splitting anything.
-        switch levels.last {
-        case .multiLevelWildcard?, .multiLevelCapture?:
-            break
-        default:
-            var separators = 0
-            for byte in topic.utf8 where byte == UInt8(ascii: "/") { separators += 1 }
-            guard separators + 1 == levels.count else { return nil }
-        }
-        // Levels are taken one at a time as substrings (no array of them): literal levels compare without a copy;
-        // only captured levels become Strings. This runs for every device answer on the downlink.
-        var next: String.Index? = topic.startIndex
-        func nextLevel() -> Substring? {
-            guard let start = next else { return nil }
-            if let slash = topic.utf8[start...].firstIndex(of: UInt8(ascii: "/")) {
-                next = topic.utf8.index(after: slash)
-                return topic[start..<slash]
-            }
-            next = nil
-            return topic[start...]
-        }
-        var values = fixed
-        // Room for the captures and what the rule adds (namespace, thingId, thingName, topic): no rehashing.
-        values.reserveCapacity(fixed.count + levels.count + 4)
-        for (index, level) in levels.enumerated() {
-            if index == 0, topic.hasPrefix("$") {
-                if case .literal = level {} else { return nil }
-            }
-            switch level {
-            case .multiLevelWildcard:
-                // Also when no level is left: `a/#` matches `a`.
-                return values
-            case .multiLevelCapture(let name):
-                guard let start = next else { return nil }
-                let rest = String(topic[start...])
-                if let known = values[name], known != rest { return nil }
-                values[name] = rest
-                return values
-            case .literal(let text):
-                guard let found = nextLevel(), found == text else { return nil }
-            case .singleLevelWildcard:
-                guard nextLevel() != nil else { return nil }
-            case .capture(let template):
-                guard let found = nextLevel() else { return nil }
-                if let bound = template.bindWhole(found, into: &values) {
-                    guard bound else { return nil }
-                } else {
-                    guard let matched = template.match(String(found), fixed: values) else { return nil }
-                    values = matched
-                }
-            }
-        }
-        // More levels than the template has.
-        return next == nil ? values : nil
-    }
-
     /// The topic for these values. Values must not contain `+`, `#` or NUL; they may contain `/`
     /// (a subject such as `a/b` spans levels).
     public func render(_ values: [String: String]) throws(TemplateError) -> String {
@@ -216,7 +158,7 @@ public struct TopicTemplate: Sendable, Hashable, CustomStringConvertible {
         return out
     }
 
-    static func isPublishable(_ value: String) -> Bool {
+    package static func isPublishable(_ value: String) -> Bool {
         !value.unicodeScalars.contains { $0 == "+" || $0 == "#" || $0 == "\u{0}" }
     }
 
@@ -275,7 +217,7 @@ public struct TopicTemplate: Sendable, Hashable, CustomStringConvertible {
             case (nil, _), (_, nil): return false
             case (.literal(let x)?, .literal(let y)?): if x != y { return false }
             case (.literal(let x)?, .capture(let t)?), (.capture(let t)?, .literal(let x)?):
-                if t.match(x) == nil { return false }
+                if t.invert(x) == nil { return false }
             default: break
             }
             i += 1
@@ -294,7 +236,8 @@ public struct TopicTemplate: Sendable, Hashable, CustomStringConvertible {
 public struct PathTemplate: Sendable, Hashable, CustomStringConvertible {
     /// The text as written.
     public let source: String
-    let levels: TopicTemplate?
+    /// The levels after the leading `/`; nil for `/` itself.
+    package let levels: TopicTemplate?
 
     /// Compiles a path template; it must start with `/`.
     public init(_ source: String, allowWildcards: Bool = true) throws(TemplateError) {
@@ -325,17 +268,6 @@ public struct PathTemplate: Sendable, Hashable, CustomStringConvertible {
 
     /// Placeholder names in order of first use.
     public var placeholders: [String] { levels?.placeholders ?? [] }
-
-    /// The values if `path` matches (a trailing `/` on `path` is ignored), else nil.
-    public func match(_ path: String, fixed: [String: String] = [:]) -> [String: String]? {
-        var body = Substring(path)
-        guard body.hasPrefix("/") else { return nil }
-        body = body.dropFirst()
-        if body.hasSuffix("/") { body = body.dropLast() }
-        guard let levels else { return body.isEmpty ? fixed : nil }
-        guard !body.isEmpty else { return nil }
-        return levels.match(String(body), fixed: fixed)
-    }
 
     /// The path for these values.
     public func render(_ values: [String: String]) throws(TemplateError) -> String {

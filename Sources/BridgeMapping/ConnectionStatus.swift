@@ -1,3 +1,4 @@
+import BridgeConfig
 import DittoProtocol
 
 /// The `ConnectionStatus` feature Ditto's own connection-status mapping keeps on a thing: `readySince` when the
@@ -16,7 +17,7 @@ public enum ConnectionStatus {
                               correlationID: String) -> Envelope {
         var headers = DittoHeaders()
         headers.correlationID = correlationID
-        headers["response-required"] = "false"
+        headers[ReservedHeaders.responseRequired] = "false"
         let path: String
         let value: JSONValue
         if online {

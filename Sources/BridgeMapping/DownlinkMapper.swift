@@ -308,7 +308,11 @@ public struct DownlinkMapper: Sendable {
     /// semantics and the custom headers the rule lets through.
     private func deviceHeaders(_ headers: DittoHeaders, mapper: HeaderMapper) -> DittoHeaders {
         var result = DittoHeaders()
-        for name in ["correlation-id", "content-type", "response-required", "timeout"] {
+        let carried = [
+            ReservedHeaders.correlationID, ReservedHeaders.contentType, ReservedHeaders.responseRequired,
+            ReservedHeaders.timeout,
+        ]
+        for name in carried {
             if let value = headers[name] { result[name] = value }
         }
         for (name, value) in mapper.customHeaders(headers) { result[name] = value }
@@ -353,9 +357,10 @@ public struct DownlinkMapper: Sendable {
             return nil
         case .mqtt5:
             guard let data = message.properties.correlationData, !data.isEmpty else { return nil }
-            let status = Self.status(message.properties.userProperties.last { $0.name.lowercased() == "status" }?.value)
+            let status = Self.status(
+                message.properties.userProperties.last { $0.name.lowercased() == ReservedHeaders.status }?.value)
             var properties = message.properties
-            properties.userProperties.removeAll { $0.name.lowercased() == "status" }
+            properties.userProperties.removeAll { $0.name.lowercased() == ReservedHeaders.status }
             return DeviceReply(ruleIndex: index, correlationID: CorrelationID.fromCorrelationData(data), status: status,
                                payload: message.payload, contentType: message.properties.contentType,
                                properties: properties, carriedHeaders: [], topicValues: captured,
@@ -367,11 +372,11 @@ public struct DownlinkMapper: Sendable {
                 (payload, carried) = (unwrapped.value ?? [], unwrapped.headers)
             }
             let token = captured[Self.correlationIDPlaceholder]
-                ?? carried.last { $0.name.lowercased() == "correlation-id" }.map(\.value)
+                ?? carried.last { $0.name.lowercased() == ReservedHeaders.correlationID }.map(\.value)
             guard let token else { return nil }
             let status = Self.status(captured["status"])
-                ?? Self.status(carried.last { $0.name.lowercased() == "status" }?.value)
-            carried.removeAll { ["status", "correlation-id"].contains($0.name.lowercased()) }
+                ?? Self.status(carried.last { $0.name.lowercased() == ReservedHeaders.status }?.value)
+            carried.removeAll { [ReservedHeaders.status, ReservedHeaders.correlationID].contains($0.name.lowercased()) }
             return DeviceReply(ruleIndex: index, correlationID: TopicToken.decode(token), status: status,
                                payload: payload, contentType: message.properties.contentType,
                                properties: message.properties, carriedHeaders: carried, topicValues: captured,
@@ -405,7 +410,7 @@ public struct DownlinkMapper: Sendable {
         var headers = try HeaderMapper(policy: box.rule.headers).dittoHeaders(
             properties: properties, carriedHeaders: reply.carriedHeaders, variables: route.variables,
             generateCorrelationID: { correlationID })
-        headers["correlation-id"] = correlationID
+        headers[ReservedHeaders.correlationID] = correlationID
 
         switch route.kind {
         case .message:
@@ -416,7 +421,7 @@ public struct DownlinkMapper: Sendable {
                 let contentType = reply.contentType
                     ?? Self.guessContentType(reply.payload, payloadFormatIndicator: reply.properties.payloadFormatIndicator)
                 payload = MessagePayload.from(bytes: reply.payload, contentType: contentType)
-                headers["content-type"] = contentType
+                headers[ReservedHeaders.contentType] = contentType
             }
             return Envelope.messageResponse(to: request, status: status, payload: payload, headers: headers)
         case .command(let action, _):
@@ -524,7 +529,7 @@ public struct DownlinkMapper: Sendable {
         if payload.isEmpty { return "application/json" }
         if payloadFormatIndicator == 0 { return "application/octet-stream" }
         if (try? JSON.parse(payload)) != nil { return "application/json" }
-        if String(validating: payload, as: UTF8.self) != nil { return "text/plain; charset=utf-8" }
+        if String(validating: payload, as: UTF8.self) != nil { return MessagePayload.textContentType }
         return "application/octet-stream"
     }
 
@@ -533,10 +538,10 @@ public struct DownlinkMapper: Sendable {
     /// `check` makes sure the two never overlap. `{"id": "<correlation-id>", "value": {...}}`.
     public static func payloadModeRequest(correlationID: String, value: JSONValue, reply: ReplySpec) -> JSONValue {
         var document = JSONValue.object(JSONObject())
-        if let text = reply.effectiveValuePointer, let pointer = try? RFC6901Pointer(parsing: text) {
+        if let pointer = reply.effectiveValuePointer {
             document = pointer.setting(value, in: document)
         }
-        if let text = reply.correlationPointer, let pointer = try? RFC6901Pointer(parsing: text) {
+        if let pointer = reply.correlationPointer {
             document = pointer.setting(.string(correlationID), in: document)
         }
         return document
@@ -547,8 +552,7 @@ public struct DownlinkMapper: Sendable {
     public static func payloadModeReply(_ document: JSONValue, reply: ReplySpec)
         -> (correlationID: String, status: Int?, value: JSONValue?)?
     {
-        func pointer(_ text: String?) -> RFC6901Pointer? { text.flatMap { try? RFC6901Pointer(parsing: $0) } }
-        guard let id = pointer(reply.correlationPointer)?.evaluate(in: document) else { return nil }
+        guard let id = reply.correlationPointer?.evaluate(in: document) else { return nil }
         let correlationID: String
         switch id {
         case .string(let text): correlationID = text
@@ -556,12 +560,12 @@ public struct DownlinkMapper: Sendable {
         default: return nil
         }
         var status: Int?
-        switch pointer(reply.statusPointer)?.evaluate(in: document) {
+        switch reply.statusPointer?.evaluate(in: document) {
         case .number(let number)?: status = Self.status(number.description)
         case .string(let text)?: status = Self.status(text)
         default: break
         }
-        let value: JSONValue? = if let valuePointer = pointer(reply.effectiveValuePointer) {
+        let value: JSONValue? = if let valuePointer = reply.effectiveValuePointer {
             valuePointer.evaluate(in: document)
         } else {
             document

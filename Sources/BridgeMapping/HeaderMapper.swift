@@ -5,7 +5,6 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
-import Synchronization
 
 /// Decides which header goes where between MQTT (5 properties and user properties, or a 3.1.1 JSON wrapper)
 /// and Ditto headers, in both directions. Every uplink and downlink path goes through it.
@@ -15,7 +14,7 @@ import Synchronization
 ///   content type <-> `content-type`; message expiry (or a `timeout` user property) -> `timeout` for requests,
 ///   `timeout` -> message expiry.
 /// - Each user property <-> a header of the same name, through the policy's allow, deny and rename lists.
-/// - Reserved headers (``HeaderMapper/isReserved(_:)``: Ditto's internal ones and the ones the bridge owns,
+/// - Reserved headers (``ReservedHeaders/isReserved(_:)``: Ditto's internal ones and the ones the bridge owns,
 ///   ``ReservedHeaders/managedNames``) never cross; `x-ditto-*` headers only when the policy's `allow` names them
 ///   exactly (``HeaderPolicy/isDittoExtension(lowercased:)``).
 /// - One value per name, names compared case-insensitively: a later user property replaces an earlier one
@@ -50,7 +49,7 @@ public struct HeaderMapper: Sendable {
         // The bridge owns `timeout` (never forwarded), but acts on a request's: how long the device will wait.
         var askedTimeout: String?
         for property in properties.userProperties {
-            if request, DittoHeaders.lowercase(property.name) == Self.timeout {
+            if request, DittoHeaders.lowercase(property.name) == ReservedHeaders.timeout {
                 askedTimeout = property.value
             } else {
                 admit(property.name, property.value, into: &headers)
@@ -58,24 +57,24 @@ public struct HeaderMapper: Sendable {
         }
         for (name, value) in carriedHeaders {
             let lower = name.lowercased()
-            if lower == Self.correlationID {
-                headers[Self.correlationID] = value
-            } else if request, lower == Self.timeout {
+            if lower == ReservedHeaders.correlationID {
+                headers[ReservedHeaders.correlationID] = value
+            } else if request, lower == ReservedHeaders.timeout {
                 askedTimeout = value
             } else {
                 admit(name, value, into: &headers)
             }
         }
         if let data = properties.correlationData, !data.isEmpty {
-            headers[Self.correlationID] = CorrelationID.fromCorrelationData(data)
+            headers[ReservedHeaders.correlationID] = CorrelationID.fromCorrelationData(data)
         }
         if let contentType = properties.contentType, !contentType.isEmpty {
-            headers[Self.contentType] = contentType
+            headers[ReservedHeaders.contentType] = contentType
         }
         if let askedTimeout {
-            headers[Self.timeout] = askedTimeout
+            headers[ReservedHeaders.timeout] = askedTimeout
         } else if request, let expiry = properties.messageExpiryInterval, expiry > 0 {
-            headers[Self.timeout] = "\(min(expiry, 60))s"
+            headers[ReservedHeaders.timeout] = "\(min(expiry, 60))s"
         }
         return try completed(headers, variables: variables, generateCorrelationID: generateCorrelationID)
     }
@@ -110,7 +109,7 @@ public struct HeaderMapper: Sendable {
         headers.removeAll { lower, _ in
             guard !kept.contains(lower) else { return false }
             if Self.traceContext.contains(lower), !policy.traceContext { return true }
-            return Self.isReserved(lower) || !policy.allows(lower)
+            return ReservedHeaders.isReserved(lower) || !policy.allows(lower)
         }
         for name in headers.names where !kept.contains(name.lowercased()) {
             let target = policy.renamed(name)
@@ -121,8 +120,8 @@ public struct HeaderMapper: Sendable {
                 headers.rename(name, to: target)
             }
         }
-        if (headers[Self.correlationID] ?? "").isEmpty, let data = properties.correlationData, !data.isEmpty {
-            headers[Self.correlationID] = CorrelationID.fromCorrelationData(data)
+        if (headers[ReservedHeaders.correlationID] ?? "").isEmpty, let data = properties.correlationData, !data.isEmpty {
+            headers[ReservedHeaders.correlationID] = CorrelationID.fromCorrelationData(data)
         }
         return try completed(headers, variables: variables, generateCorrelationID: generateCorrelationID)
     }
@@ -133,8 +132,8 @@ public struct HeaderMapper: Sendable {
         _ headers: DittoHeaders, variables: [String: String], generateCorrelationID: () -> String
     ) throws(MappingError) -> DittoHeaders {
         var headers = headers
-        if (headers[Self.correlationID] ?? "").isEmpty {
-            headers[Self.correlationID] = generateCorrelationID()
+        if (headers[ReservedHeaders.correlationID] ?? "").isEmpty {
+            headers[ReservedHeaders.correlationID] = generateCorrelationID()
         }
         try addStaticHeaders(to: &headers, variables: variables)
         try Self.requireAcceptable(headers)
@@ -199,7 +198,7 @@ public struct HeaderMapper: Sendable {
         var result: [(name: String, value: String)] = []
         headers.forEachHeader { name, lower, value, isKnown in
             let isTrace = Self.traceContext.contains(lower)
-            if !isTrace, isKnown || Self.isReserved(lowercased: lower) { return }
+            if !isTrace, isKnown || ReservedHeaders.isReserved(lowercased: lower) { return }
             if isTrace, !policy.traceContext { return }
             guard policy.allows(lowercased: lower) else { return }
             let target = policy.renamed(name, lowercased: lower)
@@ -211,7 +210,7 @@ public struct HeaderMapper: Sendable {
 
     private func admit(_ name: String, _ value: String, into headers: inout DittoHeaders) {
         let lower = DittoHeaders.lowercase(name)
-        guard !name.isEmpty, !Self.isReserved(lowercased: lower) else { return }
+        guard !name.isEmpty, !ReservedHeaders.isReserved(lowercased: lower) else { return }
         if Self.traceContext.contains(lower), !policy.traceContext { return }
         guard policy.allows(lowercased: lower) else { return }
         let target = policy.renamed(name, lowercased: lower)
@@ -224,70 +223,9 @@ public struct HeaderMapper: Sendable {
     /// - Parameter lowercased: `target` in lower case when at hand (no rename: the source name's).
     private func mayProduce(_ target: String, lowercased: String?) -> Bool {
         let lower = lowercased ?? DittoHeaders.lowercase(target)
-        return !Self.isReserved(lowercased: lower) && policy.mayProduce(lowercased: lower)
+        return !ReservedHeaders.isReserved(lowercased: lower) && policy.mayProduce(lowercased: lower)
     }
 
     static let headerPlaceholderPrefix = "header:"
-    static let correlationID = "correlation-id"
-    static let contentType = "content-type"
-    static let timeout = "timeout"
-    static let traceContext: Set<String> = ["traceparent", "tracestate"]
-    /// Never crosses as a custom header in either direction: Ditto's internal and read-only headers (every
-    /// `ditto-*`, `channel`, `raw-request-url`, `read-subjects`, `subject`, `timeout-access`, `authorization`, ...),
-    /// the headers Ditto drops from outside (FACTS.md §e, R = false), and the ones the bridge owns
-    /// (``ReservedHeaders/managedNames``: it sets them itself or acts on them).
-    public static func isReserved(_ name: String) -> Bool {
-        isReserved(lowercased: DittoHeaders.lowercase(name))
-    }
-
-    static func isReserved(lowercased lower: String) -> Bool {
-        DittoHeaders.isInternal(lower) || ReservedHeaders.managedNames.contains(lower)
-    }
-}
-
-/// How MQTT 5 correlation data (bytes) and Ditto's `correlation-id` (a string) map onto each other.
-///
-/// Correlation data that is valid UTF-8 without control characters becomes the correlation id unchanged.
-/// Anything else becomes `base64:` followed by the standard base64 of the bytes, and turns back into the
-/// same bytes on the way to the device, so a binary correlation id survives a full round trip.
-public enum CorrelationID {
-    public static let base64Prefix = "base64:"
-
-    public static func fromCorrelationData(_ bytes: [UInt8]) -> String {
-        if let text = String(validating: bytes, as: UTF8.self),
-            !text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }),
-            !text.hasPrefix(base64Prefix)
-        {
-            return text
-        }
-        return base64Prefix + Base64.encode(bytes)
-    }
-
-    public static func correlationData(for id: String) -> [UInt8] {
-        if id.hasPrefix(base64Prefix), let bytes = Base64.decode(String(id.dropFirst(base64Prefix.count))) {
-            return bytes
-        }
-        return Array(id.utf8)
-    }
-
-    /// A fresh id for messages that came without one: a random per-process UUID with a counter in its last
-    /// group. Unique like a UUID per message, without a random-number syscall per message.
-    public static func generate() -> String {
-        let count = generated.add(1, ordering: .relaxed).newValue
-        // Written into one buffer: this runs for every device message that brings no correlation id.
-        return String(unsafeUninitializedCapacity: 36) { buffer in
-            for (index, byte) in processPrefix.enumerated() { buffer[index] = byte }
-            var rest = count
-            for index in stride(from: 35, through: 24, by: -1) {
-                buffer[index] = hexDigits[Int(rest & 0xF)]
-                rest >>= 4
-            }
-            return 36
-        }
-    }
-
-    /// The first four groups of a random UUID (`xxxxxxxx-xxxx-4xxx-yxxx-`), 24 bytes.
-    private static let processPrefix = Array(UUID().uuidString.lowercased().utf8.dropLast(12))
-    private static let hexDigits = Array("0123456789abcdef".utf8)
-    private static let generated = Atomic<UInt64>(UInt64.random(in: 0..<(1 << 40)))
+    static let traceContext = HeaderPolicy.traceContextNames
 }

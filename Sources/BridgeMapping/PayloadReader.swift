@@ -81,11 +81,12 @@ public enum PayloadReader {
     public static func messagePayload(
         _ payload: [UInt8],
         format: UplinkPayload,
-        contentType: String?
+        contentType classified: ContentType?
     ) throws(MappingError) -> (payload: MessagePayload, contentType: String) {
         // A content type of another kind than the format (a device saying text/plain for a JSON rule) would make
         // Ditto read the value differently, so it yields to the format's default.
-        let strategy = ContentTypeStrategy(contentType: contentType)
+        let strategy = classified?.strategy ?? .binary
+        let contentType = classified?.value
         switch format {
         case .json, .number, .boolean:
             let kept = strategy == .json ? contentType : nil
@@ -93,7 +94,7 @@ public enum PayloadReader {
         case .text:
             try checkSize(payload)
             let kept = strategy == .text ? contentType : nil
-            return (.text(try utf8(payload)), kept ?? "text/plain; charset=utf-8")
+            return (.text(try utf8(payload)), kept ?? MessagePayload.textContentType)
         case .bytes:
             try checkSize(payload)
             let kept = strategy == .binary || strategy == .jsonMergePatch ? contentType : nil
@@ -141,16 +142,10 @@ public enum PayloadReader {
         }
     }
 
-    static func evaluate(_ pointerText: String, in document: JSONValue, field: String?) throws(MappingError) -> JSONValue {
-        let what = field.map { " (field \($0))" } ?? ""
-        let pointer: RFC6901Pointer
-        do {
-            pointer = try RFC6901Pointer(parsing: pointerText)
-        } catch {
-            throw MappingError(.invalidPayload, "invalid JSON pointer \(pointerText)\(what): \(error)")
-        }
+    static func evaluate(_ pointer: RFC6901Pointer, in document: JSONValue, field: String?) throws(MappingError) -> JSONValue {
         guard let value = pointer.evaluate(in: document) else {
-            throw MappingError(.invalidPayload, "JSON pointer \(pointerText)\(what) matches nothing in the payload")
+            let what = field.map { " (field \($0))" } ?? ""
+            throw MappingError(.invalidPayload, "JSON pointer \(pointer)\(what) matches nothing in the payload")
         }
         return value
     }

@@ -98,7 +98,7 @@ extension DeviceRequest {
         case .responseTopic(let responseTopic, let correlationData):
             var properties = mapper.deviceProperties(headers: headers)
             properties.correlationData = correlationData
-            properties.userProperties.append(MQTTUserProperty(name: "status", value: "\(status)"))
+            properties.userProperties.append(MQTTUserProperty(name: ReservedHeaders.status, value: "\(status)"))
             return MQTTPublication(topic: responseTopic, payload: payload.bytes, properties: properties)
         case .topicTemplate(let template, var variables):
             variables["status"] = "\(status)"
@@ -114,7 +114,7 @@ extension DeviceRequest {
             guard headerWrapper else {
                 return MQTTPublication(topic: topic, payload: payload.bytes, properties: properties)
             }
-            let wrapped = [("correlation-id", correlationID), ("status", "\(status)")] + mapper.customHeaders(headers)
+            let wrapped = [(ReservedHeaders.correlationID, correlationID), (ReservedHeaders.status, "\(status)")] + mapper.customHeaders(headers)
             return MQTTPublication(topic: topic, payload: HeaderWrapper.wrap(headers: wrapped, value: payload.envelopeValue),
                                    properties: properties)
         }
@@ -295,7 +295,7 @@ public struct UplinkMapper: Sendable {
             (payload, carried) = (unwrapped.value ?? JSON.serialize(.null), unwrapped.headers)
         }
         if let id = variables["correlationId"] {
-            carried.append((HeaderMapper.correlationID, TopicToken.decode(id)))
+            carried.append((ReservedHeaders.correlationID, TopicToken.decode(id)))
         }
 
         switch rule.action {
@@ -325,22 +325,22 @@ public struct UplinkMapper: Sendable {
             let featureID = try spec.feature.map { template throws(MappingError) in
                 try render(template, variables, what: "feature")
             }
-            let read = try PayloadReader.messagePayload(payload, format: rule.payload,
-                                                        contentType: spec.contentType ?? message.properties.contentType)
+            let contentType = spec.contentType ?? message.properties.contentType.map(ContentType.init)
+            let read = try PayloadReader.messagePayload(payload, format: rule.payload, contentType: contentType)
             let reply = replyRoute(for: message, spec: spec, variables: variables)
             var headers = try mapper.dittoHeaders(
                 properties: message.properties, carriedHeaders: carried, variables: variables,
                 request: reply != nil, generateCorrelationID: environment.newCorrelationID)
-            headers[HeaderMapper.contentType] = read.contentType
+            headers[ReservedHeaders.contentType] = read.contentType
             var request: DeviceRequest?
             if let reply {
                 let timeout = requestTimeout(headers: headers, configured: spec.timeout)
-                headers["response-required"] = "true"
-                headers[HeaderMapper.timeout] = DittoDuration(milliseconds: Int64(timeout / .milliseconds(1))).description
+                headers[ReservedHeaders.responseRequired] = "true"
+                headers[ReservedHeaders.timeout] = DittoDuration(milliseconds: Int64(timeout / .milliseconds(1))).description
                 // In the envelope, so that Ditto's reply target finds it whether or not the MQTT publish carries a
                 // response topic, and so that `map` prints exactly what `run` sends.
                 if let replyTopic {
-                    headers["reply-to"] = try DittoPublication.render(replyTopic, for: thingID)
+                    headers[ReservedHeaders.replyTo] = try DittoPublication.render(replyTopic, for: thingID)
                 }
                 do {
                     try headers.checkSize()
@@ -351,7 +351,7 @@ public struct UplinkMapper: Sendable {
                     correlationID: headers.correlationID ?? environment.newCorrelationID(),
                     thingID: thingID, reply: reply, timeout: timeout, headerWrapper: rule.headers.mqtt311 == .wrapper)
             } else {
-                headers["response-required"] = "false"
+                headers[ReservedHeaders.responseRequired] = "false"
             }
             let envelope: Envelope
             do {
@@ -432,7 +432,7 @@ public struct UplinkMapper: Sendable {
             if let data = message.properties.correlationData, !data.isEmpty {
                 correlationID = CorrelationID.fromCorrelationData(data)
             } else if rule.headers.mqtt311 == .wrapper, let unwrapped = try? HeaderWrapper.unwrap(message.payload) {
-                correlationID = unwrapped.headers.last { $0.name.lowercased() == HeaderMapper.correlationID }?.value
+                correlationID = unwrapped.headers.last { $0.name.lowercased() == ReservedHeaders.correlationID }?.value
                     ?? correlationID
             }
             let request = DeviceRequest(

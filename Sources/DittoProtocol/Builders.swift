@@ -208,11 +208,14 @@ extension Envelope {
 }
 
 extension MessagePayload {
+    /// The `content-type` of text, spelled as Ditto's connectivity spells its text fallback (`outgoingContentType`).
+    public static let textContentType = "text/plain; charset=UTF-8"
+
     /// The `content-type` that makes Ditto read `envelopeValue` back into this payload.
     public var defaultContentType: String {
         switch self {
         case .json: return "application/json"
-        case .text: return "text/plain; charset=UTF-8"
+        case .text: return Self.textContentType
         case .binary: return "application/octet-stream"
         }
     }

@@ -49,9 +49,9 @@ public enum JSON {
 
     /// Parses one JSON text like `parse(_:)` and also returns the range of `bytes` that is, byte for byte, what
     /// ``serialize(_:)`` writes for the value; nil when the text is not in that form (whitespace between tokens, an
-    /// escape sequence in a string, a repeated key, or an object of more than 16 members, whose keys are not
-    /// compared on the way). Surrounding whitespace is outside the range. A writer can copy the range instead of
-    /// walking the value.
+    /// escape sequence in a string, a repeated key, or an object of more than `JSONObject.linearMemberLimit`
+    /// members, whose keys are not compared on the way). Surrounding whitespace is outside the range. A writer can
+    /// copy the range instead of walking the value.
     public static func parseKeepingCompactText(_ bytes: [UInt8]) throws(JSONParseError) -> (value: JSONValue, compact: Range<Int>?) {
         try bytes.withUnsafeBufferPointer { parseDocument($0) }.get()
     }
@@ -260,7 +260,7 @@ struct JSONParser {
             skipWhitespace()
             let value = try parseValue(depth: depth)
             if !needsDeduplication {
-                if members.count < 16 {
+                if members.count < JSONObject.linearMemberLimit {
                     for member in members where member.key.utf8Equals(key) {
                         needsDeduplication = true
                         break
@@ -464,12 +464,14 @@ extension JSONParser {
             position += 1
             return true
         }
-        // `parseObject` compares each key with the ones before it up to 16 members; a 17th member or a repeated key
-        // makes the object not compact. The keys' ranges live on the stack.
-        return withUnsafeTemporaryAllocation(of: Range<Int>.self, capacity: 16) { keys in
+        // `parseObject` compares each key with the ones before it up to `linearMemberLimit` members; one more or a
+        // repeated key makes the object not compact. The keys' ranges live on the stack.
+        return withUnsafeTemporaryAllocation(of: Range<Int>.self, capacity: JSONObject.linearMemberLimit) { keys in
             var count = 0
             while true {
-                guard count < 16, position < b.count, b[position] == quote, let key = skipCompactString() else {
+                guard count < JSONObject.linearMemberLimit, position < b.count, b[position] == quote,
+                      let key = skipCompactString()
+                else {
                     return false
                 }
                 for k in 0..<count where keys[k].count == key.count

@@ -10,7 +10,10 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
     private var entries: [Element]
     private var index: [ByteKey: Int]?
 
-    private static let indexThreshold = 16
+    /// Up to this many members a key is found by comparing it with each one (headers and payloads are small, and a
+    /// short scan costs less than hashing); larger objects keep the hash index. The parser's duplicate-key and
+    /// compact-text checks compare keys the same way up to the same size, and leave larger objects to the index.
+    static let linearMemberLimit = 16
 
     /// An empty object.
     public init() {
@@ -28,7 +31,7 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
     init(uniqueMembers: [Element]) {
         entries = uniqueMembers
         index = nil
-        if entries.count > Self.indexThreshold { rebuildIndex() }
+        if entries.count > Self.linearMemberLimit { rebuildIndex() }
     }
 
     private mutating func rebuildIndex() {
@@ -86,7 +89,7 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
         entries.append((key, value))
         if index != nil {
             index?[ByteKey(key)] = entries.count - 1
-        } else if entries.count > Self.indexThreshold {
+        } else if entries.count > Self.linearMemberLimit {
             rebuildIndex()
         }
     }
@@ -102,7 +105,7 @@ public struct JSONObject: Sendable, Hashable, Sequence, ExpressibleByDictionaryL
         guard let i = position(of: key) else { return nil }
         let removed = entries.remove(at: i).value
         if index != nil {
-            if entries.count > Self.indexThreshold { rebuildIndex() } else { index = nil }
+            if entries.count > Self.linearMemberLimit { rebuildIndex() } else { index = nil }
         }
         return removed
     }

@@ -1,5 +1,21 @@
 /// How Ditto treats a payload of a given `content-type` (`ContentType.java`): the media type is the
 /// lower-cased value up to the first `;`, not trimmed.
+/// A `content-type` value with its ``ContentTypeStrategy``, classified once: a content type a config file names
+/// is classified when the file is loaded, not for every message.
+public struct ContentType: Sendable, Hashable, CustomStringConvertible {
+    /// The header value as written.
+    public let value: String
+    /// How Ditto reads a payload of this type.
+    public let strategy: ContentTypeStrategy
+
+    public init(_ value: String) {
+        self.value = value
+        self.strategy = ContentTypeStrategy(contentType: value)
+    }
+
+    public var description: String { value }
+}
+
 public enum ContentTypeStrategy: Sendable, Hashable {
     /// `text/*`, `application/[vnd.]…+javascript|ecmascript`, `application/javascript|ecmascript`.
     case text

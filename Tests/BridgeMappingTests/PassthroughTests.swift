@@ -275,7 +275,7 @@ import Testing
                 if headers["correlation-id"] == nil { headers["correlation-id"] = "generated-id" }
                 // Ditto drops these from outside anyway; the bridge's header policy never forwards them. The
                 // envelope's own request headers are the device's to give.
-                for name in headers.keys where HeaderMapper.isReserved(name)
+                for name in headers.keys where ReservedHeaders.isReserved(name)
                     && !ReservedHeaders.envelopeOwnNames.contains(name.lowercased()) {
                     headers[name] = nil
                 }

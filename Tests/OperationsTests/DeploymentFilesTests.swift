@@ -1,4 +1,5 @@
 import BridgeConfig
+import BridgeMapping
 import BridgeOperations
 import Foundation
 import MosquittoTestSupport

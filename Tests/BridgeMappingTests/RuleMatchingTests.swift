@@ -1,4 +1,5 @@
 import BridgeConfig
+import BridgeMapping
 import DittoProtocol
 import Testing
 
@@ -30,7 +31,7 @@ struct RuleMatchingTests {
         """
 
     @Test func uplinkMatchRendersTheThingAndItsValues() throws {
-        let c = try Fixture.load(Self.config)
+        let c = try configuration(Self.config)
         let rule = try #require(c.uplinkRule(forTopic: "devices/Pump-1/telemetry/flow"))
         #expect(rule.name == "telemetry")
         let m = try #require(try rule.match(topic: "devices/Pump-1/telemetry/flow"))
@@ -49,13 +50,13 @@ struct RuleMatchingTests {
     }
 
     @Test func capturedNamespaceWinsOverTheDefault() throws {
-        let c = try Fixture.load(Self.config)
+        let c = try configuration(Self.config)
         let m = try #require(try c.uplink[1].match(topic: "sites/com.acme/d7"))
         #expect(m.thingID.namespace == "com.acme")
     }
 
     @Test func topicLevelsThatMakeAnInvalidThingIDAreReported() throws {
-        let c = try Fixture.load(Self.config)
+        let c = try configuration(Self.config)
         #expect(throws: RuleMatchError.invalidThingID("org.example:müller")) {
             try c.uplink[0].match(topic: "devices/Müller/telemetry/t")
         }
@@ -63,14 +64,14 @@ struct RuleMatchingTests {
     }
 
     @Test func downlinkRulesServeTheirNamespaceOnly() throws {
-        let c = try Fixture.load(Self.config)
+        let c = try configuration(Self.config)
         let rule = c.downlink[0]
         #expect(rule.values(for: try ThingID("org.example:lamp-1"))?["deviceId"] == "lamp-1")
         #expect(rule.values(for: try ThingID("com.other:lamp-1")) == nil)
     }
 
     @Test func messagesMatchBySubjectAndFeature() throws {
-        let c = try Fixture.load(Self.config)
+        let c = try configuration(Self.config)
         #expect(c.downlink[0].matchMessage(subject: "set-color", feature: "lamp") == ["subject": "set-color", "feature": "lamp"])
         #expect(c.downlink[0].matchMessage(subject: "get-color", feature: "lamp") == nil)
         #expect(c.downlink[0].matchMessage(subject: "set-color", feature: nil) == nil)
@@ -80,7 +81,7 @@ struct RuleMatchingTests {
     }
 
     @Test func commandsMatchByActionAndPath() throws {
-        let c = try Fixture.load(Self.config)
+        let c = try configuration(Self.config)
         let rule = c.downlink[2]
         let values = try #require(rule.matchCommand(action: .modify, path: "/features/lamp/properties/color/r"))
         #expect(values == ["feature": "lamp", "property": "color/r", "action": "modify", "path": "/features/lamp/properties/color/r"])

@@ -1,3 +1,4 @@
+import BridgeConfig
 import DittoProtocol
 
 /// Why a rule that matched a topic or signal could not produce its values.
