@@ -1,3 +1,5 @@
+import MQTT
+
 /// The MQTT 5 response topics an uplink rule lets a device name for the answer to its request
 /// (`response-topics:`). The bridge publishes Ditto's answer on the topic the device names; without this
 /// confinement a device could name another device's command topic and have the bridge publish there for it.
@@ -54,7 +56,7 @@ public struct ResponseTopics: Sendable, Hashable, CustomStringConvertible {
     /// value only ever matches one whole level of the response topic, compared as text: a value with `/`, `+` or
     /// `#` cannot widen a filter (it matches no level), and an empty value matches nothing.
     public func admits(_ responseTopic: String, requestTopic: String, variables: [String: String]) -> Bool {
-        guard Self.isTopicName(responseTopic) else { return false }
+        guard MQTTTopic.isValidTopicName(responseTopic) else { return false }
         let topicLevels = responseTopic.split(separator: "/", omittingEmptySubsequences: false)
         switch kind {
         case .deviceSpace(let levels):
@@ -93,11 +95,6 @@ public struct ResponseTopics: Sendable, Hashable, CustomStringConvertible {
 
     /// One topic level: not empty, no `/`, no wildcard, no NUL.
     private static func isLevel(_ value: String) -> Bool {
-        !value.contains("/") && isTopicName(value)
-    }
-
-    /// A topic a client may publish to (MQTT 3.1.1 §4.7.3 and 5.0 §4.7.3): not empty, no wildcard, no NUL.
-    static func isTopicName(_ topic: String) -> Bool {
-        !topic.isEmpty && TopicTemplate.isPublishable(topic)
+        !value.contains("/") && MQTTTopic.isValidTopicName(value)
     }
 }

@@ -11,6 +11,7 @@ import Foundation
 import Glibc
 #endif
 import Logging
+import MQTT
 import Mosquitto
 
 /// A request waiting for an answer, keyed by who it belongs to: a correlation id is only unique per thing.
@@ -82,12 +83,12 @@ final class DownlinkSend {
     let replyAddress: String?
     let deliveredAck: String?
     let pendingKey: PendingKey?
-    let publication: MQTTPublication
+    let publication: MQTTMessage
     /// ``MonotonicClock/nanoseconds()`` when the request was read (bridge-latency histogram).
     let arrival: Int64
 
     init(envelope: Envelope, route: DownlinkRoute, replyAddress: String?, deliveredAck: String?, pendingKey: PendingKey?,
-         publication: MQTTPublication, arrival: Int64) {
+         publication: MQTTMessage, arrival: Int64) {
         self.envelope = envelope
         self.route = route
         self.replyAddress = replyAddress
@@ -260,7 +261,6 @@ final class DataPlane: @unchecked Sendable {
 
     private func handleDeviceMessage(_ message: MQTTMessage) {
         let arrival = MonotonicClock.nanoseconds()
-        let publication = MQTTPublication(message)
         let entry: TopicEntry
         if let known = topics[message.topic] {
             entry = known
@@ -276,25 +276,25 @@ final class DataPlane: @unchecked Sendable {
             if case .success = uplinkRoute { remember(entry, topic: message.topic) }
         }
         // A reply topic may also be an uplink topic: whether a message is a reply depends on the message.
-        if !entry.replyMatches.isEmpty, let reply = downlink.reply(from: publication, matches: entry.replyMatches) {
+        if !entry.replyMatches.isEmpty, let reply = downlink.reply(from: message, matches: entry.replyMatches) {
             handleDeviceReply(reply, topic: message.topic)
             return
         }
-        if !retiredDownlinks.isEmpty, let reply = retiredReply(publication) {
+        if !retiredDownlinks.isEmpty, let reply = retiredReply(message) {
             handleDeviceReply(reply, topic: message.topic)
             return
         }
         let mapped: DittoPublication
         do throws(MappingError) {
             guard let route = try entry.uplink.get() else { throw UplinkMapper.noRule(message.topic) }
-            if let encoded = try DittoPublication.encodedUplink(publication, route: route, mapper: uplink,
+            if let encoded = try DittoPublication.encodedUplink(message, route: route, mapper: uplink,
                                                                  environment: uplinkEnvironment) {
                 sendUplink(encoded, from: message.topic, arrival: arrival, request: nil)
                 return
             }
-            mapped = try DittoPublication.uplink(publication, route: route, mapper: uplink, environment: uplinkEnvironment)
+            mapped = try DittoPublication.uplink(message, route: route, mapper: uplink, environment: uplinkEnvironment)
         } catch {
-            dropDeviceMessage(publication, error, route: (try? entry.uplink.get())??.uplink)
+            dropDeviceMessage(message, error, route: (try? entry.uplink.get())??.uplink)
             return
         }
         var requestKey: PendingKey?
@@ -329,13 +329,12 @@ final class DataPlane: @unchecked Sendable {
                 "mqtt.topic": "\(deviceTopic)", "rule": "\(encoded.rule)", "ditto.mqtt-topic": "\(encoded.topic)",
             ])
         }
-        let properties = PublishProperties(encoded.properties)
         gauges.mappingUplink.recordNanoseconds(MonotonicClock.nanoseconds() - arrival)
-        enqueueUplink(topic: encoded.topic, payload: encoded.payload, properties: properties, request: request,
+        enqueueUplink(topic: encoded.topic, payload: encoded.payload, properties: encoded.properties, request: request,
                       track: UplinkTrack(rule: encoded.rule, arrival: arrival))
     }
 
-    private func dropDeviceMessage(_ publication: MQTTPublication, _ error: MappingError, route: UplinkRoute?) {
+    private func dropDeviceMessage(_ publication: MQTTMessage, _ error: MappingError, route: UplinkRoute?) {
         metrics.increment("uplink.dropped.\(error.kind.rawValue)")
         var metadata: Logger.Metadata = [
             "mqtt.topic": "\(publication.topic)", "reason": "\(error.reason)", "drop.kind": "\(error.kind.rawValue)",
@@ -450,7 +449,7 @@ final class DataPlane: @unchecked Sendable {
 
     /// Sends what waits, in order, while the Ditto side takes more.
     private func pump() {
-        let qos = Mosquitto.QoS(configuration.ditto.qos)
+        let qos = configuration.ditto.qos
         while ditto.canPublishNow {
             let token: UInt64
             let record: OutboundRecord
@@ -673,7 +672,7 @@ final class DataPlane: @unchecked Sendable {
     }
 
     /// A device answer on a reply topic only the rules before a reload had (newest rules first).
-    private func retiredReply(_ publication: MQTTPublication) -> DeviceReply? {
+    private func retiredReply(_ publication: MQTTMessage) -> DeviceReply? {
         for retired in retiredDownlinks.reversed() {
             let matches = retired.mapper.replyTopicMatches(publication.topic)
             if !matches.isEmpty, let reply = retired.mapper.reply(from: publication, matches: matches) { return reply }
@@ -720,7 +719,7 @@ final class DataPlane: @unchecked Sendable {
         } catch {
             metrics.increment("ditto.invalid")
             logger.warning("invalid Ditto Protocol message", metadata: ["mqtt.topic": "\(message.topic)", "reason": "\(error)"])
-            answerUndecodable(MQTTPublication(message), error: error)
+            answerUndecodable(message, error: error)
             return
         }
         if envelope.isResponse {
@@ -794,7 +793,7 @@ final class DataPlane: @unchecked Sendable {
         }
         let left = deadline - ContinuousClock.now
         let expiry = UInt32(max(1, (left.components.seconds + (left.components.attoseconds > 0 ? 1 : 0))))
-        let publication: MQTTPublication
+        let publication: MQTTMessage
         do {
             // The device gets a response topic only when somebody waits for its answer.
             var publishedRoute = route
@@ -838,8 +837,8 @@ final class DataPlane: @unchecked Sendable {
         nextDeviceToken += 1
         deviceSends[token] = send
         let publication = send.publication
-        if let error = device.publishNow(to: publication.topic, payload: publication.payload, qos: Mosquitto.QoS(level: publication.qos),
-                                         properties: PublishProperties(publication.properties), token: token) {
+        if let error = device.publishNow(to: publication.topic, payload: publication.payload, qos: publication.qos,
+                                         properties: publication.properties, token: token) {
             deviceSendCompleted(token, .failure(error))
         } else {
             logger.debug("Ditto request sent to device", metadata: [
@@ -941,7 +940,7 @@ final class DataPlane: @unchecked Sendable {
 
     /// Input that is not valid Ditto Protocol: answered when it names a thing, a correlation id and a reply
     /// address, since then somebody is waiting.
-    private func answerUndecodable(_ message: MQTTPublication, error: DittoError) {
+    private func answerUndecodable(_ message: MQTTMessage, error: DittoError) {
         guard case .object(let object)? = try? JSON.parse(message.payload),
               case .string(let topicText)? = object["topic"], object["status"] == nil
         else { return }
@@ -984,17 +983,17 @@ final class DataPlane: @unchecked Sendable {
         }
     }
 
-    private func publishToDevice(_ answer: MQTTPublication) {
+    private func publishToDevice(_ answer: MQTTMessage) {
         if let error = device.publishNow(to: answer.topic, payload: answer.payload, qos: .atLeastOnce,
-                                         properties: PublishProperties(answer.properties), token: Self.answerToken) {
+                                         properties: answer.properties, token: Self.answerToken) {
             metrics.increment("uplink.request.reply-failed")
             logger.error("answering the device failed", metadata: ["mqtt.topic": "\(answer.topic)", "error": "\(error)"])
         }
     }
 
     private func publishToDitto(_ envelope: Envelope, topic: String) {
-        if let error = ditto.publishNow(to: topic, payload: envelope.encoded(), qos: Mosquitto.QoS(configuration.ditto.qos),
-                                        properties: PublishProperties(DittoPublication.properties(for: envelope)),
+        if let error = ditto.publishNow(to: topic, payload: envelope.encoded(), qos: configuration.ditto.qos,
+                                        properties: DittoPublication.properties(for: envelope),
                                         token: Self.answerToken) {
             metrics.increment("ditto.publish-failed")
             logger.error("publishing to Ditto failed", metadata: ["ditto.topic": "\(envelope.topic)", "error": "\(error)"])

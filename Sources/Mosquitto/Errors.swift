@@ -1,5 +1,6 @@
 import CMosquitto
 import Glibc
+import MQTT
 
 /// An MQTT 5 reason code (CONNACK, PUBACK, SUBACK, ...). Below 0x80 is success.
 public struct ReasonCode: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
@@ -72,5 +73,36 @@ public struct MQTTError: Error, Hashable, Sendable, CustomStringConvertible {
 func check(_ rc: Int32, _ context: @autoclosure () -> String) throws(MQTTError) {
     if rc != MOSQ_ERR_SUCCESS.rawValue {
         throw MQTTError.library(rc, context())
+    }
+}
+
+extension MQTTTopic {
+    /// MQTT's topic name rule, failing with the client's error: nothing is sent to an invalid topic.
+    static func validatePublishTopic(_ topic: String) throws(MQTTError) {
+        do {
+            try validateTopicName(topic)
+        } catch {
+            throw switch error {
+            case .empty: MQTTError(.invalidTopic, "empty topic")
+            case .tooLong(let bytes): MQTTError(.invalidTopic, "topic of \(bytes) bytes exceeds MQTT's \(maximumLength)")
+            default: MQTTError(.invalidTopic, "'\(topic)' is not a valid publish topic (no '+', '#' or NUL)")
+            }
+        }
+    }
+
+    /// MQTT's topic filter rule, failing with the client's error: nothing is sent for an invalid filter.
+    static func validateSubscribeFilter(_ filter: String) throws(MQTTError) {
+        do {
+            try validateFilter(filter)
+        } catch {
+            throw switch error {
+            case .empty: MQTTError(.invalidTopic, "empty topic filter")
+            case .tooLong(let bytes): MQTTError(.invalidTopic, "topic filter of \(bytes) bytes exceeds MQTT's \(maximumLength)")
+            case .invalidSharedSubscription:
+                MQTTError(.invalidTopic, "'\(filter)' is not a valid shared subscription ($share/<group>/<filter>)")
+            default:
+                MQTTError(.invalidTopic, "'\(filter)' is not a valid topic filter ('+' must be a whole level, '#' the last)")
+            }
+        }
     }
 }

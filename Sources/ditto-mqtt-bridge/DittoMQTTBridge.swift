@@ -6,6 +6,7 @@ import BridgeRuntime
 import DittoProtocol
 import Foundation
 import Logging
+import MQTT
 import ServiceLifecycle
 import UnixSignals
 
@@ -295,7 +296,7 @@ struct Map: ParsableCommand {
 
     func run() throws {
         let configuration = try options.load()
-        var properties = MQTTProperties()
+        var properties = PublishProperties()
         properties.correlationData = correlationData.map { Array($0.utf8) }
         properties.contentType = contentType
         properties.responseTopic = responseTopic
@@ -305,7 +306,7 @@ struct Map: ParsableCommand {
                 throw ValidationError("--user-property takes name=value, got '\(property)'")
             }
             properties.userProperties.append(
-                MQTTUserProperty(name: String(property[..<equals]), value: String(property[property.index(after: equals)...])))
+                UserProperty(name: String(property[..<equals]), value: String(property[property.index(after: equals)...])))
         }
         let bytes: [UInt8]
         if let payloadFile {
@@ -316,7 +317,7 @@ struct Map: ParsableCommand {
         } else {
             bytes = Array((payload ?? "").utf8)
         }
-        let message = MQTTPublication(topic: topic, payload: bytes, qos: 1, properties: properties)
+        let message = MQTTMessage(topic: topic, payload: bytes, qos: .atLeastOnce, properties: properties)
         let revision = self.revision
         let timestamp = self.timestamp ?? UplinkEnvironment.isoTimestamp(Date())
         let environment = UplinkEnvironment(
