@@ -71,8 +71,7 @@ public struct ResponseTopics: Sendable, Hashable, CustomStringConvertible {
     /// MQTT's filter matching, with captures rendered per request and compared as whole levels.
     private static func matches(_ filter: TopicTemplate, _ topic: [Substring], variables: [String: String]) -> Bool {
         for (index, level) in filter.levels.enumerated() {
-            // MQTT: a wildcard in the first level does not match a topic that starts with `$`.
-            let dollar = index == 0 && topic.first?.hasPrefix("$") == true
+            let dollar = index == 0 && !(topic.first.map(MQTTTopic.leadingWildcardsMatch) ?? true)
             switch level {
             case .multiLevelWildcard:
                 // `a/#` also matches `a`.

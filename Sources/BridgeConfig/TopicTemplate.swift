@@ -162,7 +162,7 @@ public struct TopicTemplate: Sendable, Hashable, CustomStringConvertible {
         // Room for the captures and what the rule adds (namespace, thingId, thingName, topic): no rehashing.
         values.reserveCapacity(fixed.count + levels.count + 4)
         for (index, level) in levels.enumerated() {
-            if index == 0, topic.hasPrefix("$") {
+            if index == 0, !MQTTTopic.leadingWildcardsMatch(topic) {
                 if case .literal = level {} else { return nil }
             }
             switch level {

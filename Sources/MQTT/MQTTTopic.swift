@@ -23,6 +23,7 @@ public enum MQTTTopic {
     private static let slash = UInt8(ascii: "/")
     private static let plus = UInt8(ascii: "+")
     private static let hash = UInt8(ascii: "#")
+    private static let dollar = UInt8(ascii: "$")
 
     /// The rules topic names and topic filters share: at least one byte, at most ``maximumLength``, no NUL.
     public static func validateTopicString(_ text: String) throws(TopicViolation) {
@@ -115,6 +116,17 @@ public enum MQTTTopic {
         }
     }
 
+    /// Whether a filter whose first level is `+` or `#` can match `topic`: not when the topic starts with `$`
+    /// (`$SYS/...`); such topics are matched only by filters that name their first level.
+    public static func leadingWildcardsMatch(_ topic: String) -> Bool {
+        topic.utf8.first != dollar
+    }
+
+    /// ``leadingWildcardsMatch(_:)`` for a topic's first level or a part of it that starts where the topic does.
+    public static func leadingWildcardsMatch(_ topic: Substring) -> Bool {
+        topic.utf8.first != dollar
+    }
+
     /// Whether `topic` matches `filter`. A shared subscription matches like its filter. Wildcards in the first
     /// level do not match a topic starting with `$` (`#` does not match `$SYS/...`); `#` also matches the
     /// parent level (`a/#` matches `a`); `+` matches an empty level. False when either is invalid.
@@ -130,7 +142,7 @@ public enum MQTTTopic {
         let levels = filterLevels.split(separator: slash, omittingEmptySubsequences: false)
         for (index, level) in levels.enumerated() {
             let isWildcard = level.elementsEqual(CollectionOfOne(plus)) || level.elementsEqual(CollectionOfOne(hash))
-            if index == 0, isWildcard, topic.utf8.first == UInt8(ascii: "$") { return false }
+            if index == 0, isWildcard, !leadingWildcardsMatch(topic) { return false }
             if level.elementsEqual(CollectionOfOne(hash)) { return true }
             guard index < topicLevels.count else { return false }
             if !isWildcard, !level.elementsEqual(topicLevels[index]) { return false }

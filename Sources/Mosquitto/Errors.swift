@@ -82,11 +82,7 @@ extension MQTTTopic {
         do {
             try validateTopicName(topic)
         } catch {
-            throw switch error {
-            case .empty: MQTTError(.invalidTopic, "empty topic")
-            case .tooLong(let bytes): MQTTError(.invalidTopic, "topic of \(bytes) bytes exceeds MQTT's \(maximumLength)")
-            default: MQTTError(.invalidTopic, "'\(topic)' is not a valid publish topic (no '+', '#' or NUL)")
-            }
+            throw MQTTError(error, topic, isFilter: false)
         }
     }
 
@@ -95,14 +91,22 @@ extension MQTTTopic {
         do {
             try validateFilter(filter)
         } catch {
-            throw switch error {
-            case .empty: MQTTError(.invalidTopic, "empty topic filter")
-            case .tooLong(let bytes): MQTTError(.invalidTopic, "topic filter of \(bytes) bytes exceeds MQTT's \(maximumLength)")
-            case .invalidSharedSubscription:
-                MQTTError(.invalidTopic, "'\(filter)' is not a valid shared subscription ($share/<group>/<filter>)")
-            default:
-                MQTTError(.invalidTopic, "'\(filter)' is not a valid topic filter ('+' must be a whole level, '#' the last)")
-            }
+            throw MQTTError(error, filter, isFilter: true)
         }
+    }
+}
+
+extension MQTTError {
+    fileprivate init(_ violation: TopicViolation, _ text: String, isFilter: Bool) {
+        let kind = isFilter ? "topic filter" : "topic"
+        let reason = switch violation {
+        case .empty: "empty \(kind)"
+        case .tooLong(let bytes): "\(kind) of \(bytes) bytes exceeds MQTT's \(MQTTTopic.maximumLength)"
+        case .invalidSharedSubscription: "'\(text)' is not a valid shared subscription ($share/<group>/<filter>)"
+        case .containsNUL, .wildcardInTopicName, .misplacedWildcard:
+            isFilter ? "'\(text)' is not a valid topic filter ('+' must be a whole level, '#' the last)"
+                : "'\(text)' is not a valid publish topic (no '+', '#' or NUL)"
+        }
+        self.init(.invalidTopic, reason)
     }
 }
