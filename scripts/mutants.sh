@@ -36,8 +36,8 @@ MUTANTS=$(cat <<'LIST'
 - return levels.count == topicLevels.count
 + return levels.count <= topicLevels.count
 @ M05 Sources/MQTT/MQTTTopic.swift :: MQTTTests|MosquittoTests|BridgeConfigTests
-- filterLevels = rest[rest.index(after: separator)...]
-+ filterLevels = rest
+- let matching = rest[rest.index(after: separator)...]
++ let matching = rest
 @ M06 Sources/DittoProtocol/EnvelopeValidation.swift :: DittoProtocolTests|PromiseTests
 - if subject.utf16.count > 256 || subject.unicodeScalars.contains(where:
 + if subject.utf16.count > 2560 || subject.unicodeScalars.contains(where:

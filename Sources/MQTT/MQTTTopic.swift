@@ -71,16 +71,24 @@ public enum MQTTTopic {
     /// A topic filter: a topic string where `+` is a whole level and `#` the whole last level; or a shared
     /// subscription `$share/<share name>/<filter>`.
     public static func validateFilter(_ filter: String) throws(TopicViolation) {
+        _ = try validatedMatchingFilter(filter)
+    }
+
+    /// The part of a valid filter that topics are matched against: all of it, or what follows a shared
+    /// subscription's share name.
+    private static func validatedMatchingFilter(_ filter: String) throws(TopicViolation) -> Substring.UTF8View {
         try validateTopicString(filter)
-        if filter.hasPrefix(sharedSubscriptionPrefix) {
-            let rest = filter.utf8.dropFirst(sharedSubscriptionPrefix.utf8.count)
-            guard let separator = rest.firstIndex(of: slash), isShareName(rest[..<separator]),
-                  rest.index(after: separator) != rest.endIndex
-            else { throw .invalidSharedSubscription }
-            try validateWildcards(rest[rest.index(after: separator)...])
-        } else {
+        guard filter.hasPrefix(sharedSubscriptionPrefix) else {
             try validateWildcards(filter.utf8[...])
+            return filter.utf8[...]
         }
+        let rest = filter.utf8.dropFirst(sharedSubscriptionPrefix.utf8.count)
+        guard let separator = rest.firstIndex(of: slash), isShareName(rest[..<separator]),
+              rest.index(after: separator) != rest.endIndex
+        else { throw .invalidSharedSubscription }
+        let matching = rest[rest.index(after: separator)...]
+        try validateWildcards(matching)
+        return matching
     }
 
     /// A shared subscription's share name: not empty, no `/`, `+` or `#`.
@@ -101,18 +109,12 @@ public enum MQTTTopic {
     private static func validateWildcards(_ filter: Substring.UTF8View) throws(TopicViolation) {
         var atLevelStart = true
         var previous: UInt8 = 0
-        var isFirst = true
         for byte in filter {
-            if !isFirst {
-                // After `+` the level ends; after `#` the filter ends.
-                if previous == hash || (previous == plus && byte != slash) { throw .misplacedWildcard }
-            }
-            if byte == plus || byte == hash {
-                guard atLevelStart else { throw .misplacedWildcard }
-            }
+            // After `+` the level ends; after `#` the filter ends.
+            if previous == hash || (previous == plus && byte != slash) { throw .misplacedWildcard }
+            if (byte == plus || byte == hash) && !atLevelStart { throw .misplacedWildcard }
             atLevelStart = byte == slash
             previous = byte
-            isFirst = false
         }
     }
 
@@ -131,13 +133,7 @@ public enum MQTTTopic {
     /// level do not match a topic starting with `$` (`#` does not match `$SYS/...`); `#` also matches the
     /// parent level (`a/#` matches `a`); `+` matches an empty level. False when either is invalid.
     public static func matches(filter: String, topic: String) -> Bool {
-        guard (try? validateFilter(filter)) != nil, isValidTopicName(topic) else { return false }
-        var filterLevels = filter.utf8[...]
-        if filter.hasPrefix(sharedSubscriptionPrefix) {
-            let rest = filterLevels.dropFirst(sharedSubscriptionPrefix.utf8.count)
-            guard let separator = rest.firstIndex(of: slash) else { return false }
-            filterLevels = rest[rest.index(after: separator)...]
-        }
+        guard let filterLevels = try? validatedMatchingFilter(filter), isValidTopicName(topic) else { return false }
         let topicLevels = topic.utf8.split(separator: slash, omittingEmptySubsequences: false)
         let levels = filterLevels.split(separator: slash, omittingEmptySubsequences: false)
         for (index, level) in levels.enumerated() {
