@@ -10,6 +10,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "ditto-mqtt-bridge", targets: ["ditto-mqtt-bridge"]),
+        .library(name: "MQTT", targets: ["MQTT"]),
         .library(name: "Mosquitto", targets: ["Mosquitto"]),
         .library(name: "DittoProtocol", targets: ["DittoProtocol"]),
     ],
@@ -31,11 +32,14 @@ let package = Package(
             pkgConfig: "libmosquitto",
             providers: [.apt(["libmosquitto-dev"])]
         ),
+        // MQTT's vocabulary: QoS, versions, PUBLISH properties, the message, subscriptions, reconnect policy and
+        // the topic name / topic filter rules. Pure, no C: the client, the config and the mapping share it.
+        .target(name: "MQTT", swiftSettings: strict),
         // Swift MQTT client over libmosquitto; hides every C pointer.
         .target(
             name: "Mosquitto",
             dependencies: [
-                "CMosquitto",
+                "CMosquitto", "MQTT",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "HeapModule", package: "swift-collections"),
@@ -45,7 +49,7 @@ let package = Package(
         // Private mosquitto brokers for tests and benchmarks.
         .target(
             name: "MosquittoTestSupport",
-            dependencies: ["Mosquitto"],
+            dependencies: ["Mosquitto", "MQTT"],
             swiftSettings: strict
         ),
         // Ditto Protocol model: pure, no I/O.
@@ -54,20 +58,20 @@ let package = Package(
         // the one place that reads the files a config names and the environment (a ConfigSource).
         .target(
             name: "BridgeConfig",
-            dependencies: ["DittoProtocol", .product(name: "Yams", package: "Yams")],
+            dependencies: ["DittoProtocol", "MQTT", .product(name: "Yams", package: "Yams")],
             swiftSettings: strict
         ),
         // The mapping: config -> rules -> envelopes, both directions, plus the header mapper. Pure.
         .target(
             name: "BridgeMapping",
-            dependencies: ["DittoProtocol", "BridgeConfig"],
+            dependencies: ["DittoProtocol", "MQTT", "BridgeConfig"],
             swiftSettings: strict
         ),
         // Wires MQTT clients, mapper, pending requests and metrics into services.
         .target(
             name: "BridgeRuntime",
             dependencies: [
-                "Mosquitto", "DittoProtocol", "BridgeConfig", "BridgeMapping",
+                "MQTT", "Mosquitto", "DittoProtocol", "BridgeConfig", "BridgeMapping",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "DequeModule", package: "swift-collections"),
@@ -93,7 +97,7 @@ let package = Package(
         .executableTarget(
             name: "ditto-mqtt-bridge",
             dependencies: [
-                "BridgeRuntime", "BridgeConfig", "BridgeMapping", "BridgeOperations", "DittoProtocol",
+                "BridgeRuntime", "BridgeConfig", "BridgeMapping", "BridgeOperations", "DittoProtocol", "MQTT",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -105,7 +109,7 @@ let package = Package(
         .executableTarget(
             name: "mqtt-relay",
             dependencies: [
-                "Mosquitto", .product(name: "Logging", package: "swift-log"),
+                "MQTT", "Mosquitto", .product(name: "Logging", package: "swift-log"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
@@ -114,14 +118,19 @@ let package = Package(
         .executableTarget(
             name: "bridge-bench",
             dependencies: [
-                "CMosquitto", "Mosquitto", "MosquittoTestSupport", "DittoProtocol", "BridgeConfig", "BridgeMapping", "BridgeRuntime",
+                "CMosquitto", "MQTT", "Mosquitto", "MosquittoTestSupport", "DittoProtocol", "BridgeConfig", "BridgeMapping", "BridgeRuntime",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
         .testTarget(
+            name: "MQTTTests",
+            dependencies: ["MQTT"],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "MosquittoTests",
-            dependencies: ["Mosquitto", "MosquittoTestSupport"],
+            dependencies: ["MQTT", "Mosquitto", "MosquittoTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(
@@ -132,26 +141,26 @@ let package = Package(
         ),
         .testTarget(
             name: "BridgeConfigTests",
-            dependencies: ["BridgeConfig"],
+            dependencies: ["BridgeConfig", "MQTT"],
             swiftSettings: strict
         ),
         .testTarget(
             name: "BridgeMappingTests",
-            dependencies: ["BridgeMapping", "BridgeConfig", "DittoProtocol"],
+            dependencies: ["BridgeMapping", "BridgeConfig", "DittoProtocol", "MQTT"],
             swiftSettings: strict
         ),
         // Delivery guarantees of the real `ditto-mqtt-bridge` process under faults (kill -9, SIGTERM, broker
         // restarts, outages, scale-out); `swift build --build-tests` builds the executable they run.
         .testTarget(
             name: "DataPathTests",
-            dependencies: ["Mosquitto", "MosquittoTestSupport", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["MQTT", "Mosquitto", "MosquittoTestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         // Issue 11's acceptance through the real `ditto-mqtt-bridge` binary between two private mosquittos:
         // /metrics counts what happened, /ready follows the brokers, SIGHUP reloads (valid and invalid files).
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["Mosquitto", "MosquittoTestSupport", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["MQTT", "Mosquitto", "MosquittoTestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         // OperationsServer, sd_notify, JSON logs, `check` reports; and the deployment files (compose,
@@ -159,7 +168,8 @@ let package = Package(
         .testTarget(
             name: "OperationsTests",
             dependencies: [
-                "BridgeOperations", "BridgeConfig", "BridgeMapping", "DittoProtocol", "MosquittoTestSupport",
+                "BridgeOperations", "BridgeConfig", "BridgeMapping", "DittoProtocol", "MQTT", "Mosquitto",
+                "MosquittoTestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -171,7 +181,7 @@ let package = Package(
         .testTarget(
             name: "BridgeRuntimeTests",
             dependencies: [
-                "BridgeRuntime", "BridgeConfig", "BridgeMapping", "DittoProtocol", "Mosquitto",
+                "BridgeRuntime", "BridgeConfig", "BridgeMapping", "DittoProtocol", "MQTT", "Mosquitto",
                 "MosquittoTestSupport", "BridgeOperations",
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
@@ -182,7 +192,7 @@ let package = Package(
         .testTarget(
             name: "DeploymentTests",
             dependencies: [
-                "Mosquitto", "MosquittoTestSupport", .product(name: "Logging", package: "swift-log"),
+                "MQTT", "Mosquitto", "MosquittoTestSupport", .product(name: "Logging", package: "swift-log"),
                 .product(name: "Yams", package: "Yams"),
             ],
             swiftSettings: strict

@@ -32,12 +32,12 @@ MUTANTS=$(cat <<'LIST'
 @ M03 Sources/Mosquitto/ClientCore.swift :: MosquittoTests.ResilienceTests
 - delay = min(delay, max(configuration.reconnect.maximum, initial))
 + delay = max(delay, max(configuration.reconnect.maximum, initial)) * 20
-@ M04 Sources/Mosquitto/MQTTTopic.swift :: MosquittoTests|BridgeConfigTests
-- return rc == MOSQ_ERR_SUCCESS.rawValue && result
-+ return rc == MOSQ_ERR_SUCCESS.rawValue || result
-@ M05 Sources/Mosquitto/MQTTTopic.swift :: MosquittoTests|BridgeConfigTests
-- filter = String(rest[rest.index(after: slash)...])
-+ filter = String(rest)
+@ M04 Sources/MQTT/MQTTTopic.swift :: MQTTTests|MosquittoTests|BridgeConfigTests
+- return levels.count == topicLevels.count
++ return levels.count <= topicLevels.count
+@ M05 Sources/MQTT/MQTTTopic.swift :: MQTTTests|MosquittoTests|BridgeConfigTests
+- let matching = rest[rest.index(after: separator)...]
++ let matching = rest
 @ M06 Sources/DittoProtocol/EnvelopeValidation.swift :: DittoProtocolTests|PromiseTests
 - if subject.utf16.count > 256 || subject.unicodeScalars.contains(where:
 + if subject.utf16.count > 2560 || subject.unicodeScalars.contains(where:
@@ -62,9 +62,9 @@ MUTANTS=$(cat <<'LIST'
 @ M13 Sources/BridgeConfig/Loader.swift :: BridgeConfigTests
 - if let rendered = try? settings.replyTopic.render(sample), settings.subscribeFilter.match(rendered) == nil {
 + if let rendered = try? settings.replyTopic.render(sample), settings.subscribeFilter.match(rendered) == nil, rendered.isEmpty {
-@ M14 Sources/BridgeConfig/TopicTemplate.swift :: BridgeConfigTests|BridgeMappingTests
-- !value.unicodeScalars.contains { $0 == "+" || $0 == "#" || $0 == "\u{0}" }
-+ !value.unicodeScalars.contains { $0 == "+" || $0 == "\u{0}" }
+@ M14 Sources/MQTT/MQTTTopic.swift :: MQTTTests|BridgeConfigTests|BridgeMappingTests
+- !text.utf8.contains { $0 == plus || $0 == hash || $0 == 0 }
++ !text.utf8.contains { $0 == plus || $0 == 0 }
 @ M15 Sources/BridgeConfig/ThingIDRules.swift :: BridgeConfigTests
 - guard let colon = id.firstIndex(of: ":") else { return "it has no ':' between namespace and name" }
 + guard let colon = id.firstIndex(of: ":") else { return nil }

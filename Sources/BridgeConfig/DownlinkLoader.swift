@@ -1,4 +1,5 @@
 import DittoProtocol
+import MQTT
 extension ConfigLoader {
     // MARK: - downlink
 
@@ -46,7 +47,7 @@ extension ConfigLoader {
         var priority = 0
         if let pv = m["priority"], let p = reader.int(pv, range: -1_000_000...1_000_000) { priority = p }
         var qos = context.defaults.qos
-        if let qv = m["qos"], let q = reader.int(qv, range: 0...2) { qos = QoS(rawValue: q) ?? qos }
+        if let qv = m["qos"], let q = reader.int(qv, range: 0...2) { qos = QoS(rawValue: UInt8(q)) ?? qos }
         guard let name, let match, let thingID, let topic, let reply else { return nil }
         return DownlinkRule(
             name: name, index: index, location: v.location, match: match, thingID: thingID, fixedValues: fixed,

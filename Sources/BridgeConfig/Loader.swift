@@ -1,5 +1,6 @@
 import DittoProtocol
 import Foundation
+import MQTT
 import Yams
 
 extension BridgeConfiguration {
@@ -313,7 +314,7 @@ struct ConfigLoader {
         if let g = m["shared-subscription-group"], let group = expanded(g) {
             if c.mqttVersion != .v5 {
                 reader.error(g, "shared subscriptions need mqtt-version 5")
-            } else if group.isEmpty || group.contains(where: { "/+#".contains($0) }) {
+            } else if !MQTTTopic.isValidShareName(group) {
                 reader.error(g, "'\(group)' is not a shared-subscription group name", hint: "no '/', '+' or '#'")
             } else {
                 c.sharedSubscriptionGroup = group
@@ -493,7 +494,7 @@ struct ConfigLoader {
                 settings.replyTopic = topic
             }
         }
-        if let q = m["qos"], let qos = reader.int(q, range: 0...2) { settings.qos = QoS(rawValue: qos) ?? .atLeastOnce }
+        if let q = m["qos"], let qos = reader.int(q, range: 0...2) { settings.qos = QoS(rawValue: UInt8(qos)) ?? .atLeastOnce }
         if let c = m["connection-id"], let id = reader.string(c) {
             if id.unicodeScalars.allSatisfy({ AckLabelRules.isLabelCharacter($0) }) {
                 settings.connectionID = id
@@ -598,7 +599,7 @@ struct ConfigLoader {
                     hint: "letter-started parts of letters, digits and '_', joined by '.' or '-', e.g. org.example")
             }
         }
-        if let q = m["qos"], let qos = reader.int(q, range: 0...2) { d.qos = QoS(rawValue: qos) ?? .atLeastOnce }
+        if let q = m["qos"], let qos = reader.int(q, range: 0...2) { d.qos = QoS(rawValue: UInt8(qos)) ?? .atLeastOnce }
         if let c = m["content-type"], let ct = contentType(c) { d.contentType = ct }
         if let t = m["request-timeout"], let timeout = reader.duration(t, range: .milliseconds(1)...(.seconds(60))) {
             d.requestTimeout = timeout

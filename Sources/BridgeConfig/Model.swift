@@ -1,4 +1,5 @@
 import DittoProtocol
+import MQTT
 
 /// The whole config file, typed and validated. Read it with ``BridgeConfiguration/load(path:environment:)``.
 ///
@@ -47,13 +48,6 @@ public struct BridgeConfiguration: Sendable, Equatable {
     }
 }
 
-/// MQTT quality of service.
-public enum QoS: Int, Sendable, Hashable, CaseIterable {
-    case atMostOnce = 0
-    case atLeastOnce = 1
-    case exactlyOnce = 2
-}
-
 /// The two broker connections.
 public struct Connections: Sendable, Hashable {
     /// Where devices publish and subscribe.
@@ -74,12 +68,6 @@ public struct Secret: Sendable, Hashable, CustomStringConvertible, CustomDebugSt
 
 /// One MQTT client connection.
 public struct BrokerConnection: Sendable, Hashable {
-    /// The protocol version the client speaks.
-    public enum MQTTVersion: String, Sendable, Hashable {
-        case v5 = "5"
-        case v311 = "3.1.1"
-    }
-
     /// Where the password came from, for messages that must not show it.
     public enum PasswordSource: Sendable, Hashable {
         case file(String)
@@ -182,20 +170,6 @@ public struct TLSSettings: Sendable, Hashable {
     public var verifyHostname: Bool
     /// Accept any certificate (testing only; `check` warns).
     public var insecure: Bool
-}
-
-/// Back-off between reconnect attempts: doubles from ``initial`` up to ``maximum``.
-public struct ReconnectPolicy: Sendable, Hashable {
-    /// First wait after a lost connection.
-    public var initial: Duration
-    /// Longest wait between attempts.
-    public var maximum: Duration
-
-    /// Creates a policy.
-    public init(initial: Duration, maximum: Duration) {
-        self.initial = initial
-        self.maximum = maximum
-    }
 }
 
 /// The Ditto side: topics on the Ditto-side broker and the Ditto connection's identity.

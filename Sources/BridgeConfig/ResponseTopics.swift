@@ -1,3 +1,5 @@
+import MQTT
+
 /// The MQTT 5 response topics an uplink rule lets a device name for the answer to its request
 /// (`response-topics:`). The bridge publishes Ditto's answer on the topic the device names; without this
 /// confinement a device could name another device's command topic and have the bridge publish there for it.
@@ -55,7 +57,7 @@ extension TopicTemplate {
     package func covers(_ topic: [Substring], variables: [String: String]) -> Bool {
         for (index, level) in levels.enumerated() {
             // MQTT: a wildcard in the first level does not match a topic that starts with `$`.
-            let dollar = index == 0 && topic.first?.hasPrefix("$") == true
+            let dollar = index == 0 && !(topic.first.map(MQTTTopic.leadingWildcardsMatch) ?? true)
             switch level {
             case .multiLevelWildcard:
                 // `a/#` also matches `a`.
@@ -78,11 +80,6 @@ extension TopicTemplate {
 
     /// One topic level: not empty, no `/`, no wildcard, no NUL.
     package static func isLevel(_ value: String) -> Bool {
-        !value.contains("/") && isTopicName(value)
-    }
-
-    /// A topic a client may publish to (MQTT 3.1.1 §4.7.3 and 5.0 §4.7.3): not empty, no wildcard, no NUL.
-    package static func isTopicName(_ topic: String) -> Bool {
-        !topic.isEmpty && isPublishable(topic)
+        !value.contains("/") && MQTTTopic.isValidTopicName(value)
     }
 }

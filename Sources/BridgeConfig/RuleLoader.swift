@@ -1,4 +1,5 @@
 import DittoProtocol
+import MQTT
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -107,7 +108,7 @@ extension ConfigLoader {
         var priority = 0
         if let pv = m["priority"], let p = reader.int(pv, range: -1_000_000...1_000_000) { priority = p }
         var qos = context.defaults.qos
-        if let qv = m["qos"], let q = reader.int(qv, range: 0...2) { qos = QoS(rawValue: q) ?? qos }
+        if let qv = m["qos"], let q = reader.int(qv, range: 0...2) { qos = QoS(rawValue: UInt8(q)) ?? qos }
         let responseTopics = responseTopics(m, rule: v, topic: topic, action: action, vars: ruleVars, device: device)
         guard let name, let topic, let thingID, let action, let responseTopics else { return nil }
         return UplinkRule(

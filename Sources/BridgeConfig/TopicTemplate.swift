@@ -1,3 +1,5 @@
+import MQTT
+
 /// An MQTT topic with named levels, e.g. `devices/{deviceId}/telemetry/{sensor}`.
 ///
 /// Levels are separated by `/`. A level is one of:
@@ -34,12 +36,14 @@ public struct TopicTemplate: Sendable, Hashable, CustomStringConvertible {
     /// (topics the bridge publishes to).
     public init(_ source: String, allowWildcards: Bool = true) throws(TemplateError) {
         self.source = source
-        guard !source.isEmpty else { throw TemplateError(.invalidTopic("a topic cannot be empty")) }
-        guard !source.unicodeScalars.contains("\u{0}") else {
-            throw TemplateError(.invalidTopic("a topic cannot contain NUL"))
-        }
-        guard source.utf8.count <= 65535 else {
-            throw TemplateError(.invalidTopic("a topic is limited to 65535 bytes"))
+        do {
+            try MQTTTopic.validateTopicString(source)
+        } catch {
+            switch error {
+            case .empty: throw TemplateError(.invalidTopic("a topic cannot be empty"))
+            case .containsNUL: throw TemplateError(.invalidTopic("a topic cannot contain NUL"))
+            default: throw TemplateError(.invalidTopic("a topic is limited to \(MQTTTopic.maximumLength) bytes"))
+            }
         }
         let rawLevels = source.split(separator: "/", omittingEmptySubsequences: false)
         var levels: [Level] = []
@@ -144,23 +148,20 @@ public struct TopicTemplate: Sendable, Hashable, CustomStringConvertible {
             case .capture(let template):
                 let text = try template.render(values)
                 for case .placeholder(let p) in template.parts {
-                    if let v = values[p.name], !Self.isPublishable(v) {
+                    if let v = values[p.name], !MQTTTopic.isTopicNamePart(v) {
                         throw TemplateError(.invalidTopicValue(placeholder: p.name, value: v))
                     }
                 }
                 out.append(text)
             case .multiLevelCapture(let name):
                 guard let v = values[name] else { throw TemplateError(.missingValue(name)) }
-                guard Self.isPublishable(v) else { throw TemplateError(.invalidTopicValue(placeholder: name, value: v)) }
+                guard MQTTTopic.isTopicNamePart(v) else { throw TemplateError(.invalidTopicValue(placeholder: name, value: v)) }
                 out.append(v)
             }
         }
         return out
     }
 
-    package static func isPublishable(_ value: String) -> Bool {
-        !value.unicodeScalars.contains { $0 == "+" || $0 == "#" || $0 == "\u{0}" }
-    }
 
     /// How specific the template is; a more specific template wins when two rules match the same topic.
     public var specificity: Specificity {

@@ -1,5 +1,6 @@
 import BridgeConfig
 import DittoProtocol
+import MQTT
 
 /// A Ditto Protocol message as the bridge publishes it on the Ditto-side broker: topic, envelope and
 /// MQTT 5 properties. `run` and `map` both build it here, so `map` prints exactly what `run` sends (`run`
@@ -15,7 +16,7 @@ public struct DittoPublication: Sendable {
     public var request: DeviceRequest?
 
     /// The MQTT 5 properties of the publish to Ditto.
-    public var properties: MQTTProperties {
+    public var properties: PublishProperties {
         Self.properties(for: envelope)
     }
 
@@ -25,14 +26,14 @@ public struct DittoPublication: Sendable {
     /// (FACTS rule 13: envelope headers win). So each property only mirrors the envelope's own header: an MQTT
     /// content type such as `application/vnd.eclipse.ditto+json` on an envelope without `content-type` would
     /// add one and make Ditto read a binary message's base64 value as JSON.
-    public static func properties(for envelope: Envelope) -> MQTTProperties {
+    public static func properties(for envelope: Envelope) -> PublishProperties {
         properties(correlationID: envelope.headers.correlationID, contentType: envelope.headers.contentType,
                    replyTo: envelope.headers.replyTo)
     }
 
     /// The same, from those three headers of the envelope.
-    public static func properties(correlationID: String?, contentType: String?, replyTo: String?) -> MQTTProperties {
-        var properties = MQTTProperties()
+    public static func properties(correlationID: String?, contentType: String?, replyTo: String?) -> PublishProperties {
+        var properties = PublishProperties()
         properties.contentType = contentType
         if let correlationID { properties.correlationData = Array(correlationID.utf8) }
         properties.responseTopic = replyTo
@@ -44,7 +45,7 @@ public struct DittoPublication: Sendable {
         public var rule: String
         public var topic: String
         public var payload: [UInt8]
-        public var properties: MQTTProperties
+        public var properties: PublishProperties
     }
 
     /// This publication as bytes.
@@ -61,7 +62,7 @@ public struct DittoPublication: Sendable {
     /// headers, its payload is refused or its Ditto-side topic cannot be rendered (`uplink` reports why, in its
     /// order).
     public static func encodedUplink(
-        _ message: MQTTPublication, route: Route, mapper: UplinkMapper, environment: UplinkEnvironment
+        _ message: MQTTMessage, route: Route, mapper: UplinkMapper, environment: UplinkEnvironment
     ) throws(MappingError) -> Encoded? {
         let uplink = route.uplink
         guard case .success(let topic) = route.topic, case .success(let event)? = uplink.event,
@@ -126,7 +127,7 @@ public struct DittoPublication: Sendable {
 
     /// Maps one device message (requests get `reply-to` = `ditto.reply-topic` from the mapper).
     public static func uplink(
-        _ message: MQTTPublication, mapper: UplinkMapper, ditto: DittoSettings, environment: UplinkEnvironment
+        _ message: MQTTMessage, mapper: UplinkMapper, ditto: DittoSettings, environment: UplinkEnvironment
     ) throws(MappingError) -> DittoPublication {
         guard let route = try route(topic: message.topic, mapper: mapper, ditto: ditto) else {
             throw UplinkMapper.noRule(message.topic)
@@ -136,7 +137,7 @@ public struct DittoPublication: Sendable {
 
     /// Maps one device message whose topic took `route` (from ``route(topic:mapper:ditto:)`` with this mapper).
     public static func uplink(
-        _ message: MQTTPublication, route: Route, mapper: UplinkMapper, environment: UplinkEnvironment
+        _ message: MQTTMessage, route: Route, mapper: UplinkMapper, environment: UplinkEnvironment
     ) throws(MappingError) -> DittoPublication {
         let result = try mapper.map(message, route: route.uplink, environment: environment)
         return DittoPublication(
@@ -145,7 +146,7 @@ public struct DittoPublication: Sendable {
     }
 
     public static func uplink(
-        _ message: MQTTPublication, configuration: BridgeConfiguration, environment: UplinkEnvironment
+        _ message: MQTTMessage, configuration: BridgeConfiguration, environment: UplinkEnvironment
     ) throws(MappingError) -> DittoPublication {
         try uplink(message, mapper: UplinkMapper(configuration: configuration), ditto: configuration.ditto,
                    environment: environment)

@@ -1,5 +1,6 @@
 import BridgeConfig
 import DittoProtocol
+import MQTT
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -66,7 +67,7 @@ public struct DeviceReply: Sendable {
     public var status: Int?
     public var payload: [UInt8]
     public var contentType: String?
-    public var properties: MQTTProperties
+    public var properties: PublishProperties
     /// Headers that travelled in a 3.1.1 wrapper.
     public var carriedHeaders: [(name: String, value: String)]
     /// What the rule's reply topic captured from the topic the answer came on, and that reply topic as written.
@@ -219,13 +220,13 @@ public struct DownlinkMapper: Sendable {
     ///
     /// - Parameter messageExpiry: seconds left before the requester gives up (MQTT 5 message expiry).
     public func devicePublication(for envelope: Envelope, route: DownlinkRoute,
-                                  messageExpiry: UInt32?) throws(MappingError) -> MQTTPublication {
+                                  messageExpiry: UInt32?) throws(MappingError) -> MQTTMessage {
         try devicePublication(for: envelope, route: route, box: rules[route.ruleIndex].box, messageExpiry: messageExpiry)
     }
 
     // The rule is read through its box, here and below (see `Rule`).
     private func devicePublication(for envelope: Envelope, route: DownlinkRoute, box: RuleBox,
-                                   messageExpiry: UInt32?) throws(MappingError) -> MQTTPublication {
+                                   messageExpiry: UInt32?) throws(MappingError) -> MQTTMessage {
         let correlationID = envelope.headers.correlationID ?? ""
         // The request's values, made only for a topic its target did not render.
         var requestVariables: [String: String]?
@@ -300,7 +301,7 @@ public struct DownlinkMapper: Sendable {
                 throw MappingError(.template, "cannot render the response topic \(replyTopic.source): \(error)")
             }
         }
-        return MQTTPublication(topic: topic, payload: payload, qos: UInt8(box.rule.qos.rawValue), retain: false,
+        return MQTTMessage(topic: topic, payload: payload, qos: box.rule.qos, retain: false,
                                properties: properties)
     }
 
@@ -336,19 +337,19 @@ public struct DownlinkMapper: Sendable {
     }
 
     /// Recognises a device's answer by the reply topics of the rules.
-    public func reply(from message: MQTTPublication) -> DeviceReply? {
+    public func reply(from message: MQTTMessage) -> DeviceReply? {
         reply(from: message, matches: replyTopicMatches(message.topic))
     }
 
     /// The same with the topic's ``replyTopicMatches(_:)`` at hand.
-    public func reply(from message: MQTTPublication, matches: [ReplyTopicMatch]) -> DeviceReply? {
+    public func reply(from message: MQTTMessage, matches: [ReplyTopicMatch]) -> DeviceReply? {
         for match in matches {
             if let reply = reply(from: message, match: match, box: rules[match.ruleIndex].box) { return reply }
         }
         return nil
     }
 
-    private func reply(from message: MQTTPublication, match: ReplyTopicMatch, box: RuleBox) -> DeviceReply? {
+    private func reply(from message: MQTTMessage, match: ReplyTopicMatch, box: RuleBox) -> DeviceReply? {
         let index = match.ruleIndex
         let captured = match.captured
         let source = box.rule.reply.topic?.source
@@ -571,36 +572,6 @@ public struct DownlinkMapper: Sendable {
             document
         }
         return (correlationID, status, value)
-    }
-}
-
-/// Correlation ids inside MQTT topic segments: used as they are when they are safe in a topic level,
-/// otherwise `b64-` plus unpadded base64url, which is safe and turns back into the same id.
-public enum TopicToken {
-    static let prefix = "b64-"
-
-    public static func encode(_ id: String) -> String {
-        let isUnsafe = id.isEmpty || id.hasPrefix(prefix) || id.utf8.count > 200
-            || id.unicodeScalars.contains { $0 == "/" || $0 == "+" || $0 == "#" || $0.value < 0x20 || $0.value == 0x7F }
-        guard isUnsafe else { return id }
-        let base64 = Data(id.utf8).base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
-            .replacingOccurrences(of: "=", with: "")
-        return prefix + base64
-    }
-
-    public static func decode(_ token: String) -> String {
-        guard token.hasPrefix(prefix) else { return token }
-        var base64 = String(token.dropFirst(prefix.count))
-            .replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        while base64.utf8.count % 4 != 0 { base64 += "=" }
-        guard let data = Data(base64Encoded: base64), let id = String(data: data, encoding: .utf8) else { return token }
-        return id
-    }
-
-    /// MQTT's rules for a PUBLISH topic: non-empty, no wildcards, no NUL, at most 65,535 bytes.
-    public static func isValidPublishTopic(_ topic: String) -> Bool {
-        !topic.isEmpty && topic.utf8.count <= 65_535 && !topic.unicodeScalars.contains { $0 == "+" || $0 == "#" || $0 == "\0" }
     }
 }
 

@@ -1,5 +1,6 @@
 import BridgeConfig
 import DittoProtocol
+import MQTT
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -39,7 +40,7 @@ public struct HeaderMapper: Sendable {
     ///   - request: whether Ditto is asked to answer; only then does message expiry become `timeout`.
     ///   - generateCorrelationID: called when neither the properties nor carried headers give one.
     public func dittoHeaders(
-        properties: MQTTProperties,
+        properties: PublishProperties,
         carriedHeaders: [(name: String, value: String)] = [],
         variables: [String: String] = [:],
         request: Bool = false,
@@ -82,7 +83,7 @@ public struct HeaderMapper: Sendable {
     /// Whether ``dittoHeaders(properties:carriedHeaders:variables:request:generateCorrelationID:)`` takes
     /// nothing from `properties` for a message that is not a request: no user property, correlation data or
     /// content type.
-    public static func takesNoHeaders(fromEvent properties: MQTTProperties) -> Bool {
+    public static func takesNoHeaders(fromEvent properties: PublishProperties) -> Bool {
         properties.userProperties.isEmpty && (properties.correlationData?.isEmpty ?? true)
             && (properties.contentType?.isEmpty ?? true)
     }
@@ -100,7 +101,7 @@ public struct HeaderMapper: Sendable {
     /// give one (as Ditto's own header mapping would), else one is generated.
     public func passthroughHeaders(
         _ sent: DittoHeaders,
-        properties: MQTTProperties,
+        properties: PublishProperties,
         variables: [String: String] = [:],
         generateCorrelationID: () -> String
     ) throws(MappingError) -> DittoHeaders {
@@ -178,15 +179,15 @@ public struct HeaderMapper: Sendable {
         headers: DittoHeaders,
         messageExpiry: UInt32? = nil,
         responseTopic: String? = nil
-    ) -> MQTTProperties {
-        var properties = MQTTProperties()
+    ) -> PublishProperties {
+        var properties = PublishProperties()
         if let id = headers.correlationID, !id.isEmpty {
             properties.correlationData = CorrelationID.correlationData(for: id)
         }
         properties.contentType = headers.contentType
         properties.messageExpiryInterval = messageExpiry
         properties.responseTopic = responseTopic
-        properties.userProperties = customHeaders(headers).map { MQTTUserProperty(name: $0.name, value: $0.value) }
+        properties.userProperties = customHeaders(headers).map { UserProperty(name: $0.name, value: $0.value) }
         return properties
     }
 

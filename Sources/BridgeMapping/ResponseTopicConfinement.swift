@@ -1,4 +1,5 @@
 import BridgeConfig
+import MQTT
 
 extension ResponseTopics {
     /// Whether the bridge may publish the answer to a request that arrived on `requestTopic` (with the rule's
@@ -8,7 +9,7 @@ extension ResponseTopics {
     /// value only ever matches one whole level of the response topic, compared as text: a value with `/`, `+` or
     /// `#` cannot widen a filter (it matches no level), and an empty value matches nothing.
     public func admits(_ responseTopic: String, requestTopic: String, variables: [String: String]) -> Bool {
-        guard TopicTemplate.isTopicName(responseTopic) else { return false }
+        guard MQTTTopic.isValidTopicName(responseTopic) else { return false }
         let topicLevels = responseTopic.split(separator: "/", omittingEmptySubsequences: false)
         switch kind {
         case .deviceSpace(let levels):

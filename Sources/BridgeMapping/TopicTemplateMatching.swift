@@ -1,4 +1,5 @@
 import BridgeConfig
+import MQTT
 
 // Matching topics and paths against their templates, per message.
 
@@ -31,7 +32,7 @@ extension TopicTemplate {
         // Room for the captures and what the rule adds (namespace, thingId, thingName, topic): no rehashing.
         values.reserveCapacity(fixed.count + levels.count + 4)
         for (index, level) in levels.enumerated() {
-            if index == 0, topic.hasPrefix("$") {
+            if index == 0, !MQTTTopic.leadingWildcardsMatch(topic) {
                 if case .literal = level {} else { return nil }
             }
             switch level {

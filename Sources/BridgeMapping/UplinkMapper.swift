@@ -1,5 +1,6 @@
 import BridgeConfig
 import DittoProtocol
+import MQTT
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -93,13 +94,13 @@ extension DeviceRequest {
     /// status, on the device's response topic with its correlation data (MQTT 5), or on its reply topic
     /// template with `{correlationId}` and `{status}` (MQTT 3.1.1, optionally in the header wrapper).
     public func answer(status: Int, payload: MessagePayload, headers: DittoHeaders,
-                       mapper: HeaderMapper) throws(MappingError) -> MQTTPublication {
+                       mapper: HeaderMapper) throws(MappingError) -> MQTTMessage {
         switch reply {
         case .responseTopic(let responseTopic, let correlationData):
             var properties = mapper.deviceProperties(headers: headers)
             properties.correlationData = correlationData
-            properties.userProperties.append(MQTTUserProperty(name: ReservedHeaders.status, value: "\(status)"))
-            return MQTTPublication(topic: responseTopic, payload: payload.bytes, properties: properties)
+            properties.userProperties.append(UserProperty(name: ReservedHeaders.status, value: "\(status)"))
+            return MQTTMessage(topic: responseTopic, payload: payload.bytes, properties: properties)
         case .topicTemplate(let template, var variables):
             variables["status"] = "\(status)"
             variables["correlationId"] = TopicToken.encode(correlationID)
@@ -109,13 +110,13 @@ extension DeviceRequest {
             } catch {
                 throw MappingError(.template, "cannot render the reply topic \(template.source): \(error)")
             }
-            var properties = MQTTProperties()
+            var properties = PublishProperties()
             properties.contentType = headers.contentType
             guard headerWrapper else {
-                return MQTTPublication(topic: topic, payload: payload.bytes, properties: properties)
+                return MQTTMessage(topic: topic, payload: payload.bytes, properties: properties)
             }
             let wrapped = [(ReservedHeaders.correlationID, correlationID), (ReservedHeaders.status, "\(status)")] + mapper.customHeaders(headers)
-            return MQTTPublication(topic: topic, payload: HeaderWrapper.wrap(headers: wrapped, value: payload.envelopeValue),
+            return MQTTMessage(topic: topic, payload: HeaderWrapper.wrap(headers: wrapped, value: payload.envelopeValue),
                                    properties: properties)
         }
     }
@@ -210,7 +211,7 @@ public struct UplinkMapper: Sendable {
         return rules.map(\.topic.filter).filter { seen.insert($0).inserted }
     }
 
-    public func map(_ message: MQTTPublication, environment: UplinkEnvironment) throws(MappingError) -> UplinkResult {
+    public func map(_ message: MQTTMessage, environment: UplinkEnvironment) throws(MappingError) -> UplinkResult {
         guard let route = try route(topic: message.topic) else { throw Self.noRule(message.topic) }
         return try map(message, route: route, environment: environment)
     }
@@ -267,7 +268,7 @@ public struct UplinkMapper: Sendable {
         else { return nil }
         // What `map` builds for a message without properties, with the sentinels for what changes.
         guard let headers = try? HeaderMapper(policy: rule.headers).dittoHeaders(
-            properties: MQTTProperties(), variables: variables,
+            properties: PublishProperties(), variables: variables,
             generateCorrelationID: { Envelope.EventTemplate.correlationIDSentinel })
         else { return nil }
         return Envelope.EventTemplate(probe: Envelope.liveEvent(
@@ -277,7 +278,7 @@ public struct UplinkMapper: Sendable {
     }
 
     /// Maps a message whose topic took `route` (from ``route(topic:)`` of this mapper).
-    public func map(_ message: MQTTPublication, route: UplinkRoute,
+    public func map(_ message: MQTTMessage, route: UplinkRoute,
                     environment: UplinkEnvironment) throws(MappingError) -> UplinkResult {
         let rule = route.rule.rule
         let thingID = route.thingID
@@ -402,7 +403,7 @@ public struct UplinkMapper: Sendable {
     ///
     /// - Parameter route: the message topic's route when the caller holds it (the runtime keeps one per topic);
     ///   without it the rules are matched again.
-    public func errorAnswer(to message: MQTTPublication, error: MappingError, route: UplinkRoute? = nil) -> MQTTPublication? {
+    public func errorAnswer(to message: MQTTMessage, error: MappingError, route: UplinkRoute? = nil) -> MQTTMessage? {
         if let route {
             return errorAnswer(to: message, error: error, rule: route.rule.rule, thingID: route.thingID,
                                variables: route.variables)
@@ -418,8 +419,8 @@ public struct UplinkMapper: Sendable {
 
     /// The answer for a message the first matching `rule` took, with the topic's `variables` (its captures and
     /// `topic`).
-    private func errorAnswer(to message: MQTTPublication, error: MappingError, rule: UplinkRule, thingID: ThingID,
-                             variables: [String: String]) -> MQTTPublication? {
+    private func errorAnswer(to message: MQTTMessage, error: MappingError, rule: UplinkRule, thingID: ThingID,
+                             variables: [String: String]) -> MQTTMessage? {
         switch rule.action {
         case .event:
             return nil
@@ -455,10 +456,10 @@ public struct UplinkMapper: Sendable {
             } else {
                 response = Envelope.errorResponse(thingID: thingID, error: error.dittoError)
             }
-            var properties = MQTTProperties()
+            var properties = PublishProperties()
             properties.correlationData = message.properties.correlationData
             properties.contentType = DownlinkMapper.dittoProtocolContentType
-            return MQTTPublication(topic: responseTopic, payload: response.encoded(), properties: properties)
+            return MQTTMessage(topic: responseTopic, payload: response.encoded(), properties: properties)
         }
     }
 
@@ -484,7 +485,7 @@ public struct UplinkMapper: Sendable {
     /// A device that names an MQTT 5 response topic has the bridge publish there for it; the topic must be one the
     /// rule admits (``UplinkRule/responseTopics``), or the request is refused: not forwarded to Ditto, and not
     /// answered, since the only topic the device named is not its own.
-    static func requireAdmittedResponseTopic(_ message: MQTTPublication, rule: UplinkRule,
+    static func requireAdmittedResponseTopic(_ message: MQTTMessage, rule: UplinkRule,
                                              variables: [String: String]) throws(MappingError) {
         guard !admitsResponseTopic(message, rule: rule, variables: variables),
               let responseTopic = message.properties.responseTopic
@@ -495,13 +496,13 @@ public struct UplinkMapper: Sendable {
     }
 
     /// Whether the message names no response topic, or one its rule admits.
-    static func admitsResponseTopic(_ message: MQTTPublication, rule: UplinkRule, variables: [String: String]) -> Bool {
+    static func admitsResponseTopic(_ message: MQTTMessage, rule: UplinkRule, variables: [String: String]) -> Bool {
         guard let responseTopic = message.properties.responseTopic, !responseTopic.isEmpty else { return true }
         return rule.responseTopics.admits(responseTopic, requestTopic: message.topic, variables: variables)
     }
 
     /// Where Ditto's answer goes, if the device asked for one.
-    private func replyRoute(for message: MQTTPublication, spec: MessageSpec,
+    private func replyRoute(for message: MQTTMessage, spec: MessageSpec,
                             variables: [String: String]) -> DeviceRequest.Reply? {
         if let responseTopic = message.properties.responseTopic, !responseTopic.isEmpty {
             return .responseTopic(responseTopic, correlationData: message.properties.correlationData)

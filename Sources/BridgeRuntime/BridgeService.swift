@@ -7,6 +7,7 @@ import FoundationEssentials
 import Foundation
 #endif
 import Logging
+import MQTT
 import Mosquitto
 import ServiceLifecycle
 import Synchronization
@@ -208,7 +209,7 @@ public final class BridgeService: Service, Sendable {
         }
         changes.append("mapping: \(new.uplink.count) uplink and \(new.downlink.count) downlink rules")
 
-        let qos = Mosquitto.QoS(new.defaults.qos)
+        let qos = new.defaults.qos
         let deviceSubscriptions = Self.deviceSubscriptions(new)
         let kept = retained.subtracting(deviceSubscriptions.map(\.filter)).sorted()
             .map { Subscription(filter: $0, qos: qos, noLocal: true) }
@@ -291,14 +292,14 @@ public final class BridgeService: Service, Sendable {
     /// status; `noLocal` so that the bridge never reads back what it publishes to devices when a rule's filter
     /// happens to cover a downlink topic. Answers and status are never shared: every instance needs its own.
     static func deviceSubscriptions(_ configuration: BridgeConfiguration) -> [Subscription] {
-        let qos = Mosquitto.QoS(configuration.defaults.qos)
+        let qos = configuration.defaults.qos
         var seen = Set<String>()
         var result: [Subscription] = []
         let group = configuration.connections.device.sharedSubscriptionGroup
         for filter in UplinkMapper(configuration: configuration).subscriptionFilters where seen.insert(filter).inserted {
             if let group {
                 // MQTT 5 forbids noLocal on a shared subscription.
-                result.append(Subscription(filter: "$share/\(group)/\(filter)", qos: qos))
+                result.append(Subscription(filter: MQTTTopic.sharedFilter(group: group, filter: filter), qos: qos))
             } else {
                 result.append(Subscription(filter: filter, qos: qos, noLocal: true))
             }
@@ -314,9 +315,9 @@ public final class BridgeService: Service, Sendable {
     /// The Ditto connection's target (the loader checks that it covers the reply topic).
     static func dittoSubscriptions(_ configuration: BridgeConfiguration) -> [Subscription] {
         let filter = configuration.ditto.subscribeFilter.filter
-        let qos = Mosquitto.QoS(configuration.ditto.qos)
+        let qos = configuration.ditto.qos
         if let group = configuration.connections.ditto.sharedSubscriptionGroup {
-            return [Subscription(filter: "$share/\(group)/\(filter)", qos: qos)]
+            return [Subscription(filter: MQTTTopic.sharedFilter(group: group, filter: filter), qos: qos)]
         }
         return [Subscription(filter: filter, qos: qos, noLocal: true)]
     }

@@ -1,4 +1,5 @@
 import BridgeConfig
+import MQTT
 import Mosquitto
 
 extension MQTTConfiguration {
@@ -7,7 +8,7 @@ extension MQTTConfiguration {
         self.init()
         host = connection.host
         port = connection.port
-        version = connection.mqttVersion == .v5 ? .v5 : .v311
+        version = connection.mqttVersion
         clientID = connection.clientID
         keepAlive = connection.keepalive
         cleanStart = connection.cleanStart
@@ -27,6 +28,6 @@ extension MQTTConfiguration {
             self.tls = tls
         }
         maxInflightPublishes = connection.maxInflight
-        reconnect = ReconnectPolicy(initial: connection.reconnect.initial, maximum: connection.reconnect.maximum)
+        reconnect = connection.reconnect
     }
 }

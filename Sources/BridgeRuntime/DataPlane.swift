@@ -2,6 +2,7 @@ import BridgeConfig
 import BridgeMapping
 import DittoProtocol
 import Logging
+import MQTT
 import Mosquitto
 
 /// Everything that happens per message, on one thread: the event loop that drives both sides.
@@ -31,7 +32,7 @@ final class DataPlane {
         // The spool creates the state directory the revision base is kept in.
         let spool = try configuration.spool.map { try Spool(settings: $0, logger: logger) }
         let revisionBase = RevisionBase.next(stateDirectory: configuration.spool?.directory, logger: logger)
-        dittoTransport = MQTTDittoTransport(client: ditto, qos: Mosquitto.QoS(configuration.ditto.qos))
+        dittoTransport = MQTTDittoTransport(client: ditto, qos: configuration.ditto.qos)
         context = PlaneContext(configuration: configuration, loop: loop, device: device, ditto: dittoTransport,
                                logger: logger, metrics: metrics, maximumPendingRequests: maximumPendingRequests,
                                keptTopicLimit: keptTopicLimit, revisionBase: revisionBase)
@@ -141,7 +142,7 @@ final class DataPlane {
         context.configuration.defaults = new.defaults
         context.configuration.ditto = new.ditto
         context.headerMapper = HeaderMapper(policy: new.headers)
-        dittoTransport.qos = Mosquitto.QoS(new.ditto.qos)
+        dittoTransport.qos = new.ditto.qos
         downlink.apply(context.configuration)
         uplink.apply(context.configuration)
     }

@@ -2,6 +2,7 @@ import BridgeConfig
 import BridgeMapping
 import DittoProtocol
 import Logging
+import MQTT
 import Mosquitto
 
 /// Device answers to Ditto's requests: recognised on the reply topics of the rules in force or of rules a reload
@@ -14,7 +15,7 @@ extension DownlinkPipeline {
 
     /// Takes a device message that answers a request (on one of `matches`, or on a reply topic of replaced
     /// rules); false: it is no answer.
-    func takeReply(_ publication: MQTTPublication, matches: [DownlinkMapper.ReplyTopicMatch]) -> Bool {
+    func takeReply(_ publication: MQTTMessage, matches: [DownlinkMapper.ReplyTopicMatch]) -> Bool {
         if !matches.isEmpty, let reply = mapper.reply(from: publication, matches: matches) {
             handleDeviceReply(reply, topic: publication.topic)
             return true
@@ -80,7 +81,7 @@ extension DownlinkPipeline {
     }
 
     /// A device answer on a reply topic only the rules before a reload had (newest rules first).
-    private func retiredReply(_ publication: MQTTPublication) -> DeviceReply? {
+    private func retiredReply(_ publication: MQTTMessage) -> DeviceReply? {
         for replaced in retired.reversed() {
             let matches = replaced.mapper.replyTopicMatches(publication.topic)
             if !matches.isEmpty, let reply = replaced.mapper.reply(from: publication, matches: matches) { return reply }

@@ -1,4 +1,5 @@
 import Mosquitto
+import MQTT
 
 /// The Ditto side of the data plane: how Ditto Protocol messages reach Ditto and how Ditto's reach the bridge.
 ///

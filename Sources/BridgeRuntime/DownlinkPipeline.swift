@@ -3,6 +3,7 @@ import BridgeMapping
 import DequeModule
 import DittoProtocol
 import Logging
+import MQTT
 import Mosquitto
 
 /// Ditto's requests to devices and the devices' answers back: routing (kept per signal), the requests waiting
@@ -110,7 +111,7 @@ final class DownlinkPipeline {
         }
         let left = deadline - ContinuousClock.now
         let expiry = UInt32(max(1, (left.components.seconds + (left.components.attoseconds > 0 ? 1 : 0))))
-        let publication: MQTTPublication
+        let publication: MQTTMessage
         do {
             // The device gets a response topic only when somebody waits for its answer.
             var publishedRoute = route
@@ -157,8 +158,8 @@ final class DownlinkPipeline {
         deviceSends[token] = send
         let publication = send.publication
         if let error = context.device.publishNow(to: publication.topic, payload: publication.payload,
-                                                 qos: Mosquitto.QoS(level: publication.qos),
-                                                 properties: PublishProperties(publication.properties), token: token) {
+                                                 qos: publication.qos,
+                                                 properties: publication.properties, token: token) {
             deviceSendCompleted(token, .failure(error))
         } else {
             context.logger.debug("Ditto request sent to device", metadata: [

@@ -1,6 +1,7 @@
 import BridgeMapping
 import DittoProtocol
 import Mosquitto
+import MQTT
 
 /// A request waiting for an answer, keyed by who it belongs to: a correlation id is only unique per thing.
 struct PendingKey: Hashable, Sendable {
@@ -52,12 +53,12 @@ final class DownlinkSend {
     let replyAddress: String?
     let deliveredAck: String?
     let pendingKey: PendingKey?
-    let publication: MQTTPublication
+    let publication: MQTTMessage
     /// ``MQTTEventLoop/monotonicNanoseconds()`` when the request was read (bridge-latency histogram).
     let arrival: Int64
 
     init(envelope: Envelope, route: DownlinkRoute, replyAddress: String?, deliveredAck: String?, pendingKey: PendingKey?,
-         publication: MQTTPublication, arrival: Int64) {
+         publication: MQTTMessage, arrival: Int64) {
         self.envelope = envelope
         self.route = route
         self.replyAddress = replyAddress

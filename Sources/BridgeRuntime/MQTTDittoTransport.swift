@@ -1,4 +1,5 @@
 import Mosquitto
+import MQTT
 
 /// Ditto's side over an MQTT connection to the broker Ditto's MQTT 5 connection uses (``DittoTransport``).
 ///
@@ -7,7 +8,7 @@ import Mosquitto
 final class MQTTDittoTransport: DittoTransport {
     private(set) var client: MosquittoClient
     /// The configured QoS of what goes to Ditto.
-    var qos: Mosquitto.QoS
+    var qos: QoS
     private var handlers: Handlers?
 
     private struct Handlers {
@@ -16,7 +17,7 @@ final class MQTTDittoTransport: DittoTransport {
         var capacityAvailable: () -> Void
     }
 
-    init(client: MosquittoClient, qos: Mosquitto.QoS) {
+    init(client: MosquittoClient, qos: QoS) {
         self.client = client
         self.qos = qos
     }

@@ -2,6 +2,7 @@ import BridgeConfig
 import BridgeMapping
 import DittoProtocol
 import Logging
+import MQTT
 import Mosquitto
 
 /// What every part of the data plane reads: the configuration in force, both sides, the log and the metrics; and
@@ -125,9 +126,9 @@ final class PlaneContext {
         }
     }
 
-    func publishToDevice(_ answer: MQTTPublication) {
+    func publishToDevice(_ answer: MQTTMessage) {
         if let error = device.publishNow(to: answer.topic, payload: answer.payload, qos: .atLeastOnce,
-                                         properties: PublishProperties(answer.properties), token: Self.deviceAnswerToken) {
+                                         properties: answer.properties, token: Self.deviceAnswerToken) {
             metrics.increment("uplink.request.reply-failed")
             logger.error("answering the device failed", metadata: ["mqtt.topic": "\(answer.topic)", "error": "\(error)"])
         }
@@ -135,7 +136,7 @@ final class PlaneContext {
 
     func publishToDitto(_ envelope: Envelope, topic: String) {
         if let outcome = ditto.publish(envelope.encoded(), to: topic,
-                                       properties: PublishProperties(DittoPublication.properties(for: envelope)),
+                                       properties: DittoPublication.properties(for: envelope),
                                        token: .answer) {
             metrics.increment("ditto.publish-failed")
             logger.error("publishing to Ditto failed", metadata: ["ditto.topic": "\(envelope.topic)", "error": "\(outcome)"])

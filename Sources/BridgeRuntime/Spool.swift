@@ -7,6 +7,7 @@ import Foundation
 import Dispatch
 import Glibc
 import Logging
+import MQTT
 import Mosquitto
 import DequeModule
 

@@ -1,6 +1,7 @@
 import BridgeConfig
 import DequeModule
 import Logging
+import MQTT
 import Mosquitto
 
 /// What devices sent, between being taken and Ditto's side having it: the spool (or, without one, a bounded queue

@@ -1,5 +1,6 @@
 import Glibc
 import Mosquitto
+import MQTT
 
 /// One message on its way to the Ditto-side broker, as the spool stores it.
 struct OutboundRecord {

@@ -2,6 +2,7 @@ import BridgeConfig
 import BridgeMapping
 import DittoProtocol
 import Logging
+import MQTT
 import Mosquitto
 
 /// Device messages to Ditto: what each device topic decides (kept per topic), the mapping, the device requests
@@ -74,7 +75,6 @@ final class UplinkPipeline {
 
     func handleDeviceMessage(_ message: MQTTMessage) {
         let arrival = MQTTEventLoop.monotonicNanoseconds()
-        let publication = MQTTPublication(message)
         let configuration = context.configuration
         let entry: TopicEntry
         if let known = topics[message.topic] {
@@ -95,23 +95,23 @@ final class UplinkPipeline {
             if case .unroutable = decision {} else { remember(entry, topic: message.topic) }
         }
         // A reply topic may also be an uplink topic: whether a message is a reply depends on the message.
-        if downlink.takeReply(publication, matches: entry.replyMatches) { return }
+        if downlink.takeReply(message, matches: entry.replyMatches) { return }
         let route: DittoPublication.Route
         switch entry.uplink {
         case .route(let found): route = found
-        case .noRule: return drop(publication, UplinkMapper.noRule(message.topic), route: nil)
-        case .unroutable(let error): return drop(publication, error, route: nil)
+        case .noRule: return drop(message, UplinkMapper.noRule(message.topic), route: nil)
+        case .unroutable(let error): return drop(message, error, route: nil)
         }
         let mapped: DittoPublication
         do throws(MappingError) {
-            if let encoded = try DittoPublication.encodedUplink(publication, route: route, mapper: mapper,
+            if let encoded = try DittoPublication.encodedUplink(message, route: route, mapper: mapper,
                                                                  environment: environment) {
                 send(encoded, from: message.topic, arrival: arrival, request: nil)
                 return
             }
-            mapped = try DittoPublication.uplink(publication, route: route, mapper: mapper, environment: environment)
+            mapped = try DittoPublication.uplink(message, route: route, mapper: mapper, environment: environment)
         } catch {
-            return drop(publication, error, route: route.uplink)
+            return drop(message, error, route: route.uplink)
         }
         var requestKey: PendingKey?
         if let request = mapped.request {
@@ -144,13 +144,13 @@ final class UplinkPipeline {
             ])
         }
         context.gauges.mappingUplink.recordNanoseconds(MQTTEventLoop.monotonicNanoseconds() - arrival)
-        let token = pump.take(topic: encoded.topic, payload: encoded.payload, properties: PublishProperties(encoded.properties))
+        let token = pump.take(topic: encoded.topic, payload: encoded.payload, properties: encoded.properties)
         if let request { requestTokens[token] = request }
         remember(UplinkTrack(rule: encoded.rule, arrival: arrival), token: token)
         pump.send()
     }
 
-    private func drop(_ publication: MQTTPublication, _ error: MappingError, route: UplinkRoute?) {
+    private func drop(_ publication: MQTTMessage, _ error: MappingError, route: UplinkRoute?) {
         context.metrics.increment("uplink.dropped.\(error.kind.rawValue)")
         var metadata: Logger.Metadata = [
             "mqtt.topic": "\(publication.topic)", "reason": "\(error.reason)", "drop.kind": "\(error.kind.rawValue)",

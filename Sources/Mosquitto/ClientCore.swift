@@ -1,4 +1,5 @@
 import CMosquitto
+import MQTT
 import DequeModule
 import Foundation
 import Glibc

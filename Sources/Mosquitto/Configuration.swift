@@ -1,17 +1,4 @@
-/// The MQTT protocol version a client speaks.
-public enum MQTTVersion: Sendable, Hashable {
-    case v311
-    case v5
-}
-
-/// MQTT quality of service.
-public enum QoS: UInt8, Sendable, Hashable, Comparable, CaseIterable {
-    case atMostOnce = 0
-    case atLeastOnce = 1
-    case exactlyOnce = 2
-
-    public static func < (lhs: QoS, rhs: QoS) -> Bool { lhs.rawValue < rhs.rawValue }
-}
+import MQTT
 
 /// Everything a ``MosquittoClient`` needs to connect. Plain values with defaults for a local broker.
 public struct MQTTConfiguration: Sendable {
@@ -52,35 +39,6 @@ public struct MQTTConfiguration: Sendable {
         }
     }
 
-    /// The message the broker publishes when this client dies without DISCONNECT.
-    public struct Will: Sendable {
-        public var topic: String
-        public var payload: [UInt8]
-        public var qos: QoS
-        public var retain: Bool
-        public var properties: PublishProperties
-
-        public init(topic: String, payload: [UInt8], qos: QoS = .atLeastOnce, retain: Bool = false,
-                    properties: PublishProperties = .init()) {
-            self.topic = topic
-            self.payload = payload
-            self.qos = qos
-            self.retain = retain
-            self.properties = properties
-        }
-    }
-
-    /// Delay between reconnect attempts: doubles from `initial` up to `maximum`.
-    public struct ReconnectPolicy: Sendable {
-        public var initial: Duration
-        public var maximum: Duration
-
-        public init(initial: Duration = .seconds(1), maximum: Duration = .seconds(30)) {
-            self.initial = initial
-            self.maximum = maximum
-        }
-    }
-
     public var host: String
     public var port: Int
     public var version: MQTTVersion
@@ -94,7 +52,8 @@ public struct MQTTConfiguration: Sendable {
     public var sessionExpiry: Duration?
     public var credentials: Credentials?
     public var tls: TLSConfiguration?
-    public var will: Will?
+    /// The message the broker publishes when this client dies without DISCONNECT.
+    public var will: MQTTMessage?
     public var reconnect: ReconnectPolicy
     /// Disable Nagle's algorithm: lower latency for small messages.
     public var tcpNoDelay: Bool
@@ -106,7 +65,7 @@ public struct MQTTConfiguration: Sendable {
 
     public init(host: String = "127.0.0.1", port: Int = 1883, version: MQTTVersion = .v5, clientID: String? = nil,
                 keepAlive: Duration = .seconds(30), cleanStart: Bool = true, sessionExpiry: Duration? = nil,
-                credentials: Credentials? = nil, tls: TLSConfiguration? = nil, will: Will? = nil,
+                credentials: Credentials? = nil, tls: TLSConfiguration? = nil, will: MQTTMessage? = nil,
                 reconnect: ReconnectPolicy = .init(), tcpNoDelay: Bool = true, maxInflightPublishes: Int = 1_000,
                 inboundBufferLimit: Int = 100_000) {
         self.host = host
@@ -123,88 +82,6 @@ public struct MQTTConfiguration: Sendable {
         self.tcpNoDelay = tcpNoDelay
         self.maxInflightPublishes = maxInflightPublishes
         self.inboundBufferLimit = inboundBufferLimit
-    }
-}
-
-/// One MQTT 5 user property.
-public struct UserProperty: Sendable, Hashable {
-    public var name: String
-    public var value: String
-
-    public init(name: String, value: String) {
-        self.name = name
-        self.value = value
-    }
-}
-
-/// The MQTT 5 PUBLISH properties a bridge needs. Ignored (not sent) on MQTT 3.1.1 connections.
-public struct PublishProperties: Sendable, Hashable {
-    public var payloadFormatIndicator: UInt8?
-    /// Seconds; the broker decrements it while it holds the message.
-    public var messageExpiryInterval: UInt32?
-    public var contentType: String?
-    public var responseTopic: String?
-    /// At most 65,535 bytes.
-    public var correlationData: [UInt8]?
-    /// In order, duplicates kept.
-    public var userProperties: [UserProperty]
-
-    public init(payloadFormatIndicator: UInt8? = nil, messageExpiryInterval: UInt32? = nil, contentType: String? = nil,
-                responseTopic: String? = nil, correlationData: [UInt8]? = nil, userProperties: [UserProperty] = []) {
-        self.payloadFormatIndicator = payloadFormatIndicator
-        self.messageExpiryInterval = messageExpiryInterval
-        self.contentType = contentType
-        self.responseTopic = responseTopic
-        self.correlationData = correlationData
-        self.userProperties = userProperties
-    }
-
-    var isEmpty: Bool {
-        payloadFormatIndicator == nil && messageExpiryInterval == nil && contentType == nil && responseTopic == nil
-            && correlationData == nil && userProperties.isEmpty
-    }
-}
-
-/// A message the client received.
-public struct MQTTMessage: Sendable, Hashable {
-    public var topic: String
-    public var payload: [UInt8]
-    public var qos: QoS
-    public var retain: Bool
-    public var properties: PublishProperties
-
-    public init(topic: String, payload: [UInt8], qos: QoS, retain: Bool, properties: PublishProperties = .init()) {
-        self.topic = topic
-        self.payload = payload
-        self.qos = qos
-        self.retain = retain
-        self.properties = properties
-    }
-}
-
-/// A subscription request.
-public struct Subscription: Sendable, Hashable {
-    public enum RetainHandling: UInt8, Sendable, Hashable {
-        case sendOnSubscribe = 0
-        case sendOnNewSubscribe = 1
-        case doNotSend = 2
-    }
-
-    /// A topic filter (`+`, `#`) or a shared subscription `$share/<group>/<filter>`.
-    public var filter: String
-    public var qos: QoS
-    /// MQTT 5: do not receive what this client publishes itself.
-    public var noLocal: Bool
-    public var retainAsPublished: Bool
-    public var retainHandling: RetainHandling
-
-    public init(filter: String, qos: QoS = .atLeastOnce, noLocal: Bool = false, retainAsPublished: Bool = false,
-                retainHandling: RetainHandling = .sendOnSubscribe) {
-        self.filter = filter
-        self.qos = qos
-        self.noLocal = noLocal
-        self.retainAsPublished = retainAsPublished
-        self.retainHandling = retainHandling
     }
 }
 

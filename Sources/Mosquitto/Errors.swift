@@ -1,5 +1,6 @@
 import CMosquitto
 import Glibc
+import MQTT
 
 /// An MQTT 5 reason code (CONNACK, PUBACK, SUBACK, ...). Below 0x80 is success.
 public struct ReasonCode: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
@@ -72,5 +73,40 @@ public struct MQTTError: Error, Hashable, Sendable, CustomStringConvertible {
 func check(_ rc: Int32, _ context: @autoclosure () -> String) throws(MQTTError) {
     if rc != MOSQ_ERR_SUCCESS.rawValue {
         throw MQTTError.library(rc, context())
+    }
+}
+
+extension MQTTTopic {
+    /// MQTT's topic name rule, failing with the client's error: nothing is sent to an invalid topic.
+    static func validatePublishTopic(_ topic: String) throws(MQTTError) {
+        do {
+            try validateTopicName(topic)
+        } catch {
+            throw MQTTError(error, topic, isFilter: false)
+        }
+    }
+
+    /// MQTT's topic filter rule, failing with the client's error: nothing is sent for an invalid filter.
+    static func validateSubscribeFilter(_ filter: String) throws(MQTTError) {
+        do {
+            try validateFilter(filter)
+        } catch {
+            throw MQTTError(error, filter, isFilter: true)
+        }
+    }
+}
+
+extension MQTTError {
+    fileprivate init(_ violation: TopicViolation, _ text: String, isFilter: Bool) {
+        let kind = isFilter ? "topic filter" : "topic"
+        let reason = switch violation {
+        case .empty: "empty \(kind)"
+        case .tooLong(let bytes): "\(kind) of \(bytes) bytes exceeds MQTT's \(MQTTTopic.maximumLength)"
+        case .invalidSharedSubscription: "'\(text)' is not a valid shared subscription ($share/<group>/<filter>)"
+        case .containsNUL, .wildcardInTopicName, .misplacedWildcard:
+            isFilter ? "'\(text)' is not a valid topic filter ('+' must be a whole level, '#' the last)"
+                : "'\(text)' is not a valid publish topic (no '+', '#' or NUL)"
+        }
+        self.init(.invalidTopic, reason)
     }
 }

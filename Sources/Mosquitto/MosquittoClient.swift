@@ -1,4 +1,5 @@
 import CMosquitto
+import MQTT
 import Dispatch
 #if canImport(FoundationEssentials)
 import FoundationEssentials
@@ -98,7 +99,7 @@ public final class MosquittoClient: Sendable {
     @discardableResult
     public func subscribe(_ subscriptions: [Subscription]) async throws(MQTTError) -> [ReasonCode] {
         guard !subscriptions.isEmpty else { return [] }
-        for subscription in subscriptions { try MQTTTopic.validateFilter(subscription.filter) }
+        for subscription in subscriptions { try MQTTTopic.validateSubscribeFilter(subscription.filter) }
         let core = self.core
         let result: Result<[ReasonCode], MQTTError> = await withCheckedContinuation { continuation in
             core.loop.execute { core.subscribe(subscriptions, continuation) }
@@ -107,7 +108,7 @@ public final class MosquittoClient: Sendable {
     }
 
     public func unsubscribe(_ filters: [String]) async throws(MQTTError) {
-        for filter in filters { try MQTTTopic.validateFilter(filter) }
+        for filter in filters { try MQTTTopic.validateSubscribeFilter(filter) }
         let core = self.core
         let result: Result<Void, MQTTError> = await withCheckedContinuation { continuation in
             core.loop.execute { core.unsubscribe(filters, continuation) }

@@ -1,4 +1,5 @@
 import CMosquitto
+import MQTT
 import Glibc
 
 private func propertyID(_ property: mqtt5_property) -> Int32 { Int32(bitPattern: property.rawValue) }

@@ -1,6 +1,7 @@
 import BridgeConfig
 import BridgeRuntime
 import Logging
+import MQTT
 import Mosquitto
 import MosquittoTestSupport
 

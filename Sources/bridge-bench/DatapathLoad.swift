@@ -1,6 +1,7 @@
 import DittoProtocol
 import Foundation
 import Logging
+import MQTT
 import Mosquitto
 import MosquittoTestSupport
 import Synchronization

@@ -1,4 +1,5 @@
 import Logging
+import MQTT
 import Mosquitto
 import MosquittoTestSupport
 

@@ -2,6 +2,7 @@ import BridgeConfig
 import Foundation
 import BridgeMapping
 import DittoProtocol
+import MQTT
 
 /// `bridge-bench mapping`: the per-message work without I/O, with the data-path benchmark's rules and payloads.
 /// Uplink: match, map, encode the envelope and build the publish properties, as `DataPlane` does per message;
@@ -20,7 +21,7 @@ enum MappingBenchmarks {
         var index = 0
         ProtocolBenchmarks.measure("uplink map+encode (telemetry -> live event)", filter: filter) {
             index = (index + 1) % 20
-            let message = MQTTPublication(topic: topics[index], payload: payloads[index], qos: 1)
+            let message = MQTTMessage(topic: topics[index], payload: payloads[index], qos: .atLeastOnce)
             guard let mapped = try? DittoPublication.uplink(message, mapper: mapper, ditto: configuration.ditto,
                                                             environment: environment) else { return 0 }
             let properties = DittoPublication.properties(for: mapped.envelope)
@@ -30,7 +31,7 @@ enum MappingBenchmarks {
         let routes = topics.compactMap { try? DittoPublication.route(topic: $0, mapper: mapper, ditto: configuration.ditto) }
         ProtocolBenchmarks.measure("uplink map+encode, route kept per topic", filter: filter) {
             index = (index + 1) % 20
-            let message = MQTTPublication(topic: topics[index], payload: payloads[index], qos: 1)
+            let message = MQTTMessage(topic: topics[index], payload: payloads[index], qos: .atLeastOnce)
             guard let mapped = try? DittoPublication.uplink(message, route: routes[index], mapper: mapper,
                                                             environment: environment) else { return 0 }
             let properties = DittoPublication.properties(for: mapped.envelope)
@@ -39,7 +40,7 @@ enum MappingBenchmarks {
         // The same through the topic's event template, as `DataPlane` runs a message without headers of its own.
         ProtocolBenchmarks.measure("uplink through the topic's event template", filter: filter) {
             index = (index + 1) % 20
-            let message = MQTTPublication(topic: topics[index], payload: payloads[index], qos: 1)
+            let message = MQTTMessage(topic: topics[index], payload: payloads[index], qos: .atLeastOnce)
             guard let encoded = try? DittoPublication.encodedUplink(message, route: routes[index], mapper: mapper,
                                                                     environment: environment) else { return 0 }
             return encoded.payload.count + encoded.topic.utf8.count + (encoded.properties.correlationData?.count ?? 0)
@@ -79,9 +80,9 @@ enum MappingBenchmarks {
             let route = downlink.route(request, to: target)
             guard let publication = try? downlink.devicePublication(for: request, route: route, messageExpiry: 10)
             else { return 0 }
-            let answer = MQTTPublication(
+            let answer = MQTTMessage(
                 topic: publication.properties.responseTopic ?? "", payload: Array(#""pong""#.utf8),
-                properties: MQTTProperties(contentType: "application/json", correlationData: publication.properties.correlationData))
+                properties: PublishProperties(contentType: "application/json", correlationData: publication.properties.correlationData))
             let matches = replyMatches[index] ?? downlink.replyTopicMatches(answer.topic)
             replyMatches[index] = matches
             guard let reply = downlink.reply(from: answer, matches: matches), downlink.isAnswer(reply, on: answer.topic, to: route),
@@ -109,7 +110,7 @@ enum MappingBenchmarks {
             index = (index + 1) % 20
             return (try? mapper.rules[0].match(topic: topics[index]))?.values.count ?? 0
         }
-        if let mapped = try? DittoPublication.uplink(MQTTPublication(topic: topics[0], payload: payloads[0]), mapper: mapper,
+        if let mapped = try? DittoPublication.uplink(MQTTMessage(topic: topics[0], payload: payloads[0]), mapper: mapper,
                                                      ditto: configuration.ditto, environment: environment) {
             ProtocolBenchmarks.measure("uplink envelope encode", filter: filter) { mapped.envelope.encoded().count }
             print(String(decoding: mapped.envelope.encoded(), as: UTF8.self))

@@ -6,6 +6,7 @@ import BridgeRuntime
 import DittoProtocol
 import Foundation
 import Logging
+import MQTT
 import ServiceLifecycle
 import UnixSignals
 
@@ -298,7 +299,7 @@ struct Map: ParsableCommand {
 
     func run() throws {
         let configuration = try options.load()
-        var properties = MQTTProperties()
+        var properties = PublishProperties()
         properties.correlationData = correlationData.map { Array($0.utf8) }
         properties.contentType = contentType
         properties.responseTopic = responseTopic
@@ -308,7 +309,7 @@ struct Map: ParsableCommand {
                 throw ValidationError("--user-property takes name=value, got '\(property)'")
             }
             properties.userProperties.append(
-                MQTTUserProperty(name: String(property[..<equals]), value: String(property[property.index(after: equals)...])))
+                UserProperty(name: String(property[..<equals]), value: String(property[property.index(after: equals)...])))
         }
         let bytes: [UInt8]
         if let payloadFile {
@@ -319,7 +320,7 @@ struct Map: ParsableCommand {
         } else {
             bytes = Array((payload ?? "").utf8)
         }
-        let message = MQTTPublication(topic: topic, payload: bytes, qos: 1, properties: properties)
+        let message = MQTTMessage(topic: topic, payload: bytes, qos: .atLeastOnce, properties: properties)
         let revision = self.revision
         let timestamp = self.timestamp ?? UplinkEnvironment.isoTimestamp(Date())
         let environment = UplinkEnvironment(

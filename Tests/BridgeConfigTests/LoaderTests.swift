@@ -1,5 +1,6 @@
 import BridgeConfig
 import Foundation
+import MQTT
 import Testing
 
 /// What a valid file turns into.

@@ -1,6 +1,7 @@
 import BridgeConfig
 import BridgeMapping
 import DittoProtocol
+import MQTT
 import Testing
 
 /// A device names only response topics of its own (issue 21, item 1): a request naming another device's topic
@@ -10,8 +11,8 @@ import Testing
         get throws { UplinkMapper(configuration: try configuration(UplinkMapperTests.yaml)) }
     }
 
-    func request(_ topic: String, responseTopic: String, payload: String = "{}", correlation: String = "q-1") -> MQTTPublication {
-        publication(topic, payload, properties: MQTTProperties(responseTopic: responseTopic, correlationData: bytes(correlation)))
+    func request(_ topic: String, responseTopic: String, payload: String = "{}", correlation: String = "q-1") -> MQTTMessage {
+        publication(topic, payload, properties: PublishProperties(responseTopic: responseTopic, correlationData: bytes(correlation)))
     }
 
     @Test("asker names victim's command topic: refused, not mapped, not answered")
@@ -135,11 +136,11 @@ import Testing
 
     func uplink(_ yaml: String, _ properties: [(String, String)]) throws -> DittoHeaders {
         let mapper = UplinkMapper(configuration: try configuration(yaml))
-        let message = publication("devices/d/messages/hi", "{}", properties: MQTTProperties(userProperties: userProperties(properties)))
+        let message = publication("devices/d/messages/hi", "{}", properties: PublishProperties(userProperties: userProperties(properties)))
         return try mapper.map(message, environment: fixedEnvironment).envelope.headers
     }
 
-    func downlink(_ yaml: String, _ headers: [(String, String)], subject: String = "hello") throws -> MQTTPublication {
+    func downlink(_ yaml: String, _ headers: [(String, String)], subject: String = "hello") throws -> MQTTMessage {
         let mapper = DownlinkMapper(configuration: try configuration(yaml))
         var object = JSONObject()
         for (name, value) in headers { object[name] = .string(value) }
@@ -185,7 +186,7 @@ import Testing
         #expect(headers["x-ditto-pre-authenticated"] == nil)
         let published = try downlink(yaml, [("x-ditto-foo", "2"), ("x-ditto-bar", "3")])
         let properties = published.properties.userProperties
-        #expect(properties.contains(MQTTUserProperty(name: "x-ditto-foo", value: "2")))
+        #expect(properties.contains(UserProperty(name: "x-ditto-foo", value: "2")))
         #expect(!properties.contains { $0.name == "x-ditto-bar" })
     }
 

@@ -1,6 +1,7 @@
 import BridgeConfig
 import BridgeMapping
 import DittoProtocol
+import MQTT
 import Testing
 
 /// Property (issue 10): for random uplink rules and payloads, when `check` accepts a rule, `map` never fails on
@@ -237,7 +238,7 @@ import Testing
             let mapper = UplinkMapper(configuration: configuration)
             for payload in c.payloads {
                 do {
-                    let result = try mapper.map(MQTTPublication(topic: c.topic, payload: payload), environment: fixedEnvironment)
+                    let result = try mapper.map(MQTTMessage(topic: c.topic, payload: payload), environment: fixedEnvironment)
                     _ = try Envelope.decode(result.envelope.encoded())
                     mapped += 1
                 } catch {

@@ -16,8 +16,8 @@ struct DittoConnectionFileTests {
         #expect(json["id"] as? String == c.ditto.connectionID)
         let source = try #require((json["sources"] as? [[String: Any]])?.first)
         let target = try #require((json["targets"] as? [[String: Any]])?.first)
-        #expect(source["qos"] as? Int == c.ditto.qos.rawValue)
-        #expect(target["qos"] as? Int == c.ditto.qos.rawValue)
+        #expect(source["qos"] as? Int == Int(c.ditto.qos.rawValue))
+        #expect(target["qos"] as? Int == Int(c.ditto.qos.rawValue))
 
         // The bridge publishes where the source listens, and on exactly the address enforcement expects.
         let thing = ["thingId": "org.example:sensor-1", "namespace": "org.example", "thingName": "sensor-1"]

@@ -1,6 +1,7 @@
 import BridgeConfig
 import BridgeMapping
 import DittoProtocol
+import MQTT
 import Testing
 
 /// Issue #22, item 1, in the mapping: a number Ditto cannot read never reaches an envelope, whichever way the
@@ -29,7 +30,7 @@ import Testing
 
     func map(_ topic: String, _ payload: String) throws(MappingError) -> UplinkResult {
         let mapper = UplinkMapper(configuration: try! BridgeConfiguration.parse(yaml: Self.yaml, environment: [:]))
-        return try mapper.map(MQTTPublication(topic: topic, payload: Array(payload.utf8)), environment: UplinkEnvironment(
+        return try mapper.map(MQTTMessage(topic: topic, payload: Array(payload.utf8)), environment: UplinkEnvironment(
             nextRevision: { _ in 1 }, timestamp: { "2026-01-01T00:00:00Z" }, newCorrelationID: { "c" }))
     }
 

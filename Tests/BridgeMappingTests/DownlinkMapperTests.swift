@@ -1,6 +1,7 @@
 import BridgeConfig
 import BridgeMapping
 import DittoProtocol
+import MQTT
 import Testing
 
 /// Ditto live messages and commands -> device publications; device answers -> Ditto responses (issue 4).
@@ -226,7 +227,7 @@ import Testing
         #expect(published.properties.contentType == "application/json")
         #expect(published.properties.payloadFormatIndicator == 1)
         #expect(published.properties.userProperties == userProperties([("x-user", "u")]))
-        #expect(published.qos == 1)
+        #expect(published.qos == .atLeastOnce)
         #expect(!published.retain)
     }
 
@@ -297,10 +298,10 @@ import Testing
     // MARK: device replies and Ditto responses (FACTS §0 rules 1-5)
 
     func mqtt5Reply(_ payload: String, correlation: String, status: String? = nil, contentType: String? = nil,
-                    extra: [(String, String)] = []) -> MQTTPublication {
+                    extra: [(String, String)] = []) -> MQTTMessage {
         var pairs = extra
         if let status { pairs.append(("status", status)) }
-        return publication("devices/dev-1/reply", payload, properties: MQTTProperties(
+        return publication("devices/dev-1/reply", payload, properties: PublishProperties(
             contentType: contentType, correlationData: bytes(correlation), userProperties: userProperties(pairs)))
     }
 
@@ -313,11 +314,11 @@ import Testing
         #expect(reply.ruleIndex == route.ruleIndex)
         #expect(mapper.isAnswer(reply, on: "devices/dev-1/reply", to: route))
         // Another device's reply topic, the same correlation id: not this request's answer.
-        let other = try #require(mapper.reply(from: publication("devices/dev-2/reply", "{}", properties: MQTTProperties(correlationData: bytes("c-1")))))
+        let other = try #require(mapper.reply(from: publication("devices/dev-2/reply", "{}", properties: PublishProperties(correlationData: bytes("c-1")))))
         #expect(!mapper.isAnswer(other, on: "devices/dev-2/reply", to: route))
         // After a reload the same rule number may mean another rule: the request's rule is asked, not the number.
         let reloaded = try self.mapper(Self.yaml.replacingOccurrences(of: "devices/{deviceId}/reply", with: "devices/{deviceId}/answers"))
-        let answer = try #require(reloaded.reply(from: publication("devices/dev-1/answers", "{}", properties: MQTTProperties(correlationData: bytes("c-1")))))
+        let answer = try #require(reloaded.reply(from: publication("devices/dev-1/answers", "{}", properties: PublishProperties(correlationData: bytes("c-1")))))
         #expect(answer.ruleIndex == reply.ruleIndex)
         #expect(!mapper.isAnswer(answer, on: "devices/dev-1/answers", to: route))
         #expect(reloaded.isAnswer(answer, on: "devices/dev-1/answers", to: route))
@@ -369,7 +370,7 @@ import Testing
     @Test func replyWithoutCorrelationDataIsNotAReply() throws {
         let mapper = try mapper()
         #expect(mapper.reply(from: publication("devices/dev-1/reply", "{}")) == nil)
-        #expect(mapper.reply(from: publication("devices/dev-1/other", "{}", properties: MQTTProperties(correlationData: bytes("c")))) == nil)
+        #expect(mapper.reply(from: publication("devices/dev-1/other", "{}", properties: PublishProperties(correlationData: bytes("c")))) == nil)
     }
 
     @Test func commandResponsesWithDefaultStatuses() throws {
@@ -556,7 +557,7 @@ import Testing
         let json = #"{"topic":"org.example/dev-1/things/live/messages/reboot","headers":{"correlation-id":"\#(id)"},"path":"/inbox/messages/reboot","value":1}"#
         let (mapper, request, route) = try routed(json, yaml: Self.topicModeYAML)
         let published = try mapper.devicePublication(for: request, route: route, messageExpiry: nil)
-        #expect(TopicToken.isValidPublishTopic(published.topic))
+        #expect(MQTTTopic.isValidTopicName(published.topic))
         let levels = published.topic.split(separator: "/", omittingEmptySubsequences: false)
         #expect(levels.count == 5)
         let token = String(levels[3])

@@ -1,6 +1,7 @@
 import BridgeConfig
 import BridgeMapping
 import DittoProtocol
+import MQTT
 import Synchronization
 import Testing
 
@@ -194,14 +195,14 @@ import Testing
         let mapper = UplinkMapper(configuration: configuration)
         let topic = "devices/d1/whole/temp"
         let route = try #require(try DittoPublication.route(topic: topic, mapper: mapper, ditto: configuration.ditto))
-        var withHeaders: [MQTTProperties] = []
-        var properties = MQTTProperties()
+        var withHeaders: [PublishProperties] = []
+        var properties = PublishProperties()
         properties.userProperties = userProperties([("x-trace", "1")])
         withHeaders.append(properties)
-        properties = MQTTProperties()
+        properties = PublishProperties()
         properties.correlationData = bytes("device-id")
         withHeaders.append(properties)
-        properties = MQTTProperties()
+        properties = PublishProperties()
         properties.contentType = "application/json"
         withHeaders.append(properties)
         for properties in withHeaders {
@@ -211,7 +212,7 @@ import Testing
             #expect(environment.callCount == 0)
             #expect(!HeaderMapper.takesNoHeaders(fromEvent: properties))
         }
-        var harmless = MQTTProperties()
+        var harmless = PublishProperties()
         harmless.messageExpiryInterval = 30
         harmless.payloadFormatIndicator = 1
         harmless.correlationData = []

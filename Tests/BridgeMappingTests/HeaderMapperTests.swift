@@ -1,6 +1,7 @@
 import BridgeConfig
 import BridgeMapping
 import DittoProtocol
+import MQTT
 import Testing
 
 /// The header matrix of issue 5: each mapping in both directions, MQTT 5 and 3.1.1.
@@ -64,14 +65,14 @@ import Testing
         HeaderMapper(policy: try configuration(yaml).uplink[0].headers)
     }
 
-    func uplink(_ properties: MQTTProperties, yaml: String = yaml, request: Bool = false,
+    func uplink(_ properties: PublishProperties, yaml: String = yaml, request: Bool = false,
                 variables: [String: String] = ["deviceId": "dev-1", "thingId": "org.example:dev-1"]) throws -> DittoHeaders {
         try mapper(yaml).dittoHeaders(properties: properties, variables: variables, request: request,
                                       generateCorrelationID: { "generated-id" })
     }
 
     /// A live message from Ditto with these headers, published to the device by the downlink mapper.
-    func downlink(_ headers: [(String, String)], yaml: String = yaml) throws -> MQTTPublication {
+    func downlink(_ headers: [(String, String)], yaml: String = yaml) throws -> MQTTMessage {
         let mapper = DownlinkMapper(configuration: try configuration(yaml))
         var object = JSONObject()
         for (name, value) in headers { object[name] = .string(value) }
@@ -84,7 +85,7 @@ import Testing
     // MARK: correlation data <-> correlation-id
 
     @Test func correlationDataBecomesCorrelationIDAndBack() throws {
-        let headers = try uplink(MQTTProperties(correlationData: bytes("req-17")))
+        let headers = try uplink(PublishProperties(correlationData: bytes("req-17")))
         #expect(headers.correlationID == "req-17")
         let published = try downlink([("correlation-id", "req-17")])
         #expect(published.properties.correlationData == bytes("req-17"))
@@ -98,7 +99,7 @@ import Testing
         Array("tab\there".utf8),
     ])
     func binaryCorrelationDataSurvivesARoundTrip(_ data: [UInt8]) throws {
-        let headers = try uplink(MQTTProperties(correlationData: data))
+        let headers = try uplink(PublishProperties(correlationData: data))
         let id = try #require(headers.correlationID)
         #expect(id.hasPrefix(CorrelationID.base64Prefix))
         #expect(id.unicodeScalars.allSatisfy { $0.value >= 0x20 && $0.value < 0x7F })
@@ -116,8 +117,8 @@ import Testing
     }
 
     @Test func missingOrEmptyCorrelationDataGetsAGeneratedID() throws {
-        #expect(try uplink(MQTTProperties(correlationData: [])).correlationID == "generated-id")
-        #expect(try uplink(MQTTProperties()).correlationID == "generated-id")
+        #expect(try uplink(PublishProperties(correlationData: [])).correlationID == "generated-id")
+        #expect(try uplink(PublishProperties()).correlationID == "generated-id")
         #expect(!CorrelationID.generate().isEmpty)
         #expect(CorrelationID.generate() != CorrelationID.generate())
         // A UUID in form: 8-4-4-4-12 lower-case hex digits, version 4; the last group counts up.
@@ -133,7 +134,7 @@ import Testing
     }
 
     @Test func aCorrelationIDUserPropertyDoesNotReplaceCorrelationData() throws {
-        let headers = try uplink(MQTTProperties(
+        let headers = try uplink(PublishProperties(
             correlationData: bytes("from-data"), userProperties: userProperties([("x-a", "1"), ("correlation-id", "fake")])))
         #expect(headers.correlationID == "from-data")
     }
@@ -141,7 +142,7 @@ import Testing
     // MARK: content type, payload format indicator, expiry
 
     @Test func contentTypeCrossesBothWays() throws {
-        let headers = try uplink(MQTTProperties(contentType: "application/vnd.acme+json"))
+        let headers = try uplink(PublishProperties(contentType: "application/vnd.acme+json"))
         #expect(headers.contentType == "application/vnd.acme+json")
         let published = try downlink([("correlation-id", "c"), ("content-type", "text/plain")])
         #expect(published.properties.contentType == "text/plain")
@@ -154,12 +155,12 @@ import Testing
     }
 
     @Test func messageExpiryBecomesTimeoutOnlyForRequests() throws {
-        let properties = MQTTProperties(messageExpiryInterval: 30)
+        let properties = PublishProperties(messageExpiryInterval: 30)
         #expect(try uplink(properties, request: true).timeout?.duration == .seconds(30))
         #expect(try uplink(properties, request: false).timeout == nil)
         // Ditto's maximum live timeout is 60 s.
-        #expect(try uplink(MQTTProperties(messageExpiryInterval: 3600), request: true).timeout?.duration == .seconds(60))
-        #expect(try uplink(MQTTProperties(messageExpiryInterval: 0), request: true).timeout == nil)
+        #expect(try uplink(PublishProperties(messageExpiryInterval: 3600), request: true).timeout?.duration == .seconds(60))
+        #expect(try uplink(PublishProperties(messageExpiryInterval: 0), request: true).timeout == nil)
     }
 
     @Test func timeoutBecomesMessageExpiryToTheDevice() throws {
@@ -172,7 +173,7 @@ import Testing
     // MARK: user properties <-> custom headers
 
     @Test func allowDenyAndRenameApplyFromTheDevice() throws {
-        let headers = try uplink(MQTTProperties(userProperties: userProperties([
+        let headers = try uplink(PublishProperties(userProperties: userProperties([
             ("x-keep", "1"), ("myapp-id", "2"), ("x-secret-key", "3"), ("other", "4"), ("x-old", "5"),
         ])))
         #expect(headers["x-keep"] == "1")
@@ -194,7 +195,7 @@ import Testing
     }
 
     @Test func duplicateUserPropertiesKeepTheLaterValue() throws {
-        let headers = try uplink(MQTTProperties(userProperties: userProperties([
+        let headers = try uplink(PublishProperties(userProperties: userProperties([
             ("x-a", "first"), ("x-b", "b"), ("x-a", "second"),
         ])))
         #expect(headers["x-a"] == "second")
@@ -202,11 +203,11 @@ import Testing
     }
 
     @Test func caseDifferentNamesGiveOneValueAndKeepTheSpelling() throws {
-        let single = try uplink(MQTTProperties(userProperties: userProperties([("X-Trace-Id", "t")])))
+        let single = try uplink(PublishProperties(userProperties: userProperties([("X-Trace-Id", "t")])))
         #expect(single.names.contains("X-Trace-Id"))
         #expect(single["x-trace-id"] == "t")
 
-        let both = try uplink(MQTTProperties(userProperties: userProperties([("X-Mode", "a"), ("x-mode", "b")])))
+        let both = try uplink(PublishProperties(userProperties: userProperties([("X-Mode", "a"), ("x-mode", "b")])))
         #expect(both.names.filter { $0.lowercased() == "x-mode" } == ["x-mode"])
         #expect(both["X-MODE"] == "b")
 
@@ -216,7 +217,7 @@ import Testing
 
     @Test func nonASCIIValuesCrossUnchanged() throws {
         let value = "Grüße aus Zürich, 東京 🌡️"
-        let headers = try uplink(MQTTProperties(userProperties: userProperties([("x-place", value)])))
+        let headers = try uplink(PublishProperties(userProperties: userProperties([("x-place", value)])))
         #expect(headers["x-place"] == value)
         let decoded = DittoHeaders(json: headers.json)
         #expect(decoded["x-place"] == value)
@@ -227,7 +228,7 @@ import Testing
     @Test func aRulesOwnListsReplaceTheGlobalOnes() throws {
         let policy = try configuration(Self.yaml).uplink[1].headers
         let headers = try HeaderMapper(policy: policy).dittoHeaders(
-            properties: MQTTProperties(userProperties: userProperties([
+            properties: PublishProperties(userProperties: userProperties([
                 ("y-a", "1"), ("x-keep", "2"), ("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
             ])),
             generateCorrelationID: { "id" })
@@ -242,7 +243,7 @@ import Testing
 
     @Test func traceContextCrossesByDefaultEvenWhenAllowDoesNotListIt() throws {
         let trace = [("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"), ("tracestate", "a=b")]
-        let headers = try uplink(MQTTProperties(userProperties: userProperties(trace)))
+        let headers = try uplink(PublishProperties(userProperties: userProperties(trace)))
         #expect(headers["traceparent"] == trace[0].1)
         #expect(headers["tracestate"] == "a=b")
         let published = try downlink([("correlation-id", "c")] + trace)
@@ -251,7 +252,7 @@ import Testing
 
     @Test func traceContextStopsWithTraceContextFalse() throws {
         let trace = [("traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"), ("tracestate", "a=b")]
-        let headers = try uplink(MQTTProperties(userProperties: userProperties(trace + [("x-a", "1")])),
+        let headers = try uplink(PublishProperties(userProperties: userProperties(trace + [("x-a", "1")])),
                                  yaml: Self.noTraceYAML)
         #expect(headers["traceparent"] == nil)
         #expect(headers["tracestate"] == nil)
@@ -263,19 +264,19 @@ import Testing
     // MARK: static headers
 
     @Test func staticHeadersRenderTheirTemplates() throws {
-        let headers = try uplink(MQTTProperties(userProperties: userProperties([("x-trace-id", "t-9")])))
+        let headers = try uplink(PublishProperties(userProperties: userProperties([("x-trace-id", "t-9")])))
         #expect(headers["x-gateway"] == "gw-dev-1")
         #expect(headers["x-thing"] == "org.example:dev-1")
         #expect(headers["x-echo"] == "t-9")
     }
 
     @Test func staticHeadersReplaceWhatTheDeviceSent() throws {
-        let headers = try uplink(MQTTProperties(userProperties: userProperties([("X-Gateway", "forged")])))
+        let headers = try uplink(PublishProperties(userProperties: userProperties([("X-Gateway", "forged")])))
         #expect(headers["x-gateway"] == "gw-dev-1")
     }
 
     @Test func aStaticHeaderNamingAnAbsentHeaderIsLeftOut() throws {
-        let headers = try uplink(MQTTProperties())
+        let headers = try uplink(PublishProperties())
         #expect(headers["x-echo"] == nil)
         #expect(headers["x-gateway"] == "gw-dev-1")
     }
@@ -284,7 +285,7 @@ import Testing
 
     @Test(arguments: reservedSamples)
     func reservedHeadersFromTheDeviceAreDropped(_ name: String) throws {
-        let headers = try uplink(MQTTProperties(userProperties: userProperties([(name, "live"), ("x-a", "1")])),
+        let headers = try uplink(PublishProperties(userProperties: userProperties([(name, "live"), ("x-a", "1")])),
                                  yaml: Self.openYAML)
         #expect(headers[name] == nil)
         #expect(headers["x-a"] == "1")
@@ -314,7 +315,7 @@ import Testing
         let mapper = try mapper(Self.openYAML)
         let error = mappingError {
             _ = try mapper.dittoHeaders(
-                properties: MQTTProperties(userProperties: userProperties([("x-big", big)])),
+                properties: PublishProperties(userProperties: userProperties([("x-big", big)])),
                 generateCorrelationID: { "id" })
         }
         #expect(error?.kind == .invalidProtocol)
@@ -324,7 +325,7 @@ import Testing
 
     @Test func headersJustUnderTheLimitPass() throws {
         let value = String(repeating: "y", count: 4_000)
-        let headers = try uplink(MQTTProperties(userProperties: userProperties([("x-big", value)])), yaml: Self.openYAML)
+        let headers = try uplink(PublishProperties(userProperties: userProperties([("x-big", value)])), yaml: Self.openYAML)
         #expect(headers["x-big"] == value)
     }
 
@@ -335,7 +336,7 @@ import Testing
         let error = mappingError {
             // A request: the bridge acts on (and so checks) its `timeout`; other known headers cross.
             _ = try mapper.dittoHeaders(
-                properties: MQTTProperties(userProperties: userProperties([header])), request: true,
+                properties: PublishProperties(userProperties: userProperties([header])), request: true,
                 generateCorrelationID: { "id" })
         }
         #expect(error?.kind == .invalidProtocol)
@@ -344,7 +345,7 @@ import Testing
     }
 
     @Test func validKnownHeaderValuesPass() throws {
-        let headers = try uplink(MQTTProperties(userProperties: userProperties([
+        let headers = try uplink(PublishProperties(userProperties: userProperties([
             ("dry-run", "false"), ("put-metadata", "[]"), ("timeout", "250ms"),
         ])), yaml: Self.openYAML, request: true)
         #expect(headers["dry-run"] == "false")
@@ -357,7 +358,7 @@ import Testing
     @Test(arguments: [false, true])
     func headersTheBridgeOwnsDoNotCrossFromDevices(request: Bool) throws {
         let owned = ReservedHeaders.managedNames.subtracting(["correlation-id", "content-type"]).sorted()
-        let properties = MQTTProperties(userProperties: userProperties(
+        let properties = PublishProperties(userProperties: userProperties(
             owned.map { ($0, $0 == "timeout" ? "2s" : "true") } + [("Response-Required", "false"), ("x-kept", "k")]))
         let headers = try uplink(properties, yaml: Self.openYAML, request: request)
         for name in owned where !(request && name == "timeout") {

@@ -2,6 +2,7 @@ import BridgeConfig
 import BridgeMapping
 import DittoProtocol
 import Foundation
+import MQTT
 import Testing
 
 /// Pass-through (issue 10, items 1, 2 and 8): forwards exactly what Ditto accepts from the bridge's connection,
@@ -36,7 +37,7 @@ import Testing
     func map(_ json: String, topic: String = "edge/org.example/d/ditto", contentType: String? = nil)
         throws -> UplinkResult
     {
-        var properties = MQTTProperties()
+        var properties = PublishProperties()
         properties.contentType = contentType
         return try Self.mapper.map(publication(topic, json, properties: properties), environment: fixedEnvironment)
     }
@@ -182,7 +183,7 @@ import Testing
     }
 
     @Test func correlationDataFillsOnlyAMissingCorrelationID() throws {
-        var properties = MQTTProperties()
+        var properties = PublishProperties()
         properties.correlationData = Array("from-mqtt".utf8)
         let with = #"{"topic":"org.example/d/things/live/messages/m","headers":{"correlation-id":"own"},"path":"/outbox/messages/m"}"#
         let without = #"{"topic":"org.example/d/things/live/messages/m","path":"/outbox/messages/m"}"#
@@ -250,7 +251,7 @@ import Testing
             if let named = envelope.valueThingID, named != thingID.description {
                 let topic = "edge/\(thingID.namespace)/\(thingID.name)/ditto"
                 let refused = mappingError {
-                    _ = try mapper.map(MQTTPublication(topic: topic, payload: example.bytes), environment: fixedEnvironment)
+                    _ = try mapper.map(MQTTMessage(topic: topic, payload: example.bytes), environment: fixedEnvironment)
                 }
                 #expect(refused?.kind == .thingMismatch, "\(example.name)")
                 #expect(refused?.dittoError.error == "things:id.notsettable", "\(example.name)")
@@ -259,12 +260,12 @@ import Testing
             }
             let original = try JSON.parse(example.bytes)
             for contentType in Self.mqttContentTypes {
-                var properties = MQTTProperties()
+                var properties = PublishProperties()
                 properties.contentType = contentType
                 let topic = "edge/\(thingID.namespace)/\(thingID.name)/ditto"
                 let result: UplinkResult
                 do {
-                    result = try mapper.map(MQTTPublication(topic: topic, payload: example.bytes, properties: properties),
+                    result = try mapper.map(MQTTMessage(topic: topic, payload: example.bytes, properties: properties),
                                             environment: fixedEnvironment)
                 } catch {
                     Issue.record("\(example.name) refused: \(error)")

@@ -2,6 +2,7 @@ import BridgeConfig
 import BridgeMapping
 import DittoProtocol
 import Foundation
+import MQTT
 import Testing
 
 /// README.md's "Using it": the minimal config and its two messages are what the mapping does, byte for byte.
@@ -57,7 +58,7 @@ struct ReadmeExampleTests {
         #expect(published.properties.contentType == "application/json")
         #expect(published.properties.messageExpiryInterval == 10)
         let answer = publication("devices/sensor-1/reply", #"{"pong":1}"#,
-                                 properties: MQTTProperties(correlationData: bytes("c-1")))
+                                 properties: PublishProperties(correlationData: bytes("c-1")))
         let reply = try #require(mapper.reply(from: answer))
         let response = try mapper.response(to: request, route: route, reply: reply)
         #expect(text(response.encoded()) == json[2])

@@ -1,6 +1,7 @@
 import BridgeConfig
 import BridgeMapping
 import DittoProtocol
+import MQTT
 import Testing
 
 /// Requests whose headers Ditto would refuse (issue 10, items 4 and 9): refused with Ditto's 431, the device
@@ -13,7 +14,7 @@ import Testing
     }
 
     @Test func aDeviceRequestWithATenKilobyteCorrelationIDGetsA431() throws {
-        var properties = MQTTProperties()
+        var properties = PublishProperties()
         properties.responseTopic = "devices/d/answers"
         properties.correlationData = Array(Self.bigID.utf8)
         let message = publication("devices/d/ask/time", "{}", properties: properties)
@@ -32,7 +33,7 @@ import Testing
     }
 
     @Test func aDeviceRequestWithHeadersOverFiveKilobytesGetsA431() throws {
-        var properties = MQTTProperties()
+        var properties = PublishProperties()
         properties.responseTopic = "devices/d/answers"
         properties.correlationData = Array("q-1".utf8)
         properties.userProperties = userProperties([("x-big", String(repeating: "x", count: 6_000))])
@@ -55,7 +56,7 @@ import Testing
     }
 
     @Test func aRefusedPassThroughRequestGetsDittosErrorEnvelope() throws {
-        var properties = MQTTProperties()
+        var properties = PublishProperties()
         properties.responseTopic = "devices/d/answers"
         properties.correlationData = Array("p-1".utf8)
         let json = #"{"topic":"org.example/d/things/twin/commands/delete","headers":{"correlation-id":"p-1"},"path":"/"}"#
@@ -72,7 +73,7 @@ import Testing
     /// The runtime hands in the topic's kept route instead of having the rules matched again: same answers.
     @Test func anAnswerFromTheKeptRouteIsTheSame() throws {
         let mapper = try uplink
-        var properties = MQTTProperties()
+        var properties = PublishProperties()
         properties.responseTopic = "devices/d/answers"
         properties.correlationData = Array(Self.bigID.utf8)
         let json = #"{"topic":"org.example/d/things/twin/commands/delete","headers":{"correlation-id":"p-1"},"path":"/"}"#

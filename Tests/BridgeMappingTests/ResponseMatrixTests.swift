@@ -2,6 +2,7 @@ import BridgeConfig
 import BridgeMapping
 import DittoProtocol
 import Foundation
+import MQTT
 import Testing
 
 /// For every command action on `/`, the attributes, features and feature properties, and for live messages, the
@@ -178,7 +179,7 @@ import Testing
         let route = try mapper.route(request)
         var pairs: [(String, String)] = []
         if let status = testCase.status { pairs.append(("status", status)) }
-        let answer = publication("devices/dev-1/reply", testCase.payload, properties: MQTTProperties(
+        let answer = publication("devices/dev-1/reply", testCase.payload, properties: PublishProperties(
             correlationData: bytes("c-1"), userProperties: userProperties(pairs)))
         let reply = try #require(mapper.reply(from: answer))
         return try mapper.response(to: request, route: route, reply: reply)
@@ -238,7 +239,7 @@ import Testing
         for testCase in Self.cases where testCase.request.contains("/commands/") {
             let request = try envelope(testCase.request)
             let route = try mqtt311.route(request)
-            let answer: MQTTPublication
+            let answer: MQTTMessage
             if mode == "topic" {
                 // A level that is no status stands for none.
                 answer = publication("devices/dev-1/res/c-1/\(testCase.status ?? "none")", testCase.payload)

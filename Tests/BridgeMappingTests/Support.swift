@@ -1,6 +1,7 @@
 import BridgeConfig
 import BridgeMapping
 import DittoProtocol
+import MQTT
 import Testing
 
 /// A configuration from YAML text; a config error fails the test with the loader's messages.
@@ -59,12 +60,12 @@ func mappingError(sourceLocation: Testing.SourceLocation = #_sourceLocation,
     }
 }
 
-func publication(_ topic: String, _ payload: String, properties: MQTTProperties = .init()) -> MQTTPublication {
-    MQTTPublication(topic: topic, payload: bytes(payload), properties: properties)
+func publication(_ topic: String, _ payload: String, properties: PublishProperties = .init()) -> MQTTMessage {
+    MQTTMessage(topic: topic, payload: bytes(payload), properties: properties)
 }
 
-func userProperties(_ pairs: [(String, String)]) -> [MQTTUserProperty] {
-    pairs.map { MQTTUserProperty(name: $0.0, value: $0.1) }
+func userProperties(_ pairs: [(String, String)]) -> [UserProperty] {
+    pairs.map { UserProperty(name: $0.0, value: $0.1) }
 }
 
 /// Every reserved header the bridge must never forward, in either direction (FACTS §e).

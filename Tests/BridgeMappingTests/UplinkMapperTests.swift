@@ -2,6 +2,7 @@ import BridgeConfig
 import BridgeMapping
 import DittoProtocol
 import Foundation
+import MQTT
 import Testing
 
 /// Device MQTT -> Ditto live events and live messages (issue 3), from YAML to re-decoded envelopes.
@@ -76,7 +77,7 @@ import Testing
         """
 
     /// Maps and checks that Ditto would accept the envelope.
-    func map(_ topic: String, _ payload: String, properties: MQTTProperties = .init(),
+    func map(_ topic: String, _ payload: String, properties: PublishProperties = .init(),
              environment: UplinkEnvironment = fixedEnvironment) throws -> UplinkResult {
         let result = try UplinkMapper(configuration: try configuration(Self.yaml))
             .map(publication(topic, payload, properties: properties), environment: environment)
@@ -86,14 +87,14 @@ import Testing
 
     func mapBytes(_ topic: String, _ payload: [UInt8]) throws -> UplinkResult {
         let result = try UplinkMapper(configuration: try configuration(Self.yaml))
-            .map(MQTTPublication(topic: topic, payload: payload), environment: fixedEnvironment)
+            .map(MQTTMessage(topic: topic, payload: payload), environment: fixedEnvironment)
         try redecoded(result.envelope)
         return result
     }
 
     func error(_ topic: String, _ payload: [UInt8], yaml: String = yaml) throws -> MappingError? {
         let mapper = UplinkMapper(configuration: try configuration(yaml))
-        return mappingError { _ = try mapper.map(MQTTPublication(topic: topic, payload: payload), environment: fixedEnvironment) }
+        return mappingError { _ = try mapper.map(MQTTMessage(topic: topic, payload: payload), environment: fixedEnvironment) }
     }
 
     // MARK: events
@@ -281,20 +282,20 @@ import Testing
 
     @Test func aDeviceContentTypeOfTheWrongKindDoesNotBreakTheValue() throws {
         // The rule reads JSON; a device saying text/plain must not make Ditto read the JSON object as text.
-        let result = try map("devices/d/events/x", #"{"a": 1}"#, properties: MQTTProperties(contentType: "text/plain"))
+        let result = try map("devices/d/events/x", #"{"a": 1}"#, properties: PublishProperties(contentType: "text/plain"))
         let message = try redecoded(result.envelope)
         #expect(ContentTypeStrategy(contentType: message.headers.contentType) == .json)
         #expect(MessagePayload.from(envelopeValue: message.value, contentType: message.headers.contentType) == .json(["a": 1]))
         // A device content type of the same kind is kept.
         let vendor = try map("devices/d/events/x", #"{"a": 1}"#,
-                             properties: MQTTProperties(contentType: "application/vnd.acme+json"))
+                             properties: PublishProperties(contentType: "application/vnd.acme+json"))
         #expect(try redecoded(vendor.envelope).headers.contentType == "application/vnd.acme+json")
     }
 
     // MARK: device-initiated requests
 
     @Test func mqtt5ResponseTopicMakesARequest() throws {
-        let properties = MQTTProperties(messageExpiryInterval: 20, responseTopic: "devices/d/answers",
+        let properties = PublishProperties(messageExpiryInterval: 20, responseTopic: "devices/d/answers",
                                         correlationData: bytes("q-1"))
         let result = try map("devices/d/events/question", #"{"q": 1}"#, properties: properties)
         let request = try #require(result.request)
@@ -327,24 +328,24 @@ import Testing
                 message: { subject: "{subject}", response: true }
             """
         let mapper = UplinkMapper(configuration: try configuration(yaml))
-        let result = try mapper.map(publication("devices/d/ask/q", "{}", properties: MQTTProperties(responseTopic: "devices/d/a")),
+        let result = try mapper.map(publication("devices/d/ask/q", "{}", properties: PublishProperties(responseTopic: "devices/d/a")),
                                     environment: fixedEnvironment)
         #expect(try redecoded(result.envelope).headers.replyTo == "cloud/out/org.example/d/answers")
     }
 
     @Test func requestWithoutExpiryUsesTheRuleTimeout() throws {
-        let properties = MQTTProperties(responseTopic: "devices/d/answers", correlationData: bytes("q-2"))
+        let properties = PublishProperties(responseTopic: "devices/d/answers", correlationData: bytes("q-2"))
         let result = try map("devices/d/ask/config", "{}", properties: properties)
         #expect(result.request?.timeout == .seconds(15))
         #expect(try redecoded(result.envelope).headers.timeout?.duration == .seconds(15))
     }
 
     @Test func aTimeoutUserPropertyAndZeroExpiry() throws {
-        let asked = try map("devices/d/ask/config", "{}", properties: MQTTProperties(
+        let asked = try map("devices/d/ask/config", "{}", properties: PublishProperties(
             messageExpiryInterval: 0, responseTopic: "devices/d/answers", correlationData: bytes("q-3"),
             userProperties: userProperties([("timeout", "2500ms")])))
         #expect(asked.request?.timeout == .milliseconds(2500))
-        let zero = try map("devices/d/ask/config", "{}", properties: MQTTProperties(
+        let zero = try map("devices/d/ask/config", "{}", properties: PublishProperties(
             messageExpiryInterval: 0, responseTopic: "devices/d/answers", correlationData: bytes("q-4")))
         #expect(zero.request?.timeout == .seconds(15))
     }

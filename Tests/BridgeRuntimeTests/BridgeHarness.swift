@@ -3,6 +3,7 @@ import BridgeRuntime
 import DittoProtocol
 import Foundation
 import Logging
+import MQTT
 import Mosquitto
 import MosquittoTestSupport
 import Testing
@@ -51,7 +52,7 @@ final class BridgeHarness: Sendable {
     /// A device client on the same broker. With `collect` its messages go to `inbox`; without, the caller
     /// consumes `client.messages` itself (a stream has one consumer).
     func device(_ id: String, version: MQTTVersion = .v5, subscribe filters: [String] = [],
-                will: MQTTConfiguration.Will? = nil, collect: Bool = true) async throws -> (client: MosquittoClient, inbox: MessageCollector) {
+                will: MQTTMessage? = nil, collect: Bool = true) async throws -> (client: MosquittoClient, inbox: MessageCollector) {
         var configuration = (deviceBroker ?? broker).clientConfiguration(version: version, clientID: "device-\(id)")
         configuration.will = will
         let client = try MosquittoClient(configuration: configuration, logger: harnessLogger)

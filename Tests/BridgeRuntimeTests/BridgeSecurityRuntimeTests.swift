@@ -2,6 +2,7 @@ import BridgeRuntime
 import DittoProtocol
 import Foundation
 import Logging
+import MQTT
 import Mosquitto
 import MosquittoTestSupport
 import Synchronization

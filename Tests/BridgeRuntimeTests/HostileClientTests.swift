@@ -1,6 +1,7 @@
 import BridgeRuntime
 import DittoProtocol
 import Foundation
+import MQTT
 import Mosquitto
 import MosquittoTestSupport
 import Testing

@@ -2,6 +2,7 @@ import BridgeOperations
 import BridgeRuntime
 import DittoProtocol
 import Foundation
+import MQTT
 import Mosquitto
 import MosquittoTestSupport
 import Prometheus

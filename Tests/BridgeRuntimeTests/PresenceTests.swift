@@ -1,6 +1,7 @@
 import BridgeRuntime
 import DittoProtocol
 import Foundation
+import MQTT
 import Mosquitto
 import MosquittoTestSupport
 import Testing
@@ -23,7 +24,7 @@ struct PresenceTests {
     @Test("Online sets readySince and an open readyUntil; the will sets readyUntil; Ditto accepts both")
     func onlineThenWill() async throws {
         let harness = try await BridgeHarness(yaml: Self.config)
-        let will = MQTTConfiguration.Will(topic: "devices/pump-1/status", payload: Array("offline".utf8), retain: true)
+        let will = MQTTMessage(topic: "devices/pump-1/status", payload: Array("offline".utf8), retain: true)
         let (device, _) = try await harness.device("pump-1", will: will)
         try await device.publish(to: "devices/pump-1/status", payload: Array("online".utf8), retain: true)
 

@@ -1,6 +1,7 @@
 import BridgeConfig
 import Foundation
 import Logging
+import MQTT
 import Mosquitto
 import Testing
 

@@ -3,6 +3,7 @@ import BridgeMapping
 import BridgeRuntime
 import DittoProtocol
 import Foundation
+import MQTT
 import Mosquitto
 import MosquittoTestSupport
 import Testing

@@ -1,4 +1,5 @@
 import Foundation
+import MQTT
 import Mosquitto
 import MosquittoTestSupport
 import Synchronization

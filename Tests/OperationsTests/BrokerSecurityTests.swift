@@ -1,5 +1,6 @@
 import BridgeConfig
 import Foundation
+import MQTT
 import Mosquitto
 import MosquittoTestSupport
 import Testing

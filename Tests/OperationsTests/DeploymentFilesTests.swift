@@ -386,7 +386,7 @@ struct DeploymentFilesTests {
             filters.map { Self.renderDittoPlaceholders($0, thingID: sample, connectionID: ditto.connectionID) }
                 .contains(published),
             "enforcement \(filters) accepts what the bridge publishes (\(published))")
-        #expect(source["qos"] as? Int == ditto.qos.rawValue)
+        #expect(source["qos"] as? Int == Int(ditto.qos.rawValue))
 
         let declared = try #require(source["declaredAcks"] as? [String])
         #expect(
@@ -400,7 +400,7 @@ struct DeploymentFilesTests {
             try #require(target["address"] as? String), thingID: sample, connectionID: ditto.connectionID)
         #expect(ditto.subscribeFilter.match(address) != nil, "target \(address) is under \(ditto.subscribeFilter)")
         #expect(Set(target["topics"] as? [String] ?? []) == ["_/_/things/live/commands", "_/_/things/live/messages"])
-        #expect(target["qos"] as? Int == ditto.qos.rawValue)
+        #expect(target["qos"] as? Int == Int(ditto.qos.rawValue))
         // Ditto answers device-initiated requests at the bridge's reply-to, which must come back to the bridge.
         let reply = try ditto.replyTopic.render(["thingId": sample, "namespace": "org.example", "thingName": "sensor-1"])
         #expect(ditto.subscribeFilter.match(reply) != nil)
