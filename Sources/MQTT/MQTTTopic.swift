@@ -35,22 +35,14 @@ public enum MQTTTopic {
 
     /// A topic name: a topic string without `+` or `#`.
     public static func validateTopicName(_ topic: String) throws(TopicViolation) {
-        // One pass over the bytes: this runs for every publish.
-        var count = 0
-        var violation: TopicViolation?
-        for byte in topic.utf8 {
-            count += 1
-            if violation == nil {
-                if byte == plus || byte == hash {
-                    violation = .wildcardInTopicName
-                } else if byte == 0 {
-                    violation = .containsNUL
-                }
-            }
-        }
+        let count = topic.utf8.count
         guard count > 0 else { throw .empty }
         guard count <= maximumLength else { throw .tooLong(bytes: count) }
-        if let violation { throw violation }
+        // One pass over the bytes: this runs for every publish.
+        for byte in topic.utf8 {
+            if byte == plus || byte == hash { throw .wildcardInTopicName }
+            if byte == 0 { throw .containsNUL }
+        }
     }
 
     /// Whether `topic` is a valid topic name (``validateTopicName(_:)``).
