@@ -51,7 +51,11 @@ let package = Package(
         // RFC 6455 client (and server) codec for Ditto's WebSocket binding: handshake, proxy CONNECT, frames. Pure.
         .target(name: "WebSocketCodec", swiftSettings: strict),
         // A stand-in for Ditto's gateway `/ws/2` on 127.0.0.1 for tests: auth, control messages, acks, limits.
-        .target(name: "DittoWebSocketTestSupport", dependencies: ["WebSocketCodec"], swiftSettings: strict),
+        .target(
+            name: "DittoWebSocketTestSupport",
+            dependencies: ["WebSocketCodec", "MosquittoTestSupport"],
+            swiftSettings: strict
+        ),
         // Ditto Protocol model: pure, no I/O.
         .target(name: "DittoProtocol", swiftSettings: strict),
         // The config file: YAML -> typed, located, validated configuration. Pure.
@@ -137,7 +141,7 @@ let package = Package(
         // python3-websockets.
         .testTarget(
             name: "DittoWebSocketServerTests",
-            dependencies: ["DittoWebSocketTestSupport", "WebSocketCodec"],
+            dependencies: ["DittoWebSocketTestSupport", "WebSocketCodec", "MosquittoTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(
