@@ -97,7 +97,9 @@ public final class DittoWebSocketSession: Sendable {
     public var subscriptions: [DittoStreamingType: DittoSubscription] { state.withLock { $0.subscriptions } }
     /// Frames dropped because the outgoing buffer was full.
     public var droppedFrames: Int { state.withLock { $0.droppedFrames } }
-    /// Text frames written to the socket.
+    /// Frames waiting in the outgoing buffer.
+    public var queuedFrames: Int { state.withLock { $0.outgoing.count } }
+    /// Text frames taken from the outgoing buffer and encoded for the socket.
     public var framesSent: Int { state.withLock { $0.framesSent } }
     public var pingsSent: Int { state.withLock { $0.pingsSent } }
     public var pongsReceived: Int { state.withLock { $0.pongsReceived } }

@@ -10,6 +10,15 @@ extension DittoWebSocketServer {
         WebSocketUpgradeRequest(host: "127.0.0.1:\(port)", path: "/ws/2", query: query, authorization: authorization)
     }
 
+    /// A server with `options`, a client with Basic credentials, and the server's side of its session.
+    static func connected(_ options: Options = Options()) async throws
+        -> (DittoWebSocketServer, WebSocketTestClient, DittoWebSocketSession)
+    {
+        let server = try DittoWebSocketServer(options)
+        let client = try await server.connect()
+        return (server, client, try await server.session(0))
+    }
+
     func connect(_ authorization: HTTPAuthorization? = .basic(username: "ditto", password: "ditto"),
                  query: [QueryParameter] = []) async throws -> WebSocketTestClient {
         try await WebSocketTestClient.connect(port: port, request: request(authorization, query: query))
@@ -69,9 +78,7 @@ struct DittoWebSocketServerTests {
 
     @Test("Ditto Protocol frames both ways; an unknown text frame gets a json.invalid error frame and the session stays")
     func protocolFrames() async throws {
-        let server = try DittoWebSocketServer()
-        let client = try await server.connect()
-        let session = try await server.session(0)
+        let (server, client, session) = try await DittoWebSocketServer.connected()
         #expect(session.send(liveCommand))
         #expect(try await client.nextText() == liveCommand)
         let response = #"{"topic":"org.example/device-1/things/live/commands/modify","headers":{"correlation-id":"c-1"},"path":"/features/lamp/properties/on","status":204}"#
@@ -95,9 +102,9 @@ struct DittoWebSocketServerTests {
         let expiring = try await server.connect(.bearer(token: short))
         #expect(try await expiring.nextEvent(timeout: .seconds(3)) == .closed(code: .normalClosure, reason: "JWT expired"))
 
-        let refreshed = try await server.connect(.bearer(token: server.issueToken(subject: "oidc:gw", validFor: .milliseconds(700))))
+        let refreshed = try await server.connect(.bearer(token: server.issueToken(subject: "oidc:gw", validFor: .seconds(1.5))))
         refreshed.send("JWT-TOKEN?jwtToken=" + server.issueToken(subject: "oidc:gw", validFor: .seconds(60)))
-        #expect(try await refreshed.nextEvent(timeout: .seconds(1.5)) == nil)
+        #expect(try await refreshed.nextEvent(timeout: .seconds(2.5)) == nil)
         #expect(try await server.session(1).isOpen)
         #expect(try await server.session(1).controlMessages.first?.hasPrefix("JWT-TOKEN?jwtToken=token-") == true)
         await server.stop()
@@ -167,29 +174,28 @@ struct DittoWebSocketServerTests {
 
     @Test("a ping after the set idle time without a frame from the client, none while the client keeps sending")
     func keepAlive() async throws {
-        let server = try DittoWebSocketServer(.init(keepAliveIdle: .milliseconds(300)))
+        let server = try DittoWebSocketServer(.init(keepAliveIdle: .seconds(1)))
         let silent = try await server.connect()
-        #expect(try await silent.nextEvent(timeout: .seconds(2)) == .ping([]))
+        #expect(try await silent.nextEvent(timeout: .seconds(3)) == .ping([]))
         #expect(await eventually(timeout: .seconds(2)) { await (try? server.session(0).pongsReceived) == 1 })
         let busy = try await server.connect()
-        for _ in 0..<10 {
+        for _ in 0..<30 {
             busy.send("{}")
-            try await Task.sleep(for: .milliseconds(100))
+            try await Task.sleep(for: .milliseconds(50))
         }
         #expect(try await server.session(1).pingsSent == 0)
-        #expect(try await server.session(1).protocolMessages.count == 10)
+        #expect(try await server.session(1).protocolMessages.count == 30)
         await server.stop()
     }
 
     @Test("at most 200 frames wait for a client that does not read; more are dropped, :ACKs included; the rest arrive in order")
     func boundedOutgoingBuffer() async throws {
-        let server = try DittoWebSocketServer(.init(socketSendBufferBytes: 4096))
-        let client = try await server.connect()
-        let session = try await server.session(0)
+        let (server, client, session) = try await DittoWebSocketServer.connected(.init(socketSendBufferBytes: 4096))
         let payload = String(repeating: "x", count: 64 * 1024)
         var accepted = 0
         while session.send("\(accepted) " + payload), accepted < 5000 { accepted += 1 }
         #expect(session.droppedFrames == 1)
+        #expect(session.queuedFrames == 200)
         client.send("START-SEND-MESSAGES")
         #expect(await eventually(timeout: .seconds(3)) { session.subscriptions[.messages] != nil })
         #expect(session.droppedFrames == 2)
@@ -204,9 +210,7 @@ struct DittoWebSocketServerTests {
 
     @Test("nothing is read after the server's own close frame")
     func nothingReadAfterClose() async throws {
-        let server = try DittoWebSocketServer()
-        let client = try await server.connect()
-        let session = try await server.session(0)
+        let (server, client, session) = try await DittoWebSocketServer.connected()
         session.close(.normalClosure)
         #expect(await eventually(timeout: .seconds(2)) { session.closeSent == .normalClosure })
         client.send("START-SEND-LIVE-COMMANDS")
