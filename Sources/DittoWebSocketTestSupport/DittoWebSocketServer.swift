@@ -59,22 +59,21 @@ public final class DittoWebSocketServer: Sendable {
         var refusedUpgrades: [Int] = []
         var tokens: [String: Token] = [:]
         var labelsDeclaredElsewhere: Set<String> = []
-        var stopping = false
     }
 
     public let options: Options
-    public let port: Int
-    private let listener: Int32
+    public var port: Int { listener.port }
+    private let listener: LoopbackListener
     let state = Mutex(State())
-    private let threads = DispatchGroup()
 
     public var url: String { "ws://127.0.0.1:\(port)/ws/2" }
 
     /// Listens at once; sessions are served on threads of their own.
     public init(_ options: Options = Options()) throws {
         self.options = options
-        (listener, port) = try Socket.listenOnLoopback()
-        startThread { [self] in acceptLoop() }
+        listener = try LoopbackListener()
+        // The accept thread holds the closure, and with it self, until stop() ends it.
+        listener.start { [self] fd in serve(fd) }
     }
 
     /// Every session so far, in the order the upgrades arrived.
@@ -114,35 +113,14 @@ public final class DittoWebSocketServer: Sendable {
 
     /// Stops listening, drops every session and waits for the server's threads to end.
     public func stop() async {
-        state.withLock { $0.stopping = true }
-        dropAll()
-        await withCheckedContinuation { continuation in threads.notify(queue: .global()) { continuation.resume() } }
-        close(listener)
-    }
-
-    private func startThread(_ body: @escaping @Sendable () -> Void) {
-        threads.enter()
-        Thread { [threads] in
-            body()
-            threads.leave()
-        }.start()
-    }
-
-    private func acceptLoop() {
-        while !state.withLock({ $0.stopping }) {
-            guard Socket.wait(listener, for: Int16(POLLIN), milliseconds: 50) != 0 else { continue }
-            let fd = accept(listener, nil, nil)
-            guard fd >= 0 else { continue }
-            Socket.setNonBlocking(fd)
-            if var size = options.socketSendBufferBytes {
-                setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
-            }
-            startThread { [self] in serve(fd) }
-        }
+        await listener.stop { dropAll() }
     }
 
     private func serve(_ fd: Int32) {
         defer { close(fd) }
+        if var size = options.socketSendBufferBytes {
+            setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
         let deadline = ContinuousClock.now + .seconds(5)
         guard let request = try? Socket.readHead(fd, deadline: deadline) else { return }
         guard let upgrade = authenticate(request.head) else {

@@ -181,7 +181,7 @@ public final class DittoWebSocketSession: Sendable {
             if connection.state == .closed, !connection.encoder.hasPendingBytes { return }
 
             let idle = server.options.keepAliveIdle - (now - max(lastReceived, lastPing))
-            let timeout = Int32(max(1, min(200, idle.components.seconds * 1000 + idle.components.attoseconds / 1_000_000_000_000_000)))
+            let timeout = Int32(max(1, min(200, idle / .milliseconds(1))))
             let events = Int16(POLLIN) | (connection.encoder.hasPendingBytes ? Int16(POLLOUT) : 0)
             let ready = Socket.wait(fd, for: events, wake: wake.read, milliseconds: timeout)
             if ready & Int16(POLLOUT) != 0 {
@@ -316,7 +316,10 @@ struct DittoControlMessage {
             return
         }
         var parameters: [String: String]? = [:]
-        for pair in text[text.index(after: question)...].split(separator: "&", omittingEmptySubsequences: false) {
+        var pairs = text[text.index(after: question)...].split(separator: "&", omittingEmptySubsequences: false)
+        // Java's String.split drops trailing empty strings, except that an empty input gives one.
+        while pairs.count > 1, pairs.last?.isEmpty == true { pairs.removeLast() }
+        for pair in pairs {
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             let decode = { (part: Substring) in QueryParameter.percentDecoded(part.replacingOccurrences(of: "+", with: " ")) }
             guard parts.count == 2, let name = decode(parts[0]), let value = decode(parts[1]),

@@ -121,7 +121,7 @@ public final class WebSocketTestClient: Sendable {
             if let event { return event }
             let left = deadline - .now
             guard left > .zero, !isClosed.load(ordering: .relaxed) else { return nil }
-            _ = Socket.wait(fd, for: Int16(POLLIN), milliseconds: Int32(min(left, .milliseconds(100)).components.attoseconds / 1_000_000_000_000_000 + 1))
+            _ = Socket.wait(fd, for: Int16(POLLIN), milliseconds: Int32(min(left, .milliseconds(100)) / .milliseconds(1)) + 1)
             let count = connection.withLock { connection in
                 connection.decoder.readIntoBuffer { Socket.readSome(fd, into: $0) ?? -1 }
             }

@@ -42,7 +42,7 @@ struct DittoWebSocketServerTests {
         let filter = "and(eq(attributes/type,\"lamp\"),gt(attributes/x,1))"
         client.send("START-SEND-LIVE-COMMANDS?namespaces=org.example,com.acme")
         client.send("START-SEND-LIVE-EVENTS?namespaces=org.example&filter=" + QueryParameter.percentEncoded(filter))
-        client.send("START-SEND-MESSAGES")
+        client.send("START-SEND-MESSAGES?extraFields=attributes&")
         #expect(try await client.nextText() == "START-SEND-LIVE-COMMANDS:ACK")
         #expect(try await client.nextText() == "START-SEND-LIVE-EVENTS:ACK")
         #expect(try await client.nextText() == "START-SEND-MESSAGES:ACK")
@@ -232,6 +232,32 @@ struct DittoWebSocketServerTests {
         let session = try await server.session(0)
         #expect(await eventually(timeout: .seconds(2)) { !session.isOpen })
         #expect(session.closeReceived == .normalClosure)
+        await server.stop()
+    }
+}
+
+@Suite("CONNECT through a forward proxy, with the codec's HTTPConnectRequest over real sockets")
+struct ProxyTests {
+    @Test("the tunnel carries the upgrade and the session; wrong proxy credentials get 407")
+    func tunnel() async throws {
+        let server = try DittoWebSocketServer()
+        let proxy = try HTTPConnectProxy(credentials: .basic(username: "gw", password: "proxy-pass"))
+        let target = "127.0.0.1:\(server.port)"
+        let client = try await WebSocketTestClient.connect(
+            port: proxy.port, request: server.request(),
+            proxy: HTTPConnectRequest(host: "127.0.0.1", port: server.port,
+                                      proxyAuthorization: .basic(username: "gw", password: "proxy-pass")))
+        client.send("START-SEND-LIVE-COMMANDS")
+        #expect(try await client.nextText() == "START-SEND-LIVE-COMMANDS:ACK")
+        try await server.session(0).send(liveCommand)
+        #expect(try await client.nextText() == liveCommand)
+        #expect(proxy.tunnels == [target])
+        await #expect(throws: WebSocketHandshakeError.proxyRefused(status: 407, reason: "Proxy Authentication Required")) {
+            try await WebSocketTestClient.connect(port: proxy.port, request: server.request(),
+                                                  proxy: HTTPConnectRequest(host: "127.0.0.1", port: server.port))
+        }
+        #expect(proxy.refused == [407])
+        await proxy.stop()
         await server.stop()
     }
 }
