@@ -135,25 +135,40 @@ public struct WebSocketFrameEncoder: Sendable {
             let length = UInt64(payload.count)
             for shift in stride(from: 56, through: 0, by: -8) { buffer.append(UInt8(truncatingIfNeeded: length >> UInt64(shift))) }
         }
+        // Typed, so that the append is one copy rather than a walk over the bytes.
+        let payloadBytes = UnsafeBufferPointer(start: payload.baseAddress?.assumingMemoryBound(to: UInt8.self), count: payload.count)
         guard masked else {
-            buffer.append(contentsOf: payload)
+            buffer.append(contentsOf: payloadBytes)
             return
         }
         let key = maskingKey ?? maskingKeys.next()
         for shift in stride(from: 24, through: 0, by: -8) { buffer.append(UInt8(truncatingIfNeeded: key >> UInt32(shift))) }
         let payloadStart = buffer.count
-        buffer.append(contentsOf: payload)
+        buffer.append(contentsOf: payloadBytes)
         buffer.withUnsafeMutableBufferPointer { WebSocketMask.apply(key, to: $0[payloadStart...]) }
     }
 }
 
 /// RFC 6455 section 5.3: byte i of the payload XOR byte i mod 4 of the key; the same operation masks and unmasks.
 enum WebSocketMask {
-    /// `key` holds the four key bytes in wire order, the first in its high byte.
+    /// `key` holds the four key bytes in wire order, the first in its high byte. Eight bytes at a time: masking
+    /// touches every payload byte of every client frame (and every frame a server reads).
     static func apply(_ key: UInt32, to bytes: Slice<UnsafeMutableBufferPointer<UInt8>>) {
+        guard !bytes.isEmpty, let base = bytes.base.baseAddress else { return }
+        let start = UnsafeMutableRawPointer(base + bytes.startIndex)
+        // The key's bytes in memory order, twice: `bigEndian` puts its first byte first on either byte order.
+        let half = UInt64(key.bigEndian)
+        let mask = half | half << 32
         var offset = 0
-        for index in bytes.indices {
-            bytes.base[index] ^= UInt8(truncatingIfNeeded: key >> UInt32(24 - 8 * (offset & 3)))
+        while offset + 8 <= bytes.count {
+            let word = start.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
+            start.storeBytes(of: word ^ mask, toByteOffset: offset, as: UInt64.self)
+            offset += 8
+        }
+        while offset < bytes.count {
+            start.storeBytes(of: start.load(fromByteOffset: offset, as: UInt8.self)
+                                 ^ UInt8(truncatingIfNeeded: key >> UInt32(24 - 8 * (offset & 3))),
+                             toByteOffset: offset, as: UInt8.self)
             offset += 1
         }
     }
