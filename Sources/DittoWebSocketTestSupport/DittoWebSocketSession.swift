@@ -192,7 +192,7 @@ public final class DittoWebSocketSession: Sendable {
                 let count = connection.decoder.readIntoBuffer { Socket.readSome(fd, into: $0) ?? -1 }
                 guard count >= 0 else { return }
                 if count > 0 { lastReceived = .now }
-                guard receive(&connection) else { continue }
+                receive(&connection)
             }
         }
     }
@@ -232,25 +232,25 @@ public final class DittoWebSocketSession: Sendable {
         state.withLock { $0.closeSent = code }
     }
 
-    /// Handles every complete frame received; false once the connection is closed.
-    private func receive(_ connection: inout WebSocketConnection) -> Bool {
+    /// Handles every complete frame received, up to the end of the connection.
+    private func receive(_ connection: inout WebSocketConnection) {
         while true {
             let event: WebSocketEvent?
             do {
                 event = try connection.nextEvent()
             } catch {
                 state.withLock { $0.closeSent = error.closeCode }
-                return false
+                return
             }
             state.withLock { $0.framesIgnoredAfterClose = connection.droppedAfterClose }
             switch event {
-            case nil: return true
+            case nil: return
             case .text(let text): handle(text, &connection)
             case .binary, .ping: break  // Ditto reads text frames only (WebSocketRoute's strictify flow)
             case .pong: state.withLock { $0.pongsReceived += 1 }
             case .closed(let code, _):
                 state.withLock { $0.closeReceived = code }
-                return false
+                return
             }
         }
     }
