@@ -52,6 +52,14 @@ let package = Package(
             dependencies: ["Mosquitto", "MQTT"],
             swiftSettings: strict
         ),
+        // RFC 6455 client (and server) codec for Ditto's WebSocket binding: handshake, proxy CONNECT, frames. Pure.
+        .target(name: "WebSocketCodec", swiftSettings: strict),
+        // A stand-in for Ditto's gateway `/ws/2` on 127.0.0.1 for tests: auth, control messages, acks, limits.
+        .target(
+            name: "DittoWebSocketTestSupport",
+            dependencies: ["WebSocketCodec", "MosquittoTestSupport"],
+            swiftSettings: strict
+        ),
         // Ditto Protocol model: pure, no I/O.
         .target(name: "DittoProtocol", swiftSettings: strict),
         // The config file: YAML -> typed, located, validated configuration. Pure but for SystemConfigSource.swift,
@@ -137,6 +145,14 @@ let package = Package(
             name: "DittoProtocolTests",
             dependencies: ["DittoProtocol"],
             resources: [.copy("Resources")],
+            swiftSettings: strict
+        ),
+        .testTarget(name: "WebSocketCodecTests", dependencies: ["WebSocketCodec"], swiftSettings: strict),
+        // The test server and the codec against each other over real sockets, and each against Debian's
+        // python3-websockets.
+        .testTarget(
+            name: "DittoWebSocketServerTests",
+            dependencies: ["DittoWebSocketTestSupport", "WebSocketCodec", "MosquittoTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(
