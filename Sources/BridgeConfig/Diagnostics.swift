@@ -1,3 +1,5 @@
+import Foundation
+
 /// One problem found in a config file, located by file, line, column and key path.
 ///
 /// `description` reads like a compiler message so editors and terminals can jump to it:

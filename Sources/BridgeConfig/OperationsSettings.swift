@@ -5,6 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Yams
 
 /// The `operations:` block: where the HTTP endpoint for `/metrics`, `/health` and `/ready` listens.
 public struct OperationsSettings: Sendable, Hashable {

@@ -1,8 +1,5 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
+// Full Foundation: its string functions (trimming, replacing); Yams links it into the binary anyway.
 import Foundation
-#endif
 import Yams
 
 /// A YAML node with the key path that leads to it.

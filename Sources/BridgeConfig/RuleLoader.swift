@@ -1,5 +1,6 @@
 import DittoProtocol
 import MQTT
+import Yams
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else

@@ -1,8 +1,5 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
+// Full Foundation: its string functions (trimming, replacing); Yams links it into the binary anyway.
 import Foundation
-#endif
 
 /// Why a template could not be compiled, rendered or used where it was written.
 public struct TemplateError: Error, Sendable, Hashable, CustomStringConvertible {

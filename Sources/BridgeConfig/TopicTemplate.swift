@@ -1,3 +1,4 @@
+import Foundation
 import MQTT
 
 /// An MQTT topic with named levels, e.g. `devices/{deviceId}/telemetry/{sensor}`.

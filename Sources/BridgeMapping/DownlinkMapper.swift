@@ -1,11 +1,7 @@
 import BridgeConfig
 import DittoProtocol
-import MQTT
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
 import Foundation
-#endif
+import MQTT
 
 /// Where a Ditto live message or live command goes, decided by ``DownlinkMapper/route(_:)``.
 public struct DownlinkRoute: Sendable {

@@ -1,10 +1,6 @@
 import BridgeConfig
 import DittoProtocol
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
 import Foundation
-#endif
 
 /// Ditto's limit on message payloads (`ditto.limits.messages.max-size = 250k`).
 public let maximumPayloadSize = 250 * 1024

@@ -1,8 +1,4 @@
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
 import Foundation
-#endif
 
 /// Correlation ids inside MQTT topic segments: used as they are when they are safe in a topic level,
 /// otherwise `b64-` plus unpadded base64url, which is safe and turns back into the same id.

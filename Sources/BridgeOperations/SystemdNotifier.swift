@@ -48,7 +48,7 @@ public struct SystemdNotifier: Sendable {
             case .watchdogTrigger: return "WATCHDOG=trigger"
             case .status(let text):
                 // One notification is newline-separated assignments; a newline would start a bogus one.
-                return "STATUS=" + text.replacingOccurrences(of: "\n", with: " ")
+                return "STATUS=" + String(String.UnicodeScalarView(text.unicodeScalars.map { $0 == "\n" ? " " : $0 }))
             }
         }
     }

@@ -6,6 +6,7 @@ import FoundationEssentials
 #else
 import Foundation
 #endif
+import BridgeOperations
 import Logging
 import MQTT
 import Mosquitto

@@ -1,5 +1,6 @@
 import BridgeConfig
 import BridgeMapping
+import CoreMetrics
 import DittoProtocol
 import Logging
 import MQTT

@@ -1,5 +1,7 @@
 import BridgeConfig
 import BridgeMapping
+import BridgeOperations
+import CoreMetrics
 import DittoProtocol
 import Logging
 import MQTT

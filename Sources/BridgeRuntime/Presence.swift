@@ -1,11 +1,7 @@
 import BridgeConfig
 import BridgeMapping
 import DittoProtocol
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
 import Foundation
-#endif
 import Logging
 
 /// Devices' status topics: which devices said they are offline (the downlink answers their requests at once),

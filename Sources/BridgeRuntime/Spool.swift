@@ -1,15 +1,11 @@
 import BridgeConfig
-#if canImport(FoundationEssentials)
-import FoundationEssentials
-#else
-import Foundation
-#endif
+import DequeModule
 import Dispatch
+import Foundation
 import Glibc
 import Logging
 import MQTT
 import Mosquitto
-import DequeModule
 
 /// The uplink's store-and-forward queue: append-only segment files, a cursor moved by Ditto's acknowledgements.
 ///

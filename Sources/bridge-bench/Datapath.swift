@@ -4,6 +4,7 @@ import Logging
 import MQTT
 import Mosquitto
 import MosquittoTestSupport
+import Synchronization
 
 /// `bridge-bench datapath`: the bridge as a real process against the zero-work relay (`mqtt-relay`), on fresh
 /// private brokers per measurement, with the load from clients in this process. See docs/PERFORMANCE.md.

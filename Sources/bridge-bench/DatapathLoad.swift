@@ -1,3 +1,4 @@
+import CMosquitto
 import DittoProtocol
 import Foundation
 import Logging

@@ -1,4 +1,5 @@
 import BridgeConfig
+import DittoProtocol
 import Foundation
 import Testing
 

@@ -2,6 +2,7 @@ import BridgeConfig
 import BridgeMapping
 import DittoProtocol
 import Foundation
+import MQTT
 import Testing
 
 /// Config/ditto-connection.json is the Ditto side of Config/bridge.yaml; they must agree.

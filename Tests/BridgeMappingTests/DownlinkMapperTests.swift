@@ -1,6 +1,7 @@
 import BridgeConfig
 import BridgeMapping
 import DittoProtocol
+import Foundation
 import MQTT
 import Testing
 

@@ -2,6 +2,7 @@ import BridgeConfig
 import BridgeMapping
 import DittoProtocol
 import Foundation
+import MQTT
 import Testing
 
 /// The repository's Config/ directory.

@@ -1,6 +1,7 @@
 import BridgeConfig
 import BridgeMapping
 import DittoProtocol
+import MQTT
 import Testing
 
 /// Each reserved header trying to pass each way that is not an MQTT 5 user property: the 3.1.1 JSON wrapper

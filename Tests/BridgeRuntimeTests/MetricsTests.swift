@@ -1,5 +1,6 @@
 import BridgeOperations
 import BridgeRuntime
+import DittoProtocol
 import Foundation
 import Mosquitto
 import MosquittoTestSupport

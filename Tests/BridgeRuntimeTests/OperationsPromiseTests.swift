@@ -1,3 +1,4 @@
+import BridgeConfig
 import BridgeOperations
 import BridgeRuntime
 import DittoProtocol

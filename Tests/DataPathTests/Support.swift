@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MQTT
 import Mosquitto
 import MosquittoTestSupport
 import Synchronization

@@ -1,7 +1,9 @@
 import BridgeConfig
 import BridgeMapping
 import BridgeOperations
+import DittoProtocol
 import Foundation
+import MQTT
 import MosquittoTestSupport
 import Testing
 import Yams
