@@ -1,5 +1,5 @@
-import DittoProtocol
-import MQTT
+public import DittoProtocol
+public import MQTT
 
 /// The whole config file, typed and validated. Read it with ``BridgeConfiguration/load(path:environment:)``.
 ///

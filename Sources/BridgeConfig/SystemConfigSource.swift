@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// The process's file system and environment: the one place BridgeConfig reads outside the config text.
 public struct SystemConfigSource: ConfigSource {

@@ -1,4 +1,4 @@
-import DittoProtocol
+public import DittoProtocol
 
 /// The Ditto errors the bridge itself answers with, when a device cannot answer.
 public enum BridgeErrors {

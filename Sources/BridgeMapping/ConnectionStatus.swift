@@ -1,5 +1,5 @@
-import BridgeConfig
-import DittoProtocol
+public import BridgeConfig
+public import DittoProtocol
 
 /// The `ConnectionStatus` feature Ditto's own connection-status mapping keeps on a thing: `readySince` when the
 /// device came online, `readyUntil` far in the future while it is online and the moment it went offline after.

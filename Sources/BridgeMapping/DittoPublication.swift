@@ -1,6 +1,6 @@
-import BridgeConfig
-import DittoProtocol
-import MQTT
+public import BridgeConfig
+public import DittoProtocol
+public import MQTT
 
 /// A Ditto Protocol message as the bridge publishes it on the Ditto-side broker: topic, envelope and
 /// MQTT 5 properties. `run` and `map` both build it here, so `map` prints exactly what `run` sends (`run`

@@ -1,7 +1,7 @@
-import BridgeConfig
-import DittoProtocol
-import Foundation
-import MQTT
+public import BridgeConfig
+public import DittoProtocol
+public import Foundation
+public import MQTT
 
 /// Where a Ditto live message or live command goes, decided by ``DownlinkMapper/route(_:)``.
 public struct DownlinkRoute: Sendable {

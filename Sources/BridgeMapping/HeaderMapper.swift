@@ -1,10 +1,10 @@
-import BridgeConfig
-import DittoProtocol
-import MQTT
+public import BridgeConfig
+public import DittoProtocol
+public import MQTT
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+public import FoundationEssentials
 #else
-import Foundation
+public import Foundation
 #endif
 
 /// Decides which header goes where between MQTT (5 properties and user properties, or a 3.1.1 JSON wrapper)

@@ -1,4 +1,4 @@
-import DittoProtocol
+public import DittoProtocol
 
 /// Why a message could not be mapped. Each case carries what a log line needs to explain the drop, and
 /// converts to the Ditto error response a waiting requester gets.

@@ -1,5 +1,5 @@
-import BridgeConfig
-import DittoProtocol
+public import BridgeConfig
+public import DittoProtocol
 
 /// Why a rule that matched a topic or signal could not produce its values.
 public enum RuleMatchError: Error, Sendable, Hashable, CustomStringConvertible {

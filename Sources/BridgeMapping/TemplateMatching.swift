@@ -1,4 +1,4 @@
-import BridgeConfig
+public import BridgeConfig
 
 // Matching a template against text, per message. The template language (parsing, rendering, and the general
 // inverse search the loader validates with) is BridgeConfig's; these are the shortcuts the data path takes.

@@ -1,5 +1,5 @@
-import BridgeConfig
-import MQTT
+public import BridgeConfig
+public import MQTT
 
 // Matching topics and paths against their templates, per message.
 

@@ -1,10 +1,10 @@
-import BridgeConfig
-import DittoProtocol
-import MQTT
+public import BridgeConfig
+public import DittoProtocol
+public import MQTT
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+public import FoundationEssentials
 #else
-import Foundation
+public import Foundation
 #endif
 
 /// What the mapper needs from outside that a pure function cannot make up itself.

@@ -1,6 +1,6 @@
-import CoreMetrics
-import Metrics
-import Prometheus
+public import CoreMetrics
+public import Metrics
+public import Prometheus
 
 /// The names of everything the bridge exports on `/metrics`, so the runtime, the tests and docs/OPERATIONS.md
 /// use the same strings.

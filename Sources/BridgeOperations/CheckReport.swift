@@ -1,8 +1,8 @@
-import BridgeConfig
+public import BridgeConfig
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+public import FoundationEssentials
 #else
-import Foundation
+public import Foundation
 #endif
 
 /// What `ditto-mqtt-bridge check` reports about one config file, as text or JSON.

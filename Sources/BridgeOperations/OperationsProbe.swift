@@ -1,7 +1,7 @@
-import BridgeConfig
+public import BridgeConfig
 
 #if canImport(Glibc)
-import Glibc
+public import Glibc
 #elseif canImport(Musl)
 import Musl
 #elseif canImport(Darwin)

@@ -1,11 +1,11 @@
-import BridgeConfig
-import Logging
-import Prometheus
-import ServiceLifecycle
-import Synchronization
+public import BridgeConfig
+public import Logging
+public import Prometheus
+public import ServiceLifecycle
+public import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+public import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif

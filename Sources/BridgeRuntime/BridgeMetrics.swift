@@ -1,6 +1,6 @@
-import BridgeOperations
-import CoreMetrics
-import Synchronization
+public import BridgeOperations
+public import CoreMetrics
+public import Synchronization
 
 /// What the bridge did and dropped: named counters (logged at shutdown, read by tests) that also feed the
 /// swift-metrics series of ``BridgeMetricNames`` (`/metrics` when the executable bootstrapped a backend).

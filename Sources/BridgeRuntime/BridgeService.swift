@@ -1,17 +1,17 @@
-import BridgeConfig
-import BridgeMapping
-import DittoProtocol
+public import BridgeConfig
+public import BridgeMapping
+public import DittoProtocol
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+public import FoundationEssentials
 #else
-import Foundation
+public import Foundation
 #endif
-import BridgeOperations
-import Logging
-import MQTT
-import Mosquitto
-import ServiceLifecycle
-import Synchronization
+public import BridgeOperations
+public import Logging
+public import MQTT
+public import Mosquitto
+public import ServiceLifecycle
+public import Synchronization
 
 /// The running bridge: both MQTT connections on one event loop, the data plane between them, and the services
 /// that connect, subscribe, watch readiness and stop gracefully.

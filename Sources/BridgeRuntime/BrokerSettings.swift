@@ -1,6 +1,6 @@
-import BridgeConfig
-import MQTT
-import Mosquitto
+public import BridgeConfig
+public import MQTT
+public import Mosquitto
 
 extension MQTTConfiguration {
     /// The client configuration for one of the config file's broker connections.

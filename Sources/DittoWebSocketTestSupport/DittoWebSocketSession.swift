@@ -1,10 +1,10 @@
-import Foundation
+public import Foundation
 #if canImport(Glibc)
-import Glibc
+public import Glibc
 #endif
-import MosquittoTestSupport
-import Synchronization
-import WebSocketCodec
+public import MosquittoTestSupport
+public import Synchronization
+public import WebSocketCodec
 
 /// Ditto's streaming types, as the control messages name them (Ditto's `ProtocolMessageType`).
 public enum DittoStreamingType: String, Sendable, CaseIterable {

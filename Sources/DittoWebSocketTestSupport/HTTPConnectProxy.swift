@@ -1,9 +1,9 @@
 #if canImport(Glibc)
-import Glibc
+public import Glibc
 #endif
-import MosquittoTestSupport
-import Synchronization
-import WebSocketCodec
+public import MosquittoTestSupport
+public import Synchronization
+public import WebSocketCodec
 
 /// A forward proxy for tests on 127.0.0.1: answers `CONNECT 127.0.0.1:<port>` (RFC 9110 section 9.3.6) with 200
 /// and relays bytes both ways; with `credentials`, a request without the matching `Proxy-Authorization` gets

@@ -1,9 +1,9 @@
 #if canImport(Glibc)
-import Glibc
+public import Glibc
 #endif
-import MosquittoTestSupport
-import Synchronization
-import WebSocketCodec
+public import MosquittoTestSupport
+public import Synchronization
+public import WebSocketCodec
 
 /// A WebSocket client for tests, on ``WebSocketConnection`` and a socket: it exercises the codec's client side
 /// against ``DittoWebSocketServer`` (and other servers) over real TCP. Blocking steps run on threads of their

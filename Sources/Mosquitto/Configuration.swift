@@ -1,4 +1,4 @@
-import MQTT
+public import MQTT
 
 /// Everything a ``MosquittoClient`` needs to connect. Plain values with defaults for a local broker.
 public struct MQTTConfiguration: Sendable {

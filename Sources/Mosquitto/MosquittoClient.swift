@@ -1,13 +1,13 @@
 import CMosquitto
-import MQTT
-import Dispatch
+public import MQTT
+public import Dispatch
 #if canImport(FoundationEssentials)
-import FoundationEssentials
+public import FoundationEssentials
 #else
-import Foundation
+public import Foundation
 #endif
-import Logging
-import Synchronization
+public import Logging
+public import Synchronization
 
 /// libmosquitto must be initialised once per process before any handle exists; a global `let` runs once.
 private let libraryInitialized: Bool = {

@@ -1,7 +1,7 @@
-import Foundation
-import MQTT
-import Mosquitto
-import Synchronization
+public import Foundation
+public import MQTT
+public import Mosquitto
+public import Synchronization
 
 /// A private mosquitto for tests and benchmarks: its own temp directory and config, a free 127.0.0.1 port,
 /// and it stops exactly the process it started.

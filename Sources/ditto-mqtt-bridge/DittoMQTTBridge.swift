@@ -1,11 +1,11 @@
-import ArgumentParser
+public import ArgumentParser
 import BridgeConfig
 import BridgeMapping
 import BridgeOperations
 import BridgeRuntime
 import DittoProtocol
 import Foundation
-import Logging
+public import Logging
 import MQTT
 import ServiceLifecycle
 import UnixSignals
