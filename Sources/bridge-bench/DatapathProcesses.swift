@@ -104,11 +104,11 @@ enum ProcFS {
         return (user + system) * 1_000_000 / ticksPerSecond
     }
 
-    /// VmHWM: the peak resident set size, in KiB.
-    static func peakRSSKiB(_ pid: Int32) -> Int? {
+    /// A KiB line of /proc/PID/status: `VmHWM` (the peak resident set size), `RssAnon` (resident heap).
+    static func statusKiB(_ field: String, _ pid: Int32) -> Int? {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
-        for line in text.split(separator: "\n") where line.hasPrefix("VmHWM:") {
-            return Int(line.dropFirst("VmHWM:".count).split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? "")
+        for line in text.split(separator: "\n") where line.hasPrefix(field + ":") {
+            return Int(line.dropFirst(field.count + 1).split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? "")
         }
         return nil
     }
