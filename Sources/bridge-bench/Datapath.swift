@@ -256,7 +256,7 @@ enum Datapath {
         let commit = commitDescription()
         say("== datapath: bridge vs zero-work relays, \(settings.devices) devices, \(Telemetry.size)-byte payloads, "
             + "\(settings.seconds) s windows, \(settings.runs) run(s), commit \(commit)")
-        say("   subjects from \(settings.binDirectory); CPU from /proc/PID/stat (10 ms ticks), peak RSS = VmHWM")
+        say("   subjects from \(settings.binDirectory); CPU from the process CPU-time clocks (ns), peak RSS = VmHWM")
 
         var reports: [ScenarioReport] = []
         for scenario in selected {
