@@ -140,9 +140,8 @@ final class DataPlane: @unchecked Sendable {
     /// What each device topic decides (the downlink rules it is a reply topic of, with their captures; the uplink
     /// rule, thing, path, Ditto-side topic or no rule), so that a message costs a lookup instead of rule matches
     /// and template renders. Not for status topics, nor for topics whose values make no valid thing ID. At most
-    /// ``keptTopicLimit`` topics (about 1.5 kB each); emptied when the mapping is reloaded.
-    private var topics: [String: TopicEntry] = [:]
-    private let keptTopicLimit: Int
+    /// `keptTopicLimit` topics, the unused ones evicted first (``KeptDecisions``); emptied when the mapping is reloaded.
+    private var topics: KeptDecisions<String, TopicEntry>
 
     private struct TopicEntry {
         /// The downlink rules whose reply topic this is (empty: no reply topic).
@@ -151,7 +150,7 @@ final class DataPlane: @unchecked Sendable {
     }
     /// The downlink rule each Ditto signal (topic and path) goes to, so a request costs a lookup instead of a
     /// path parse and rule matches; bounded and emptied like ``topics``.
-    private var downlinkTargets: [DownlinkSignal: DownlinkTarget] = [:]
+    private var downlinkTargets: KeptDecisions<DownlinkSignal, DownlinkTarget>
     private var downlinkPending: PendingTable<PendingKey, PendingDownlink>
     /// Downlink rules a reload replaced while requests sent with them waited, newest last: a device's answer on
     /// one of their reply topics is still read, and the topic stays subscribed, until those requests are answered
@@ -196,7 +195,8 @@ final class DataPlane: @unchecked Sendable {
     init(configuration: BridgeConfiguration, loop: MQTTEventLoop, device: MosquittoClient, ditto: MosquittoClient,
          logger: Logger, metrics: BridgeMetrics, maximumPendingRequests: Int, keptTopicLimit: Int = 16_384) throws {
         self.configuration = configuration
-        self.keptTopicLimit = max(1, keptTopicLimit)
+        topics = KeptDecisions(limit: keptTopicLimit)
+        downlinkTargets = KeptDecisions(limit: keptTopicLimit)
         self.loop = loop
         self.device = device
         self.ditto = ditto
@@ -262,7 +262,7 @@ final class DataPlane: @unchecked Sendable {
         let arrival = MonotonicClock.nanoseconds()
         let publication = MQTTPublication(message)
         let entry: TopicEntry
-        if let known = topics[message.topic] {
+        if let known = topics.value(for: message.topic) {
             entry = known
         } else {
             if let status = configuration.deviceStatus, let variables = status.topic.match(message.topic) {
@@ -354,21 +354,10 @@ final class DataPlane: @unchecked Sendable {
         }
     }
 
-    /// Keeps what a topic decides; at the bound an arbitrary topic goes (a fleet with more topics than the bound
-    /// costs a rule match per message of the topics that do not fit, nothing else).
+    /// Keeps what a topic decides; at the bound a topic not used lately goes (a fleet with more topics than the
+    /// bound costs a rule match per message of the topics that do not fit, nothing else).
     private func remember(_ entry: TopicEntry, topic: String) {
-        Self.keep(entry, for: topic, in: &topics, limit: keptTopicLimit, evicted: "uplink.topics-evicted", metrics: metrics)
-    }
-
-    /// Puts `value` into a table of at most `limit` entries, where an arbitrary entry makes room (counted as
-    /// `evicted`); the tables of what topics and signals decide share it.
-    private static func keep<Key: Hashable, Value>(_ value: Value, for key: Key, in table: inout [Key: Value], limit: Int,
-                                                   evicted: String, metrics: BridgeMetrics) {
-        if table.count >= limit {
-            table.remove(at: table.startIndex)
-            metrics.increment(evicted)
-        }
-        table[key] = value
+        if topics.keep(entry, for: topic) { metrics.increment("uplink.topics-evicted") }
     }
 
     /// Made once: the mapper calls back for revisions, timestamps and correlation ids on every message.
@@ -826,10 +815,9 @@ final class DataPlane: @unchecked Sendable {
     private func downlinkRoute(_ envelope: Envelope) throws(MappingError) -> DownlinkRoute {
         try downlink.checkRoutable(envelope)
         let signal = DownlinkSignal(envelope)
-        if let target = downlinkTargets[signal] { return downlink.route(envelope, to: target) }
+        if let target = downlinkTargets.value(for: signal) { return downlink.route(envelope, to: target) }
         let target = try downlink.target(envelope)
-        Self.keep(target, for: signal, in: &downlinkTargets, limit: keptTopicLimit, evicted: "downlink.signals-evicted",
-                  metrics: metrics)
+        if downlinkTargets.keep(target, for: signal) { metrics.increment("downlink.signals-evicted") }
         return downlink.route(envelope, to: target)
     }
 
