@@ -3,9 +3,11 @@
 ///
 /// Bounded: at most `limit` keys, never a refusal. A new key past the limit takes the place of one not looked up
 /// since the eviction hand last passed it (second-chance, or CLOCK, eviction): keys in use stay, a key seen once
-/// goes first, so a fleet with more topics than the limit pays a rule match only for the topics that come
-/// rarely, and a burst of new topics cannot push the busy ones out. A lookup sets a flag; an insertion is
-/// O(1) amortised (the hand clears at most each flag once per turn). Emptied when the mapping is reloaded.
+/// goes first, so a burst of new topics cannot push the busy ones out. Traffic that cycles evenly over more keys
+/// than the limit (every point of a large gateway in turn) finds none of them kept, as with any eviction order:
+/// only a limit above the number of keys avoids that, which is what small entries are for. A lookup sets a
+/// flag; an insertion is O(1) amortised (the hand clears each flag at most once per turn). Emptied when the
+/// mapping is reloaded.
 ///
 /// Each key is stored twice (the index and its slot; a `String` key shares its storage, so only a retain),
 /// the value once, in one array: no node per entry.
