@@ -115,11 +115,12 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        // The zero-work relay the data-path benchmark compares the bridge with.
+        // The zero-work relays the data-path benchmark compares the bridge with (on the project's event loop and on
+        // libmosquitto's threaded loop).
         .executableTarget(
             name: "mqtt-relay",
             dependencies: [
-                "MQTT", "Mosquitto", .product(name: "Logging", package: "swift-log"),
+                "CMosquitto", "MQTT", "Mosquitto", .product(name: "Logging", package: "swift-log"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict

@@ -1,4 +1,4 @@
-public import BridgeConfig
+import BridgeConfig
 public import DittoProtocol
 
 /// The `ConnectionStatus` feature Ditto's own connection-status mapping keeps on a thing: `readySince` when the

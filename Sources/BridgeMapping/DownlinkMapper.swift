@@ -1,6 +1,6 @@
 public import BridgeConfig
 public import DittoProtocol
-public import Foundation
+import Foundation
 public import MQTT
 
 /// Where a Ditto live message or live command goes, decided by ``DownlinkMapper/route(_:)``.

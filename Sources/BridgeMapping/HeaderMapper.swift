@@ -2,7 +2,7 @@ public import BridgeConfig
 public import DittoProtocol
 public import MQTT
 #if canImport(FoundationEssentials)
-public import FoundationEssentials
+import FoundationEssentials
 #else
 public import Foundation
 #endif

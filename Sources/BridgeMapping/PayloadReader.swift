@@ -1,6 +1,6 @@
 public import BridgeConfig
 public import DittoProtocol
-public import Foundation
+import Foundation
 
 /// Ditto's limit on message payloads (`ditto.limits.messages.max-size = 250k`).
 public let maximumPayloadSize = 250 * 1024

@@ -1,5 +1,5 @@
 public import BridgeConfig
-public import MQTT
+import MQTT
 
 extension ResponseTopics {
     /// Whether the bridge may publish the answer to a request that arrived on `requestTopic` (with the rule's

@@ -1,5 +1,5 @@
 public import BridgeConfig
-public import MQTT
+import MQTT
 
 // Matching topics and paths against their templates, per message.
 

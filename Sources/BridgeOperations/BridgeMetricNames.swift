@@ -1,5 +1,5 @@
-public import CoreMetrics
-public import Metrics
+import CoreMetrics
+import Metrics
 public import Prometheus
 
 /// The names of everything the bridge exports on `/metrics`, so the runtime, the tests and docs/OPERATIONS.md

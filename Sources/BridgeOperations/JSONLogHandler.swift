@@ -4,10 +4,10 @@ public import FoundationEssentials
 public import Foundation
 #endif
 public import Logging
-public import Synchronization
+import Synchronization
 
 #if canImport(Glibc)
-public import Glibc
+import Glibc
 #elseif canImport(Musl)
 import Musl
 #elseif canImport(Darwin)

@@ -1,7 +1,7 @@
 public import BridgeConfig
 
 #if canImport(Glibc)
-public import Glibc
+import Glibc
 #elseif canImport(Musl)
 import Musl
 #elseif canImport(Darwin)

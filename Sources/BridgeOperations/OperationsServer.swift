@@ -2,10 +2,10 @@ public import BridgeConfig
 public import Logging
 public import Prometheus
 public import ServiceLifecycle
-public import Synchronization
+import Synchronization
 
 #if canImport(Glibc)
-public import Glibc
+import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif

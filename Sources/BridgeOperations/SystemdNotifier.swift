@@ -7,7 +7,7 @@ public import Logging
 public import ServiceLifecycle
 
 #if canImport(Glibc)
-public import Glibc
+import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif

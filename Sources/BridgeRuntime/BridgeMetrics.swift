@@ -1,6 +1,6 @@
 public import BridgeOperations
 public import CoreMetrics
-public import Synchronization
+import Synchronization
 
 /// What the bridge did and dropped: named counters (logged at shutdown, read by tests) that also feed the
 /// swift-metrics series of ``BridgeMetricNames`` (`/metrics` when the executable bootstrapped a backend).

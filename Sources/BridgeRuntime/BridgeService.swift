@@ -1,17 +1,17 @@
 public import BridgeConfig
-public import BridgeMapping
-public import DittoProtocol
+import BridgeMapping
+import DittoProtocol
 #if canImport(FoundationEssentials)
-public import FoundationEssentials
+import FoundationEssentials
 #else
 public import Foundation
 #endif
-public import BridgeOperations
+import BridgeOperations
 public import Logging
-public import MQTT
-public import Mosquitto
+import MQTT
+import Mosquitto
 public import ServiceLifecycle
-public import Synchronization
+import Synchronization
 
 /// The running bridge: both MQTT connections on one event loop, the data plane between them, and the services
 /// that connect, subscribe, watch readiness and stop gracefully.

@@ -1,5 +1,5 @@
 public import BridgeConfig
-public import MQTT
+import MQTT
 public import Mosquitto
 
 extension MQTTConfiguration {

@@ -21,7 +21,7 @@ final class DownlinkPipeline {
     private(set) var mapper: DownlinkMapper
     /// The downlink rule each Ditto signal (topic and path) goes to, so a request costs a lookup instead of a
     /// path parse and rule matches; bounded like the uplink's topics, emptied when the mapping is reloaded.
-    private var targets: [DownlinkSignal: DownlinkTarget] = [:]
+    private var targets: KeptDecisions<DownlinkSignal, DownlinkTarget>
     var pending: PendingTable<PendingKey, PendingDownlink>
     private var expiry = ExpiryTimer()
     /// Things with a pending request per correlation id, to find a device's answer.
@@ -38,6 +38,7 @@ final class DownlinkPipeline {
     init(context: PlaneContext, presence: Presence) {
         self.context = context
         self.presence = presence
+        targets = KeptDecisions(limit: context.keptTopicLimit)
         mapper = DownlinkMapper(configuration: context.configuration)
         pending = PendingTable(capacity: context.maximumPendingRequests)
     }
@@ -148,7 +149,7 @@ final class DownlinkPipeline {
     private func route(_ envelope: Envelope) throws(MappingError) -> DownlinkRoute {
         try mapper.checkRoutable(envelope)
         let signal = DownlinkSignal(envelope)
-        if let target = targets[signal] { return mapper.route(envelope, to: target) }
+        if let target = targets.value(for: signal) { return mapper.route(envelope, to: target) }
         let target = try mapper.target(envelope)
         context.keep(target, for: signal, in: &targets, evicted: "downlink.signals-evicted")
         return mapper.route(envelope, to: target)

@@ -54,14 +54,11 @@ final class PlaneContext {
 
     func timestamp() -> String { stamps.value.timestamp() }
 
-    /// Puts `value` into a table of at most `keptTopicLimit` entries, where an arbitrary entry makes room (counted
-    /// as `evicted`); the tables of what topics and signals decide share it.
-    func keep<Key: Hashable, Value>(_ value: Value, for key: Key, in table: inout [Key: Value], evicted: String) {
-        if table.count >= keptTopicLimit {
-            table.remove(at: table.startIndex)
-            metrics.increment(evicted)
-        }
-        table[key] = value
+    /// Puts `value` into a table of what topics or signals decide (``KeptDecisions``: at most `keptTopicLimit`
+    /// entries, the ones not used lately make room), counting each eviction as `evicted`.
+    func keep<Key: Hashable, Value>(_ value: Value, for key: Key, in table: inout KeptDecisions<Key, Value>,
+                                    evicted: String) {
+        if table.keep(value, for: key) { metrics.increment(evicted) }
     }
 
     // MARK: answers

@@ -22,8 +22,9 @@ final class UplinkPipeline {
     /// What each device topic decides (the downlink rules it is a reply topic of, with their captures; the uplink
     /// rule, thing, path, Ditto-side topic or no rule), so that a message costs a lookup instead of rule matches
     /// and template renders. Not for status topics, nor for topics whose values make no valid thing ID. At most
-    /// ``PlaneContext/keptTopicLimit`` topics; emptied when the mapping is reloaded.
-    private var topics: [String: TopicEntry] = [:]
+    /// ``PlaneContext/keptTopicLimit`` topics, the ones not used lately evicted first (``KeptDecisions``); emptied
+    /// when the mapping is reloaded.
+    private var topics: KeptDecisions<String, TopicEntry>
 
     private struct TopicEntry {
         /// The downlink rules whose reply topic this is (empty: no reply topic).
@@ -56,6 +57,7 @@ final class UplinkPipeline {
         self.pump = pump
         self.downlink = downlink
         self.presence = presence
+        topics = KeptDecisions(limit: context.keptTopicLimit)
         mapper = UplinkMapper(configuration: context.configuration)
         pending = PendingTable(capacity: context.maximumPendingRequests)
         let stamps = context.stamps
@@ -79,7 +81,7 @@ final class UplinkPipeline {
         let arrival = MQTTEventLoop.monotonicNanoseconds()
         let configuration = context.configuration
         let entry: TopicEntry
-        if let known = topics[message.topic] {
+        if let known = topics.value(for: message.topic) {
             entry = known
         } else {
             if let status = configuration.deviceStatus, let variables = status.topic.match(message.topic) {
@@ -171,8 +173,8 @@ final class UplinkPipeline {
         }
     }
 
-    /// Keeps what a topic decides; at the bound an arbitrary topic goes (a fleet with more topics than the bound
-    /// costs a rule match per message of the topics that do not fit, nothing else).
+    /// Keeps what a topic decides; at the bound a topic not used lately goes (a fleet with more topics than the
+    /// bound costs a rule match per message of the topics that do not fit, nothing else).
     private func remember(_ entry: TopicEntry, topic: String) {
         context.keep(entry, for: topic, in: &topics, evicted: "uplink.topics-evicted")
     }

@@ -1,9 +1,9 @@
-public import Foundation
+import Foundation
 #if canImport(Glibc)
-public import Glibc
+import Glibc
 #endif
-public import MosquittoTestSupport
-public import Synchronization
+import MosquittoTestSupport
+import Synchronization
 public import WebSocketCodec
 
 /// Ditto's streaming types, as the control messages name them (Ditto's `ProtocolMessageType`).

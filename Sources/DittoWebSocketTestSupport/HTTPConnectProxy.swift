@@ -1,8 +1,8 @@
 #if canImport(Glibc)
-public import Glibc
+import Glibc
 #endif
-public import MosquittoTestSupport
-public import Synchronization
+import MosquittoTestSupport
+import Synchronization
 public import WebSocketCodec
 
 /// A forward proxy for tests on 127.0.0.1: answers `CONNECT 127.0.0.1:<port>` (RFC 9110 section 9.3.6) with 200

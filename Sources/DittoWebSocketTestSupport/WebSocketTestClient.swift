@@ -1,8 +1,8 @@
 #if canImport(Glibc)
-public import Glibc
+import Glibc
 #endif
-public import MosquittoTestSupport
-public import Synchronization
+import MosquittoTestSupport
+import Synchronization
 public import WebSocketCodec
 
 /// A WebSocket client for tests, on ``WebSocketConnection`` and a socket: it exercises the codec's client side

@@ -287,13 +287,29 @@ final class ClientCore: @unchecked Sendable {
         case .awaitingConnack, .connected, .closing:
             let fd = mosquitto_socket(raw)
             guard fd >= 0 else { return nil }
-            var events: Int16 = readingPaused && phase == .connected ? 0 : Int16(POLLIN)
-            if mosquitto_want_write(raw) { events |= Int16(POLLOUT) }
-            return (fd, events)
+            return (fd, readEvents | (mosquitto_want_write(raw) ? Int16(POLLOUT) : 0))
         default:
             return nil
         }
     }
+
+    /// ``flushWrites()`` then ``pollEvents()`` with one `mosquitto_want_write` when nothing was queued (most
+    /// turns: the write after the read that queued packets sent them). Sets `wrote` when it wrote.
+    func writeQueuedThenPollEvents(wrote: inout Bool) -> (fd: Int32, events: Int16)? {
+        switch phase {
+        case .awaitingConnack, .connected, .closing:
+            let fd = mosquitto_socket(raw)
+            guard fd >= 0 else { return nil }
+            guard mosquitto_want_write(raw) else { return (fd, readEvents) }
+            wrote = true
+            flushWrites()
+            return pollEvents()
+        default:
+            return nil
+        }
+    }
+
+    private var readEvents: Int16 { readingPaused && phase == .connected ? 0 : Int16(POLLIN) }
 
     func handle(revents: Int16) {
         let failed = revents & Int16(POLLHUP | POLLERR) != 0

@@ -43,7 +43,8 @@ public final class MQTTEventLoop: Sendable {
     /// SAFETY: only touched on the loop thread (the thread that runs `run()`, or after it ended the one thread
     /// that drains late jobs), checked by `assertInLoop`.
     final class Confined: @unchecked Sendable {
-        var clients: [ObjectIdentifier: ClientCore] = [:]
+        /// In registration order; an array because every turn walks it (a dictionary's iteration costs more).
+        var clients: [ClientCore] = []
         var timers = Heap<TimerEntry>()
         var timerWork: [UInt64: () -> Void] = [:]
         var nextTimerID: UInt64 = 0
@@ -210,12 +211,12 @@ public final class MQTTEventLoop: Sendable {
 
     func register(_ client: ClientCore) {
         assertInLoop()
-        confined.clients[ObjectIdentifier(client)] = client
+        if !confined.clients.contains(where: { $0 === client }) { confined.clients.append(client) }
     }
 
     func unregister(_ client: ClientCore) {
         assertInLoop()
-        confined.clients[ObjectIdentifier(client)] = nil
+        confined.clients.removeAll { $0 === client }
     }
 
     private func signalWake() {
@@ -246,16 +247,16 @@ public final class MQTTEventLoop: Sendable {
             for job in jobs { job() }
             if stop && !stopping {
                 stopping = true
-                for client in confined.clients.values { client.closeNow() }
+                for client in confined.clients { client.closeNow() }
             }
             if stopping, jobs.isEmpty, shared.withLock({ $0.jobs.isEmpty }) { break }
             let now = ContinuousClock.now
             heartbeat.store(Self.monotonicNanoseconds(), ordering: .relaxed)
             runTimers(now: now)
-            for client in confined.clients.values { client.loopMisc(now: now) }
+            for client in confined.clients { client.loopMisc(now: now) }
             pollOnce(timeout: pollTimeout(now: .now))
         }
-        for client in confined.clients.values { client.closeNow() }
+        for client in confined.clients { client.closeNow() }
         confined.clients.removeAll()
         // Jobs that came in since the last turn are drained here; later ones by their callers.
         let (waiters, drain) = shared.withLock { shared -> ([CheckedContinuation<Void, Never>], Bool) in
@@ -285,7 +286,7 @@ public final class MQTTEventLoop: Sendable {
             confined.timers.removeMin()
         }
         if let first = confined.timers.min { next = min(next, first.deadline) }
-        for client in confined.clients.values { next = min(next, client.nextMiscDeadline) }
+        for client in confined.clients { next = min(next, client.nextMiscDeadline) }
         let left = next - now
         if left <= .zero { return 0 }
         let milliseconds = left.components.seconds * 1_000 + left.components.attoseconds / 1_000_000_000_000_000
@@ -293,16 +294,26 @@ public final class MQTTEventLoop: Sendable {
     }
 
     private func pollOnce(timeout: Int32) {
-        // Packets queued by jobs, timers and other clients' callbacks (external threading mode) go out now,
-        // not one poll round later.
-        for client in confined.clients.values { client.flushWrites() }
         confined.pollFDs.removeAll(keepingCapacity: true)
         confined.pollClients.removeAll(keepingCapacity: true)
         confined.pollFDs.append(pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0))
-        for client in confined.clients.values {
-            guard let events = client.pollEvents() else { continue }
+        // Packets queued by jobs, timers and other clients' callbacks (external threading mode) go out now, not
+        // one poll round later, in the same pass that asks each client what to poll for. A write runs callbacks
+        // that may queue packets on a client already asked; then every client is asked again.
+        var wrote = false
+        for client in confined.clients {
+            guard let events = client.writeQueuedThenPollEvents(wrote: &wrote) else { continue }
             confined.pollFDs.append(pollfd(fd: events.fd, events: events.events, revents: 0))
             confined.pollClients.append(client)
+        }
+        if wrote {
+            confined.pollFDs.removeSubrange(1...)
+            confined.pollClients.removeAll(keepingCapacity: true)
+            for client in confined.clients {
+                guard let events = client.pollEvents() else { continue }
+                confined.pollFDs.append(pollfd(fd: events.fd, events: events.events, revents: 0))
+                confined.pollClients.append(client)
+            }
         }
         let count = confined.pollFDs.withUnsafeMutableBufferPointer { fds in
             poll(fds.baseAddress, nfds_t(fds.count), timeout)

@@ -1,13 +1,13 @@
 import CMosquitto
 public import MQTT
-public import Dispatch
+import Dispatch
 #if canImport(FoundationEssentials)
-public import FoundationEssentials
+import FoundationEssentials
 #else
 public import Foundation
 #endif
 public import Logging
-public import Synchronization
+import Synchronization
 
 /// libmosquitto must be initialised once per process before any handle exists; a global `let` runs once.
 private let libraryInitialized: Bool = {

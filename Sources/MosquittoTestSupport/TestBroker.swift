@@ -1,7 +1,7 @@
 public import Foundation
 public import MQTT
 public import Mosquitto
-public import Synchronization
+import Synchronization
 
 /// A private mosquitto for tests and benchmarks: its own temp directory and config, a free 127.0.0.1 port,
 /// and it stops exactly the process it started.

@@ -10,7 +10,13 @@ import Synchronization
 /// private brokers per measurement, with the load from clients in this process. See docs/PERFORMANCE.md.
 enum Datapath {
     enum Subject: String, Codable, CaseIterable, Sendable {
+        /// The bridge; `mqtt-relay` on the project's event loop; `mqtt-relay --threaded-loop` on libmosquitto's
+        /// own threaded loop (uplink only), which tells what the project's loop costs from what libmosquitto does.
         case bridge, relay
+        case relayThreaded = "relay-threaded"
+
+        /// The references the bridge's numbers are divided by.
+        static let references: [Subject] = [.relay, .relayThreaded]
     }
 
     struct Scenario: Sendable {
@@ -23,13 +29,21 @@ enum Datapath {
         /// a window; downlink: one request at a time).
         let rate: Int?
         let brokers: Int
+        /// Uplink over one connection, the device topics `dev/<n>/telemetry` cycling over this many topics (so
+        /// the bridge keeps what each topic decides for that many); nil: the 20 devices' topics.
+        var topics: Int? = nil
 
-        var subjects: [Subject] { [.bridge, .relay] }
+        /// The threaded relay only where the loop is compared: the downlink has no such mode, and a relay keeps
+        /// nothing per topic, so one reference is enough for the `topics` scenarios (and keeps `--runs 3` short).
+        var subjects: [Subject] { kind == .uplink && topics == nil ? Subject.allCases : [.bridge, .relay] }
 
         var summary: String {
             let pace = rate.map { "\($0) msg/s" } ?? (kind == .uplink ? "unthrottled" : "sequential")
             switch kind {
             case .uplink:
+                if let topics {
+                    return "uplink QoS \(qos.rawValue), \(pace), one connection cycling over \(topics) topics dev/<n>/telemetry"
+                }
                 return "uplink QoS \(qos.rawValue), \(pace), \(brokers == 1 ? "one broker" : "two brokers (device -> Ditto side)")"
             case .downlink:
                 return "downlink round trips (live message -> MQTT 5 device -> response), \(rate.map { "\($0)/s" } ?? "one at a time")"
@@ -47,7 +61,13 @@ enum Datapath {
             Scenario(name: "uplink-q1-5000", kind: .uplink, qos: .atLeastOnce, rate: 5_000, brokers: 1),
             Scenario(name: "downlink-1000", kind: .downlink, qos: .atLeastOnce, rate: 1_000, brokers: 1),
             Scenario(name: "downlink-seq", kind: .downlink, qos: .atLeastOnce, rate: nil, brokers: 1),
+            Scenario(name: "uplink-q1-topics-20", kind: .uplink, qos: .atLeastOnce, rate: 2_000, brokers: 1, topics: 20),
+            Scenario(name: "uplink-q1-topics-50k", kind: .uplink, qos: .atLeastOnce, rate: 2_000, brokers: 1, topics: 50_000),
+            Scenario(name: "uplink-q1-topics-200k", kind: .uplink, qos: .atLeastOnce, rate: 2_000, brokers: 1, topics: 200_000),
         ]
+
+        /// The device topic of message `index` in a `topics` scenario.
+        static func cycledTopic(_ index: Int, of topics: Int) -> String { "dev/\(index % topics)/telemetry" }
     }
 
     struct Settings: Codable {
@@ -70,13 +90,13 @@ enum Datapath {
         var spool = false
 
         static let usage = """
-            usage: bridge-bench datapath [--runs N] [--quick] [--scenario NAME]... [--subject bridge|relay]
+            usage: bridge-bench datapath [--runs N] [--quick] [--scenario NAME]... [--subject S]
                                          [--seconds S] [--count N] [--window N] [--device-connections N]
                                          [--spool] [--output FILE] [--bin-dir DIR] [--list]
               --runs N        run every scenario N times and report the median of each number (default 1)
               --quick         short smoke run: 1 s windows, 10,000 messages at most, small warm-up
               --scenario NAME only this scenario (repeatable); --list prints them
-              --subject S     only the bridge or only the relay
+              --subject S     only this subject: bridge, relay or relay-threaded (repeatable)
               --seconds S     measured window per scenario (default 4)
               --count N       unthrottled uplink: at most N messages (default 100000)
               --window N      unthrottled uplink: at most N messages sent and not yet received (default 500)
@@ -90,6 +110,7 @@ enum Datapath {
             let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
             var settings = Settings(binDirectory: URL(fileURLWithPath: executable).deletingLastPathComponent().path)
             var quick = false
+            var explicitSubjects = false
             var seconds: Double?
             var count: Int?
             var remaining = arguments[...]
@@ -116,8 +137,12 @@ enum Datapath {
                     settings.scenarios.append(name)
                 case "--subject":
                     let name = try value(argument)
-                    guard let subject = Subject(rawValue: name) else { throw BenchFailure("--subject must be bridge or relay, not '\(name)'") }
-                    settings.subjects = [subject]
+                    guard let subject = Subject(rawValue: name) else {
+                        throw BenchFailure("--subject must be one of \(Subject.allCases.map(\.rawValue).joined(separator: ", ")), not '\(name)'")
+                    }
+                    if !explicitSubjects { settings.subjects = [] }
+                    explicitSubjects = true
+                    settings.subjects.append(subject)
                 case "--seconds":
                     let text = try value(argument)
                     guard let parsed = Double(text), parsed >= 0.2, parsed <= 600 else {
@@ -131,7 +156,7 @@ enum Datapath {
                 case "--output": settings.output = try value(argument)
                 case "--bin-dir": settings.binDirectory = try value(argument)
                 case "--list":
-                    for scenario in Scenario.all { say("\(scenario.name.padding(toLength: 18, withPad: " ", startingAt: 0)) \(scenario.summary)") }
+                    for scenario in Scenario.all { say("\(scenario.name.padding(toLength: 21, withPad: " ", startingAt: 0)) \(scenario.summary)") }
                     return nil
                 case "-h", "--help":
                     say(usage)
@@ -171,6 +196,8 @@ enum Datapath {
         /// The subject's CPU time over the measured window, in % of one core.
         var cpuPercent = 0.0
         var peakRSSMiB = 0.0
+        /// RssAnon at the end of the measurement: the heap, what the subject keeps (per topic, per message).
+        var rssAnonMiB = 0.0
         /// The broker(s) and this benchmark process, for context (they share the machine with the subject).
         var brokerCPUMicrosecondsPerMessage = 0.0
         var loadCPUMicrosecondsPerMessage = 0.0
@@ -179,7 +206,7 @@ enum Datapath {
             [
             \.sent, \.received, \.lost, \.duplicates, \.reordered, \.errorResponses, \.seconds, \.throughput,
             \.latencyP50Microseconds, \.latencyP99Microseconds, \.latencyMaxMicroseconds, \.cpuMicrosecondsPerMessage,
-            \.cpuPercent, \.peakRSSMiB, \.brokerCPUMicrosecondsPerMessage, \.loadCPUMicrosecondsPerMessage,
+            \.cpuPercent, \.peakRSSMiB, \.rssAnonMiB, \.brokerCPUMicrosecondsPerMessage, \.loadCPUMicrosecondsPerMessage,
             ]
         }
 
@@ -204,6 +231,9 @@ enum Datapath {
         /// bridge / relay of the medians.
         var throughputRatio: Double?
         var cpuRatio: Double?
+        /// bridge / relay-threaded of the medians.
+        var throughputRatioThreaded: Double?
+        var cpuRatioThreaded: Double?
     }
 
     struct Report: Codable {
@@ -228,9 +258,9 @@ enum Datapath {
             ? Scenario.all
             : Scenario.all.filter { settings.scenarios.contains($0.name) }
         let commit = commitDescription()
-        say("== datapath: bridge vs zero-work relay, \(settings.devices) devices, \(Telemetry.size)-byte payloads, "
+        say("== datapath: bridge vs zero-work relays, \(settings.devices) devices, \(Telemetry.size)-byte payloads, "
             + "\(settings.seconds) s windows, \(settings.runs) run(s), commit \(commit)")
-        say("   subjects from \(settings.binDirectory); CPU from /proc/PID/stat (10 ms ticks), peak RSS = VmHWM")
+        say("   subjects from \(settings.binDirectory); CPU from the process CPU-time clocks (ns), peak RSS = VmHWM")
 
         var reports: [ScenarioReport] = []
         for scenario in selected {
@@ -245,7 +275,7 @@ enum Datapath {
                         ? try await measureUplink(scenario, subject, settings)
                         : try await measureDownlink(scenario, subject, settings)
                     runs[subject.rawValue, default: []].append(measurement)
-                    say("   run \(run + 1) \(subject.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0)) "
+                    say("   run \(run + 1) \(subject.rawValue.padding(toLength: 14, withPad: " ", startingAt: 0)) "
                         + "\(whole(measurement.throughput)) /s, p99 \(whole(measurement.latencyP99Microseconds)) µs, "
                         + "CPU \(decimal(measurement.cpuMicrosecondsPerMessage)) µs/\(scenario.kind == .uplink ? "msg" : "round trip"), "
                         + "lost \(whole(measurement.lost))")
@@ -253,10 +283,10 @@ enum Datapath {
             }
             let medians = runs.mapValues(Measurement.median)
             var report = ScenarioReport(name: scenario.name, description: scenario.summary, runs: runs, median: medians)
-            if let bridge = medians["bridge"], let relay = medians["relay"] {
-                report.throughputRatio = relay.throughput > 0 ? bridge.throughput / relay.throughput : nil
-                report.cpuRatio = relay.cpuMicrosecondsPerMessage > 0 ? bridge.cpuMicrosecondsPerMessage / relay.cpuMicrosecondsPerMessage : nil
-            }
+            report.throughputRatio = ratio(medians, \.throughput, to: .relay)
+            report.cpuRatio = ratio(medians, \.cpuMicrosecondsPerMessage, to: .relay)
+            report.throughputRatioThreaded = ratio(medians, \.throughput, to: .relayThreaded)
+            report.cpuRatioThreaded = ratio(medians, \.cpuMicrosecondsPerMessage, to: .relayThreaded)
             printTable(report, scenario: scenario, runs: settings.runs)
             reports.append(report)
         }
@@ -273,9 +303,17 @@ enum Datapath {
         say("\nresults: \(path)")
     }
 
+    /// The bridge's median over `reference`'s; nil when one of them was not measured.
+    static func ratio(_ medians: [String: Measurement], _ field: KeyPath<Measurement, Double>, to reference: Subject) -> Double? {
+        guard let bridge = medians[Subject.bridge.rawValue], let other = medians[reference.rawValue], other[keyPath: field] > 0 else {
+            return nil
+        }
+        return bridge[keyPath: field] / other[keyPath: field]
+    }
+
     // MARK: - Subjects
 
-    static func bridgeConfig(devicePort: Int, dittoPort: Int, qos: QoS, spool: String?) -> String {
+    static func bridgeConfig(devicePort: Int, dittoPort: Int, qos: QoS, spool: String?, cycledTopics: Bool = false) -> String {
         // Session settings are the bridge's defaults (as shipped); the brokers are fresh per measurement. The
         // whole JSON payload becomes the live event's value, so the send timestamp inside it reaches the receiver.
         """
@@ -290,7 +328,7 @@ enum Datapath {
             thing-id: "{namespace}:{deviceId}"
             event: { action: modified, path: "/features/{sensor}/properties/value" }
             payload: { format: json }
-        downlink:
+        \(cycledTopics ? Self.cycledTopicsRule : "")downlink:
           - name: inbox
             match: { messages: { subject: "*" } }
             thing-id: "{namespace}:{deviceId}"
@@ -302,22 +340,33 @@ enum Datapath {
 
     static let relayPrefix = "relay"
 
+    /// The uplink rule of the `topics` scenarios (one thing per topic, like a gateway's topic per point).
+    static let cycledTopicsRule = """
+      - name: points
+        topic: "dev/{deviceId}/telemetry"
+        thing-id: "{namespace}:point-{deviceId}"
+        event: { action: modified, path: "/features/telemetry/properties/value" }
+        payload: { format: json }
+
+    """
+
     static func startSubject(_ subject: Subject, kind: Scenario.Kind, devicePort: Int, dittoPort: Int, qos: QoS, directory: URL,
-                             settings: Settings) throws -> ChildProcess {
+                             settings: Settings, cycledTopics: Bool = false) throws -> ChildProcess {
         let log = directory.appendingPathComponent("\(subject.rawValue).log").path
         switch subject {
         case .bridge:
             let config = directory.appendingPathComponent("bridge.yaml")
             let spool = settings.spool ? directory.appendingPathComponent("spool").path : nil
-            try bridgeConfig(devicePort: devicePort, dittoPort: dittoPort, qos: qos, spool: spool).write(to: config, atomically: true, encoding: .utf8)
+            try bridgeConfig(devicePort: devicePort, dittoPort: dittoPort, qos: qos, spool: spool, cycledTopics: cycledTopics).write(to: config, atomically: true, encoding: .utf8)
             return try ChildProcess(name: "ditto-mqtt-bridge", executable: settings.binDirectory + "/ditto-mqtt-bridge",
                                     arguments: ["run", "--config", config.path, "--log-level", "warning"], logFile: log)
-        case .relay:
+        case .relay, .relayThreaded:
             return try ChildProcess(name: "mqtt-relay", executable: settings.binDirectory + "/mqtt-relay",
                                     arguments: ["--source-port", "\(devicePort)", "--target-port", "\(dittoPort)",
                                                 "--mode", kind.rawValue,
-                                                "--filter", "devices/+/telemetry/+", "--prefix", relayPrefix,
-                                                "--qos", "\(qos.rawValue)"],
+                                                "--filter", cycledTopics ? "dev/+/telemetry" : "devices/+/telemetry/+",
+                                                "--prefix", relayPrefix, "--qos", "\(qos.rawValue)"]
+                                        + (subject == .relayThreaded ? ["--threaded-loop"] : []),
                                     logFile: log)
         }
     }
@@ -374,7 +423,8 @@ enum Datapath {
         measurement.brokerCPUMicrosecondsPerMessage = perMessage(end.brokers - start.brokers)
         measurement.loadCPUMicrosecondsPerMessage = perMessage(end.load - start.load)
         measurement.cpuPercent = Double(end.subject - start.subject) / (Double(end.time - start.time) / 1_000) * 100
-        measurement.peakRSSMiB = Double(ProcFS.peakRSSKiB(subject.pid) ?? 0) / 1_024
+        measurement.peakRSSMiB = Double(ProcFS.statusKiB("VmHWM", subject.pid) ?? 0) / 1_024
+        measurement.rssAnonMiB = Double(ProcFS.statusKiB("RssAnon", subject.pid) ?? 0) / 1_024
     }
 
     /// Sends probes until one comes through the subject: it is connected and subscribed on both sides.
@@ -399,12 +449,14 @@ enum Datapath {
             let deviceBroker = brokers[0]
             let dittoBroker = brokers[brokers.count - 1]
             let child = try startSubject(subject, kind: .uplink, devicePort: deviceBroker.port, dittoPort: dittoBroker.port, qos: scenario.qos,
-                                         directory: directory, settings: settings)
+                                         directory: directory, settings: settings, cycledTopics: scenario.topics != nil)
             defer { child.stop() }
             let receiver = try TelemetryReceiver(port: dittoBroker.port, filter: subject == .bridge ? "ditto/in/#" : relayPrefix + "/#",
                                                  qos: Int32(scenario.qos.rawValue))
             defer { receiver.close() }
-            let fleet = try await DeviceFleet(port: deviceBroker.port, devices: settings.devices, connections: settings.deviceConnections)
+            let fleet = try await DeviceFleet(port: deviceBroker.port, devices: settings.devices,
+                                              connections: scenario.topics == nil ? settings.deviceConnections : 1,
+                                              cycledTopics: scenario.topics)
             defer { fleet.close() }
             return try await uplink(scenario, settings, child: child, brokers: brokers, fleet: fleet, receiver: receiver)
         }
@@ -414,11 +466,14 @@ enum Datapath {
                        receiver: TelemetryReceiver) async throws -> Measurement {
         try await waitUntilFlowing(child, probe: { try await fleet.probe(sequence: $0) }, arrived: { receiver.probes > 0 })
 
-        // Warm-up, closed loop, not counted.
-        receiver.begin(phase: 1, devices: settings.devices, expected: settings.warmup)
+        // Warm-up, closed loop, not counted; with cycled topics once over all of them, so the measured messages
+        // go to topics the subject has seen, the least recently seen first.
+        let warmup = max(settings.warmup, scenario.topics ?? 0)
+        receiver.begin(phase: 1, devices: settings.devices, expected: warmup)
         let qos = Int32(scenario.qos.rawValue)
-        let warmupSent = try await fleet.send(phase: 1, qos: qos, count: settings.warmup, rate: nil, window: settings.window,
-                                              deadline: monotonicNanoseconds() + 10_000_000_000, receiver: receiver)
+        let warmupSent = try await fleet.send(phase: 1, qos: qos, count: warmup, rate: nil, window: settings.window,
+                                              deadline: monotonicNanoseconds() + (scenario.topics == nil ? 10 : 180) * 1_000_000_000,
+                                              receiver: receiver)
         await waitForDrain(receiver, sent: warmupSent, quietSeconds: 1)
 
         let count = scenario.rate.map { Int(Double($0) * settings.seconds) } ?? settings.unthrottledCount
@@ -426,7 +481,7 @@ enum Datapath {
         let start = try CPUReading(subject: child, brokers: brokers)
         // At a fixed rate the count ends the window; the deadline only catches a sender that cannot keep up.
         let window = Int64(settings.seconds * (scenario.rate == nil ? 1 : 1.5) * 1e9)
-        let sent = try await fleet.send(phase: 2, qos: qos, count: count, rate: scenario.rate,
+        let sent = try await fleet.send(phase: 2, qos: qos, count: count, firstTopic: warmupSent, rate: scenario.rate,
                                         window: scenario.rate == nil ? settings.window : nil, deadline: start.time + window,
                                         receiver: receiver)
         await waitForDrain(receiver, sent: sent, quietSeconds: 2)
@@ -584,21 +639,24 @@ enum Datapath {
     // MARK: - Output
 
     static func printTable(_ report: ScenarioReport, scenario: Scenario, runs: Int) {
-        let bridge = report.median["bridge"]
-        let relay = report.median["relay"]
+        let subjects = Subject.allCases.filter { report.median[$0.rawValue] != nil }
+        let bridge = report.median[Subject.bridge.rawValue]
+        let references = Subject.references.filter { report.median[$0.rawValue] != nil && bridge != nil }
         let unit = scenario.kind == .uplink ? "msg" : "round trip"
         say(runs > 1 ? "   median of \(runs) runs:" : "   result:")
         func row(_ label: String, _ field: KeyPath<Measurement, Double>, _ render: (Double) -> String, ratio: Bool = false) {
             var line = "   " + label.padding(toLength: 24, withPad: " ", startingAt: 0)
-            line += (bridge.map { render($0[keyPath: field]) } ?? "-").leftPadded(12)
-            line += (relay.map { render($0[keyPath: field]) } ?? "-").leftPadded(12)
-            if ratio, let bridge, let relay, relay[keyPath: field] > 0 {
-                line += (String(format: "%.2f", bridge[keyPath: field] / relay[keyPath: field]) + " x").leftPadded(14)
+            for subject in subjects { line += render(report.median[subject.rawValue]![keyPath: field]).leftPadded(16) }
+            if ratio, let bridge {
+                for reference in references {
+                    let other = report.median[reference.rawValue]![keyPath: field]
+                    line += (other > 0 ? String(format: "%.2f", bridge[keyPath: field] / other) + " x" : "-").leftPadded(22)
+                }
             }
             say(line)
         }
-        say("   " + "".padding(toLength: 24, withPad: " ", startingAt: 0) + "bridge".leftPadded(12)
-            + "relay".leftPadded(12) + "bridge/relay".leftPadded(14))
+        say("   " + "".padding(toLength: 24, withPad: " ", startingAt: 0) + subjects.map { $0.rawValue.leftPadded(16) }.joined()
+            + references.map { "bridge/\($0.rawValue)".leftPadded(22) }.joined())
         row("\(unit)/s", \.throughput, whole, ratio: true)
         row("latency p50 µs", \.latencyP50Microseconds, whole)
         row("latency p99 µs", \.latencyP99Microseconds, whole, ratio: true)
@@ -606,6 +664,7 @@ enum Datapath {
         row("CPU µs/\(unit)", \.cpuMicrosecondsPerMessage, decimal, ratio: true)
         row("CPU % of a core", \.cpuPercent, whole)
         row("peak RSS MiB", \.peakRSSMiB, decimal)
+        row("RssAnon MiB", \.rssAnonMiB, decimal)
         row("sent", \.sent, whole)
         row("lost", \.lost, whole)
         if scenario.kind == .uplink {
@@ -619,25 +678,30 @@ enum Datapath {
 
     static func printSummary(_ reports: [ScenarioReport]) {
         guard !reports.isEmpty else { return }
-        say("\n== summary (medians; ratio = bridge / relay)")
-        say("scenario".padding(toLength: 18, withPad: " ", startingAt: 0) + "bridge/s".leftPadded(10) + "relay/s".leftPadded(10)
-            + "ratio".leftPadded(8) + "bridge µs".leftPadded(11) + "relay µs".leftPadded(10) + "ratio".leftPadded(8)
-            + "bridge p99".leftPadded(12) + "relay p99".leftPadded(11))
+        say("\n== summary (medians; ratio = bridge / relay, thr = bridge / relay-threaded)")
+        say("scenario".padding(toLength: 21, withPad: " ", startingAt: 0) + "bridge/s".leftPadded(10) + "relay/s".leftPadded(10)
+            + "thr/s".leftPadded(10) + "ratio".leftPadded(7) + "thr".leftPadded(6) + "bridge µs".leftPadded(11)
+            + "relay µs".leftPadded(10) + "thr µs".leftPadded(8) + "ratio".leftPadded(7) + "thr".leftPadded(6)
+            + "bridge p99".leftPadded(12) + "relay p99".leftPadded(11) + "thr p99".leftPadded(9) + "bridge anon".leftPadded(13))
+        func ratio(_ value: Double?) -> String { value.map { String(format: "%.2f", $0) } ?? "-" }
         for report in reports {
-            let bridge = report.median["bridge"]
-            let relay = report.median["relay"]
-            var line = report.name.padding(toLength: 18, withPad: " ", startingAt: 0)
-            line += (bridge.map { whole($0.throughput) } ?? "-").leftPadded(10)
-            line += (relay.map { whole($0.throughput) } ?? "-").leftPadded(10)
-            line += (report.throughputRatio.map { String(format: "%.2f", $0) } ?? "-").leftPadded(8)
+            let bridge = report.median[Subject.bridge.rawValue]
+            let relay = report.median[Subject.relay.rawValue]
+            let threaded = report.median[Subject.relayThreaded.rawValue]
+            var line = report.name.padding(toLength: 21, withPad: " ", startingAt: 0)
+            for subject in [bridge, relay, threaded] { line += (subject.map { whole($0.throughput) } ?? "-").leftPadded(10) }
+            line += ratio(report.throughputRatio).leftPadded(7) + ratio(report.throughputRatioThreaded).leftPadded(6)
             line += (bridge.map { decimal($0.cpuMicrosecondsPerMessage) } ?? "-").leftPadded(11)
             line += (relay.map { decimal($0.cpuMicrosecondsPerMessage) } ?? "-").leftPadded(10)
-            line += (report.cpuRatio.map { String(format: "%.2f", $0) } ?? "-").leftPadded(8)
+            line += (threaded.map { decimal($0.cpuMicrosecondsPerMessage) } ?? "-").leftPadded(8)
+            line += ratio(report.cpuRatio).leftPadded(7) + ratio(report.cpuRatioThreaded).leftPadded(6)
             line += (bridge.map { whole($0.latencyP99Microseconds) } ?? "-").leftPadded(12)
             line += (relay.map { whole($0.latencyP99Microseconds) } ?? "-").leftPadded(11)
+            line += (threaded.map { whole($0.latencyP99Microseconds) } ?? "-").leftPadded(9)
+            line += (bridge.map { decimal($0.rssAnonMiB) + " MiB" } ?? "-").leftPadded(13)
             say(line)
         }
-        say("(/s: messages or round trips per second; µs: subject CPU per message or round trip; p99 in µs)")
+        say("(/s: messages or round trips per second; µs: subject CPU per message or round trip; p99 in µs; anon: RssAnon)")
     }
 
     static func whole(_ value: Double) -> String {

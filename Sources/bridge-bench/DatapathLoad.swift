@@ -172,12 +172,15 @@ final class TelemetryReceiver: Sendable {
 }
 
 /// The devices: `devices` device ids spread over `connections` MQTT connections to the device broker, all
-/// driven by one sender thread at a time.
+/// driven by one sender thread at a time. With `cycledTopics`, the messages go to that many topics in turn
+/// (``Datapath/Scenario/cycledTopic(_:of:)``), their payloads still numbered per device for the order check.
 final class DeviceFleet: Sendable {
     let connections: [RawConnection]
     let topics: [String]
+    let cycledTopics: Int?
 
-    init(port: Int, devices: Int, connections count: Int) async throws {
+    init(port: Int, devices: Int, connections count: Int, cycledTopics: Int? = nil) async throws {
+        self.cycledTopics = cycledTopics
         connections = try await onOwnThread {
             try (0..<max(1, min(count, devices))).map { index in
                 let connection = try RawConnection(port: port, clientID: "bench-device-\(index)")
@@ -199,7 +202,8 @@ final class DeviceFleet: Sendable {
     /// Publishes one probe (phase 0) from device 0.
     func probe(sequence: Int) async throws {
         try await onOwnThread { [self] in
-            try connections[0].publish(topic: topics[0], payload: Telemetry.payload(device: 0, phase: Telemetry.probePhase,
+            let topic = cycledTopics.map { Datapath.Scenario.cycledTopic(0, of: $0) } ?? topics[0]
+            try connections[0].publish(topic: topic, payload: Telemetry.payload(device: 0, phase: Telemetry.probePhase,
                                                                                      sequence: sequence, timestamp: monotonicNanoseconds()),
                                        qos: 1)
             try serviceAll()
@@ -210,8 +214,10 @@ final class DeviceFleet: Sendable {
     /// its publish order, and QoS 1 publishes do not wait for each other. With `rate`, message `i` is due at
     /// `start + i / rate`; with `window`, the sender waits while that many messages are sent but not yet
     /// received (closed loop: as fast as the subject keeps up, without queues growing without bound; a lost
-    /// message stops it for 200 ms at most). Stops at `deadline` at the latest. Returns the number sent.
-    func send(phase: Int, qos: Int32, count: Int, rate: Int?, window: Int?, deadline: Int64, receiver: TelemetryReceiver) async throws -> Int {
+    /// message stops it for 200 ms at most). Stops at `deadline` at the latest. Returns the number sent. Cycled
+    /// topics start at `firstTopic`.
+    func send(phase: Int, qos: Int32, count: Int, firstTopic: Int = 0, rate: Int?, window: Int?, deadline: Int64,
+              receiver: TelemetryReceiver) async throws -> Int {
         try await onOwnThread { [self] in
             let devices = topics.count
             let start = monotonicNanoseconds()
@@ -244,7 +250,8 @@ final class DeviceFleet: Sendable {
                 }
                 let device = sent % devices
                 let payload = Telemetry.payload(device: device, phase: phase, sequence: sent / devices, timestamp: now)
-                try connections[device % connections.count].publish(topic: topics[device], payload: payload, qos: qos)
+                let topic = cycledTopics.map { Datapath.Scenario.cycledTopic(firstTopic + sent, of: $0) } ?? topics[device]
+                try connections[device % connections.count].publish(topic: topic, payload: payload, qos: qos)
                 sent += 1
                 if sent % 64 == 0 {
                     try serviceAll()

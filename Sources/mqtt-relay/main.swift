@@ -15,8 +15,11 @@ import UnixSignals
 ///   `devices/{thing}/reply`; what arrives there goes back to `ditto/in/{thing}`. Correlation data and content
 ///   type are carried over as the MQTT 5 properties they came in, so a requester matches its answers.
 ///
+/// - `--threaded-loop` (uplink only): the same relay on libmosquitto's own threaded loop instead of this
+///   project's event loop (see `ThreadedRelay`), the benchmark's second reference.
+///
 /// Usage: mqtt-relay --source-port P --target-port P [--mode uplink|downlink] [--filter F] [--prefix P]
-///                   [--qos 0|1] [--host H]
+///                   [--qos 0|1] [--host H] [--threaded-loop]
 
 /// One direction: what `source` reads, `target` republishes; `source` stops reading while `target` cannot
 /// take more (the bridge's back pressure, without its spool).
@@ -84,6 +87,19 @@ let qos = QoS(rawValue: UInt8(argument("--qos", "1")) ?? 1) ?? .atLeastOnce
 guard mode == "uplink" || mode == "downlink" else {
     FileHandle.standardError.write(Data("mqtt-relay: --mode must be uplink or downlink, not '\(mode)'\n".utf8))
     exit(2)
+}
+if CommandLine.arguments.contains("--threaded-loop") {
+    guard mode == "uplink" else {
+        FileHandle.standardError.write(Data("mqtt-relay: --threaded-loop relays uplink only\n".utf8))
+        exit(2)
+    }
+    let (source, target) = try ThreadedRelay.run(host: host, sourcePort: sourcePort, targetPort: targetPort, filter: filter,
+                                                 prefix: prefix, qos: Int32(qos.rawValue))
+    FileHandle.standardError.write(Data("mqtt-relay: relaying \(filter) from :\(sourcePort) to \(prefix)/... on :\(targetPort) (threaded loop)\n".utf8))
+    for await _ in await UnixSignalsSequence(trapping: .sigterm, .sigint) { break }
+    source.stop()
+    target.stop()
+    exit(0)
 }
 var logger = Logger(label: "mqtt-relay")
 logger.logLevel = .warning

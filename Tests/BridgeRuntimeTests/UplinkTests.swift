@@ -172,7 +172,7 @@ struct UplinkTests {
             #expect(envelope.path == "/features/s\(sensor)/properties/value")
         }
         // 20 topics through a table of 8: the first round alone evicts 12; in the second a topic may still be
-        // there (an arbitrary one goes), so at most every one of its 20 evicts again.
+        // there, so at most every one of its 20 evicts again.
         let evicted = harness.bridge.metrics["uplink.topics-evicted"]
         #expect((12...32).contains(evicted))
         await device.disconnect()
