@@ -23,7 +23,7 @@ public struct DittoPublication: Sendable {
     /// The MQTT 5 properties for publishing `envelope` to Ditto's MQTT-5 connection. Its header mapping
     /// (`Config/ditto-connection.json`) fills the headers the envelope lacks from the publish: `correlation-id`
     /// from the correlation data, `content-type` from the content type, `reply-to` from the response topic
-    /// (FACTS rule 13: envelope headers win). So each property only mirrors the envelope's own header: an MQTT
+    /// (the envelope's own headers win over the mapped ones in Ditto's connectivity). So each property only mirrors the envelope's own header: an MQTT
     /// content type such as `application/vnd.eclipse.ditto+json` on an envelope without `content-type` would
     /// add one and make Ditto read a binary message's base64 value as JSON.
     public static func properties(for envelope: Envelope) -> PublishProperties {

@@ -180,8 +180,8 @@ final class Spool {
     private func startSegment() throws {
         if writeFD >= 0 {
             // The finished segment goes to the disk off the event loop, as the interval's flush does: flushing up to
-            // a segment of dirty pages in place stalled both directions (about 10 ms for 16 MiB on a VM disk, far
-            // more on flash). With `always` every record is on the disk already; `never` promises nothing.
+            // a segment of dirty pages in place stalled both directions for as long as
+            // the disk takes, far longer on flash). With `always` every record is on the disk already; `never` promises nothing.
             if case .interval = settings.fsync { flushInBackground([writeFD]) }
             close(writeFD)
             writeFD = -1

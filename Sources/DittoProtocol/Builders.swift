@@ -187,7 +187,7 @@ extension Envelope {
     }
 
     /// An error response answering `request` that Ditto accepts: its headers stay within Ditto's 5 kB limit
-    /// (FACTS rule 16, 431 `headers.too.large`). When `headers` would exceed it they are left out; when even
+    /// (beyond it Ditto answers 431 `headers.too.large`). When `headers` would exceed it they are left out; when even
     /// the request's `correlation-id` alone exceeds it, no response can reach the requester (Ditto routes
     /// responses by that id and would refuse it), and the result is nil.
     public static func errorResponseWithinLimits(

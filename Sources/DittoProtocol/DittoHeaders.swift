@@ -441,7 +441,7 @@ extension DittoHeaders {
 
     /// Headers that must never cross between Ditto and the outside world besides ``isDittoInternal(_:)``'s: the
     /// ones Ditto's docs say never to set (`channel`, `raw-request-url`, `read-subjects`, `subject`,
-    /// `timeout-access`, FACTS §e), the HTTP gateway's (`raw-request-uri`, `authorization`, conditional
+    /// `timeout-access`; Ditto's protocol-specification and headers docs), the HTTP gateway's (`raw-request-uri`, `authorization`, conditional
     /// `if-match`/`if-none-match`), response diversion between connections, and the MQTT header-mapping
     /// placeholders of Ditto's connectivity (`mqtt.topic`, ...). The one list every layer uses.
     public static let neverForwardedNames: Set<String> = [
