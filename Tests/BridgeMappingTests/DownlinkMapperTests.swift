@@ -296,7 +296,7 @@ import Testing
         #expect(try mapper().replyFilters.count == 3)
     }
 
-    // MARK: device replies and Ditto responses (FACTS §0 rules 1-5)
+    // MARK: device replies and Ditto responses (Ditto's response rules)
 
     func mqtt5Reply(_ payload: String, correlation: String, status: String? = nil, contentType: String? = nil,
                     extra: [(String, String)] = []) -> MQTTMessage {

@@ -68,7 +68,7 @@ func userProperties(_ pairs: [(String, String)]) -> [UserProperty] {
     pairs.map { UserProperty(name: $0.0, value: $0.1) }
 }
 
-/// Every reserved header the bridge must never forward, in either direction (FACTS §e).
+/// Every reserved header the bridge must never forward, in either direction. Ditto's headers docs name them.
 let reservedSamples: [String] = [
     "ditto-auth-context", "ditto-dry-run", "ditto-read-subjects", "ditto-read-revoked-subjects", "ditto-origin",
     "ditto-reply-target", "ditto-expected-response-types", "ditto-inbound-payload-mapper", "ditto-originator",
