@@ -418,8 +418,7 @@ struct ConfigLoader {
     }
 
     func tls(_ v: YAMLValue) -> TLSSettings? {
-        var settings = TLSSettings(
-            caFile: nil, caPath: nil, certFile: nil, keyFile: nil, version: nil, verifyHostname: true, insecure: false)
+        var settings = TLSSettings()
         if case .scalar = v.node, !v.isNull {
             guard let on = reader.bool(v) else { return nil }
             return on ? settings : nil

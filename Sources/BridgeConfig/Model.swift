@@ -148,30 +148,6 @@ public struct SpoolSettings: Sendable, Hashable {
     }
 }
 
-/// TLS for one broker connection; file paths are absolute (resolved against the config file).
-public struct TLSSettings: Sendable, Hashable {
-    /// Minimum TLS version.
-    public enum Version: String, Sendable, Hashable {
-        case tls12 = "tlsv1.2"
-        case tls13 = "tlsv1.3"
-    }
-
-    /// CA certificate file (PEM); with neither this nor ``caPath`` the system CAs are used.
-    public var caFile: String?
-    /// Directory of CA certificates.
-    public var caPath: String?
-    /// Client certificate for mutual TLS (with ``keyFile``).
-    public var certFile: String?
-    /// The client certificate's private key (with ``certFile``).
-    public var keyFile: String?
-    /// Minimum TLS version; nil lets libmosquitto choose.
-    public var version: Version?
-    /// Check the broker's host name against its certificate.
-    public var verifyHostname: Bool
-    /// Accept any certificate (testing only; `check` warns).
-    public var insecure: Bool
-}
-
 /// The Ditto side: topics on the Ditto-side broker and the Ditto connection's identity.
 public struct DittoSettings: Sendable, Hashable {
     /// Where the bridge publishes Ditto Protocol JSON (Ditto's source). Placeholders: `{thingId}`, `{namespace}`,

@@ -16,17 +16,7 @@ extension MQTTConfiguration {
         if let username = connection.username {
             credentials = Credentials(username: username, password: connection.password?.value)
         }
-        if let tlsSettings = connection.tls {
-            var tls = TLSConfiguration()
-            tls.caFile = tlsSettings.caFile
-            tls.caPath = tlsSettings.caPath
-            tls.certFile = tlsSettings.certFile
-            tls.keyFile = tlsSettings.keyFile
-            tls.tlsVersion = tlsSettings.version?.rawValue
-            tls.verifyHostname = tlsSettings.verifyHostname
-            tls.insecure = tlsSettings.insecure
-            self.tls = tls
-        }
+        tls = connection.tls
         maxInflightPublishes = connection.maxInflight
         reconnect = connection.reconnect
     }

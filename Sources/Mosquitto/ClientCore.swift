@@ -163,7 +163,7 @@ final class ClientCore: @unchecked Sendable {
             }
             try check(mosquitto_tls_set(raw, tls.caFile, tls.caPath, tls.certFile, tls.keyFile, nil),
                       "TLS files (CA \(tls.caFile ?? tls.caPath ?? "-"), certificate \(tls.certFile ?? "-"))")
-            try check(mosquitto_tls_opts_set(raw, 1, tls.tlsVersion, nil), "TLS options")
+            try check(mosquitto_tls_opts_set(raw, 1, tls.version?.rawValue, nil), "TLS options")
             try check(mosquitto_tls_insecure_set(raw, tls.insecure || !tls.verifyHostname), "TLS hostname verification")
         }
         if let will = configuration.will {

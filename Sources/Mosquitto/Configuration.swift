@@ -12,33 +12,6 @@ public struct MQTTConfiguration: Sendable {
         }
     }
 
-    public struct TLSConfiguration: Sendable {
-        /// PEM file of the CA(s) that signed the broker's certificate.
-        public var caFile: String?
-        /// Directory of hashed CA certificates.
-        public var caPath: String?
-        /// Client certificate and key (PEM), for brokers that require mutual TLS.
-        public var certFile: String?
-        public var keyFile: String?
-        /// `tlsv1.2` or `tlsv1.3`; nil lets OpenSSL choose.
-        public var tlsVersion: String?
-        /// Check that the broker's certificate names the host we connect to.
-        public var verifyHostname: Bool
-        /// Accept any certificate. Tests only.
-        public var insecure: Bool
-
-        public init(caFile: String? = nil, caPath: String? = nil, certFile: String? = nil, keyFile: String? = nil,
-                    tlsVersion: String? = nil, verifyHostname: Bool = true, insecure: Bool = false) {
-            self.caFile = caFile
-            self.caPath = caPath
-            self.certFile = certFile
-            self.keyFile = keyFile
-            self.tlsVersion = tlsVersion
-            self.verifyHostname = verifyHostname
-            self.insecure = insecure
-        }
-    }
-
     public var host: String
     public var port: Int
     public var version: MQTTVersion
@@ -51,7 +24,7 @@ public struct MQTTConfiguration: Sendable {
     /// MQTT 5 session expiry; nil: the session ends with the connection.
     public var sessionExpiry: Duration?
     public var credentials: Credentials?
-    public var tls: TLSConfiguration?
+    public var tls: TLSSettings?
     /// The message the broker publishes when this client dies without DISCONNECT.
     public var will: MQTTMessage?
     public var reconnect: ReconnectPolicy
@@ -65,7 +38,7 @@ public struct MQTTConfiguration: Sendable {
 
     public init(host: String = "127.0.0.1", port: Int = 1883, version: MQTTVersion = .v5, clientID: String? = nil,
                 keepAlive: Duration = .seconds(30), cleanStart: Bool = true, sessionExpiry: Duration? = nil,
-                credentials: Credentials? = nil, tls: TLSConfiguration? = nil, will: MQTTMessage? = nil,
+                credentials: Credentials? = nil, tls: TLSSettings? = nil, will: MQTTMessage? = nil,
                 reconnect: ReconnectPolicy = .init(), tcpNoDelay: Bool = true, maxInflightPublishes: Int = 1_000,
                 inboundBufferLimit: Int = 100_000) {
         self.host = host

@@ -1,4 +1,5 @@
 import BridgeConfig
+import MQTT
 import Testing
 
 /// Loading reads files and the environment only through its `ConfigSource`: an in-memory one gives the same

@@ -1,5 +1,6 @@
 import BridgeConfig
 import Foundation
+import MQTT
 import Testing
 
 /// `operations.listen` and environment variables in path-valued keys.
