@@ -118,15 +118,7 @@ struct InMemoryDittoSideTests {
     @Test("An uplink event is released by its completion, a live message is answered by the device, readiness follows the side")
     func pipelinesOverInMemorySide() async throws {
         let broker = try await TestBroker.start()
-        let yaml = baseConnections + """
-
-            uplink:
-              - name: telemetry
-                topic: "devices/{deviceId}/telemetry"
-                thing-id: "{namespace}:{deviceId}"
-                event: { action: modified, path: "/features/telemetry/properties/value" }
-                payload: json
-            """ + inboxDownlink
+        let yaml = uplinkConfig + inboxDownlink
         let configuration = try BridgeConfiguration.parse(yaml: yaml.replacingOccurrences(of: "PORT", with: "\(broker.port)"),
                                                           fileName: "test.yaml", environment: [:])
         let bridge = try BridgeService(configuration: configuration, logger: harnessLogger, metrics: BridgeMetrics(),
@@ -155,11 +147,11 @@ struct InMemoryDittoSideTests {
         try await device.subscribe([Subscription(filter: "devices/lamp/inbox/#", qos: .atLeastOnce)])
 
         // Uplink: the event goes out through the transport and waits until its completion releases it.
-        try await device.publish(to: "devices/lamp/telemetry", payload: Array("21.5".utf8))
+        try await device.publish(to: "devices/lamp/telemetry/temperature", payload: Array(#"{"value": 21.5}"#.utf8))
         #expect(await eventually(timeout: .seconds(10)) { await onTransport { $0.published.count } == 1 })
         let event = try #require(await onTransport { $0.published.first })
         #expect(event.envelope?.topic.description == "org.example/lamp/things/live/events/modified")
-        #expect(event.envelope?.path == "/features/telemetry/properties/value")
+        #expect(event.envelope?.path == "/features/temperature/properties/value")
         #expect(event.token != .answer)
         #expect(await bridge.loop.submit { bridge.plane.value.uplinkWaiting } == 1)
         await onTransport { $0.complete(event.token) }
