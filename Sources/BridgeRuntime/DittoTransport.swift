@@ -19,7 +19,7 @@ import MQTT
 ///   subscription in place again after every reconnect and reports ready only once it is.
 /// - **Ordering:** messages go to Ditto in the order of ``publish(_:to:properties:token:)`` calls.
 /// - **Completion:** every `publish` that returns nil ends in exactly one `publishCompleted` with its token, on the
-///   loop, never inside the `publish` call. ``DittoSendOutcome/taken`` means Ditto's side has the message (MQTT:
+///   loop, possibly before `publish` returns (MQTT QoS 0 is written at once). ``DittoSendOutcome/taken`` means Ditto's side has the message (MQTT:
 ///   the broker's PUBACK or PUBCOMP, QoS 0 written to the socket; another binding states the evidence it uses, such
 ///   as a pong to a ping sent after the message on an ordered socket), so the spool releases it and never sends it
 ///   again. A `publish` that returns an outcome sent nothing and completes nothing.
@@ -61,6 +61,10 @@ protocol DittoTransport: AnyObject {
 /// bridge, restores that after every reconnect, and reports to ``Readiness`` (under ``Readiness/dittoSide``) that
 /// it is ready only while it is connected and subscribed. A reload updates what it subscribes to or moves it to a
 /// new connection. ``BridgeService/makeDittoSide(_:)`` chooses the binding from the configuration.
+///
+/// The transport it makes belongs to the data plane, on the loop; the side (`Sendable`) never holds it. The link
+/// runs the other way: the transport may hold its side and read from it on the loop (MQTT's takes the side's new
+/// client in ``DittoTransport/connectionReplaced()``).
 protocol DittoSide: Sendable {
     /// Where it connects, for the log.
     var endpoint: String { get }

@@ -6,7 +6,9 @@ import MQTT
 /// readiness and reloads (``DittoSide``), through an ``MQTTSide``.
 final class MQTTDittoSide: DittoSide {
     private let side: MQTTSide
+    /// The QoS of what goes to Ditto, for the transport (a reload hands it the new one).
     private let qos: QoS
+    let endpoint: String
 
     init(_ environment: DittoSideEnvironment) throws(MQTTError) {
         let configuration = environment.configuration
@@ -17,8 +19,6 @@ final class MQTTDittoSide: DittoSide {
         let connection = configuration.connections.ditto
         endpoint = "\(connection.host):\(connection.port)"
     }
-
-    let endpoint: String
 
     func makeTransport() -> sending any DittoTransport {
         MQTTDittoTransport(side: side, qos: qos)
@@ -94,6 +94,7 @@ final class MQTTDittoTransport: DittoTransport {
     }
 
     func connectionReplaced() {
+        // The side put the new client in place before the data plane took over.
         client = side.client
         install()
     }
