@@ -13,8 +13,9 @@ import Mosquitto
 public import ServiceLifecycle
 import Synchronization
 
-/// The running bridge: both MQTT connections on one event loop, the data plane between them, and the services
-/// that connect, subscribe, watch readiness and stop gracefully.
+/// The running bridge: the device side's MQTT connection and the Ditto side (``DittoSide``, chosen by
+/// ``makeDittoSide(_:)``) on one event loop, the data plane between them, and the services that connect, subscribe,
+/// watch readiness and stop gracefully.
 ///
 /// Run it in a `ServiceGroup` (graceful shutdown on SIGTERM/SIGINT) or call ``stop()``. A graceful stop takes no
 /// more device messages, waits (at most ``drainTimeout``) until what it took reached Ditto's broker (or, with a
@@ -31,42 +32,55 @@ public final class BridgeService: Service, Sendable {
     let loop: MQTTEventLoop
     /// The data plane, reachable only on the loop's thread.
     let plane: LoopBound<DataPlane>
-    let readiness = Readiness()
-    private let sides: Mutex<(device: MosquittoClient, ditto: MosquittoClient, configuration: BridgeConfiguration)>
-    private let control = AsyncStream<Control>.makeStream()
+    let readiness: Readiness
+    /// The devices' broker.
+    let device: MQTTSide
+    /// Ditto's side, whichever binding the configuration chose.
+    let ditto: any DittoSide
+    private let configurationInForce: Mutex<BridgeConfiguration>
+    /// Ends ``run()``'s wait for a stop.
+    private let stopping = AsyncStream<Void>.makeStream()
     private let running = Mutex(false)
     /// One reload at a time.
     private let reloading = Mutex(false)
 
-    private enum Control {
-        case stop
-        case start(MQTTSideService)
+    /// The configuration in force (the last one reloaded).
+    public var currentConfiguration: BridgeConfiguration { configurationInForce.withLock { $0 } }
+
+    public convenience init(configuration: BridgeConfiguration, logger: Logger, metrics: BridgeMetrics = BridgeMetrics(),
+                            maximumPendingRequests: Int = 10_000, drainTimeout: Duration = .seconds(10),
+                            keptTopicLimit: Int = 16_384) throws {
+        try self.init(configuration: configuration, logger: logger, metrics: metrics,
+                      maximumPendingRequests: maximumPendingRequests, drainTimeout: drainTimeout,
+                      keptTopicLimit: keptTopicLimit, makeDittoSide: Self.makeDittoSide)
     }
 
-    var deviceClient: MosquittoClient { sides.withLock { $0.device } }
-    var dittoClient: MosquittoClient { sides.withLock { $0.ditto } }
-    /// The configuration in force (the last one reloaded).
-    public var currentConfiguration: BridgeConfiguration { sides.withLock { $0.configuration } }
+    /// The one place that chooses the Ditto side's binding from the configuration.
+    static func makeDittoSide(_ environment: DittoSideEnvironment) throws -> any DittoSide {
+        try MQTTDittoSide(environment)
+    }
 
-    public init(configuration: BridgeConfiguration, logger: Logger, metrics: BridgeMetrics = BridgeMetrics(),
-                maximumPendingRequests: Int = 10_000, drainTimeout: Duration = .seconds(10),
-                keptTopicLimit: Int = 16_384) throws {
+    /// `makeDittoSide` makes the Ditto side (tests give a side of their own).
+    init(configuration: BridgeConfiguration, logger: Logger, metrics: BridgeMetrics, maximumPendingRequests: Int,
+         drainTimeout: Duration, keptTopicLimit: Int,
+         makeDittoSide: (DittoSideEnvironment) throws -> any DittoSide) throws {
         self.configuration = configuration
         self.logger = logger
         self.metrics = metrics
         self.maximumPendingRequests = maximumPendingRequests
         self.drainTimeout = drainTimeout
-        loop = MQTTEventLoop(name: "bridge loop")
-        var deviceLogger = logger
-        deviceLogger[metadataKey: "mqtt.side"] = "device"
-        var dittoLogger = logger
-        dittoLogger[metadataKey: "mqtt.side"] = "ditto"
-        let deviceClient = try MosquittoClient(configuration: MQTTConfiguration(configuration.connections.device),
-                                               logger: deviceLogger, eventLoop: loop)
-        let dittoClient = try MosquittoClient(configuration: MQTTConfiguration(configuration.connections.ditto),
-                                              logger: dittoLogger, eventLoop: loop)
-        sides = Mutex((deviceClient, dittoClient, configuration))
-        plane = LoopBound(try DataPlane(configuration: configuration, loop: loop, device: deviceClient, ditto: dittoClient,
+        let loop = MQTTEventLoop(name: "bridge loop")
+        self.loop = loop
+        let readiness = Readiness()
+        self.readiness = readiness
+        device = try MQTTSide(name: Readiness.deviceSide, connection: configuration.connections.device,
+                              subscriptions: Self.deviceSubscriptions(configuration), loop: loop, readiness: readiness,
+                              metrics: metrics, logger: logger)
+        ditto = try makeDittoSide(DittoSideEnvironment(configuration: configuration, loop: loop, readiness: readiness,
+                                                       metrics: metrics, logger: logger))
+        configurationInForce = Mutex(configuration)
+        plane = LoopBound(try DataPlane(configuration: configuration, loop: loop, device: device.client,
+                                        ditto: ditto.makeTransport(),
                                         logger: logger, metrics: metrics, maximumPendingRequests: maximumPendingRequests,
                                         keptTopicLimit: keptTopicLimit),
                           loop: loop)
@@ -99,7 +113,7 @@ public final class BridgeService: Service, Sendable {
 
     /// Ends ``run()`` with a graceful stop.
     public func stop() {
-        control.continuation.yield(.stop)
+        stopping.continuation.yield()
     }
 
     public func run() async throws {
@@ -122,26 +136,16 @@ public final class BridgeService: Service, Sendable {
     private func runConnected() async throws {
         logger.info("bridge starting", metadata: [
             "device.broker": "\(configuration.connections.device.host):\(configuration.connections.device.port)",
-            "ditto.broker": "\(configuration.connections.ditto.host):\(configuration.connections.ditto.port)",
+            "ditto.broker": "\(ditto.endpoint)",
             "uplink.rules": "\(configuration.uplink.count)",
             "downlink.rules": "\(configuration.downlink.count)",
             "spool": "\(configuration.spool?.directory ?? "off")",
         ])
-        let services = [
-            sideService("ditto", dittoClient, Self.dittoSubscriptions(configuration)),
-            sideService("device", deviceClient, Self.deviceSubscriptions(configuration)),
-        ]
         await withDiscardingTaskGroup { group in
-            for service in services {
-                group.addTask { await service.run() }
-            }
-            for await command in control.stream {
-                switch command {
-                case .stop:
-                    control.continuation.finish()
-                case .start(let service):
-                    group.addTask { await service.run() }
-                }
+            group.addTask { await self.ditto.run() }
+            group.addTask { await self.device.run() }
+            for await _ in stopping.stream {
+                stopping.continuation.finish()
             }
             await shutdown()
         }
@@ -163,15 +167,10 @@ public final class BridgeService: Service, Sendable {
         }
         await loop.submit { plane.value.answerPendingForShutdown() }
         await waitUntil(deadline: .now + .seconds(2)) { await self.loop.submit { plane.value.dittoIdle } }
-        await deviceClient.disconnect()
-        await dittoClient.disconnect()
+        await device.close()
+        await ditto.close()
         await loop.submit { plane.value.countUnsentAtStop() }
         await loop.shutdown()
-    }
-
-    private func sideService(_ side: String, _ client: MosquittoClient, _ subscriptions: [Subscription]) -> MQTTSideService {
-        MQTTSideService(side: side, client: client, subscriptions: subscriptions, readiness: readiness, metrics: metrics,
-                        logger: logger)
     }
 
     // MARK: reload
@@ -216,69 +215,38 @@ public final class BridgeService: Service, Sendable {
             .map { Subscription(filter: $0, qos: qos, noLocal: true) }
         if !kept.isEmpty { changes.append("reply topics kept until the requests sent before the reload are answered: \(kept.map(\.filter))") }
         if new.connections.device != old.connections.device {
-            await replaceSide("device", connection: new.connections.device, subscriptions: deviceSubscriptions + kept)
+            if let client = device.makeClient(for: new.connections.device) {
+                await device.replace(with: client, subscriptions: deviceSubscriptions + kept) {
+                    await self.loop.submit { plane.value.replace(device: client, connection: new.connections.device) }
+                }
+            }
             changes.append("device connection changed: reconnected")
         } else {
-            await resubscribe(deviceClient, from: Self.deviceSubscriptions(old), to: deviceSubscriptions, keeping: Set(kept.map(\.filter)),
-                              side: "device")
+            await device.resubscribe(from: Self.deviceSubscriptions(old), to: deviceSubscriptions, keeping: Set(kept.map(\.filter)))
         }
-        if new.connections.ditto != old.connections.ditto {
-            await replaceSide("ditto", connection: new.connections.ditto, subscriptions: Self.dittoSubscriptions(new))
-            changes.append("Ditto-side connection changed: reconnected")
-        } else {
-            await resubscribe(dittoClient, from: Self.dittoSubscriptions(old), to: Self.dittoSubscriptions(new), side: "ditto")
-        }
+        changes += await ditto.reload(to: new, from: old, handover: dittoHandover(to: new))
         var stored = new
         stored.spool = old.spool
-        sides.withLock { $0.configuration = stored }
+        configurationInForce.withLock { $0 = stored }
         logger.notice("config reloaded: applied", metadata: ["changes": "\(changes.joined(separator: "; "))"])
         return changes
     }
 
-    private func resubscribe(_ client: MosquittoClient, from old: [Subscription], to new: [Subscription],
-                             keeping kept: Set<String> = [], side: String) async {
-        let added = new.filter { !old.contains($0) }
-        let removed = old.map(\.filter).filter { filter in !new.contains { $0.filter == filter } && !kept.contains(filter) }
-        do {
-            if !removed.isEmpty { try await client.unsubscribe(removed) }
-            if !added.isEmpty { try await client.subscribe(added) }
-        } catch {
-            logger.error("changing subscriptions failed", metadata: ["mqtt.side": "\(side)", "error": "\(error)"])
-        }
-    }
-
-    private func replaceSide(_ side: String, connection: BrokerConnection, subscriptions: [Subscription]) async {
-        var sideLogger = logger
-        sideLogger[metadataKey: "mqtt.side"] = "\(side)"
-        let client: MosquittoClient
-        do {
-            client = try MosquittoClient(configuration: MQTTConfiguration(connection), logger: sideLogger, eventLoop: loop)
-        } catch {
-            logger.error("the new connection settings are unusable; the old connection stays", metadata: [
-                "mqtt.side": "\(side)", "error": "\(error)",
-            ])
-            return
-        }
+    /// What the uplink does while the Ditto side moves to a new connection: what is in flight finishes on the old
+    /// connection first (bounded); the rest goes out on the new one.
+    private func dittoHandover(to new: BridgeConfiguration) -> DittoConnectionHandover {
         let plane = self.plane
-        if side == "ditto" {
-            // What is in flight finishes on the old connection first (bounded); the rest goes out on the new one.
-            await loop.submit { plane.value.stopTakingDeviceMessages() }
-            await waitUntil(deadline: .now + drainTimeout) { await self.loop.submit { plane.value.uplinkDrained } }
-        }
-        let old = sides.withLock { sides in
-            defer { if side == "ditto" { sides.ditto = client } else { sides.device = client } }
-            return side == "ditto" ? sides.ditto : sides.device
-        }
-        await old.disconnect()
-        await loop.submit {
-            if side == "ditto" {
-                plane.value.replace(ditto: client, connection: connection)
-            } else {
-                plane.value.replace(device: client, connection: connection)
-            }
-        }
-        control.continuation.yield(.start(sideService(side, client, subscriptions)))
-        if side == "ditto" { await loop.submit { plane.value.resumeTakingDeviceMessages() } }
+        return DittoConnectionHandover(
+            drain: {
+                await self.loop.submit { plane.value.stopTakingDeviceMessages() }
+                await self.waitUntil(deadline: .now + self.drainTimeout) { await self.loop.submit { plane.value.uplinkDrained } }
+            },
+            takeOver: {
+                await self.loop.submit {
+                    plane.value.dittoConnectionReplaced(new)
+                    plane.value.resumeTakingDeviceMessages()
+                }
+            })
     }
 
     private func waitUntil(deadline: ContinuousClock.Instant, _ condition: () async -> Bool) async {
@@ -311,16 +279,6 @@ public final class BridgeService: Service, Sendable {
             result.append(Subscription(filter: filter, qos: qos, noLocal: true))
         }
         return result
-    }
-
-    /// The Ditto connection's target (the loader checks that it covers the reply topic).
-    static func dittoSubscriptions(_ configuration: BridgeConfiguration) -> [Subscription] {
-        let filter = configuration.ditto.subscribeFilter.filter
-        let qos = configuration.ditto.qos
-        if let group = configuration.connections.ditto.sharedSubscriptionGroup {
-            return [Subscription(filter: MQTTTopic.sharedFilter(group: group, filter: filter), qos: qos)]
-        }
-        return [Subscription(filter: filter, qos: qos, noLocal: true)]
     }
 }
 

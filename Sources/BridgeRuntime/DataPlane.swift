@@ -22,19 +22,20 @@ import Mosquitto
 /// loop not reading a socket: the device side's while the spool or the in-flight window is full.
 final class DataPlane {
     private let context: PlaneContext
-    private let dittoTransport: MQTTDittoTransport
+    /// The Ditto side's transport (the one ``DittoSide/makeTransport()`` made).
+    let dittoTransport: any DittoTransport
     private let presence: Presence
     private let pump: SpoolPump
     private let uplink: UplinkPipeline
     private let downlink: DownlinkPipeline
 
-    init(configuration: BridgeConfiguration, loop: MQTTEventLoop, device: MosquittoClient, ditto: MosquittoClient,
+    init(configuration: BridgeConfiguration, loop: MQTTEventLoop, device: MosquittoClient, ditto: any DittoTransport,
          logger: Logger, metrics: BridgeMetrics, maximumPendingRequests: Int, keptTopicLimit: Int = 16_384) throws {
         // The spool creates the state directory the revision base is kept in.
         let spool = try configuration.spool.map { try Spool(settings: $0, logger: logger) }
         let revisionBase = RevisionBase.next(stateDirectory: configuration.spool?.directory, logger: logger)
-        dittoTransport = MQTTDittoTransport(client: ditto, qos: configuration.ditto.qos)
-        context = PlaneContext(configuration: configuration, loop: loop, device: device, ditto: dittoTransport,
+        dittoTransport = ditto
+        context = PlaneContext(configuration: configuration, loop: loop, device: device, ditto: ditto,
                                logger: logger, metrics: metrics, maximumPendingRequests: maximumPendingRequests,
                                keptTopicLimit: keptTopicLimit, revisionBase: revisionBase)
         presence = Presence(context: context)
@@ -143,7 +144,7 @@ final class DataPlane {
         context.configuration.defaults = new.defaults
         context.configuration.ditto = new.ditto
         context.headerMapper = HeaderMapper(policy: new.headers)
-        dittoTransport.qos = new.ditto.qos
+        dittoTransport.apply(new)
         downlink.apply(context.configuration)
         uplink.apply(context.configuration)
     }
@@ -159,9 +160,10 @@ final class DataPlane {
         pump.deviceReplaced()
     }
 
-    func replace(ditto client: MosquittoClient, connection: BrokerConnection) {
-        context.configuration.connections.ditto = connection
-        dittoTransport.replace(client: client)
+    /// The Ditto side moved to a new connection (`new`'s settings); the old one completed what it had in flight.
+    func dittoConnectionReplaced(_ new: BridgeConfiguration) {
+        context.configuration.connections.ditto = new.connections.ditto
+        dittoTransport.connectionReplaced()
         pump.dittoReplaced()
     }
 

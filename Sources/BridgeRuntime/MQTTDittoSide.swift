@@ -1,14 +1,69 @@
+import BridgeConfig
 import Mosquitto
 import MQTT
 
-/// Ditto's side over an MQTT connection to the broker Ditto's MQTT 5 connection uses (``DittoTransport``).
-///
-/// Connecting and subscribing are the client's (``MQTTSideService``); this is the loop-thread face the pipelines
-/// use. A reload with new connection settings hands it a new client (``replace(client:)``).
+/// Ditto's side over an MQTT connection to the broker Ditto's MQTT 5 connection uses: connecting, subscribing,
+/// readiness and reloads (``DittoSide``), through an ``MQTTSide``.
+final class MQTTDittoSide: DittoSide {
+    private let side: MQTTSide
+    /// The QoS of what goes to Ditto, for the transport (a reload hands it the new one).
+    private let qos: QoS
+    let endpoint: String
+
+    init(_ environment: DittoSideEnvironment) throws(MQTTError) {
+        let configuration = environment.configuration
+        side = try MQTTSide(name: Readiness.dittoSide, connection: configuration.connections.ditto,
+                            subscriptions: Self.subscriptions(configuration), loop: environment.loop,
+                            readiness: environment.readiness, metrics: environment.metrics, logger: environment.logger)
+        qos = configuration.ditto.qos
+        let connection = configuration.connections.ditto
+        endpoint = "\(connection.host):\(connection.port)"
+    }
+
+    func makeTransport() -> sending any DittoTransport {
+        MQTTDittoTransport(side: side, qos: qos)
+    }
+
+    func run() async {
+        await side.run()
+    }
+
+    func reload(to new: BridgeConfiguration, from old: BridgeConfiguration,
+                handover: DittoConnectionHandover) async -> [String] {
+        let subscriptions = Self.subscriptions(new)
+        guard new.connections.ditto != old.connections.ditto else {
+            await side.resubscribe(from: Self.subscriptions(old), to: subscriptions)
+            return []
+        }
+        if let client = side.makeClient(for: new.connections.ditto) {
+            await handover.drain()
+            await side.replace(with: client, subscriptions: subscriptions, takeOver: handover.takeOver)
+        }
+        return ["Ditto-side connection changed: reconnected"]
+    }
+
+    func close() async {
+        await side.close()
+    }
+
+    /// The Ditto connection's target (the loader checks that it covers the reply topic).
+    static func subscriptions(_ configuration: BridgeConfiguration) -> [Subscription] {
+        let filter = configuration.ditto.subscribeFilter.filter
+        let qos = configuration.ditto.qos
+        if let group = configuration.connections.ditto.sharedSubscriptionGroup {
+            return [Subscription(filter: MQTTTopic.sharedFilter(group: group, filter: filter), qos: qos)]
+        }
+        return [Subscription(filter: filter, qos: qos, noLocal: true)]
+    }
+}
+
+/// The loop-thread face of ``MQTTDittoSide`` (``DittoTransport``): the client in use, the QoS of what goes to
+/// Ditto, and the pipelines' handlers on the client.
 final class MQTTDittoTransport: DittoTransport {
+    private let side: MQTTSide
     private(set) var client: MosquittoClient
     /// The configured QoS of what goes to Ditto.
-    var qos: QoS
+    private var qos: QoS
     private var handlers: Handlers?
 
     private struct Handlers {
@@ -17,8 +72,9 @@ final class MQTTDittoTransport: DittoTransport {
         var capacityAvailable: () -> Void
     }
 
-    init(client: MosquittoClient, qos: QoS) {
-        self.client = client
+    init(side: MQTTSide, qos: QoS) {
+        self.side = side
+        client = side.client
         self.qos = qos
     }
 
@@ -33,9 +89,13 @@ final class MQTTDittoTransport: DittoTransport {
         install()
     }
 
-    /// Moves to a new client; the caller closed the old one, which completed what it had in flight.
-    func replace(client: MosquittoClient) {
-        self.client = client
+    func apply(_ configuration: BridgeConfiguration) {
+        qos = configuration.ditto.qos
+    }
+
+    func connectionReplaced() {
+        // The side put the new client in place before the data plane took over.
+        client = side.client
         install()
     }
 
