@@ -54,7 +54,7 @@ public final class TestBroker: Sendable {
     public let options: Options
     public let username = "bridge"
     public let password = "s3cret-pass"
-    private let process = Mutex<Process?>(nil)
+    private let process = Mutex<ChildProcess?>(nil)
 
     /// The CA certificate that signed the broker's (and the client's) certificate.
     public var caFile: String { directory.appendingPathComponent("ca.crt").path }
@@ -115,13 +115,10 @@ public final class TestBroker: Sendable {
 
     /// Kills the broker with SIGKILL (no clean shutdown, no DISCONNECT to anyone).
     public func kill9() {
-        let running = process.withLock { process -> Process? in
+        process.withLock { process -> ChildProcess? in
             defer { process = nil }
             return process
-        }
-        guard let running, running.isRunning else { return }
-        kill(running.processIdentifier, SIGKILL)
-        running.waitUntilExit()
+        }?.kill9()
     }
 
     /// Kills the broker (-9) and starts it again on the same port, on a thread of its own.
@@ -134,8 +131,16 @@ public final class TestBroker: Sendable {
 
     /// Stops the broker (SIGTERM, then SIGKILL after `gracePeriod`) and waits for it. A persistent broker
     /// saves its database on SIGTERM, so give it time when it holds many messages.
+    ///
+    /// Blocks only until the broker exits (at most the grace period); ``stopped(gracePeriod:)`` waits on a
+    /// thread of its own.
     public func stop(gracePeriod: Duration = .milliseconds(300)) {
         stopProcess(gracePeriod: gracePeriod)
+    }
+
+    /// ``stop(gracePeriod:)`` on a thread of its own, for async code with a long grace period.
+    public func stopped(gracePeriod: Duration = .milliseconds(300)) async {
+        await takeProcess()?.terminate(gracePeriod: gracePeriod)
     }
 
     /// The broker's process id while it runs.
@@ -145,54 +150,38 @@ public final class TestBroker: Sendable {
 
     /// Freezes the broker (SIGSTOP): connections stay open, nothing is answered.
     public func pause() {
-        if let pid = process.withLock({ $0?.processIdentifier }) { kill(pid, SIGSTOP) }
+        _ = process.withLock { $0?.signal(SIGSTOP) }
     }
 
     /// Lets a paused broker go on (SIGCONT).
     public func resume() {
-        if let pid = process.withLock({ $0?.processIdentifier }) { kill(pid, SIGCONT) }
+        _ = process.withLock { $0?.signal(SIGCONT) }
     }
 
-    private func stopProcess(gracePeriod: Duration = .milliseconds(300)) {
-        let running = process.withLock { process -> Process? in
+    private func takeProcess() -> ChildProcess? {
+        process.withLock { process in
             defer { process = nil }
             return process
         }
-        guard let running, running.isRunning else { return }
-        let pid = running.processIdentifier
-        running.terminate()
-        // SIGTERM first (the broker saves its persistence file); SIGKILL when it takes longer than the grace period.
-        let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
-        let grace = Double(gracePeriod.components.seconds) + Double(gracePeriod.components.attoseconds) / 1e18
-        DispatchQueue.global().asyncAfter(deadline: .now() + grace, execute: watchdog)
-        running.waitUntilExit()
-        watchdog.cancel()
+    }
+
+    /// SIGTERM first (the broker saves its persistence file); SIGKILL when it takes longer than the grace period.
+    private func stopProcess(gracePeriod: Duration = .milliseconds(300)) {
+        takeProcess()?.terminate(gracePeriod: gracePeriod)
     }
 
     private func start() throws {
         guard FileManager.default.isExecutableFile(atPath: Self.executable) else {
             throw Failure(description: "cannot find mosquitto (apt-get install mosquitto)")
         }
-        let broker = Process()
-        let command = Self.withSignalsUnblocked(Self.executable, ["-c", directory.appendingPathComponent("mosquitto.conf").path])
-        broker.executableURL = URL(fileURLWithPath: command.executable)
-        broker.arguments = command.arguments
-        _ = FileManager.default.createFile(atPath: logFile, contents: nil)
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logFile))
-        log.seekToEndOfFile()
-        broker.standardOutput = log
-        broker.standardError = log
-        do {
-            try broker.run()
-        } catch {
-            throw Failure(description: "cannot start \(command.executable) \(Self.executable): \(error)")
-        }
+        let broker = try ChildProcess(Self.executable, ["-c", directory.appendingPathComponent("mosquitto.conf").path],
+                                      standardOutput: .file(logFile), standardError: .standardOutput)
         process.withLock { $0 = broker }
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline {
-            if !broker.isRunning {
+            if let exit = broker.exit {
                 let text = (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? ""
-                throw Failure(description: "mosquitto exited with status \(broker.terminationStatus): \(text)")
+                throw Failure(description: "mosquitto \(exit): \(text)")
             }
             if Self.accepts(port: port) { return }
             usleep(20_000)
@@ -259,37 +248,14 @@ public final class TestBroker: Sendable {
         }
     }
 
-    /// The command that runs `executable` with an empty signal mask.
-    ///
-    /// A child inherits the signal mask of the thread that spawns it, and the test runner's threads block
-    /// SIGTERM, SIGINT, SIGHUP and others: a child spawned directly never sees SIGTERM, so mosquitto would not
-    /// save its persistence file and a program's graceful stop could not be tested. Debian's essential
-    /// `perl` clears the mask and `exec`s the program, which keeps the process id.
-    public static func withSignalsUnblocked(_ executable: String, _ arguments: [String])
-        -> (executable: String, arguments: [String])
-    {
-        let script = "use POSIX; sigprocmask(SIG_SETMASK, POSIX::SigSet->new) or die \"sigprocmask: $!\"; "
-            + "exec { $ARGV[0] } @ARGV or die \"exec $ARGV[0]: $!\""
-        return ("/usr/bin/perl", ["-e", script, executable] + arguments)
-    }
-
     /// Runs a helper program (openssl, mosquitto_passwd) and returns its output; throws when it fails.
     @discardableResult
     public static func run(_ executable: String, _ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        guard process.terminationStatus == 0 else {
-            throw Failure(description: "\(executable) \(arguments.joined(separator: " ")) failed: \(text)")
+        let run = try ChildProcess.runBlocking(executable, arguments, mergingStandardError: true)
+        guard run.termination == .exited(0) else {
+            throw Failure(description: "\(executable) \(arguments.joined(separator: " ")) \(run.termination): \(run.standardOutput)")
         }
-        return text
+        return run.standardOutput
     }
 
     /// A port that was free a moment ago (the kernel's choice for port 0).
