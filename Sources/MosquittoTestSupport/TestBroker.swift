@@ -50,6 +50,9 @@ public final class TestBroker: Sendable {
 
     public let host = "127.0.0.1"
     public let port: Int
+    /// Held for the broker's life, so that no other test's broker or client takes the port before mosquitto
+    /// binds it, at the start and at each ``restart()``.
+    private let reservation: PortReservation
     public let directory: URL
     public let options: Options
     public let username = "bridge"
@@ -69,7 +72,8 @@ public final class TestBroker: Sendable {
         self.options = options
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("test-broker-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        port = try Self.freePort()
+        reservation = try PortReservation()
+        port = reservation.port
         try writeConfig()
         try start()
     }
@@ -258,24 +262,10 @@ public final class TestBroker: Sendable {
         return run.standardOutput
     }
 
-    /// A port that was free a moment ago (the kernel's choice for port 0).
+    /// A port that was free a moment ago (the kernel's choice for port 0). Another test may take it before
+    /// it is bound; a mosquitto's port is better held with a ``PortReservation``.
     public static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw Failure(description: "socket() failed: errno \(errno)") }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0 else { throw Failure(description: "bind() failed: errno \(errno)") }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        return Int(UInt16(bigEndian: address.sin_port))
+        try PortReservation().port
     }
 
     static func accepts(port: Int) -> Bool {
@@ -283,6 +273,43 @@ public final class TestBroker: Sendable {
         close(fd)
         return true
     }
+}
+
+/// A 127.0.0.1 port bound (with SO_REUSEADDR, not listening) for as long as this lives.
+///
+/// mosquitto, which sets SO_REUSEADDR too, can still bind and listen on it, while the kernel gives it to no
+/// other `bind` to port 0 and no outgoing connection: a port merely found free and let go can be taken by a
+/// parallel test before the broker binds it, and the broker then exits with "Address already in use".
+public final class PortReservation: Sendable {
+    public let port: Int
+    private let descriptor: Int32
+
+    public init() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestBroker.Failure(description: "socket() failed: errno \(errno)") }
+        var on: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else {
+            let error = errno
+            close(fd)
+            throw TestBroker.Failure(description: "bind() failed: errno \(error)")
+        }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        descriptor = fd
+        port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    deinit { close(descriptor) }
 }
 
 /// Drains a client's message stream into a buffer for the whole test, so tests can wait for what arrived

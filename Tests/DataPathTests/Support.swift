@@ -390,25 +390,24 @@ final class DittoCollector: Sendable {
     }
 
     private let state = Shared(State())
-    private let process: Process
+    private let process: ChildProcess
     let logPath: String
 
     init(broker: TestBroker, clientID: String = "ditto-collector", directory: URL) throws {
         logPath = directory.appendingPathComponent("collector.log").path
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        let child = Process()
-        child.executableURL = URL(fileURLWithPath: "/usr/bin/mosquitto_sub")
-        child.arguments = ["-V", "mqttv5", "-h", broker.host, "-p", "\(broker.port)", "-i", clientID, "-c",
-                           "-x", "3600", "-q", "1", "-t", "ditto/in/#", "-F", "%t %p"]
         let output = Pipe()
-        child.standardOutput = output
-        child.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         do {
-            try child.run()
+            process = try ChildProcess(
+                "/usr/bin/mosquitto_sub",
+                ["-V", "mqttv5", "-h", broker.host, "-p", "\(broker.port)", "-i", clientID, "-c",
+                 "-x", "3600", "-q", "1", "-t", "ditto/in/#", "-F", "%t %p"],
+                standardOutput: .descriptor(output.fileHandleForWriting.fileDescriptor), standardError: .file(logPath))
         } catch {
             throw TestFailure("cannot start /usr/bin/mosquitto_sub (apt-get install mosquitto-clients): \(error)")
         }
-        process = child
+        // The reader sees the end of the output only once the child's copy is the last one open.
+        try output.fileHandleForWriting.close()
         let reader = output.fileHandleForReading
         let state = self.state
         let thread = Thread {
@@ -431,9 +430,7 @@ final class DittoCollector: Sendable {
     deinit { stop() }
 
     func stop() {
-        guard process.isRunning else { return }
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        process.kill9()
     }
 
     private static func take(line: Data, into state: Shared<State>) {

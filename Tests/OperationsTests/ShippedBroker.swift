@@ -51,6 +51,8 @@ final class ShippedBroker: Sendable {
     let secrets: URL
     /// Shipped listener port -> the loopback port here.
     let ports: [Int: Int]
+    /// The loopback ports, held until the broker is gone (see ``PortReservation``).
+    private let reservations: [PortReservation]
     let tls: Bool
     private let process = Mutex<ChildProcess?>(nil)
 
@@ -85,13 +87,17 @@ final class ShippedBroker: Sendable {
             guard run.status == 0 else { throw TestFailure("add-device.sh \(device): \(run.stderr)") }
         }
         var ports: [Int: Int] = [:]
+        var reservations: [PortReservation] = []
         let conf = try Repository.text("Config/mosquitto.conf")
         for line in conf.split(separator: "\n") {
             if let match = line.wholeMatch(of: /(?:#tls )?listener (\d+) 0\.0\.0\.0/), let port = Int(match.1) {
-                ports[port] = try TestBroker.freePort()
+                let reservation = try PortReservation()
+                reservations.append(reservation)
+                ports[port] = reservation.port
             }
         }
         self.ports = ports
+        self.reservations = reservations
         try placeComposeMounts(config: rewrite(conf))
         if tls { try makeCertificates() }
         try start()
