@@ -8,15 +8,16 @@ import Glibc
 /// A program the tests run (a broker, the bridge, a helper such as `openssl`), started with `posix_spawn` and
 /// reaped with `waitpid` by exactly the code that waits for it.
 ///
-/// Foundation's `Process` learns of an exit from a SIGCHLD monitor of its own and `waitUntilExit()` spins a
-/// RunLoop until that monitor has run; called on the cooperative pool (two threads on a small machine) it
-/// held both threads for minutes while exited brokers stayed unreaped. Here a wait is a `waitid` on this one
-/// child: it blocks only as long as the child takes to exit, never runs a RunLoop, and async callers wait on
-/// a thread of their own.
+/// Foundation's `Process` learns of an exit from a SIGCHLD monitor of its own, and `waitUntilExit()` spins the
+/// calling thread's RunLoop in 50 ms slices until that monitor has run: on the cooperative pool (two threads
+/// on a small machine) each wait holds a thread for the child's whole life, and a child that ignores the
+/// SIGTERM holds it for good. Here a wait is a `waitid` on this one child: it never runs a RunLoop, blocks only
+/// as long as the child takes to exit, and async callers wait on a thread of their own.
 ///
-/// The child starts with an empty signal mask and default dispositions: the test runner's threads block
-/// SIGTERM, SIGINT and SIGHUP, and a child inherits the mask, so a broker would never save its persistence
-/// file and a program's graceful stop could not be tested. It gets no descriptor but its standard three.
+/// The child starts with an empty signal mask and default dispositions: the test runner's threads, and every
+/// Foundation `Thread`, block SIGTERM, SIGINT and SIGHUP, and a child inherits the mask, so a broker would
+/// ignore SIGTERM, never save its persistence file, and a program's graceful stop could not be tested. It
+/// gets no descriptor but its standard three.
 public final class ChildProcess: Sendable {
     /// How the child ended.
     public enum Termination: Sendable, Equatable, CustomStringConvertible {
@@ -144,8 +145,7 @@ public final class ChildProcess: Sendable {
     /// Like ``waitForExit()``, on a thread of its own.
     @discardableResult
     public func waitForExit() async -> Termination {
-        // onOwnThread rethrows only what the body throws, and this body throws nothing.
-        try! await onOwnThread { [self] in waitForExit() }
+        await Self.nonThrowingOnOwnThread { [self] in waitForExit() }
     }
 
     /// Waits up to `timeout` for the exit; nil when it still runs then.
@@ -163,7 +163,7 @@ public final class ChildProcess: Sendable {
 
     /// Like ``waitForExit(timeout:)``, on a thread of its own.
     public func waitForExit(timeout: Duration) async -> Termination? {
-        try? await onOwnThread { [self] in waitForExit(timeout: timeout) } ?? nil
+        await Self.nonThrowingOnOwnThread { [self] in waitForExit(timeout: timeout) }
     }
 
     /// SIGTERM, then SIGKILL when it has not exited within `gracePeriod`; waits for the exit either way.
@@ -178,8 +178,7 @@ public final class ChildProcess: Sendable {
     /// Like ``terminate(gracePeriod:)``, on a thread of its own.
     @discardableResult
     public func terminate(gracePeriod: Duration) async -> Termination {
-        // onOwnThread rethrows only what the body throws, and this body throws nothing.
-        try! await onOwnThread { [self] in terminate(gracePeriod: gracePeriod) }
+        await Self.nonThrowingOnOwnThread { [self] in terminate(gracePeriod: gracePeriod) }
     }
 
     /// SIGKILL, and the wait.
@@ -221,6 +220,13 @@ public final class ChildProcess: Sendable {
     private static let addChdir = unsafeBitCast(
         dlsym(nil, "posix_spawn_file_actions_addchdir_np"),
         to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32).self)
+
+    /// The module's ``onOwnThread(_:)`` for a body that cannot throw.
+    private static func nonThrowingOnOwnThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { continuation in
+            Thread { continuation.resume(returning: body()) }.start()
+        }
+    }
 
     private static func sleep(_ duration: Duration) {
         let (seconds, attoseconds) = duration.components
