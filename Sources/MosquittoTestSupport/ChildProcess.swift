@@ -84,8 +84,11 @@ public final class ChildProcess: Sendable {
         }
         // Not even a descriptor the runner forgot to mark close-on-exec: a broker holding a client's socket
         // would keep that connection open after the test closed it.
-        _ = Self.addCloseFrom(&actions, 3)
-        if let directory { _ = Self.addChdir(&actions, directory) }
+        guard let addCloseFrom = Self.addCloseFrom, let addChdir = Self.addChdir else {
+            throw TestBroker.Failure(description: "glibc 2.34 or later is needed (posix_spawn_file_actions_addclosefrom_np)")
+        }
+        _ = addCloseFrom(&actions, 3)
+        if let directory { _ = addChdir(&actions, directory) }
 
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
@@ -214,12 +217,12 @@ public final class ChildProcess: Sendable {
     }
 
     // glibc's GNU extensions (2.34, 2.29) that Swift's Glibc module does not import.
-    private static let addCloseFrom = unsafeBitCast(
-        dlsym(nil, "posix_spawn_file_actions_addclosefrom_np"),
-        to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
-    private static let addChdir = unsafeBitCast(
-        dlsym(nil, "posix_spawn_file_actions_addchdir_np"),
-        to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32).self)
+    private static let addCloseFrom = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np").map {
+        unsafeBitCast($0, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32).self)
+    }
+    private static let addChdir = dlsym(nil, "posix_spawn_file_actions_addchdir_np").map {
+        unsafeBitCast($0, to: (@convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, UnsafePointer<CChar>) -> Int32).self)
+    }
 
     /// The module's ``onOwnThread(_:)`` for a body that cannot throw.
     private static func nonThrowingOnOwnThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
