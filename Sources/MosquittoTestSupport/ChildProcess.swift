@@ -2,7 +2,7 @@ import Foundation
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+public import Glibc
 #endif
 
 /// A program the tests run (a broker, the bridge, a helper such as `openssl`), started with `posix_spawn` and
