@@ -65,7 +65,7 @@ public struct DittoPublication: Sendable {
         _ message: MQTTMessage, route: Route, mapper: UplinkMapper, environment: UplinkEnvironment
     ) throws(MappingError) -> Encoded? {
         let uplink = route.uplink
-        guard case .success(let topic) = route.topic, case .success(let event)? = uplink.event,
+        guard case .success(let topic) = route.topic, case .success(let event)? = uplink.event?.shape,
               let template = event.template, case .success(let rules) = event.rules,
               HeaderMapper.takesNoHeaders(fromEvent: message.properties)
         else { return nil }
@@ -94,8 +94,8 @@ public struct DittoPublication: Sendable {
         }
         return Encoded(
             rule: uplink.rule.rule.name, topic: topic,
-            payload: template.encode(correlationID: correlationID, value: value, compactText: compactText,
-                                     revision: revision, timestamp: timestamp),
+            payload: template.encode(thingID: uplink.thingID, correlationID: correlationID, value: value,
+                                     compactText: compactText, revision: revision, timestamp: timestamp),
             properties: properties(correlationID: correlationID, contentType: template.contentType,
                                    replyTo: template.replyTo))
     }

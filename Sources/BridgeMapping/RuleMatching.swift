@@ -36,10 +36,21 @@ extension UplinkRule {
             throw .template(error)
         }
         guard let id = try? ThingID(rendered) else { throw .invalidThingID(rendered) }
-        values["thingId"] = id.description
-        values["namespace"] = id.namespace
-        values["thingName"] = id.name
-        return UplinkMatch(thingID: id, values: values)
+        return UplinkMatch(thingID: id, values: Self.values(values, thingID: id))
+    }
+
+    /// What ``match(topic:)`` gives as values for a topic it matched for `thingID`, without rendering and
+    /// checking the ID again (the runtime keeps the ID per topic, not the values).
+    public func values(topic: String, thingID: ThingID) -> [String: String] {
+        Self.values(self.topic.match(topic) ?? [:], thingID: thingID)
+    }
+
+    private static func values(_ captures: [String: String], thingID: ThingID) -> [String: String] {
+        var values = captures
+        values["thingId"] = thingID.description
+        values["namespace"] = thingID.namespace
+        values["thingName"] = thingID.name
+        return values
     }
 }
 
