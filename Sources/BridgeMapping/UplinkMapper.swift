@@ -214,15 +214,21 @@ public struct UplinkMapper: Sendable {
     /// `ditto.connection-id`, for `{{connection:id}}` in declared labels.
     public let connectionID: String
 
+    /// `ditto.publish-topic` cut for any thing, for the routes of ``DittoPublication/route(topic:mapper:ditto:)``
+    /// to share.
+    let publishTopic: DittoPublication.ThingTopic?
+
     public init(configuration: BridgeConfiguration) {
         self.init(rules: configuration.uplinkRulesByPrecedence, replyTopic: configuration.ditto.replyTopic,
-                  declaredAcks: configuration.acks.all, connectionID: configuration.ditto.connectionID)
+                  declaredAcks: configuration.acks.all, connectionID: configuration.ditto.connectionID,
+                  publishTopic: configuration.ditto.publishTopic)
     }
 
     public init(rules: [UplinkRule], replyTopic: TopicTemplate? = nil, declaredAcks: [String] = [],
-                connectionID: String = "") {
+                connectionID: String = "", publishTopic: TopicTemplate? = nil) {
         self.rules = rules
         sharedRules = rules.map(UplinkRoute.SharedRule.init)
+        self.publishTopic = publishTopic.flatMap(DittoPublication.ThingTopic.init)
         self.replyTopic = replyTopic
         self.declaredAcks = declaredAcks
         self.connectionID = connectionID
