@@ -102,7 +102,7 @@ public struct DittoPublication: Sendable {
 
     /// What a device topic decides (``UplinkMapper/route(topic:)``) plus the Ditto-side topic of its thing:
     /// everything per message that does not depend on the payload, so the runtime keeps it per topic.
-    public final class Route: Sendable {
+    public struct Route: Sendable {
         public let uplink: UplinkRoute
         /// `ditto.publish-topic` for the thing, or why it cannot be rendered (reported after the mapping). Two
         /// words: the topic is written per message from the template all routes share where that gives what

@@ -122,12 +122,12 @@ extension DeviceRequest {
     }
 }
 
-/// What a device topic decides before its payload is read: see ``UplinkMapper/route(topic:)``. A class: the
-/// runtime hands one around per message, one reference instead of copying dictionaries. Kept per device topic,
-/// by the hundred thousand on a gateway with a topic per point, so it holds only what differs per topic (the
-/// thing) and references to what the topics of a rule share (the rule; an event rule's path, Ditto's rules for
-/// it and its template, where they do not depend on the topic: `bridge-bench mapping` prints the bytes per route).
-public final class UplinkRoute: Sendable {
+/// What a device topic decides before its payload is read: see ``UplinkMapper/route(topic:)``. Kept per device
+/// topic, by the hundred thousand on a gateway with a topic per point, so it holds only what differs per topic
+/// (the thing) and references to what the topics of a rule share (the rule; an event rule's path, Ditto's rules
+/// for it and its template, where they do not depend on the topic: `bridge-bench mapping` prints the bytes per
+/// route). A struct, stored in the runtime's table itself: no object per topic.
+public struct UplinkRoute: Sendable {
     /// The rule, shared with the mapper (a reference: no copy per kept topic, no copy per message).
     let rule: SharedRule
     /// The thing the device speaks for.

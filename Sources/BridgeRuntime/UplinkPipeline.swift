@@ -26,7 +26,7 @@ final class UplinkPipeline {
     /// when the mapping is reloaded.
     private var topics: KeptDecisions<String, TopicEntry>
 
-    /// Two references: kept per topic, by the hundred thousand.
+    /// Kept per topic, by the hundred thousand: the route in place, no object per topic.
     private struct TopicEntry {
         /// The downlink rules whose reply topic this is (empty: no reply topic).
         var replyMatches: [DownlinkMapper.ReplyTopicMatch]
