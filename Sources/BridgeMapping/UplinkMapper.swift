@@ -304,7 +304,7 @@ public struct UplinkMapper: Sendable {
             let probe = Envelope.liveEvent(thingID: thingID, action: action, path: path, value: nil, revision: 0)
             let rules = Result { () throws(DittoError) in try Envelope.EventRules(validating: probe) }
             let template = (try? rules.get()).flatMap { _ in
-                eventTemplate(rule: rule, action: action, path: path, variables: variables)
+                eventTemplate(rule: rule, thingID: thingID, action: action, path: path, variables: variables)
             }
             return UplinkRoute.EventShape(path: path, rules: rules, template: template)
         }
@@ -325,10 +325,11 @@ public struct UplinkMapper: Sendable {
         return UplinkRoute.EventRoute(.success(shape))
     }
 
-    /// The template of an event rule's events on one path, or nil when their headers can differ in more than
-    /// the correlation id: a 3.1.1 header wrapper or a `{correlationId}` topic level carries headers per message,
+    /// The template of an event rule's events of `thingID` on one path (of any thing for
+    /// ``Envelope/EventTemplate/thingSentinel``), or nil when their headers can differ in more than the
+    /// correlation id: a 3.1.1 header wrapper or a `{correlationId}` topic level carries headers per message,
     /// and a static header that names a header (`{header:...}`) may follow one.
-    private static func eventTemplate(rule: UplinkRule, action: TopicPath.Action, path: String,
+    private static func eventTemplate(rule: UplinkRule, thingID: ThingID, action: TopicPath.Action, path: String,
                                       variables: [String: String]) -> Envelope.EventTemplate? {
         guard rule.headers.mqtt311 != .wrapper, variables["correlationId"] == nil,
               !rule.headers.staticHeaders.contains(where: HeaderMapper.namesHeaders)
@@ -339,7 +340,7 @@ public struct UplinkMapper: Sendable {
             generateCorrelationID: { Envelope.EventTemplate.correlationIDSentinel })
         else { return nil }
         return Envelope.EventTemplate(probe: Envelope.liveEvent(
-            thingID: Envelope.EventTemplate.thingSentinel, action: action, path: path,
+            thingID: thingID, action: action, path: path,
             value: Envelope.EventTemplate.valueSentinel, revision: Envelope.EventTemplate.revisionSentinel,
             timestamp: Envelope.EventTemplate.timestampSentinel, headers: headers))
     }

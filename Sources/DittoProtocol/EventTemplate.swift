@@ -6,9 +6,10 @@ extension Envelope {
     /// It is ``Envelope/encoded()`` of a probe event that carries sentinels where those parts go, cut at the
     /// sentinels. Encoding a message with it gives, byte for byte, what `encoded()` gives for the probe with the
     /// parts set, without building headers, an envelope and its teardown per message. The format stays in
-    /// `encoded()`: this only remembers its output. The thing is a part like the others so that one template
-    /// serves every device topic of a rule whose path and headers do not depend on the topic: a gateway with a
-    /// topic per point keeps one template per rule, not one per topic.
+    /// `encoded()`: this only remembers its output. The thing is a part like the others where the probe's thing
+    /// is ``thingSentinel``, so that one template serves every device topic of a rule whose path and headers do
+    /// not depend on the topic: a gateway with a topic per point keeps one template per rule, not one per topic.
+    /// A probe of another thing makes a template of that thing alone.
     public struct EventTemplate: Sendable {
         /// Where the probe's correlation id goes. As long as the longest id ``accepts(correlationID:)``
         /// takes, so that headers that fit Ditto's size limit with it fit with every accepted id.
@@ -47,22 +48,24 @@ extension Envelope {
         public let contentType: String?
         public let replyTo: String?
 
-        /// The template of `probe`: a live event whose thing, correlation id, value, revision and timestamp are
-        /// the sentinels. Nil when one of them does not appear exactly once in its encoding, as when another
-        /// header repeats the correlation id or names the thing.
+        /// The template of `probe`: a live event whose correlation id, value, revision and timestamp are the
+        /// sentinels, and its thing too where it is to be a part. Nil when a sentinel does not appear exactly
+        /// once in its encoding, as when another header repeats the correlation id or names the thing.
         public init?(probe: Envelope) {
-            guard probe.topic.thingID == Self.thingSentinel, probe.headers.correlationID == Self.correlationIDSentinel,
-                  probe.value == Self.valueSentinel, probe.revision == Self.revisionSentinel,
-                  probe.timestamp == Self.timestampSentinel
+            guard probe.headers.correlationID == Self.correlationIDSentinel, probe.value == Self.valueSentinel,
+                  probe.revision == Self.revisionSentinel, probe.timestamp == Self.timestampSentinel
             else { return nil }
             let encoded = probe.encoded()
+            var sentinels = [(Slot.correlationID, JSON.serializeString(Self.correlationIDSentinel)),
+                             (.value, JSON.serialize(Self.valueSentinel)),
+                             (.revision, Array(String(Self.revisionSentinel).utf8)),
+                             (.timestamp, JSON.serializeString(Self.timestampSentinel))]
+            if probe.topic.thingID == Self.thingSentinel {
+                sentinels += [(.thingNamespace, Array(Self.thingSentinel.namespace.utf8)),
+                              (.thingName, Array(Self.thingSentinel.name.utf8))]
+            }
             var found: [(range: Range<Int>, slot: Slot)] = []
-            for (slot, text) in [(Slot.correlationID, JSON.serializeString(Self.correlationIDSentinel)),
-                                 (.value, JSON.serialize(Self.valueSentinel)),
-                                 (.revision, Array(String(Self.revisionSentinel).utf8)),
-                                 (.timestamp, JSON.serializeString(Self.timestampSentinel)),
-                                 (.thingNamespace, Array(Self.thingSentinel.namespace.utf8)),
-                                 (.thingName, Array(Self.thingSentinel.name.utf8))] {
+            for (slot, text) in sentinels {
                 let ranges = Self.occurrences(of: text, in: encoded)
                 guard ranges.count == 1 else { return nil }
                 found.append((ranges[0], slot))
@@ -91,7 +94,8 @@ extension Envelope {
             !correlationID.isEmpty && correlationID.utf8.count <= maximumCorrelationIDLength
         }
 
-        /// `encoded()` of the probe with these parts in place of the sentinels. `compactText`, where given, is
+        /// `encoded()` of the probe with these parts in place of the sentinels (`thingID` only where the probe's
+        /// thing was ``thingSentinel``: a template of one thing writes that one). `compactText`, where given, is
         /// what ``Envelope/setValue(_:compactText:)`` takes; it is written instead of `value`, which is then not read
         /// (the uplink passes `.null` for a payload it did not parse, see ``JSON/compactValue(_:)``).
         public func encode(thingID: ThingID, correlationID: String, value: JSONValue, compactText: ArraySlice<UInt8>?,

@@ -51,9 +51,6 @@ import Testing
         other = try Self.probe()
         other.revision = 1
         #expect(Template(probe: other) == nil)
-        other = try Self.probe()
-        other.topic = .liveEvent(thingID: try ThingID("org.example:lamp-1"), action: .modified)
-        #expect(Template(probe: other) == nil)
         #expect(Template(probe: try Self.probe(headers: [("x-thing", Template.thingSentinel.description)])) == nil)
         #expect(Template(probe: try Self.probe()) != nil)
     }
@@ -64,5 +61,22 @@ import Testing
         #expect(Template.accepts(correlationID: "x"))
         #expect(Template.accepts(correlationID: String(repeating: "x", count: Template.maximumCorrelationIDLength)))
         #expect(!Template.accepts(correlationID: String(repeating: "x", count: Template.maximumCorrelationIDLength + 1)))
+    }
+
+    /// A probe of a thing other than the sentinel makes a template of that thing: the thing is no part of it.
+    @Test func aProbeOfAThingMakesATemplateOfThatThing() throws {
+        var probe = try Self.probe()
+        let lamp = try ThingID("org.example:lamp-1")
+        probe.topic = .liveEvent(thingID: lamp, action: .modified)
+        let template = try #require(Template(probe: probe))
+        var envelope = probe
+        envelope.headers.correlationID = "c-1"
+        envelope.revision = 3
+        envelope.timestamp = "t"
+        envelope.value = 1
+        for thing in [lamp, Template.thingSentinel] {
+            #expect(template.encode(thingID: thing, correlationID: "c-1", value: 1, compactText: nil,
+                                    revision: 3, timestamp: "t") == envelope.encoded())
+        }
     }
 }
