@@ -65,7 +65,7 @@ public struct DittoPublication: Sendable {
         _ message: MQTTMessage, route: Route, mapper: UplinkMapper, environment: UplinkEnvironment
     ) throws(MappingError) -> Encoded? {
         let uplink = route.uplink
-        guard case .success(let topic) = route.topic, case .success(let event)? = uplink.event,
+        guard case .success(let topic) = route.topic, case .success(let event)? = uplink.event?.shape,
               let template = event.template, case .success(let rules) = event.rules,
               HeaderMapper.takesNoHeaders(fromEvent: message.properties)
         else { return nil }
@@ -94,22 +94,104 @@ public struct DittoPublication: Sendable {
         }
         return Encoded(
             rule: uplink.rule.rule.name, topic: topic,
-            payload: template.encode(correlationID: correlationID, value: value, compactText: compactText,
-                                     revision: revision, timestamp: timestamp),
+            payload: template.encode(thingID: uplink.thingID, correlationID: correlationID, value: value,
+                                     compactText: compactText, revision: revision, timestamp: timestamp),
             properties: properties(correlationID: correlationID, contentType: template.contentType,
                                    replyTo: template.replyTo))
     }
 
     /// What a device topic decides (``UplinkMapper/route(topic:)``) plus the Ditto-side topic of its thing:
     /// everything per message that does not depend on the payload, so the runtime keeps it per topic.
-    public final class Route: Sendable {
+    public struct Route: Sendable {
         public let uplink: UplinkRoute
-        /// `ditto.publish-topic` for the thing, or why it cannot be rendered (reported after the mapping).
-        let topic: Result<String, MappingError>
+        /// `ditto.publish-topic` for the thing, or why it cannot be rendered (reported after the mapping). Two
+        /// words: the topic is written per message from the template all routes share where that gives what
+        /// rendering gave, and the rare refusal is boxed.
+        private let rendered: Rendered
 
-        init(uplink: UplinkRoute, topic: Result<String, MappingError>) {
+        private enum Rendered {
+            case shared(ThingTopic)
+            case own(String)
+            case refused(Refusal)
+        }
+
+        final class Refusal: Sendable {
+            let error: MappingError
+
+            init(_ error: MappingError) {
+                self.error = error
+            }
+        }
+
+        var topic: Result<String, MappingError> {
+            switch rendered {
+            case .shared(let template): .success(template.topic(for: uplink.thingID))
+            case .own(let topic): .success(topic)
+            case .refused(let refusal): .failure(refusal.error)
+            }
+        }
+
+        init(uplink: UplinkRoute, topic: Result<String, MappingError>, shared: ThingTopic?) {
             self.uplink = uplink
-            self.topic = topic
+            switch topic {
+            case .success(let text):
+                if let shared, shared.topic(for: uplink.thingID) == text {
+                    rendered = .shared(shared)
+                } else {
+                    rendered = .own(text)
+                }
+            case .failure(let error):
+                rendered = .refused(Refusal(error))
+            }
+        }
+    }
+
+    /// A Ditto-side topic template rendered once for ``Envelope/EventTemplate/thingSentinel`` and cut where the
+    /// thing's namespace and name went: a thing's topic is the pieces with its parts in between. A route uses it
+    /// only where that is what ``render(_:for:)`` gives for its thing (not so after a transform such as `|lower`),
+    /// so rendering, and its refusals, stay in one place.
+    final class ThingTopic: Sendable {
+        let template: TopicTemplate
+        /// `pieces[i]` comes before `slots[i]`; the last piece after the last slot.
+        private let pieces: [String]
+        private let slots: [Slot]
+
+        private enum Slot {
+            case namespace, name
+        }
+
+        init?(_ template: TopicTemplate) {
+            let thing = Envelope.EventTemplate.thingSentinel
+            guard let text = try? DittoPublication.render(template, for: thing) else { return nil }
+            let marks = [(Slot.namespace, Array(thing.namespace.utf8)), (.name, Array(thing.name.utf8))]
+            let bytes = Array(text.utf8)
+            var pieces: [String] = []
+            var slots: [Slot] = []
+            var start = 0
+            var index = 0
+            while index < bytes.count {
+                if let (slot, mark) = marks.first(where: { bytes[index...].starts(with: $0.1) }) {
+                    pieces.append(String(decoding: bytes[start..<index], as: UTF8.self))
+                    slots.append(slot)
+                    index += mark.count
+                    start = index
+                } else {
+                    index += 1
+                }
+            }
+            pieces.append(String(decoding: bytes[start...], as: UTF8.self))
+            self.template = template
+            self.pieces = pieces
+            self.slots = slots
+        }
+
+        func topic(for thingID: ThingID) -> String {
+            var topic = pieces[0]
+            for (slot, piece) in zip(slots, pieces.dropFirst()) {
+                topic += slot == .namespace ? thingID.namespace : thingID.name
+                topic += piece
+            }
+            return topic
         }
     }
 
@@ -122,7 +204,8 @@ public struct DittoPublication: Sendable {
         } catch {
             rendered = .failure(error)
         }
-        return Route(uplink: uplink, topic: rendered)
+        let shared = mapper.publishTopic.flatMap { $0.template == ditto.publishTopic ? $0 : nil }
+        return Route(uplink: uplink, topic: rendered, shared: shared)
     }
 
     /// Maps one device message (requests get `reply-to` = `ditto.reply-topic` from the mapper).

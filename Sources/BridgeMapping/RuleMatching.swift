@@ -36,10 +36,22 @@ extension UplinkRule {
             throw .template(error)
         }
         guard let id = try? ThingID(rendered) else { throw .invalidThingID(rendered) }
-        values["thingId"] = id.description
-        values["namespace"] = id.namespace
-        values["thingName"] = id.name
+        Self.addThing(id, to: &values)
         return UplinkMatch(thingID: id, values: values)
+    }
+
+    /// What ``match(topic:)`` gives as values for a topic it matched for `thingID`, without rendering and
+    /// checking the ID again (the runtime keeps the ID per topic, not the values).
+    public func values(topic: String, thingID: ThingID) -> [String: String] {
+        var values = self.topic.match(topic) ?? [:]
+        Self.addThing(thingID, to: &values)
+        return values
+    }
+
+    private static func addThing(_ thingID: ThingID, to values: inout [String: String]) {
+        values["thingId"] = thingID.description
+        values["namespace"] = thingID.namespace
+        values["thingName"] = thingID.name
     }
 }
 

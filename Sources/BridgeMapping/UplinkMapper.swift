@@ -122,21 +122,34 @@ extension DeviceRequest {
     }
 }
 
-/// What a device topic decides before its payload is read: see ``UplinkMapper/route(topic:)``. A class: the
-/// runtime hands one around per message, one reference instead of copying dictionaries. Kept per device topic,
-/// so it holds only what the mapping needs (about 1.5 kB each with an event template, `bridge-bench mapping`); the rule is shared.
-public final class UplinkRoute: Sendable {
+/// What a device topic decides before its payload is read: see ``UplinkMapper/route(topic:)``. Kept per device
+/// topic, by the hundred thousand on a gateway with a topic per point, so it holds only what differs per topic
+/// (the thing) and references to what the topics of a rule share (the rule; an event rule's path, Ditto's rules
+/// for it and its template, where they do not depend on the topic: `bridge-bench mapping` prints the bytes per
+/// route). A struct, stored in the runtime's table itself: no object per topic.
+public struct UplinkRoute: Sendable {
     /// The rule, shared with the mapper (a reference: no copy per kept topic, no copy per message).
     let rule: SharedRule
     /// The thing the device speaks for.
     public let thingID: ThingID
-    /// The topic's captures, `namespace`, `thingId`, `thingName` and `topic`: what the rule's templates see.
-    public let variables: [String: String]
-    /// An event rule's rendered path and Ditto's rules for events there, or why the topic's values cannot make
-    /// a path (reported per message).
-    let event: Result<EventRoute, MappingError>?
+    /// The topic's values (``UplinkMapper/variables(topic:thingID:rule:)``) where the rule's messages need them
+    /// often enough to keep them; nil where the topics share their event (``variables(topic:)`` makes them then).
+    private let keptVariables: [String: String]?
+    /// An event rule's path, Ditto's rules for events there and their template, or why the topic's values
+    /// cannot make a path (reported per message).
+    let event: EventRoute?
 
-    struct EventRoute: Sendable {
+    /// What an event rule's topic decides for its events. One per rule where the path and headers are the same
+    /// for every topic, one per topic otherwise.
+    final class EventRoute: Sendable {
+        let shape: Result<EventShape, MappingError>
+
+        init(_ shape: Result<EventShape, MappingError>) {
+            self.shape = shape
+        }
+    }
+
+    struct EventShape: Sendable {
         var path: String
         /// Why Ditto would refuse every event here (reported per message, where a refused value is), or the
         /// rules that remain per event.
@@ -148,19 +161,29 @@ public final class UplinkRoute: Sendable {
 
     final class SharedRule: Sendable {
         let rule: UplinkRule
+        /// The event route of every topic of an event rule whose path, headers and Ditto's rules for them do not
+        /// depend on the topic; nil for other rules, whose topics make their own.
+        let event: EventRoute?
 
         init(_ rule: UplinkRule) {
             self.rule = rule
+            event = UplinkMapper.sharedEventRoute(rule)
         }
     }
 
     /// The name of the rule that takes the topic (for logs).
     public var ruleName: String { rule.rule.name }
 
-    init(rule: SharedRule, thingID: ThingID, variables: [String: String], event: Result<EventRoute, MappingError>?) {
+    /// What the rule's templates see for this route's `topic`: its captures, `namespace`, `thingId`, `thingName`
+    /// and `topic`.
+    public func variables(topic: String) -> [String: String] {
+        keptVariables ?? UplinkMapper.variables(topic: topic, thingID: thingID, rule: rule.rule)
+    }
+
+    init(rule: SharedRule, thingID: ThingID, variables: [String: String]?, event: EventRoute?) {
         self.rule = rule
         self.thingID = thingID
-        self.variables = variables
+        keptVariables = variables
         self.event = event
     }
 }
@@ -191,15 +214,21 @@ public struct UplinkMapper: Sendable {
     /// `ditto.connection-id`, for `{{connection:id}}` in declared labels.
     public let connectionID: String
 
+    /// `ditto.publish-topic` cut for any thing, for the routes of ``DittoPublication/route(topic:mapper:ditto:)``
+    /// to share.
+    let publishTopic: DittoPublication.ThingTopic?
+
     public init(configuration: BridgeConfiguration) {
         self.init(rules: configuration.uplinkRulesByPrecedence, replyTopic: configuration.ditto.replyTopic,
-                  declaredAcks: configuration.acks.all, connectionID: configuration.ditto.connectionID)
+                  declaredAcks: configuration.acks.all, connectionID: configuration.ditto.connectionID,
+                  publishTopic: configuration.ditto.publishTopic)
     }
 
     public init(rules: [UplinkRule], replyTopic: TopicTemplate? = nil, declaredAcks: [String] = [],
-                connectionID: String = "") {
+                connectionID: String = "", publishTopic: TopicTemplate? = nil) {
         self.rules = rules
         sharedRules = rules.map(UplinkRoute.SharedRule.init)
+        self.publishTopic = publishTopic.flatMap(DittoPublication.ThingTopic.init)
         self.replyTopic = replyTopic
         self.declaredAcks = declaredAcks
         self.connectionID = connectionID
@@ -221,7 +250,7 @@ public struct UplinkMapper: Sendable {
         MappingError(.noRule, "no uplink rule matches topic \(topic)")
     }
 
-    /// What the topic alone decides (the first rule that matches it, its values, an event's path); nil when no
+    /// What the topic alone decides (the first rule that matches it, its thing, an event's path); nil when no
     /// rule matches. A pure function of the topic, so the runtime keeps it per topic instead of matching and
     /// rendering on every message.
     public func route(topic: String) throws(MappingError) -> UplinkRoute? {
@@ -233,33 +262,72 @@ public struct UplinkMapper: Sendable {
                 throw MappingError(.invalidIdentifier, "rule \(rule.name): \(error)")
             }
             guard let matched else { continue }
-            var variables = matched.values
-            variables["topic"] = topic
-            var event: Result<UplinkRoute.EventRoute, MappingError>?
-            if case .event(let spec) = rule.action {
-                event = Result { () throws(MappingError) in
-                    let path = try renderPointer(spec.path, variables).description
-                    let action = TopicPath.Action(spec.action)
-                    let probe = Envelope.liveEvent(thingID: matched.thingID, action: action, path: path, value: nil,
-                                                   revision: 0)
-                    let rules = Result { () throws(DittoError) in try Envelope.EventRules(validating: probe) }
-                    let template = (try? rules.get()).flatMap { _ in
-                        Self.eventTemplate(rule: rule, thingID: matched.thingID, action: action, path: path,
-                                           variables: variables)
-                    }
-                    return UplinkRoute.EventRoute(path: path, rules: rules, template: template)
-                }
+            let shared = sharedRules[index]
+            // Events written through the shared template need no values of their topic; other messages of the
+            // rule keep them, to be rendered on every message.
+            if let event = shared.event, case .success(let shape) = event.shape, shape.template != nil {
+                return UplinkRoute(rule: shared, thingID: matched.thingID, variables: nil, event: event)
+            }
+            let variables = Self.variables(topic: topic, values: matched.values)
+            var event = shared.event
+            if event == nil, case .event(let spec) = rule.action {
+                event = UplinkRoute.EventRoute(Self.eventShape(rule: rule, spec: spec, thingID: matched.thingID,
+                                                               variables: variables))
             }
             // Kept per topic: no spare capacity.
             var compact = [String: String](minimumCapacity: variables.count)
             for (name, value) in variables { compact[name] = value }
-            return UplinkRoute(rule: sharedRules[index], thingID: matched.thingID, variables: compact, event: event)
+            return UplinkRoute(rule: shared, thingID: matched.thingID, variables: compact, event: event)
         }
         return nil
     }
 
-    /// The template of an event rule's events on one topic, or nil when their headers can differ in more than
-    /// the correlation id: a 3.1.1 header wrapper or a `{correlationId}` topic level carries headers per message,
+    /// What the rule's templates see for a topic it matched with `values` (``UplinkRule/match(topic:)``).
+    private static func variables(topic: String, values: [String: String]) -> [String: String] {
+        var variables = values
+        variables["topic"] = topic
+        return variables
+    }
+
+    /// The same for a topic the rule matched for `thingID`, without rendering and checking the ID again.
+    static func variables(topic: String, thingID: ThingID, rule: UplinkRule) -> [String: String] {
+        variables(topic: topic, values: rule.values(topic: topic, thingID: thingID))
+    }
+
+    /// An event rule's path, Ditto's rules for events there and the events' template, for a topic of `thingID`
+    /// with `variables`.
+    private static func eventShape(rule: UplinkRule, spec: EventSpec, thingID: ThingID,
+                                   variables: [String: String]) -> Result<UplinkRoute.EventShape, MappingError> {
+        Result { () throws(MappingError) in
+            let path = try renderPointer(spec.path, variables).description
+            let action = TopicPath.Action(spec.action)
+            let probe = Envelope.liveEvent(thingID: thingID, action: action, path: path, value: nil, revision: 0)
+            let rules = Result { () throws(DittoError) in try Envelope.EventRules(validating: probe) }
+            let template = (try? rules.get()).flatMap { _ in
+                eventTemplate(rule: rule, thingID: thingID, action: action, path: path, variables: variables)
+            }
+            return UplinkRoute.EventShape(path: path, rules: rules, template: template)
+        }
+    }
+
+    /// The event route all topics of `rule` share: where its path and static headers have no placeholders, the
+    /// topic can change nothing but the thing, which the template writes per message. Nil where the topic can
+    /// change more (a placeholder; a `{correlationId}` level, which takes the template away), or where Ditto's
+    /// rules refuse the path (their error names the thing, so each topic reports its own).
+    static func sharedEventRoute(_ rule: UplinkRule) -> UplinkRoute.EventRoute? {
+        guard case .event(let spec) = rule.action, spec.path.isConstant,
+              rule.headers.staticHeaders.allSatisfy({ $0.value.isConstant }),
+              !rule.topic.placeholders.contains("correlationId"),
+              case .success(let shape) = eventShape(rule: rule, spec: spec, thingID: Envelope.EventTemplate.thingSentinel,
+                                                    variables: [:]),
+              case .success = shape.rules
+        else { return nil }
+        return UplinkRoute.EventRoute(.success(shape))
+    }
+
+    /// The template of an event rule's events of `thingID` on one path (of any thing for
+    /// ``Envelope/EventTemplate/thingSentinel``), or nil when their headers can differ in more than the
+    /// correlation id: a 3.1.1 header wrapper or a `{correlationId}` topic level carries headers per message,
     /// and a static header that names a header (`{header:...}`) may follow one.
     private static func eventTemplate(rule: UplinkRule, thingID: ThingID, action: TopicPath.Action, path: String,
                                       variables: [String: String]) -> Envelope.EventTemplate? {
@@ -272,9 +340,9 @@ public struct UplinkMapper: Sendable {
             generateCorrelationID: { Envelope.EventTemplate.correlationIDSentinel })
         else { return nil }
         return Envelope.EventTemplate(probe: Envelope.liveEvent(
-            thingID: thingID, action: action, path: path, value: Envelope.EventTemplate.valueSentinel,
-            revision: Envelope.EventTemplate.revisionSentinel, timestamp: Envelope.EventTemplate.timestampSentinel,
-            headers: headers))
+            thingID: thingID, action: action, path: path,
+            value: Envelope.EventTemplate.valueSentinel, revision: Envelope.EventTemplate.revisionSentinel,
+            timestamp: Envelope.EventTemplate.timestampSentinel, headers: headers))
     }
 
     /// Maps a message whose topic took `route` (from ``route(topic:)`` of this mapper).
@@ -282,7 +350,7 @@ public struct UplinkMapper: Sendable {
                     environment: UplinkEnvironment) throws(MappingError) -> UplinkResult {
         let rule = route.rule.rule
         let thingID = route.thingID
-        let variables = route.variables
+        let variables = route.variables(topic: message.topic)
         let mapper = HeaderMapper(policy: rule.headers)
         // Before anything else is read: a refused request is refused whatever else is wrong with it.
         if !rule.action.isEvent {
@@ -301,7 +369,7 @@ public struct UplinkMapper: Sendable {
 
         switch rule.action {
         case .event(let spec):
-            guard let event = try route.event?.get() else {
+            guard let event = try route.event?.shape.get() else {
                 preconditionFailure("a route of an event rule has its path")
             }
             let (value, compactText) = try PayloadReader.jsonValueKeepingText(payload, format: rule.payload)
@@ -322,9 +390,9 @@ public struct UplinkMapper: Sendable {
             return UplinkResult(rule: rule.name, thingID: thingID, envelope: envelope, request: nil)
 
         case .message(let spec):
-            let subject = try render(spec.subject, variables, what: "subject")
+            let subject = try Self.render(spec.subject, variables, what: "subject")
             let featureID = try spec.feature.map { template throws(MappingError) in
-                try render(template, variables, what: "feature")
+                try Self.render(template, variables, what: "feature")
             }
             let contentType = spec.contentType ?? message.properties.contentType.map(ContentType.init)
             let read = try PayloadReader.messagePayload(payload, format: rule.payload, contentType: contentType)
@@ -406,13 +474,12 @@ public struct UplinkMapper: Sendable {
     public func errorAnswer(to message: MQTTMessage, error: MappingError, route: UplinkRoute? = nil) -> MQTTMessage? {
         if let route {
             return errorAnswer(to: message, error: error, rule: route.rule.rule, thingID: route.thingID,
-                               variables: route.variables)
+                               variables: route.variables(topic: message.topic))
         }
         for rule in rules {
             guard let matched = try? rule.match(topic: message.topic) else { continue }
-            var variables = matched.values
-            variables["topic"] = message.topic
-            return errorAnswer(to: message, error: error, rule: rule, thingID: matched.thingID, variables: variables)
+            return errorAnswer(to: message, error: error, rule: rule, thingID: matched.thingID,
+                               variables: Self.variables(topic: message.topic, values: matched.values))
         }
         return nil
     }
@@ -518,7 +585,7 @@ public struct UplinkMapper: Sendable {
         return min(max(asked, .milliseconds(1)), .seconds(60))
     }
 
-    private func renderPointer(_ template: Template, _ variables: [String: String]) throws(MappingError) -> JSONPointer {
+    private static func renderPointer(_ template: Template, _ variables: [String: String]) throws(MappingError) -> JSONPointer {
         let text = try render(template, variables, what: "path")
         let pointer: JSONPointer
         do {
@@ -535,7 +602,7 @@ public struct UplinkMapper: Sendable {
         return pointer
     }
 
-    func render(_ template: Template, _ variables: [String: String], what: String) throws(MappingError) -> String {
+    static func render(_ template: Template, _ variables: [String: String], what: String) throws(MappingError) -> String {
         do {
             return try template.render(variables)
         } catch {

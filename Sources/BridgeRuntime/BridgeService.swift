@@ -28,6 +28,11 @@ public final class BridgeService: Service, Sendable {
     public let maximumPendingRequests: Int
     /// How long a graceful stop waits for the uplink to drain.
     public let drainTimeout: Duration
+    /// How many device topics the data plane keeps what they decide for, by default: above
+    /// the topics of a large site gateway (a topic per point), so that cycling over all of them finds each kept.
+    /// An entry holds the topic's thing and references to what its rule's topics share, so the bound costs
+    /// memory only as the topics come.
+    public static let defaultKeptTopicLimit = 262_144
     let logger: Logger
     let loop: MQTTEventLoop
     /// The data plane, reachable only on the loop's thread.
@@ -49,7 +54,7 @@ public final class BridgeService: Service, Sendable {
 
     public convenience init(configuration: BridgeConfiguration, logger: Logger, metrics: BridgeMetrics = BridgeMetrics(),
                             maximumPendingRequests: Int = 10_000, drainTimeout: Duration = .seconds(10),
-                            keptTopicLimit: Int = 16_384) throws {
+                            keptTopicLimit: Int = BridgeService.defaultKeptTopicLimit) throws {
         try self.init(configuration: configuration, logger: logger, metrics: metrics,
                       maximumPendingRequests: maximumPendingRequests, drainTimeout: drainTimeout,
                       keptTopicLimit: keptTopicLimit, makeDittoSide: Self.makeDittoSide)

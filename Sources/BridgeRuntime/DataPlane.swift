@@ -30,7 +30,7 @@ final class DataPlane {
     private let downlink: DownlinkPipeline
 
     init(configuration: BridgeConfiguration, loop: MQTTEventLoop, device: MosquittoClient, ditto: any DittoTransport,
-         logger: Logger, metrics: BridgeMetrics, maximumPendingRequests: Int, keptTopicLimit: Int = 16_384) throws {
+         logger: Logger, metrics: BridgeMetrics, maximumPendingRequests: Int, keptTopicLimit: Int = BridgeService.defaultKeptTopicLimit) throws {
         // The spool creates the state directory the revision base is kept in.
         let spool = try configuration.spool.map { try Spool(settings: $0, logger: logger) }
         let revisionBase = RevisionBase.next(stateDirectory: configuration.spool?.directory, logger: logger)

@@ -20,8 +20,12 @@ final class DownlinkPipeline {
     private let presence: Presence
     private(set) var mapper: DownlinkMapper
     /// The downlink rule each Ditto signal (topic and path) goes to, so a request costs a lookup instead of a
-    /// path parse and rule matches; bounded like the uplink's topics, emptied when the mapping is reloaded.
+    /// path parse and rule matches; emptied when the mapping is reloaded. Bounded by the uplink's topic limit but
+    /// at most ``keptSignalLimit``: a target holds its own captures and rule values (nothing is shared between
+    /// signals as it is between a rule's topics), so the uplink's large bound would let it grow far bigger.
     private var targets: KeptDecisions<DownlinkSignal, DownlinkTarget>
+    /// The signal table's own bound (the bound both tables had before a kept topic became small).
+    static let keptSignalLimit = 16_384
     var pending: PendingTable<PendingKey, PendingDownlink>
     private var expiry = ExpiryTimer()
     /// Things with a pending request per correlation id, to find a device's answer.
@@ -38,7 +42,7 @@ final class DownlinkPipeline {
     init(context: PlaneContext, presence: Presence) {
         self.context = context
         self.presence = presence
-        targets = KeptDecisions(limit: context.keptTopicLimit)
+        targets = KeptDecisions(limit: min(context.keptTopicLimit, Self.keptSignalLimit))
         mapper = DownlinkMapper(configuration: context.configuration)
         pending = PendingTable(capacity: context.maximumPendingRequests)
     }

@@ -10,7 +10,8 @@
 /// mapping is reloaded.
 ///
 /// Each key is stored twice (the index and its slot; a `String` key shares its storage, so only a retain),
-/// the value once, in one array: no node per entry.
+/// the value once, in pages of slots: no node per entry, and a table that grows to hundreds of thousands of
+/// keys never copies its slots into a larger array, nor leaves the smaller one behind as a hole in the heap.
 struct KeptDecisions<Key: Hashable, Value> {
     private struct Slot {
         var key: Key
@@ -20,22 +21,24 @@ struct KeptDecisions<Key: Hashable, Value> {
     }
 
     private var index: [Key: Int] = [:]
-    private var slots: [Slot] = []
+    /// Slot `i` is `pages[i / pageSize][i % pageSize]`; every page but the last is full.
+    private var pages: [[Slot]] = []
+    private(set) var count = 0
     /// The next slot the eviction looks at.
     private var hand = 0
     let limit: Int
+    private static var pageSize: Int { 1_024 }
 
     init(limit: Int) {
         self.limit = max(1, limit)
     }
 
-    var count: Int { slots.count }
-
     /// The value kept for `key`, marking it as in use.
     mutating func value(for key: Key) -> Value? {
         guard let slot = index[key] else { return nil }
-        slots[slot].referenced = true
-        return slots[slot].value
+        let (page, offset) = slot.quotientAndRemainder(dividingBy: Self.pageSize)
+        pages[page][offset].referenced = true
+        return pages[page][offset].value
     }
 
     /// Keeps `value` for `key`; past the limit it replaces the first key the hand finds unused. Returns whether
@@ -43,28 +46,40 @@ struct KeptDecisions<Key: Hashable, Value> {
     @discardableResult
     mutating func keep(_ value: Value, for key: Key) -> Bool {
         if let slot = index[key] {
-            slots[slot].value = value
+            let (page, offset) = slot.quotientAndRemainder(dividingBy: Self.pageSize)
+            pages[page][offset].value = value
             return false
         }
-        guard slots.count >= limit else {
-            index[key] = slots.count
-            slots.append(Slot(key: key, value: value, referenced: false))
+        guard count >= limit else {
+            if pages.last.map({ $0.count == Self.pageSize }) ?? true {
+                // The first page grows as a small table needs; later ones are made whole.
+                var page: [Slot] = []
+                if !pages.isEmpty { page.reserveCapacity(Self.pageSize) }
+                pages.append(page)
+            }
+            pages[pages.count - 1].append(Slot(key: key, value: value, referenced: false))
+            index[key] = count
+            count += 1
             return false
         }
-        while slots[hand].referenced {
-            slots[hand].referenced = false
-            hand = (hand + 1) % slots.count
+        while true {
+            let (page, offset) = hand.quotientAndRemainder(dividingBy: Self.pageSize)
+            guard pages[page][offset].referenced else { break }
+            pages[page][offset].referenced = false
+            hand = (hand + 1) % count
         }
-        index[slots[hand].key] = nil
+        let (page, offset) = hand.quotientAndRemainder(dividingBy: Self.pageSize)
+        index[pages[page][offset].key] = nil
         index[key] = hand
-        slots[hand] = Slot(key: key, value: value, referenced: false)
-        hand = (hand + 1) % slots.count
+        pages[page][offset] = Slot(key: key, value: value, referenced: false)
+        hand = (hand + 1) % count
         return true
     }
 
     mutating func removeAll() {
         index.removeAll()
-        slots.removeAll()
+        pages.removeAll()
+        count = 0
         hand = 0
     }
 }

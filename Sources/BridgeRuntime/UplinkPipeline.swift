@@ -26,18 +26,13 @@ final class UplinkPipeline {
     /// when the mapping is reloaded.
     private var topics: KeptDecisions<String, TopicEntry>
 
+    /// Kept per topic, by the hundred thousand: the route in place, no object per topic.
     private struct TopicEntry {
         /// The downlink rules whose reply topic this is (empty: no reply topic).
         var replyMatches: [DownlinkMapper.ReplyTopicMatch]
-        var uplink: UplinkDecision
-    }
-
-    /// What a device topic decides for the uplink.
-    private enum UplinkDecision {
-        case route(DittoPublication.Route)
-        case noRule
-        /// The topic's values make no route (an invalid thing ID); not kept.
-        case unroutable(MappingError)
+        /// The uplink route; nil when no uplink rule takes the topic. (A topic whose values make no route, an
+        /// invalid thing ID, is not kept.)
+        var uplink: DittoPublication.Route?
     }
 
     /// Device requests waiting for Ditto's answer.
@@ -81,6 +76,8 @@ final class UplinkPipeline {
         let arrival = MQTTEventLoop.monotonicNanoseconds()
         let configuration = context.configuration
         let entry: TopicEntry
+        // Why the topic's values make no route (not kept: reported per message).
+        var unroutable: MappingError?
         if let known = topics.value(for: message.topic) {
             entry = known
         } else {
@@ -88,23 +85,20 @@ final class UplinkPipeline {
                 presence.update(status, variables: variables, payload: message.payload)
                 return
             }
-            let decision: UplinkDecision
+            let replyMatches = downlink.replyTopicMatches(message.topic)
             do throws(MappingError) {
-                decision = try DittoPublication.route(topic: message.topic, mapper: mapper, ditto: configuration.ditto)
-                    .map(UplinkDecision.route) ?? .noRule
+                let route = try DittoPublication.route(topic: message.topic, mapper: mapper, ditto: configuration.ditto)
+                entry = TopicEntry(replyMatches: replyMatches, uplink: route)
+                remember(entry, topic: message.topic)
             } catch {
-                decision = .unroutable(error)
+                entry = TopicEntry(replyMatches: replyMatches, uplink: nil)
+                unroutable = error
             }
-            entry = TopicEntry(replyMatches: downlink.replyTopicMatches(message.topic), uplink: decision)
-            if case .unroutable = decision {} else { remember(entry, topic: message.topic) }
         }
         // A reply topic may also be an uplink topic: whether a message is a reply depends on the message.
         if downlink.takeReply(message, matches: entry.replyMatches) { return }
-        let route: DittoPublication.Route
-        switch entry.uplink {
-        case .route(let found): route = found
-        case .noRule: return drop(message, UplinkMapper.noRule(message.topic), route: nil)
-        case .unroutable(let error): return drop(message, error, route: nil)
+        guard let route = entry.uplink else {
+            return drop(message, unroutable ?? UplinkMapper.noRule(message.topic), route: nil)
         }
         let mapped: DittoPublication
         do throws(MappingError) {

@@ -10,7 +10,7 @@ import MQTT
 enum MappingBenchmarks {
     static func run() throws {
         let filter = CommandLine.arguments.count > 2 ? CommandLine.arguments[2] : nil
-        let yaml = Datapath.bridgeConfig(devicePort: 1883, dittoPort: 1883, qos: .atLeastOnce, spool: nil)
+        let yaml = Datapath.bridgeConfig(devicePort: 1883, dittoPort: 1883, qos: .atLeastOnce, spool: nil, cycledTopics: true)
         let configuration = try BridgeConfiguration.parse(yaml: yaml, environment: [:])
         let mapper = UplinkMapper(configuration: configuration)
         let environment = UplinkEnvironment(
@@ -51,15 +51,22 @@ enum MappingBenchmarks {
         }
         // Kept until both tables are measured: freed pages would hide the second table from resident memory.
         var kept: [String: DittoPublication.Route] = [:]
+        var keptPoints: [String: DittoPublication.Route] = [:]
         if filter == nil || "route memory".contains(filter ?? "") {
-            // What the runtime's table of kept routes costs per device topic (resident memory).
-            let before = residentBytes()
-            for device in 0..<20_000 {
-                let topic = "devices/device-\(device)/telemetry/temperature"
-                kept[topic] = try? DittoPublication.route(topic: topic, mapper: mapper, ditto: configuration.ditto)
+            // What the runtime's table of kept routes costs per device topic (resident memory): with the path
+            // rendered per topic (the telemetry rule's `{sensor}`), and with a path all topics share (the topics
+            // scenarios' rule, a gateway's topic per point).
+            func measure(_ name: String, into table: inout [String: DittoPublication.Route], topic: (Int) -> String) {
+                let before = residentBytes()
+                for device in 0..<20_000 {
+                    let topic = topic(device)
+                    table[topic] = try? DittoPublication.route(topic: topic, mapper: mapper, ditto: configuration.ditto)
+                }
+                let perTopic = Double(residentBytes() - before) / Double(table.count)
+                print("route memory, \(name): \(Int(perTopic)) bytes per kept topic (\(table.count) topics)")
             }
-            let perTopic = Double(residentBytes() - before) / Double(kept.count)
-            print("route memory: \(Int(perTopic)) bytes per kept topic (\(kept.count) topics)")
+            measure("path per topic", into: &kept) { "devices/device-\($0)/telemetry/temperature" }
+            measure("path shared", into: &keptPoints) { Datapath.Scenario.cycledTopic($0, of: 1_000_000) }
         }
         // The downlink's per-round-trip work, as `DataPlane` does it: decode Ditto's live message, route it, build
         // the device's publish, take the device's MQTT 5 answer and build and encode Ditto's response.
@@ -105,7 +112,7 @@ enum MappingBenchmarks {
             let perSignal = Double(residentBytes() - before) / Double(kept.count)
             print("target memory: \(Int(perSignal)) bytes per kept downlink signal (\(kept.count) signals)")
         }
-        withExtendedLifetime(kept) {}
+        withExtendedLifetime((kept, keptPoints)) {}
         ProtocolBenchmarks.measure("uplink rule match", filter: filter) {
             index = (index + 1) % 20
             return (try? mapper.rules[0].match(topic: topics[index]))?.values.count ?? 0

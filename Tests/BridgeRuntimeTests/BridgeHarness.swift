@@ -30,7 +30,7 @@ final class BridgeHarness: Sendable {
     /// `yaml` may use `PORT` for the broker's port; both connections default to that broker. With
     /// `separateDeviceBroker`, `DEVICE_PORT` is a second broker's.
     init(yaml: String, maximumPendingRequests: Int = 1_000, separateDeviceBroker: Bool = false,
-         metrics: BridgeMetrics = BridgeMetrics(), keptTopicLimit: Int = 16_384,
+         metrics: BridgeMetrics = BridgeMetrics(), keptTopicLimit: Int = BridgeService.defaultKeptTopicLimit,
          logger: Logger = harnessLogger) async throws {
         broker = try await TestBroker.start()
         deviceBroker = separateDeviceBroker ? try await TestBroker.start() : nil
