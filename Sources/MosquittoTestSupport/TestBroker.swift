@@ -50,11 +50,14 @@ public final class TestBroker: Sendable {
 
     public let host = "127.0.0.1"
     public let port: Int
+    /// Held for the broker's life, so that no other test's broker or client takes the port before mosquitto
+    /// binds it, at the start and at each ``restart()``.
+    private let reservation: PortReservation
     public let directory: URL
     public let options: Options
     public let username = "bridge"
     public let password = "s3cret-pass"
-    private let process = Mutex<Process?>(nil)
+    private let process = Mutex<ChildProcess?>(nil)
 
     /// The CA certificate that signed the broker's (and the client's) certificate.
     public var caFile: String { directory.appendingPathComponent("ca.crt").path }
@@ -69,7 +72,8 @@ public final class TestBroker: Sendable {
         self.options = options
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("test-broker-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        port = try Self.freePort()
+        reservation = try PortReservation()
+        port = reservation.port
         try writeConfig()
         try start()
     }
@@ -115,13 +119,10 @@ public final class TestBroker: Sendable {
 
     /// Kills the broker with SIGKILL (no clean shutdown, no DISCONNECT to anyone).
     public func kill9() {
-        let running = process.withLock { process -> Process? in
+        process.withLock { process -> ChildProcess? in
             defer { process = nil }
             return process
-        }
-        guard let running, running.isRunning else { return }
-        kill(running.processIdentifier, SIGKILL)
-        running.waitUntilExit()
+        }?.kill9()
     }
 
     /// Kills the broker (-9) and starts it again on the same port, on a thread of its own.
@@ -134,8 +135,16 @@ public final class TestBroker: Sendable {
 
     /// Stops the broker (SIGTERM, then SIGKILL after `gracePeriod`) and waits for it. A persistent broker
     /// saves its database on SIGTERM, so give it time when it holds many messages.
+    ///
+    /// Blocks only until the broker exits (at most the grace period); ``stopped(gracePeriod:)`` waits on a
+    /// thread of its own.
     public func stop(gracePeriod: Duration = .milliseconds(300)) {
         stopProcess(gracePeriod: gracePeriod)
+    }
+
+    /// ``stop(gracePeriod:)`` on a thread of its own, for async code with a long grace period.
+    public func stopped(gracePeriod: Duration = .milliseconds(300)) async {
+        await takeProcess()?.terminate(gracePeriod: gracePeriod)
     }
 
     /// The broker's process id while it runs.
@@ -145,54 +154,38 @@ public final class TestBroker: Sendable {
 
     /// Freezes the broker (SIGSTOP): connections stay open, nothing is answered.
     public func pause() {
-        if let pid = process.withLock({ $0?.processIdentifier }) { kill(pid, SIGSTOP) }
+        _ = process.withLock { $0?.signal(SIGSTOP) }
     }
 
     /// Lets a paused broker go on (SIGCONT).
     public func resume() {
-        if let pid = process.withLock({ $0?.processIdentifier }) { kill(pid, SIGCONT) }
+        _ = process.withLock { $0?.signal(SIGCONT) }
     }
 
-    private func stopProcess(gracePeriod: Duration = .milliseconds(300)) {
-        let running = process.withLock { process -> Process? in
+    private func takeProcess() -> ChildProcess? {
+        process.withLock { process in
             defer { process = nil }
             return process
         }
-        guard let running, running.isRunning else { return }
-        let pid = running.processIdentifier
-        running.terminate()
-        // SIGTERM first (the broker saves its persistence file); SIGKILL when it takes longer than the grace period.
-        let watchdog = DispatchWorkItem { kill(pid, SIGKILL) }
-        let grace = Double(gracePeriod.components.seconds) + Double(gracePeriod.components.attoseconds) / 1e18
-        DispatchQueue.global().asyncAfter(deadline: .now() + grace, execute: watchdog)
-        running.waitUntilExit()
-        watchdog.cancel()
+    }
+
+    /// SIGTERM first (the broker saves its persistence file); SIGKILL when it takes longer than the grace period.
+    private func stopProcess(gracePeriod: Duration = .milliseconds(300)) {
+        takeProcess()?.terminate(gracePeriod: gracePeriod)
     }
 
     private func start() throws {
         guard FileManager.default.isExecutableFile(atPath: Self.executable) else {
             throw Failure(description: "cannot find mosquitto (apt-get install mosquitto)")
         }
-        let broker = Process()
-        let command = Self.withSignalsUnblocked(Self.executable, ["-c", directory.appendingPathComponent("mosquitto.conf").path])
-        broker.executableURL = URL(fileURLWithPath: command.executable)
-        broker.arguments = command.arguments
-        _ = FileManager.default.createFile(atPath: logFile, contents: nil)
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logFile))
-        log.seekToEndOfFile()
-        broker.standardOutput = log
-        broker.standardError = log
-        do {
-            try broker.run()
-        } catch {
-            throw Failure(description: "cannot start \(command.executable) \(Self.executable): \(error)")
-        }
+        let broker = try ChildProcess(Self.executable, ["-c", directory.appendingPathComponent("mosquitto.conf").path],
+                                      standardOutput: .file(logFile), standardError: .standardOutput)
         process.withLock { $0 = broker }
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline {
-            if !broker.isRunning {
+            if let exit = broker.exit {
                 let text = (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? ""
-                throw Failure(description: "mosquitto exited with status \(broker.terminationStatus): \(text)")
+                throw Failure(description: "mosquitto \(exit): \(text)")
             }
             if Self.accepts(port: port) { return }
             usleep(20_000)
@@ -259,57 +252,20 @@ public final class TestBroker: Sendable {
         }
     }
 
-    /// The command that runs `executable` with an empty signal mask.
-    ///
-    /// A child inherits the signal mask of the thread that spawns it, and the test runner's threads block
-    /// SIGTERM, SIGINT, SIGHUP and others: a child spawned directly never sees SIGTERM, so mosquitto would not
-    /// save its persistence file and a program's graceful stop could not be tested. Debian's essential
-    /// `perl` clears the mask and `exec`s the program, which keeps the process id.
-    public static func withSignalsUnblocked(_ executable: String, _ arguments: [String])
-        -> (executable: String, arguments: [String])
-    {
-        let script = "use POSIX; sigprocmask(SIG_SETMASK, POSIX::SigSet->new) or die \"sigprocmask: $!\"; "
-            + "exec { $ARGV[0] } @ARGV or die \"exec $ARGV[0]: $!\""
-        return ("/usr/bin/perl", ["-e", script, executable] + arguments)
-    }
-
     /// Runs a helper program (openssl, mosquitto_passwd) and returns its output; throws when it fails.
     @discardableResult
     public static func run(_ executable: String, _ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        guard process.terminationStatus == 0 else {
-            throw Failure(description: "\(executable) \(arguments.joined(separator: " ")) failed: \(text)")
+        let run = try ChildProcess.runBlocking(executable, arguments, mergingStandardError: true)
+        guard run.termination == .exited(0) else {
+            throw Failure(description: "\(executable) \(arguments.joined(separator: " ")) \(run.termination): \(run.standardOutput)")
         }
-        return text
+        return run.standardOutput
     }
 
-    /// A port that was free a moment ago (the kernel's choice for port 0).
+    /// A port that was free a moment ago (the kernel's choice for port 0). Another test may take it before
+    /// it is bound; a mosquitto's port is better held with a ``PortReservation``.
     public static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw Failure(description: "socket() failed: errno \(errno)") }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0 else { throw Failure(description: "bind() failed: errno \(errno)") }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        return Int(UInt16(bigEndian: address.sin_port))
+        try PortReservation().port
     }
 
     static func accepts(port: Int) -> Bool {
@@ -317,6 +273,43 @@ public final class TestBroker: Sendable {
         close(fd)
         return true
     }
+}
+
+/// A 127.0.0.1 port bound (with SO_REUSEADDR, not listening) for as long as this lives.
+///
+/// mosquitto, which sets SO_REUSEADDR too, can still bind and listen on it, while the kernel gives it to no
+/// other `bind` to port 0 and no outgoing connection: a port merely found free and let go can be taken by a
+/// parallel test before the broker binds it, and the broker then exits with "Address already in use".
+public final class PortReservation: Sendable {
+    public let port: Int
+    private let descriptor: Int32
+
+    public init() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestBroker.Failure(description: "socket() failed: errno \(errno)") }
+        var on: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else {
+            let error = errno
+            close(fd)
+            throw TestBroker.Failure(description: "bind() failed: errno \(error)")
+        }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        descriptor = fd
+        port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    deinit { close(descriptor) }
 }
 
 /// Drains a client's message stream into a buffer for the whole test, so tests can wait for what arrived

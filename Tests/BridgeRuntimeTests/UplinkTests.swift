@@ -251,29 +251,6 @@ struct UplinkTests {
 func runBridgeExecutable(_ arguments: [String]) async throws
     -> (status: Int32, standardOutput: String, standardError: String)
 {
-    try await onOwnThread { try runBridgeExecutableBlocking(arguments) }
-}
-
-private func runBridgeExecutableBlocking(_ arguments: [String]) throws
-    -> (status: Int32, standardOutput: String, standardError: String)
-{
-    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    let candidates = [".build/debug/ditto-mqtt-bridge", ".build/x86_64-unknown-linux-gnu/debug/ditto-mqtt-bridge",
-                      ".build/aarch64-unknown-linux-gnu/debug/ditto-mqtt-bridge"]
-    guard let path = candidates.map({ root.appendingPathComponent($0).path }).first(where: { FileManager.default.isExecutableFile(atPath: $0) })
-    else {
-        throw TestBroker.Failure(description: "ditto-mqtt-bridge is not built under \(root.path)/.build (run swift build --build-tests)")
-    }
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: path)
-    process.arguments = arguments
-    let output = Pipe()
-    let error = Pipe()
-    process.standardOutput = output
-    process.standardError = error
-    try process.run()
-    let out = output.fileHandleForReading.readDataToEndOfFile()
-    let err = error.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return (process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+    let run = try await ChildProcess.run(try BuiltExecutable.path("ditto-mqtt-bridge"), arguments)
+    return (run.status, run.standardOutput, run.standardError)
 }

@@ -150,7 +150,7 @@ final class BridgeProcess: Sendable {
     let name: String
     let configPath: String
     let logPath: String
-    private let process = Mutex<Process?>(nil)
+    private let process = Mutex<ChildProcess?>(nil)
 
     /// `DATAPATH_BRIDGE=/path/to/ditto-mqtt-bridge` runs another build (for example a release build).
     static func executable() throws -> String {
@@ -171,18 +171,12 @@ final class BridgeProcess: Sendable {
 
     /// Starts the bridge (again) with the same config.
     func start() throws {
-        let child = Process()
-        // Unblocked, or the bridge would never see the SIGTERM the graceful-stop test sends.
-        let command = TestBroker.withSignalsUnblocked(try Self.executable(),
-                                                      ["run", "--config", configPath, "--log-level", "info"])
-        child.executableURL = URL(fileURLWithPath: command.executable)
-        child.arguments = command.arguments
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         log.seekToEndOfFile()
         log.write(Data("---- \(name) started at \(Date()) ----\n".utf8))
-        child.standardOutput = log
-        child.standardError = log
-        try child.run()
+        try log.close()
+        let child = try ChildProcess(try Self.executable(), ["run", "--config", configPath, "--log-level", "info"],
+                                     standardOutput: .file(logPath), standardError: .standardOutput)
         process.withLock { $0 = child }
     }
 
@@ -192,21 +186,20 @@ final class BridgeProcess: Sendable {
 
     /// SIGKILL: no chance to flush, disconnect or save anything.
     func kill9() {
-        guard let child = process.withLock({ $0 }), child.isRunning else { return }
-        kill(child.processIdentifier, SIGKILL)
-        child.waitUntilExit()
+        process.withLock({ $0 })?.kill9()
     }
 
     /// SIGTERM, then waits up to `timeout` for the exit; nil when it did not exit in time (then it is killed).
     func terminate(timeout: Duration) async -> Exit? {
         guard let child = process.withLock({ $0 }), child.isRunning else { return nil }
-        kill(child.processIdentifier, SIGTERM)
-        let exited = await eventually(timeout: timeout, every: .milliseconds(20)) { !child.isRunning }
-        guard exited else {
+        child.signal(SIGTERM)
+        switch await child.waitForExit(timeout: timeout) {
+        case nil:
             kill9()
             return nil
+        case .exited(let status): return .status(status)
+        case .signalled(let signal): return .signal(signal)
         }
-        return child.terminationReason == .uncaughtSignal ? .signal(child.terminationStatus) : .status(child.terminationStatus)
     }
 
     /// Resident memory from /proc/PID/status (VmRSS), in bytes.
@@ -398,25 +391,24 @@ final class DittoCollector: Sendable {
     }
 
     private let state = Shared(State())
-    private let process: Process
+    private let process: ChildProcess
     let logPath: String
 
     init(broker: TestBroker, clientID: String = "ditto-collector", directory: URL) throws {
         logPath = directory.appendingPathComponent("collector.log").path
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        let child = Process()
-        child.executableURL = URL(fileURLWithPath: "/usr/bin/mosquitto_sub")
-        child.arguments = ["-V", "mqttv5", "-h", broker.host, "-p", "\(broker.port)", "-i", clientID, "-c",
-                           "-x", "3600", "-q", "1", "-t", "ditto/in/#", "-F", "%t %p"]
         let output = Pipe()
-        child.standardOutput = output
-        child.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         do {
-            try child.run()
+            process = try ChildProcess(
+                "/usr/bin/mosquitto_sub",
+                ["-V", "mqttv5", "-h", broker.host, "-p", "\(broker.port)", "-i", clientID, "-c",
+                 "-x", "3600", "-q", "1", "-t", "ditto/in/#", "-F", "%t %p"],
+                standardOutput: .descriptor(output.fileHandleForWriting.fileDescriptor), standardError: .file(logPath))
         } catch {
             throw TestFailure("cannot start /usr/bin/mosquitto_sub (apt-get install mosquitto-clients): \(error)")
         }
-        process = child
+        // The reader sees the end of the output only once the child's copy is the last one open.
+        try output.fileHandleForWriting.close()
         let reader = output.fileHandleForReading
         let state = self.state
         let thread = Thread {
@@ -439,9 +431,7 @@ final class DittoCollector: Sendable {
     deinit { stop() }
 
     func stop() {
-        guard process.isRunning else { return }
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        process.kill9()
     }
 
     private static func take(line: Data, into state: Shared<State>) {

@@ -43,22 +43,11 @@ enum Command {
     static func runBlocking(
         _ executable: String, _ arguments: [String], environment: [String: String]?, directory: URL?
     ) throws -> CommandResult {
-        let process = Process()
         let resolved = executable.hasPrefix("/") ? executable : try which(executable)
-        process.executableURL = URL(fileURLWithPath: resolved)
-        process.arguments = arguments
-        if let environment { process.environment = environment }
-        if let directory { process.currentDirectoryURL = directory }
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+        let run = try ChildProcess.runBlocking(
+            resolved, arguments, environment: environment, directory: directory?.path, mergingStandardError: true)
         return CommandResult(
-            command: ([executable] + arguments).joined(separator: " "), status: process.terminationStatus,
-            output: String(decoding: data, as: UTF8.self))
+            command: ([executable] + arguments).joined(separator: " "), status: run.status, output: run.standardOutput)
     }
 
     /// The program's path on `PATH` (plus the sbin directories root has), or a failure naming what to install.
@@ -73,46 +62,32 @@ enum Command {
 }
 
 /// A long-running child process (the bridge in the chroot), its output in a file.
-final class ChildProcess: Sendable {
+final class ChrootProcess: Sendable {
     let logPath: String
-    private let process: Process
+    private let process: ChildProcess
 
     init(_ executable: String, _ arguments: [String], environment: [String: String], logPath: String) throws {
         self.logPath = logPath
-        let child = Process()
-        // The test runner's threads block SIGTERM and SIGHUP; the child must see them.
-        let command = TestBroker.withSignalsUnblocked(executable, arguments)
-        child.executableURL = URL(fileURLWithPath: command.executable)
-        child.arguments = command.arguments
-        child.environment = environment
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        child.standardOutput = log
-        child.standardError = log
-        child.standardInput = FileHandle.nullDevice
-        try child.run()
-        process = child
+        process = try ChildProcess(executable, arguments, environment: environment,
+                                   standardOutput: .file(logPath), standardError: .standardOutput)
     }
 
     var isRunning: Bool { process.isRunning }
     var processIdentifier: Int32 { process.processIdentifier }
 
     func signal(_ signal: Int32) {
-        if process.isRunning { kill(process.processIdentifier, signal) }
+        process.signal(signal)
     }
 
     /// Waits up to `timeout` for the exit; nil if it is still running.
     func waitForExit(timeout: Duration) async -> Int32? {
-        guard await eventually(timeout: timeout, every: .milliseconds(20), { !process.isRunning }) else { return nil }
-        process.waitUntilExit()
-        return process.terminationStatus
+        await process.waitForExit(timeout: timeout)?.status
     }
 
     /// SIGKILL if still running, and the wait.
     func kill9() {
-        guard process.isRunning else { return }
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        process.kill9()
     }
 
     var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }

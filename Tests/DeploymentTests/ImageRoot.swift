@@ -180,8 +180,8 @@ struct ImageRoot {
     }
 
     /// Starts `command` in the image as its user, as the container's main process.
-    func start(_ command: [String], environment: [String: String], logPath: String) throws -> ChildProcess {
-        try ChildProcess(
+    func start(_ command: [String], environment: [String: String], logPath: String) throws -> ChrootProcess {
+        try ChrootProcess(
             try Command.which("chroot"), chrootArguments(command, asImageUser: true, environment: environment),
             environment: [:], logPath: logPath)
     }

@@ -61,24 +61,14 @@ struct SNExit: Equatable, CustomStringConvertible {
 /// SIGTERM and SIGHUP, and a child inherits the mask).
 final class SNProcess: Sendable {
     let logPath: String
-    private let process: Process
+    private let process: ChildProcess
 
     init(_ executable: String, _ arguments: [String], environment: [String: String]? = nil,
          directory: String? = nil, logPath: String) throws {
         self.logPath = logPath
-        let child = Process()
-        let command = TestBroker.withSignalsUnblocked(executable, arguments)
-        child.executableURL = URL(fileURLWithPath: command.executable)
-        child.arguments = command.arguments
-        if let environment { child.environment = environment }
-        if let directory { child.currentDirectoryURL = URL(fileURLWithPath: directory) }
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        child.standardInput = FileHandle.nullDevice
-        child.standardOutput = log
-        child.standardError = log
-        try child.run()
-        process = child
+        process = try ChildProcess(executable, arguments, environment: environment, directory: directory,
+                                   standardOutput: .file(logPath), standardError: .standardOutput)
     }
 
     /// Runs a command to its end on a thread of its own.
@@ -96,23 +86,25 @@ final class SNProcess: Sendable {
     var output: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
     func signal(_ signal: Int32) {
-        if process.isRunning { kill(process.processIdentifier, signal) }
+        process.signal(signal)
     }
 
     /// Waits for the exit; SIGKILL after `timeout` (then the exit says so).
     func waitForExit(timeout: Duration) async -> SNExit {
-        if !(await eventually(timeout: timeout, every: .milliseconds(20)) { !process.isRunning }) {
-            kill(process.processIdentifier, SIGKILL)
+        var termination = await process.waitForExit(timeout: timeout)
+        if termination == nil {
+            process.signal(SIGKILL)
+            termination = await process.waitForExit()
         }
-        process.waitUntilExit()
-        return SNExit(status: process.terminationStatus, signaled: process.terminationReason == .uncaughtSignal)
+        switch termination! {
+        case .exited(let status): return SNExit(status: status, signaled: false)
+        case .signalled(let signal): return SNExit(status: signal, signaled: true)
+        }
     }
 
     /// SIGKILL if still running (cleanup after a failed test), and wait.
     func kill9() {
-        guard process.isRunning else { return }
-        kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        process.kill9()
     }
 }
 

@@ -105,20 +105,8 @@ enum BridgeExecutable {
     /// standard output.
     /// `includingStandardError`: standard error too, in the same text (`map` says why it dropped there).
     static func run(_ arguments: [String], includingStandardError: Bool = false) async throws -> (status: Int32, output: String) {
-        try await onOwnThread { try runBlocking(arguments, includingStandardError: includingStandardError) }
-    }
-
-    private static func runBlocking(_ arguments: [String], includingStandardError: Bool) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: try path())
-        process.arguments = arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = includingStandardError ? output : FileHandle.nullDevice
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        let run = try await ChildProcess.run(try path(), arguments, mergingStandardError: includingStandardError)
+        return (run.status, run.standardOutput)
     }
 }
 
@@ -126,39 +114,25 @@ enum BridgeExecutable {
 final class BridgeProcess: Sendable {
     let configPath: String
     let logPath: String
-    private let process: Process
+    private let process: ChildProcess
 
     init(configPath: String, logPath: String) throws {
         self.configPath = configPath
         self.logPath = logPath
-        let child = Process()
-        // With an empty signal mask: the test runner's threads block SIGHUP and SIGTERM, and a child inherits that.
-        let command = TestBroker.withSignalsUnblocked(try BridgeExecutable.path(),
-                                                      ["run", "--config", configPath, "--log-level", "info"])
-        child.executableURL = URL(fileURLWithPath: command.executable)
-        child.arguments = command.arguments
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        child.standardOutput = log
-        child.standardError = log
-        try child.run()
-        process = child
+        process = try ChildProcess(try BridgeExecutable.path(), ["run", "--config", configPath, "--log-level", "info"],
+                                   standardOutput: .file(logPath), standardError: .standardOutput)
     }
 
     var isRunning: Bool { process.isRunning }
 
     func signal(_ signal: Int32) {
-        if process.isRunning { kill(process.processIdentifier, signal) }
+        process.signal(signal)
     }
 
     /// SIGTERM, then SIGKILL when it did not exit within `timeout`. Waits for the exit either way.
     func stop(timeout: Duration = .seconds(10)) async {
-        guard process.isRunning else { return }
-        kill(process.processIdentifier, SIGTERM)
-        if !(await eventually(timeout: timeout, every: .milliseconds(20)) { !process.isRunning }) {
-            kill(process.processIdentifier, SIGKILL)
-        }
-        process.waitUntilExit()
+        await process.terminate(gracePeriod: timeout)
     }
 
     var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
@@ -324,8 +298,8 @@ final class E2EWorld: Sendable {
             await cleanup()
         }
         await ditto.disconnect()
-        deviceBroker.stop()
-        dittoBroker.stop()
+        await deviceBroker.stopped()
+        await dittoBroker.stopped()
         if passed {
             try? FileManager.default.removeItem(at: directory)
         } else {

@@ -125,14 +125,12 @@ struct ResilienceTests {
         let watcher = try await connectedClient(broker, subscribe: ["status/#"])
         let received = MessageCollector(watcher.messages)
         // A real process that dies: mosquitto_sub with a will, killed with SIGKILL.
-        let child = Process()
-        child.executableURL = URL(fileURLWithPath: "/usr/bin/mosquitto_sub")
-        child.arguments = ["-h", "127.0.0.1", "-p", "\(broker.port)", "-V", "mqttv5", "-t", "none", "-i", "doomed",
-                           "--will-topic", "status/doomed", "--will-payload", "offline", "--will-qos", "1"]
-        try child.run()
+        let child = try ChildProcess(
+            "/usr/bin/mosquitto_sub",
+            ["-h", "127.0.0.1", "-p", "\(broker.port)", "-V", "mqttv5", "-t", "none", "-i", "doomed",
+             "--will-topic", "status/doomed", "--will-payload", "offline", "--will-qos", "1"])
         try await Task.sleep(for: .milliseconds(300))
-        kill(child.processIdentifier, SIGKILL)
-        child.waitUntilExit()
+        child.kill9()
         let will = try #require(await received.wait(for: 1).first)
         #expect(will.topic == "status/doomed")
         #expect(will.payload == Array("offline".utf8))

@@ -515,28 +515,17 @@ struct ShippedBrokerBridgeTests {
 
         let logPath = base.appendingPathComponent("bridge.log").path
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        let command = TestBroker.withSignalsUnblocked(
-            try BuiltExecutable.path("ditto-mqtt-bridge"), ["run", "--config", configPath, "--log-format", "json"])
-        let bridge = Process()
-        bridge.executableURL = URL(fileURLWithPath: command.executable)
-        bridge.arguments = command.arguments
-        bridge.environment = ProcessInfo.processInfo.environment.merging([
+        let bridge = try ChildProcess(
+            try BuiltExecutable.path("ditto-mqtt-bridge"), ["run", "--config", configPath, "--log-format", "json"],
+            environment: ProcessInfo.processInfo.environment.merging([
             "BRIDGE_DEVICE_HOST": "127.0.0.1", "BRIDGE_DITTO_HOST": "127.0.0.1",
             "BRIDGE_DEVICE_PORT": "\(try broker.port(ShippedBroker.devicePort))",
             "BRIDGE_DITTO_PORT": "\(try broker.port(ShippedBroker.dittoPort))",
             "BRIDGE_PASSWORD_FILE": broker.secrets.appendingPathComponent("bridge.password").path,
             "BRIDGE_OPERATIONS_LISTEN": "127.0.0.1:\(operationsPort)",
-        ]) { $1 }
-        bridge.standardOutput = log
-        bridge.standardError = log
-        try bridge.run()
-        defer {
-            if bridge.isRunning {
-                bridge.terminate()
-                bridge.waitUntilExit()
-            }
-        }
+        ]) { $1 },
+            standardOutput: .file(logPath), standardError: .standardOutput)
+        defer { bridge.terminate(gracePeriod: .seconds(10)) }
         func logText() -> String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
         let ready = await eventually(timeout: .seconds(20), every: .milliseconds(100)) {
@@ -570,8 +559,7 @@ struct ShippedBrokerBridgeTests {
         #expect(answer != nil, "no answer reached Ditto: \(ditto.received.messages.map(\.topic))\n\(logText())")
         #expect(!logText().contains("\"error\""), "\(logText())")
 
-        bridge.terminate()
-        bridge.waitUntilExit()
+        await bridge.terminate(gracePeriod: .seconds(10))
         for client in [ditto, device] { await client.close() }
     }
 }

@@ -602,18 +602,9 @@ struct DeploymentFilesTests {
         let unitFile = directory.appendingPathComponent("ditto-mqtt-bridge.service")
         try unit.write(to: unitFile, atomically: true, encoding: .utf8)
 
-        let (status, text) = try await onOwnThread { () throws -> (Int32, String) in
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: Self.systemdAnalyze)
-            process.arguments = ["verify", "--man=no", unitFile.path]
-            let output = Pipe()
-            process.standardOutput = output
-            process.standardError = output
-            try process.run()
-            let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            return (process.terminationStatus, text)
-        }
+        let run = try await ChildProcess.run(Self.systemdAnalyze, ["verify", "--man=no", unitFile.path],
+                                             mergingStandardError: true)
+        let (status, text) = (run.status, run.standardOutput)
         #expect(status == 0, "systemd-analyze verify: \(text)")
         // Warnings about this unit fail too (lines about other units on the machine do not concern it).
         let about = text.split(separator: "\n").filter { $0.contains("ditto-mqtt-bridge") }

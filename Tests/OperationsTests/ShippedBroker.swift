@@ -25,31 +25,10 @@ struct ProgramRun: Sendable {
 
     static func runBlocking(_ executable: String, _ arguments: [String], stdin: String? = nil,
                             environment: [String: String] = [:]) throws -> ProgramRun {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        let output = Pipe()
-        let errors = Pipe()
-        let input = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        process.standardInput = input
-        try process.run()
-        if let stdin { input.fileHandleForWriting.write(Data(stdin.utf8)) }
-        try input.fileHandleForWriting.close()
-        // stderr on a thread of its own: a program that fills one pipe while the other is read would block.
-        let errorHandle = errors.fileHandleForReading
-        let errorText = Shared("")
-        let done = DispatchSemaphore(value: 0)
-        Thread {
-            errorText.update { $0 = String(decoding: errorHandle.readDataToEndOfFile(), as: UTF8.self) }
-            done.signal()
-        }.start()
-        let out = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        done.wait()
-        process.waitUntilExit()
-        return ProgramRun(status: process.terminationStatus, stdout: out, stderr: errorText.value)
+        let run = try ChildProcess.runBlocking(
+            executable, arguments, environment: ProcessInfo.processInfo.environment.merging(environment) { $1 },
+            standardInput: stdin ?? "")
+        return ProgramRun(status: run.status, stdout: run.standardOutput, stderr: run.standardError)
     }
 }
 
@@ -72,8 +51,10 @@ final class ShippedBroker: Sendable {
     let secrets: URL
     /// Shipped listener port -> the loopback port here.
     let ports: [Int: Int]
+    /// The loopback ports, held until the broker is gone (see ``PortReservation``).
+    private let reservations: [PortReservation]
     let tls: Bool
-    private let process = Mutex<Process?>(nil)
+    private let process = Mutex<ChildProcess?>(nil)
 
     var logFile: String { directory.appendingPathComponent("mosquitto.log").path }
     var caFile: String { directory.appendingPathComponent("certs/ca.crt").path }
@@ -106,13 +87,17 @@ final class ShippedBroker: Sendable {
             guard run.status == 0 else { throw TestFailure("add-device.sh \(device): \(run.stderr)") }
         }
         var ports: [Int: Int] = [:]
+        var reservations: [PortReservation] = []
         let conf = try Repository.text("Config/mosquitto.conf")
         for line in conf.split(separator: "\n") {
             if let match = line.wholeMatch(of: /(?:#tls )?listener (\d+) 0\.0\.0\.0/), let port = Int(match.1) {
-                ports[port] = try TestBroker.freePort()
+                let reservation = try PortReservation()
+                reservations.append(reservation)
+                ports[port] = reservation.port
             }
         }
         self.ports = ports
+        self.reservations = reservations
         try placeComposeMounts(config: rewrite(conf))
         if tls { try makeCertificates() }
         try start()
@@ -154,7 +139,7 @@ final class ShippedBroker: Sendable {
 
     /// What `docker compose kill -s HUP mosquitto` does: mosquitto re-reads its password and ACL files.
     func reload() {
-        if let pid = process.withLock({ $0?.processIdentifier }) { kill(pid, SIGHUP) }
+        _ = process.withLock { $0?.signal(SIGHUP) }
     }
 
     /// The shipped config with the substitutions listed on the type, and nothing else.
@@ -217,22 +202,15 @@ final class ShippedBroker: Sendable {
         guard FileManager.default.isExecutableFile(atPath: TestBroker.executable) else {
             throw TestFailure("cannot find mosquitto (apt-get install mosquitto)")
         }
-        let command = TestBroker.withSignalsUnblocked(
-            TestBroker.executable, ["-c", directory.appendingPathComponent("config/mosquitto.conf").path])
-        let broker = Process()
-        broker.executableURL = URL(fileURLWithPath: command.executable)
-        broker.arguments = command.arguments
-        _ = FileManager.default.createFile(atPath: logFile, contents: nil)
-        let logHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: logFile))
-        broker.standardOutput = logHandle
-        broker.standardError = logHandle
-        try broker.run()
+        let broker = try ChildProcess(
+            TestBroker.executable, ["-c", directory.appendingPathComponent("config/mosquitto.conf").path],
+            standardOutput: .file(logFile), standardError: .standardOutput)
         process.withLock { $0 = broker }
         let deadline = Date().addingTimeInterval(10)
         var waiting = Set(ports.values.filter { tls || $0 != ports[Self.tlsPort] })
         while Date() < deadline, !waiting.isEmpty {
-            if !broker.isRunning {
-                throw TestFailure("mosquitto exited with status \(broker.terminationStatus): \(log(logFile))")
+            if let exit = broker.exit {
+                throw TestFailure("mosquitto \(exit): \(log(logFile))")
             }
             for port in waiting {
                 if let fd = try? Loopback.connect(port: port) {
@@ -246,14 +224,12 @@ final class ShippedBroker: Sendable {
         func log(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
     }
 
+    /// SIGTERM, and the wait (SIGKILL after a grace period a broker without persistence never needs).
     func stop() {
-        let running = process.withLock { process -> Process? in
+        process.withLock { process -> ChildProcess? in
             defer { process = nil }
             return process
-        }
-        guard let running, running.isRunning else { return }
-        running.terminate()
-        running.waitUntilExit()
+        }?.terminate(gracePeriod: .seconds(5))
     }
 
     // MARK: - Clients
