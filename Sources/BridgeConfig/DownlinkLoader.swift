@@ -329,7 +329,8 @@ extension ConfigLoader {
         downlinkTopics: [Int: SourceLocation], context: RuleContext
     ) {
         let device = context.connections.device
-        let dittoBroker = context.connections.ditto
+        // Over WebSocket no Ditto-side topic shares the device broker.
+        guard let dittoBroker = context.connections.ditto.broker else { return }
         let sameBroker =
             Self.normalizedHost(device.host) == Self.normalizedHost(dittoBroker.host) && device.port == dittoBroker.port
         let dittoTopics = [

@@ -172,11 +172,11 @@ struct ConfigLoader {
 
     func connectionsBlock(_ v: YAMLValue?) -> Connections {
         var device = defaultConnection(clientID: "ditto-bridge-devices")
-        var ditto = defaultConnection(clientID: "ditto-bridge-ditto")
+        var ditto = DittoConnection.mqtt(defaultConnection(clientID: "ditto-bridge-ditto"))
         if let v, !v.isNull, let m = reader.mapping(v, keys: ConfigSchema.connections) {
             if let d = m["device"] { device = connection(d, role: "device", defaultClientID: "ditto-bridge-devices") }
-            if let d = m["ditto"] { ditto = connection(d, role: "ditto", defaultClientID: "ditto-bridge-ditto") }
-            if Self.sharesUnauthenticatedListener(device, ditto) {
+            if let d = m["ditto"] { ditto = .mqtt(connection(d, role: "ditto", defaultClientID: "ditto-bridge-ditto")) }
+            if case .mqtt(let ditto) = ditto, Self.sharesUnauthenticatedListener(device, ditto) {
                 reader.warning(
                     m["ditto"] ?? v,
                     "connections.device and connections.ditto are the same listener (\(ditto.host):\(ditto.port)) and neither authenticates (no username, password or client certificate): any client of that broker can publish on the Ditto topics and act as Ditto, sending commands to devices and signals Ditto's connection executes with its authorization",

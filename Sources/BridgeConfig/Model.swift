@@ -48,12 +48,127 @@ public struct BridgeConfiguration: Sendable, Equatable {
     }
 }
 
-/// The two broker connections.
+/// The device broker and the way to Ditto.
 public struct Connections: Sendable, Hashable {
     /// Where devices publish and subscribe.
     public var device: BrokerConnection
-    /// Where Ditto's MQTT-5 connection is (often the same broker).
-    public var ditto: BrokerConnection
+    /// How the bridge reaches Ditto (`connections.ditto`, `transport:` chooses the binding).
+    public var ditto: DittoConnection
+}
+
+/// How the bridge reaches Ditto: the two bindings of the Ditto Protocol it speaks.
+public enum DittoConnection: Sendable, Hashable {
+    /// `transport: mqtt` (the default): a broker that Ditto's MQTT 5 connection also uses (often the device broker).
+    case mqtt(BrokerConnection)
+    /// `transport: websocket`: straight to Ditto's WebSocket endpoint `/ws/2`, outbound only.
+    case webSocket(DittoWebSocketConnection)
+
+    /// The broker of the MQTT binding; nil over WebSocket.
+    public var broker: BrokerConnection? {
+        if case .mqtt(let broker) = self { broker } else { nil }
+    }
+
+    /// The WebSocket binding's settings; nil over MQTT.
+    public var webSocket: DittoWebSocketConnection? {
+        if case .webSocket(let connection) = self { connection } else { nil }
+    }
+
+    /// At most this many messages to Ditto wait for the binding's confirmation (MQTT: the broker's PUBACK; WebSocket:
+    /// a pong to a ping sent after them); beyond it the bridge stops taking device messages (back pressure).
+    public var maxInflight: Int {
+        switch self {
+        case .mqtt(let broker): broker.maxInflight
+        case .webSocket(let connection): connection.maxInflight
+        }
+    }
+
+    /// Back-off between reconnect attempts.
+    public var reconnect: ReconnectPolicy {
+        switch self {
+        case .mqtt(let broker): broker.reconnect
+        case .webSocket(let connection): connection.reconnect
+        }
+    }
+}
+
+/// Ditto's WebSocket binding (`connections.ditto` with `transport: websocket`): the endpoint, how the bridge
+/// authenticates, the optional HTTP proxy, what it subscribes to and its flow control.
+public struct DittoWebSocketConnection: Sendable, Hashable {
+    /// How the bridge authenticates at the upgrade.
+    public enum Authentication: Sendable, Hashable {
+        /// None (a trusted proxy in front of Ditto authenticates, or Ditto runs without authentication).
+        case none
+        /// HTTP Basic, checked by Ditto's nginx (its stock deployment puts `/ws` behind Basic auth).
+        case basic(username: String, password: Secret, source: BrokerConnection.PasswordSource)
+        /// `Authorization: Bearer` with the JWT in `tokenFile`, an absolute path. The bridge reads it at every
+        /// connect and re-reads it when it changes, sending `JWT-TOKEN` so that Ditto does not close the session when
+        /// the previous token expires.
+        case bearer(tokenFile: String)
+    }
+
+    /// An HTTP forward proxy the bridge opens a tunnel through (`CONNECT host:port`) before TLS.
+    public struct Proxy: Sendable, Hashable {
+        public var host: String
+        public var port: Int
+        /// `Proxy-Authorization: Basic`; nil: none.
+        public var username: String?
+        public var password: Secret?
+
+        public init(host: String, port: Int, username: String? = nil, password: Secret? = nil) {
+            self.host = host
+            self.port = port
+            self.username = username
+            self.password = password
+        }
+    }
+
+    /// The URL as written (`ws://` or `wss://`, credentials never in it), for the log.
+    public var url: String
+    /// `wss://`: TLS with ``tls`` (the system's CAs when the config names none).
+    public var tls: TLSSettings?
+    /// Host name or address of Ditto's gateway (or the nginx in front of it).
+    public var host: String
+    /// 80 for `ws://`, 443 for `wss://` unless the URL names one.
+    public var port: Int
+    /// The request target, `/ws/2` with any query the URL gives.
+    public var path: String
+    public var authentication: Authentication
+    public var proxy: Proxy?
+    /// `START-SEND-*` subscribe to these namespaces only (`?namespaces=`); empty: every namespace the
+    /// authenticated subject may read. Several bridges on one Ditto must each name theirs: Ditto sends every
+    /// session everything it may see.
+    public var namespaces: [String]
+    /// At most this many messages per second go to Ditto; nil: no limit. Ditto drops what does not fit its
+    /// buffers, so a slow gateway link is better served by a limit here.
+    public var rateLimit: Int?
+    /// Back-off between reconnect attempts.
+    public var reconnect: ReconnectPolicy
+    /// At most this many messages wait for the pong that confirms them.
+    public var maxInflight: Int
+    /// How often the bridge pings an idle socket, and how long it waits for a pong (or any frame) before it takes
+    /// the connection for dead and reconnects: Ditto never times out a silent client.
+    public var keepalive: Duration
+    /// How long connecting, the proxy tunnel, TLS and the upgrade may take together.
+    public var connectTimeout: Duration
+
+    public init(url: String, tls: TLSSettings?, host: String, port: Int, path: String,
+                authentication: Authentication = .none, proxy: Proxy? = nil, namespaces: [String] = [],
+                rateLimit: Int? = nil, reconnect: ReconnectPolicy = ReconnectPolicy(initial: .seconds(1), maximum: .seconds(30)),
+                maxInflight: Int = 1_000, keepalive: Duration = .seconds(10), connectTimeout: Duration = .seconds(10)) {
+        self.url = url
+        self.tls = tls
+        self.host = host
+        self.port = port
+        self.path = path
+        self.authentication = authentication
+        self.proxy = proxy
+        self.namespaces = namespaces
+        self.rateLimit = rateLimit
+        self.reconnect = reconnect
+        self.maxInflight = maxInflight
+        self.keepalive = keepalive
+        self.connectTimeout = connectTimeout
+    }
 }
 
 /// A secret read from a file or the environment; prints as `<redacted>`.

@@ -62,7 +62,18 @@ public final class BridgeService: Service, Sendable {
 
     /// The one place that chooses the Ditto side's binding from the configuration.
     static func makeDittoSide(_ environment: DittoSideEnvironment) throws -> any DittoSide {
-        try MQTTDittoSide(environment)
+        switch environment.configuration.connections.ditto {
+        case .mqtt(let broker): try MQTTDittoSide(environment, broker: broker)
+        case .webSocket: throw WebSocketBindingPending()
+        }
+    }
+
+    /// Which binding a configuration's Ditto side uses.
+    static func binding(of configuration: BridgeConfiguration) -> String {
+        switch configuration.connections.ditto {
+        case .mqtt: "mqtt"
+        case .webSocket: "websocket"
+        }
     }
 
     /// `makeDittoSide` makes the Ditto side (tests give a side of their own).
@@ -185,7 +196,7 @@ public final class BridgeService: Service, Sendable {
     /// whose connection settings (host, port, credentials, TLS, ...) changed reconnects, and only that side.
     /// Returns what changed, one line each.
     @discardableResult
-    public func reload(_ new: BridgeConfiguration) async -> [String] {
+    public func reload(_ requested: BridgeConfiguration) async -> [String] {
         let busy = reloading.withLock { busy in
             defer { busy = true }
             return busy
@@ -196,9 +207,19 @@ public final class BridgeService: Service, Sendable {
         }
         defer { reloading.withLock { $0 = false } }
         let old = currentConfiguration
+        var changes: [String] = []
+        // The side's binding was made at start; a reload changes its settings, not which binding it is.
+        let new: BridgeConfiguration
+        if Self.binding(of: requested) != Self.binding(of: old) {
+            var keeping = requested
+            keeping.connections.ditto = old.connections.ditto
+            new = keeping
+            changes.append("connections.ditto.transport changed: it takes effect at the next start")
+        } else {
+            new = requested
+        }
         var unchanged = new
         unchanged.spool = old.spool
-        var changes: [String] = []
         if new.spool != old.spool { changes.append("spool settings changed: they take effect at the next start") }
         metrics.reload(unchanged == old ? .unchanged : .applied)
         guard unchanged != old else {
@@ -294,4 +315,9 @@ private struct PendingCounts: Sendable {
         downlink = counts.downlink
         uplink = counts.uplink
     }
+}
+
+/// Until the binding lands (the loader does not make a WebSocket connection yet).
+struct WebSocketBindingPending: Error, CustomStringConvertible {
+    var description: String { "transport websocket is not available in this build" }
 }

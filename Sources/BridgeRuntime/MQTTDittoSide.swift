@@ -10,14 +10,14 @@ final class MQTTDittoSide: DittoSide {
     private let qos: QoS
     let endpoint: String
 
-    init(_ environment: DittoSideEnvironment) throws(MQTTError) {
+    /// `broker`: the configuration's ``DittoConnection/mqtt(_:)``.
+    init(_ environment: DittoSideEnvironment, broker: BrokerConnection) throws(MQTTError) {
         let configuration = environment.configuration
-        side = try MQTTSide(name: Readiness.dittoSide, connection: configuration.connections.ditto,
+        side = try MQTTSide(name: Readiness.dittoSide, connection: broker,
                             subscriptions: Self.subscriptions(configuration), loop: environment.loop,
                             readiness: environment.readiness, metrics: environment.metrics, logger: environment.logger)
         qos = configuration.ditto.qos
-        let connection = configuration.connections.ditto
-        endpoint = "\(connection.host):\(connection.port)"
+        endpoint = "\(broker.host):\(broker.port)"
     }
 
     func makeTransport() -> sending any DittoTransport {
@@ -35,7 +35,8 @@ final class MQTTDittoSide: DittoSide {
             await side.resubscribe(from: Self.subscriptions(old), to: subscriptions)
             return []
         }
-        if let client = side.makeClient(for: new.connections.ditto) {
+        // The service makes a new side when the binding changes; this side only ever sees its own.
+        if let broker = new.connections.ditto.broker, let client = side.makeClient(for: broker) {
             await handover.drain()
             await side.replace(with: client, subscriptions: subscriptions, takeOver: handover.takeOver)
         }
@@ -50,7 +51,7 @@ final class MQTTDittoSide: DittoSide {
     static func subscriptions(_ configuration: BridgeConfiguration) -> [Subscription] {
         let filter = configuration.ditto.subscribeFilter.filter
         let qos = configuration.ditto.qos
-        if let group = configuration.connections.ditto.sharedSubscriptionGroup {
+        if let group = configuration.connections.ditto.broker?.sharedSubscriptionGroup {
             return [Subscription(filter: MQTTTopic.sharedFilter(group: group, filter: filter), qos: qos)]
         }
         return [Subscription(filter: filter, qos: qos, noLocal: true)]

@@ -249,7 +249,7 @@ struct Brokers: ParsableCommand {
     func run() throws {
         let configuration = try options.load()
         var seen = Set<String>()
-        for connection in [configuration.connections.device, configuration.connections.ditto] {
+        for connection in [configuration.connections.device, configuration.connections.ditto.broker].compactMap(\.self) {
             let line = "\(connection.host) \(connection.port)"
             if seen.insert(line).inserted { print(line) }
         }

@@ -51,7 +51,7 @@ struct ConfigSourceTests {
         #expect(c.connections.device.password?.value == "s3cret")
         #expect(c.connections.device.tls?.caFile == "/etc/bridge/ca.pem")
         #expect(c.connections.device.tls?.caPath == "/etc/bridge/certs")
-        #expect(c.connections.ditto.password?.value == "p2")
+        #expect(c.connections.ditto.broker?.password?.value == "p2")
     }
 
     @Test func relativePathsStartAtTheSourcesCurrentDirectoryWithoutAFile() {

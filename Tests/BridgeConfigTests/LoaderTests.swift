@@ -19,7 +19,7 @@ struct LoaderTests {
         #expect(c.connections.device.port == 1883)
         #expect(c.connections.device.mqttVersion == .v5)
         #expect(c.connections.device.clientID == "ditto-bridge-devices")
-        #expect(c.connections.ditto.clientID == "ditto-bridge-ditto")
+        #expect(c.connections.ditto.broker?.clientID == "ditto-bridge-ditto")
         #expect(c.connections.device.keepalive == .seconds(30))
         #expect(c.connections.device.reconnect == ReconnectPolicy(initial: .seconds(1), maximum: .seconds(30)))
         #expect(c.ditto.publishTopic.source == "ditto/in/{thingId}")
@@ -126,7 +126,7 @@ struct LoaderTests {
         let c = try BridgeConfiguration.load(path: config.path, environment: ["DITTO_BROKER_PASSWORD": "p2"])
         #expect(c.connections.device.password?.value == "s3cret")
         #expect(c.connections.device.passwordSource == .file("device.pass"))
-        #expect(c.connections.ditto.password?.value == "p2")
+        #expect(c.connections.ditto.broker?.password?.value == "p2")
         #expect("\(c.connections.device.password!)" == "<redacted>")
         #expect(c.warnings.isEmpty)
     }
@@ -154,8 +154,8 @@ struct LoaderTests {
             "connections:\n  device: { host: broker.example, tls: true }\n  ditto: { host: localhost, tls: { version: tlsv1.3, verify-hostname: false } }\nuplink: []")
         #expect(c.connections.device.port == 8883)
         #expect(c.connections.device.tls?.verifyHostname == true)
-        #expect(c.connections.ditto.tls?.version == .tls13)
-        #expect(c.connections.ditto.tls?.verifyHostname == false)
+        #expect(c.connections.ditto.broker?.tls?.version == .tls13)
+        #expect(c.connections.ditto.broker?.tls?.verifyHostname == false)
     }
 
     @Test func yamlAnchorsAndMergeKeysWork() throws {

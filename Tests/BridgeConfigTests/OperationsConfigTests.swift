@@ -107,7 +107,7 @@ struct OperationsConfigTests {
             \(Self.rules)
             """
         let c = try Fixture.load(yaml, environment: ["CERTS": directory.path])
-        #expect(c.connections.ditto.tls?.caFile == directory.path + "/ca.pem")
+        #expect(c.connections.ditto.broker?.tls?.caFile == directory.path + "/ca.pem")
         let (errors, _) = Fixture.diagnose(yaml)
         #expect(errors.map(\.message) == ["'/nonexistent/ca.pem' does not exist"])
     }

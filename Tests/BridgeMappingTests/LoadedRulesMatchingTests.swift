@@ -16,9 +16,9 @@ struct LoadedRulesMatchingTests {
         let path = shippedConfigDirectory.appendingPathComponent("bridge.yaml").path
         let c = try BridgeConfiguration.load(path: path, environment: ["BRIDGE_DEVICE_HOST": "mosquitto"])
         #expect(c.connections.device.host == "mosquitto")
-        #expect(c.connections.ditto.host == "127.0.0.1")
-        #expect(c.connections.ditto.sessionExpiry == .seconds(3600))
-        #expect(c.connections.ditto.cleanStart == false)
+        #expect(c.connections.ditto.broker?.host == "127.0.0.1")
+        #expect(c.connections.ditto.broker?.sessionExpiry == .seconds(3600))
+        #expect(c.connections.ditto.broker?.cleanStart == false)
         #expect(c.uplink.map(\.name) == ["telemetry", "alarms"])
         #expect(c.downlink.map(\.name) == ["inbox", "properties"])
         #expect(c.deviceStatus?.offlinePayloads == ["offline", "0"])

@@ -274,7 +274,7 @@ struct BrokerSecurityTests {
         }
         let uplinkFilters = configuration.uplink.map(\.topic.filter) + [try #require(configuration.deviceStatus?.topic.filter)]
         let deviceSide = try await bridgeClient(configuration.connections.device, subscribe: uplinkFilters)
-        let dittoSide = try await bridgeClient(configuration.connections.ditto, subscribe: [configuration.ditto.subscribeFilter.filter])
+        let dittoSide = try await bridgeClient(try #require(configuration.connections.ditto.broker), subscribe: [configuration.ditto.subscribeFilter.filter])
 
         let uri = try #require(DeploymentFilesTests.connection()["uri"] as? String)
         let rendered = try #require(URLComponents(string: DeploymentFilesTests.renderConnectionURI(uri, password: broker.dittoPassword)))
@@ -339,7 +339,7 @@ struct BrokerSecurityTests {
         for file in ["Config/bridge.docker.yaml", "Config/bridge.yaml"] {
             let configuration = try BridgeConfiguration.load(path: Repository.file(file).path, environment: environment)
             names.insert(configuration.connections.device.clientID)
-            names.insert(configuration.connections.ditto.clientID)
+            names.insert(try #require(configuration.connections.ditto.broker).clientID)
         }
         let specific = try #require(DeploymentFilesTests.connection()["specificConfig"] as? [String: Any])
         names.insert(try #require(specific["clientId"] as? String))

@@ -218,7 +218,7 @@ struct DeploymentFilesTests {
         let configuration = try BridgeConfiguration.load(
             path: config.path, environment: Self.environment(bridge).merging(passwordFile) { $1 })
         let devices = configuration.connections.device
-        let ditto = configuration.connections.ditto
+        let ditto = try #require(configuration.connections.ditto.broker)
         for connection in [devices, ditto] {
             #expect(services[connection.host] != nil, "\(connection.host) is a compose service")
             #expect(connection.host == "mosquitto")
