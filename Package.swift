@@ -56,6 +56,19 @@ let package = Package(
         ),
         // RFC 6455 client (and server) codec for Ditto's WebSocket binding: handshake, proxy CONNECT, frames. Pure.
         .target(name: "WebSocketCodec", swiftSettings: strict),
+        // C layer: Debian's libssl-dev, the OpenSSL libmosquitto links too; TLS for `wss://`.
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]
+        ),
+        // The WebSocket client of Ditto's `/ws/2` binding: connecting (TCP, HTTP CONNECT proxy, TLS, upgrade) off the
+        // loop, then frames on the bridge's event loop.
+        .target(
+            name: "WebSocketClient",
+            dependencies: ["WebSocketCodec", "COpenSSL", "Mosquitto", "MQTT"],
+            swiftSettings: strict
+        ),
         // A stand-in for Ditto's gateway `/ws/2` on 127.0.0.1 for tests: auth, control messages, acks, limits.
         .target(
             name: "DittoWebSocketTestSupport",

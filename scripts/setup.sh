@@ -6,7 +6,7 @@ set -euo pipefail
 # a chroot), systemd's systemd-analyze and Debian's python3 with libseccomp's bindings (the unit's
 # SystemCallFilter=; procps's kill runs its ExecReload=), nginx (the compose nginx config), and python3-websockets
 # (an independent WebSocket implementation the codec and the Ditto /ws/2 test server are checked against).
-packages=(libmosquitto-dev mosquitto mosquitto-clients openssl pkg-config)
+packages=(libmosquitto-dev libssl-dev mosquitto mosquitto-clients openssl pkg-config)
 if [ "${SETUP_FOR_TESTS:-0}" = 1 ]; then
     packages+=(debootstrap systemd procps python3 python3-seccomp nginx python3-websockets)
 fi
