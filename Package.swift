@@ -171,6 +171,13 @@ let package = Package(
             dependencies: ["DittoWebSocketTestSupport", "WebSocketCodec", "MosquittoTestSupport"],
             swiftSettings: strict
         ),
+        // The connector against the test server over real sockets: plain, through the test proxy, and behind
+        // Debian's nginx terminating TLS.
+        .testTarget(
+            name: "WebSocketClientTests",
+            dependencies: ["WebSocketClient", "WebSocketCodec", "DittoWebSocketTestSupport", "MosquittoTestSupport", "MQTT"],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "BridgeConfigTests",
             dependencies: ["BridgeConfig", "MQTT"],
