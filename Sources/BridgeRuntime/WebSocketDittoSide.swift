@@ -87,6 +87,10 @@ final class WebSocketDittoSide: DittoSide {
                     "ditto.url": "\(connection.url)", "error": "\(error)",
                 ])
                 end = .failed
+            case .success(let established) where state.withLock({ $0.closed }):
+                // Closed while connecting: the socket is not used.
+                await loop.submit { established.value.stream.close() }
+                return
             case .success(let established):
                 metrics.increment("\(Readiness.dittoSide).connected")
                 logger.info("connected to Ditto's WebSocket endpoint", metadata: ["ditto.url": "\(connection.url)"])

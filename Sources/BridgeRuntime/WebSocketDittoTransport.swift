@@ -49,6 +49,8 @@ final class WebSocketDittoTransport: DittoTransport {
         var labelConflict = false
         /// The last time `canPublishNow` said no, so that `capacityAvailable` follows when it turns yes.
         var refused = false
+        /// A timer asks again once the rate limit lets the next message go.
+        var capacityCheckArmed = false
 
         init(channel: WebSocketChannel, ended: @escaping (WebSocketChannel.End, Bool) -> Void) {
             self.channel = channel
@@ -74,7 +76,7 @@ final class WebSocketDittoTransport: DittoTransport {
               rateLimit?.allowsNow() ?? true
         else {
             session?.refused = true
-            if let wait = rateLimit?.wait, let session { scheduleCapacityCheck(after: wait, session) }
+            if let wait = rateLimit?.wait, let session, !session.capacityCheckArmed { scheduleCapacityCheck(after: wait, session) }
             return false
         }
         return true
@@ -235,7 +237,9 @@ final class WebSocketDittoTransport: DittoTransport {
     }
 
     private func scheduleCapacityCheck(after wait: Duration, _ session: Session) {
+        session.capacityCheckArmed = true
         side.loop.schedule(at: .now + wait) { [weak self, weak session] in
+            session?.capacityCheckArmed = false
             guard let self, let session, self.session === session, session.refused, canPublishNow else { return }
             session.refused = false
             handlers?.capacityAvailable()
