@@ -106,8 +106,10 @@ public struct DittoWebSocketConnection: Sendable, Hashable {
         case bearer(tokenFile: String)
     }
 
-    /// An HTTP forward proxy the bridge opens a tunnel through (`CONNECT host:port`) before TLS.
+    /// An HTTP forward proxy the bridge opens a tunnel through (`CONNECT host:port`) before TLS (`proxy.url:
+    /// http://host:port`, port 80 unless given).
     public struct Proxy: Sendable, Hashable {
+        /// An IPv6 address without brackets.
         public var host: String
         public var port: Int
         /// `Proxy-Authorization: Basic`; nil: none.
@@ -122,15 +124,17 @@ public struct DittoWebSocketConnection: Sendable, Hashable {
         }
     }
 
-    /// The URL as written (`ws://` or `wss://`, credentials never in it), for the log.
+    /// The URL as written, after `${VAR}` expansion (`ws://` or `wss://`; the loader refuses credentials in it), for
+    /// the log.
     public var url: String
     /// `wss://`: TLS with ``tls`` (the system's CAs when the config names none).
     public var tls: TLSSettings?
-    /// Host name or address of Ditto's gateway (or the nginx in front of it).
+    /// Host name or address of Ditto's gateway (or the nginx in front of it); an IPv6 address without brackets.
     public var host: String
     /// 80 for `ws://`, 443 for `wss://` unless the URL names one.
     public var port: Int
-    /// The request target, `/ws/2` with any query the URL gives.
+    /// The request target: the URL's path and query; `/ws/2` (with the URL's query, if any) when the URL names no
+    /// path or only `/`.
     public var path: String
     public var authentication: Authentication
     public var proxy: Proxy?
