@@ -125,13 +125,14 @@ extension ConfigLoader {
         let username = m["username"].flatMap { expanded($0) }
         let password = password(in: m, hasUsername: username != nil)
         guard let username, let u = m["username"] else { return .none }
-        guard let (secret, source) = password else {
+        guard Self.givesPassword(m) else {
             reader.error(
                 u, "Basic authentication needs a password",
                 hint: "add password-file, password-env or password; or token-file for a bearer token")
             return .none
         }
-        return secret.map { .basic(username: username, password: $0, source: source) } ?? .none
+        guard let (secret, source) = password, let secret else { return .none }
+        return .basic(username: username, password: secret, source: source)
     }
 
     /// The token file's absolute path, after checking that it holds a JWT; a token that has already expired is a
@@ -179,12 +180,17 @@ extension ConfigLoader {
         }
         let username = m["username"].flatMap { expanded($0) }
         let password = password(in: m, hasUsername: username != nil)
-        if username != nil, password == nil, let u = m["username"] {
+        if username != nil, !Self.givesPassword(m), let u = m["username"] {
             reader.error(u, "Proxy-Authorization needs a password", hint: "add password-file or password-env")
         }
         proxy?.username = username
         proxy?.password = password?.0
         return proxy
+    }
+
+    /// Whether a block names a password source (a wrong one is reported where it is read).
+    private static func givesPassword(_ m: MappingView) -> Bool {
+        ["password-file", "password-env", "password"].contains(where: m.has)
     }
 
     /// Parses a URL key's text and reports what is wrong with it, never quoting a URL with credentials in it.
