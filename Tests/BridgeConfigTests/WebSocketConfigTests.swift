@@ -303,26 +303,21 @@ struct WebSocketConfigTests {
 
     @Test func proxyErrors() {
         expectSingleError(
-            Self.yaml([Self.url, "proxy: { url: \"http://:3128\" }"]), line: 5, keyPath: "connections.ditto.proxy.url",
-            message: "it names no host")
-        expectSingleError(
             Self.yaml([Self.url, "proxy:", "  username: gateway", "  password-env: PROXY_PASSWORD"]), line: 6,
             keyPath: "connections.ditto.proxy.url", message: "missing required key 'url'", environment: ["PROXY_PASSWORD": "x"])
-        expectSingleError(
-            Self.yaml([Self.url, "proxy: { url: \"https://proxy.lan:3128\" }"]), line: 5,
-            keyPath: "connections.ditto.proxy.url", message: "the scheme 'https' is not http://")
-        expectSingleError(
-            Self.yaml([Self.url, "proxy: { url: \"http://gw:secret@proxy.lan:3128\" }"]), line: 5,
-            keyPath: "connections.ditto.proxy.url", message: "the URL holds credentials")
-        expectSingleError(
-            Self.yaml([Self.url, "proxy: { url: \"http://proxy.lan:3128/x\" }"]), line: 5,
-            keyPath: "connections.ditto.proxy.url", message: "a proxy URL has no path or query")
-        expectSingleError(
-            Self.yaml([Self.url, "proxy: { url: \"http://proxy.lan\", username: gateway }"]), line: 5,
-            keyPath: "connections.ditto.proxy.username", message: "Proxy-Authorization needs a password")
-        expectSingleError(
-            Self.yaml([Self.url, "proxy: { url: \"http://proxy.lan\", password: x }"]), line: 5,
-            keyPath: "connections.ditto.proxy.password", message: "unknown key 'password'")
+        // Each on line 5, `proxy: { ... }`.
+        for (proxy, key, message) in [
+            (#"url: "http://:3128""#, "url", "it names no host"),
+            (#"url: "https://proxy.lan:3128""#, "url", "the scheme 'https' is not http://"),
+            (#"url: "http://gw:secret@proxy.lan:3128""#, "url", "the URL holds credentials"),
+            (#"url: "http://proxy.lan:3128/x""#, "url", "a proxy URL has no path or query"),
+            (#"url: "http://proxy.lan", username: gateway"#, "username", "Proxy-Authorization needs a password"),
+            (#"url: "http://proxy.lan", password: x"#, "password", "unknown key 'password'"),
+        ] {
+            expectSingleError(
+                Self.yaml([Self.url, "proxy: { \(proxy) }"]), line: 5, keyPath: "connections.ditto.proxy.\(key)",
+                message: message)
+        }
     }
 
     @Test func proxyPortDefaultsToHTTPs() throws {
