@@ -100,7 +100,8 @@ public struct DittoWebSocketConnection: Sendable, Hashable {
         case none
         /// HTTP Basic, checked by Ditto's nginx (its stock deployment puts `/ws` behind Basic auth).
         case basic(username: String, password: Secret, source: BrokerConnection.PasswordSource)
-        /// `Authorization: Bearer` with the JWT in `tokenFile`, an absolute path. The bridge reads it at every
+        /// `Authorization: Bearer` with the JWT in `tokenFile`, an absolute path (``JSONWebToken`` reads it and its
+        /// expiry; the loader checked that it held one). The bridge reads it at every
         /// connect and re-reads it when it changes, sending `JWT-TOKEN` so that Ditto does not close the session when
         /// the previous token expires.
         case bearer(tokenFile: String)
@@ -279,7 +280,8 @@ public struct DittoSettings: Sendable, Hashable {
     public var replyTopic: TopicTemplate
     /// QoS of publishes and the subscription on the Ditto side.
     public var qos: QoS
-    /// The id of the Ditto connection, used in acknowledgement labels.
+    /// The id of the Ditto connection, used in acknowledgement labels. Over WebSocket there is no Ditto connection:
+    /// it only renders `{connectionId}` in ``AckLabels``, and the topics and QoS above are unused defaults.
     public var connectionID: String
 }
 
@@ -478,7 +480,8 @@ public struct AckLabels: Sendable, Hashable {
     /// Issued when the device answered; nil: never.
     public var answered: String?
 
-    /// Labels to declare in the Ditto connection's `declaredAcks`.
+    /// Labels to declare in the Ditto connection's `declaredAcks`, or over WebSocket in the `declared-acks` query
+    /// parameter of the upgrade (there without the connection-id prefix rule).
     public var all: [String] { [delivered, answered].compactMap { $0 } }
 }
 
