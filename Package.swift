@@ -94,7 +94,7 @@ let package = Package(
         .target(
             name: "BridgeRuntime",
             dependencies: [
-                "MQTT", "Mosquitto", "DittoProtocol", "BridgeConfig", "BridgeMapping",
+                "MQTT", "Mosquitto", "DittoProtocol", "BridgeConfig", "BridgeMapping", "WebSocketClient", "WebSocketCodec",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "DequeModule", package: "swift-collections"),
@@ -171,6 +171,13 @@ let package = Package(
             dependencies: ["DittoWebSocketTestSupport", "WebSocketCodec", "MosquittoTestSupport"],
             swiftSettings: strict
         ),
+        // The connector against the test server over real sockets: plain, through the test proxy, and behind
+        // Debian's nginx terminating TLS.
+        .testTarget(
+            name: "WebSocketClientTests",
+            dependencies: ["WebSocketClient", "WebSocketCodec", "DittoWebSocketTestSupport", "MosquittoTestSupport", "MQTT"],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "BridgeConfigTests",
             dependencies: ["BridgeConfig", "MQTT"],
@@ -192,7 +199,10 @@ let package = Package(
         // /metrics counts what happened, /ready follows the brokers, SIGHUP reloads (valid and invalid files).
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["MQTT", "Mosquitto", "MosquittoTestSupport", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "MQTT", "Mosquitto", "MosquittoTestSupport", "DittoWebSocketTestSupport", "WebSocketCodec",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
         // OperationsServer, sd_notify, JSON logs, `check` reports; and the deployment files (compose,
@@ -214,7 +224,7 @@ let package = Package(
             name: "BridgeRuntimeTests",
             dependencies: [
                 "BridgeRuntime", "BridgeConfig", "BridgeMapping", "DittoProtocol", "MQTT", "Mosquitto",
-                "MosquittoTestSupport", "BridgeOperations",
+                "MosquittoTestSupport", "BridgeOperations", "DittoWebSocketTestSupport",
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: strict

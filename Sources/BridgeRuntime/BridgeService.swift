@@ -64,7 +64,7 @@ public final class BridgeService: Service, Sendable {
     static func makeDittoSide(_ environment: DittoSideEnvironment) throws -> any DittoSide {
         switch environment.configuration.connections.ditto {
         case .mqtt(let broker): try MQTTDittoSide(environment, broker: broker)
-        case .webSocket: throw WebSocketBindingPending()
+        case .webSocket(let connection): try WebSocketDittoSide(environment, connection: connection)
         }
     }
 
@@ -315,9 +315,4 @@ private struct PendingCounts: Sendable {
         downlink = counts.downlink
         uplink = counts.uplink
     }
-}
-
-/// Until the binding lands (the loader does not make a WebSocket connection yet).
-struct WebSocketBindingPending: Error, CustomStringConvertible {
-    var description: String { "transport websocket is not available in this build" }
 }

@@ -25,6 +25,8 @@ final class SpoolPump {
     /// can send it again.
     private var memoryInFlightRecords: [UInt64: OutboundRecord] = [:]
     private var returnedRecords: [OutboundRecord] = []
+    /// Something came back unconfirmed (a closed session or client): it goes first once nothing is in flight.
+    private var returnPending = false
     private var cursorTimerArmed = false
     private var takingDeviceMessages = true
     private var deviceReadingPaused = false
@@ -92,6 +94,7 @@ final class SpoolPump {
     /// Sends what waits, in order, while the Ditto side takes more.
     func send() {
         let ditto = context.ditto
+        if returnPending, ditto.publishesInFlight == 0 { sendReturnedFirst() }
         while ditto.canPublishNow {
             let token: UplinkToken
             let record: OutboundRecord
@@ -133,10 +136,16 @@ final class SpoolPump {
         case .memory(let sequence):
             memoryInFlight -= 1
             let record = memoryInFlightRecords.removeValue(forKey: sequence)
-            if case .unconfirmed = outcome, let record { returnedRecords.append(record) }
+            if case .unconfirmed = outcome, let record {
+                returnedRecords.append(record)
+                returnPending = true
+            }
         case .spooled(let sequence):
-            // Unconfirmed: the spool keeps it (sent again after a client replacement or a restart).
-            if case .unconfirmed = outcome { return }
+            // Unconfirmed: the spool keeps it, sent again once nothing else is in flight (a new session or client).
+            if case .unconfirmed = outcome {
+                returnPending = true
+                return
+            }
             spool?.acknowledge(sequence)
             armCursorTimer()
         }
@@ -204,6 +213,13 @@ final class SpoolPump {
 
     /// A replaced Ditto-side client sends again what the old one returned unconfirmed, first.
     func dittoReplaced() {
+        sendReturnedFirst()
+    }
+
+    /// What came back unconfirmed goes first, in its order: memory records back to the queue's front, the spool
+    /// back to its cursor. Only once nothing is in flight, so that a record still on its way is not sent twice.
+    private func sendReturnedFirst() {
+        returnPending = false
         for record in returnedRecords.sorted(by: { $0.sequence > $1.sequence }) { memoryQueue.prepend(record) }
         returnedRecords.removeAll()
         do {

@@ -50,6 +50,9 @@ public final class DittoWebSocketSession: Sendable {
         var framesSent = 0
         var pingsSent = 0
         var pongsReceived = 0
+        var pingsReceived = 0
+        /// The server stopped reading: a hung gateway whose TCP connection stays up.
+        var stalled = false
         var closeSent: WebSocketCloseCode?
         var closeReceived: WebSocketCloseCode?
         var framesIgnoredAfterClose = 0
@@ -103,6 +106,8 @@ public final class DittoWebSocketSession: Sendable {
     public var framesSent: Int { state.withLock { $0.framesSent } }
     public var pingsSent: Int { state.withLock { $0.pingsSent } }
     public var pongsReceived: Int { state.withLock { $0.pongsReceived } }
+    /// Pings the client sent (each answered with a pong unless the session is stalled).
+    public var pingsReceived: Int { state.withLock { $0.pingsReceived } }
     /// The code of the server's close frame, once sent.
     public var closeSent: WebSocketCloseCode? { state.withLock { $0.closeSent } }
     /// The code of the client's close frame, once received.
@@ -150,6 +155,13 @@ public final class DittoWebSocketSession: Sendable {
         wakeUp()
     }
 
+    /// Stops reading from the socket and answering, with the TCP connection up: a hung gateway, or a half-open
+    /// connection whose far end is gone. What the client sends from now on is never read.
+    public func stall() {
+        state.withLock { $0.stalled = true }
+        wakeUp()
+    }
+
     /// Ends the TCP connection without a close frame (a network failure, a crashed gateway).
     public func drop() {
         state.withLock { $0.dropRequested = true }
@@ -162,6 +174,9 @@ public final class DittoWebSocketSession: Sendable {
     }
 
     // MARK: The session's thread
+
+    /// Linux's POLLRDHUP (the peer shut down its writing side), which Glibc's module leaves out without _GNU_SOURCE.
+    private static let pollReadHangUp: Int16 = 0x2000
 
     func run(initialBytes: [UInt8]) {
         var connection = WebSocketConnection(role: .server, maximumMessageSize: server.options.maximumMessageSize)
@@ -182,6 +197,13 @@ public final class DittoWebSocketSession: Sendable {
 
             let idle = server.options.keepAliveIdle - (now - max(lastReceived, lastPing))
             let timeout = Int32(max(1, min(200, idle / .milliseconds(1))))
+            let stalled = state.withLock { $0.stalled }
+            if stalled {
+                // Reads nothing, but notices the client's close: the gateway's end of TCP sees the FIN.
+                let ready = Socket.wait(fd, for: Self.pollReadHangUp, wake: wake.read, milliseconds: timeout)
+                if ready & (Self.pollReadHangUp | Int16(POLLHUP | POLLERR)) != 0 { return }
+                continue
+            }
             let events = Int16(POLLIN) | (connection.encoder.hasPendingBytes ? Int16(POLLOUT) : 0)
             let ready = Socket.wait(fd, for: events, wake: wake.read, milliseconds: timeout)
             if ready & Int16(POLLOUT) != 0 {
@@ -246,7 +268,8 @@ public final class DittoWebSocketSession: Sendable {
             switch event {
             case nil: return
             case .text(let text): handle(text, &connection)
-            case .binary, .ping: break  // Ditto reads text frames only (WebSocketRoute's strictify flow)
+            case .binary: break  // Ditto reads text frames only (WebSocketRoute's strictify flow)
+            case .ping: state.withLock { $0.pingsReceived += 1 }
             case .pong: state.withLock { $0.pongsReceived += 1 }
             case .closed(let code, _):
                 state.withLock { $0.closeReceived = code }

@@ -50,6 +50,9 @@ public final class MQTTEventLoop: Sendable {
         var nextTimerID: UInt64 = 0
         var pollFDs: [pollfd] = []
         var pollClients: [ClientCore] = []
+        /// Sockets that are not MQTT clients' (the WebSocket client's), polled after the clients.
+        var sockets: [any LoopSocket] = []
+        var pollSockets: [any LoopSocket] = []
     }
 
     struct TimerEntry: Comparable {
@@ -219,6 +222,18 @@ public final class MQTTEventLoop: Sendable {
         confined.clients.removeAll { $0 === client }
     }
 
+    /// Polls `socket` from the next turn on, until ``unregister(_:)-(any LoopSocket)`` (loop thread only).
+    public func register(_ socket: any LoopSocket) {
+        preconditionInEventLoop()
+        if !confined.sockets.contains(where: { $0 === socket }) { confined.sockets.append(socket) }
+    }
+
+    /// Loop thread only.
+    public func unregister(_ socket: any LoopSocket) {
+        preconditionInEventLoop()
+        confined.sockets.removeAll { $0 === socket }
+    }
+
     private func signalWake() {
         var one: UInt8 = 1
         _ = write(wakeWriteFD, &one, 1)
@@ -248,6 +263,7 @@ public final class MQTTEventLoop: Sendable {
             if stop && !stopping {
                 stopping = true
                 for client in confined.clients { client.closeNow() }
+                for socket in confined.sockets { socket.closeNow() }
             }
             if stopping, jobs.isEmpty, shared.withLock({ $0.jobs.isEmpty }) { break }
             let now = ContinuousClock.now
@@ -258,6 +274,8 @@ public final class MQTTEventLoop: Sendable {
         }
         for client in confined.clients { client.closeNow() }
         confined.clients.removeAll()
+        for socket in confined.sockets { socket.closeNow() }
+        confined.sockets.removeAll()
         // Jobs that came in since the last turn are drained here; later ones by their callers.
         let (waiters, drain) = shared.withLock { shared -> ([CheckedContinuation<Void, Never>], Bool) in
             shared.exited = true
@@ -315,6 +333,13 @@ public final class MQTTEventLoop: Sendable {
                 confined.pollClients.append(client)
             }
         }
+        // Other sockets come after the clients, whose writes may have queued frames on them.
+        confined.pollSockets.removeAll(keepingCapacity: true)
+        for socket in confined.sockets {
+            guard let events = socket.writeQueuedThenPollEvents() else { continue }
+            confined.pollFDs.append(pollfd(fd: events.fd, events: events.events, revents: 0))
+            confined.pollSockets.append(socket)
+        }
         let count = confined.pollFDs.withUnsafeMutableBufferPointer { fds in
             poll(fds.baseAddress, nfds_t(fds.count), timeout)
         }
@@ -327,7 +352,27 @@ public final class MQTTEventLoop: Sendable {
             let revents = confined.pollFDs[index + 1].revents
             if revents != 0 { confined.pollClients[index].handle(revents: revents) }
         }
+        let socketsStart = 1 + confined.pollClients.count
+        for index in confined.pollSockets.indices {
+            let revents = confined.pollFDs[socketsStart + index].revents
+            if revents != 0 { confined.pollSockets[index].handle(revents: revents) }
+        }
         // What one client's read made another publish (a device message mapped for Ditto) leaves in this turn.
         for client in confined.pollClients { client.flushWrites() }
+        for socket in confined.sockets { socket.flushWrites() }
     }
+}
+
+/// A socket the loop polls besides its MQTT clients' (the WebSocket client's), with the same turn as theirs: it
+/// writes what is queued before the loop polls, reads when `poll` says so, and writes what a turn's reads queued on
+/// it before the loop polls again. Every call comes on the loop's thread.
+public protocol LoopSocket: AnyObject {
+    /// Writes what is queued as far as the socket takes it, then says what to poll for; nil: nothing to poll now.
+    func writeQueuedThenPollEvents() -> (fd: Int32, events: Int16)?
+    /// `poll` reported `revents` for the socket.
+    func handle(revents: Int16)
+    /// After a turn's reads: what they queued on this socket leaves now.
+    func flushWrites()
+    /// The loop is ending: close at once.
+    func closeNow()
 }

@@ -1,0 +1,352 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+public import MQTT
+public import WebSocketCodec
+
+/// Where and how to open a WebSocket to Ditto's `/ws/2`.
+public struct WebSocketEndpoint: Sendable, Equatable {
+    /// An HTTP forward proxy the connection tunnels through (`CONNECT host:port`) before TLS.
+    public struct Proxy: Sendable, Equatable {
+        public var host: String
+        public var port: Int
+        /// Sent as `Proxy-Authorization`.
+        public var authorization: HTTPAuthorization?
+
+        public init(host: String, port: Int, authorization: HTTPAuthorization? = nil) {
+            self.host = host
+            self.port = port
+            self.authorization = authorization
+        }
+    }
+
+    /// Ditto's host name or address (an IPv6 address without brackets).
+    public var host: String
+    public var port: Int
+    /// The path as the URL gives it, with any query it has, percent-encoded (`/ws/2`).
+    public var path: String
+    /// More query parameters, appended to what ``path`` has (`declared-acks`).
+    public var query: [QueryParameter]
+    /// `wss://`; nil for `ws://`.
+    public var tls: TLSSettings?
+    public var authorization: HTTPAuthorization?
+    public var proxy: Proxy?
+    /// The whole connect: resolving, TCP, the proxy's tunnel, TLS and the upgrade.
+    public var timeout: Duration
+    public var additionalHeaders: [HTTPHeader]
+
+    public init(host: String, port: Int, path: String = "/ws/2", query: [QueryParameter] = [], tls: TLSSettings? = nil,
+                authorization: HTTPAuthorization? = nil, proxy: Proxy? = nil, timeout: Duration = .seconds(10),
+                additionalHeaders: [HTTPHeader] = []) {
+        self.host = host
+        self.port = port
+        self.path = path
+        self.query = query
+        self.tls = tls
+        self.authorization = authorization
+        self.proxy = proxy
+        self.timeout = timeout
+        self.additionalHeaders = additionalHeaders
+    }
+
+    /// The request target: ``path`` and ``query``.
+    public var target: String {
+        guard !query.isEmpty else { return path }
+        return path + (path.contains("?") ? "&" : "?") + QueryParameter.queryString(query)
+    }
+
+    /// `host:port`, an IPv6 address in brackets.
+    public var authority: String { HTTPConnectRequest(host: host, port: port).authority }
+
+    /// The `Host` header: the authority without the port when it is the scheme's default (RFC 9110 section 7.2).
+    public var hostHeader: String {
+        port == (tls == nil ? 80 : 443) ? String(authority.dropLast(":\(port)".count)) : authority
+    }
+}
+
+/// An open WebSocket, before its first frame.
+///
+/// SAFETY: made on the connector's thread and handed to the event loop once; the stream is never used by two
+/// threads at a time.
+public struct WebSocketEstablished: @unchecked Sendable {
+    /// Non-blocking, for the loop's `poll`.
+    public let stream: any ByteStream
+    /// Bytes that came after the 101's head in the same reads: the first frames (Ditto may send at once).
+    public let leftover: [UInt8]
+    /// The server's 101 answer.
+    public let response: HTTPHead
+}
+
+/// The steps of a connect, each named in an error.
+public enum WebSocketConnectStage: String, Sendable, Equatable {
+    case resolve
+    case connect
+    case proxy
+    case tls = "TLS"
+    case upgrade
+
+    /// What the stage does to `address`, for a log line.
+    func phrase(_ address: String) -> String {
+        switch self {
+        case .resolve: "resolving \(address)"
+        case .connect: "connecting to \(address)"
+        case .proxy: "the HTTP CONNECT through the proxy \(address)"
+        case .tls: "the TLS handshake with \(address)"
+        case .upgrade: "the WebSocket upgrade at \(address)"
+        }
+    }
+}
+
+/// Why a connect failed; ``description`` names the stage and the address.
+public enum WebSocketConnectError: Error, Equatable, CustomStringConvertible {
+    case failed(WebSocketConnectStage, address: String, reason: String)
+    /// The endpoint's timeout passed during `stage`.
+    case timedOut(WebSocketConnectStage, address: String, after: Duration)
+    /// The proxy answered `CONNECT` with a status outside 2xx (407: its credentials were refused).
+    case proxyRefused(status: Int, reason: String, proxy: String)
+    /// Ditto answered the upgrade with a status other than 101 (401 or 403: the credentials were refused).
+    case refused(status: Int, reason: String, address: String)
+
+    public var stage: WebSocketConnectStage {
+        switch self {
+        case .failed(let stage, _, _), .timedOut(let stage, _, _): stage
+        case .proxyRefused: .proxy
+        case .refused: .upgrade
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .failed(let stage, let address, let reason):
+            "\(stage.phrase(address)) failed: \(reason)"
+        case .timedOut(let stage, let address, let after):
+            "connecting to Ditto timed out after \(after), during \(stage.phrase(address))"
+        case .proxyRefused(let status, let reason, let proxy):
+            "the proxy \(proxy) refused the tunnel (\(status) \(reason))"
+        case .refused(let status, let reason, let address) where status == 401 || status == 403:
+            "Ditto refused the credentials (\(status) \(reason)) at the WebSocket upgrade at \(address)"
+        case .refused(let status, let reason, let address):
+            "\(WebSocketConnectStage.upgrade.phrase(address)) failed: answered \(status) \(reason), not 101 Switching Protocols"
+        }
+    }
+}
+
+/// Opens WebSocket connections to Ditto: everything before the first frame, blocking, on a thread of the caller's
+/// (never the event loop's).
+public enum WebSocketConnector {
+    /// Resolves, connects (every address in turn), tunnels through the proxy, does TLS and the upgrade, all within
+    /// the endpoint's timeout. On failure nothing stays open.
+    public static func connect(_ endpoint: WebSocketEndpoint) throws(WebSocketConnectError) -> WebSocketEstablished {
+        let deadline = ContinuousClock.now + endpoint.timeout
+        let step = { (stage: WebSocketConnectStage, address: String) in
+            ConnectStep(stage: stage, address: address, deadline: deadline, timeout: endpoint.timeout)
+        }
+        let dialed = endpoint.proxy.map { HTTPConnectRequest(host: $0.host, port: $0.port).authority } ?? endpoint.authority
+        let socket = try TCPConnection.open(host: endpoint.proxy?.host ?? endpoint.host,
+                                            port: endpoint.proxy?.port ?? endpoint.port, step: step(.resolve, dialed))
+        var stream: any ByteStream = socket
+        do throws(WebSocketConnectError) {
+            var address = endpoint.authority
+            if let proxy = endpoint.proxy {
+                try tunnel(socket, to: endpoint, through: proxy, step: step(.proxy, dialed))
+                address += " through the proxy \(dialed)"
+            }
+            if let tls = endpoint.tls {
+                stream = try TLSStream(over: socket, settings: tls, serverName: endpoint.host, step: step(.tls, address))
+            }
+            return try upgrade(stream, endpoint, step: step(.upgrade, address))
+        } catch {
+            stream.close()
+            throw error
+        }
+    }
+
+    private static func tunnel(_ socket: SocketStream, to endpoint: WebSocketEndpoint, through proxy: WebSocketEndpoint.Proxy,
+                               step: ConnectStep) throws(WebSocketConnectError) {
+        let request = HTTPConnectRequest(host: endpoint.host, port: endpoint.port, proxyAuthorization: proxy.authorization)
+        try step.writeAll(request.encoded(), to: socket)
+        let (head, rest) = try step.readHead(from: socket)
+        do {
+            try request.validate(head)
+        } catch {
+            if case .proxyRefused(let status, let reason) = error {
+                throw .proxyRefused(status: status, reason: reason, proxy: step.address)
+            }
+            throw step.failure(error.reasonText)
+        }
+        // Neither TLS nor the upgrade lets the server speak first: bytes here are not from Ditto.
+        guard rest.isEmpty else { throw step.failure("the proxy sent \(rest.count) bytes after its 2xx answer") }
+    }
+
+    private static func upgrade(_ stream: any ByteStream, _ endpoint: WebSocketEndpoint,
+                                step: ConnectStep) throws(WebSocketConnectError) -> WebSocketEstablished {
+        let request = WebSocketUpgradeRequest(host: endpoint.hostHeader, path: endpoint.target,
+                                              authorization: endpoint.authorization,
+                                              additionalHeaders: endpoint.additionalHeaders)
+        try step.writeAll(request.encoded(), to: stream)
+        let (head, leftover) = try step.readHead(from: stream)
+        do {
+            try request.validate(head)
+        } catch {
+            if case .refused(let status, let reason) = error {
+                throw .refused(status: status, reason: reason, address: step.address)
+            }
+            throw step.failure(error.reasonText)
+        }
+        return WebSocketEstablished(stream: stream, leftover: leftover, response: head)
+    }
+}
+
+extension WebSocketHandshakeError {
+    /// What went wrong, for a log line.
+    var reasonText: String {
+        switch self {
+        case .headTooLarge(let limit): "no complete HTTP head within \(limit) bytes"
+        case .malformedHead(let detail): "malformed HTTP head: \(detail)"
+        case .refused(let status, let reason): "answered \(status) \(reason), not 101 Switching Protocols"
+        case .notAnUpgrade: "a 101 without Upgrade: websocket and Connection: Upgrade"
+        case .acceptMismatch(let expected, let received):
+            "Sec-WebSocket-Accept is \(received.map { "'\($0)'" } ?? "missing"), not '\(expected)'"
+        case .proxyRefused(let status, let reason): "the proxy answered \(status) \(reason)"
+        }
+    }
+}
+
+/// One stage of a connect: its name and address for errors, and the blocking I/O it does until the deadline.
+struct ConnectStep {
+    let stage: WebSocketConnectStage
+    let address: String
+    let deadline: ContinuousClock.Instant
+    let timeout: Duration
+
+    /// At most this many bytes of an HTTP head (the proxy's or Ditto's answer).
+    static let maximumHeadLength = 16 * 1024
+
+    func failure(_ reason: String) -> WebSocketConnectError {
+        .failed(stage, address: address, reason: reason)
+    }
+
+    var timedOut: WebSocketConnectError { .timedOut(stage, address: address, after: timeout) }
+
+    /// Waits until `fd` reports one of `events` (or an error); throws once the deadline passes.
+    func wait(_ fd: Int32, for events: Int16) throws(WebSocketConnectError) {
+        while true {
+            let left = deadline - .now
+            guard left > .zero else { throw timedOut }
+            var entry = pollfd(fd: fd, events: events, revents: 0)
+            // Rounded up: a poll that returns a little early would only spin.
+            let milliseconds = Int32(min(left / .milliseconds(1) + 1, Double(Int32.max)))
+            let ready = poll(&entry, 1, milliseconds)
+            if ready > 0 { return }
+            if ready < 0, errno != EINTR { throw failure("poll: \(systemError(errno))") }
+        }
+    }
+
+    func writeAll(_ bytes: [UInt8], to stream: any ByteStream) throws(WebSocketConnectError) {
+        var offset = 0
+        while offset < bytes.count {
+            switch bytes[offset...].withUnsafeBytes({ stream.write($0) }) {
+            case .transferred(let count): offset += count
+            case .wouldBlock: try wait(stream.fd, for: Int16(POLLOUT) | stream.extraPollEvents)
+            case .closed: throw failure("the connection closed")
+            case .failed(let reason): throw failure(reason)
+            }
+        }
+    }
+
+    /// Reads until an HTTP head is complete; the bytes read after it come back with it.
+    func readHead(from stream: any ByteStream) throws(WebSocketConnectError) -> (HTTPHead, [UInt8]) {
+        var received: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            do {
+                if let (head, length) = try HTTPHead.parse(received, maximumLength: Self.maximumHeadLength) {
+                    return (head, Array(received[length...]))
+                }
+            } catch {
+                throw failure(error.reasonText)
+            }
+            switch chunk.withUnsafeMutableBytes({ stream.read(into: $0) }) {
+            case .transferred(let count): received += chunk[..<count]
+            case .wouldBlock: try wait(stream.fd, for: Int16(POLLIN) | stream.extraPollEvents)
+            case .closed:
+                throw failure(received.isEmpty ? "the connection closed without an answer"
+                                               : "the connection closed within the answer's HTTP head")
+            case .failed(let reason): throw failure(reason)
+            }
+        }
+    }
+}
+
+/// Resolving a host and connecting a non-blocking TCP socket to one of its addresses.
+enum TCPConnection {
+    /// A connected socket to `host`:`port`: each address `getaddrinfo` gives (IPv6 and IPv4) is tried in its order
+    /// until one connects, each with an equal share of what is left of the deadline.
+    static func open(host: String, port: Int, step resolve: ConnectStep) throws(WebSocketConnectError) -> SocketStream {
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var list: UnsafeMutablePointer<addrinfo>?
+        // getaddrinfo has no deadline of its own: the resolver's timeouts (resolv.conf) bound it.
+        let result = getaddrinfo(host, String(port), &hints, &list)
+        guard result == 0, let list else {
+            throw resolve.failure(result == EAI_SYSTEM ? systemError(errno) : String(cString: gai_strerror(result)))
+        }
+        defer { freeaddrinfo(list) }
+        guard ContinuousClock.now < resolve.deadline else { throw resolve.timedOut }
+        var addresses: [UnsafeMutablePointer<addrinfo>] = []
+        var next: UnsafeMutablePointer<addrinfo>? = list
+        while let entry = next {
+            addresses.append(entry)
+            next = entry.pointee.ai_next
+        }
+        var failures: [String] = []
+        for (index, entry) in addresses.enumerated() {
+            let address = numericAuthority(entry.pointee)
+            let share = (resolve.deadline - .now) / (addresses.count - index)
+            let attempt = ConnectStep(stage: .connect, address: address, deadline: min(resolve.deadline, .now + share),
+                                      timeout: resolve.timeout)
+            do {
+                return try connect(entry.pointee, step: attempt)
+            } catch {
+                let reason = switch error {
+                case .failed(_, _, let reason): reason
+                default: "no answer within \(share)"
+                }
+                failures.append(addresses.count == 1 && address == resolve.address ? reason : "\(address): \(reason)")
+            }
+        }
+        guard ContinuousClock.now < resolve.deadline else { throw .timedOut(.connect, address: resolve.address, after: resolve.timeout) }
+        throw .failed(.connect, address: resolve.address, reason: failures.joined(separator: "; "))
+    }
+
+    private static func connect(_ address: addrinfo, step: ConnectStep) throws(WebSocketConnectError) -> SocketStream {
+        let fd = socket(address.ai_family, Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue),
+                        address.ai_protocol)
+        guard fd >= 0 else { throw step.failure("socket: \(systemError(errno))") }
+        // From here the stream owns the descriptor: thrown away, it closes it.
+        let stream = SocketStream(fd: fd)
+        var noDelay: Int32 = 1
+        // Frames are written whole; Nagle would hold a small one back for the previous one's ACK.
+        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &noDelay, socklen_t(MemoryLayout<Int32>.size))
+        if Glibc.connect(fd, address.ai_addr, address.ai_addrlen) != 0 {
+            guard errno == EINPROGRESS || errno == EINTR else { throw step.failure(systemError(errno)) }
+            try step.wait(fd, for: Int16(POLLOUT))
+            var error: Int32 = 0
+            var length = socklen_t(MemoryLayout<Int32>.size)
+            guard getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) == 0 else { throw step.failure(systemError(errno)) }
+            guard error == 0 else { throw step.failure(systemError(error)) }
+        }
+        return stream
+    }
+
+    /// `192.0.2.1:443` or `[2001:db8::1]:443`.
+    private static func numericAuthority(_ address: addrinfo) -> String {
+        var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+        var service = [CChar](repeating: 0, count: Int(NI_MAXSERV))
+        guard getnameinfo(address.ai_addr, address.ai_addrlen, &host, socklen_t(host.count), &service,
+                          socklen_t(service.count), NI_NUMERICHOST | NI_NUMERICSERV) == 0
+        else { return "an address of family \(address.ai_family)" }
+        return HTTPConnectRequest(host: text(ofCString: host), port: Int(text(ofCString: service)) ?? 0).authority
+    }
+}

@@ -1,0 +1,189 @@
+import DittoWebSocketTestSupport
+import Foundation
+import MQTT
+import Mosquitto
+import MosquittoTestSupport
+import Testing
+import WebSocketCodec
+
+/// Issue 24 through the real binary: `transport: websocket` against ``DittoWebSocketServer`` playing Ditto's `/ws/2`.
+@Suite("Ditto over its WebSocket binding, through the binary", .serialized)
+struct WebSocketEndToEndTests {
+    @Test("uplink: a device's telemetry becomes a live event on the session; /ready follows the START-SEND acks; labels declared")
+    func uplinkEvent() async throws {
+        try await withWebSocketWorld { world in
+            let session = try await world.openSession()
+            #expect(Set(session.controlMessages) == ["START-SEND-MESSAGES", "START-SEND-LIVE-COMMANDS"])
+            #expect(session.declaredAcknowledgementLabels == ["e2e:delivered", "e2e:answered"])
+            #expect(session.subject.contains("ditto"))
+            let (device, _) = try await world.device("device-lamp")
+            try await device.publish(to: "devices/lamp/telemetry/temperature", payload: Array(#"{"value":21.5}"#.utf8))
+            let event = try await world.awaitFromBridge { $0["topic"]?.string == "\(E2E.namespace)/lamp/things/live/events/modified" }
+            #expect(event["path"]?.string == "/features/temperature/properties/value")
+            #expect(event["value"] == .number(21.5))
+            let scrape = try await world.scrape()
+            #expect(scrape.sum("ditto_mqtt_bridge_connection_up", ["side": "ditto"]) == 1)
+            #expect(scrape.sum("ditto_mqtt_bridge_messages_total", ["direction": "uplink"]) >= 1)
+        }
+    }
+
+    @Test("downlink: a live message and a live command reach the device, whose answers go back on the socket with the correlation-id")
+    func downlinkAnswered() async throws {
+        try await withWebSocketWorld { world in
+            let requests = try await world.answeringDevice("lamp")
+            let session = try await world.openSession()
+            #expect(session.send(WebSocketWorld.liveMessage(to: "lamp", subject: "blink", correlationID: "ws-msg-1")))
+            let response = try await world.awaitFromBridge { $0["headers"]?["correlation-id"]?.string == "ws-msg-1" }
+            #expect(response["status"] == .number(200))
+            #expect(response["topic"]?.string == "\(E2E.namespace)/lamp/things/live/messages/blink")
+            #expect(response["value"]?["answer"] == .string("go"))
+
+            let command = """
+                {"topic":"\(E2E.namespace)/lamp/things/live/commands/modify",\
+                "headers":{"correlation-id":"ws-cmd-1","response-required":true},\
+                "path":"/features/light/properties/level","value":70}
+                """
+            #expect(session.send(command))
+            let commandResponse = try await world.awaitFromBridge { $0["headers"]?["correlation-id"]?.string == "ws-cmd-1" }
+            #expect(commandResponse["topic"]?.string == "\(E2E.namespace)/lamp/things/live/commands/modify")
+            #expect(requests.messages.map(\.topic).contains("devices/lamp/set/light/level"))
+        }
+    }
+
+    @Test("a device's request goes to Ditto as a live message; Ditto's response on the socket reaches the device's response topic")
+    func deviceInitiatedRequest() async throws {
+        try await withWebSocketWorld { world in
+            let session = try await world.openSession()
+            let (asker, answers) = try await world.device("device-asker", subscribe: ["devices/asker/answers"])
+            try await asker.publish(to: "devices/asker/ask/config", payload: Array(#"{"want":"config"}"#.utf8),
+                                    properties: PublishProperties(responseTopic: "devices/asker/answers",
+                                                                  correlationData: Array("ask-1".utf8)))
+            let request = try await world.awaitFromBridge { $0["topic"]?.string == "\(E2E.namespace)/asker/things/live/messages/config" }
+            let id = try #require(request["headers"]?["correlation-id"]?.string)
+            #expect(session.send("""
+                {"topic":"\(E2E.namespace)/asker/things/live/messages/config",\
+                "headers":{"correlation-id":"\(id)","content-type":"application/json"},\
+                "path":"/outbox/messages/config","status":200,"value":{"interval":5}}
+                """))
+            let answer = try #require(await answers.first { _ in true })
+            #expect(answer.properties.correlationData == Array("ask-1".utf8))
+            #expect(String(decoding: answer.payload, as: UTF8.self).contains("\"interval\":5"))
+        }
+    }
+
+    @Test("Ditto drops the connection, then restarts: the bridge reconnects, subscribes again and is ready again")
+    func reconnectResubscribes() async throws {
+        try await withWebSocketWorld { world in
+            _ = try await world.openSession()
+            world.ditto.dropAll()
+            let second = try await world.ditto.session(1)
+            try await world.waitUntilReady()
+            #expect(Set(second.controlMessages) == ["START-SEND-MESSAGES", "START-SEND-LIVE-COMMANDS"])
+            world.ditto.restart()
+            let third = try await world.ditto.session(2)
+            try await world.waitUntilReady()
+            #expect(Set(third.controlMessages) == ["START-SEND-MESSAGES", "START-SEND-LIVE-COMMANDS"])
+            let (device, _) = try await world.device("device-lamp")
+            try await device.publish(to: "devices/lamp/telemetry/after", payload: Array(#"{"value":1}"#.utf8))
+            _ = try await world.awaitFromBridge { $0["path"]?.string == "/features/after/properties/value" }
+            #expect(world.bridge.log.contains("Ditto's WebSocket session ended"))
+            let scrape = try await world.scrape()
+            #expect(scrape.sum("ditto_mqtt_bridge_connects_total", ["side": "ditto"]) >= 3)
+        }
+    }
+
+    @Test("refused credentials: 401 at the upgrade, logged as such, /ready stays 503, the bridge keeps trying")
+    func refusedCredentials() async throws {
+        var settings = WebSocketWorld.Settings()
+        settings.serverOptions = DittoWebSocketServer.Options(password: "other")
+        try await withWebSocketWorld(settings, waitUntilReady: false) { world in
+            let refused = await eventually(timeout: .seconds(10)) { world.ditto.refusedUpgrades.count >= 2 }
+            #expect(refused, "\(world.bridge.logTail())")
+            #expect(world.ditto.refusedUpgrades.allSatisfy { $0 == 401 })
+            #expect(world.bridge.isRunning)
+            #expect(await world.isReady() == false)
+            #expect(world.bridge.log.contains("401"), "\(world.bridge.logTail())")
+        }
+    }
+
+    @Test("bearer token from a file: a new token in the file goes to Ditto as JWT-TOKEN and the session outlives the first token")
+    func tokenRefresh() async throws {
+        var settings = WebSocketWorld.Settings()
+        settings.dittoKeys = ["token-file: {directory}/token"]
+        try await withWebSocketWorld(settings, before: { directory, ditto in
+            let token = ditto.issueToken(subject: "bridge", validFor: .seconds(4))
+            try token.write(to: directory.appendingPathComponent("token"), atomically: true, encoding: .utf8)
+        }) { world in
+            let session = try await world.openSession()
+            #expect(session.request.value(of: "Authorization")?.hasPrefix("Bearer token-") == true)
+            let next = world.ditto.issueToken(subject: "bridge", validFor: .seconds(60))
+            try next.write(to: world.directory.appendingPathComponent("token"), atomically: true, encoding: .utf8)
+            let refreshed = await eventually(timeout: .seconds(5)) {
+                session.controlMessages.contains("JWT-TOKEN?jwtToken=\(next)")
+            }
+            #expect(refreshed, "\(session.controlMessages)")
+            try await Task.sleep(for: .seconds(4))
+            #expect(session.isOpen, "the session closed at the first token's expiry")
+            #expect(world.ditto.sessions.count == 1)
+        }
+    }
+
+    @Test("through an HTTP CONNECT proxy with its credentials")
+    func throughProxy() async throws {
+        let proxy = try HTTPConnectProxy(credentials: .basic(username: "gw", password: "secret"))
+        var settings = WebSocketWorld.Settings()
+        settings.dittoKeys += [
+            "proxy: { url: \"http://127.0.0.1:\(proxy.port)\", username: gw, password-file: {directory}/proxy-password }",
+        ]
+        do {
+            try await withWebSocketWorld(settings, before: { directory, _ in
+                try "secret\n".write(to: directory.appendingPathComponent("proxy-password"), atomically: true, encoding: .utf8)
+            }) { world in
+                _ = try await world.openSession()
+                #expect(proxy.tunnels.count == 1)
+                #expect(proxy.refused.isEmpty)
+            }
+        } catch {
+            await proxy.stop()
+            throw error
+        }
+        await proxy.stop()
+    }
+
+    @Test("Ditto goes away mid-stream: with the spool, every message reaches Ditto at least once")
+    func dittoGoesAwayMidStream() async throws {
+        var settings = WebSocketWorld.Settings()
+        settings.extraTopLevel = ["spool:", "  directory: {directory}/spool"]
+        try await withWebSocketWorld(settings) { world in
+            let (device, _) = try await world.device("device-burst")
+            let total = 2_000
+            for index in 0..<total {
+                try await device.publish(to: "devices/burst/telemetry/n", payload: Array(#"{"value":\#(index)}"#.utf8),
+                                         qos: .atLeastOnce)
+                if index == 500 { world.ditto.dropAll() }
+                if index == 1_200 { world.ditto.restart() }
+            }
+            var seen = Set<Int>()
+            let complete = await eventually(timeout: .seconds(30), every: .milliseconds(100)) {
+                seen = Set(((try? world.fromBridge()) ?? []).compactMap { $0["value"]?.number.map { Int($0) } })
+                return seen.count == total
+            }
+            #expect(complete, "\(total - seen.count) of \(total) never reached Ditto:\n\(world.bridge.logTail())")
+            #expect(world.ditto.sessions.count >= 3)
+        }
+    }
+
+    @Test("another subscriber holds a declared label: Ditto's 409 is logged, the bridge backs off and connects once it is free")
+    func labelConflict() async throws {
+        try await withWebSocketWorld { world in
+            let first = try await world.openSession()
+            first.rejectDeclaredAcknowledgementLabels()
+            let logged = await eventually(timeout: .seconds(5)) {
+                world.bridge.log.contains("Ditto refused the declared acknowledgement labels")
+            }
+            #expect(logged, "\(world.bridge.logTail())")
+            _ = try await world.ditto.session(1)
+            try await world.waitUntilReady()
+        }
+    }
+}

@@ -1,0 +1,219 @@
+import DittoWebSocketTestSupport
+import Foundation
+import MQTT
+import Mosquitto
+import MosquittoTestSupport
+import Synchronization
+import Testing
+import WebSocketCodec
+
+/// The bridge binary between a private device broker and ``DittoWebSocketServer`` playing Ditto's `/ws/2`:
+/// `connections.ditto` with `transport: websocket`. ``shutdown(passed:)`` stops exactly what it started.
+final class WebSocketWorld: Sendable {
+    struct Settings: Sendable {
+        /// The `connections.ditto` keys after `transport` and `url` (indented by four spaces).
+        var dittoKeys: [String] = ["username: ditto", "password-file: {directory}/ditto-password"]
+        var extraUplinkRules: [String] = []
+        var extraTopLevel: [String] = []
+        var serverOptions = DittoWebSocketServer.Options()
+        /// The URL's authority and path; nil: the server's.
+        var url: String?
+    }
+
+    let directory: URL
+    let deviceBroker: TestBroker
+    let ditto: DittoWebSocketServer
+    let operationsPort: Int
+    let configPath: String
+    let bridge: BridgeProcess
+    private let cleanups = Shared<[@Sendable () async -> Void]>([])
+
+    init(_ settings: Settings = Settings(), before: (URL, DittoWebSocketServer) throws -> Void = { _, _ in }) async throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("e2e-ws-\(UUID().uuidString.prefix(8))")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try "ditto\n".write(to: directory.appendingPathComponent("ditto-password"), atomically: true, encoding: .utf8)
+        deviceBroker = try await TestBroker.start(.init(logConnections: true))
+        ditto = try DittoWebSocketServer(settings.serverOptions)
+        operationsPort = try TestBroker.freePort()
+        try before(directory, ditto)
+        configPath = directory.appendingPathComponent("bridge.yaml").path
+        let yaml = Self.yaml(settings, devicePort: deviceBroker.port, url: settings.url ?? ditto.url,
+                             operationsPort: operationsPort)
+            .replacingOccurrences(of: "{directory}", with: directory.path)
+        try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
+        bridge = try BridgeProcess(configPath: configPath, logPath: directory.appendingPathComponent("bridge.log").path)
+    }
+
+    static func yaml(_ settings: Settings, devicePort: Int, url: String, operationsPort: Int) -> String {
+        var lines = [
+            "connections:",
+            "  device:",
+            "    host: 127.0.0.1",
+            "    port: \(devicePort)",
+            "    client-id: \(E2E.deviceClientID)",
+            "    keepalive: 5s",
+            "    reconnect: { initial: 500ms, maximum: 1s }",
+            "  ditto:",
+            "    transport: websocket",
+            "    url: \"\(url)\"",
+            "    reconnect: { initial: 200ms, maximum: 1s }",
+        ]
+        lines += settings.dittoKeys.map { "    " + $0 }
+        lines += [
+            "ditto:",
+            "  connection-id: e2e",
+            "defaults:",
+            "  namespace: \(E2E.namespace)",
+            "  request-timeout: 10s",
+            "operations:",
+            "  listen: \"127.0.0.1:\(operationsPort)\"",
+            "uplink:",
+            "  - name: telemetry",
+            "    topic: \"devices/{deviceId}/telemetry/{sensor}\"",
+            "    thing-id: \"{namespace}:{deviceId}\"",
+            "    event: { action: modified, path: \"/features/{sensor}/properties/value\" }",
+            "    payload: { format: json, pointer: /value }",
+            "  - name: requests",
+            "    topic: \"devices/{deviceId}/ask/{subject}\"",
+            "    thing-id: \"{namespace}:{deviceId}\"",
+            "    message: { subject: \"{subject}\", response: true, timeout: 5s }",
+        ]
+        lines += settings.extraUplinkRules
+        lines += [
+            "downlink:",
+            "  - name: inbox",
+            "    match: { messages: { subject: \"*\" } }",
+            "    thing-id: \"{namespace}:{deviceId}\"",
+            "    topic: \"devices/{deviceId}/inbox/{subject}\"",
+            "    reply: { mode: mqtt5, topic: \"devices/{deviceId}/reply\", timeout: 10s }",
+            "  - name: properties",
+            "    match: { commands: { actions: [modify], path: \"/features/{feature}/properties/{property}\" } }",
+            "    thing-id: \"{namespace}:{deviceId}\"",
+            "    topic: \"devices/{deviceId}/set/{feature}/{property}\"",
+            "    reply: { mode: mqtt5, topic: \"devices/{deviceId}/reply\", timeout: 10s }",
+        ]
+        lines += settings.extraTopLevel
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    func get(_ path: String) async throws -> HTTPResponse {
+        try await HTTPClient.get(path, port: operationsPort)
+    }
+
+    func scrape() async throws -> MetricsScrape {
+        let response = try await get("/metrics")
+        guard response.status == 200 else { throw TestFailure("GET /metrics answered \(response.status): \(response.body)") }
+        return try MetricsScrape(parsing: response.body)
+    }
+
+    func isReady() async -> Bool { (try? await get("/ready"))?.status == 200 }
+
+    func waitUntilReady(timeout: Duration = .seconds(30)) async throws {
+        let ready = await eventually(timeout: timeout, every: .milliseconds(50)) {
+            if !bridge.isRunning { return true }
+            return await isReady()
+        }
+        guard bridge.isRunning else { throw TestFailure("the bridge exited:\n\(bridge.logTail())") }
+        guard ready else { throw TestFailure("/ready did not answer 200 within \(timeout):\n\(bridge.logTail())") }
+    }
+
+    /// A connected MQTT 5 client on the device broker, disconnected by ``shutdown(passed:)``.
+    func device(_ id: String, subscribe filters: [String] = []) async throws -> (client: MosquittoClient, received: MessageCollector) {
+        let client = try MosquittoClient(configuration: deviceBroker.clientConfiguration(clientID: id), logger: E2E.logger)
+        cleanups.update { $0.append { await client.disconnect() } }
+        try await client.connect()
+        let received = MessageCollector(client.messages)
+        if !filters.isEmpty { try await client.subscribe(filters.map { Subscription(filter: $0, qos: .atLeastOnce) }) }
+        return (client, received)
+    }
+
+    /// A device that answers every request on its inbox and its `set` topics at once (`{"answer": <its value>}`)
+    /// to the response topic the bridge set, echoing the correlation data.
+    func answeringDevice(_ device: String) async throws -> MessageCollector {
+        let (client, _) = try await self.device("device-\(device)")
+        let received = MessageCollector()
+        let answering = Task {
+            for await request in client.messages {
+                received.append(request)
+                guard let responseTopic = request.properties.responseTopic else { continue }
+                let payload = Array(#"{"answer":"#.utf8) + request.payload + Array("}".utf8)
+                _ = try? await client.publish(
+                    to: responseTopic, payload: payload,
+                    properties: PublishProperties(contentType: "application/json",
+                                                  correlationData: request.properties.correlationData))
+            }
+        }
+        cleanups.update { $0.append { answering.cancel() } }
+        try await client.subscribe([Subscription(filter: "devices/\(device)/inbox/#", qos: .atLeastOnce),
+                                    Subscription(filter: "devices/\(device)/set/#", qos: .atLeastOnce)])
+        return received
+    }
+
+    /// The Ditto Protocol messages the bridge sent on every session so far, decoded.
+    func fromBridge() throws -> [JSON] {
+        try ditto.sessions.flatMap(\.protocolMessages).map { try JSONDecoder().decode(JSON.self, from: Data($0.utf8)) }
+    }
+
+    /// Waits until the bridge sent a message that `matches`.
+    func awaitFromBridge(timeout: Duration = .seconds(10), _ matches: (JSON) -> Bool) async throws -> JSON {
+        var found: JSON?
+        _ = await eventually(timeout: timeout, every: .milliseconds(20)) {
+            found = (try? self.fromBridge())?.first(where: matches)
+            return found != nil
+        }
+        guard let found else { throw TestFailure("no such message from the bridge within \(timeout):\n\(bridge.logTail())") }
+        return found
+    }
+
+    /// A live message to `device`'s inbox as Ditto sends it on the session.
+    static func liveMessage(to device: String, subject: String, correlationID: String, value: String = #""go""#) -> String {
+        """
+        {"topic":"\(E2E.namespace)/\(device)/things/live/messages/\(subject)",\
+        "headers":{"correlation-id":"\(correlationID)","content-type":"application/json","response-required":true},\
+        "path":"/inbox/messages/\(subject)","value":\(value)}
+        """
+    }
+
+    /// The session that is open now (the newest).
+    func openSession(timeout: Duration = .seconds(10)) async throws -> DittoWebSocketSession {
+        var open: DittoWebSocketSession?
+        _ = await eventually(timeout: timeout, every: .milliseconds(20)) {
+            open = self.ditto.sessions.last(where: \.isOpen)
+            return open != nil
+        }
+        guard let open else { throw TestFailure("no open session within \(timeout):\n\(bridge.logTail())") }
+        return open
+    }
+
+    func shutdown(passed: Bool) async {
+        await bridge.stop()
+        for cleanup in cleanups.update({ list in
+            defer { list.removeAll() }
+            return list
+        }) {
+            await cleanup()
+        }
+        await ditto.stop()
+        await deviceBroker.stopped()
+        if passed {
+            try? FileManager.default.removeItem(at: directory)
+        } else {
+            print("e2e: kept \(directory.path) (config, bridge log)\n---- end of the bridge's log ----\n\(bridge.logTail())")
+        }
+    }
+}
+
+/// Runs `body` in a fresh world (unless `waitUntilReady` is false, the bridge ready) and shuts it down afterwards.
+func withWebSocketWorld(_ settings: WebSocketWorld.Settings = WebSocketWorld.Settings(), waitUntilReady: Bool = true,
+                        before: (URL, DittoWebSocketServer) throws -> Void = { _, _ in },
+                        _ body: (WebSocketWorld) async throws -> Void) async throws {
+    let world = try await WebSocketWorld(settings, before: before)
+    do {
+        if waitUntilReady { try await world.waitUntilReady() }
+        try await body(world)
+        await world.shutdown(passed: ProcessInfo.processInfo.environment["E2E_KEEP"] != "1")
+    } catch {
+        await world.shutdown(passed: false)
+        throw error
+    }
+}
