@@ -7,6 +7,15 @@ enum ConfigSchema {
         "host", "port", "mqtt-version", "client-id", "keepalive", "clean-start", "session-expiry", "username",
         "password-file", "password-env", "password", "tls", "reconnect", "max-inflight", "shared-subscription-group",
     ]
+    /// `connections.ditto` with `transport: mqtt` (the default): a broker connection that names its transport.
+    static let dittoMQTT = connection + ["transport"]
+    /// `connections.ditto` with `transport: websocket`: Ditto's `/ws/2` binding.
+    static let dittoWebSocket = [
+        "transport", "url", "tls", "username", "password-file", "password-env", "password", "token-file", "proxy",
+        "namespaces", "rate-limit", "max-inflight", "keepalive", "connect-timeout", "reconnect",
+    ]
+    /// `connections.ditto.proxy`: the HTTP proxy the WebSocket connection tunnels through.
+    static let proxy = ["url", "username", "password-file", "password-env"]
     static let tls = ["ca-file", "ca-path", "cert-file", "key-file", "version", "verify-hostname", "insecure"]
     static let reconnect = ["initial", "maximum"]
     static let spool = ["directory", "max-size", "max-age", "when-full", "fsync", "segment-size"]
@@ -36,7 +45,8 @@ enum ConfigSchema {
 
     /// Section name -> keys, for documentation checks.
     static let all: [(section: String, keys: [String])] = [
-        ("top level", root), ("connections", connections), ("connections.*", connection), ("tls", tls),
+        ("top level", root), ("connections", connections), ("connections.*", connection), ("connections.ditto", dittoMQTT),
+        ("connections.ditto (websocket)", dittoWebSocket), ("connections.ditto.proxy", proxy), ("tls", tls),
         ("reconnect", reconnect), ("spool", spool), ("ditto", ditto), ("defaults", defaults), ("headers", headers),
         ("headers.mqtt311", mqtt311), ("devices", devices), ("devices.connection-status", connectionStatus), ("acks", acks), ("operations", operations), ("uplink[]", uplinkRule),
         ("uplink[].event", event), ("uplink[].message", message), ("uplink[].payload", payload),

@@ -99,10 +99,13 @@ struct ConfigLoader {
 
         let connections = connectionsBlock(top["connections"])
         let defaults = defaultsBlock(top["defaults"])
-        let ditto = dittoBlock(top["ditto"])
+        let ditto = dittoBlock(top["ditto"], transport: connections.ditto)
         let globalHeaders = headerPolicy(
             top["headers"], base: .standard, known: ["thingId", "namespace", "thingName", "correlationId"])
-        let acks = acksBlock(top["acks"], connectionID: ditto.connectionID)
+        // Over WebSocket the bridge declares its labels itself (`declared-acks`): Ditto wants no connection prefix.
+        let acks = acksBlock(
+            top["acks"], connectionID: ditto.connectionID, requiresConnectionPrefix: connections.ditto.broker != nil)
+        checkSubscribedNamespaces(connections.ditto, defaults: defaults, top: top)
         let namespaceDeclared = (top["defaults"].flatMap { reader.peekMapping($0) })?.has("namespace") ?? false
         var context = RuleContext(
             connections: connections, defaults: defaults, ditto: ditto, globalHeaders: globalHeaders,
@@ -146,6 +149,18 @@ struct ConfigLoader {
             spool: spoolBlock(top["spool"]), operations: operationsBlock(top["operations"]))
     }
 
+    /// Over WebSocket the bridge gets only the signals of the namespaces it subscribes to: `defaults.namespace`
+    /// outside them means downlink commands and messages for the bridge's own things never arrive.
+    private func checkSubscribedNamespaces(_ ditto: DittoConnection, defaults: Defaults, top: MappingView) {
+        guard let namespaces = ditto.webSocket?.namespaces, !namespaces.isEmpty, let namespace = defaults.namespace,
+            !namespaces.contains(namespace),
+            let at = top["connections"].flatMap({ reader.peekMapping($0)?["ditto"] }).flatMap({ reader.peekMapping($0)?["namespaces"] })
+        else { return }
+        reader.warning(
+            at, "defaults.namespace '\(namespace)' is not among the namespaces subscribed to: Ditto will send no live commands or messages for things in it",
+            hint: "add '\(namespace)' to namespaces, or leave namespaces out to receive every namespace")
+    }
+
     /// Where each rule's `topic` value is, by rule index, so cross-rule messages point at the topic line.
     private func topicLocations(_ list: YAMLValue?) -> [Int: SourceLocation] {
         guard let list, case .sequence(let items) = list.node else { return [:] }
@@ -174,8 +189,17 @@ struct ConfigLoader {
         var device = defaultConnection(clientID: "ditto-bridge-devices")
         var ditto = DittoConnection.mqtt(defaultConnection(clientID: "ditto-bridge-ditto"))
         if let v, !v.isNull, let m = reader.mapping(v, keys: ConfigSchema.connections) {
-            if let d = m["device"] { device = connection(d, role: "device", defaultClientID: "ditto-bridge-devices") }
-            if let d = m["ditto"] { ditto = .mqtt(connection(d, role: "ditto", defaultClientID: "ditto-bridge-ditto")) }
+            if let d = m["device"] {
+                device = connection(
+                    d, role: "device", defaultClientID: "ditto-bridge-devices", keys: ConfigSchema.connection,
+                    misplaced: { key in
+                        key == "transport" || ConfigSchema.dittoWebSocket.contains(key)
+                            ? ("'\(key)' is a key of connections.ditto only: devices always use MQTT",
+                               "remove it; Ditto's WebSocket binding is chosen with connections.ditto.transport: websocket")
+                            : nil
+                    })
+            }
+            if let d = m["ditto"] { ditto = dittoConnection(d) }
             if case .mqtt(let ditto) = ditto, Self.sharesUnauthenticatedListener(device, ditto) {
                 reader.warning(
                     m["ditto"] ?? v,
@@ -214,9 +238,12 @@ struct ConfigLoader {
     }
 
 
-    func connection(_ v: YAMLValue, role: String, defaultClientID: String) -> BrokerConnection {
+    func connection(
+        _ v: YAMLValue, role: String, defaultClientID: String, keys: [String],
+        misplaced: (String) -> (message: String, hint: String)?
+    ) -> BrokerConnection {
         var c = defaultConnection(clientID: defaultClientID)
-        guard let m = reader.mapping(v, keys: ConfigSchema.connection) else { return c }
+        guard let m = reader.mapping(v, keys: keys, misplaced: misplaced) else { return c }
         if let h = m["host"] {
             if let host = expanded(h) {
                 if host.contains("://") || host.contains(" ") || host.contains("/") {
@@ -272,43 +299,9 @@ struct ConfigLoader {
             }
         }
         if let u = m["username"], let username = expanded(u) { c.username = username }
-        let passwordKeys = ["password-file", "password-env", "password"].filter { m.has($0) }
-        if passwordKeys.count > 1, let second = m[passwordKeys[1]] {
-            reader.error(
-                second, "'\(passwordKeys[0])' and '\(passwordKeys[1])' both give the password",
-                hint: "keep one of password-file, password-env, password")
-        } else if let key = passwordKeys.first, let pv = m[key] {
-            if c.username == nil {
-                reader.error(pv, "a password needs a username", hint: "add username: to this connection")
-            }
-            switch key {
-            case "password-file":
-                if let path = expanded(pv) {
-                    c.passwordSource = .file(path)
-                    c.password = readPasswordFile(path, at: pv)
-                }
-            case "password-env":
-                if let name = reader.string(pv) {
-                    c.passwordSource = .environment(name)
-                    if let value = source.environmentVariable(name) {
-                        if value.isEmpty {
-                            reader.error(pv, "environment variable \(name) is set but empty")
-                        } else {
-                            c.password = Secret(value)
-                        }
-                    } else {
-                        reader.error(pv, "environment variable \(name) is not set", hint: "export \(name)=... before starting the bridge")
-                    }
-                }
-            default:
-                if let value = reader.text(pv, hint: "quote it (password: \"...\") so that YAML keeps it as text") {
-                    c.passwordSource = .inline
-                    c.password = Secret(value)
-                    reader.warning(
-                        pv, "the password is written in the config file",
-                        hint: "prefer password-file: or password-env:, which keep it out of backups and version control")
-                }
-            }
+        if let (password, source) = password(in: m, hasUsername: c.username != nil) {
+            c.password = password
+            c.passwordSource = source
         }
         if let mi = m["max-inflight"], let maximum = reader.int(mi, range: 1...65_535) { c.maxInflight = maximum }
         if let g = m["shared-subscription-group"], let group = expanded(g) {
@@ -320,21 +313,68 @@ struct ConfigLoader {
                 c.sharedSubscriptionGroup = group
             }
         }
-        if let r = m["reconnect"], let rm = reader.mapping(r, keys: ConfigSchema.reconnect) {
-            if let i = rm["initial"], let initial = reader.duration(i, range: .milliseconds(100)...(.seconds(3600))) {
-                c.reconnect.initial = initial
-            }
-            if let x = rm["maximum"], let maximum = reader.duration(x, range: .milliseconds(100)...(.seconds(3600))) {
-                c.reconnect.maximum = maximum
-            }
-            if c.reconnect.initial > c.reconnect.maximum {
-                reader.error(
-                    rm["maximum"] ?? r,
-                    "maximum (\(DurationText.format(c.reconnect.maximum))) is shorter than initial (\(DurationText.format(c.reconnect.initial)))"
-                )
-            }
-        }
+        if let r = m["reconnect"] { c.reconnect = reconnectPolicy(r, default: c.reconnect) }
         return c
+    }
+
+    /// A `reconnect` block (brokers and the WebSocket connection): `initial` and `maximum`, 100ms to 1h.
+    func reconnectPolicy(_ r: YAMLValue, default policy: ReconnectPolicy) -> ReconnectPolicy {
+        var policy = policy
+        guard let rm = reader.mapping(r, keys: ConfigSchema.reconnect) else { return policy }
+        if let i = rm["initial"], let initial = reader.duration(i, range: .milliseconds(100)...(.seconds(3600))) {
+            policy.initial = initial
+        }
+        if let x = rm["maximum"], let maximum = reader.duration(x, range: .milliseconds(100)...(.seconds(3600))) {
+            policy.maximum = maximum
+        }
+        if policy.initial > policy.maximum {
+            reader.error(
+                rm["maximum"] ?? r,
+                "maximum (\(DurationText.format(policy.maximum))) is shorter than initial (\(DurationText.format(policy.initial)))"
+            )
+        }
+        return policy
+    }
+
+    /// The password of a block with `username` and one of `password-file`, `password-env` and `password` (those of
+    /// them its schema takes): brokers, Basic authentication at Ditto's WebSocket endpoint and its proxy. nil when
+    /// none is given; the secret is nil when the source failed (reported).
+    func password(in m: MappingView, hasUsername: Bool) -> (Secret?, BrokerConnection.PasswordSource)? {
+        let passwordKeys = ["password-file", "password-env", "password"].filter { m.has($0) }
+        if passwordKeys.count > 1, let second = m[passwordKeys[1]] {
+            reader.error(
+                second, "'\(passwordKeys[0])' and '\(passwordKeys[1])' both give the password",
+                hint: "keep one of \(passwordKeys.joined(separator: ", "))")
+            return nil
+        }
+        guard let key = passwordKeys.first, let pv = m[key] else { return nil }
+        if !hasUsername {
+            reader.error(pv, "a password needs a username", hint: "add username: next to it")
+        }
+        switch key {
+        case "password-file":
+            guard let path = expanded(pv) else { return nil }
+            return (readPasswordFile(path, at: pv), .file(path))
+        case "password-env":
+            guard let name = reader.string(pv) else { return nil }
+            guard let value = source.environmentVariable(name) else {
+                reader.error(pv, "environment variable \(name) is not set", hint: "export \(name)=... before starting the bridge")
+                return (nil, .environment(name))
+            }
+            if value.isEmpty {
+                reader.error(pv, "environment variable \(name) is set but empty")
+                return (nil, .environment(name))
+            }
+            return (Secret(value), .environment(name))
+        default:
+            guard let value = reader.text(pv, hint: "quote it (password: \"...\") so that YAML keeps it as text") else {
+                return nil
+            }
+            reader.warning(
+                pv, "the password is written in the config file",
+                hint: "prefer password-file: or password-env:, which keep it out of backups and version control")
+            return (Secret(value), .inline)
+        }
     }
 
     /// The scalar with `${VAR}` and `${VAR:-default}` replaced from the environment (for host, client-id,
@@ -417,6 +457,24 @@ struct ConfigLoader {
         return Secret(text)
     }
 
+    /// The absolute path a key names (`${VAR}` expanded, resolved against the config's directory), and whether a
+    /// readable file (or directory) is there; what is not is reported.
+    func existingPath(_ v: YAMLValue, directory: Bool = false) -> (path: String?, usable: Bool) {
+        guard let path = expanded(v) else { return (nil, false) }
+        let full = resolve(path)
+        switch source.entry(atPath: full) {
+        case .missing:
+            reader.error(v, "'\(full)' does not exist")
+        case .file where directory, .directory where !directory:
+            reader.error(v, "'\(full)' is \(directory ? "not a directory" : "a directory, not a file")")
+        case .file(readable: false), .directory(readable: false):
+            reader.error(v, "'\(full)' is not readable")
+        case .file, .directory:
+            return (full, true)
+        }
+        return (full, false)
+    }
+
     func tls(_ v: YAMLValue) -> TLSSettings? {
         var settings = TLSSettings()
         if case .scalar = v.node, !v.isNull {
@@ -426,19 +484,7 @@ struct ConfigLoader {
         guard let m = reader.mapping(v, keys: ConfigSchema.tls)
         else { return nil }
         func file(_ key: String, directory: Bool = false) -> String? {
-            guard let fv = m[key], let path = expanded(fv) else { return nil }
-            let full = resolve(path)
-            switch source.entry(atPath: full) {
-            case .missing:
-                reader.error(fv, "'\(full)' does not exist")
-            case .file where directory, .directory where !directory:
-                reader.error(fv, "'\(full)' is \(directory ? "not a directory" : "a directory, not a file")")
-            case .file(readable: false), .directory(readable: false):
-                reader.error(fv, "'\(full)' is not readable")
-            case .file, .directory:
-                break
-            }
-            return full
+            m[key].flatMap { existingPath($0, directory: directory).path }
         }
         settings.caFile = file("ca-file")
         settings.caPath = file("ca-path", directory: true)
@@ -468,7 +514,10 @@ struct ConfigLoader {
 
     static let thingPlaceholders = ["thingId", "namespace", "thingName"]
 
-    func dittoBlock(_ v: YAMLValue?) -> DittoSettings {
+    /// The `ditto:` keys that name MQTT topics and QoS: they mean nothing over Ditto's WebSocket binding.
+    static let mqttOnlyDittoKeys = ["publish-topic", "subscribe-filter", "reply-topic", "qos"]
+
+    func dittoBlock(_ v: YAMLValue?, transport: DittoConnection) -> DittoSettings {
         // The defaults compile; `try?` never yields nil here, and a fallback keeps the code trap-free.
         var settings = DittoSettings(
             publishTopic: Self.compiled("ditto/in/{thingId}"), subscribeFilter: Self.compiled("ditto/out/#"),
@@ -476,6 +525,24 @@ struct ConfigLoader {
         guard let v, !v.isNull,
             let m = reader.mapping(v, keys: ConfigSchema.ditto)
         else { return settings }
+        if let c = m["connection-id"], let id = reader.string(c) {
+            if id.unicodeScalars.allSatisfy({ AckLabelRules.isLabelCharacter($0) }) {
+                settings.connectionID = id
+            } else {
+                reader.error(c, "'\(id)' is not a Ditto connection id", hint: "use letters, digits, '-', '_' and ':'")
+            }
+        }
+        guard transport.broker != nil else {
+            // The defaults stay in the value, unused: the WebSocket side has no topics.
+            for key in Self.mqttOnlyDittoKeys {
+                guard let value = m[key] else { continue }
+                reader.error(
+                    value,
+                    "'\(key)' is a setting of the MQTT connection to Ditto; with connections.ditto.transport: websocket it means nothing",
+                    hint: "remove it: over WebSocket every Ditto Protocol message is a frame on the one socket")
+            }
+            return settings
+        }
         if let t = m["publish-topic"], let topic = reader.topic(t, allowWildcards: false, what: "topic") {
             if reader.checkPlaceholders(topic.placeholderOffsets, at: t, known: Self.thingPlaceholders) {
                 settings.publishTopic = topic
@@ -494,13 +561,6 @@ struct ConfigLoader {
             }
         }
         if let q = m["qos"], let qos = reader.int(q, range: 0...2) { settings.qos = QoS(rawValue: UInt8(qos)) ?? .atLeastOnce }
-        if let c = m["connection-id"], let id = reader.string(c) {
-            if id.unicodeScalars.allSatisfy({ AckLabelRules.isLabelCharacter($0) }) {
-                settings.connectionID = id
-            } else {
-                reader.error(c, "'\(id)' is not a Ditto connection id", hint: "use letters, digits, '-', '_' and ':'")
-            }
-        }
         let sample = ["thingId": "org.example:device-1", "namespace": "org.example", "thingName": "device-1"]
         // The subscribe filter takes no placeholders: it covers a topic as an MQTT filter does.
         func isSubscribed(_ topic: String) -> Bool {
@@ -589,21 +649,25 @@ struct ConfigLoader {
         var d = Defaults(namespace: nil, qos: .atLeastOnce, contentType: "application/json", requestTimeout: .seconds(10))
         guard let v, !v.isNull, let m = reader.mapping(v, keys: ConfigSchema.defaults)
         else { return d }
-        if let n = m["namespace"], let ns = reader.string(n) {
-            if ThingIDRules.isValidNamespace(ns) {
-                d.namespace = ns
-            } else {
-                reader.error(
-                    n, "'\(ns)' is not a valid Ditto namespace",
-                    hint: "letter-started parts of letters, digits and '_', joined by '.' or '-', e.g. org.example")
-            }
-        }
+        if let n = m["namespace"], let ns = namespace(n) { d.namespace = ns }
         if let q = m["qos"], let qos = reader.int(q, range: 0...2) { d.qos = QoS(rawValue: UInt8(qos)) ?? .atLeastOnce }
         if let c = m["content-type"], let ct = contentType(c) { d.contentType = ct }
         if let t = m["request-timeout"], let timeout = reader.duration(t, range: .milliseconds(1)...(.seconds(60))) {
             d.requestTimeout = timeout
         }
         return d
+    }
+
+    /// A Ditto namespace (``ThingIDRules``): `defaults.namespace` and the WebSocket connection's `namespaces`.
+    func namespace(_ v: YAMLValue) -> String? {
+        guard let ns = reader.string(v) else { return nil }
+        guard ThingIDRules.isValidNamespace(ns) else {
+            reader.error(
+                v, "'\(ns)' is not a valid Ditto namespace",
+                hint: "letter-started parts of letters, digits and '_', joined by '.' or '-', e.g. org.example")
+            return nil
+        }
+        return ns
     }
 
     func contentType(_ v: YAMLValue) -> String? {
@@ -618,7 +682,7 @@ struct ConfigLoader {
         return text
     }
 
-    func acksBlock(_ v: YAMLValue?, connectionID: String) -> AckLabels {
+    func acksBlock(_ v: YAMLValue?, connectionID: String, requiresConnectionPrefix: Bool) -> AckLabels {
         var acks = AckLabels(delivered: "\(connectionID):delivered", answered: "\(connectionID):answered")
         guard let v, !v.isNull, let m = reader.mapping(v, keys: ConfigSchema.acks) else { return acks }
         func label(_ key: String) -> String?? {
@@ -628,7 +692,9 @@ struct ConfigLoader {
                 reader.checkPlaceholders(template.placeholderOffsets, at: lv, known: ["connectionId"]),
                 let text = try? template.render(["connectionId": connectionID])
             else { return .none }
-            if let problem = AckLabelRules.problem(with: text, connectionID: connectionID) {
+            if let problem = AckLabelRules.problem(
+                with: text, connectionID: connectionID, requiresConnectionPrefix: requiresConnectionPrefix)
+            {
                 reader.error(lv, "invalid acknowledgement label '\(text)': \(problem.message)", hint: problem.hint)
                 return .none
             }
@@ -648,14 +714,19 @@ enum AckLabelRules {
         ("a"..."z").contains(s) || ("A"..."Z").contains(s) || ("0"..."9").contains(s) || s == "-" || s == "_" || s == ":"
     }
 
-    static func problem(with label: String, connectionID: String) -> (message: String, hint: String?)? {
+    /// Why the config may not name `label`, or nil. `requiresConnectionPrefix`: Ditto's MQTT connection accepts only
+    /// labels it declares, which start with its id; over WebSocket the session declares them (`declared-acks`) and
+    /// any valid label is fine.
+    static func problem(
+        with label: String, connectionID: String, requiresConnectionPrefix: Bool
+    ) -> (message: String, hint: String?)? {
         if AcknowledgementLabel.reserved.contains(label) {
             return ("'\(label)' is reserved for Ditto itself", "use a label such as '\(connectionID):delivered'")
         }
         guard AcknowledgementLabel.isValid(label, maximumLength: AcknowledgementLabel.maximumEmittedLength) else {
             return ("labels are 3 to \(AcknowledgementLabel.maximumEmittedLength) characters of letters, digits, '-', '_' and ':'", nil)
         }
-        guard label.hasPrefix(connectionID + ":") else {
+        guard !requiresConnectionPrefix || label.hasPrefix(connectionID + ":") else {
             return (
                 "Ditto accepts only labels that start with the connection id and ':'",
                 "write '{connectionId}:\(label)'"

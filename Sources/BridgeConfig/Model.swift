@@ -100,14 +100,17 @@ public struct DittoWebSocketConnection: Sendable, Hashable {
         case none
         /// HTTP Basic, checked by Ditto's nginx (its stock deployment puts `/ws` behind Basic auth).
         case basic(username: String, password: Secret, source: BrokerConnection.PasswordSource)
-        /// `Authorization: Bearer` with the JWT in `tokenFile`, an absolute path. The bridge reads it at every
+        /// `Authorization: Bearer` with the JWT in `tokenFile`, an absolute path (``JSONWebToken`` reads it and its
+        /// expiry; the loader checked that it held one). The bridge reads it at every
         /// connect and re-reads it when it changes, sending `JWT-TOKEN` so that Ditto does not close the session when
         /// the previous token expires.
         case bearer(tokenFile: String)
     }
 
-    /// An HTTP forward proxy the bridge opens a tunnel through (`CONNECT host:port`) before TLS.
+    /// An HTTP forward proxy the bridge opens a tunnel through (`CONNECT host:port`) before TLS (`proxy.url:
+    /// http://host:port`, port 80 unless given).
     public struct Proxy: Sendable, Hashable {
+        /// An IPv6 address without brackets.
         public var host: String
         public var port: Int
         /// `Proxy-Authorization: Basic`; nil: none.
@@ -122,15 +125,17 @@ public struct DittoWebSocketConnection: Sendable, Hashable {
         }
     }
 
-    /// The URL as written (`ws://` or `wss://`, credentials never in it), for the log.
+    /// The URL as written, after `${VAR}` expansion (`ws://` or `wss://`; the loader refuses credentials in it), for
+    /// the log.
     public var url: String
     /// `wss://`: TLS with ``tls`` (the system's CAs when the config names none).
     public var tls: TLSSettings?
-    /// Host name or address of Ditto's gateway (or the nginx in front of it).
+    /// Host name or address of Ditto's gateway (or the nginx in front of it); an IPv6 address without brackets.
     public var host: String
     /// 80 for `ws://`, 443 for `wss://` unless the URL names one.
     public var port: Int
-    /// The request target, `/ws/2` with any query the URL gives.
+    /// The request target: the URL's path and query; `/ws/2` (with the URL's query, if any) when the URL names no
+    /// path or only `/`.
     public var path: String
     public var authentication: Authentication
     public var proxy: Proxy?
@@ -275,7 +280,8 @@ public struct DittoSettings: Sendable, Hashable {
     public var replyTopic: TopicTemplate
     /// QoS of publishes and the subscription on the Ditto side.
     public var qos: QoS
-    /// The id of the Ditto connection, used in acknowledgement labels.
+    /// The id of the Ditto connection, used in acknowledgement labels. Over WebSocket there is no Ditto connection:
+    /// it only renders `{connectionId}` in ``AckLabels``, and the topics and QoS above are unused defaults.
     public var connectionID: String
 }
 
@@ -474,7 +480,8 @@ public struct AckLabels: Sendable, Hashable {
     /// Issued when the device answered; nil: never.
     public var answered: String?
 
-    /// Labels to declare in the Ditto connection's `declaredAcks`.
+    /// Labels to declare in the Ditto connection's `declaredAcks`, or over WebSocket in the `declared-acks` query
+    /// parameter of the upgrade (there without the connection-id prefix rule).
     public var all: [String] { [delivered, answered].compactMap { $0 } }
 }
 

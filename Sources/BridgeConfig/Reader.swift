@@ -91,8 +91,13 @@ struct Reader {
         error(v, "expected \(expected), found \(v.kindDescription)", hint: hint)
     }
 
-    /// A mapping whose keys must all be in `keys`; unknown keys are reported with a suggestion.
-    func mapping(_ v: YAMLValue, keys: [String], what: String? = nil) -> MappingView? {
+    /// A mapping whose keys must all be in `keys`; unknown keys are reported with a suggestion, or with what
+    /// `misplaced` says about a key that belongs to another form of the block (an MQTT key under
+    /// `transport: websocket`).
+    func mapping(
+        _ v: YAMLValue, keys: [String], what: String? = nil,
+        misplaced: (String) -> (message: String, hint: String)? = { _ in nil }
+    ) -> MappingView? {
         guard case .mapping(let mapping) = v.node else {
             typeError(v, expected: "a mapping" + (what.map { " (\($0))" } ?? ""))
             return nil
@@ -130,6 +135,10 @@ struct Reader {
             let child = YAMLValue(node: valueNode, path: v.child(key))
             guard keys.contains(key) else {
                 let keyValue = YAMLValue(node: keyNode, path: v.child(key))
+                if let explanation = misplaced(key) {
+                    error(keyValue, explanation.message, hint: explanation.hint)
+                    continue
+                }
                 let suggestion = Suggestions.didYouMean(key, in: keys)
                 if let closest = Suggestions.closest(to: key, in: keys) { suggestedKeys.insert(closest) }
                 error(

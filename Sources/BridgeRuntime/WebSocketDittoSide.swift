@@ -365,16 +365,8 @@ struct BearerToken: Equatable {
         return .success(BearerToken(value: text, expiry: Self.expiry(of: text)))
     }
 
-    /// The `exp` claim of a JWT's payload (RFC 7519 section 4.1.4), seconds since 1970.
+    /// The `exp` claim of a JWT's payload (RFC 7519 section 4.1.4), as `check` reads it (``JSONWebToken``).
     static func expiry(of token: String) -> Date? {
-        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 3 else { return nil }
-        var base64 = parts[1].replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
-        base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
-        guard let payload = Data(base64Encoded: base64),
-              let claims = try? JSONSerialization.jsonObject(with: payload) as? [String: Any],
-              let exp = claims["exp"] as? NSNumber
-        else { return nil }
-        return Date(timeIntervalSince1970: exp.doubleValue)
+        (try? JSONWebToken(parsing: token))?.expiration.map { Date(timeIntervalSince1970: Double($0)) }
     }
 }

@@ -89,9 +89,21 @@ public final class DittoWebSocketServer: Sendable {
     }
 
     /// A bearer token the server accepts until `validFor` from now; a JWT-TOKEN with another token of the same
-    /// subject extends a session to that token's expiry.
+    /// subject extends a session to that token's expiry. It is shaped as a JWT (header, payload with `sub` and
+    /// `exp`, signature; RFC 7519), as the bridge's config check requires of a token file; the server goes by its
+    /// own table, not by the signature.
     public func issueToken(subject: String, validFor: Duration) -> String {
-        let token = "token-\(UUID().uuidString)"
+        func base64URL(_ bytes: some Sequence<UInt8>) -> String {
+            Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-")
+                .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        }
+        let expiry = Int((Date().timeIntervalSince1970 + Double(validFor.components.seconds)
+            + Double(validFor.components.attoseconds) / 1e18).rounded(.up))
+        let claims: [String: Any] = ["sub": subject, "exp": expiry, "jti": UUID().uuidString]
+        // A dictionary of strings and an integer always serialises.
+        let payload = (try? JSONSerialization.data(withJSONObject: claims, options: [.sortedKeys])) ?? Data()
+        let token = base64URL(#"{"alg":"RS256","typ":"JWT"}"#.utf8) + "." + base64URL(payload) + "."
+            + base64URL(withUnsafeBytes(of: UUID().uuid) { Array($0) })
         state.withLock { $0.tokens[token] = Token(subject: subject, expiry: .now + validFor) }
         return token
     }

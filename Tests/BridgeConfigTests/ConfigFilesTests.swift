@@ -18,7 +18,7 @@ struct ConfigFilesTests {
     @Test func configDirectoryHasTheDocumentedFiles() {
         let files = Set(Self.yamlFiles())
         for expected in [
-            "bridge.yaml", "examples/json-sensors.yaml", "examples/plain-values.yaml", "examples/binary-frames.yaml",
+            "bridge.yaml", "bridge.websocket.yaml", "examples/json-sensors.yaml", "examples/plain-values.yaml", "examples/binary-frames.yaml",
             "examples/ditto-native.yaml", "examples/request-response.yaml",
         ] {
             #expect(files.contains(expected), "missing Config/\(expected)")
@@ -29,16 +29,30 @@ struct ConfigFilesTests {
     func shippedConfigLoads(_ file: String) throws {
         let path = Self.configDirectory.appendingPathComponent(file).path
         // The container config reads the bridge's password from the compose secret /run/secrets/bridge-password
-        // (BRIDGE_PASSWORD_FILE overrides it); a temporary file stands in for it here.
+        // (BRIDGE_PASSWORD_FILE overrides it), the WebSocket config Ditto's Basic password from
+        // /etc/ditto-mqtt-bridge/ditto-password (DITTO_PASSWORD_FILE overrides it); a temporary file stands in.
+        let passwordVariable: String? = switch file {
+        case "bridge.docker.yaml": "BRIDGE_PASSWORD_FILE"
+        case "bridge.websocket.yaml": "DITTO_PASSWORD_FILE"
+        default: nil
+        }
         var environment: [String: String] = [:]
-        if file == "bridge.docker.yaml" {
+        if let passwordVariable {
             let secret = FileManager.default.temporaryDirectory.appendingPathComponent("bridge-password-\(UUID().uuidString)")
             try "stand-in\n".write(to: secret, atomically: true, encoding: .utf8)
-            environment["BRIDGE_PASSWORD_FILE"] = secret.path
+            environment[passwordVariable] = secret.path
         }
-        defer { if let secret = environment["BRIDGE_PASSWORD_FILE"] { try? FileManager.default.removeItem(atPath: secret) } }
+        defer { if let secret = passwordVariable.flatMap({ environment[$0] }) { try? FileManager.default.removeItem(atPath: secret) } }
         do {
             let configuration = try BridgeConfiguration.load(path: path, environment: environment)
+            if file == "bridge.websocket.yaml" {
+                let webSocket = try #require(configuration.connections.ditto.webSocket)
+                #expect(webSocket.host == "ditto.example.com" && webSocket.path == "/ws/2" && webSocket.tls != nil)
+                guard case .basic(username: "ditto", password: Secret("stand-in"), source: .file) = webSocket.authentication else {
+                    Issue.record("\(webSocket.authentication)")
+                    return
+                }
+            }
             #expect(!configuration.uplink.isEmpty || !configuration.downlink.isEmpty)
             #expect(configuration.warnings.isEmpty, "\(configuration.warnings.map(\.description))")
         } catch {

@@ -1,8 +1,9 @@
 import Foundation
 import Testing
 
-/// Issue 22, item 9: two errors docs/CONFIG.md promises from `check`, through the real binary; each config is
-/// also checked once corrected, so the error is the one named (scripts/mutants.sh M11, M12, M30).
+/// Issue 22, item 9: errors docs/CONFIG.md promises from `check`, through the real binary; each config is
+/// also checked once corrected, so the error is the one named (scripts/mutants.sh M11, M12, M30). Issue 24: the
+/// WebSocket connection's refusal of MQTT topic settings.
 @Suite("check's documented refusals")
 struct CheckPromiseTests {
     static func config(ditto connection: String, ditto settings: String) -> String {
@@ -55,5 +56,35 @@ struct CheckPromiseTests {
         #expect(inline.status == 0, "\(inline.output)")
         let environment = try await Self.check(Self.config(ditto: ", username: bridge, password-env: HOME", ditto: settings))
         #expect(environment.status == 0, "\(environment.output)")
+    }
+
+    @Test("over WebSocket an MQTT topic setting in ditto: is an error naming it (exit 1); without it the file passes")
+    func mqttTopicOverWebSocket() async throws {
+        func config(_ settings: String) -> String {
+            """
+            connections:
+              device: { host: 127.0.0.1, port: 1883 }
+              ditto: { transport: websocket, url: "ws://127.0.0.1:8080/ws/2" }
+            defaults: { namespace: org.example }
+            ditto: { connection-id: gateway-7\(settings) }
+            acks: { delivered: "{connectionId}-delivered" }
+            uplink:
+              - name: t
+                topic: "devices/{deviceId}/t"
+                thing-id: "{namespace}:{deviceId}"
+                event: { path: /features/t/properties/value }
+            """
+        }
+        let bad = try await Self.check(config(#", publish-topic: "ditto/in/{thingId}""#))
+        #expect(bad.status == 1, "\(bad.output)")
+        #expect(bad.output.contains(
+            ":5:51: ditto.publish-topic: 'publish-topic' is a setting of the MQTT connection to Ditto; with connections.ditto.transport: websocket it means nothing"),
+            "\(bad.output)")
+        #expect(bad.output.contains("1 error"), "\(bad.output)")
+
+        // The ack label without the connection prefix is fine over WebSocket.
+        let good = try await Self.check(config(""))
+        #expect(good.status == 0, "\(good.output)")
+        #expect(good.output.contains("OK (1 uplink rules, 0 downlink rules)"), "\(good.output)")
     }
 }
