@@ -21,9 +21,12 @@ struct WebSocketEndToEndTests {
             let event = try await world.awaitFromBridge { $0["topic"]?.string == "\(E2E.namespace)/lamp/things/live/events/modified" }
             #expect(event["path"]?.string == "/features/temperature/properties/value")
             #expect(event["value"] == .number(21.5))
-            let scrape = try await world.scrape()
-            #expect(scrape.sum("ditto_mqtt_bridge_connection_up", ["side": "ditto"]) == 1)
-            #expect(scrape.sum("ditto_mqtt_bridge_messages_total", ["direction": "uplink"]) >= 1)
+            // The gauges are sampled once a second.
+            let up = await eventually(timeout: .seconds(3)) {
+                (try? await world.scrape())?.sum("ditto_mqtt_bridge_connection_up", ["side": "ditto"]) == 1
+            }
+            #expect(up)
+            #expect(try await world.scrape().sum("ditto_mqtt_bridge_messages_total", ["direction": "uplink"]) >= 1)
         }
     }
 
@@ -158,12 +161,21 @@ struct WebSocketEndToEndTests {
         try await withWebSocketWorld(settings) { world in
             let (device, _) = try await world.device("device-burst")
             let total = 2_000
-            for index in 0..<total {
-                try await device.publish(to: "devices/burst/telemetry/n", payload: Array(#"{"value":\#(index)}"#.utf8),
-                                         qos: .atLeastOnce)
-                if index == 500 { world.ditto.dropAll() }
-                if index == 1_200 { world.ditto.restart() }
+            func publish(_ range: Range<Int>) async throws {
+                for index in range {
+                    try await device.publish(to: "devices/burst/telemetry/n", payload: Array(#"{"value":\#(index)}"#.utf8),
+                                             qos: .atLeastOnce)
+                }
             }
+            // The connection drops (no close frame) and then the gateway restarts (close 1011), each while
+            // messages flow.
+            try await publish(0..<500)
+            world.ditto.dropAll()
+            try await publish(500..<1_000)
+            _ = try await world.ditto.session(1)
+            try await publish(1_000..<1_200)
+            world.ditto.restart()
+            try await publish(1_200..<total)
             var seen = Set<Int>()
             let complete = await eventually(timeout: .seconds(30), every: .milliseconds(100)) {
                 seen = Set(((try? world.fromBridge()) ?? []).compactMap { $0["value"]?.number.map { Int($0) } })

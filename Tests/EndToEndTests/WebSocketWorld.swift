@@ -130,7 +130,11 @@ final class WebSocketWorld: Sendable {
     /// A device that answers every request on its inbox and its `set` topics at once (`{"answer": <its value>}`)
     /// to the response topic the bridge set, echoing the correlation data.
     func answeringDevice(_ device: String) async throws -> MessageCollector {
-        let (client, _) = try await self.device("device-\(device)")
+        // Not ``device(_:subscribe:)``: its collector would take the messages this loop answers.
+        let client = try MosquittoClient(configuration: deviceBroker.clientConfiguration(clientID: "device-\(device)"),
+                                         logger: E2E.logger)
+        cleanups.update { $0.append { await client.disconnect() } }
+        try await client.connect()
         let received = MessageCollector()
         let answering = Task {
             for await request in client.messages {
