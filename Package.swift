@@ -143,6 +143,7 @@ let package = Package(
             name: "bridge-bench",
             dependencies: [
                 "CMosquitto", "MQTT", "Mosquitto", "MosquittoTestSupport", "DittoProtocol", "BridgeConfig", "BridgeMapping", "BridgeRuntime",
+                "DittoWebSocketTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict

@@ -137,18 +137,10 @@ public final class DittoWebSocketServer: Sendable {
         guard let request = try? Socket.readHead(fd, deadline: deadline) else { return }
         guard let upgrade = authenticate(request.head) else {
             state.withLock { $0.refusedUpgrades.append(401) }
-            let refusal = HTTPHead(startLine: "HTTP/1.1 401 Unauthorized", headers: [
-                HTTPHeader("WWW-Authenticate", "Basic realm=\"ditto\""), HTTPHeader("Content-Length", "0"),
-                HTTPHeader("Connection", "close"),
-            ])
-            _ = Socket.writeAll(fd, refusal.encoded(), deadline: deadline)
+            DittoUpgradeRequest.refuse(fd, deadline: deadline)
             return
         }
-        let accept = HTTPHead(startLine: "HTTP/1.1 101 Switching Protocols", headers: [
-            HTTPHeader("Upgrade", "websocket"), HTTPHeader("Connection", "Upgrade"),
-            HTTPHeader("Sec-WebSocket-Accept", WebSocketUpgradeRequest.acceptValue(forKey: upgrade.key)),
-        ])
-        guard Socket.writeAll(fd, accept.encoded(), deadline: deadline) else { return }
+        guard upgrade.request.accept(fd, deadline: deadline) else { return }
         let session = DittoWebSocketSession(server: self, fd: fd, request: request.head, subject: upgrade.subject,
                                             expiry: upgrade.expiry, declaredLabels: upgrade.declaredLabels)
         let conflict = state.withLock { state in
@@ -161,7 +153,7 @@ public final class DittoWebSocketServer: Sendable {
     }
 
     struct Upgrade {
-        var key: String
+        var request: DittoUpgradeRequest
         var subject: String
         var expiry: ContinuousClock.Instant?
         var declaredLabels: [String]
@@ -169,19 +161,8 @@ public final class DittoWebSocketServer: Sendable {
 
     /// The subject and token expiry of an acceptable upgrade request, nil for a refusal.
     private func authenticate(_ head: HTTPHead) -> Upgrade? {
-        let parts = head.startLine.split(separator: " ")
-        guard parts.count == 3, parts[0] == "GET", head.lists("websocket", in: "Upgrade"),
-              head.value(of: "Sec-WebSocket-Version") == "13", let key = head.value(of: "Sec-WebSocket-Key")
-        else { return nil }
-        let target = parts[1].split(separator: "?", maxSplits: 1)
-        guard target.first == "/ws/2" else { return nil }
-        var query: [String: String] = [:]
-        for parameter in target.dropFirst().first?.split(separator: "&") ?? [] {
-            let pair = parameter.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            if let name = QueryParameter.percentDecoded(pair[0]) {
-                query[name] = pair.count == 2 ? QueryParameter.percentDecoded(pair[1]) : ""
-            }
-        }
+        guard let request = DittoUpgradeRequest(head) else { return nil }
+        let query = request.query
         // Ditto's docs write `declared-acks` comma-separated; WebSocketRoute also reads a JSON array.
         let declared = query["declared-acks"].map { value -> [String] in
             if let array = try? JSONSerialization.jsonObject(with: Data(value.utf8)) as? [String] { return array }
@@ -190,11 +171,11 @@ public final class DittoWebSocketServer: Sendable {
         let authorization = head.value(of: "Authorization")
         let basic = HTTPAuthorization.basic(username: options.username, password: options.password).headerValue
         if authorization == basic {
-            return Upgrade(key: key, subject: "nginx:\(options.username)", expiry: nil, declaredLabels: declared)
+            return Upgrade(request: request, subject: "nginx:\(options.username)", expiry: nil, declaredLabels: declared)
         }
         let bearer = authorization.flatMap { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : nil } ?? query["access_token"]
         guard let bearer, let token = state.withLock({ $0.tokens[bearer] }), token.expiry > .now else { return nil }
-        return Upgrade(key: key, subject: token.subject, expiry: token.expiry, declaredLabels: declared)
+        return Upgrade(request: request, subject: token.subject, expiry: token.expiry, declaredLabels: declared)
     }
 
     /// A token's subject and expiry, if the server issued it and it has not expired.

@@ -1,4 +1,5 @@
 import DittoProtocol
+import DittoWebSocketTestSupport
 import Foundation
 import Logging
 import MQTT
@@ -21,8 +22,11 @@ enum Datapath {
 
     struct Scenario: Sendable {
         enum Kind: String, Sendable { case uplink, downlink }
+        /// How the bridge reaches Ditto: a Ditto-side broker, or Ditto's WebSocket binding `/ws/2` (here a sink in
+        /// this process, ``DittoWebSocketSink``).
+        enum Transport: String, Sendable { case mqtt, websocket }
 
-        let name: String
+        private(set) var name: String
         let kind: Kind
         let qos: QoS
         /// Messages (or round trips) per second; nil: as fast as the subject keeps up (uplink: closed loop with
@@ -32,12 +36,26 @@ enum Datapath {
         /// Uplink over one connection, the device topics `dev/<n>/telemetry` cycling over this many topics (so
         /// the bridge keeps what each topic decides for that many); nil: the 20 devices' topics.
         var topics: Int? = nil
+        private(set) var transport = Transport.mqtt
 
         /// The threaded relay only where the loop is compared: the downlink has no such mode, and a relay keeps
         /// nothing per topic, so one reference is enough for the `topics` scenarios (and keeps `--runs 3` short).
-        var subjects: [Subject] { kind == .uplink && topics == nil ? Subject.allCases : [.bridge, .relay] }
+        /// Over WebSocket the bridge alone: the relays have no WebSocket side; its MQTT twin is the reference.
+        var subjects: [Subject] {
+            if transport == .websocket { return [.bridge] }
+            return kind == .uplink && topics == nil ? Subject.allCases : [.bridge, .relay]
+        }
+
+        /// The MQTT scenario with the same load that a WebSocket scenario is compared with.
+        var mqttTwin: String? { transport == .websocket ? String(name.dropFirst(Self.webSocketPrefix.count)) : nil }
+
+        static let webSocketPrefix = "ws-"
 
         var summary: String {
+            transport == .websocket ? mqttSummary + ", Ditto over its WebSocket binding (/ws/2)" : mqttSummary
+        }
+
+        private var mqttSummary: String {
             let pace = rate.map { "\($0) msg/s" } ?? (kind == .uplink ? "unthrottled" : "sequential")
             switch kind {
             case .uplink:
@@ -50,7 +68,14 @@ enum Datapath {
             }
         }
 
-        static let all: [Scenario] = [
+        static let all: [Scenario] = overMQTT + overMQTT.filter { $0.brokers == 1 && $0.topics == nil }.map { twin in
+            var scenario = twin
+            scenario.name = webSocketPrefix + twin.name
+            scenario.transport = .websocket
+            return scenario
+        }
+
+        static let overMQTT: [Scenario] = [
             Scenario(name: "uplink-q0-max", kind: .uplink, qos: .atMostOnce, rate: nil, brokers: 1),
             Scenario(name: "uplink-q1-max", kind: .uplink, qos: .atLeastOnce, rate: nil, brokers: 1),
             Scenario(name: "uplink-q0-max-2b", kind: .uplink, qos: .atMostOnce, rate: nil, brokers: 2),
@@ -234,6 +259,62 @@ enum Datapath {
         /// bridge / relay-threaded of the medians.
         var throughputRatioThreaded: Double?
         var cpuRatioThreaded: Double?
+        /// A WebSocket scenario's bridge against its MQTT twin's, measured in the same run.
+        var comparison: WebSocketComparison?
+    }
+
+    /// A WebSocket scenario's bridge next to the bridge of its MQTT twin, and issue 24's goals for the pair.
+    struct WebSocketComparison: Codable {
+        var mqttScenario: String
+        var webSocket: Measurement
+        var mqtt: Measurement
+        /// CPU per message (or round trip) over WebSocket / over MQTT.
+        var cpuRatio: Double?
+        /// Each goal that applies to the scenario: what it says, and whether the medians meet it.
+        var goals: [Goal]
+
+        struct Goal: Codable {
+            var goal: String
+            var met: Bool
+        }
+
+        static let maximumUplinkCPURatio = 1.5
+        static let maximumLatencyMicroseconds = 1_000.0
+
+        init?(_ scenario: Scenario, webSocket: ScenarioReport, mqtt: ScenarioReport) {
+            guard let ws = webSocket.median[Subject.bridge.rawValue], let twin = mqtt.median[Subject.bridge.rawValue] else { return nil }
+            mqttScenario = mqtt.name
+            self.webSocket = ws
+            self.mqtt = twin
+            cpuRatio = twin.cpuMicrosecondsPerMessage > 0 ? ws.cpuMicrosecondsPerMessage / twin.cpuMicrosecondsPerMessage : nil
+            goals = []
+            switch scenario.kind {
+            case .uplink:
+                goals.append(Goal(goal: "CPU per message <= \(Self.maximumUplinkCPURatio) x MQTT's",
+                                  met: cpuRatio.map { $0 <= Self.maximumUplinkCPURatio } ?? false))
+                if scenario.rate == 1_000 {
+                    goals.append(Goal(goal: "p99 < 1 ms", met: ws.latencyP99Microseconds < Self.maximumLatencyMicroseconds))
+                }
+            case .downlink:
+                if scenario.rate == 1_000 {
+                    goals.append(Goal(goal: "round trip p50 < 1 ms", met: ws.latencyP50Microseconds < Self.maximumLatencyMicroseconds))
+                }
+            }
+            // Everything sent must arrive: a loss would make the other numbers meaningless.
+            goals.append(Goal(goal: "nothing lost", met: ws.lost == 0))
+        }
+    }
+
+    /// Puts each WebSocket scenario right after its MQTT twin when both are selected, as one group whose runs
+    /// interleave; every other scenario is a group of its own.
+    static func groupedWithTwins(_ selected: [Scenario]) -> [[Scenario]] {
+        let names = Set(selected.map(\.name))
+        var groups: [[Scenario]] = []
+        for scenario in selected {
+            if let twin = scenario.mqttTwin, names.contains(twin) { continue }
+            groups.append([scenario] + selected.filter { $0.mqttTwin == scenario.name })
+        }
+        return groups
     }
 
     struct Report: Codable {
@@ -263,34 +344,47 @@ enum Datapath {
         say("   subjects from \(settings.binDirectory); CPU from the process CPU-time clocks (ns), peak RSS = VmHWM")
 
         var reports: [ScenarioReport] = []
-        for scenario in selected {
-            let subjects = scenario.subjects.filter(settings.subjects.contains)
-            guard !subjects.isEmpty else { continue }
-            say("\n-- \(scenario.name): \(scenario.summary)")
-            var runs: [String: [Measurement]] = [:]
+        for group in groupedWithTwins(selected) {
+            let units = group.flatMap { scenario in
+                scenario.subjects.filter(settings.subjects.contains).map { (scenario: scenario, subject: $0) }
+            }
+            let measured = group.filter { scenario in units.contains { $0.scenario.name == scenario.name } }
+            guard !measured.isEmpty else { continue }
+            for scenario in measured { say("\n-- \(scenario.name): \(scenario.summary)") }
+            var runs: [String: [String: [Measurement]]] = [:]
             for run in 0..<settings.runs {
-                // Alternate who goes first, so a drift in the machine's load does not favour one subject.
-                for subject in run % 2 == 0 ? subjects : subjects.reversed() {
+                // Alternate who goes first, so a drift in the machine's load does not favour one subject (or one
+                // transport: a WebSocket scenario's runs alternate with its MQTT twin's).
+                for (scenario, subject) in run % 2 == 0 ? units : units.reversed() {
                     let measurement = scenario.kind == .uplink
                         ? try await measureUplink(scenario, subject, settings)
                         : try await measureDownlink(scenario, subject, settings)
-                    runs[subject.rawValue, default: []].append(measurement)
-                    say("   run \(run + 1) \(subject.rawValue.padding(toLength: 14, withPad: " ", startingAt: 0)) "
+                    runs[scenario.name, default: [:]][subject.rawValue, default: []].append(measurement)
+                    let label = measured.count > 1 ? "\(scenario.name) \(subject.rawValue)" : subject.rawValue
+                    say("   run \(run + 1) \(label.padding(toLength: max(14, label.count), withPad: " ", startingAt: 0)) "
                         + "\(whole(measurement.throughput)) /s, p99 \(whole(measurement.latencyP99Microseconds)) µs, "
                         + "CPU \(decimal(measurement.cpuMicrosecondsPerMessage)) µs/\(scenario.kind == .uplink ? "msg" : "round trip"), "
                         + "lost \(whole(measurement.lost))")
                 }
             }
-            let medians = runs.mapValues(Measurement.median)
-            var report = ScenarioReport(name: scenario.name, description: scenario.summary, runs: runs, median: medians)
-            report.throughputRatio = ratio(medians, \.throughput, to: .relay)
-            report.cpuRatio = ratio(medians, \.cpuMicrosecondsPerMessage, to: .relay)
-            report.throughputRatioThreaded = ratio(medians, \.throughput, to: .relayThreaded)
-            report.cpuRatioThreaded = ratio(medians, \.cpuMicrosecondsPerMessage, to: .relayThreaded)
-            printTable(report, scenario: scenario, runs: settings.runs)
-            reports.append(report)
+            for scenario in measured {
+                let medians = (runs[scenario.name] ?? [:]).mapValues(Measurement.median)
+                var report = ScenarioReport(name: scenario.name, description: scenario.summary, runs: runs[scenario.name] ?? [:],
+                                            median: medians)
+                report.throughputRatio = ratio(medians, \.throughput, to: .relay)
+                report.cpuRatio = ratio(medians, \.cpuMicrosecondsPerMessage, to: .relay)
+                report.throughputRatioThreaded = ratio(medians, \.throughput, to: .relayThreaded)
+                report.cpuRatioThreaded = ratio(medians, \.cpuMicrosecondsPerMessage, to: .relayThreaded)
+                if let twin = scenario.mqttTwin, let twinReport = reports.first(where: { $0.name == twin }) {
+                    report.comparison = WebSocketComparison(scenario, webSocket: report, mqtt: twinReport)
+                }
+                if measured.count > 1 { say("\n-- \(scenario.name)") }
+                printTable(report, scenario: scenario, runs: settings.runs)
+                reports.append(report)
+            }
         }
         printSummary(reports)
+        printWebSocketComparisons(reports)
 
         let report = Report(commit: commit, date: ISO8601DateFormatter().string(from: Date()), host: hostDescription(),
                             settings: settings, scenarios: reports)
@@ -313,14 +407,31 @@ enum Datapath {
 
     // MARK: - Subjects
 
-    static func bridgeConfig(devicePort: Int, dittoPort: Int, qos: QoS, spool: String?, cycledTopics: Bool = false) -> String {
+    /// Where the bridge reaches Ditto: the Ditto-side broker's port, or the WebSocket sink.
+    enum DittoEndpoint {
+        case broker(port: Int)
+        case webSocket(url: String, username: String, passwordFile: String)
+    }
+
+    static func bridgeConfig(devicePort: Int, ditto: DittoEndpoint, qos: QoS, spool: String?, cycledTopics: Bool = false) -> String {
         // Session settings are the bridge's defaults (as shipped); the brokers are fresh per measurement. The
         // whole JSON payload becomes the live event's value, so the send timestamp inside it reaches the receiver.
-        """
+        let dittoConnection = switch ditto {
+        case .broker(let port):
+            """
+              ditto: { host: 127.0.0.1, port: \(port), client-id: bench-bridge-ditto, reconnect: { initial: 100ms, maximum: 1s } }
+            ditto: { qos: \(qos.rawValue) }
+            """
+        case .webSocket(let url, let username, let passwordFile):
+            // Over WebSocket `ditto:` takes no QoS (frames on one socket); the device side keeps the scenario's.
+            """
+              ditto: { transport: websocket, url: "\(url)", username: \(username), password-file: "\(passwordFile)", reconnect: { initial: 100ms, maximum: 1s } }
+            """
+        }
+        return """
         connections:
           device: { host: 127.0.0.1, port: \(devicePort), client-id: bench-bridge-devices, reconnect: { initial: 100ms, maximum: 1s } }
-          ditto: { host: 127.0.0.1, port: \(dittoPort), client-id: bench-bridge-ditto, reconnect: { initial: 100ms, maximum: 1s } }
-        ditto: { qos: \(qos.rawValue) }
+        \(dittoConnection)
         defaults: { namespace: org.bench, qos: \(qos.rawValue) }
         uplink:
           - name: telemetry
@@ -350,14 +461,22 @@ enum Datapath {
 
     """
 
+    /// Starts the subject; with `webSocket`, the bridge reaches Ditto over that sink instead of `dittoPort`.
     static func startSubject(_ subject: Subject, kind: Scenario.Kind, devicePort: Int, dittoPort: Int, qos: QoS, directory: URL,
-                             settings: Settings, cycledTopics: Bool = false) throws -> ChildProcess {
+                             settings: Settings, cycledTopics: Bool = false, webSocket: DittoWebSocketSink? = nil) throws -> ChildProcess {
         let log = directory.appendingPathComponent("\(subject.rawValue).log").path
         switch subject {
         case .bridge:
             let config = directory.appendingPathComponent("bridge.yaml")
             let spool = settings.spool ? directory.appendingPathComponent("spool").path : nil
-            try bridgeConfig(devicePort: devicePort, dittoPort: dittoPort, qos: qos, spool: spool, cycledTopics: cycledTopics).write(to: config, atomically: true, encoding: .utf8)
+            var ditto = DittoEndpoint.broker(port: dittoPort)
+            if let webSocket {
+                let passwordFile = directory.appendingPathComponent("ditto-password")
+                try webSocket.password.write(to: passwordFile, atomically: true, encoding: .utf8)
+                ditto = .webSocket(url: webSocket.url, username: webSocket.username, passwordFile: passwordFile.path)
+            }
+            try bridgeConfig(devicePort: devicePort, ditto: ditto, qos: qos, spool: spool, cycledTopics: cycledTopics)
+                .write(to: config, atomically: true, encoding: .utf8)
             return try ChildProcess(name: "ditto-mqtt-bridge", executable: settings.binDirectory + "/ditto-mqtt-bridge",
                                     arguments: ["run", "--config", config.path, "--log-level", "warning"], logFile: log)
         case .relay, .relayThreaded:
@@ -448,18 +567,32 @@ enum Datapath {
         try await withBrokers(scenario.brokers) { brokers, directory in
             let deviceBroker = brokers[0]
             let dittoBroker = brokers[brokers.count - 1]
-            let child = try startSubject(subject, kind: .uplink, devicePort: deviceBroker.port, dittoPort: dittoBroker.port, qos: scenario.qos,
-                                         directory: directory, settings: settings, cycledTopics: scenario.topics != nil)
-            defer { child.stop() }
-            let receiver = try TelemetryReceiver(port: dittoBroker.port, filter: subject == .bridge ? "ditto/in/#" : relayPrefix + "/#",
-                                                 qos: Int32(scenario.qos.rawValue))
-            defer { receiver.close() }
-            let fleet = try await DeviceFleet(port: deviceBroker.port, devices: settings.devices,
-                                              connections: scenario.topics == nil ? settings.deviceConnections : 1,
-                                              cycledTopics: scenario.topics)
-            defer { fleet.close() }
-            return try await uplink(scenario, settings, child: child, brokers: brokers, fleet: fleet, receiver: receiver)
+            let receiver = scenario.transport == .websocket
+                ? try TelemetryReceiver()
+                : try TelemetryReceiver(port: dittoBroker.port, filter: subject == .bridge ? "ditto/in/#" : relayPrefix + "/#",
+                                        qos: Int32(scenario.qos.rawValue))
+            return try await finally {
+                let child = try startSubject(subject, kind: .uplink, devicePort: deviceBroker.port, dittoPort: dittoBroker.port,
+                                             qos: scenario.qos, directory: directory, settings: settings,
+                                             cycledTopics: scenario.topics != nil, webSocket: receiver.sink)
+                defer { child.stop() }
+                let fleet = try await DeviceFleet(port: deviceBroker.port, devices: settings.devices,
+                                                  connections: scenario.topics == nil ? settings.deviceConnections : 1,
+                                                  cycledTopics: scenario.topics)
+                defer { fleet.close() }
+                return try await uplink(scenario, settings, child: child, brokers: brokers, fleet: fleet, receiver: receiver)
+            } then: {
+                await receiver.close()
+            }
         }
+    }
+
+    /// Runs `body`, then `cleanup` whether it threw or not (a `defer` cannot await).
+    static func finally<T>(_ body: () async throws -> T, then cleanup: () async -> Void) async throws -> T {
+        let result: Result<T, any Error>
+        do { result = .success(try await body()) } catch { result = .failure(error) }
+        await cleanup()
+        return try result.get()
     }
 
     static func uplink(_ scenario: Scenario, _ settings: Settings, child: ChildProcess, brokers: [TestBroker], fleet: DeviceFleet,
@@ -542,12 +675,7 @@ enum Datapath {
     static func measureDownlink(_ scenario: Scenario, _ subject: Subject, _ settings: Settings) async throws -> Measurement {
         try await withBrokers(1) { brokers, directory in
             let broker = brokers[0]
-            let child = try startSubject(subject, kind: .downlink, devicePort: broker.port, dittoPort: broker.port, qos: scenario.qos,
-                                         directory: directory, settings: settings)
-            defer { child.stop() }
-            let ditto = try await client(broker, "bench-ditto")
             let device = try await client(broker, "bench-device")
-            let tracker = RoundTripTracker(ditto.messages)
             // The MQTT 5 device: answers every request on its response topic with the same correlation data.
             let requests = device.messages
             let responder = Task {
@@ -558,34 +686,58 @@ enum Datapath {
                                                                                 correlationData: request.properties.correlationData))
                 }
             }
-            do {
-                try await ditto.subscribe([Subscription(filter: "ditto/in/#", qos: .atLeastOnce)])
+            return try await finally {
                 try await device.subscribe([Subscription(filter: "devices/+/inbox/#", qos: .atLeastOnce)])
-                let result = try await downlink(scenario, settings, child: child, broker: broker, ditto: ditto, tracker: tracker)
+                switch scenario.transport {
+                case .mqtt:
+                    let ditto = try await client(broker, "bench-ditto")
+                    let tracker = RoundTripTracker(ditto.messages)
+                    let child = try startSubject(subject, kind: .downlink, devicePort: broker.port, dittoPort: broker.port,
+                                                 qos: scenario.qos, directory: directory, settings: settings)
+                    defer { child.stop() }
+                    return try await finally {
+                        try await ditto.subscribe([Subscription(filter: "ditto/in/#", qos: .atLeastOnce)])
+                        return try await downlink(scenario, settings, child: child, broker: broker, tracker: tracker) { thing, id, payload in
+                            try await ditto.publish(to: "ditto/out/\(thing)", payload: payload, qos: .atLeastOnce,
+                                                    properties: PublishProperties(contentType: "application/vnd.eclipse.ditto+json",
+                                                                                  responseTopic: "ditto/in/\(thing)",
+                                                                                  correlationData: Array(id.utf8)))
+                        }
+                    } then: {
+                        await ditto.disconnect()
+                    }
+                case .websocket:
+                    // Responses arrive as text frames on the sink's session thread.
+                    let tracker = RoundTripTracker()
+                    let sink = try DittoWebSocketSink { tracker.record(Array($0), correlationData: nil) }
+                    return try await finally {
+                        let child = try startSubject(subject, kind: .downlink, devicePort: broker.port, dittoPort: broker.port,
+                                                     qos: scenario.qos, directory: directory, settings: settings, webSocket: sink)
+                        defer { child.stop() }
+                        // Before the bridge's session is up the probe goes nowhere, and the next one is sent.
+                        return try await downlink(scenario, settings, child: child, broker: broker, tracker: tracker) { _, _, payload in
+                            sink.send(payload)
+                        }
+                    } then: {
+                        await sink.stop()
+                    }
+                }
+            } then: {
                 responder.cancel()
                 await device.disconnect()
-                await ditto.disconnect()
-                return result
-            } catch {
-                responder.cancel()
-                await device.disconnect()
-                await ditto.disconnect()
-                throw error
             }
         }
     }
 
-    static func downlink(_ scenario: Scenario, _ settings: Settings, child: ChildProcess, broker: TestBroker, ditto: MosquittoClient,
-                         tracker: RoundTripTracker) async throws -> Measurement {
+    /// Sends Ditto's live messages (`send`: thing, correlation id, the envelope's bytes) and measures the round trips.
+    static func downlink(_ scenario: Scenario, _ settings: Settings, child: ChildProcess, broker: TestBroker, tracker: RoundTripTracker,
+                         send deliver: (String, String, [UInt8]) async throws -> Void) async throws -> Measurement {
         let things = (0..<settings.devices).map { "org.bench:" + String(format: "dev-%02d", $0) }
         func send(_ phase: String, _ index: Int) async throws {
             let thing = things[index % things.count]
             let payload = try request(phase: phase, index: index, thing: thing)
             if phase != "probe" { tracker.recordSend(index) }
-            try await ditto.publish(to: "ditto/out/\(thing)", payload: payload, qos: .atLeastOnce,
-                                    properties: PublishProperties(contentType: "application/vnd.eclipse.ditto+json",
-                                                                  responseTopic: "ditto/in/\(thing)",
-                                                                  correlationData: Array("\(phase)-\(index)".utf8)))
+            try await deliver(thing, "\(phase)-\(index)", payload)
         }
         try await waitUntilFlowing(child, probe: { try await send("probe", $0) }, arrived: { tracker.state.withLock { $0.probeAnswered } })
 
@@ -702,6 +854,28 @@ enum Datapath {
             say(line)
         }
         say("(/s: messages or round trips per second; µs: subject CPU per message or round trip; p99 in µs; anon: RssAnon)")
+    }
+
+    static func printWebSocketComparisons(_ reports: [ScenarioReport]) {
+        let pairs = reports.compactMap { report in report.comparison.map { (report.name, $0) } }
+        guard !pairs.isEmpty else { return }
+        say("\n== Ditto over WebSocket against Ditto over MQTT (the bridge, medians of the same run; ratio = CPU ws / mqtt)")
+        say("scenario".padding(toLength: 21, withPad: " ", startingAt: 0) + "ws/s".leftPadded(9) + "mqtt/s".leftPadded(9)
+            + "ws µs".leftPadded(8) + "mqtt µs".leftPadded(9) + "ratio".leftPadded(7) + "ws p50".leftPadded(8)
+            + "mqtt p50".leftPadded(10) + "ws p99".leftPadded(8) + "mqtt p99".leftPadded(10) + "  goals")
+        for (name, pair) in pairs {
+            var line = name.padding(toLength: 21, withPad: " ", startingAt: 0)
+            line += whole(pair.webSocket.throughput).leftPadded(9) + whole(pair.mqtt.throughput).leftPadded(9)
+            line += decimal(pair.webSocket.cpuMicrosecondsPerMessage).leftPadded(8) + decimal(pair.mqtt.cpuMicrosecondsPerMessage).leftPadded(9)
+            line += (pair.cpuRatio.map { String(format: "%.2f", $0) } ?? "-").leftPadded(7)
+            line += whole(pair.webSocket.latencyP50Microseconds).leftPadded(8) + whole(pair.mqtt.latencyP50Microseconds).leftPadded(10)
+            line += whole(pair.webSocket.latencyP99Microseconds).leftPadded(8) + whole(pair.mqtt.latencyP99Microseconds).leftPadded(10)
+            line += "  " + pair.goals.map { "\($0.goal): \($0.met ? "met" : "MISSED")" }.joined(separator: "; ")
+            say(line)
+        }
+        say("(/s: messages or round trips per second; µs: the bridge's CPU per message or round trip; p50/p99 in µs)")
+        let missed = pairs.flatMap { name, pair in pair.goals.filter { !$0.met }.map { "\(name): \($0.goal)" } }
+        say(missed.isEmpty ? "every goal met" : "goals missed: " + missed.joined(separator: ", "))
     }
 
     static func whole(_ value: Double) -> String {

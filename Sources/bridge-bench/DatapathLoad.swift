@@ -1,5 +1,6 @@
 import CMosquitto
 import DittoProtocol
+import DittoWebSocketTestSupport
 import Foundation
 import Logging
 import MQTT
@@ -140,15 +141,27 @@ final class TelemetryReceiver: Sendable {
     }
 
     let counts = Counts()
-    private let connection: RawConnection
+    private let connection: RawConnection?
+    /// Over Ditto's WebSocket binding: the stand-in for `/ws/2` the bridge connects to.
+    let sink: DittoWebSocketSink?
 
+    /// Over MQTT: a subscriber to `filter` on the Ditto-side broker.
     init(port: Int, filter: String, qos: Int32) throws {
         let counts = counts
         connection = try RawConnection(port: port, clientID: "bench-ditto") { message in
             counts.record(UnsafeRawBufferPointer(start: message.pointee.payload, count: Int(message.pointee.payloadlen)))
         }
-        try connection.startNetworkThread()
-        try connection.subscribe(filter, qos: qos)
+        sink = nil
+        try connection?.startNetworkThread()
+        try connection?.subscribe(filter, qos: qos)
+    }
+
+    /// Over Ditto's WebSocket binding: a sink the bridge connects to; each text frame is recorded on the
+    /// session's thread as it arrives.
+    init() throws {
+        let counts = counts
+        connection = nil
+        sink = try DittoWebSocketSink { counts.record($0) }
     }
 
     var uniqueReceived: Int { counts.uniqueReceived.load(ordering: .relaxed) }
@@ -168,7 +181,10 @@ final class TelemetryReceiver: Sendable {
 
     func snapshot() -> Stats { counts.stats.withLock { $0 } }
 
-    func close() { connection.close() }
+    func close() async {
+        connection?.close()
+        await sink?.stop()
+    }
 }
 
 /// The devices: `devices` device ids spread over `connections` MQTT connections to the device broker, all
@@ -289,42 +305,49 @@ final class RoundTripTracker: Sendable {
 
     let state = Mutex(State())
 
+    /// Over MQTT: the responses on the Ditto-side broker.
     init(_ messages: AsyncStream<MQTTMessage>) {
         Task { [self] in
             for await message in messages {
-                let arrival = monotonicNanoseconds()
-                // The bridge answers with a Ditto envelope; the zero-work relay hands back the device's bytes with the
-                // request's correlation data.
-                let envelope = try? Envelope.decode(message.payload)
-                guard let id = envelope?.headers.correlationID ?? message.properties.correlationData.map({ String(decoding: $0, as: UTF8.self) })
-                else {
-                    state.withLock { $0.unmatched += 1 }
-                    continue
-                }
-                let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-                    if id.hasPrefix("probe-") {
-                        state.probeAnswered = true
-                        return nil
-                    }
-                    let parts = id.split(separator: "-")
-                    guard parts.count == 2, parts[0] == state.phase, let index = Int(parts[1]),
-                          let sentAt = state.sent.removeValue(forKey: index)
-                    else {
-                        state.unmatched += 1
-                        return nil
-                    }
-                    state.completed += 1
-                    state.latencies.append(arrival - sentAt)
-                    if let status = envelope?.status, !(200..<300).contains(status) { state.errors += 1 }
-                    if let waiting = state.waiting, waiting.index == index {
-                        state.waiting = nil
-                        return waiting.continuation
-                    }
-                    return nil
-                }
-                waiter?.resume()
+                record(message.payload, correlationData: message.properties.correlationData)
             }
         }
+    }
+
+    /// Over Ditto's WebSocket binding: ``record(_:correlationData:)`` is called with each text frame.
+    init() {}
+
+    /// A response: the bridge answers with a Ditto envelope; the zero-work relay hands back the device's bytes
+    /// with the request's correlation data.
+    func record(_ payload: [UInt8], correlationData: [UInt8]?) {
+        let arrival = monotonicNanoseconds()
+        let envelope = try? Envelope.decode(payload)
+        guard let id = envelope?.headers.correlationID ?? correlationData.map({ String(decoding: $0, as: UTF8.self) }) else {
+            state.withLock { $0.unmatched += 1 }
+            return
+        }
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            if id.hasPrefix("probe-") {
+                state.probeAnswered = true
+                return nil
+            }
+            let parts = id.split(separator: "-")
+            guard parts.count == 2, parts[0] == state.phase, let index = Int(parts[1]),
+                  let sentAt = state.sent.removeValue(forKey: index)
+            else {
+                state.unmatched += 1
+                return nil
+            }
+            state.completed += 1
+            state.latencies.append(arrival - sentAt)
+            if let status = envelope?.status, !(200..<300).contains(status) { state.errors += 1 }
+            if let waiting = state.waiting, waiting.index == index {
+                state.waiting = nil
+                return waiting.continuation
+            }
+            return nil
+        }
+        waiter?.resume()
     }
 
     func begin(phase: String) {

@@ -10,7 +10,7 @@ import MQTT
 enum MappingBenchmarks {
     static func run() throws {
         let filter = CommandLine.arguments.count > 2 ? CommandLine.arguments[2] : nil
-        let yaml = Datapath.bridgeConfig(devicePort: 1883, dittoPort: 1883, qos: .atLeastOnce, spool: nil, cycledTopics: true)
+        let yaml = Datapath.bridgeConfig(devicePort: 1883, ditto: .broker(port: 1883), qos: .atLeastOnce, spool: nil, cycledTopics: true)
         let configuration = try BridgeConfiguration.parse(yaml: yaml, environment: [:])
         let mapper = UplinkMapper(configuration: configuration)
         let environment = UplinkEnvironment(
