@@ -128,19 +128,20 @@ final class DittoWebSocketSinkSession: Sendable {
             let events = Int16(POLLIN) | (wantsOutput ? Int16(POLLOUT) : 0)
             let ready = Socket.wait(fd, for: events, wake: wake.read, milliseconds: 50)
             let open = connection.withLock { connection -> Bool in
-                var open = true
-                if ready & Int16(POLLIN | POLLHUP | POLLERR) != 0 || connection.decoder.bufferedByteCount > 0 {
-                    let count = connection.decoder.readIntoBuffer(minimumCapacity: 64 * 1024) { Socket.readSome(fd, into: $0) ?? -1 }
-                    open = count >= 0 && receive(&connection, into: &frames)
-                }
-                // The pongs and acks (or the echoed close frame) the reads produced leave now.
-                _ = flush(&connection)
-                return open && connection.state == .open
+                guard ready & Int16(POLLIN | POLLHUP | POLLERR) != 0 || connection.decoder.bufferedByteCount > 0 else { return true }
+                let count = connection.decoder.readIntoBuffer(minimumCapacity: 64 * 1024) { Socket.readSome(fd, into: $0) ?? -1 }
+                return count >= 0 && receive(&connection, into: &frames)
             }
-            // Outside the lock: a receiver may send (a downlink answer) without waiting for this thread.
+            // Outside the lock, so that a receiver may send (a downlink answer) without waiting for this thread.
             for var frame in frames { frame.withUTF8 { received(UnsafeRawBufferPointer($0)) } }
             frames.removeAll(keepingCapacity: true)
-            if !open { return }
+            // Then the pongs and acks (or the echoed close frame) the reads produced: a pong leaves after the
+            // receiver had every frame sent before its ping, as Ditto reads a session's frames in order.
+            let closing = connection.withLock { connection -> Bool in
+                _ = flush(&connection)
+                return connection.state != .open
+            }
+            if !open || closing { return }
         }
     }
 
