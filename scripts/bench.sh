@@ -5,6 +5,8 @@
 #   scripts/bench.sh --quick             # smoke run, about a minute
 #   scripts/bench.sh --scenario uplink-q1-max --runs 3
 #   scripts/bench.sh --list              # the scenarios
+#   scripts/bench.sh --scenario uplink-q1-1000 --scenario ws-uplink-q1-1000 --subject bridge --runs 3
+#                                        # over Ditto's WebSocket binding next to its MQTT twin
 # Results: a table per scenario on stdout and bench-results/datapath-<commit>-<time>.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."

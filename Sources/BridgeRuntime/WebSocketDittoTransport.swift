@@ -14,9 +14,10 @@ import WebSocketCodec
 /// own for live events. Frames on a WebSocket are ordered, so a pong to a ping sent after a run of frames shows
 /// that Ditto's side read all of them: every message is covered by the next ping, one ping is out at a time, and
 /// its pong completes what it covers with ``DittoSendOutcome/taken``. Under load one ping covers everything sent
-/// in one round trip. When the session ends, what no pong covered completes with ``DittoSendOutcome/unconfirmed``
-/// and the spool sends it again on the next session: at least once, and a duplicate only of messages Ditto read
-/// but whose pong was lost with the connection.
+/// in one round trip; at low rates a ping waits up to ``evidenceDelay`` for more messages to cover. When the
+/// session ends, what no pong covered completes with ``DittoSendOutcome/unconfirmed`` and the spool sends it again
+/// on the next session: at least once, and a duplicate only of messages Ditto read but whose pong was lost with
+/// the connection.
 final class WebSocketDittoTransport: DittoTransport {
     private let side: WebSocketDittoSide
     private var maxInflight: Int
@@ -51,6 +52,8 @@ final class WebSocketDittoTransport: DittoTransport {
         var refused = false
         /// A timer asks again once the rate limit lets the next message go.
         var capacityCheckArmed = false
+        /// A timer sends the evidence ping for messages sent while no ping was out.
+        var evidenceTimerArmed = false
 
         init(channel: WebSocketChannel, ended: @escaping (WebSocketChannel.End, Bool) -> Void) {
             self.channel = channel
@@ -61,6 +64,13 @@ final class WebSocketDittoTransport: DittoTransport {
     /// How long a `START-SEND-*` waits for its `:ACK` before it is sent again: Ditto drops frames, `:ACK`s
     /// included, that do not fit the session's buffer.
     static let acknowledgementTimeout = Duration.seconds(5)
+
+    /// How long a message sent while no ping is out waits for the ping that covers it, unless `evidenceBatch`
+    /// messages (or `max-inflight`) wait first. A ping right away would cover that message alone at low rates,
+    /// and its pong would wake the loop once per message; meanwhile the next messages join it. Under load a pong
+    /// finds more messages sent and the next ping follows at once.
+    static let evidenceDelay = Duration.milliseconds(5)
+    static let evidenceBatch = 64
 
     init(side: WebSocketDittoSide, connection: DittoWebSocketConnection, session: WebSocketDittoSide.WebSocketSession) {
         self.side = side
@@ -109,7 +119,13 @@ final class WebSocketDittoTransport: DittoTransport {
         rateLimit?.take()
         session.sent.append(token)
         session.sentCount += 1
-        if session.pings.isEmpty { coverWithPing(session) }
+        if session.pings.isEmpty {
+            if session.sent.count >= min(Self.evidenceBatch, maxInflight) {
+                coverWithPing(session)
+            } else if !session.evidenceTimerArmed {
+                scheduleEvidencePing(session)
+            }
+        }
         return nil
     }
 
@@ -216,6 +232,15 @@ final class WebSocketDittoTransport: DittoTransport {
               let sequence = session.channel.sendPing()
         else { return }
         session.pings.append((sequence, session.sentCount))
+    }
+
+    private func scheduleEvidencePing(_ session: Session) {
+        session.evidenceTimerArmed = true
+        side.loop.schedule(at: .now + Self.evidenceDelay) { [weak self, weak session] in
+            session?.evidenceTimerArmed = false
+            guard let self, let session, self.session === session, session.pings.isEmpty else { return }
+            coverWithPing(session)
+        }
     }
 
     private func confirmed(through sequence: UInt64, on session: Session) {

@@ -120,7 +120,9 @@ enum Datapath {
                                          [--spool] [--output FILE] [--bin-dir DIR] [--list]
               --runs N        run every scenario N times and report the median of each number (default 1)
               --quick         short smoke run: 1 s windows, 10,000 messages at most, small warm-up
-              --scenario NAME only this scenario (repeatable); --list prints them
+              --scenario NAME only this scenario (repeatable); --list prints them. The ws- scenarios reach Ditto
+                              over its WebSocket binding (the bridge only); selected together with their MQTT
+                              twin (the name without ws-), the two run interleaved and the report compares them
               --subject S     only this subject: bridge, relay or relay-threaded (repeatable)
               --seconds S     measured window per scenario (default 4)
               --count N       unthrottled uplink: at most N messages (default 100000)
