@@ -694,10 +694,10 @@ enum Datapath {
                 case .mqtt:
                     let ditto = try await client(broker, "bench-ditto")
                     let tracker = RoundTripTracker(ditto.messages)
-                    let child = try startSubject(subject, kind: .downlink, devicePort: broker.port, dittoPort: broker.port,
-                                                 qos: scenario.qos, directory: directory, settings: settings)
-                    defer { child.stop() }
                     return try await finally {
+                        let child = try startSubject(subject, kind: .downlink, devicePort: broker.port, dittoPort: broker.port,
+                                                     qos: scenario.qos, directory: directory, settings: settings)
+                        defer { child.stop() }
                         try await ditto.subscribe([Subscription(filter: "ditto/in/#", qos: .atLeastOnce)])
                         return try await downlink(scenario, settings, child: child, broker: broker, tracker: tracker) { thing, id, payload in
                             try await ditto.publish(to: "ditto/out/\(thing)", payload: payload, qos: .atLeastOnce,
