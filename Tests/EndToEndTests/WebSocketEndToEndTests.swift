@@ -116,6 +116,7 @@ struct WebSocketEndToEndTests {
         try await withWebSocketWorld(settings, before: { directory, ditto in
             let token = ditto.issueToken(subject: "bridge", validFor: .seconds(4))
             try token.write(to: directory.appendingPathComponent("token"), atomically: true, encoding: .utf8)
+            return [:]
         }) { world in
             let session = try await world.openSession()
             // The test server's tokens are shaped as JWTs (`check` refuses a token file that holds anything else).
@@ -142,6 +143,7 @@ struct WebSocketEndToEndTests {
         do {
             try await withWebSocketWorld(settings, before: { directory, _ in
                 try "secret\n".write(to: directory.appendingPathComponent("proxy-password"), atomically: true, encoding: .utf8)
+                return [:]
             }) { world in
                 _ = try await world.openSession()
                 #expect(proxy.tunnels.count == 1)
@@ -198,5 +200,60 @@ struct WebSocketEndToEndTests {
             _ = try await world.ditto.session(1)
             try await world.waitUntilReady()
         }
+    }
+
+    @Test("wss:// through a TLS front (nginx) that requires a client certificate: the bridge verifies the server against the CA and presents its own")
+    func secureWebSocket() async throws {
+        let certificates = try await TestCertificates.make()
+        let front = Shared<TLSFrontProxy?>(nil)
+        var settings = WebSocketWorld.Settings()
+        settings.url = "wss://localhost:{front}/ws/2"
+        settings.dittoKeys += [
+            "tls: { ca-file: \(certificates.caFile), cert-file: \(certificates.clientCertFile), key-file: \(certificates.clientKeyFile) }",
+        ]
+        do {
+            try await withWebSocketWorld(settings, before: { _, ditto in
+                let started = try await TLSFrontProxy.start(
+                    upstreamPort: ditto.port, certificates: certificates,
+                    options: TLSFrontProxy.Options(requireClientCertificate: true))
+                front.update { $0 = started }
+                return ["front": "\(started.port)"]
+            }) { world in
+                let session = try await world.openSession()
+                let (device, _) = try await world.device("device-lamp")
+                try await device.publish(to: "devices/lamp/telemetry/temperature", payload: Array(#"{"value":3}"#.utf8))
+                _ = try await world.awaitFromBridge { $0["value"] == .number(3) }
+                #expect(session.isOpen)
+            }
+        } catch {
+            await front.value?.stop()
+            throw error
+        }
+        await front.value?.stop()
+    }
+
+    @Test("wss:// with a server certificate from another CA: refused at TLS, logged with the verify error, never ready")
+    func secureWebSocketWrongCA() async throws {
+        let certificates = try await TestCertificates.make()
+        let front = Shared<TLSFrontProxy?>(nil)
+        var settings = WebSocketWorld.Settings()
+        settings.url = "wss://localhost:{front}/ws/2"
+        settings.dittoKeys += ["tls: { ca-file: \(certificates.otherCAFile) }"]
+        do {
+            try await withWebSocketWorld(settings, waitUntilReady: false, before: { _, ditto in
+                let started = try await TLSFrontProxy.start(upstreamPort: ditto.port, certificates: certificates)
+                front.update { $0 = started }
+                return ["front": "\(started.port)"]
+            }) { world in
+                let logged = await eventually(timeout: .seconds(10)) { world.bridge.log.contains("certificate verify failed") }
+                #expect(logged, "\(world.bridge.logTail())")
+                #expect(world.ditto.sessions.isEmpty)
+                #expect(await world.isReady() == false)
+            }
+        } catch {
+            await front.value?.stop()
+            throw error
+        }
+        await front.value?.stop()
     }
 }

@@ -28,18 +28,22 @@ final class WebSocketWorld: Sendable {
     let bridge: BridgeProcess
     private let cleanups = Shared<[@Sendable () async -> Void]>([])
 
-    init(_ settings: Settings = Settings(), before: (URL, DittoWebSocketServer) throws -> Void = { _, _ in }) async throws {
+    /// `before` runs once the server listens, before the config is written: it may write files into the directory
+    /// and return `{placeholder}` values for the config.
+    init(_ settings: Settings = Settings(),
+         before: (URL, DittoWebSocketServer) async throws -> [String: String] = { _, _ in [:] }) async throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("e2e-ws-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         try "ditto\n".write(to: directory.appendingPathComponent("ditto-password"), atomically: true, encoding: .utf8)
         deviceBroker = try await TestBroker.start(.init(logConnections: true))
         ditto = try DittoWebSocketServer(settings.serverOptions)
         operationsPort = try TestBroker.freePort()
-        try before(directory, ditto)
+        var values = try await before(directory, ditto)
+        values["directory"] = directory.path
         configPath = directory.appendingPathComponent("bridge.yaml").path
-        let yaml = Self.yaml(settings, devicePort: deviceBroker.port, url: settings.url ?? ditto.url,
+        var yaml = Self.yaml(settings, devicePort: deviceBroker.port, url: settings.url ?? ditto.url,
                              operationsPort: operationsPort)
-            .replacingOccurrences(of: "{directory}", with: directory.path)
+        for (name, value) in values { yaml = yaml.replacingOccurrences(of: "{\(name)}", with: value) }
         try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
         bridge = try BridgeProcess(configPath: configPath, logPath: directory.appendingPathComponent("bridge.log").path)
     }
@@ -209,7 +213,7 @@ final class WebSocketWorld: Sendable {
 
 /// Runs `body` in a fresh world (unless `waitUntilReady` is false, the bridge ready) and shuts it down afterwards.
 func withWebSocketWorld(_ settings: WebSocketWorld.Settings = WebSocketWorld.Settings(), waitUntilReady: Bool = true,
-                        before: (URL, DittoWebSocketServer) throws -> Void = { _, _ in },
+                        before: (URL, DittoWebSocketServer) async throws -> [String: String] = { _, _ in [:] },
                         _ body: (WebSocketWorld) async throws -> Void) async throws {
     let world = try await WebSocketWorld(settings, before: before)
     do {
