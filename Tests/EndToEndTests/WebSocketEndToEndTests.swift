@@ -256,4 +256,74 @@ struct WebSocketEndToEndTests {
         }
         await front.value?.stop()
     }
+
+    @Test("Ditto loses a START-SEND's :ACK (its buffer drops frames): the bridge asks again and is ready once acknowledged")
+    func lostAcknowledgement() async throws {
+        try await withWebSocketWorld(waitUntilReady: false, before: { _, ditto in
+            ditto.dropAcknowledgements(1)
+            return [:]
+        }) { world in
+            let session = try await world.openSession()
+            try await Task.sleep(for: .seconds(1))
+            #expect(await world.isReady() == false, "ready without every :ACK")
+            try await world.waitUntilReady(timeout: .seconds(10))
+            #expect(session.controlMessages.count == 3, "\(session.controlMessages)")
+            #expect(try await world.scrape().sum("ditto_mqtt_bridge_websocket_events_total", ["event": "subscribe-retried"]) >= 1)
+        }
+    }
+
+    @Test("rate-limit: 50 messages a second reach Ditto no faster, and none is lost")
+    func rateLimit() async throws {
+        var settings = WebSocketWorld.Settings()
+        settings.dittoKeys.append("rate-limit: 50")
+        try await withWebSocketWorld(settings) { world in
+            let (device, _) = try await world.device("device-fast")
+            let start = ContinuousClock.now
+            for index in 0..<100 {
+                try await device.publish(to: "devices/fast/telemetry/n", payload: Array(#"{"value":\#(index)}"#.utf8), qos: .atLeastOnce)
+            }
+            let all = await eventually(timeout: .seconds(10), every: .milliseconds(20)) {
+                ((try? world.fromBridge()) ?? []).count == 100
+            }
+            let elapsed = ContinuousClock.now - start
+            #expect(all, "\(world.bridge.logTail())")
+            // 100 messages at 50/s with a burst of 5: at least 1.9 s.
+            #expect(elapsed >= .milliseconds(1_800), "\(elapsed)")
+        }
+    }
+
+    @Test("SIGHUP: new namespaces go to the open session as START-SEND again; a new URL ends it and connects anew")
+    func reload() async throws {
+        let second = try DittoWebSocketServer()
+        do {
+            try await withWebSocketWorld { world in
+                let session = try await world.openSession()
+                var yaml = try String(contentsOfFile: world.configPath, encoding: .utf8)
+                yaml = yaml.replacingOccurrences(of: "    transport: websocket\n", with: "    transport: websocket\n    namespaces: [org.example, org.other]\n")
+                try yaml.write(toFile: world.configPath, atomically: true, encoding: .utf8)
+                world.bridge.signal(SIGHUP)
+                let resubscribed = await eventually(timeout: .seconds(5)) {
+                    session.controlMessages.contains("START-SEND-MESSAGES?namespaces=org.example%2Corg.other")
+                }
+                #expect(resubscribed, "\(session.controlMessages)\n\(world.bridge.logTail())")
+                #expect(session.subscriptions[.messages]?.namespaces == ["org.example", "org.other"])
+                #expect(session.isOpen)
+
+                yaml = yaml.replacingOccurrences(of: world.ditto.url, with: second.url)
+                try yaml.write(toFile: world.configPath, atomically: true, encoding: .utf8)
+                world.bridge.signal(SIGHUP)
+                let moved = try await second.session(0, timeout: .seconds(10))
+                #expect(await eventually(timeout: .seconds(5)) { !session.isOpen })
+                try await world.waitUntilReady()
+                #expect(Set(moved.controlMessages) == [
+                    "START-SEND-MESSAGES?namespaces=org.example%2Corg.other",
+                    "START-SEND-LIVE-COMMANDS?namespaces=org.example%2Corg.other",
+                ])
+            }
+        } catch {
+            await second.stop()
+            throw error
+        }
+        await second.stop()
+    }
 }
