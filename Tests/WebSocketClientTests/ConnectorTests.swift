@@ -1,8 +1,8 @@
 import DittoWebSocketTestSupport
+@testable import WebSocketClient
 import MQTT
 import MosquittoTestSupport
 import Testing
-import WebSocketClient
 import WebSocketCodec
 
 let dittoLogin = HTTPAuthorization.basic(username: "ditto", password: "ditto")
@@ -80,13 +80,7 @@ struct ConnectorTests {
     func leftover() async throws {
         let listener = try RawListener()
         let frame: [UInt8] = [0x81, 5] + Array("hello".utf8)
-        listener.answerOnce { request in
-            let key = request.value(of: "Sec-WebSocket-Key") ?? ""
-            return HTTPHead(startLine: "HTTP/1.1 101 Switching Protocols", headers: [
-                HTTPHeader("Upgrade", "websocket"), HTTPHeader("Connection", "Upgrade"),
-                HTTPHeader("Sec-WebSocket-Accept", WebSocketUpgradeRequest.acceptValue(forKey: key)),
-            ]).encoded() + frame
-        }
+        listener.answerOnce { switchingProtocols($0) + frame }
         let established = try await connect(WebSocketEndpoint(host: "127.0.0.1", port: listener.port, timeout: .seconds(5)))
         #expect(established.leftover == frame)
         #expect(try await FrameChannel(established).nextText(timeout: .milliseconds(100)) == "hello")
@@ -113,7 +107,7 @@ struct ConnectorTests {
         #expect(error.description.contains("404 Not Found, not 101"), "\(error)")
 
         let wrongAccept = try RawListener()
-        wrongAccept.answerOnce { _ in
+        wrongAccept.answerOnce { request in
             HTTPHead(startLine: "HTTP/1.1 101 Switching Protocols", headers: [
                 HTTPHeader("Upgrade", "websocket"), HTTPHeader("Connection", "Upgrade"), HTTPHeader("Sec-WebSocket-Accept", "nope"),
             ]).encoded()
@@ -122,17 +116,69 @@ struct ConnectorTests {
         guard case .failed(.upgrade, let address, let reason) = mismatch else { throw TestFailure("\(mismatch)") }
         #expect(address == "127.0.0.1:\(wrongAccept.port)")
         #expect(reason.contains("Sec-WebSocket-Accept is 'nope'"))
+        #expect(await eventually(timeout: .seconds(5)) { wrongAccept.sawClientClose }, "the failed connect closed its socket")
     }
 
-    @Test("A server that accepts and never answers: the connect times out in the upgrade stage, on time")
+    @Test("A server that accepts and never answers: the connect times out in the upgrade stage, on time, and closes")
     func upgradeTimeout() async throws {
         let listener = try RawListener()
+        listener.acceptSilently()
         let started = ContinuousClock.now
         let error = try await connectError(WebSocketEndpoint(host: "127.0.0.1", port: listener.port, timeout: .milliseconds(300)))
         let took = ContinuousClock.now - started
         #expect(error == .timedOut(.upgrade, address: "127.0.0.1:\(listener.port)", after: .milliseconds(300)))
         #expect(error.description.contains("timed out") && error.description.contains("WebSocket upgrade"), "\(error)")
         #expect(took >= .milliseconds(300) && took < .seconds(3))
+        #expect(await eventually(timeout: .seconds(5)) { listener.sawClientClose }, "the failed connect closed its socket")
+    }
+
+    @Test("A listener that never accepts: the kernel's handshake completes, the upgrade times out")
+    func neverAccepted() async throws {
+        let listener = try RawListener()
+        let error = try await connectError(WebSocketEndpoint(host: "127.0.0.1", port: listener.port, timeout: .milliseconds(200)))
+        #expect(error == .timedOut(.upgrade, address: "127.0.0.1:\(listener.port)", after: .milliseconds(200)))
+    }
+
+    @Test("IPv6: ::1 is connected to, and the Host header has it in brackets")
+    func ipv6() async throws {
+        let listener = try RawListener(ipv6: true)
+        let host = Shared<String?>(nil)
+        listener.answerOnce { request in
+            host.update { $0 = request.value(of: "Host") }
+            return switchingProtocols(request)
+        }
+        let established = try await connect(WebSocketEndpoint(host: "::1", port: listener.port, timeout: .seconds(5)))
+        #expect(host.value == "[::1]:\(listener.port)")
+        established.stream.close()
+        #expect(await eventually(timeout: .seconds(5)) { listener.sawClientClose })
+    }
+
+    @Test("Several addresses: a refused one, then the next; all refused: each named in the error")
+    func everyAddressInTurn() async throws {
+        let listener = try RawListener()
+        listener.answerOnce { switchingProtocols($0) }
+        let refusing = try PortReservation()
+        let step = ConnectStep(stage: .resolve, address: "ditto.example:443", deadline: .now + .seconds(5), timeout: .seconds(5))
+        let addresses = try TCPConnection.resolve(host: "127.0.0.1", port: refusing.port, step: step)
+            + TCPConnection.resolve(host: "127.0.0.1", port: listener.port, step: step)
+        let socket = try TCPConnection.connect(toAny: addresses, step: step)
+        socket.close()
+        #expect(await eventually(timeout: .seconds(5)) { listener.sawClientClose })
+        let refused = try TCPConnection.resolve(host: "::1", port: refusing.port, step: step) + [addresses[0]]
+        #expect(throws: WebSocketConnectError.failed(.connect, address: "ditto.example:443",
+                                                      reason: "[::1]:\(refusing.port): Connection refused; 127.0.0.1:\(refusing.port): Connection refused")) {
+            try TCPConnection.connect(toAny: refused, step: step)
+        }
+    }
+
+    @Test("Writing to a peer that has gone: .failed with the system's text, never a SIGPIPE")
+    func peerGone() async throws {
+        #expect(try !sigpipeIgnored(), "with SIGPIPE ignored this test could not fail")
+        let listener = try RawListener()
+        listener.answerOnce(thenClose: true) { switchingProtocols($0) }
+        let established = try await connect(WebSocketEndpoint(host: "127.0.0.1", port: listener.port, timeout: .seconds(5)))
+        #expect(try await writeUntilFailure(established.stream) != nil)
+        established.stream.close()
     }
 
     @Test("Nothing listens: connection refused names the connect stage and the address")

@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 #endif
 import MosquittoTestSupport
+import Synchronization
 import WebSocketClient
 import WebSocketCodec
 
@@ -91,57 +92,128 @@ final class FrameChannel: @unchecked Sendable {
     func close() { established.stream.close() }
 }
 
-/// A socket listening on 127.0.0.1 that the test drives by hand: one that never accepts (the kernel still completes
-/// the TCP handshake, so a client waits for an answer that never comes), or one that answers a connection with
-/// bytes of the test's choosing.
+/// A socket listening on 127.0.0.1 (or ::1) that the test drives by hand: one that never accepts (the kernel still
+/// completes the TCP handshake, so a client waits for an answer that never comes), one that accepts and says
+/// nothing, or one that answers a connection with bytes of the test's choosing. It records whether the client
+/// closed its end: a connect that failed must not leave its socket open.
 final class RawListener: Sendable {
     let port: Int
     private let fd: Int32
+    private let clientClosed = Atomic<Bool>(false)
 
-    init() throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    /// Whether the accepted connection ended from the client's side.
+    var sawClientClose: Bool { clientClosed.load(ordering: .relaxed) }
+
+    init(ipv6: Bool = false) throws {
+        let fd = socket(ipv6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestFailure("socket: errno \(errno)") }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+        var storage = sockaddr_storage()
+        var length = socklen_t(ipv6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size)
+        withUnsafeMutableBytes(of: &storage) { bytes in
+            if ipv6 {
+                var address = sockaddr_in6()
+                address.sin6_family = sa_family_t(AF_INET6)
+                address.sin6_addr = in6addr_loopback
+                withUnsafeBytes(of: address) { bytes.copyMemory(from: $0) }
+            } else {
+                var address = sockaddr_in()
+                address.sin_family = sa_family_t(AF_INET)
+                address.sin_addr.s_addr = inet_addr("127.0.0.1")
+                withUnsafeBytes(of: address) { bytes.copyMemory(from: $0) }
+            }
+        }
+        let bound = withUnsafeMutablePointer(to: &storage) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
                 bind(fd, address, length) == 0 && listen(fd, 16) == 0 && getsockname(fd, address, &length) == 0
             }
         }
         guard bound else {
             close(fd)
-            throw TestFailure("bind/listen on 127.0.0.1: errno \(errno)")
+            throw TestFailure("bind/listen on loopback: errno \(errno)")
         }
         self.fd = fd
-        port = Int(UInt16(bigEndian: address.sin_port))
+        // sin_port and sin6_port sit at the same offset.
+        port = Int(UInt16(bigEndian: withUnsafeBytes(of: storage) { $0.load(fromByteOffset: 2, as: UInt16.self) }))
     }
 
     deinit { close(fd) }
 
-    /// Accepts one connection, reads its HTTP head, writes `answer(head)` in one `send`, and keeps the connection
-    /// open until the listener goes away.
-    func answerOnce(_ answer: @escaping @Sendable (HTTPHead) -> [UInt8]) {
-        let fd = fd
-        Thread {
+    /// Accepts one connection and reads what comes, answering nothing, until the client closes it.
+    func acceptSilently() {
+        serveOnce { _ in nil }
+    }
+
+    /// Accepts one connection, reads its HTTP head and writes `answer(head)` in one `send`; then closes at once
+    /// (`thenClose`) or reads until the client closes.
+    func answerOnce(thenClose: Bool = false, _ answer: @escaping @Sendable (HTTPHead) -> [UInt8]) {
+        serveOnce(thenClose: thenClose) { received in
+            (try? HTTPHead.parse(received)).flatMap { $0 }.map { answer($0.head) }
+        }
+    }
+
+    private func serveOnce(thenClose: Bool = false, _ answer: @escaping @Sendable ([UInt8]) -> [UInt8]?) {
+        // The thread holds the listener until its connection ends.
+        Thread { [self] in
             let connection = accept(fd, nil, nil)
             guard connection >= 0 else { return }
             defer { close(connection) }
             var received: [UInt8] = []
+            var answered = false
             var chunk = [UInt8](repeating: 0, count: 4096)
             while true {
-                if let (head, _) = try? HTTPHead.parse(received) {
-                    let bytes = answer(head)
+                if !answered, let bytes = answer(received) {
+                    answered = true
                     _ = bytes.withUnsafeBytes { send(connection, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-                    break
+                    if thenClose { return }
                 }
                 let count = recv(connection, &chunk, chunk.count, 0)
+                if count == 0 { self.clientClosed.store(true, ordering: .relaxed) }
                 guard count > 0 else { return }
                 received += chunk[..<count]
             }
-            // Until the client closes.
-            while recv(connection, &chunk, chunk.count, 0) > 0 {}
         }.start()
     }
+}
+
+/// The 101 that accepts `request`'s upgrade.
+func switchingProtocols(_ request: HTTPHead) -> [UInt8] {
+    HTTPHead(startLine: "HTTP/1.1 101 Switching Protocols", headers: [
+        HTTPHeader("Upgrade", "websocket"), HTTPHeader("Connection", "Upgrade"),
+        HTTPHeader("Sec-WebSocket-Accept", WebSocketUpgradeRequest.acceptValue(forKey: request.value(of: "Sec-WebSocket-Key") ?? "")),
+    ]).encoded()
+}
+
+/// Whether this process ignores SIGPIPE (bit 13 of /proc/self/status's SigIgn): a test of writes to a closed
+/// peer proves nothing when it does.
+func sigpipeIgnored() throws -> Bool {
+    let status = try String(contentsOfFile: "/proc/self/status", encoding: .utf8)
+    guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("SigIgn:") }),
+          let mask = UInt64(line.dropFirst("SigIgn:".count).trimmingCharacters(in: .whitespaces), radix: 16)
+    else { throw TestFailure("no SigIgn in /proc/self/status") }
+    return mask & (1 << (SIGPIPE - 1)) != 0
+}
+
+/// Writes to `stream` until a write fails, as a peer that has gone makes it (the first writes may still reach the
+/// kernel's buffer before the peer's reset arrives); the failure's text, nil when none came within 5 s.
+func writeUntilFailure(_ stream: any ByteStream) async throws -> String? {
+    let established = UncheckedStream(stream)
+    return try await onOwnThread {
+        let deadline = ContinuousClock.now + .seconds(5)
+        let bytes = [UInt8](repeating: 0x81, count: 1024)
+        while ContinuousClock.now < deadline {
+            switch bytes.withUnsafeBytes({ established.stream.write($0) }) {
+            case .failed(let reason): return reason
+            case .closed: return "closed"
+            case .transferred, .wouldBlock: usleep(10_000)
+            }
+        }
+        return nil
+    }
+}
+
+/// A stream handed to one helper thread while the test awaits it.
+struct UncheckedStream: @unchecked Sendable {
+    // SAFETY: the test awaits the one thread that uses it.
+    let stream: any ByteStream
+    init(_ stream: any ByteStream) { self.stream = stream }
 }

@@ -150,12 +150,25 @@ struct TLSConnectorTests {
         await ditto.stop()
     }
 
-    @Test("A server that accepts and never answers the ClientHello: timed out in the TLS stage")
+    @Test("A server that accepts and never answers the ClientHello: timed out in the TLS stage, the socket closed")
     func handshakeTimeout() async throws {
         let listener = try RawListener()
+        listener.acceptSilently()
         let endpoint = WebSocketEndpoint(host: "127.0.0.1", port: listener.port, tls: TLSSettings(), timeout: .milliseconds(300))
         let error = try await connectError(endpoint)
         #expect(error == .timedOut(.tls, address: "127.0.0.1:\(listener.port)", after: .milliseconds(300)))
+        #expect(await eventually(timeout: .seconds(5)) { listener.sawClientClose }, "the failed connect closed its socket")
+    }
+
+    @Test("nginx stops under an open wss:// stream: writes fail with the system's text, never a SIGPIPE")
+    func peerGone() async throws {
+        #expect(try !sigpipeIgnored(), "with SIGPIPE ignored this test could not fail")
+        let ditto = try await TLSDitto.start()
+        let established = try await connect(ditto.endpoint())
+        await ditto.front.stop()
+        #expect(try await writeUntilFailure(established.stream) != nil)
+        established.stream.close()
+        await ditto.server.stop()
     }
 
     @Test("A CA file that does not exist: the TLS stage names it")
