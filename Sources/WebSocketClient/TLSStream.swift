@@ -34,21 +34,33 @@ public final class TLSStream: ByteStream {
     deinit { close() }
 
     public func read(into buffer: UnsafeMutableRawBufferPointer) -> StreamIO {
-        guard buffer.count > 0, !isClosed else { return isClosed ? .closed : .transferred(0) }
-        ERR_clear_error()
-        let count = SSL_read(ssl, buffer.baseAddress, Int32(clamping: buffer.count))
-        readWants = 0
-        if count > 0 { return .transferred(Int(count)) }
-        return outcome(SSL_get_error(ssl, count), wanting: &readWants)
+        transfer(buffer.count, wanting: &readWants) { SSL_read(ssl, buffer.baseAddress, $0) }
     }
 
     public func write(_ bytes: UnsafeRawBufferPointer) -> StreamIO {
-        guard bytes.count > 0, !isClosed else { return isClosed ? .closed : .transferred(0) }
+        transfer(bytes.count, wanting: &writeWants) { SSL_write(ssl, bytes.baseAddress, $0) }
+    }
+
+    /// One SSL_read or SSL_write of `count` bytes; `wants` becomes the poll event it waits for, if any.
+    private func transfer(_ count: Int, wanting wants: inout Int16, _ operation: (Int32) -> Int32) -> StreamIO {
+        guard count > 0, !isClosed else { return isClosed ? .closed : .transferred(0) }
         ERR_clear_error()
-        let count = SSL_write(ssl, bytes.baseAddress, Int32(clamping: bytes.count))
-        writeWants = 0
-        if count > 0 { return .transferred(Int(count)) }
-        return outcome(SSL_get_error(ssl, count), wanting: &writeWants)
+        let transferred = operation(Int32(clamping: count))
+        wants = 0
+        if transferred > 0 { return .transferred(Int(transferred)) }
+        switch SSL_get_error(ssl, transferred) {
+        case SSL_ERROR_WANT_READ:
+            wants = Int16(POLLIN)
+            return .wouldBlock
+        case SSL_ERROR_WANT_WRITE:
+            wants = Int16(POLLOUT)
+            return .wouldBlock
+        case SSL_ERROR_ZERO_RETURN:
+            return .closed
+        case let error:
+            canSendCloseNotify = false
+            return .failed(Self.errorText(error, ssl: ssl))
+        }
     }
 
     public var extraPollEvents: Int16 { readWants | writeWants }
@@ -66,22 +78,6 @@ public final class TLSStream: ByteStream {
         SSL_free(ssl)
         ERR_clear_error()
         transport.close()
-    }
-
-    private func outcome(_ error: Int32, wanting wants: inout Int16) -> StreamIO {
-        switch error {
-        case SSL_ERROR_WANT_READ:
-            wants = Int16(POLLIN)
-            return .wouldBlock
-        case SSL_ERROR_WANT_WRITE:
-            wants = Int16(POLLOUT)
-            return .wouldBlock
-        case SSL_ERROR_ZERO_RETURN:
-            return .closed
-        default:
-            canSendCloseNotify = false
-            return .failed(Self.errorText(error, ssl: ssl))
-        }
     }
 
     // MARK: Setting up

@@ -161,19 +161,10 @@ public enum WebSocketConnector {
         }
     }
 
-    private static func tunnel(_ socket: SocketStream, to endpoint: WebSocketEndpoint, through proxy: WebSocketEndpoint.Proxy,
-                               step: ConnectStep) throws(WebSocketConnectError) {
+    private static func tunnel(_ socket: SocketStream, to endpoint: WebSocketEndpoint,
+                               through proxy: WebSocketEndpoint.Proxy, step: ConnectStep) throws(WebSocketConnectError) {
         let request = HTTPConnectRequest(host: endpoint.host, port: endpoint.port, proxyAuthorization: proxy.authorization)
-        try step.writeAll(request.encoded(), to: socket)
-        let (head, rest) = try step.readHead(from: socket)
-        do {
-            try request.validate(head)
-        } catch {
-            if case .proxyRefused(let status, let reason) = error {
-                throw .proxyRefused(status: status, reason: reason, proxy: step.address)
-            }
-            throw step.failure(error.reasonText)
-        }
+        let (_, rest) = try step.exchange(request.encoded(), over: socket, validate: request.validate)
         // Neither TLS nor the upgrade lets the server speak first: bytes here are not from Ditto.
         guard rest.isEmpty else { throw step.failure("the proxy sent \(rest.count) bytes after its 2xx answer") }
     }
@@ -183,16 +174,7 @@ public enum WebSocketConnector {
         let request = WebSocketUpgradeRequest(host: endpoint.hostHeader, path: endpoint.target,
                                               authorization: endpoint.authorization,
                                               additionalHeaders: endpoint.additionalHeaders)
-        try step.writeAll(request.encoded(), to: stream)
-        let (head, leftover) = try step.readHead(from: stream)
-        do {
-            try request.validate(head)
-        } catch {
-            if case .refused(let status, let reason) = error {
-                throw .refused(status: status, reason: reason, address: step.address)
-            }
-            throw step.failure(error.reasonText)
-        }
+        let (head, leftover) = try step.exchange(request.encoded(), over: stream, validate: request.validate)
         return WebSocketEstablished(stream: stream, leftover: leftover, response: head)
     }
 }
@@ -252,6 +234,25 @@ struct ConnectStep {
             case .failed(let reason): throw failure(reason)
             }
         }
+    }
+
+    /// Sends an HTTP request head and reads and checks the answer's head; the bytes read after it come back with it.
+    func exchange(_ request: [UInt8], over stream: any ByteStream,
+                  validate: (HTTPHead) throws(WebSocketHandshakeError) -> Void)
+        throws(WebSocketConnectError) -> (HTTPHead, [UInt8])
+    {
+        try writeAll(request, to: stream)
+        let (head, rest) = try readHead(from: stream)
+        do {
+            try validate(head)
+        } catch {
+            switch error {
+            case .refused(let status, let reason): throw .refused(status: status, reason: reason, address: address)
+            case .proxyRefused(let status, let reason): throw .proxyRefused(status: status, reason: reason, proxy: address)
+            default: throw failure(error.reasonText)
+            }
+        }
+        return (head, rest)
     }
 
     /// Reads until an HTTP head is complete; the bytes read after it come back with it.

@@ -78,20 +78,21 @@ struct ConnectorTests {
 
     @Test("Bytes after the 101 in the same read are the leftover: a frame the server sent at once")
     func leftover() async throws {
-        let listener = try RawListener()
         let frame: [UInt8] = [0x81, 5] + Array("hello".utf8)
-        listener.answerOnce { switchingProtocols($0) + frame }
+        let listener = try RawListener { RawListener.switchingProtocols($0) + frame }
         let established = try await connect(WebSocketEndpoint(host: "127.0.0.1", port: listener.port, timeout: .seconds(5)))
         #expect(established.leftover == frame)
         #expect(try await FrameChannel(established).nextText(timeout: .milliseconds(100)) == "hello")
         established.stream.close()
+        await listener.stop()
     }
 
     @Test("A declared label taken elsewhere: the 409 frame right after the 101 reaches the client (leftover or stream)")
     func frameRightAfterUpgrade() async throws {
         let server = try DittoWebSocketServer()
         server.declareElsewhere(["bridge:taken"])
-        let channel = FrameChannel(try await connect(server.endpoint(query: [QueryParameter("declared-acks", "bridge:taken")])))
+        let endpoint = server.endpoint(query: [QueryParameter("declared-acks", "bridge:taken")])
+        let channel = FrameChannel(try await connect(endpoint))
         let error = try #require(try await channel.nextText())
         #expect(error.contains("acknowledgement:label.not.unique"))
         channel.close()
@@ -100,85 +101,81 @@ struct ConnectorTests {
 
     @Test("An answer that is not a WebSocket upgrade: 404 and a 101 with the wrong accept value fail at the upgrade")
     func notAnUpgrade() async throws {
-        let notFound = try RawListener()
-        notFound.answerOnce { _ in HTTPHead(startLine: "HTTP/1.1 404 Not Found", headers: [HTTPHeader("Content-Length", "0")]).encoded() }
+        let notFound = try RawListener { _ in
+            HTTPHead(startLine: "HTTP/1.1 404 Not Found", headers: [HTTPHeader("Content-Length", "0")]).encoded()
+        }
         let error = try await connectError(WebSocketEndpoint(host: "127.0.0.1", port: notFound.port, timeout: .seconds(5)))
         #expect(error == .refused(status: 404, reason: "Not Found", address: "127.0.0.1:\(notFound.port)"))
         #expect(error.description.contains("404 Not Found, not 101"), "\(error)")
+        #expect(await eventually(timeout: .seconds(5)) { notFound.clientCloses == 1 }, "the failed connect closed its socket")
 
-        let wrongAccept = try RawListener()
-        wrongAccept.answerOnce { request in
+        let wrongAccept = try RawListener { _ in
             HTTPHead(startLine: "HTTP/1.1 101 Switching Protocols", headers: [
-                HTTPHeader("Upgrade", "websocket"), HTTPHeader("Connection", "Upgrade"), HTTPHeader("Sec-WebSocket-Accept", "nope"),
+                HTTPHeader("Upgrade", "websocket"), HTTPHeader("Connection", "Upgrade"),
+                HTTPHeader("Sec-WebSocket-Accept", "nope"),
             ]).encoded()
         }
-        let mismatch = try await connectError(WebSocketEndpoint(host: "127.0.0.1", port: wrongAccept.port, timeout: .seconds(5)))
+        let endpoint = WebSocketEndpoint(host: "127.0.0.1", port: wrongAccept.port, timeout: .seconds(5))
+        let mismatch = try await connectError(endpoint)
         guard case .failed(.upgrade, let address, let reason) = mismatch else { throw TestFailure("\(mismatch)") }
         #expect(address == "127.0.0.1:\(wrongAccept.port)")
         #expect(reason.contains("Sec-WebSocket-Accept is 'nope'"))
-        #expect(await eventually(timeout: .seconds(5)) { wrongAccept.sawClientClose }, "the failed connect closed its socket")
+        #expect(await eventually(timeout: .seconds(5)) { wrongAccept.clientCloses == 1 }, "the failed connect closed its socket")
+        await notFound.stop()
+        await wrongAccept.stop()
     }
 
     @Test("A server that accepts and never answers: the connect times out in the upgrade stage, on time, and closes")
     func upgradeTimeout() async throws {
-        let listener = try RawListener()
-        listener.acceptSilently()
+        let listener = try RawListener.silent()
         let started = ContinuousClock.now
-        let error = try await connectError(WebSocketEndpoint(host: "127.0.0.1", port: listener.port, timeout: .milliseconds(300)))
+        let endpoint = WebSocketEndpoint(host: "127.0.0.1", port: listener.port, timeout: .milliseconds(300))
+        let error = try await connectError(endpoint)
         let took = ContinuousClock.now - started
         #expect(error == .timedOut(.upgrade, address: "127.0.0.1:\(listener.port)", after: .milliseconds(300)))
         #expect(error.description.contains("timed out") && error.description.contains("WebSocket upgrade"), "\(error)")
         #expect(took >= .milliseconds(300) && took < .seconds(3))
-        #expect(await eventually(timeout: .seconds(5)) { listener.sawClientClose }, "the failed connect closed its socket")
-    }
-
-    @Test("A listener that never accepts: the kernel's handshake completes, the upgrade times out")
-    func neverAccepted() async throws {
-        let listener = try RawListener()
-        let error = try await connectError(WebSocketEndpoint(host: "127.0.0.1", port: listener.port, timeout: .milliseconds(200)))
-        #expect(error == .timedOut(.upgrade, address: "127.0.0.1:\(listener.port)", after: .milliseconds(200)))
+        #expect(await eventually(timeout: .seconds(5)) { listener.clientCloses == 1 }, "the failed connect closed its socket")
+        await listener.stop()
     }
 
     @Test("IPv6: ::1 is connected to, and the Host header has it in brackets")
     func ipv6() async throws {
-        let listener = try RawListener(ipv6: true)
-        let host = Shared<String?>(nil)
-        listener.answerOnce { request in
-            host.update { $0 = request.value(of: "Host") }
-            return switchingProtocols(request)
-        }
+        let listener = try RawListener(ipv6: true) { RawListener.switchingProtocols($0) }
         let established = try await connect(WebSocketEndpoint(host: "::1", port: listener.port, timeout: .seconds(5)))
-        #expect(host.value == "[::1]:\(listener.port)")
+        #expect(listener.requests.map { $0.value(of: "Host") } == ["[::1]:\(listener.port)"])
         established.stream.close()
-        #expect(await eventually(timeout: .seconds(5)) { listener.sawClientClose })
+        #expect(await eventually(timeout: .seconds(5)) { listener.clientCloses == 1 })
+        await listener.stop()
     }
 
     @Test("Several addresses: a refused one, then the next; all refused: each named in the error")
     func everyAddressInTurn() async throws {
-        let listener = try RawListener()
-        listener.answerOnce { switchingProtocols($0) }
+        let listener = try RawListener { RawListener.switchingProtocols($0) }
         let refusing = try PortReservation()
-        let step = ConnectStep(stage: .resolve, address: "ditto.example:443", deadline: .now + .seconds(5), timeout: .seconds(5))
+        let step = ConnectStep(stage: .resolve, address: "ditto.example:443", deadline: .now + .seconds(5),
+                               timeout: .seconds(5))
         let addresses = try TCPConnection.resolve(host: "127.0.0.1", port: refusing.port, step: step)
             + TCPConnection.resolve(host: "127.0.0.1", port: listener.port, step: step)
         let socket = try TCPConnection.connect(toAny: addresses, step: step)
         socket.close()
-        #expect(await eventually(timeout: .seconds(5)) { listener.sawClientClose })
+        #expect(await eventually(timeout: .seconds(5)) { listener.clientCloses == 1 })
         let refused = try TCPConnection.resolve(host: "::1", port: refusing.port, step: step) + [addresses[0]]
-        #expect(throws: WebSocketConnectError.failed(.connect, address: "ditto.example:443",
-                                                      reason: "[::1]:\(refusing.port): Connection refused; 127.0.0.1:\(refusing.port): Connection refused")) {
+        let reason = "[::1]:\(refusing.port): Connection refused; 127.0.0.1:\(refusing.port): Connection refused"
+        #expect(throws: WebSocketConnectError.failed(.connect, address: "ditto.example:443", reason: reason)) {
             try TCPConnection.connect(toAny: refused, step: step)
         }
+        await listener.stop()
     }
 
     @Test("Writing to a peer that has gone: .failed with the system's text, never a SIGPIPE")
     func peerGone() async throws {
         #expect(try !sigpipeIgnored(), "with SIGPIPE ignored this test could not fail")
-        let listener = try RawListener()
-        listener.answerOnce(thenClose: true) { switchingProtocols($0) }
+        let listener = try RawListener(thenClose: true) { RawListener.switchingProtocols($0) }
         let established = try await connect(WebSocketEndpoint(host: "127.0.0.1", port: listener.port, timeout: .seconds(5)))
         #expect(try await writeUntilFailure(established.stream) != nil)
         established.stream.close()
+        await listener.stop()
     }
 
     @Test("Nothing listens: connection refused names the connect stage and the address")

@@ -3,7 +3,6 @@ import Foundation
 import Glibc
 #endif
 import MosquittoTestSupport
-import Synchronization
 import WebSocketClient
 import WebSocketCodec
 
@@ -90,97 +89,6 @@ final class FrameChannel: @unchecked Sendable {
     }
 
     func close() { established.stream.close() }
-}
-
-/// A socket listening on 127.0.0.1 (or ::1) that the test drives by hand: one that never accepts (the kernel still
-/// completes the TCP handshake, so a client waits for an answer that never comes), one that accepts and says
-/// nothing, or one that answers a connection with bytes of the test's choosing. It records whether the client
-/// closed its end: a connect that failed must not leave its socket open.
-final class RawListener: Sendable {
-    let port: Int
-    private let fd: Int32
-    private let clientClosed = Atomic<Bool>(false)
-
-    /// Whether the accepted connection ended from the client's side.
-    var sawClientClose: Bool { clientClosed.load(ordering: .relaxed) }
-
-    init(ipv6: Bool = false) throws {
-        let fd = socket(ipv6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw TestFailure("socket: errno \(errno)") }
-        var storage = sockaddr_storage()
-        var length = socklen_t(ipv6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size)
-        withUnsafeMutableBytes(of: &storage) { bytes in
-            if ipv6 {
-                var address = sockaddr_in6()
-                address.sin6_family = sa_family_t(AF_INET6)
-                address.sin6_addr = in6addr_loopback
-                withUnsafeBytes(of: address) { bytes.copyMemory(from: $0) }
-            } else {
-                var address = sockaddr_in()
-                address.sin_family = sa_family_t(AF_INET)
-                address.sin_addr.s_addr = inet_addr("127.0.0.1")
-                withUnsafeBytes(of: address) { bytes.copyMemory(from: $0) }
-            }
-        }
-        let bound = withUnsafeMutablePointer(to: &storage) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
-                bind(fd, address, length) == 0 && listen(fd, 16) == 0 && getsockname(fd, address, &length) == 0
-            }
-        }
-        guard bound else {
-            close(fd)
-            throw TestFailure("bind/listen on loopback: errno \(errno)")
-        }
-        self.fd = fd
-        // sin_port and sin6_port sit at the same offset.
-        port = Int(UInt16(bigEndian: withUnsafeBytes(of: storage) { $0.load(fromByteOffset: 2, as: UInt16.self) }))
-    }
-
-    deinit { close(fd) }
-
-    /// Accepts one connection and reads what comes, answering nothing, until the client closes it.
-    func acceptSilently() {
-        serveOnce { _ in nil }
-    }
-
-    /// Accepts one connection, reads its HTTP head and writes `answer(head)` in one `send`; then closes at once
-    /// (`thenClose`) or reads until the client closes.
-    func answerOnce(thenClose: Bool = false, _ answer: @escaping @Sendable (HTTPHead) -> [UInt8]) {
-        serveOnce(thenClose: thenClose) { received in
-            (try? HTTPHead.parse(received)).flatMap { $0 }.map { answer($0.head) }
-        }
-    }
-
-    private func serveOnce(thenClose: Bool = false, _ answer: @escaping @Sendable ([UInt8]) -> [UInt8]?) {
-        // The thread holds the listener until its connection ends.
-        Thread { [self] in
-            let connection = accept(fd, nil, nil)
-            guard connection >= 0 else { return }
-            defer { close(connection) }
-            var received: [UInt8] = []
-            var answered = false
-            var chunk = [UInt8](repeating: 0, count: 4096)
-            while true {
-                if !answered, let bytes = answer(received) {
-                    answered = true
-                    _ = bytes.withUnsafeBytes { send(connection, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-                    if thenClose { return }
-                }
-                let count = recv(connection, &chunk, chunk.count, 0)
-                if count == 0 { self.clientClosed.store(true, ordering: .relaxed) }
-                guard count > 0 else { return }
-                received += chunk[..<count]
-            }
-        }.start()
-    }
-}
-
-/// The 101 that accepts `request`'s upgrade.
-func switchingProtocols(_ request: HTTPHead) -> [UInt8] {
-    HTTPHead(startLine: "HTTP/1.1 101 Switching Protocols", headers: [
-        HTTPHeader("Upgrade", "websocket"), HTTPHeader("Connection", "Upgrade"),
-        HTTPHeader("Sec-WebSocket-Accept", WebSocketUpgradeRequest.acceptValue(forKey: request.value(of: "Sec-WebSocket-Key") ?? "")),
-    ]).encoded()
 }
 
 /// Whether this process ignores SIGPIPE (bit 13 of /proc/self/status's SigIgn): a test of writes to a closed
