@@ -37,8 +37,10 @@ enum TCPConnection {
         var next: UnsafeMutablePointer<addrinfo>? = list
         while let entry = next?.pointee {
             var storage = sockaddr_storage()
-            withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: UnsafeRawBufferPointer(start: entry.ai_addr, count: Int(entry.ai_addrlen))) }
-            addresses.append(SocketAddress(storage: storage, length: entry.ai_addrlen, text: numericAuthority(entry.ai_addr, entry.ai_addrlen)))
+            let bytes = UnsafeRawBufferPointer(start: entry.ai_addr, count: Int(entry.ai_addrlen))
+            withUnsafeMutableBytes(of: &storage) { $0.copyMemory(from: bytes) }
+            let text = numericAuthority(entry.ai_addr, entry.ai_addrlen)
+            addresses.append(SocketAddress(storage: storage, length: entry.ai_addrlen, text: text))
             next = entry.ai_next
         }
         return addresses
@@ -62,7 +64,9 @@ enum TCPConnection {
                 failures.append(addresses.count == 1 && address.text == step.address ? reason : "\(address.text): \(reason)")
             }
         }
-        guard ContinuousClock.now < step.deadline else { throw .timedOut(.connect, address: step.address, after: step.timeout) }
+        guard ContinuousClock.now < step.deadline else {
+            throw .timedOut(.connect, address: step.address, after: step.timeout)
+        }
         throw .failed(.connect, address: step.address, reason: failures.joined(separator: "; "))
     }
 

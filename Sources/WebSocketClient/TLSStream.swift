@@ -100,7 +100,7 @@ public final class TLSStream: ByteStream {
             }
             SSL_set_bio(ssl, bio, bio)
             copenssl_set_nonblocking_client_modes(ssl)
-            try name(ssl, serverName, check: settings.verifyHostname && !settings.insecure, step: step)
+            try expectServerName(ssl, serverName, check: settings.verifyHostname && !settings.insecure, step: step)
             while true {
                 ERR_clear_error()
                 let result = SSL_connect(ssl)
@@ -155,7 +155,7 @@ public final class TLSStream: ByteStream {
 
     /// SNI for a host name (RFC 6066 section 3 allows no IP address there), and the certificate check of the
     /// name or address.
-    private static func name(_ ssl: OpaquePointer, _ serverName: String, check: Bool,
+    private static func expectServerName(_ ssl: OpaquePointer, _ serverName: String, check: Bool,
                              step: ConnectStep) throws(WebSocketConnectError) {
         if isIPAddress(serverName) {
             guard !check || X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), serverName) == 1 else {

@@ -69,12 +69,20 @@ public struct WebSocketEndpoint: Sendable, Equatable {
 /// SAFETY: made on the connector's thread and handed to the event loop once; the stream is never used by two
 /// threads at a time.
 public struct WebSocketEstablished: @unchecked Sendable {
-    /// Non-blocking, for the loop's `poll`.
+    /// Non-blocking, for the loop's `poll`; over TLS it may already hold more decrypted bytes
+    /// (``ByteStream/hasBufferedBytes``), so the first read comes before the first poll.
     public let stream: any ByteStream
-    /// Bytes that came after the 101's head in the same reads: the first frames (Ditto may send at once).
+    /// Bytes that came after the 101's head in the same reads: the first frames (Ditto may send at once), for the
+    /// frame decoder before anything read from ``stream``.
     public let leftover: [UInt8]
     /// The server's 101 answer.
     public let response: HTTPHead
+
+    public init(stream: any ByteStream, leftover: [UInt8], response: HTTPHead) {
+        self.stream = stream
+        self.leftover = leftover
+        self.response = response
+    }
 }
 
 /// The steps of a connect, each named in an error.
@@ -126,7 +134,8 @@ public enum WebSocketConnectError: Error, Equatable, CustomStringConvertible {
         case .refused(let status, let reason, let address) where status == 401 || status == 403:
             "Ditto refused the credentials (\(status) \(reason)) at the WebSocket upgrade at \(address)"
         case .refused(let status, let reason, let address):
-            "\(WebSocketConnectStage.upgrade.phrase(address)) failed: answered \(status) \(reason), not 101 Switching Protocols"
+            "\(WebSocketConnectStage.upgrade.phrase(address)) failed: "
+                + WebSocketHandshakeError.refused(status: status, reason: reason).reasonText
         }
     }
 }
