@@ -13,7 +13,7 @@ public final class TLSStream: ByteStream {
     private let transport: SocketStream
     private let ssl: OpaquePointer
     /// POLLOUT while a read waits for the socket to take a record (a key update); POLLIN while a write waits for
-    /// one to arrive (renegotiation is off in TLS 1.3, but OpenSSL may still ask).
+    /// one to arrive (a TLS 1.2 renegotiation). Neither is the poll event the operation itself needs.
     private var readWants: Int16 = 0
     private var writeWants: Int16 = 0
     /// After a fatal error OpenSSL forbids SSL_shutdown.
@@ -34,15 +34,17 @@ public final class TLSStream: ByteStream {
     deinit { close() }
 
     public func read(into buffer: UnsafeMutableRawBufferPointer) -> StreamIO {
-        transfer(buffer.count, wanting: &readWants) { SSL_read(ssl, buffer.baseAddress, $0) }
+        transfer(buffer.count, own: Int16(POLLIN), wanting: &readWants) { SSL_read(ssl, buffer.baseAddress, $0) }
     }
 
     public func write(_ bytes: UnsafeRawBufferPointer) -> StreamIO {
-        transfer(bytes.count, wanting: &writeWants) { SSL_write(ssl, bytes.baseAddress, $0) }
+        transfer(bytes.count, own: Int16(POLLOUT), wanting: &writeWants) { SSL_write(ssl, bytes.baseAddress, $0) }
     }
 
-    /// One SSL_read or SSL_write of `count` bytes; `wants` becomes the poll event it waits for, if any.
-    private func transfer(_ count: Int, wanting wants: inout Int16, _ operation: (Int32) -> Int32) -> StreamIO {
+    /// One SSL_read or SSL_write of `count` bytes; `wants` becomes the poll event it waits for when that is not
+    /// the operation's `own` (which the caller polls for anyway).
+    private func transfer(_ count: Int, own: Int16, wanting wants: inout Int16,
+                          _ operation: (Int32) -> Int32) -> StreamIO {
         guard count > 0, !isClosed else { return isClosed ? .closed : .transferred(0) }
         ERR_clear_error()
         let transferred = operation(Int32(clamping: count))
@@ -50,10 +52,10 @@ public final class TLSStream: ByteStream {
         if transferred > 0 { return .transferred(Int(transferred)) }
         switch SSL_get_error(ssl, transferred) {
         case SSL_ERROR_WANT_READ:
-            wants = Int16(POLLIN)
+            wants = Int16(POLLIN) & ~own
             return .wouldBlock
         case SSL_ERROR_WANT_WRITE:
-            wants = Int16(POLLOUT)
+            wants = Int16(POLLOUT) & ~own
             return .wouldBlock
         case SSL_ERROR_ZERO_RETURN:
             return .closed
