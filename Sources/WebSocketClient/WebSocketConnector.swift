@@ -150,9 +150,10 @@ public enum WebSocketConnector {
         let step = { (stage: WebSocketConnectStage, address: String) in
             ConnectStep(stage: stage, address: address, deadline: deadline, timeout: endpoint.timeout)
         }
-        let dialed = endpoint.proxy.map { HTTPConnectRequest(host: $0.host, port: $0.port).authority } ?? endpoint.authority
-        let socket = try TCPConnection.open(host: endpoint.proxy?.host ?? endpoint.host,
-                                            port: endpoint.proxy?.port ?? endpoint.port, step: step(.resolve, dialed))
+        // The TCP connection goes to the proxy when there is one.
+        let (dialedHost, dialedPort) = endpoint.proxy.map { ($0.host, $0.port) } ?? (endpoint.host, endpoint.port)
+        let dialed = HTTPConnectRequest(host: dialedHost, port: dialedPort).authority
+        let socket = try TCPConnection.open(host: dialedHost, port: dialedPort, step: step(.resolve, dialed))
         var stream: any ByteStream = socket
         do throws(WebSocketConnectError) {
             var address = endpoint.authority
