@@ -97,7 +97,7 @@ final class FrameChannel: @unchecked Sendable {
 ///
 /// SIGPIPE is blocked on the writing thread meanwhile, so a raised one stays pending there, where the check finds
 /// it and takes it, whatever the process does with SIGPIPE: Linux never discards a blocked signal, and
-/// libmosquitto, which other tests in this process load, sets SIGPIPE to be ignored.
+/// libmosquitto's `mosquitto_new`, which other tests in this process call, sets SIGPIPE to be ignored.
 func writeUntilFailure(_ stream: any ByteStream) async throws -> (reason: String?, raisedSIGPIPE: Bool) {
     let established = UncheckedStream(stream)
     return try await onOwnThread {
