@@ -95,7 +95,7 @@ final class WebSocketDittoSide: DittoSide {
                 metrics.increment("\(Readiness.dittoSide).connected")
                 logger.info("connected to Ditto's WebSocket endpoint", metadata: ["ditto.url": "\(connection.url)"])
                 let token = try? request.get().token
-                end = await attend(established, token: token, keepalive: connection.keepalive)
+                end = await attend(established, session: session, token: token, keepalive: connection.keepalive)
                 readiness.setConnected(Readiness.dittoSide, false)
             }
             if case .session(let reason, let labelConflict) = end {
@@ -142,8 +142,8 @@ final class WebSocketDittoSide: DittoSide {
     }
 
     /// Hands the open socket to the transport and waits for the session to end, meanwhile watching the token file.
-    private func attend(_ established: LoopBound<WebSocketEstablished>, token: (path: String, token: JSONWebToken)?,
-                        keepalive: Duration) async -> SessionEnd {
+    private func attend(_ established: LoopBound<WebSocketEstablished>, session: WebSocketSession,
+                        token: (path: String, token: JSONWebToken)?, keepalive: Duration) async -> SessionEnd {
         let slot = self.slot
         let watcher = token.map { token in
             Task { await watchToken(token.path, sent: token.token, keepalive: keepalive) }
@@ -156,7 +156,7 @@ final class WebSocketDittoSide: DittoSide {
                     established.stream.close()
                     return continuation.resume(returning: .session(.loopEnded, labelConflict: false))
                 }
-                transport.attach(established) { end, labelConflict in
+                transport.attach(established, subscriptions: session.subscriptions, keepalive: keepalive) { end, labelConflict in
                     continuation.resume(returning: .session(end, labelConflict: labelConflict))
                 }
             }
@@ -262,9 +262,15 @@ final class WebSocketDittoSide: DittoSide {
         let session = Self.session(new)
         let (oldConnection, oldSession) = state.withLock { ($0.connection, $0.session) }
         let slot = self.slot
-        if connection == oldConnection, session.declaredAcknowledgementLabels == oldSession.declaredAcknowledgementLabels {
+        if Self.upgradeSettings(connection) == Self.upgradeSettings(oldConnection),
+           session.declaredAcknowledgementLabels == oldSession.declaredAcknowledgementLabels {
+            // The transport applies the flow control (``DittoTransport/apply(_:)``); subscriptions change on the open
+            // session.
+            state.withLock {
+                $0.connection = connection
+                $0.session = session
+            }
             guard session != oldSession else { return [] }
-            state.withLock { $0.session = session }
             await loop.submit { slot.value.transport?.subscribe(session.subscriptions) }
             return ["Ditto WebSocket subscriptions: \(session.subscriptions.map(\.startMessage))"]
         }
@@ -282,9 +288,6 @@ final class WebSocketDittoSide: DittoSide {
     }
 
     // MARK: what the transport reports, on the loop
-
-    /// The current connection settings.
-    var connectionSettings: DittoWebSocketConnection { state.withLock { $0.connection } }
 
     /// Every `START-SEND-*` of the session is acknowledged: the side is ready.
     func subscribed() {
@@ -311,6 +314,16 @@ final class WebSocketDittoSide: DittoSide {
     func unexpectedText(_ text: String) {
         metrics.increment("ditto.invalid")
         logger.warning("unexpected text frame from Ditto", metadata: ["ditto.frame": "\(text.prefix(200))"])
+    }
+
+    /// What a session is opened with: everything but what changes on an open one (subscriptions' namespaces,
+    /// flow control).
+    static func upgradeSettings(_ connection: DittoWebSocketConnection) -> DittoWebSocketConnection {
+        var settings = connection
+        settings.namespaces = []
+        settings.rateLimit = nil
+        settings.maxInflight = 0
+        return settings
     }
 
     func close() async {

@@ -117,10 +117,11 @@ final class WebSocketDittoTransport: DittoTransport {
 
     /// Takes over the socket of a new session: subscribes, then reads. `ended` runs once, when it ends, with whether
     /// Ditto refused the declared labels.
-    func attach(_ established: WebSocketEstablished, ended: @escaping (WebSocketChannel.End, Bool) -> Void) {
-        let connection = side.connectionSettings
+    func attach(_ established: WebSocketEstablished, subscriptions: [WebSocketSubscription], keepalive: Duration,
+                ended: @escaping (WebSocketChannel.End, Bool) -> Void) {
+        self.subscriptions = subscriptions
         let channel = WebSocketChannel(stream: established.stream, leftover: established.leftover, loop: side.loop,
-                                       keepalive: connection.keepalive)
+                                       keepalive: keepalive)
         let session = Session(channel: channel, ended: ended)
         self.session = session
         channel.start(WebSocketChannel.Handlers(

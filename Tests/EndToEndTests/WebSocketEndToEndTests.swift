@@ -30,7 +30,7 @@ struct WebSocketEndToEndTests {
         }
     }
 
-    @Test("downlink: a live message and a live command reach the device, whose answers go back on the socket with the correlation-id")
+    @Test("downlink: a live message and a live command reach the device, whose answers and the acknowledgements Ditto asked for go back on the socket")
     func downlinkAnswered() async throws {
         try await withWebSocketWorld { world in
             let requests = try await world.answeringDevice("lamp")
@@ -50,6 +50,20 @@ struct WebSocketEndToEndTests {
             let commandResponse = try await world.awaitFromBridge { $0["headers"]?["correlation-id"]?.string == "ws-cmd-1" }
             #expect(commandResponse["topic"]?.string == "\(E2E.namespace)/lamp/things/live/commands/modify")
             #expect(requests.messages.map(\.topic).contains("devices/lamp/set/light/level"))
+
+            // Acknowledgements Ditto asks for go back on the socket, under the labels declared at the upgrade.
+            #expect(session.send("""
+                {"topic":"\(E2E.namespace)/lamp/things/live/messages/blink",\
+                "headers":{"correlation-id":"ws-ack-1","content-type":"application/json","response-required":true,\
+                "requested-acks":["e2e:delivered","e2e:answered"]},"path":"/inbox/messages/blink","value":"twice"}
+                """))
+            for label in ["e2e:delivered", "e2e:answered"] {
+                let ack = try await world.awaitFromBridge {
+                    $0["topic"]?.string == "\(E2E.namespace)/lamp/things/live/acks/\(label)"
+                        && $0["headers"]?["correlation-id"]?.string == "ws-ack-1"
+                }
+                #expect(ack["status"] == .number(200), "\(label)")
+            }
         }
     }
 
@@ -156,7 +170,7 @@ struct WebSocketEndToEndTests {
         await proxy.stop()
     }
 
-    @Test("Ditto goes away mid-stream: with the spool, every message reaches Ditto at least once")
+    @Test("Ditto goes away mid-stream: with the spool, every message reaches Ditto at least once, in order")
     func dittoGoesAwayMidStream() async throws {
         var settings = WebSocketWorld.Settings()
         settings.extraTopLevel = ["spool:", "  directory: {directory}/spool"]
@@ -185,6 +199,13 @@ struct WebSocketEndToEndTests {
             }
             #expect(complete, "\(total - seen.count) of \(total) never reached Ditto:\n\(world.bridge.logTail())")
             #expect(world.ditto.sessions.count >= 3)
+            // Order: resends come before new messages, so the first arrival of each message is in publishing order.
+            var first: [Int] = []
+            var arrived = Set<Int>()
+            for value in try world.fromBridge().compactMap({ $0["value"]?.number.map { Int($0) } }) where arrived.insert(value).inserted {
+                first.append(value)
+            }
+            #expect(first == first.sorted(), "first arrivals out of order")
         }
     }
 
