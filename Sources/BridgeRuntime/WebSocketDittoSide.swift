@@ -12,7 +12,8 @@ import WebSocketCodec
 /// ``WebSocketDittoTransport`` on the loop, waits for the session to end and connects again with the config's
 /// back-off. Ditto's sessions hold nothing across a reconnect: the transport subscribes again every time.
 final class WebSocketDittoSide: DittoSide {
-    let endpoint: String
+    /// The URL in use (a reload may change it).
+    var endpoint: String { state.withLock { $0.connection.url } }
     let loop: MQTTEventLoop
     private let readiness: Readiness
     private let metrics: BridgeMetrics
@@ -47,7 +48,6 @@ final class WebSocketDittoSide: DittoSide {
         var logger = environment.logger
         logger[metadataKey: "ditto.transport"] = "websocket"
         self.logger = logger
-        endpoint = connection.url
         state = Mutex(State(connection: connection, session: Self.session(environment.configuration)))
         slot = LoopBound(TransportSlot(), loop: environment.loop)
     }
@@ -95,7 +95,8 @@ final class WebSocketDittoSide: DittoSide {
                 metrics.increment("\(Readiness.dittoSide).connected")
                 logger.info("connected to Ditto's WebSocket endpoint", metadata: ["ditto.url": "\(connection.url)"])
                 let token = try? request.get().token
-                end = await attend(established, session: session, token: token, keepalive: connection.keepalive)
+                end = await attend(established, url: connection.url, session: session, token: token,
+                                   keepalive: connection.keepalive)
                 readiness.setConnected(Readiness.dittoSide, false)
             }
             if case .session(let reason, let labelConflict) = end {
@@ -142,7 +143,7 @@ final class WebSocketDittoSide: DittoSide {
     }
 
     /// Hands the open socket to the transport and waits for the session to end, meanwhile watching the token file.
-    private func attend(_ established: LoopBound<WebSocketEstablished>, session: WebSocketSession,
+    private func attend(_ established: LoopBound<WebSocketEstablished>, url: String, session: WebSocketSession,
                         token: (path: String, token: JSONWebToken)?, keepalive: Duration) async -> SessionEnd {
         let slot = self.slot
         let watcher = token.map { token in
@@ -156,7 +157,7 @@ final class WebSocketDittoSide: DittoSide {
                     established.stream.close()
                     return continuation.resume(returning: .session(.loopEnded, labelConflict: false))
                 }
-                transport.attach(established, subscriptions: session.subscriptions, keepalive: keepalive) { end, labelConflict in
+                transport.attach(established, url: url, subscriptions: session.subscriptions, keepalive: keepalive) { end, labelConflict in
                     continuation.resume(returning: .session(end, labelConflict: labelConflict))
                 }
             }

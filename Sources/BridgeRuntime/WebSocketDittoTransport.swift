@@ -24,6 +24,8 @@ final class WebSocketDittoTransport: DittoTransport {
     private var subscriptions: [WebSocketSubscription]
     private var handlers: Handlers?
     private var session: Session?
+    /// The open session's URL, for the log of what it delivers.
+    private var source = ""
 
     private struct Handlers {
         var message: (DittoDelivery) -> Void
@@ -117,9 +119,10 @@ final class WebSocketDittoTransport: DittoTransport {
 
     /// Takes over the socket of a new session: subscribes, then reads. `ended` runs once, when it ends, with whether
     /// Ditto refused the declared labels.
-    func attach(_ established: WebSocketEstablished, subscriptions: [WebSocketSubscription], keepalive: Duration,
-                ended: @escaping (WebSocketChannel.End, Bool) -> Void) {
+    func attach(_ established: WebSocketEstablished, url: String, subscriptions: [WebSocketSubscription],
+                keepalive: Duration, ended: @escaping (WebSocketChannel.End, Bool) -> Void) {
         self.subscriptions = subscriptions
+        source = url
         let channel = WebSocketChannel(stream: established.stream, leftover: established.leftover, loop: side.loop,
                                        keepalive: keepalive)
         let session = Session(channel: channel, ended: ended)
@@ -191,7 +194,7 @@ final class WebSocketDittoTransport: DittoTransport {
                 side.labelConflict(text)
                 return
             }
-            handlers?.message(DittoDelivery(payload: payload, replyAddress: nil, source: side.endpoint))
+            handlers?.message(DittoDelivery(payload: payload, replyAddress: nil, source: source))
         } else if session.awaitingAcknowledgements.remove(text) != nil {
             guard session.awaitingAcknowledgements.isEmpty else { return }
             if let timer = session.acknowledgementTimer { side.loop.cancel(timer) }
