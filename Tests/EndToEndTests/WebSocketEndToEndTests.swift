@@ -347,4 +347,22 @@ struct WebSocketEndToEndTests {
         }
         await second.stop()
     }
+
+    @Test("presence: a device's status becomes its ConnectionStatus feature on the session")
+    func presence() async throws {
+        var settings = WebSocketWorld.Settings()
+        settings.extraTopLevel = [
+            "devices:",
+            "  status-topic: \"devices/{deviceId}/status\"",
+            "  offline-payloads: [offline]",
+            "  connection-status: { feature: ConnectionStatus, thing-id: \"{namespace}:{deviceId}\" }",
+        ]
+        try await withWebSocketWorld(settings) { world in
+            let (device, _) = try await world.device("device-pump")
+            try await device.publish(to: "devices/pump/status", payload: Array("online".utf8), retain: true)
+            let status = try await world.awaitFromBridge { $0["path"]?.string == "/features/ConnectionStatus" }
+            #expect(status["topic"]?.string == "\(E2E.namespace)/pump/things/twin/commands/modify")
+            #expect(status["value"]?["properties"]?["status"]?["readyUntil"] == .string("9999-12-31T23:59:59Z"))
+        }
+    }
 }
