@@ -170,15 +170,12 @@ struct KeptDecisionsTests {
     /// revision), for the topics scenarios' rule: a topic per point, a thing per point. Fails when an entry grows.
     @Test("At most 200 bytes per kept topic at 100,000 topics")
     func bytesPerKeptTopic() throws {
+        // The topics scenarios' rule (bridge-bench's `cycledTopicsRule`).
         let yaml = """
             defaults: { namespace: org.bench }
-            ditto: { publish-topic: "ditto/in/{thingId}" }
             uplink:
-              - name: points
-                topic: "dev/{deviceId}/telemetry"
-                thing-id: "{namespace}:point-{deviceId}"
-                event: { action: modified, path: "/features/telemetry/properties/value" }
-                payload: { format: json }
+              - { name: points, topic: "dev/{deviceId}/telemetry", thing-id: "{namespace}:point-{deviceId}",
+                  event: { action: modified, path: "/features/telemetry/properties/value" }, payload: { format: json } }
             """
         let configuration = try BridgeConfiguration.parse(yaml: yaml, fileName: "test.yaml", environment: [:])
         let mapper = UplinkMapper(configuration: configuration)
