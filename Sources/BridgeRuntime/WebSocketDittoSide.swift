@@ -98,6 +98,10 @@ final class WebSocketDittoSide: DittoSide {
                 end = await attend(established, url: connection.url, session: session, token: token,
                                    keepalive: connection.keepalive)
                 readiness.setConnected(Readiness.dittoSide, false)
+                if state.withLock({ $0.closed }) {
+                    logger.info("Ditto's WebSocket session closed", metadata: ["ditto.url": "\(connection.url)"])
+                    return
+                }
             }
             if case .session(let reason, let labelConflict) = end {
                 metrics.increment("websocket.session-ended")
