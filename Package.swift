@@ -176,7 +176,7 @@ let package = Package(
         // Debian's nginx terminating TLS.
         .testTarget(
             name: "WebSocketClientTests",
-            dependencies: ["WebSocketClient", "WebSocketCodec", "DittoWebSocketTestSupport", "MosquittoTestSupport", "MQTT"],
+            dependencies: ["WebSocketClient", "WebSocketCodec", "DittoWebSocketTestSupport", "MosquittoTestSupport", "MQTT", "Mosquitto"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -104,15 +104,23 @@ public struct DittoPublication: Sendable {
     /// everything per message that does not depend on the payload, so the runtime keeps it per topic.
     public struct Route: Sendable {
         public let uplink: UplinkRoute
-        /// `ditto.publish-topic` for the thing, or why it cannot be rendered (reported after the mapping). Two
-        /// words: the topic is written per message from the template all routes share where that gives what
-        /// rendering gave, and the rare refusal is boxed.
+        /// `ditto.publish-topic` for the thing, or why it cannot be rendered (reported after the mapping). One
+        /// word: the topic is written per message from the template all routes share where that gives what
+        /// rendering gave; a topic of its own and the rare refusal are boxed.
         private let rendered: Rendered
 
-        private enum Rendered {
+        fileprivate enum Rendered {
             case shared(ThingTopic)
-            case own(String)
+            case own(OwnTopic)
             case refused(Refusal)
+        }
+
+        final class OwnTopic: Sendable {
+            let topic: String
+
+            init(_ topic: String) {
+                self.topic = topic
+            }
         }
 
         final class Refusal: Sendable {
@@ -123,10 +131,29 @@ public struct DittoPublication: Sendable {
             }
         }
 
+        /// Everything of a route but its thing: a table that keeps many routes keeps the thing apart, once per
+        /// thing, and puts the route together again with ``init(_:thingID:)`` where a message needs it.
+        public struct Parts: Sendable {
+            fileprivate let rule: UplinkRoute.SharedRule
+            fileprivate let variables: [String: String]?
+            fileprivate let event: UplinkRoute.EventRoute?
+            fileprivate let rendered: Rendered
+        }
+
+        public var parts: Parts {
+            Parts(rule: uplink.rule, variables: uplink.keptVariables, event: uplink.event, rendered: rendered)
+        }
+
+        /// The route whose ``parts`` these are, for the thing it was made for.
+        public init(_ parts: Parts, thingID: ThingID) {
+            uplink = UplinkRoute(rule: parts.rule, thingID: thingID, variables: parts.variables, event: parts.event)
+            rendered = parts.rendered
+        }
+
         var topic: Result<String, MappingError> {
             switch rendered {
             case .shared(let template): .success(template.topic(for: uplink.thingID))
-            case .own(let topic): .success(topic)
+            case .own(let own): .success(own.topic)
             case .refused(let refusal): .failure(refusal.error)
             }
         }
@@ -138,7 +165,7 @@ public struct DittoPublication: Sendable {
                 if let shared, shared.topic(for: uplink.thingID) == text {
                     rendered = .shared(shared)
                 } else {
-                    rendered = .own(text)
+                    rendered = .own(OwnTopic(text))
                 }
             case .failure(let error):
                 rendered = .refused(Refusal(error))

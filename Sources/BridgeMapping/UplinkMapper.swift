@@ -134,7 +134,7 @@ public struct UplinkRoute: Sendable {
     public let thingID: ThingID
     /// The topic's values (``UplinkMapper/variables(topic:thingID:rule:)``) where the rule's messages need them
     /// often enough to keep them; nil where the topics share their event (``variables(topic:)`` makes them then).
-    private let keptVariables: [String: String]?
+    let keptVariables: [String: String]?
     /// An event rule's path, Ditto's rules for events there and their template, or why the topic's values
     /// cannot make a path (reported per message).
     let event: EventRoute?

@@ -45,6 +45,9 @@ public enum BridgeMetricNames {
     public static let downlinkRoundTrip = "ditto_mqtt_bridge_downlink_round_trip_seconds"
     /// Counter. Acknowledgements issued: `label` (the ack label).
     public static let acknowledgements = "ditto_mqtt_bridge_acknowledgements_total"
+    /// Counter. What happened to the sessions of Ditto's WebSocket binding besides connects: `event`
+    /// (`session-ended`, `unresponsive`, `label-conflict`, `subscribe-retried`, `token-refreshed`).
+    public static let webSocketEvents = "ditto_mqtt_bridge_websocket_events_total"
     /// Counter. Config reloads: `result` (`applied`, `unchanged`, `rejected`).
     public static let reloads = "ditto_mqtt_bridge_config_reloads_total"
     /// Gauge, always 1: `version`. Joins the version onto other series in queries.
@@ -53,7 +56,8 @@ public enum BridgeMetricNames {
     /// Every name, for tests and documentation checks.
     public static let all = [
         messages, dropped, requestsPending, publishesInFlight, connectionUp, connects, spoolBytes, spoolMessages,
-        spoolOldestAge, mappingDuration, bridgeLatency, downlinkRoundTrip, acknowledgements, reloads, buildInfo,
+        spoolOldestAge, mappingDuration, bridgeLatency, downlinkRoundTrip, acknowledgements, webSocketEvents, reloads,
+        buildInfo,
     ]
 
     /// Values of the `direction` label.

@@ -124,6 +124,9 @@ public final class BridgeMetrics: Sendable {
 
     /// The Prometheus series a counter name feeds (nil: log and tests only). Published messages go through
     /// ``published(_:rule:as:)`` instead: `messages_total` always carries the `rule` label.
+    /// Counter names `websocket.<event>` feed ``BridgeMetricNames/webSocketEvents``.
+    static let webSocketEventPrefix = "websocket."
+
     static func series(for name: String) -> (String, [(String, String)])? {
         typealias Names = BridgeMetricNames
         switch name {
@@ -135,6 +138,9 @@ public final class BridgeMetrics: Sendable {
         case "device.connected": return (Names.connects, [("side", "device")])
         case "ditto.connected": return (Names.connects, [("side", "ditto")])
         default:
+            if name.hasPrefix(webSocketEventPrefix) {
+                return (Names.webSocketEvents, [("event", String(name.dropFirst(webSocketEventPrefix.count)))])
+            }
             for (prefix, direction) in [("uplink.dropped.", "uplink"), ("downlink.dropped.", "downlink"),
                                         ("reply.dropped.", "reply")] where name.hasPrefix(prefix) {
                 return (Names.dropped, [("direction", direction), ("reason", String(name.dropFirst(prefix.count)))])

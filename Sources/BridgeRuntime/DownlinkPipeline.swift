@@ -23,7 +23,7 @@ final class DownlinkPipeline {
     /// path parse and rule matches; emptied when the mapping is reloaded. Bounded by the uplink's topic limit but
     /// at most ``keptSignalLimit``: a target holds its own captures and rule values (nothing is shared between
     /// signals as it is between a rule's topics), so the uplink's large bound would let it grow far bigger.
-    private var targets: KeptDecisions<DownlinkSignal, DownlinkTarget>
+    private var targets: KeptDecisions<HashedKeys<DownlinkSignal>, DownlinkTarget>
     /// The signal table's own bound (the bound both tables had before a kept topic became small).
     static let keptSignalLimit = 16_384
     var pending: PendingTable<PendingKey, PendingDownlink>

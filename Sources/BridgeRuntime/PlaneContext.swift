@@ -56,8 +56,8 @@ final class PlaneContext {
 
     /// Puts `value` into a table of what topics or signals decide (``KeptDecisions``: at most `keptTopicLimit`
     /// entries, the ones not used lately make room), counting each eviction as `evicted`.
-    func keep<Key: Hashable, Value>(_ value: Value, for key: Key, in table: inout KeptDecisions<Key, Value>,
-                                    evicted: String) {
+    func keep<Keys, Value>(_ value: Value, for key: Keys.Key, in table: inout KeptDecisions<Keys, Value>,
+                           evicted: String) {
         if table.keep(value, for: key) { metrics.increment(evicted) }
     }
 
@@ -143,22 +143,32 @@ final class PlaneContext {
 
 /// Live event revisions per thing and event timestamps. Loop thread only (through ``PlaneContext/stamps``).
 final class EventStamps {
-    private let revisionBase: Int64
-    private var revisions: [ThingID: Int64] = [:]
+    /// The things of the kept topics, with their revisions.
+    private(set) var things: KeptThings
+    /// The thing last named by ``thing(at:)`` or ``thingPosition(of:)``: the one whose message is being mapped.
+    private var current: Int?
     private var timestampCache: (millisecond: Int64, text: String) = (-1, "")
 
     init(revisionBase: Int64) {
-        self.revisionBase = revisionBase
+        things = KeptThings(revisionBase: revisionBase)
+    }
+
+    /// The position of `thingID` in ``things``, added if new.
+    func thingPosition(of thingID: ThingID) -> Int {
+        let position = things.position(of: thingID)
+        current = position
+        return position
+    }
+
+    func thing(at position: Int) -> ThingID {
+        current = position
+        return things[position]
     }
 
     func nextRevision(for thingID: ThingID) -> Int64 {
-        // Incremented in place in the table: the thing's ID is hashed once per event.
-        Self.increment(&revisions[thingID, default: revisionBase])
-    }
-
-    private static func increment(_ value: inout Int64) -> Int64 {
-        value += 1
-        return value
+        // Mostly the thing just looked up for the message: compared, not hashed.
+        let position = if let current, things[current] == thingID { current } else { thingPosition(of: thingID) }
+        return things.nextRevision(at: position)
     }
 
     /// ISO 8601 with milliseconds; formatted once per millisecond.

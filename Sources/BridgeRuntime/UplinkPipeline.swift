@@ -24,16 +24,7 @@ final class UplinkPipeline {
     /// and template renders. Not for status topics, nor for topics whose values make no valid thing ID. At most
     /// ``PlaneContext/keptTopicLimit`` topics, the ones not used lately evicted first (``KeptDecisions``); emptied
     /// when the mapping is reloaded.
-    private var topics: KeptDecisions<String, TopicEntry>
-
-    /// Kept per topic, by the hundred thousand: the route in place, no object per topic.
-    private struct TopicEntry {
-        /// The downlink rules whose reply topic this is (empty: no reply topic).
-        var replyMatches: [DownlinkMapper.ReplyTopicMatch]
-        /// The uplink route; nil when no uplink rule takes the topic. (A topic whose values make no route, an
-        /// invalid thing ID, is not kept.)
-        var uplink: DittoPublication.Route?
-    }
+    private var topics: KeptTopics<KeptTopic>
 
     /// Device requests waiting for Ditto's answer.
     private var pending: PendingTable<PendingKey, PendingUplink>
@@ -52,7 +43,7 @@ final class UplinkPipeline {
         self.pump = pump
         self.downlink = downlink
         self.presence = presence
-        topics = KeptDecisions(limit: context.keptTopicLimit)
+        topics = KeptTopics(limit: context.keptTopicLimit)
         mapper = UplinkMapper(configuration: context.configuration)
         pending = PendingTable(capacity: context.maximumPendingRequests)
         let stamps = context.stamps
@@ -75,29 +66,32 @@ final class UplinkPipeline {
     func handleDeviceMessage(_ message: MQTTMessage) {
         let arrival = MQTTEventLoop.monotonicNanoseconds()
         let configuration = context.configuration
-        let entry: TopicEntry
+        let replyMatches: [DownlinkMapper.ReplyTopicMatch]
+        let uplink: DittoPublication.Route?
         // Why the topic's values make no route (not kept: reported per message).
         var unroutable: MappingError?
-        if let known = topics.value(for: message.topic) {
-            entry = known
+        if let known = topics.value(forTopic: message.topic) {
+            replyMatches = known.replyMatches
+            uplink = known.uplink.map { DittoPublication.Route($0, thingID: context.stamps.value.thing(at: Int(known.thing))) }
         } else {
             if let status = configuration.deviceStatus, let variables = status.topic.match(message.topic) {
                 presence.update(status, variables: variables, payload: message.payload)
                 return
             }
-            let replyMatches = downlink.replyTopicMatches(message.topic)
+            replyMatches = downlink.replyTopicMatches(message.topic)
             do throws(MappingError) {
-                let route = try DittoPublication.route(topic: message.topic, mapper: mapper, ditto: configuration.ditto)
-                entry = TopicEntry(replyMatches: replyMatches, uplink: route)
-                remember(entry, topic: message.topic)
+                uplink = try DittoPublication.route(topic: message.topic, mapper: mapper, ditto: configuration.ditto)
+                let thing = uplink.map { context.stamps.value.thingPosition(of: $0.uplink.thingID) } ?? 0
+                remember(KeptTopic(replyMatches: replyMatches, uplink: uplink?.parts, thing: UInt32(thing)),
+                         topic: message.topic)
             } catch {
-                entry = TopicEntry(replyMatches: replyMatches, uplink: nil)
+                uplink = nil
                 unroutable = error
             }
         }
         // A reply topic may also be an uplink topic: whether a message is a reply depends on the message.
-        if downlink.takeReply(message, matches: entry.replyMatches) { return }
-        guard let route = entry.uplink else {
+        if downlink.takeReply(message, matches: replyMatches) { return }
+        guard let route = uplink else {
             return drop(message, unroutable ?? UplinkMapper.noRule(message.topic), route: nil)
         }
         let mapped: DittoPublication
@@ -169,8 +163,9 @@ final class UplinkPipeline {
 
     /// Keeps what a topic decides; at the bound a topic not used lately goes (a fleet with more topics than the
     /// bound costs a rule match per message of the topics that do not fit, nothing else).
-    private func remember(_ entry: TopicEntry, topic: String) {
-        context.keep(entry, for: topic, in: &topics, evicted: "uplink.topics-evicted")
+    private func remember(_ entry: KeptTopic, topic: String) {
+        var topic = topic
+        topic.withUTF8 { context.keep(entry, for: $0, in: &topics, evicted: "uplink.topics-evicted") }
     }
 
     private func remember(_ track: UplinkTrack, token: UplinkToken) {
@@ -254,6 +249,18 @@ final class UplinkPipeline {
             expire()
         }
     }
+}
+
+/// What a device topic decides, kept per topic by the hundred thousand: the route in place but its thing, which
+/// is kept once per thing (``KeptThings``); no object of its own per topic.
+struct KeptTopic {
+    /// The downlink rules whose reply topic this is (empty: no reply topic).
+    var replyMatches: [DownlinkMapper.ReplyTopicMatch]
+    /// The uplink route without its thing; nil when no uplink rule takes the topic. (A topic whose values make no
+    /// route, an invalid thing ID, is not kept.)
+    var uplink: DittoPublication.Route.Parts?
+    /// The route's thing in ``EventStamps/things`` (0 without a route).
+    var thing: UInt32
 }
 
 /// A device's request waiting for Ditto's answer.

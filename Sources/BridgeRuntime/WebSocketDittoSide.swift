@@ -12,7 +12,8 @@ import WebSocketCodec
 /// ``WebSocketDittoTransport`` on the loop, waits for the session to end and connects again with the config's
 /// back-off. Ditto's sessions hold nothing across a reconnect: the transport subscribes again every time.
 final class WebSocketDittoSide: DittoSide {
-    let endpoint: String
+    /// The URL in use (a reload may change it).
+    var endpoint: String { state.withLock { $0.connection.url } }
     let loop: MQTTEventLoop
     private let readiness: Readiness
     private let metrics: BridgeMetrics
@@ -47,7 +48,6 @@ final class WebSocketDittoSide: DittoSide {
         var logger = environment.logger
         logger[metadataKey: "ditto.transport"] = "websocket"
         self.logger = logger
-        endpoint = connection.url
         state = Mutex(State(connection: connection, session: Self.session(environment.configuration)))
         slot = LoopBound(TransportSlot(), loop: environment.loop)
     }
@@ -95,10 +95,17 @@ final class WebSocketDittoSide: DittoSide {
                 metrics.increment("\(Readiness.dittoSide).connected")
                 logger.info("connected to Ditto's WebSocket endpoint", metadata: ["ditto.url": "\(connection.url)"])
                 let token = try? request.get().token
-                end = await attend(established, token: token, keepalive: connection.keepalive)
+                end = await attend(established, url: connection.url, session: session, token: token,
+                                   keepalive: connection.keepalive)
                 readiness.setConnected(Readiness.dittoSide, false)
+                if state.withLock({ $0.closed }) {
+                    logger.info("Ditto's WebSocket session closed", metadata: ["ditto.url": "\(connection.url)"])
+                    return
+                }
             }
             if case .session(let reason, let labelConflict) = end {
+                metrics.increment("websocket.session-ended")
+                if case .unresponsive = reason { metrics.increment("websocket.unresponsive") }
                 logger.warning("Ditto's WebSocket session ended", metadata: [
                     "ditto.url": "\(connection.url)", "reason": "\(reason)",
                 ])
@@ -140,8 +147,8 @@ final class WebSocketDittoSide: DittoSide {
     }
 
     /// Hands the open socket to the transport and waits for the session to end, meanwhile watching the token file.
-    private func attend(_ established: LoopBound<WebSocketEstablished>, token: (path: String, token: BearerToken)?,
-                        keepalive: Duration) async -> SessionEnd {
+    private func attend(_ established: LoopBound<WebSocketEstablished>, url: String, session: WebSocketSession,
+                        token: (path: String, token: JSONWebToken)?, keepalive: Duration) async -> SessionEnd {
         let slot = self.slot
         let watcher = token.map { token in
             Task { await watchToken(token.path, sent: token.token, keepalive: keepalive) }
@@ -154,7 +161,7 @@ final class WebSocketDittoSide: DittoSide {
                     established.stream.close()
                     return continuation.resume(returning: .session(.loopEnded, labelConflict: false))
                 }
-                transport.attach(established) { end, labelConflict in
+                transport.attach(established, url: url, subscriptions: session.subscriptions, keepalive: keepalive) { end, labelConflict in
                     continuation.resume(returning: .session(end, labelConflict: labelConflict))
                 }
             }
@@ -164,27 +171,27 @@ final class WebSocketDittoSide: DittoSide {
     /// Re-reads the token file while the session lasts: a new token goes to Ditto as `JWT-TOKEN` at once, so that
     /// Ditto does not close the session when the one it has expires; a token about to expire with no new one in
     /// the file is logged once.
-    private func watchToken(_ path: String, sent: BearerToken, keepalive: Duration) async {
+    private func watchToken(_ path: String, sent: JSONWebToken, keepalive: Duration) async {
         var sent = sent
         var warned = false
         while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(1))
             if Task.isCancelled { return }
-            switch BearerToken.read(path) {
+            switch JSONWebToken.read(path) {
             case .failure(let error):
                 if !warned { logger.error("cannot re-read the bearer token", metadata: ["error": "\(error)"]) }
                 warned = true
-            case .success(let token) where token.value != sent.value:
+            case .success(let token) where token != sent:
                 sent = token
                 warned = false
                 let slot = self.slot
-                loop.execute { slot.value.transport?.refreshToken(token.value) }
-                metrics.increment("ditto.token-refreshed")
+                loop.execute { slot.value.transport?.refreshToken(token.token.value) }
+                metrics.increment("websocket.token-refreshed")
                 logger.info("bearer token refreshed: sent to Ditto", metadata: [
-                    "token.expires": "\(token.expiry.map { "\($0)" } ?? "unknown")",
+                    "token.expires-in-seconds": "\(token.secondsLeft.map { "\(Int($0))" } ?? "unknown")",
                 ])
             case .success(let token):
-                let left = token.expiry.map { $0.timeIntervalSinceNow } ?? .infinity
+                let left = token.secondsLeft ?? .infinity
                 if !warned, left < max(60, Double(keepalive.components.seconds) * 3) {
                     warned = true
                     logger.warning("the bearer token expires soon and its file has no new one: Ditto will close the session", metadata: [
@@ -198,19 +205,19 @@ final class WebSocketDittoSide: DittoSide {
     /// What the connector gets: the URL's endpoint, the credentials read now (a token file is read at every
     /// connect), and the labels to declare; with a bearer token, the token sent.
     static func endpoint(_ connection: DittoWebSocketConnection, _ session: WebSocketSession)
-        -> Result<(endpoint: WebSocketEndpoint, token: (path: String, token: BearerToken)?), WebSocketDittoError>
+        -> Result<(endpoint: WebSocketEndpoint, token: (path: String, token: JSONWebToken)?), WebSocketDittoError>
     {
         var authorization: HTTPAuthorization?
-        var sentToken: (path: String, token: BearerToken)?
+        var sentToken: (path: String, token: JSONWebToken)?
         switch connection.authentication {
         case .none:
             break
         case .basic(let username, let password, _):
             authorization = .basic(username: username, password: password.value)
         case .bearer(let tokenFile):
-            switch BearerToken.read(tokenFile) {
+            switch JSONWebToken.read(tokenFile) {
             case .success(let token):
-                authorization = .bearer(token: token.value)
+                authorization = .bearer(token: token.token.value)
                 sentToken = (tokenFile, token)
             case .failure(let error): return .failure(error)
             }
@@ -260,9 +267,15 @@ final class WebSocketDittoSide: DittoSide {
         let session = Self.session(new)
         let (oldConnection, oldSession) = state.withLock { ($0.connection, $0.session) }
         let slot = self.slot
-        if connection == oldConnection, session.declaredAcknowledgementLabels == oldSession.declaredAcknowledgementLabels {
+        if Self.upgradeSettings(connection) == Self.upgradeSettings(oldConnection),
+           session.declaredAcknowledgementLabels == oldSession.declaredAcknowledgementLabels {
+            // The transport applies the flow control (``DittoTransport/apply(_:)``); subscriptions change on the open
+            // session.
+            state.withLock {
+                $0.connection = connection
+                $0.session = session
+            }
             guard session != oldSession else { return [] }
-            state.withLock { $0.session = session }
             await loop.submit { slot.value.transport?.subscribe(session.subscriptions) }
             return ["Ditto WebSocket subscriptions: \(session.subscriptions.map(\.startMessage))"]
         }
@@ -281,9 +294,6 @@ final class WebSocketDittoSide: DittoSide {
 
     // MARK: what the transport reports, on the loop
 
-    /// The current connection settings.
-    var connectionSettings: DittoWebSocketConnection { state.withLock { $0.connection } }
-
     /// Every `START-SEND-*` of the session is acknowledged: the side is ready.
     func subscribed() {
         readiness.setSubscribed(Readiness.dittoSide)
@@ -293,14 +303,14 @@ final class WebSocketDittoSide: DittoSide {
     }
 
     func acknowledgementMissing(_ acknowledgements: [String]) {
-        metrics.increment("ditto.subscribe-retried")
+        metrics.increment("websocket.subscribe-retried")
         logger.warning("no acknowledgement from Ditto in time: subscribing again", metadata: [
             "ditto.awaiting": "\(acknowledgements)",
         ])
     }
 
     func labelConflict(_ error: String) {
-        metrics.increment("ditto.label-conflict")
+        metrics.increment("websocket.label-conflict")
         logger.error(
             "Ditto refused the declared acknowledgement labels: another subscriber declared one of them (an earlier session of this bridge keeps its labels until Ditto notices it is gone); Ditto closes the session and the bridge connects again with back-off",
             metadata: ["ditto.error": "\(error)"])
@@ -309,6 +319,16 @@ final class WebSocketDittoSide: DittoSide {
     func unexpectedText(_ text: String) {
         metrics.increment("ditto.invalid")
         logger.warning("unexpected text frame from Ditto", metadata: ["ditto.frame": "\(text.prefix(200))"])
+    }
+
+    /// What a session is opened with: everything but what changes on an open one (subscriptions' namespaces,
+    /// flow control).
+    static func upgradeSettings(_ connection: DittoWebSocketConnection) -> DittoWebSocketConnection {
+        var settings = connection
+        settings.namespaces = []
+        settings.rateLimit = nil
+        settings.maxInflight = 0
+        return settings
     }
 
     func close() async {
@@ -349,24 +369,21 @@ enum WebSocketDittoError: Error, CustomStringConvertible {
     }
 }
 
-/// A JWT as the bridge reads it from its token file: the text and, when its payload says, when it expires.
-struct BearerToken: Equatable {
-    var value: String
-    /// The token's `exp` claim.
-    var expiry: Date?
-
-    static func read(_ path: String) -> Result<BearerToken, WebSocketDittoError> {
+extension JSONWebToken {
+    /// Reads the token file as `check` reads it: a file that holds no JWT is an error, not a token to send.
+    static func read(_ path: String) -> Result<JSONWebToken, WebSocketDittoError> {
         guard let data = FileManager.default.contents(atPath: path) else {
             return .failure(.tokenFile(path: path, reason: "cannot be read"))
         }
-        guard let text = String(data: data, encoding: .utf8)?.trimmingCharacters(in: .whitespacesAndNewlines),
-              !text.isEmpty
-        else { return .failure(.tokenFile(path: path, reason: "is empty or not UTF-8")) }
-        return .success(BearerToken(value: text, expiry: Self.expiry(of: text)))
+        do {
+            return .success(try JSONWebToken(parsing: String(decoding: data, as: UTF8.self)))
+        } catch {
+            return .failure(.tokenFile(path: path, reason: "does not hold a JWT: \(error)"))
+        }
     }
 
-    /// The `exp` claim of a JWT's payload (RFC 7519 section 4.1.4), as `check` reads it (``JSONWebToken``).
-    static func expiry(of token: String) -> Date? {
-        (try? JSONWebToken(parsing: token))?.expiration.map { Date(timeIntervalSince1970: Double($0)) }
+    /// Seconds until ``expiration``; nil without one.
+    var secondsLeft: Double? {
+        expiration.map { Double($0) - Date().timeIntervalSince1970 }
     }
 }

@@ -25,6 +25,8 @@ final class WebSocketDittoTransport: DittoTransport {
     private var subscriptions: [WebSocketSubscription]
     private var handlers: Handlers?
     private var session: Session?
+    /// The open session's URL, for the log of what it delivers.
+    private var source = ""
 
     private struct Handlers {
         var message: (DittoDelivery) -> Void
@@ -133,10 +135,12 @@ final class WebSocketDittoTransport: DittoTransport {
 
     /// Takes over the socket of a new session: subscribes, then reads. `ended` runs once, when it ends, with whether
     /// Ditto refused the declared labels.
-    func attach(_ established: WebSocketEstablished, ended: @escaping (WebSocketChannel.End, Bool) -> Void) {
-        let connection = side.connectionSettings
+    func attach(_ established: WebSocketEstablished, url: String, subscriptions: [WebSocketSubscription],
+                keepalive: Duration, ended: @escaping (WebSocketChannel.End, Bool) -> Void) {
+        self.subscriptions = subscriptions
+        source = url
         let channel = WebSocketChannel(stream: established.stream, leftover: established.leftover, loop: side.loop,
-                                       keepalive: connection.keepalive)
+                                       keepalive: keepalive)
         let session = Session(channel: channel, ended: ended)
         self.session = session
         channel.start(WebSocketChannel.Handlers(
@@ -206,7 +210,7 @@ final class WebSocketDittoTransport: DittoTransport {
                 side.labelConflict(text)
                 return
             }
-            handlers?.message(DittoDelivery(payload: payload, replyAddress: nil, source: side.endpoint))
+            handlers?.message(DittoDelivery(payload: payload, replyAddress: nil, source: source))
         } else if session.awaitingAcknowledgements.remove(text) != nil {
             guard session.awaitingAcknowledgements.isEmpty else { return }
             if let timer = session.acknowledgementTimer { side.loop.cancel(timer) }

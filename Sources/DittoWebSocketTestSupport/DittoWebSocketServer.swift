@@ -59,6 +59,7 @@ public final class DittoWebSocketServer: Sendable {
         var refusedUpgrades: [Int] = []
         var tokens: [String: Token] = [:]
         var labelsDeclaredElsewhere: Set<String> = []
+        var acknowledgementsToDrop = 0
     }
 
     public let options: Options
@@ -111,6 +112,20 @@ public final class DittoWebSocketServer: Sendable {
     /// Labels another subscriber (a connection, another socket) has declared: sessions declaring them conflict.
     public func declareElsewhere(_ labels: [String]) {
         state.withLock { $0.labelsDeclaredElsewhere.formUnion(labels) }
+    }
+
+    /// The next `count` `START-SEND-*:ACK`s are lost, as Ditto loses frames that do not fit a session's buffer.
+    public func dropAcknowledgements(_ count: Int) {
+        state.withLock { $0.acknowledgementsToDrop += count }
+    }
+
+    /// Whether the `:ACK` about to be sent is one to lose (counting it).
+    func takeAcknowledgementToDrop() -> Bool {
+        state.withLock { state in
+            guard state.acknowledgementsToDrop > 0 else { return false }
+            state.acknowledgementsToDrop -= 1
+            return true
+        }
     }
 
     /// A gateway restart: every open session closes with 1011 at once; new upgrades are served as before.

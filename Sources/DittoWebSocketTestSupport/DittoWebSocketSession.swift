@@ -301,7 +301,11 @@ public final class DittoWebSocketSession: Sendable {
             state.withLock {
                 $0.subscriptions[type] = DittoSubscription(type: type, namespaces: namespaces, filter: parameters["filter"])
             }
-            send(type.startMessage + ":ACK")
+            if server.takeAcknowledgementToDrop() {
+                state.withLock { $0.droppedFrames += 1 }
+            } else {
+                send(type.startMessage + ":ACK")
+            }
         case .stop(let type):
             _ = state.withLock { $0.subscriptions.removeValue(forKey: type) }
             send(type.stopMessage + ":ACK")

@@ -4,7 +4,7 @@ import Glibc
 #endif
 import Synchronization
 
-/// A listening socket on 127.0.0.1 at a free port that serves each connection on a thread of its own, and on
+/// A listening socket on 127.0.0.1 (or ::1) at a free port that serves each connection on a thread of its own, and on
 /// ``stop(endingConnections:)`` waits for exactly the threads it started.
 final class LoopbackListener: Sendable {
     let port: Int
@@ -12,8 +12,8 @@ final class LoopbackListener: Sendable {
     private let threads = DispatchGroup()
     private let stopping = Atomic<Bool>(false)
 
-    init() throws {
-        (fd, port) = try Socket.listenOnLoopback()
+    init(ipv6: Bool = false) throws {
+        (fd, port) = try Socket.listenOnLoopback(ipv6: ipv6)
     }
 
     /// Starts accepting: `serve` gets each accepted socket, non-blocking, and closes it.

@@ -6,25 +6,38 @@ import WebSocketCodec
 
 /// Non-blocking POSIX socket steps shared by the test server and the test client.
 enum Socket {
-    /// A socket listening on 127.0.0.1 at a port the kernel picks, and that port.
-    static func listenOnLoopback() throws(TestFailure) -> (fd: Int32, port: Int) {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    /// A socket listening on 127.0.0.1 (or ::1) at a port the kernel picks, and that port.
+    static func listenOnLoopback(ipv6: Bool = false) throws(TestFailure) -> (fd: Int32, port: Int) {
+        let fd = socket(ipv6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestFailure("socket: errno \(errno)") }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+        var storage = sockaddr_storage()
+        var length = socklen_t(ipv6 ? MemoryLayout<sockaddr_in6>.size : MemoryLayout<sockaddr_in>.size)
+        withUnsafeMutableBytes(of: &storage) { bytes in
+            if ipv6 {
+                var address = sockaddr_in6()
+                address.sin6_family = sa_family_t(AF_INET6)
+                address.sin6_addr = in6addr_loopback
+                withUnsafeBytes(of: address) { bytes.copyMemory(from: $0) }
+            } else {
+                var address = sockaddr_in()
+                address.sin_family = sa_family_t(AF_INET)
+                address.sin_addr.s_addr = inet_addr("127.0.0.1")
+                withUnsafeBytes(of: address) { bytes.copyMemory(from: $0) }
+            }
+        }
+        let bound = withUnsafeMutablePointer(to: &storage) { pointer in
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
                 bind(fd, address, length) == 0 && listen(fd, 16) == 0 && getsockname(fd, address, &length) == 0
             }
         }
         guard bound else {
             close(fd)
-            throw TestFailure("bind/listen on 127.0.0.1: errno \(errno)")
+            throw TestFailure("bind/listen on \(ipv6 ? "::1" : "127.0.0.1"): errno \(errno)")
         }
         setNonBlocking(fd)
-        return (fd, Int(UInt16(bigEndian: address.sin_port)))
+        // sin_port and sin6_port sit at the same offset, after the family.
+        let port = withUnsafeBytes(of: storage) { $0.load(fromByteOffset: 2, as: UInt16.self) }
+        return (fd, Int(UInt16(bigEndian: port)))
     }
 
     static func setNonBlocking(_ fd: Int32) {

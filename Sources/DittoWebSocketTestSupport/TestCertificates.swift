@@ -41,9 +41,10 @@ public final class TestCertificates: Sendable {
 
     private func makeAll() throws {
         func openssl(_ arguments: [String]) throws { try TestBroker.run("/usr/bin/openssl", arguments) }
+        let newKey = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
         for ca in ["ca", "other-ca"] {
-            try openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=test \(ca)",
-                         "-keyout", "\(directory)/\(ca).key", "-out", "\(directory)/\(ca).crt"])
+            try openssl(["req", "-x509"] + newKey + ["-days", "2", "-subj", "/CN=test \(ca)",
+                                                     "-keyout", "\(directory)/\(ca).key", "-out", "\(directory)/\(ca).crt"])
         }
         let signed = [
             ("server", "/CN=localhost", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
@@ -53,8 +54,8 @@ public final class TestCertificates: Sendable {
         for (name, subject, extensions) in signed {
             let extensionsFile = "\(directory)/\(name).ext"
             try (extensions + "\n").write(toFile: extensionsFile, atomically: true, encoding: .utf8)
-            try openssl(["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-subj", subject,
-                         "-keyout", "\(directory)/\(name).key", "-out", "\(directory)/\(name).csr"])
+            try openssl(["req"] + newKey + ["-subj", subject, "-keyout", "\(directory)/\(name).key",
+                                            "-out", "\(directory)/\(name).csr"])
             try openssl(["x509", "-req", "-in", "\(directory)/\(name).csr", "-CA", caFile, "-CAkey", "\(directory)/ca.key",
                          "-CAcreateserial", "-days", "2", "-extfile", extensionsFile, "-out", "\(directory)/\(name).crt"])
         }

@@ -13,7 +13,7 @@ public final class TLSStream: ByteStream {
     private let transport: SocketStream
     private let ssl: OpaquePointer
     /// POLLOUT while a read waits for the socket to take a record (a key update); POLLIN while a write waits for
-    /// one to arrive (renegotiation is off in TLS 1.3, but OpenSSL may still ask).
+    /// one to arrive (a TLS 1.2 renegotiation). Neither is the poll event the operation itself needs.
     private var readWants: Int16 = 0
     private var writeWants: Int16 = 0
     /// After a fatal error OpenSSL forbids SSL_shutdown.
@@ -34,21 +34,35 @@ public final class TLSStream: ByteStream {
     deinit { close() }
 
     public func read(into buffer: UnsafeMutableRawBufferPointer) -> StreamIO {
-        guard buffer.count > 0, !isClosed else { return isClosed ? .closed : .transferred(0) }
-        ERR_clear_error()
-        let count = SSL_read(ssl, buffer.baseAddress, Int32(clamping: buffer.count))
-        readWants = 0
-        if count > 0 { return .transferred(Int(count)) }
-        return outcome(SSL_get_error(ssl, count), wanting: &readWants)
+        transfer(buffer.count, own: Int16(POLLIN), wanting: &readWants) { SSL_read(ssl, buffer.baseAddress, $0) }
     }
 
     public func write(_ bytes: UnsafeRawBufferPointer) -> StreamIO {
-        guard bytes.count > 0, !isClosed else { return isClosed ? .closed : .transferred(0) }
+        transfer(bytes.count, own: Int16(POLLOUT), wanting: &writeWants) { SSL_write(ssl, bytes.baseAddress, $0) }
+    }
+
+    /// One SSL_read or SSL_write of `count` bytes; `wants` becomes the poll event it waits for when that is not
+    /// the operation's `own` (which the caller polls for anyway).
+    private func transfer(_ count: Int, own: Int16, wanting wants: inout Int16,
+                          _ operation: (Int32) -> Int32) -> StreamIO {
+        guard count > 0, !isClosed else { return isClosed ? .closed : .transferred(0) }
         ERR_clear_error()
-        let count = SSL_write(ssl, bytes.baseAddress, Int32(clamping: bytes.count))
-        writeWants = 0
-        if count > 0 { return .transferred(Int(count)) }
-        return outcome(SSL_get_error(ssl, count), wanting: &writeWants)
+        let transferred = operation(Int32(clamping: count))
+        wants = 0
+        if transferred > 0 { return .transferred(Int(transferred)) }
+        switch SSL_get_error(ssl, transferred) {
+        case SSL_ERROR_WANT_READ:
+            wants = Int16(POLLIN) & ~own
+            return .wouldBlock
+        case SSL_ERROR_WANT_WRITE:
+            wants = Int16(POLLOUT) & ~own
+            return .wouldBlock
+        case SSL_ERROR_ZERO_RETURN:
+            return .closed
+        case let error:
+            canSendCloseNotify = false
+            return .failed(Self.errorText(error, ssl: ssl))
+        }
     }
 
     public var extraPollEvents: Int16 { readWants | writeWants }
@@ -66,22 +80,6 @@ public final class TLSStream: ByteStream {
         SSL_free(ssl)
         ERR_clear_error()
         transport.close()
-    }
-
-    private func outcome(_ error: Int32, wanting wants: inout Int16) -> StreamIO {
-        switch error {
-        case SSL_ERROR_WANT_READ:
-            wants = Int16(POLLIN)
-            return .wouldBlock
-        case SSL_ERROR_WANT_WRITE:
-            wants = Int16(POLLOUT)
-            return .wouldBlock
-        case SSL_ERROR_ZERO_RETURN:
-            return .closed
-        default:
-            canSendCloseNotify = false
-            return .failed(Self.errorText(error, ssl: ssl))
-        }
     }
 
     // MARK: Setting up
@@ -104,7 +102,7 @@ public final class TLSStream: ByteStream {
             }
             SSL_set_bio(ssl, bio, bio)
             copenssl_set_nonblocking_client_modes(ssl)
-            try name(ssl, serverName, check: settings.verifyHostname && !settings.insecure, step: step)
+            try expectServerName(ssl, serverName, check: settings.verifyHostname && !settings.insecure, step: step)
             while true {
                 ERR_clear_error()
                 let result = SSL_connect(ssl)
@@ -159,7 +157,7 @@ public final class TLSStream: ByteStream {
 
     /// SNI for a host name (RFC 6066 section 3 allows no IP address there), and the certificate check of the
     /// name or address.
-    private static func name(_ ssl: OpaquePointer, _ serverName: String, check: Bool,
+    private static func expectServerName(_ ssl: OpaquePointer, _ serverName: String, check: Bool,
                              step: ConnectStep) throws(WebSocketConnectError) {
         if isIPAddress(serverName) {
             guard !check || X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), serverName) == 1 else {

@@ -157,6 +157,8 @@ public final class WebSocketChannel: LoopSocket {
     // MARK: LoopSocket
 
     public func writeQueuedThenPollEvents() -> (fd: Int32, events: Int16)? {
+        // TLS may hold decrypted bytes a read left behind (its budget ran out): poll would not report them.
+        if stream?.hasBufferedBytes == true { readAvailable() }
         writeQueued()
         guard let stream else { return nil }
         var events = Int16(POLLIN) | stream.extraPollEvents

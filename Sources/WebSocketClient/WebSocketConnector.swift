@@ -69,12 +69,20 @@ public struct WebSocketEndpoint: Sendable, Equatable {
 /// SAFETY: made on the connector's thread and handed to the event loop once; the stream is never used by two
 /// threads at a time.
 public struct WebSocketEstablished: @unchecked Sendable {
-    /// Non-blocking, for the loop's `poll`.
+    /// Non-blocking, for the loop's `poll`; over TLS it may already hold more decrypted bytes
+    /// (``ByteStream/hasBufferedBytes``), so the first read comes before the first poll.
     public let stream: any ByteStream
-    /// Bytes that came after the 101's head in the same reads: the first frames (Ditto may send at once).
+    /// Bytes that came after the 101's head in the same reads: the first frames (Ditto may send at once), for the
+    /// frame decoder before anything read from ``stream``.
     public let leftover: [UInt8]
     /// The server's 101 answer.
     public let response: HTTPHead
+
+    public init(stream: any ByteStream, leftover: [UInt8], response: HTTPHead) {
+        self.stream = stream
+        self.leftover = leftover
+        self.response = response
+    }
 }
 
 /// The steps of a connect, each named in an error.
@@ -126,7 +134,8 @@ public enum WebSocketConnectError: Error, Equatable, CustomStringConvertible {
         case .refused(let status, let reason, let address) where status == 401 || status == 403:
             "Ditto refused the credentials (\(status) \(reason)) at the WebSocket upgrade at \(address)"
         case .refused(let status, let reason, let address):
-            "\(WebSocketConnectStage.upgrade.phrase(address)) failed: answered \(status) \(reason), not 101 Switching Protocols"
+            "\(WebSocketConnectStage.upgrade.phrase(address)) failed: "
+                + WebSocketHandshakeError.refused(status: status, reason: reason).reasonText
         }
     }
 }
@@ -141,9 +150,10 @@ public enum WebSocketConnector {
         let step = { (stage: WebSocketConnectStage, address: String) in
             ConnectStep(stage: stage, address: address, deadline: deadline, timeout: endpoint.timeout)
         }
-        let dialed = endpoint.proxy.map { HTTPConnectRequest(host: $0.host, port: $0.port).authority } ?? endpoint.authority
-        let socket = try TCPConnection.open(host: endpoint.proxy?.host ?? endpoint.host,
-                                            port: endpoint.proxy?.port ?? endpoint.port, step: step(.resolve, dialed))
+        // The TCP connection goes to the proxy when there is one.
+        let (dialedHost, dialedPort) = endpoint.proxy.map { ($0.host, $0.port) } ?? (endpoint.host, endpoint.port)
+        let dialed = HTTPConnectRequest(host: dialedHost, port: dialedPort).authority
+        let socket = try TCPConnection.open(host: dialedHost, port: dialedPort, step: step(.resolve, dialed))
         var stream: any ByteStream = socket
         do throws(WebSocketConnectError) {
             var address = endpoint.authority
@@ -161,19 +171,10 @@ public enum WebSocketConnector {
         }
     }
 
-    private static func tunnel(_ socket: SocketStream, to endpoint: WebSocketEndpoint, through proxy: WebSocketEndpoint.Proxy,
-                               step: ConnectStep) throws(WebSocketConnectError) {
+    private static func tunnel(_ socket: SocketStream, to endpoint: WebSocketEndpoint,
+                               through proxy: WebSocketEndpoint.Proxy, step: ConnectStep) throws(WebSocketConnectError) {
         let request = HTTPConnectRequest(host: endpoint.host, port: endpoint.port, proxyAuthorization: proxy.authorization)
-        try step.writeAll(request.encoded(), to: socket)
-        let (head, rest) = try step.readHead(from: socket)
-        do {
-            try request.validate(head)
-        } catch {
-            if case .proxyRefused(let status, let reason) = error {
-                throw .proxyRefused(status: status, reason: reason, proxy: step.address)
-            }
-            throw step.failure(error.reasonText)
-        }
+        let (_, rest) = try step.exchange(request.encoded(), over: socket, validate: request.validate)
         // Neither TLS nor the upgrade lets the server speak first: bytes here are not from Ditto.
         guard rest.isEmpty else { throw step.failure("the proxy sent \(rest.count) bytes after its 2xx answer") }
     }
@@ -183,16 +184,7 @@ public enum WebSocketConnector {
         let request = WebSocketUpgradeRequest(host: endpoint.hostHeader, path: endpoint.target,
                                               authorization: endpoint.authorization,
                                               additionalHeaders: endpoint.additionalHeaders)
-        try step.writeAll(request.encoded(), to: stream)
-        let (head, leftover) = try step.readHead(from: stream)
-        do {
-            try request.validate(head)
-        } catch {
-            if case .refused(let status, let reason) = error {
-                throw .refused(status: status, reason: reason, address: step.address)
-            }
-            throw step.failure(error.reasonText)
-        }
+        let (head, leftover) = try step.exchange(request.encoded(), over: stream, validate: request.validate)
         return WebSocketEstablished(stream: stream, leftover: leftover, response: head)
     }
 }
@@ -254,6 +246,25 @@ struct ConnectStep {
         }
     }
 
+    /// Sends an HTTP request head and reads and checks the answer's head; the bytes read after it come back with it.
+    func exchange(_ request: [UInt8], over stream: any ByteStream,
+                  validate: (HTTPHead) throws(WebSocketHandshakeError) -> Void)
+        throws(WebSocketConnectError) -> (HTTPHead, [UInt8])
+    {
+        try writeAll(request, to: stream)
+        let (head, rest) = try readHead(from: stream)
+        do {
+            try validate(head)
+        } catch {
+            switch error {
+            case .refused(let status, let reason): throw .refused(status: status, reason: reason, address: address)
+            case .proxyRefused(let status, let reason): throw .proxyRefused(status: status, reason: reason, proxy: address)
+            default: throw failure(error.reasonText)
+            }
+        }
+        return (head, rest)
+    }
+
     /// Reads until an HTTP head is complete; the bytes read after it come back with it.
     func readHead(from stream: any ByteStream) throws(WebSocketConnectError) -> (HTTPHead, [UInt8]) {
         var received: [UInt8] = []
@@ -275,78 +286,5 @@ struct ConnectStep {
             case .failed(let reason): throw failure(reason)
             }
         }
-    }
-}
-
-/// Resolving a host and connecting a non-blocking TCP socket to one of its addresses.
-enum TCPConnection {
-    /// A connected socket to `host`:`port`: each address `getaddrinfo` gives (IPv6 and IPv4) is tried in its order
-    /// until one connects, each with an equal share of what is left of the deadline.
-    static func open(host: String, port: Int, step resolve: ConnectStep) throws(WebSocketConnectError) -> SocketStream {
-        var hints = addrinfo()
-        hints.ai_family = AF_UNSPEC
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        var list: UnsafeMutablePointer<addrinfo>?
-        // getaddrinfo has no deadline of its own: the resolver's timeouts (resolv.conf) bound it.
-        let result = getaddrinfo(host, String(port), &hints, &list)
-        guard result == 0, let list else {
-            throw resolve.failure(result == EAI_SYSTEM ? systemError(errno) : String(cString: gai_strerror(result)))
-        }
-        defer { freeaddrinfo(list) }
-        guard ContinuousClock.now < resolve.deadline else { throw resolve.timedOut }
-        var addresses: [UnsafeMutablePointer<addrinfo>] = []
-        var next: UnsafeMutablePointer<addrinfo>? = list
-        while let entry = next {
-            addresses.append(entry)
-            next = entry.pointee.ai_next
-        }
-        var failures: [String] = []
-        for (index, entry) in addresses.enumerated() {
-            let address = numericAuthority(entry.pointee)
-            let share = (resolve.deadline - .now) / (addresses.count - index)
-            let attempt = ConnectStep(stage: .connect, address: address, deadline: min(resolve.deadline, .now + share),
-                                      timeout: resolve.timeout)
-            do {
-                return try connect(entry.pointee, step: attempt)
-            } catch {
-                let reason = switch error {
-                case .failed(_, _, let reason): reason
-                default: "no answer within \(share)"
-                }
-                failures.append(addresses.count == 1 && address == resolve.address ? reason : "\(address): \(reason)")
-            }
-        }
-        guard ContinuousClock.now < resolve.deadline else { throw .timedOut(.connect, address: resolve.address, after: resolve.timeout) }
-        throw .failed(.connect, address: resolve.address, reason: failures.joined(separator: "; "))
-    }
-
-    private static func connect(_ address: addrinfo, step: ConnectStep) throws(WebSocketConnectError) -> SocketStream {
-        let fd = socket(address.ai_family, Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue),
-                        address.ai_protocol)
-        guard fd >= 0 else { throw step.failure("socket: \(systemError(errno))") }
-        // From here the stream owns the descriptor: thrown away, it closes it.
-        let stream = SocketStream(fd: fd)
-        var noDelay: Int32 = 1
-        // Frames are written whole; Nagle would hold a small one back for the previous one's ACK.
-        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &noDelay, socklen_t(MemoryLayout<Int32>.size))
-        if Glibc.connect(fd, address.ai_addr, address.ai_addrlen) != 0 {
-            guard errno == EINPROGRESS || errno == EINTR else { throw step.failure(systemError(errno)) }
-            try step.wait(fd, for: Int16(POLLOUT))
-            var error: Int32 = 0
-            var length = socklen_t(MemoryLayout<Int32>.size)
-            guard getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) == 0 else { throw step.failure(systemError(errno)) }
-            guard error == 0 else { throw step.failure(systemError(error)) }
-        }
-        return stream
-    }
-
-    /// `192.0.2.1:443` or `[2001:db8::1]:443`.
-    private static func numericAuthority(_ address: addrinfo) -> String {
-        var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
-        var service = [CChar](repeating: 0, count: Int(NI_MAXSERV))
-        guard getnameinfo(address.ai_addr, address.ai_addrlen, &host, socklen_t(host.count), &service,
-                          socklen_t(service.count), NI_NUMERICHOST | NI_NUMERICSERV) == 0
-        else { return "an address of family \(address.ai_family)" }
-        return HTTPConnectRequest(host: text(ofCString: host), port: Int(text(ofCString: service)) ?? 0).authority
     }
 }

@@ -53,9 +53,10 @@ enum MappingBenchmarks {
         var kept: [String: DittoPublication.Route] = [:]
         var keptPoints: [String: DittoPublication.Route] = [:]
         if filter == nil || "route memory".contains(filter ?? "") {
-            // What the runtime's table of kept routes costs per device topic (resident memory): with the path
-            // rendered per topic (the telemetry rule's `{sensor}`), and with a path all topics share (the topics
-            // scenarios' rule, a gateway's topic per point).
+            // What the mapping's routes cost per device topic kept whole in a dictionary (resident memory): with the
+            // path rendered per topic (the telemetry rule's `{sensor}`), and with a path all topics share (the
+            // topics scenarios' rule, a gateway's topic per point). The runtime keeps less (its routes without
+            // their thing, topics in an arena): `KeptDecisionsTests` counts that.
             func measure(_ name: String, into table: inout [String: DittoPublication.Route], topic: (Int) -> String) {
                 let before = residentBytes()
                 for device in 0..<20_000 {

@@ -102,11 +102,34 @@ import Testing
         let configuration = try configuration(Self.yaml)
         let mapper = UplinkMapper(configuration: configuration)
         let route = try Self.route("dev/123456/telemetry", mapper, configuration)
-        #expect(MemoryLayout<DittoPublication.Route>.size <= 80, "\(MemoryLayout<DittoPublication.Route>.size) bytes")
+        #expect(MemoryLayout<DittoPublication.Route>.size <= 64, "\(MemoryLayout<DittoPublication.Route>.size) bytes")
+        // Without its thing, four references.
+        #expect(MemoryLayout<DittoPublication.Route.Parts?>.size <= 32, "\(MemoryLayout<DittoPublication.Route.Parts?>.size) bytes")
         #expect(route.uplink.event != nil && route.uplink.event === route.uplink.rule.event)
         #expect(route.uplink.variables(topic: "dev/123456/telemetry")["deviceId"] == "123456")
         let text = try route.topic.get()
         #expect(text == "ditto/in/org.example/point-123456/org.example:point-123456")
+    }
+
+    /// A route kept as its parts and its thing apart is the same route again: the same topic, values and bytes,
+    /// for a shared Ditto-side topic and one rendered per topic, with shared and kept values.
+    @Test(arguments: ["{namespace}/{thingName}/{thingId}", "{thingName|upper}"])
+    func aRoutePutTogetherFromItsPartsIsTheSame(publishTopic: String) throws {
+        let yaml = Self.yaml.replacingOccurrences(of: "{namespace}/{thingName}/{thingId}\"", with: publishTopic + "\"")
+        let configuration = try configuration(yaml)
+        let mapper = UplinkMapper(configuration: configuration)
+        for topic in ["dev/7/telemetry", "dev/7/sensors/t", "dev/7/wrapped"] {
+            let route = try Self.route(topic, mapper, configuration)
+            let again = DittoPublication.Route(route.parts, thingID: route.uplink.thingID)
+            #expect(try again.topic.get() == route.topic.get())
+            #expect(again.uplink.rule === route.uplink.rule && again.uplink.event === route.uplink.event)
+            #expect(again.uplink.variables(topic: topic) == route.uplink.variables(topic: topic))
+            // A JSON object any of the rules takes (the wrapper's headers and value).
+            let message = publication(topic, #"{"headers":{},"value":21.5}"#)
+            let a = try DittoPublication.uplink(message, route: route, mapper: mapper, environment: Self.environment)
+            let b = try DittoPublication.uplink(message, route: again, mapper: mapper, environment: Self.environment)
+            #expect(a.encoded == b.encoded)
+        }
     }
 
     static let environment = UplinkEnvironment(

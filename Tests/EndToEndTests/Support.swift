@@ -18,6 +18,75 @@ enum E2E {
     /// bridge's `publish-topic`, so an answer sent there proves the bridge followed the request's response topic.
     static func replyTopic(_ device: String) -> String { "ditto/in/e2e-replies/\(thingID(device))" }
 
+    /// A device on `broker` that answers every request on `filters` at once (status 200, `{"answer": <its value>}`)
+    /// to the response topic the bridge set, echoing the correlation data; `cleanups` stops it.
+    static func answeringDevice(_ device: String, on broker: TestBroker, filters: [String],
+                                cleanups: Shared<[@Sendable () async -> Void]>) async throws -> MessageCollector {
+        let client = try MosquittoClient(configuration: broker.clientConfiguration(clientID: "device-\(device)"), logger: logger)
+        cleanups.update { $0.append { await client.disconnect() } }
+        try await client.connect()
+        let received = MessageCollector()
+        let answering = Task {
+            for await request in client.messages {
+                received.append(request)
+                guard let responseTopic = request.properties.responseTopic else { continue }
+                let payload = Array(#"{"answer":"#.utf8) + request.payload + Array("}".utf8)
+                _ = try? await client.publish(
+                    to: responseTopic, payload: payload,
+                    properties: PublishProperties(contentType: "application/json",
+                                                  correlationData: request.properties.correlationData))
+            }
+        }
+        cleanups.update { $0.append { answering.cancel() } }
+        try await client.subscribe(filters.map { Subscription(filter: $0, qos: .atLeastOnce) })
+        return received
+    }
+
+    /// A connected MQTT 5 client on `broker` whose messages a collector takes; `cleanups` disconnects it.
+    static func client(on broker: TestBroker, id: String, subscribe filters: [String],
+                       cleanups: Shared<[@Sendable () async -> Void]>) async throws
+        -> (client: MosquittoClient, received: MessageCollector)
+    {
+        let client = try MosquittoClient(configuration: broker.clientConfiguration(clientID: id), logger: logger)
+        cleanups.update { $0.append { await client.disconnect() } }
+        try await client.connect()
+        let received = MessageCollector(client.messages)
+        if !filters.isEmpty { try await client.subscribe(filters.map { Subscription(filter: $0, qos: .atLeastOnce) }) }
+        return (client, received)
+    }
+
+    /// GET on the bridge's operations endpoint.
+    static func get(_ path: String, port: Int) async throws -> HTTPResponse {
+        try await HTTPClient.get(path, port: port)
+    }
+
+    /// `/metrics`, parsed.
+    static func scrape(port: Int) async throws -> MetricsScrape {
+        let response = try await get("/metrics", port: port)
+        guard response.status == 200 else { throw TestFailure("GET /metrics answered \(response.status): \(response.body)") }
+        return try MetricsScrape(parsing: response.body)
+    }
+
+    /// Waits until `/ready` answers 200; fails at once when the bridge exits.
+    static func waitUntilReady(_ bridge: BridgeProcess, port: Int, timeout: Duration) async throws {
+        let ready = await eventually(timeout: timeout, every: .milliseconds(50)) {
+            if !bridge.isRunning { return true }
+            return (try? await get("/ready", port: port))?.status == 200
+        }
+        guard bridge.isRunning else { throw TestFailure("the bridge exited:\n\(bridge.logTail())") }
+        guard ready else { throw TestFailure("/ready did not answer 200 within \(timeout):\n\(bridge.logTail())") }
+    }
+
+    /// Runs and empties `cleanups`.
+    static func runCleanups(_ cleanups: Shared<[@Sendable () async -> Void]>) async {
+        for cleanup in cleanups.update({ list in
+            defer { list.removeAll() }
+            return list
+        }) {
+            await cleanup()
+        }
+    }
+
     static let logger: Logger = {
         var logger = Logger(label: "e2e-test")
         logger.logLevel = .error
@@ -43,15 +112,42 @@ struct BridgeConfigFile {
     /// Extra top-level blocks (`spool:`, `devices:`), written after the rules.
     var extraTopLevel: [String] = []
 
-    var yaml: String {
-        var lines = [
-            "connections:",
+    /// `connections.device` (under `connections:`): the private device broker, short keepalive and back-off.
+    static func deviceConnection(port: Int) -> [String] {
+        [
             "  device:",
             "    host: 127.0.0.1",
-            "    port: \(devicePort)",
+            "    port: \(port)",
             "    client-id: \(E2E.deviceClientID)",
             "    keepalive: 5s",
             "    reconnect: { initial: 500ms, maximum: 1s }",
+        ]
+    }
+
+    /// `defaults:` (the test namespace, 10 s requests) and `operations:` on 127.0.0.1.
+    static func defaultsAndOperations(operationsPort: Int) -> [String] {
+        [
+            "defaults:",
+            "  namespace: \(E2E.namespace)",
+            "  request-timeout: 10s",
+            "operations:",
+            "  listen: \"127.0.0.1:\(operationsPort)\"",
+        ]
+    }
+
+    /// The `telemetry` uplink rule (a list item under `uplink:`): `{"value": ...}` becomes a live event at `path`.
+    static func telemetryRule(path: String) -> [String] {
+        [
+            "  - name: telemetry",
+            "    topic: \"devices/{deviceId}/telemetry/{sensor}\"",
+            "    thing-id: \"{namespace}:{deviceId}\"",
+            "    event: { action: modified, path: \"\(path)\" }",
+            "    payload: { format: json, pointer: /value }",
+        ]
+    }
+
+    var yaml: String {
+        var lines = ["connections:"] + Self.deviceConnection(port: devicePort) + [
             "  ditto:",
             "    host: 127.0.0.1",
             "    port: \(dittoPort)",
@@ -62,18 +158,9 @@ struct BridgeConfigFile {
             "  publish-topic: \"ditto/in/{thingId}\"",
             "  subscribe-filter: \"ditto/out/#\"",
             "  reply-topic: \"ditto/out/{thingId}/reply\"",
-            "defaults:",
-            "  namespace: \(E2E.namespace)",
-            "  request-timeout: 10s",
-            "operations:",
-            "  listen: \"127.0.0.1:\(operationsPort)\"",
-            "uplink:",
-            "  - name: telemetry",
-            "    topic: \"devices/{deviceId}/telemetry/{sensor}\"",
-            "    thing-id: \"{namespace}:{deviceId}\"",
-            "    event: { action: modified, path: \"\(telemetryPath)\" }",
-            "    payload: { format: json, pointer: /value }",
         ]
+        lines += Self.defaultsAndOperations(operationsPort: operationsPort)
+        lines += ["uplink:"] + Self.telemetryRule(path: telemetryPath)
         lines += extraUplinkRules
         lines += [
             "downlink:",
@@ -190,59 +277,29 @@ final class E2EWorld: Sendable {
     }
 
     func get(_ path: String) async throws -> HTTPResponse {
-        try await HTTPClient.get(path, port: operationsPort)
+        try await E2E.get(path, port: operationsPort)
     }
 
     func scrape() async throws -> MetricsScrape {
-        let response = try await get("/metrics")
-        guard response.status == 200 else { throw TestFailure("GET /metrics answered \(response.status): \(response.body)") }
-        return try MetricsScrape(parsing: response.body)
+        try await E2E.scrape(port: operationsPort)
     }
 
     /// Waits until `/ready` answers 200 (the bridge connected and subscribed on both sides).
     func waitUntilReady(timeout: Duration = .seconds(30)) async throws {
-        let ready = await eventually(timeout: timeout, every: .milliseconds(100)) {
-            if !bridge.isRunning { return true }
-            return (try? await get("/ready"))?.status == 200
-        }
-        guard bridge.isRunning else { throw TestFailure("the bridge exited:\n\(bridge.logTail())") }
-        guard ready else { throw TestFailure("/ready did not answer 200 within \(timeout):\n\(bridge.logTail())") }
+        try await E2E.waitUntilReady(bridge, port: operationsPort, timeout: timeout)
     }
 
     /// A connected MQTT 5 client on `broker`, disconnected by ``shutdown(passed:)``.
     func client(on broker: TestBroker, id: String, subscribe filters: [String] = []) async throws
         -> (client: MosquittoClient, received: MessageCollector)
     {
-        let client = try MosquittoClient(configuration: broker.clientConfiguration(clientID: id), logger: E2E.logger)
-        cleanups.update { $0.append { await client.disconnect() } }
-        try await client.connect()
-        let received = MessageCollector(client.messages)
-        if !filters.isEmpty { try await client.subscribe(filters.map { Subscription(filter: $0, qos: .atLeastOnce) }) }
-        return (client, received)
+        try await E2E.client(on: broker, id: id, subscribe: filters, cleanups: cleanups)
     }
 
     /// A device that answers every request on its inbox at once (status 200, `{"answer": <its value>}`),
     /// echoing the correlation data to the response topic the bridge set.
     func answeringDevice(_ device: String) async throws -> MessageCollector {
-        let client = try MosquittoClient(configuration: deviceBroker.clientConfiguration(clientID: "device-\(device)"),
-                                         logger: E2E.logger)
-        cleanups.update { $0.append { await client.disconnect() } }
-        try await client.connect()
-        let received = MessageCollector()
-        let answering = Task {
-            for await request in client.messages {
-                received.append(request)
-                guard let responseTopic = request.properties.responseTopic else { continue }
-                let payload = Array(#"{"answer":"#.utf8) + request.payload + Array("}".utf8)
-                _ = try? await client.publish(
-                    to: responseTopic, payload: payload,
-                    properties: PublishProperties(contentType: "application/json",
-                                                  correlationData: request.properties.correlationData))
-            }
-        }
-        cleanups.update { $0.append { answering.cancel() } }
-        try await client.subscribe([Subscription(filter: "devices/\(device)/inbox/#", qos: .atLeastOnce)])
-        return received
+        try await E2E.answeringDevice(device, on: deviceBroker, filters: ["devices/\(device)/inbox/#"], cleanups: cleanups)
     }
 
     /// Publishes a Ditto live message (inbox, `response-required`) as Ditto's MQTT 5 connection would: to
@@ -291,12 +348,7 @@ final class E2EWorld: Sendable {
     /// and prints where it is with the end of the bridge's log.
     func shutdown(passed: Bool) async {
         await bridge.stop()
-        for cleanup in cleanups.update({ list in
-            defer { list.removeAll() }
-            return list
-        }) {
-            await cleanup()
-        }
+        await E2E.runCleanups(cleanups)
         await ditto.disconnect()
         await deviceBroker.stopped()
         await dittoBroker.stopped()

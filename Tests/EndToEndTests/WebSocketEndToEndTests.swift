@@ -30,7 +30,7 @@ struct WebSocketEndToEndTests {
         }
     }
 
-    @Test("downlink: a live message and a live command reach the device, whose answers go back on the socket with the correlation-id")
+    @Test("downlink: a live message and a live command reach the device, whose answers and the acknowledgements Ditto asked for go back on the socket")
     func downlinkAnswered() async throws {
         try await withWebSocketWorld { world in
             let requests = try await world.answeringDevice("lamp")
@@ -50,6 +50,20 @@ struct WebSocketEndToEndTests {
             let commandResponse = try await world.awaitFromBridge { $0["headers"]?["correlation-id"]?.string == "ws-cmd-1" }
             #expect(commandResponse["topic"]?.string == "\(E2E.namespace)/lamp/things/live/commands/modify")
             #expect(requests.messages.map(\.topic).contains("devices/lamp/set/light/level"))
+
+            // Acknowledgements Ditto asks for go back on the socket, under the labels declared at the upgrade.
+            #expect(session.send("""
+                {"topic":"\(E2E.namespace)/lamp/things/live/messages/blink",\
+                "headers":{"correlation-id":"ws-ack-1","content-type":"application/json","response-required":true,\
+                "requested-acks":["e2e:delivered","e2e:answered"]},"path":"/inbox/messages/blink","value":"twice"}
+                """))
+            for label in ["e2e:delivered", "e2e:answered"] {
+                let ack = try await world.awaitFromBridge {
+                    $0["topic"]?.string == "\(E2E.namespace)/lamp/things/live/acks/\(label)"
+                        && $0["headers"]?["correlation-id"]?.string == "ws-ack-1"
+                }
+                #expect(ack["status"] == .number(200), "\(label)")
+            }
         }
     }
 
@@ -116,6 +130,7 @@ struct WebSocketEndToEndTests {
         try await withWebSocketWorld(settings, before: { directory, ditto in
             let token = ditto.issueToken(subject: "bridge", validFor: .seconds(4))
             try token.write(to: directory.appendingPathComponent("token"), atomically: true, encoding: .utf8)
+            return [:]
         }) { world in
             let session = try await world.openSession()
             // The test server's tokens are shaped as JWTs (`check` refuses a token file that holds anything else).
@@ -142,6 +157,7 @@ struct WebSocketEndToEndTests {
         do {
             try await withWebSocketWorld(settings, before: { directory, _ in
                 try "secret\n".write(to: directory.appendingPathComponent("proxy-password"), atomically: true, encoding: .utf8)
+                return [:]
             }) { world in
                 _ = try await world.openSession()
                 #expect(proxy.tunnels.count == 1)
@@ -154,7 +170,7 @@ struct WebSocketEndToEndTests {
         await proxy.stop()
     }
 
-    @Test("Ditto goes away mid-stream: with the spool, every message reaches Ditto at least once")
+    @Test("Ditto goes away mid-stream: with the spool, every message reaches Ditto at least once, in order")
     func dittoGoesAwayMidStream() async throws {
         var settings = WebSocketWorld.Settings()
         settings.extraTopLevel = ["spool:", "  directory: {directory}/spool"]
@@ -183,6 +199,13 @@ struct WebSocketEndToEndTests {
             }
             #expect(complete, "\(total - seen.count) of \(total) never reached Ditto:\n\(world.bridge.logTail())")
             #expect(world.ditto.sessions.count >= 3)
+            // Order: resends come before new messages, so the first arrival of each message is in publishing order.
+            var first: [Int] = []
+            var arrived = Set<Int>()
+            for value in try world.fromBridge().compactMap({ $0["value"]?.number.map { Int($0) } }) where arrived.insert(value).inserted {
+                first.append(value)
+            }
+            #expect(first == first.sorted(), "first arrivals out of order")
         }
     }
 
@@ -197,6 +220,149 @@ struct WebSocketEndToEndTests {
             #expect(logged, "\(world.bridge.logTail())")
             _ = try await world.ditto.session(1)
             try await world.waitUntilReady()
+        }
+    }
+
+    @Test("wss:// through a TLS front (nginx) that requires a client certificate: the bridge verifies the server against the CA and presents its own")
+    func secureWebSocket() async throws {
+        let certificates = try await TestCertificates.make()
+        let front = Shared<TLSFrontProxy?>(nil)
+        var settings = WebSocketWorld.Settings()
+        settings.url = "wss://localhost:{front}/ws/2"
+        settings.dittoKeys += [
+            "tls: { ca-file: \(certificates.caFile), cert-file: \(certificates.clientCertFile), key-file: \(certificates.clientKeyFile) }",
+        ]
+        do {
+            try await withWebSocketWorld(settings, before: { _, ditto in
+                let started = try await TLSFrontProxy.start(
+                    upstreamPort: ditto.port, certificates: certificates,
+                    options: TLSFrontProxy.Options(requireClientCertificate: true))
+                front.update { $0 = started }
+                return ["front": "\(started.port)"]
+            }) { world in
+                let session = try await world.openSession()
+                let (device, _) = try await world.device("device-lamp")
+                try await device.publish(to: "devices/lamp/telemetry/temperature", payload: Array(#"{"value":3}"#.utf8))
+                _ = try await world.awaitFromBridge { $0["value"] == .number(3) }
+                #expect(session.isOpen)
+            }
+        } catch {
+            await front.value?.stop()
+            throw error
+        }
+        await front.value?.stop()
+    }
+
+    @Test("wss:// with a server certificate from another CA: refused at TLS, logged with the verify error, never ready")
+    func secureWebSocketWrongCA() async throws {
+        let certificates = try await TestCertificates.make()
+        let front = Shared<TLSFrontProxy?>(nil)
+        var settings = WebSocketWorld.Settings()
+        settings.url = "wss://localhost:{front}/ws/2"
+        settings.dittoKeys += ["tls: { ca-file: \(certificates.otherCAFile) }"]
+        do {
+            try await withWebSocketWorld(settings, waitUntilReady: false, before: { _, ditto in
+                let started = try await TLSFrontProxy.start(upstreamPort: ditto.port, certificates: certificates)
+                front.update { $0 = started }
+                return ["front": "\(started.port)"]
+            }) { world in
+                let logged = await eventually(timeout: .seconds(10)) { world.bridge.log.contains("certificate verify failed") }
+                #expect(logged, "\(world.bridge.logTail())")
+                #expect(world.ditto.sessions.isEmpty)
+                #expect(await world.isReady() == false)
+            }
+        } catch {
+            await front.value?.stop()
+            throw error
+        }
+        await front.value?.stop()
+    }
+
+    @Test("Ditto loses a START-SEND's :ACK (its buffer drops frames): the bridge asks again and is ready once acknowledged")
+    func lostAcknowledgement() async throws {
+        try await withWebSocketWorld(waitUntilReady: false, before: { _, ditto in
+            ditto.dropAcknowledgements(1)
+            return [:]
+        }) { world in
+            let session = try await world.openSession()
+            try await Task.sleep(for: .seconds(1))
+            #expect(await world.isReady() == false, "ready without every :ACK")
+            try await world.waitUntilReady(timeout: .seconds(10))
+            #expect(session.controlMessages.count == 3, "\(session.controlMessages)")
+            #expect(try await world.scrape().sum("ditto_mqtt_bridge_websocket_events_total", ["event": "subscribe-retried"]) >= 1)
+        }
+    }
+
+    @Test("rate-limit: 50 messages a second reach Ditto no faster, and none is lost")
+    func rateLimit() async throws {
+        var settings = WebSocketWorld.Settings()
+        settings.dittoKeys.append("rate-limit: 50")
+        try await withWebSocketWorld(settings) { world in
+            let (device, _) = try await world.device("device-fast")
+            let start = ContinuousClock.now
+            for index in 0..<100 {
+                try await device.publish(to: "devices/fast/telemetry/n", payload: Array(#"{"value":\#(index)}"#.utf8), qos: .atLeastOnce)
+            }
+            let all = await eventually(timeout: .seconds(10), every: .milliseconds(20)) {
+                ((try? world.fromBridge()) ?? []).count == 100
+            }
+            let elapsed = ContinuousClock.now - start
+            #expect(all, "\(world.bridge.logTail())")
+            // 100 messages at 50/s with a burst of 5: at least 1.9 s.
+            #expect(elapsed >= .milliseconds(1_800), "\(elapsed)")
+        }
+    }
+
+    @Test("SIGHUP: new namespaces go to the open session as START-SEND again; a new URL ends it and connects anew")
+    func reload() async throws {
+        let second = try DittoWebSocketServer()
+        do {
+            try await withWebSocketWorld { world in
+                let session = try await world.openSession()
+                var yaml = try String(contentsOfFile: world.configPath, encoding: .utf8)
+                yaml = yaml.replacingOccurrences(of: "    transport: websocket\n", with: "    transport: websocket\n    namespaces: [org.example, org.other]\n")
+                try yaml.write(toFile: world.configPath, atomically: true, encoding: .utf8)
+                world.bridge.signal(SIGHUP)
+                let resubscribed = await eventually(timeout: .seconds(5)) {
+                    session.controlMessages.contains("START-SEND-MESSAGES?namespaces=org.example%2Corg.other")
+                }
+                #expect(resubscribed, "\(session.controlMessages)\n\(world.bridge.logTail())")
+                #expect(session.subscriptions[.messages]?.namespaces == ["org.example", "org.other"])
+                #expect(session.isOpen)
+
+                yaml = yaml.replacingOccurrences(of: world.ditto.url, with: second.url)
+                try yaml.write(toFile: world.configPath, atomically: true, encoding: .utf8)
+                world.bridge.signal(SIGHUP)
+                let moved = try await second.session(0, timeout: .seconds(10))
+                #expect(await eventually(timeout: .seconds(5)) { !session.isOpen })
+                try await world.waitUntilReady()
+                #expect(Set(moved.controlMessages) == [
+                    "START-SEND-MESSAGES?namespaces=org.example%2Corg.other",
+                    "START-SEND-LIVE-COMMANDS?namespaces=org.example%2Corg.other",
+                ])
+            }
+        } catch {
+            await second.stop()
+            throw error
+        }
+        await second.stop()
+    }
+
+    @Test("presence: a device's status becomes its ConnectionStatus feature on the session")
+    func presence() async throws {
+        var settings = WebSocketWorld.Settings()
+        settings.extraTopLevel = [
+            "devices:",
+            "  status-topic: \"devices/{deviceId}/status\"",
+            "  offline-payloads: [offline]",
+            "  connection-status: { feature: ConnectionStatus, thing-id: \"{namespace}:{deviceId}\" }",
+        ]
+        try await withWebSocketWorld(settings) { world in
+            let (device, _) = try await world.device("device-pump")
+            try await device.publish(to: "devices/pump/status", payload: Array("online".utf8), retain: true)
+            let status = try await world.awaitFromBridge { $0["path"]?.string == "/features/ConnectionStatus" }
+            #expect(status["topic"]?.string == "\(E2E.namespace)/pump/things/twin/commands/modify")
+            #expect(status["value"]?["properties"]?["status"]?["readyUntil"] == .string("9999-12-31T23:59:59Z"))
         }
     }
 }

@@ -28,31 +28,28 @@ final class WebSocketWorld: Sendable {
     let bridge: BridgeProcess
     private let cleanups = Shared<[@Sendable () async -> Void]>([])
 
-    init(_ settings: Settings = Settings(), before: (URL, DittoWebSocketServer) throws -> Void = { _, _ in }) async throws {
+    /// `before` runs once the server listens, before the config is written: it may write files into the directory
+    /// and return `{placeholder}` values for the config.
+    init(_ settings: Settings = Settings(),
+         before: (URL, DittoWebSocketServer) async throws -> [String: String] = { _, _ in [:] }) async throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("e2e-ws-\(UUID().uuidString.prefix(8))")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         try "ditto\n".write(to: directory.appendingPathComponent("ditto-password"), atomically: true, encoding: .utf8)
         deviceBroker = try await TestBroker.start(.init(logConnections: true))
         ditto = try DittoWebSocketServer(settings.serverOptions)
         operationsPort = try TestBroker.freePort()
-        try before(directory, ditto)
+        var values = try await before(directory, ditto)
+        values["directory"] = directory.path
         configPath = directory.appendingPathComponent("bridge.yaml").path
-        let yaml = Self.yaml(settings, devicePort: deviceBroker.port, url: settings.url ?? ditto.url,
+        var yaml = Self.yaml(settings, devicePort: deviceBroker.port, url: settings.url ?? ditto.url,
                              operationsPort: operationsPort)
-            .replacingOccurrences(of: "{directory}", with: directory.path)
+        for (name, value) in values { yaml = yaml.replacingOccurrences(of: "{\(name)}", with: value) }
         try yaml.write(toFile: configPath, atomically: true, encoding: .utf8)
         bridge = try BridgeProcess(configPath: configPath, logPath: directory.appendingPathComponent("bridge.log").path)
     }
 
     static func yaml(_ settings: Settings, devicePort: Int, url: String, operationsPort: Int) -> String {
-        var lines = [
-            "connections:",
-            "  device:",
-            "    host: 127.0.0.1",
-            "    port: \(devicePort)",
-            "    client-id: \(E2E.deviceClientID)",
-            "    keepalive: 5s",
-            "    reconnect: { initial: 500ms, maximum: 1s }",
+        var lines = ["connections:"] + BridgeConfigFile.deviceConnection(port: devicePort) + [
             "  ditto:",
             "    transport: websocket",
             "    url: \"\(url)\"",
@@ -62,17 +59,10 @@ final class WebSocketWorld: Sendable {
         lines += [
             "ditto:",
             "  connection-id: e2e",
-            "defaults:",
-            "  namespace: \(E2E.namespace)",
-            "  request-timeout: 10s",
-            "operations:",
-            "  listen: \"127.0.0.1:\(operationsPort)\"",
-            "uplink:",
-            "  - name: telemetry",
-            "    topic: \"devices/{deviceId}/telemetry/{sensor}\"",
-            "    thing-id: \"{namespace}:{deviceId}\"",
-            "    event: { action: modified, path: \"/features/{sensor}/properties/value\" }",
-            "    payload: { format: json, pointer: /value }",
+        ]
+        lines += BridgeConfigFile.defaultsAndOperations(operationsPort: operationsPort)
+        lines += ["uplink:"] + BridgeConfigFile.telemetryRule(path: "/features/{sensor}/properties/value")
+        lines += [
             "  - name: requests",
             "    topic: \"devices/{deviceId}/ask/{subject}\"",
             "    thing-id: \"{namespace}:{deviceId}\"",
@@ -97,60 +87,28 @@ final class WebSocketWorld: Sendable {
     }
 
     func get(_ path: String) async throws -> HTTPResponse {
-        try await HTTPClient.get(path, port: operationsPort)
+        try await E2E.get(path, port: operationsPort)
     }
 
     func scrape() async throws -> MetricsScrape {
-        let response = try await get("/metrics")
-        guard response.status == 200 else { throw TestFailure("GET /metrics answered \(response.status): \(response.body)") }
-        return try MetricsScrape(parsing: response.body)
+        try await E2E.scrape(port: operationsPort)
     }
 
     func isReady() async -> Bool { (try? await get("/ready"))?.status == 200 }
 
     func waitUntilReady(timeout: Duration = .seconds(30)) async throws {
-        let ready = await eventually(timeout: timeout, every: .milliseconds(50)) {
-            if !bridge.isRunning { return true }
-            return await isReady()
-        }
-        guard bridge.isRunning else { throw TestFailure("the bridge exited:\n\(bridge.logTail())") }
-        guard ready else { throw TestFailure("/ready did not answer 200 within \(timeout):\n\(bridge.logTail())") }
+        try await E2E.waitUntilReady(bridge, port: operationsPort, timeout: timeout)
     }
 
     /// A connected MQTT 5 client on the device broker, disconnected by ``shutdown(passed:)``.
     func device(_ id: String, subscribe filters: [String] = []) async throws -> (client: MosquittoClient, received: MessageCollector) {
-        let client = try MosquittoClient(configuration: deviceBroker.clientConfiguration(clientID: id), logger: E2E.logger)
-        cleanups.update { $0.append { await client.disconnect() } }
-        try await client.connect()
-        let received = MessageCollector(client.messages)
-        if !filters.isEmpty { try await client.subscribe(filters.map { Subscription(filter: $0, qos: .atLeastOnce) }) }
-        return (client, received)
+        try await E2E.client(on: deviceBroker, id: id, subscribe: filters, cleanups: cleanups)
     }
 
-    /// A device that answers every request on its inbox and its `set` topics at once (`{"answer": <its value>}`)
-    /// to the response topic the bridge set, echoing the correlation data.
+    /// A device that answers every request on its inbox and its `set` topics at once.
     func answeringDevice(_ device: String) async throws -> MessageCollector {
-        // Not ``device(_:subscribe:)``: its collector would take the messages this loop answers.
-        let client = try MosquittoClient(configuration: deviceBroker.clientConfiguration(clientID: "device-\(device)"),
-                                         logger: E2E.logger)
-        cleanups.update { $0.append { await client.disconnect() } }
-        try await client.connect()
-        let received = MessageCollector()
-        let answering = Task {
-            for await request in client.messages {
-                received.append(request)
-                guard let responseTopic = request.properties.responseTopic else { continue }
-                let payload = Array(#"{"answer":"#.utf8) + request.payload + Array("}".utf8)
-                _ = try? await client.publish(
-                    to: responseTopic, payload: payload,
-                    properties: PublishProperties(contentType: "application/json",
-                                                  correlationData: request.properties.correlationData))
-            }
-        }
-        cleanups.update { $0.append { answering.cancel() } }
-        try await client.subscribe([Subscription(filter: "devices/\(device)/inbox/#", qos: .atLeastOnce),
-                                    Subscription(filter: "devices/\(device)/set/#", qos: .atLeastOnce)])
-        return received
+        try await E2E.answeringDevice(device, on: deviceBroker, filters: ["devices/\(device)/inbox/#", "devices/\(device)/set/#"],
+                                      cleanups: cleanups)
     }
 
     /// The Ditto Protocol messages the bridge sent on every session so far, decoded.
@@ -191,12 +149,7 @@ final class WebSocketWorld: Sendable {
 
     func shutdown(passed: Bool) async {
         await bridge.stop()
-        for cleanup in cleanups.update({ list in
-            defer { list.removeAll() }
-            return list
-        }) {
-            await cleanup()
-        }
+        await E2E.runCleanups(cleanups)
         await ditto.stop()
         await deviceBroker.stopped()
         if passed {
@@ -209,7 +162,7 @@ final class WebSocketWorld: Sendable {
 
 /// Runs `body` in a fresh world (unless `waitUntilReady` is false, the bridge ready) and shuts it down afterwards.
 func withWebSocketWorld(_ settings: WebSocketWorld.Settings = WebSocketWorld.Settings(), waitUntilReady: Bool = true,
-                        before: (URL, DittoWebSocketServer) throws -> Void = { _, _ in },
+                        before: (URL, DittoWebSocketServer) async throws -> [String: String] = { _, _ in [:] },
                         _ body: (WebSocketWorld) async throws -> Void) async throws {
     let world = try await WebSocketWorld(settings, before: before)
     do {

@@ -1,8 +1,8 @@
 import DittoWebSocketTestSupport
+@testable import WebSocketClient
 import MQTT
 import MosquittoTestSupport
 import Testing
-import WebSocketClient
 import WebSocketCodec
 
 let dittoLogin = HTTPAuthorization.basic(username: "ditto", password: "ditto")
@@ -78,26 +78,21 @@ struct ConnectorTests {
 
     @Test("Bytes after the 101 in the same read are the leftover: a frame the server sent at once")
     func leftover() async throws {
-        let listener = try RawListener()
         let frame: [UInt8] = [0x81, 5] + Array("hello".utf8)
-        listener.answerOnce { request in
-            let key = request.value(of: "Sec-WebSocket-Key") ?? ""
-            return HTTPHead(startLine: "HTTP/1.1 101 Switching Protocols", headers: [
-                HTTPHeader("Upgrade", "websocket"), HTTPHeader("Connection", "Upgrade"),
-                HTTPHeader("Sec-WebSocket-Accept", WebSocketUpgradeRequest.acceptValue(forKey: key)),
-            ]).encoded() + frame
-        }
+        let listener = try RawListener { RawListener.switchingProtocols($0) + frame }
         let established = try await connect(WebSocketEndpoint(host: "127.0.0.1", port: listener.port, timeout: .seconds(5)))
         #expect(established.leftover == frame)
         #expect(try await FrameChannel(established).nextText(timeout: .milliseconds(100)) == "hello")
         established.stream.close()
+        await listener.stop()
     }
 
     @Test("A declared label taken elsewhere: the 409 frame right after the 101 reaches the client (leftover or stream)")
     func frameRightAfterUpgrade() async throws {
         let server = try DittoWebSocketServer()
         server.declareElsewhere(["bridge:taken"])
-        let channel = FrameChannel(try await connect(server.endpoint(query: [QueryParameter("declared-acks", "bridge:taken")])))
+        let endpoint = server.endpoint(query: [QueryParameter("declared-acks", "bridge:taken")])
+        let channel = FrameChannel(try await connect(endpoint))
         let error = try #require(try await channel.nextText())
         #expect(error.contains("acknowledgement:label.not.unique"))
         channel.close()
@@ -106,33 +101,86 @@ struct ConnectorTests {
 
     @Test("An answer that is not a WebSocket upgrade: 404 and a 101 with the wrong accept value fail at the upgrade")
     func notAnUpgrade() async throws {
-        let notFound = try RawListener()
-        notFound.answerOnce { _ in HTTPHead(startLine: "HTTP/1.1 404 Not Found", headers: [HTTPHeader("Content-Length", "0")]).encoded() }
+        let notFound = try RawListener { _ in
+            HTTPHead(startLine: "HTTP/1.1 404 Not Found", headers: [HTTPHeader("Content-Length", "0")]).encoded()
+        }
         let error = try await connectError(WebSocketEndpoint(host: "127.0.0.1", port: notFound.port, timeout: .seconds(5)))
         #expect(error == .refused(status: 404, reason: "Not Found", address: "127.0.0.1:\(notFound.port)"))
         #expect(error.description.contains("404 Not Found, not 101"), "\(error)")
+        #expect(await eventually(timeout: .seconds(5)) { notFound.clientCloses == 1 }, "the failed connect closed its socket")
 
-        let wrongAccept = try RawListener()
-        wrongAccept.answerOnce { _ in
+        let wrongAccept = try RawListener { _ in
             HTTPHead(startLine: "HTTP/1.1 101 Switching Protocols", headers: [
-                HTTPHeader("Upgrade", "websocket"), HTTPHeader("Connection", "Upgrade"), HTTPHeader("Sec-WebSocket-Accept", "nope"),
+                HTTPHeader("Upgrade", "websocket"), HTTPHeader("Connection", "Upgrade"),
+                HTTPHeader("Sec-WebSocket-Accept", "nope"),
             ]).encoded()
         }
-        let mismatch = try await connectError(WebSocketEndpoint(host: "127.0.0.1", port: wrongAccept.port, timeout: .seconds(5)))
+        let endpoint = WebSocketEndpoint(host: "127.0.0.1", port: wrongAccept.port, timeout: .seconds(5))
+        let mismatch = try await connectError(endpoint)
         guard case .failed(.upgrade, let address, let reason) = mismatch else { throw TestFailure("\(mismatch)") }
         #expect(address == "127.0.0.1:\(wrongAccept.port)")
         #expect(reason.contains("Sec-WebSocket-Accept is 'nope'"))
+        #expect(await eventually(timeout: .seconds(5)) { wrongAccept.clientCloses == 1 }, "the failed connect closed its socket")
+        await notFound.stop()
+        await wrongAccept.stop()
     }
 
-    @Test("A server that accepts and never answers: the connect times out in the upgrade stage, on time")
+    @Test("A server that accepts and never answers: the connect times out in the upgrade stage, on time, and closes")
     func upgradeTimeout() async throws {
-        let listener = try RawListener()
+        let listener = try RawListener.silent()
         let started = ContinuousClock.now
-        let error = try await connectError(WebSocketEndpoint(host: "127.0.0.1", port: listener.port, timeout: .milliseconds(300)))
+        let endpoint = WebSocketEndpoint(host: "127.0.0.1", port: listener.port, timeout: .milliseconds(300))
+        let error = try await connectError(endpoint)
         let took = ContinuousClock.now - started
         #expect(error == .timedOut(.upgrade, address: "127.0.0.1:\(listener.port)", after: .milliseconds(300)))
         #expect(error.description.contains("timed out") && error.description.contains("WebSocket upgrade"), "\(error)")
-        #expect(took >= .milliseconds(300) && took < .seconds(3))
+        // Not before the deadline; and long before forever, the wait without one (a busy machine delays the rest).
+        #expect(took >= .milliseconds(300) && took < .seconds(10))
+        #expect(await eventually(timeout: .seconds(5)) { listener.clientCloses == 1 }, "the failed connect closed its socket")
+        await listener.stop()
+    }
+
+    @Test("IPv6: ::1 is connected to, and the Host header has it in brackets")
+    func ipv6() async throws {
+        let listener = try RawListener(ipv6: true) { RawListener.switchingProtocols($0) }
+        let established = try await connect(WebSocketEndpoint(host: "::1", port: listener.port, timeout: .seconds(5)))
+        #expect(listener.requests.map { $0.value(of: "Host") } == ["[::1]:\(listener.port)"])
+        established.stream.close()
+        #expect(await eventually(timeout: .seconds(5)) { listener.clientCloses == 1 })
+        await listener.stop()
+    }
+
+    @Test("Several addresses: a refused one, then the next; all refused: each named in the error")
+    func everyAddressInTurn() async throws {
+        let listener = try RawListener { RawListener.switchingProtocols($0) }
+        let refusing = try PortReservation()
+        // Blocking, so on a thread of its own; the deadline is the connect's, counted from there.
+        let outcome = try await onOwnThread { () -> Result<Void, WebSocketConnectError> in
+            let step = ConnectStep(stage: .resolve, address: "ditto.example:443", deadline: .now + .seconds(5),
+                                   timeout: .seconds(5))
+            let addresses = try TCPConnection.resolve(host: "127.0.0.1", port: refusing.port, step: step)
+                + TCPConnection.resolve(host: "127.0.0.1", port: listener.port, step: step)
+            try TCPConnection.connect(toAny: addresses, step: step).close()
+            let refused = try TCPConnection.resolve(host: "::1", port: refusing.port, step: step) + [addresses[0]]
+            return Result { () throws(WebSocketConnectError) in _ = try TCPConnection.connect(toAny: refused, step: step) }
+        }
+        #expect(await eventually(timeout: .seconds(5)) { listener.clientCloses == 1 }, "the second address connected")
+        let reason = "[::1]:\(refusing.port): Connection refused; 127.0.0.1:\(refusing.port): Connection refused"
+        #expect(throws: WebSocketConnectError.failed(.connect, address: "ditto.example:443", reason: reason)) {
+            try outcome.get()
+        }
+        await listener.stop()
+    }
+
+    @Test("Writing to a peer that has gone: .failed with the system's text, never a SIGPIPE")
+    func peerGone() async throws {
+        let listener = try RawListener(thenClose: true) { RawListener.switchingProtocols($0) }
+        let established = try await connect(WebSocketEndpoint(host: "127.0.0.1", port: listener.port, timeout: .seconds(5)))
+        let outcome = try await writeUntilFailure(established.stream)
+        #expect(outcome.reason != nil)
+        #expect(!outcome.raisedSIGPIPE)
+        established.stream.close()
+        await listener.stop()
     }
 
     @Test("Nothing listens: connection refused names the connect stage and the address")

@@ -91,57 +91,46 @@ final class FrameChannel: @unchecked Sendable {
     func close() { established.stream.close() }
 }
 
-/// A socket listening on 127.0.0.1 that the test drives by hand: one that never accepts (the kernel still completes
-/// the TCP handshake, so a client waits for an answer that never comes), or one that answers a connection with
-/// bytes of the test's choosing.
-final class RawListener: Sendable {
-    let port: Int
-    private let fd: Int32
-
-    init() throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw TestFailure("socket: errno \(errno)") }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) { pointer in
-            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { address in
-                bind(fd, address, length) == 0 && listen(fd, 16) == 0 && getsockname(fd, address, &length) == 0
+/// Writes to `stream` until a write fails, as a peer that has gone makes it (the first writes may still reach the
+/// kernel's buffer before the peer's reset arrives): the failure's text (nil when none came within 5 s), and whether
+/// a write raised SIGPIPE.
+///
+/// SIGPIPE is blocked on the writing thread meanwhile, so a raised one stays pending there, where the check finds
+/// it and takes it, whatever the process does with SIGPIPE: Linux never discards a blocked signal, and
+/// libmosquitto's `mosquitto_new`, which other tests in this process call, sets SIGPIPE to be ignored.
+func writeUntilFailure(_ stream: any ByteStream) async throws -> (reason: String?, raisedSIGPIPE: Bool) {
+    let established = UncheckedStream(stream)
+    return try await onOwnThread {
+        var pipeSignal = sigset_t()
+        sigemptyset(&pipeSignal)
+        sigaddset(&pipeSignal, SIGPIPE)
+        var previous = sigset_t()
+        pthread_sigmask(SIG_BLOCK, &pipeSignal, &previous)
+        defer { pthread_sigmask(SIG_SETMASK, &previous, nil) }
+        let deadline = ContinuousClock.now + .seconds(5)
+        let bytes = [UInt8](repeating: 0x81, count: 1024)
+        var reason: String?
+        while reason == nil, ContinuousClock.now < deadline {
+            switch bytes.withUnsafeBytes({ established.stream.write($0) }) {
+            case .failed(let text): reason = text
+            case .closed: reason = "closed"
+            case .transferred, .wouldBlock: usleep(10_000)
             }
         }
-        guard bound else {
-            close(fd)
-            throw TestFailure("bind/listen on 127.0.0.1: errno \(errno)")
+        var pending = sigset_t()
+        sigpending(&pending)
+        let raised = sigismember(&pending, SIGPIPE) == 1
+        if raised {
+            var now = timespec()
+            _ = sigtimedwait(&pipeSignal, nil, &now)
         }
-        self.fd = fd
-        port = Int(UInt16(bigEndian: address.sin_port))
+        return (reason, raised)
     }
+}
 
-    deinit { close(fd) }
-
-    /// Accepts one connection, reads its HTTP head, writes `answer(head)` in one `send`, and keeps the connection
-    /// open until the listener goes away.
-    func answerOnce(_ answer: @escaping @Sendable (HTTPHead) -> [UInt8]) {
-        let fd = fd
-        Thread {
-            let connection = accept(fd, nil, nil)
-            guard connection >= 0 else { return }
-            defer { close(connection) }
-            var received: [UInt8] = []
-            var chunk = [UInt8](repeating: 0, count: 4096)
-            while true {
-                if let (head, _) = try? HTTPHead.parse(received) {
-                    let bytes = answer(head)
-                    _ = bytes.withUnsafeBytes { send(connection, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-                    break
-                }
-                let count = recv(connection, &chunk, chunk.count, 0)
-                guard count > 0 else { return }
-                received += chunk[..<count]
-            }
-            // Until the client closes.
-            while recv(connection, &chunk, chunk.count, 0) > 0 {}
-        }.start()
-    }
+/// A stream handed to one helper thread while the test awaits it.
+struct UncheckedStream: @unchecked Sendable {
+    // SAFETY: the test awaits the one thread that uses it.
+    let stream: any ByteStream
+    init(_ stream: any ByteStream) { self.stream = stream }
 }

@@ -150,21 +150,37 @@ struct TLSConnectorTests {
         await ditto.stop()
     }
 
-    @Test("A server that accepts and never answers the ClientHello: timed out in the TLS stage")
+    @Test("A server that accepts and never answers the ClientHello: timed out in the TLS stage, the socket closed")
     func handshakeTimeout() async throws {
-        let listener = try RawListener()
+        let listener = try RawListener.silent()
         let endpoint = WebSocketEndpoint(host: "127.0.0.1", port: listener.port, tls: TLSSettings(), timeout: .milliseconds(300))
         let error = try await connectError(endpoint)
         #expect(error == .timedOut(.tls, address: "127.0.0.1:\(listener.port)", after: .milliseconds(300)))
+        #expect(await eventually(timeout: .seconds(5)) { listener.clientCloses == 1 }, "the failed connect closed its socket")
+        await listener.stop()
+    }
+
+    @Test("nginx stops under an open wss:// stream: writes fail with the system's text, never a SIGPIPE")
+    func peerGone() async throws {
+        let ditto = try await TLSDitto.start()
+        let established = try await connect(ditto.endpoint())
+        await ditto.front.stop()
+        let outcome = try await writeUntilFailure(established.stream)
+        #expect(outcome.reason != nil)
+        #expect(!outcome.raisedSIGPIPE)
+        established.stream.close()
+        await ditto.server.stop()
     }
 
     @Test("A CA file that does not exist: the TLS stage names it")
     func missingCAFile() async throws {
-        let listener = try RawListener()
+        let listener = try RawListener.silent()
         let endpoint = WebSocketEndpoint(host: "127.0.0.1", port: listener.port, tls: TLSSettings(caFile: "/nonexistent/ca.crt"),
                                          timeout: .seconds(2))
         let error = try await connectError(endpoint)
         guard case .failed(.tls, _, let reason) = error else { throw TestFailure("\(error)") }
         #expect(reason.hasPrefix("cannot load the CA certificates from /nonexistent/ca.crt"), "\(reason)")
+        #expect(await eventually(timeout: .seconds(5)) { listener.clientCloses == 1 }, "the failed connect closed its socket")
+        await listener.stop()
     }
 }
