@@ -365,4 +365,24 @@ struct WebSocketEndToEndTests {
             #expect(status["value"]?["properties"]?["status"]?["readyUntil"] == .string("9999-12-31T23:59:59Z"))
         }
     }
+
+    @Test("a Ditto that stops reading: keepalive takes the session for dead, and the next session gets what no pong confirmed")
+    func stalledDitto() async throws {
+        var settings = WebSocketWorld.Settings()
+        settings.dittoKeys.append("keepalive: 2s")
+        try await withWebSocketWorld(settings) { world in
+            let first = try await world.openSession()
+            first.stall()
+            let (device, _) = try await world.device("device-stalled")
+            for index in 0..<3 {
+                try await device.publish(to: "devices/stalled/telemetry/n", payload: Array(#"{"value":\#(index)}"#.utf8),
+                                         qos: .atLeastOnce)
+            }
+            let second = try await world.ditto.session(1, timeout: .seconds(10))
+            #expect(await eventually(timeout: .seconds(10)) { second.protocolMessages.count == 3 }, "\(world.bridge.logTail())")
+            #expect(first.protocolMessages.isEmpty)
+            #expect(world.bridge.log.contains("no pong within 2.0 seconds"))
+            #expect(try await world.scrape().sum("ditto_mqtt_bridge_websocket_events_total", ["event": "unresponsive"]) == 1)
+        }
+    }
 }
