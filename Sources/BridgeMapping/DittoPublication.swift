@@ -182,6 +182,8 @@ public struct DittoPublication: Sendable {
         /// `pieces[i]` comes before `slots[i]`; the last piece after the last slot.
         private let pieces: [String]
         private let slots: [Slot]
+        /// The pieces' bytes together.
+        private let piecesLength: Int
 
         private enum Slot {
             case namespace, name
@@ -210,13 +212,19 @@ public struct DittoPublication: Sendable {
             self.template = template
             self.pieces = pieces
             self.slots = slots
+            piecesLength = pieces.reduce(0) { $0 + $1.utf8.count }
         }
 
+        /// Written per message: sized once, so that the appends never grow the string.
         func topic(for thingID: ThingID) -> String {
-            var topic = pieces[0]
-            for (slot, piece) in zip(slots, pieces.dropFirst()) {
-                topic += slot == .namespace ? thingID.namespace : thingID.name
-                topic += piece
+            var count = piecesLength
+            for slot in slots { count += slot == .namespace ? thingID.namespace.utf8.count : thingID.name.utf8.count }
+            var topic = String()
+            topic.reserveCapacity(count)
+            topic += pieces[0]
+            for index in slots.indices {
+                topic += slots[index] == .namespace ? thingID.namespace : thingID.name
+                topic += pieces[index + 1]
             }
             return topic
         }

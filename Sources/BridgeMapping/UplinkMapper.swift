@@ -201,7 +201,10 @@ public struct UplinkResult: Sendable {
 /// Rules are tried in ``BridgeConfiguration/uplinkRulesByPrecedence`` order: `priority` (higher first), then
 /// topic specificity, then their order in the file. The first whose topic matches maps the message; a message
 /// that the chosen rule cannot map is dropped, it does not fall through to the next rule.
-public struct UplinkMapper: Sendable {
+///
+/// A class, not a struct: the runtime passes it with every device message, and a class is passed with one
+/// reference count instead of one per array and string it holds. Immutable, hence `Sendable`.
+public final class UplinkMapper: Sendable {
     /// In the order they are tried.
     public let rules: [UplinkRule]
     /// The same rules, for routes to refer to.
@@ -218,7 +221,7 @@ public struct UplinkMapper: Sendable {
     /// to share.
     let publishTopic: DittoPublication.ThingTopic?
 
-    public init(configuration: BridgeConfiguration) {
+    public convenience init(configuration: BridgeConfiguration) {
         self.init(rules: configuration.uplinkRulesByPrecedence, replyTopic: configuration.ditto.replyTopic,
                   declaredAcks: configuration.acks.all, connectionID: configuration.ditto.connectionID,
                   publishTopic: configuration.ditto.publishTopic)

@@ -22,8 +22,9 @@ final class SpoolPump {
     private var memorySequence: UInt64 = 0
     private var memoryInFlight = 0
     /// Without a spool, what is in flight is kept until acknowledged, so that a replaced Ditto-side client
-    /// can send it again.
-    private var memoryInFlightRecords: [UInt64: OutboundRecord] = [:]
+    /// can send it again; in the order sent, which is the order completions come in (a queue, not a table: a record
+    /// is moved in and out, never copied or hashed).
+    private var memoryInFlightRecords = Deque<OutboundRecord>()
     private var returnedRecords: [OutboundRecord] = []
     /// Something came back unconfirmed (a closed session or client): it goes first once nothing is in flight.
     private var returnPending = false
@@ -36,18 +37,23 @@ final class SpoolPump {
     init(context: PlaneContext, spool: Spool?) {
         self.context = context
         self.spool = spool
+        (queueLimit, trackLimit) = Self.limits(context.configuration.connections.ditto, spool: spool)
+    }
+
+    /// Worked out when the Ditto-side connection is set, not per message: reading it from the configuration copies it.
+    private static func limits(_ ditto: DittoConnection, spool: Spool?) -> (queue: Int, track: Int) {
+        let queue = spool == nil ? memoryQueueLimit : max(memoryQueueLimit, 4 * ditto.maxInflight)
+        return (queue, 2 * queue + ditto.maxInflight)
     }
 
     /// Without a spool, the memory queue's bound: what it holds was acknowledged to the device broker and dies with
     /// the process, so a crash loses at most this plus the `max-inflight` window (docs/DELIVERY.md);
     /// the surplus stays in the device broker's session. With a spool, the backlog the spool may hold while Ditto is
     /// connected (beyond it the device broker holds the surplus, so latency stays bounded under overload).
-    private var queueLimit: Int {
-        spool == nil ? Self.memoryQueueLimit : max(Self.memoryQueueLimit, 4 * context.configuration.connections.ditto.maxInflight)
-    }
+    private var queueLimit: Int
 
     /// How many uplink messages the uplink keeps rule and arrival for.
-    var trackLimit: Int { 2 * queueLimit + context.configuration.connections.ditto.maxInflight }
+    private(set) var trackLimit: Int
 
     /// Records through this sequence number are acknowledged or dropped.
     var ackedThrough: UInt64 { spool?.ackedThrough ?? 0 }
@@ -96,29 +102,32 @@ final class SpoolPump {
         let ditto = context.ditto
         if returnPending, ditto.publishesInFlight == 0 { sendReturnedFirst() }
         while ditto.canPublishNow {
-            let token: UplinkToken
-            let record: OutboundRecord
             if let next = memoryQueue.popFirst() {
-                record = next
-                token = .memory(next.sequence)
+                let token = UplinkToken.memory(next.sequence)
                 memoryInFlight += 1
-                memoryInFlightRecords[next.sequence] = next
+                let outcome = ditto.publish(next.payload, to: next.topic, properties: next.properties, token: token)
+                // In flight before its own outcome is handled; a transport reports other publishes' outcomes from
+                // inside `publish` (a session that ends), never this one's.
+                memoryInFlightRecords.append(next)
+                if let outcome { completed(token, outcome) }
             } else if let spool {
+                let record: OutboundRecord
                 do {
                     guard let next = try spool.nextToSend() else { break }
                     record = next
-                    token = .spooled(next.sequence)
                 } catch {
                     context.metrics.increment("spool.read-failed")
                     context.logger.error("spool record unreadable; skipped", metadata: ["error": "\(error)"])
                     spool.skipUnreadable()
                     continue
                 }
+                let token = UplinkToken.spooled(record.sequence)
+                if let outcome = ditto.publish(record.payload, to: record.topic, properties: record.properties,
+                                               token: token) {
+                    completed(token, outcome)
+                }
             } else {
                 break
-            }
-            if let outcome = ditto.publish(record.payload, to: record.topic, properties: record.properties, token: token) {
-                completed(token, outcome)
             }
         }
         if let spool, spool.expired > 0 {
@@ -135,7 +144,7 @@ final class SpoolPump {
             return
         case .memory(let sequence):
             memoryInFlight -= 1
-            let record = memoryInFlightRecords.removeValue(forKey: sequence)
+            let record = takeInFlightRecord(sequence)
             if case .unconfirmed = outcome, let record {
                 returnedRecords.append(record)
                 returnPending = true
@@ -149,6 +158,15 @@ final class SpoolPump {
             spool?.acknowledge(sequence)
             armCursorTimer()
         }
+    }
+
+    /// The in-flight record `sequence`: the oldest one as a rule (completions come in the order sent), the newest one
+    /// when a publish fails at once.
+    private func takeInFlightRecord(_ sequence: UInt64) -> OutboundRecord? {
+        if memoryInFlightRecords.first?.sequence == sequence { return memoryInFlightRecords.popFirst() }
+        if memoryInFlightRecords.last?.sequence == sequence { return memoryInFlightRecords.popLast() }
+        guard let index = memoryInFlightRecords.firstIndex(where: { $0.sequence == sequence }) else { return nil }
+        return memoryInFlightRecords.remove(at: index)
     }
 
     /// Reads the device side only while the uplink can take more (hysteresis: resumes at half).
@@ -211,8 +229,10 @@ final class SpoolPump {
         if taking { send() }
     }
 
-    /// A replaced Ditto-side client sends again what the old one returned unconfirmed, first.
+    /// A replaced Ditto-side connection: its `max-inflight` sets the bounds, and what the old one returned unconfirmed
+    /// goes first.
     func dittoReplaced() {
+        (queueLimit, trackLimit) = Self.limits(context.configuration.connections.ditto, spool: spool)
         sendReturnedFirst()
     }
 

@@ -65,7 +65,6 @@ final class UplinkPipeline {
 
     func handleDeviceMessage(_ message: MQTTMessage) {
         let arrival = MQTTEventLoop.monotonicNanoseconds()
-        let configuration = context.configuration
         let replyMatches: [DownlinkMapper.ReplyTopicMatch]
         let uplink: DittoPublication.Route?
         // Why the topic's values make no route (not kept: reported per message).
@@ -74,6 +73,9 @@ final class UplinkPipeline {
             replyMatches = known.replyMatches
             uplink = known.uplink.map { DittoPublication.Route($0, thingID: context.stamps.value.thing(at: Int(known.thing))) }
         } else {
+            // The configuration is read here, on a topic's first message, not per message: reading it from the
+            // context copies what is read.
+            let configuration = context.configuration
             if let status = configuration.deviceStatus, let variables = status.topic.match(message.topic) {
                 presence.update(status, variables: variables, payload: message.payload)
                 return

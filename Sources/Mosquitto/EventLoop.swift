@@ -193,6 +193,8 @@ public final class MQTTEventLoop: Sendable {
     public func shutdown() async {
         if inEventLoop {
             shared.withLock { $0.stopRequested = true }
+            // The turn ends in `poll`; the wake pipe ends that at once.
+            signalWake()
             return
         }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
@@ -266,11 +268,13 @@ public final class MQTTEventLoop: Sendable {
                 for socket in confined.sockets { socket.closeNow() }
             }
             if stopping, jobs.isEmpty, shared.withLock({ $0.jobs.isEmpty }) { break }
+            // One reading of the clock serves the turn's timers, keepalive checks and poll timeout: what the turn
+            // takes makes the timeout that much longer, which the timeout's rounding up to a millisecond covers.
             let now = ContinuousClock.now
             heartbeat.store(Self.monotonicNanoseconds(), ordering: .relaxed)
             runTimers(now: now)
             for client in confined.clients { client.loopMisc(now: now) }
-            pollOnce(timeout: pollTimeout(now: .now))
+            pollOnce(timeout: pollTimeout(now: now))
         }
         for client in confined.clients { client.closeNow() }
         confined.clients.removeAll()
@@ -296,9 +300,10 @@ public final class MQTTEventLoop: Sendable {
         }
     }
 
-    /// Milliseconds until the next timer or keepalive check, at most one second.
+    /// Milliseconds until the next timer or keepalive check, at most one second. Jobs and stop requests handed in
+    /// since the turn began need no check here: each wrote to the wake pipe (`wakePending` was cleared when the turn
+    /// took its jobs), so `poll` returns at once.
     private func pollTimeout(now: ContinuousClock.Instant) -> Int32 {
-        if shared.withLock({ !$0.jobs.isEmpty || $0.stopRequested }) { return 0 }
         var next = now + .seconds(1)
         while let first = confined.timers.min, confined.timerWork[first.id] == nil {
             confined.timers.removeMin()
