@@ -229,6 +229,7 @@ struct Response: Sendable {
 /// Answers the three paths; one value for every connection, called on the server's thread.
 struct OperationsHandler: Sendable {
     let registry: PrometheusCollectorRegistry
+    let histograms: BridgeHistograms?
     let readiness: @Sendable () -> Readiness
     let isAlive: @Sendable () -> Bool
 
@@ -248,7 +249,9 @@ struct OperationsHandler: Sendable {
         var answer: Response
         switch request.path {
         case "/metrics":
-            answer = Response(status: 200, body: registry.emitToBuffer(), contentType: Response.prometheusText)
+            var body = registry.emitToBuffer()
+            histograms?.emit(into: &body)
+            answer = Response(status: 200, body: body, contentType: Response.prometheusText)
         case "/health":
             answer = isAlive() ? .text(200, "ok\n") : .text(503, "not alive\n")
         case "/ready":

@@ -104,10 +104,13 @@ public final class OperationsServer: Service, Sendable {
     /// - parameter isAlive: called on every `/health` request, on the server's thread; the default says the
     ///   process answers HTTP, which is what a container HEALTHCHECK needs. A runtime with an event loop can
     ///   report a stalled loop here.
+    /// - parameter histograms: written to `/metrics` after `registry` (the executable passes
+    ///   ``BridgeHistograms/processWide``).
     /// - throws: ``OperationsServerError`` when `address` cannot be turned into a socket address.
     public init(
         address: ListenAddress,
         registry: PrometheusCollectorRegistry,
+        histograms: BridgeHistograms? = nil,
         logger: Logger,
         readiness: @escaping @Sendable () -> Readiness,
         isAlive: @escaping @Sendable () -> Bool = { true },
@@ -119,7 +122,7 @@ public final class OperationsServer: Service, Sendable {
         logger[metadataKey: "component"] = "operations-http"
         self.logger = logger
         socketAddress = try IPSocketAddress(address)
-        handler = OperationsHandler(registry: registry, readiness: readiness, isAlive: isAlive)
+        handler = OperationsHandler(registry: registry, histograms: histograms, readiness: readiness, isAlive: isAlive)
     }
 
     /// Convenience for a runtime that only knows yes or no: `/ready` then says `not ready` without a reason.

@@ -21,11 +21,17 @@ public final class BridgeMetrics: Sendable {
 
     private let state = Mutex(State())
     let factory: (any MetricsFactory)?
+    /// Where the duration histograms go (`/metrics` writes them after the registry).
+    public let histograms: BridgeHistograms
 
-    /// - Parameter factory: where the series go; nil: the process-wide `MetricsSystem` (a no-op until the
-    ///   executable bootstraps it).
-    public init(factory: (any MetricsFactory)? = nil) {
+    /// - Parameters:
+    ///   - factory: where the series go; nil: the process-wide `MetricsSystem` (a no-op until the executable
+    ///     bootstraps it).
+    ///   - histograms: where the duration histograms go; nil: ``BridgeHistograms/processWide`` without a factory, a
+    ///     set of their own with one.
+    public init(factory: (any MetricsFactory)? = nil, histograms: BridgeHistograms? = nil) {
         self.factory = factory
+        self.histograms = histograms ?? (factory == nil ? .processWide : BridgeHistograms())
     }
 
     public func increment(_ name: String, by amount: Int = 1) {
@@ -150,7 +156,7 @@ public final class BridgeMetrics: Sendable {
     }
 }
 
-/// Gauges sampled once a second on the event loop.
+/// Gauges sampled once a second on the event loop, and the histograms the data plane records into.
 struct BridgeGauges {
     let requestsPendingDownlink: Gauge
     let requestsPendingUplink: Gauge
@@ -161,15 +167,16 @@ struct BridgeGauges {
     let spoolBytes: Gauge
     let spoolMessages: Gauge
     let spoolOldestAge: Gauge
-    let roundTrip: Timer
-    let mappingUplink: Timer
-    let mappingDownlink: Timer
-    let mappingReply: Timer
-    let latencyUplink: Timer
-    let latencyDownlink: Timer
+    let roundTrip: BridgeHistogram
+    let mappingUplink: BridgeHistogram
+    let mappingDownlink: BridgeHistogram
+    let mappingReply: BridgeHistogram
+    let latencyUplink: BridgeHistogram
+    let latencyDownlink: BridgeHistogram
 
-    init(factory: (any MetricsFactory)?) {
+    init(metrics: BridgeMetrics) {
         typealias Names = BridgeMetricNames
+        let factory = metrics.factory
         func gauge(_ label: String, _ dimensions: [(String, String)] = []) -> Gauge {
             factory.map { Gauge(label: label, dimensions: dimensions, factory: $0) } ?? Gauge(label: label, dimensions: dimensions)
         }
@@ -182,8 +189,8 @@ struct BridgeGauges {
         spoolBytes = gauge(Names.spoolBytes)
         spoolMessages = gauge(Names.spoolMessages)
         spoolOldestAge = gauge(Names.spoolOldestAge)
-        func timer(_ label: String, _ dimensions: [(String, String)] = []) -> Timer {
-            factory.map { Timer(label: label, dimensions: dimensions, factory: $0) } ?? Timer(label: label, dimensions: dimensions)
+        func timer(_ label: String, _ dimensions: [(String, String)] = []) -> BridgeHistogram {
+            metrics.histograms.histogram(label, labels: dimensions)
         }
         roundTrip = timer(Names.downlinkRoundTrip)
         mappingUplink = timer(Names.mappingDuration, [("direction", "uplink")])

@@ -42,7 +42,7 @@ final class PlaneContext {
         self.logger = logger
         logsEachMessage = logger.logLevel <= .debug
         self.metrics = metrics
-        gauges = BridgeGauges(factory: metrics.factory)
+        gauges = BridgeGauges(metrics: metrics)
         self.maximumPendingRequests = maximumPendingRequests
         self.keptTopicLimit = max(1, keptTopicLimit)
         headerMapper = HeaderMapper(policy: configuration.headers)

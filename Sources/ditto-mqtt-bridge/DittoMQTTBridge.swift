@@ -143,8 +143,8 @@ struct Run: AsyncParsableCommand {
         var operations: OperationsServer?
         if let listen = configuration.operations.listen {
             do {
-                let server = try OperationsServer(address: listen, registry: registry, logger: logger,
-                                                  readiness: readiness, isAlive: isAlive)
+                let server = try OperationsServer(address: listen, registry: registry, histograms: .processWide,
+                                                  logger: logger, readiness: readiness, isAlive: isAlive)
                 // Bound here, before the services start: a port in use stops the bridge at once.
                 try server.start()
                 operations = server

@@ -11,9 +11,10 @@ import Testing
 @Suite("Metrics of the running bridge")
 struct MetricsTests {
     /// `name{labels} value` lines of the registry's text format.
-    static func samples(_ registry: PrometheusCollectorRegistry) -> [String: Double] {
+    static func samples(_ registry: PrometheusCollectorRegistry, _ histograms: BridgeHistograms? = nil) -> [String: Double] {
         var buffer: [UInt8] = []
         registry.emit(into: &buffer)
+        histograms?.emit(into: &buffer)
         var samples: [String: Double] = [:]
         for line in String(decoding: buffer, as: UTF8.self).split(separator: "\n") where !line.hasPrefix("#") {
             guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { continue }
@@ -78,12 +79,12 @@ struct MetricsTests {
 
         // Counters of acknowledged publishes move when the broker's PUBACK arrives: wait for them.
         let deadline = ContinuousClock.now + .seconds(10)
-        var seen = Self.samples(registry)
+        var seen = Self.samples(registry, metrics.histograms)
         while seen[#"ditto_mqtt_bridge_messages_total{direction="uplink",rule="telemetry"}"#] != 3
             || seen[#"ditto_mqtt_bridge_acknowledgements_total{label="edge-bridge:answered"}"#] != 1,
             ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(50))
-            seen = Self.samples(registry)
+            seen = Self.samples(registry, metrics.histograms)
         }
         let text = seen.keys.sorted().joined(separator: "\n")
         #expect(seen[#"ditto_mqtt_bridge_messages_total{direction="uplink",rule="telemetry"}"#] == 3, "\(text)")
