@@ -101,7 +101,8 @@ final class SpoolPump {
     func send() {
         let ditto = context.ditto
         if returnPending, ditto.publishesInFlight == 0 { sendReturnedFirst() }
-        while ditto.canPublishNow {
+        // Without a spool, an empty queue ends the loop before the transport is asked (once per message).
+        while spool != nil || !memoryQueue.isEmpty, ditto.canPublishNow {
             if let next = memoryQueue.popFirst() {
                 let token = UplinkToken.memory(next.sequence)
                 memoryInFlight += 1

@@ -67,8 +67,6 @@ final class UplinkPipeline {
         let arrival = MQTTEventLoop.monotonicNanoseconds()
         let replyMatches: [DownlinkMapper.ReplyTopicMatch]
         let uplink: DittoPublication.Route?
-        // Why the topic's values make no route (not kept: reported per message).
-        var unroutable: MappingError?
         if let known = topics.value(forTopic: message.topic) {
             replyMatches = known.replyMatches
             uplink = known.uplink.map { DittoPublication.Route($0, thingID: context.stamps.value.thing(at: Int(known.thing))) }
@@ -87,15 +85,14 @@ final class UplinkPipeline {
                 remember(KeptTopic(replyMatches: replyMatches, uplink: uplink?.parts, thing: UInt32(thing)),
                          topic: message.topic)
             } catch {
-                uplink = nil
-                unroutable = error
+                // The topic's values make no route (not kept: reported per message), unless the message is a reply.
+                if downlink.takeReply(message, matches: replyMatches) { return }
+                return drop(message, error, route: nil)
             }
         }
         // A reply topic may also be an uplink topic: whether a message is a reply depends on the message.
         if downlink.takeReply(message, matches: replyMatches) { return }
-        guard let route = uplink else {
-            return drop(message, unroutable ?? UplinkMapper.noRule(message.topic), route: nil)
-        }
+        guard let route = uplink else { return drop(message, UplinkMapper.noRule(message.topic), route: nil) }
         let mapped: DittoPublication
         do throws(MappingError) {
             if let encoded = try DittoPublication.encodedUplink(message, route: route, mapper: mapper,
