@@ -22,8 +22,8 @@ final class SpoolPump {
     private var memorySequence: UInt64 = 0
     private var memoryInFlight = 0
     /// Without a spool, what is in flight is kept until acknowledged, so that a replaced Ditto-side client
-    /// can send it again; in the order sent, which is the order completions come in (a queue, not a table: a record
-    /// is moved in and out, never copied or hashed).
+    /// can send it again; in the order sent, which is the order completions come in (a queue, not a table: nothing
+    /// is hashed).
     private var memoryInFlightRecords = Deque<OutboundRecord>()
     private var returnedRecords: [OutboundRecord] = []
     /// Something came back unconfirmed (a closed session or client): it goes first once nothing is in flight.
@@ -106,11 +106,11 @@ final class SpoolPump {
             if let next = memoryQueue.popFirst() {
                 let token = UplinkToken.memory(next.sequence)
                 memoryInFlight += 1
-                let outcome = ditto.publish(next.payload, to: next.topic, properties: next.properties, token: token)
-                // In flight before its own outcome is handled; a transport reports other publishes' outcomes from
-                // inside `publish` (a session that ends), never this one's.
+                // In flight before it is published: whatever reports its outcome, and when, finds it.
                 memoryInFlightRecords.append(next)
-                if let outcome { completed(token, outcome) }
+                if let outcome = ditto.publish(next.payload, to: next.topic, properties: next.properties, token: token) {
+                    completed(token, outcome)
+                }
             } else if let spool {
                 let record: OutboundRecord
                 do {
