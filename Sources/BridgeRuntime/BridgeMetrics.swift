@@ -189,14 +189,14 @@ struct BridgeGauges {
         spoolBytes = gauge(Names.spoolBytes)
         spoolMessages = gauge(Names.spoolMessages)
         spoolOldestAge = gauge(Names.spoolOldestAge)
-        func timer(_ label: String, _ dimensions: [(String, String)] = []) -> BridgeHistogram {
+        func histogram(_ label: String, _ dimensions: [(String, String)] = []) -> BridgeHistogram {
             metrics.histograms.histogram(label, labels: dimensions)
         }
-        roundTrip = timer(Names.downlinkRoundTrip)
-        mappingUplink = timer(Names.mappingDuration, [("direction", "uplink")])
-        mappingDownlink = timer(Names.mappingDuration, [("direction", "downlink")])
-        mappingReply = timer(Names.mappingDuration, [("direction", "reply")])
-        latencyUplink = timer(Names.bridgeLatency, [("direction", "uplink")])
-        latencyDownlink = timer(Names.bridgeLatency, [("direction", "downlink")])
+        roundTrip = histogram(Names.downlinkRoundTrip)
+        mappingUplink = histogram(Names.mappingDuration, [("direction", "uplink")])
+        mappingDownlink = histogram(Names.mappingDuration, [("direction", "downlink")])
+        mappingReply = histogram(Names.mappingDuration, [("direction", "reply")])
+        latencyUplink = histogram(Names.bridgeLatency, [("direction", "uplink")])
+        latencyDownlink = histogram(Names.bridgeLatency, [("direction", "downlink")])
     }
 }

@@ -20,7 +20,6 @@ final class SpoolPump {
     /// Without a spool: mapped messages waiting for room in the Ditto-side window.
     private var memoryQueue = Deque<OutboundRecord>()
     private var memorySequence: UInt64 = 0
-    private var memoryInFlight = 0
     /// Without a spool, what is in flight is kept until acknowledged, so that a replaced Ditto-side client
     /// can send it again; in the order sent, which is the order completions come in (a queue, not a table: nothing
     /// is hashed).
@@ -40,7 +39,8 @@ final class SpoolPump {
         (queueLimit, trackLimit) = Self.limits(context.configuration.connections.ditto, spool: spool)
     }
 
-    /// Worked out when the Ditto-side connection is set, not per message: reading it from the configuration copies it.
+    /// Worked out when the Ditto-side connection is set, not per message: reading it from the configuration copies
+    /// it.
     private static func limits(_ ditto: DittoConnection, spool: Spool?) -> (queue: Int, track: Int) {
         let queue = spool == nil ? memoryQueueLimit : max(memoryQueueLimit, 4 * ditto.maxInflight)
         return (queue, 2 * queue + ditto.maxInflight)
@@ -105,10 +105,10 @@ final class SpoolPump {
         while spool != nil || !memoryQueue.isEmpty, ditto.canPublishNow {
             if let next = memoryQueue.popFirst() {
                 let token = UplinkToken.memory(next.sequence)
-                memoryInFlight += 1
                 // In flight before it is published: whatever reports its outcome, and when, finds it.
                 memoryInFlightRecords.append(next)
-                if let outcome = ditto.publish(next.payload, to: next.topic, properties: next.properties, token: token) {
+                if let outcome = ditto.publish(next.payload, to: next.topic, properties: next.properties,
+                                               token: token) {
                     completed(token, outcome)
                 }
             } else if let spool {
@@ -144,7 +144,6 @@ final class SpoolPump {
         case .answer:
             return
         case .memory(let sequence):
-            memoryInFlight -= 1
             let record = takeInFlightRecord(sequence)
             if case .unconfirmed = outcome, let record {
                 returnedRecords.append(record)
@@ -197,11 +196,11 @@ final class SpoolPump {
 
     /// Messages taken from devices and not yet acknowledged by Ditto's broker.
     var uplinkWaiting: Int {
-        memoryQueue.count + memoryInFlight + (spool?.unacknowledged ?? 0)
+        memoryQueue.count + memoryInFlightRecords.count + (spool?.unacknowledged ?? 0)
     }
 
     /// What the spool gauge shows: the spool's unacknowledged messages, or the memory queue's.
-    var waitingInQueue: Int { spool?.unacknowledged ?? memoryQueue.count + memoryInFlight }
+    var waitingInQueue: Int { spool?.unacknowledged ?? memoryQueue.count + memoryInFlightRecords.count }
 
     private func armCursorTimer() {
         guard !cursorTimerArmed, let spool, spool.cursorDirty else { return }
@@ -230,8 +229,8 @@ final class SpoolPump {
         if taking { send() }
     }
 
-    /// A replaced Ditto-side connection: its `max-inflight` sets the bounds, and what the old one returned unconfirmed
-    /// goes first.
+    /// A replaced Ditto-side connection: its `max-inflight` sets the bounds, and what the old one returned
+    /// unconfirmed goes first.
     func dittoReplaced() {
         (queueLimit, trackLimit) = Self.limits(context.configuration.connections.ditto, spool: spool)
         sendReturnedFirst()
@@ -259,7 +258,7 @@ final class SpoolPump {
     /// Whether everything taken from devices reached Ditto's side (or, with a spool, is safe on disk while the
     /// Ditto side is down).
     var drained: Bool {
-        if spool != nil, !context.ditto.isConnected { return memoryQueue.isEmpty && memoryInFlight == 0 }
+        if spool != nil, !context.ditto.isConnected { return memoryQueue.isEmpty && memoryInFlightRecords.isEmpty }
         return uplinkWaiting == 0 && context.ditto.publishesInFlight == 0
     }
 
@@ -273,5 +272,7 @@ final class SpoolPump {
     }
 
     /// Graceful stop, last step: what was taken from devices and never acknowledged by Ditto's side.
-    var unsentAtStop: Int { spool?.unacknowledged ?? memoryQueue.count + memoryInFlight + returnedRecords.count }
+    var unsentAtStop: Int {
+        spool?.unacknowledged ?? memoryQueue.count + memoryInFlightRecords.count + returnedRecords.count
+    }
 }

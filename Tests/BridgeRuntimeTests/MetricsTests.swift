@@ -11,7 +11,8 @@ import Testing
 @Suite("Metrics of the running bridge")
 struct MetricsTests {
     /// `name{labels} value` lines of the registry's text format.
-    static func samples(_ registry: PrometheusCollectorRegistry, _ histograms: BridgeHistograms? = nil) -> [String: Double] {
+    static func samples(_ registry: PrometheusCollectorRegistry,
+                        _ histograms: BridgeHistograms? = nil) -> [String: Double] {
         var buffer: [UInt8] = []
         registry.emit(into: &buffer)
         histograms?.emit(into: &buffer)
